@@ -1,0 +1,319 @@
+"""API messages: typed structs, their parameter metadata and decoding from the wire.
+
+An API is a ``msgspec.Struct`` subclass decorated with :func:`api`. Parameters carry their
+documentation and resource references as ``Annotated`` metadata, so the catalogue, the CLI,
+completion and the man pages are all derived from the class itself::
+
+    @api(resource="Zone", verb="create")
+    class CreateZone(CreateMessage):
+        \"\"\"Create a zone, the top of the resource tree.\"\"\"
+        name: Annotated[str, Doc("zone name")]
+
+Decoding (:func:`decode_args`) accepts the strings a shell produces (``cpuNum=2``,
+``backupStorageUuids=a,b``) as well as typed JSON, rejects unknown parameters by name with
+suggestions, and turns every failure into :class:`InvalidArgument` naming the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
+
+import msgspec
+
+from zmn.api.errors import InvalidArgument
+
+UUID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Doc:
+    """Documentation of one parameter or field."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The parameter holds the UUID (or the unique name) of a resource of this type."""
+
+    resource: str
+
+
+@dataclass(frozen=True)
+class Secret:
+    """The parameter is a secret: never logged, scrubbed from shell history."""
+
+
+@dataclass
+class ApiSpec:
+    """What the catalogue says about one API besides its parameters."""
+
+    name: str
+    resource: str | None = None
+    verb: str | None = None
+    admin: bool = False
+    long: bool = False
+    mutating: bool = True
+    public: bool = False  # callable without a session (LogInByAccount, Ping)
+    summary: str = ""
+    service: str = ""  # filled in when a service registers its handler
+
+
+class ApiMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every API request."""
+
+    __api__: ClassVar[ApiSpec]
+
+
+class CreateMessage(ApiMessage, kw_only=True):
+    """Base of create APIs: idempotent on ``resourceUuid``, tags attached at creation."""
+
+    resourceUuid: Annotated[
+        str | None, Doc("UUID to give the new resource; repeating a create with it is a no-op")
+    ] = None
+    description: Annotated[str | None, Doc("free text")] = None
+    systemTags: Annotated[list[str], Doc("system tags to attach, e.g. hostname::web1")] = []
+    userTags: Annotated[list[str], Doc("user tags to attach")] = []
+
+
+class DeleteMessage(ApiMessage, kw_only=True):
+    """Base of delete APIs."""
+
+    uuid: Annotated[str, Doc("UUID or name of the resource to delete")]
+    cascade: Annotated[
+        bool, Doc("also delete the resources that depend on this one instead of refusing")
+    ] = False
+
+
+M = TypeVar("M", bound=type[ApiMessage])
+
+
+def api(
+    name: str | None = None,
+    *,
+    resource: str | None = None,
+    verb: str | None = None,
+    admin: bool = False,
+    long: bool = False,
+    mutating: bool = True,
+    public: bool = False,
+) -> typing.Callable[[M], M]:
+    """Mark a struct as an API; the class name is the API name unless given."""
+
+    def mark(cls: M) -> M:
+        doc = (cls.__doc__ or "").strip()
+        cls.__api__ = ApiSpec(
+            name=name or cls.__name__,
+            resource=resource,
+            verb=verb,
+            admin=admin,
+            long=long,
+            mutating=mutating,
+            public=public,
+            summary=doc.splitlines()[0] if doc else "",
+        )
+        return cls
+
+    return mark
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclass
+class Param:
+    """One parameter as the catalogue describes it."""
+
+    name: str
+    type: dict[str, Any]
+    required: bool
+    default: Any = None
+    doc: str = ""
+    ref: str | None = None
+    secret: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "required": self.required, **self.type}
+        if not self.required:
+            out["default"] = self.default
+        if self.doc:
+            out["doc"] = self.doc
+        if self.ref:
+            out["resource"] = self.ref
+        if self.secret:
+            out["secret"] = True
+        return out
+
+
+_PARAMS_CACHE: dict[type, list[Param]] = {}
+
+
+def params_of(cls: type[ApiMessage]) -> list[Param]:
+    """Parameters of an API in declaration order (base-class parameters last)."""
+    cached = _PARAMS_CACHE.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls, include_extras=True)
+    result: list[Param] = []
+    for f in msgspec.structs.fields(cls):
+        hint = hints[f.name]
+        doc, ref, secret = "", None, False
+        base = hint
+        if get_origin(hint) is Annotated:
+            base, *extras = get_args(hint)
+            for extra in extras:
+                if isinstance(extra, Doc):
+                    doc = extra.text
+                elif isinstance(extra, Ref):
+                    ref = extra.resource
+                elif isinstance(extra, Secret):
+                    secret = True
+        required = f.required
+        default = None
+        if not required:
+            default = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
+        result.append(Param(f.name, describe_type(base), required, default, doc, ref, secret))
+    own = set(getattr(cls, "__annotations__", {}))
+    result.sort(key=lambda p: 0 if p.name in own else 1)
+    _PARAMS_CACHE[cls] = result
+    return result
+
+
+def describe_type(tp: Any) -> dict[str, Any]:
+    """A JSON description of a parameter type, as the catalogue publishes it."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return describe_type(get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        out = describe_type(args[0]) if len(args) == 1 else {"type": "any"}
+        out["nullable"] = True
+        return out
+    if origin is Literal:
+        return {"type": "enum", "enum": list(get_args(tp))}
+    if origin in (list, tuple, set):
+        (item,) = get_args(tp)[:1] or (str,)
+        return {"type": "list", "items": describe_type(item)}
+    if origin is dict or tp is dict:
+        return {"type": "map"}
+    names = {str: "string", int: "int", bool: "bool", float: "float"}
+    if tp in names:
+        return {"type": names[tp]}
+    return {"type": "any"}
+
+
+# --------------------------------------------------------------------------- decoding
+
+_MISSING_RE = re.compile(r"missing required field `([^`]+)`")
+_AT_RE = re.compile(r"^(.*?)(?: - at `\$\.([A-Za-z0-9_]+)(?:\[\d+\])?[^`]*`)?$")
+
+
+def suggest(word: str, choices: typing.Iterable[str]) -> list[str]:
+    """Close matches for a did-you-mean hint."""
+    return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+
+
+def decode_args(cls: type[ApiMessage], args: dict[str, Any]) -> ApiMessage:
+    """Build an API message from wire arguments or shell strings, naming the bad field."""
+    params = {p.name: p for p in params_of(cls)}
+    name = cls.__api__.name
+    for key in args:
+        if key not in params:
+            close = suggest(key, params)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise InvalidArgument(
+                f"{name} has no parameter {key!r}{hint} (parameters: {', '.join(params)})",
+                code="ARG.UNKNOWN",
+                field=key,
+                choices=list(params),
+            )
+    coerced: dict[str, Any] = {}
+    for key, value in args.items():
+        coerced[key] = _coerce(params[key], value)
+    try:
+        return msgspec.convert(coerced, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _field_error(name, params, str(exc)) from None
+
+
+def _coerce(param: Param, value: Any) -> Any:
+    """Shell strings to what msgspec's lax conversion cannot do by itself."""
+    kind = param.type.get("type")
+    if isinstance(value, str):
+        if value == "" and param.type.get("nullable"):
+            return None
+        if kind == "list":
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if kind == "map":
+            return _parse_map(param.name, value)
+    return value
+
+
+def _parse_map(field_name: str, value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        key, sep, val = part.partition(":")
+        if not sep:
+            raise InvalidArgument(
+                f"{field_name}: expected key:value pairs separated by commas, got {part!r}",
+                field=field_name,
+            )
+        out[key.strip()] = val.strip()
+    return out
+
+
+def _field_error(api_name: str, params: dict[str, Param], text: str) -> InvalidArgument:
+    missing = _MISSING_RE.search(text)
+    if missing:
+        field_name = missing.group(1)
+        doc = params[field_name].doc if field_name in params else ""
+        return InvalidArgument(
+            f"{api_name}: missing required parameter {field_name!r}"
+            + (f" ({doc})" if doc else ""),
+            code="ARG.MISSING",
+            field=field_name,
+        )
+    match = _AT_RE.match(text)
+    reason, field_name = (match.group(1), match.group(2)) if match else (text, None)
+    if field_name and field_name in params:
+        expected = params[field_name].type
+        if expected.get("type") == "enum":
+            reason = f"must be one of {', '.join(map(str, expected['enum']))}"
+        return InvalidArgument(
+            f"{api_name}: invalid {field_name}: {reason[0].lower() + reason[1:]}",
+            code="ARG.INVALID",
+            field=field_name,
+            expected=expected,
+        )
+    return InvalidArgument(f"{api_name}: {text}", code="ARG.INVALID")
+
+
+def message_to_args(msg: ApiMessage) -> dict[str, Any]:
+    """The arguments of a message as plain JSON-able data (for jobs, audit, replay)."""
+    out: dict[str, Any] = msgspec.to_builtins(msg)
+    return out
+
+
+@dataclass
+class ApiTable:
+    """The APIs a node serves, by name."""
+
+    apis: dict[str, type[ApiMessage]] = field(default_factory=dict)
+
+    def add(self, cls: type[ApiMessage]) -> None:
+        self.apis[cls.__api__.name] = cls
+
+    def get(self, name: str) -> type[ApiMessage]:
+        cls = self.apis.get(name)
+        if cls is None:
+            from zmn.api.errors import NotFound
+
+            close = suggest(name, self.apis)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise NotFound(f"no API named {name!r}{hint}", code="API.NOT_FOUND", field="api")
+        return cls

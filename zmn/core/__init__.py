@@ -1,0 +1,1 @@
+"""Machinery shared by every service: database, bus, services, flows, queues, jobs, query."""

@@ -1,0 +1,328 @@
+"""Create, update, delete and look-up shared by every resource service.
+
+* names or UUIDs: every reference parameter accepts a UUID or a unique name;
+* creates are idempotent on ``resourceUuid`` and attach tags and ownership in one transaction;
+* deletes follow the registry's reference rules: dependents either refuse the delete (naming
+  them) or, with ``cascade=true``, are deleted first through their own service's delete API,
+  so each service cleans up after itself; nothing is ever orphaned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select, update
+
+from zmn.api.errors import Conflict, InvalidArgument, NotFound, not_found, upper_snake
+from zmn.api.message import UUID_RE, ApiMessage, CreateMessage, params_of
+from zmn.core.db import new_uuid, utcnow
+from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.resource import ResourceType
+from zmn.core.state import StateMachine
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from zmn.core.bus import Principal
+    from zmn.core.node import Node
+    from zmn.core.service import Call
+
+
+# --------------------------------------------------------------------------- references
+
+
+def resolve(
+    session: Session, node: Node, principal: Principal, type_name: str, value: str, field: str
+) -> str:
+    """The UUID of the resource named by ``value`` (a UUID or a unique name)."""
+    rt = node.resources.types.get(type_name)
+    if rt is None:
+        raise InvalidArgument(
+            f"{field}: resource type {type_name} is not available (its plugin is disabled)",
+            field=field,
+        )
+    model = rt.model
+    owned_clause = _owned_clause(rt, principal)
+    if UUID_RE.match(value):
+        found = session.scalar(select(model.uuid).where(model.uuid == value, *owned_clause))
+        if found is None:
+            raise not_found(type_name, value, field)
+        return value
+    uuids = list(session.scalars(select(model.uuid).where(model.name == value, *owned_clause).limit(3)))
+    if not uuids:
+        raise not_found(type_name, value, field)
+    if len(uuids) > 1:
+        raise Conflict(
+            f"{field}: more than one {type_name} is named {value!r}; give the UUID",
+            code="RESOURCE.AMBIGUOUS_NAME",
+            field=field,
+            candidates=uuids,
+        )
+    return uuids[0]
+
+
+def _owned_clause(rt: ResourceType, principal: Principal) -> list[Any]:
+    if principal.is_admin or not rt.owned:
+        return []
+    return [
+        rt.model.uuid.in_(
+            select(AccountResourceRefVO.resourceUuid).where(
+                AccountResourceRefVO.accountUuid == principal.accountUuid
+            )
+        )
+    ]
+
+
+def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> None:
+    """Replace names by UUIDs in every reference parameter of ``msg``, checking they exist."""
+    spec = type(msg).__api__
+    refs = [(p.name, p.ref) for p in params_of(type(msg)) if p.ref]
+    if spec.resource and spec.verb != "create" and hasattr(msg, "uuid"):
+        refs.append(("uuid", spec.resource))
+    if not refs:
+        return
+    with node.db.tx() as s:
+        for name, type_name in refs:
+            value = getattr(msg, name)
+            if value is None:
+                continue
+            assert type_name is not None
+            if isinstance(value, list):
+                setattr(msg, name, [resolve(s, node, principal, type_name, v, name) for v in value])
+            else:
+                setattr(msg, name, resolve(s, node, principal, type_name, value, name))
+
+
+def get_row(session: Session, rt: ResourceType, uuid: str, field: str = "uuid") -> Any:
+    row = session.get(rt.model, uuid)
+    if row is None:
+        raise not_found(rt.name, uuid, field)
+    return row
+
+
+# --------------------------------------------------------------------------- create
+
+
+def existing_inventory(call: Call, type_name: str, msg: CreateMessage) -> dict[str, Any] | None:
+    """For an idempotent create: the inventory of the resource already made with this UUID."""
+    if not msg.resourceUuid:
+        return None
+    if not UUID_RE.match(msg.resourceUuid):
+        raise InvalidArgument(
+            "resourceUuid must be 32 lowercase hex digits", field="resourceUuid"
+        )
+    rt = call.node.resources.get(type_name)
+    with call.tx() as s:
+        row = s.get(rt.model, msg.resourceUuid)
+        if row is None:
+            return None
+        if not call.principal.is_admin and rt.owned:
+            owner = s.get(AccountResourceRefVO, msg.resourceUuid)
+            if owner is None or owner.accountUuid != call.principal.accountUuid:
+                raise Conflict("resourceUuid is taken", code="RESOURCE.UUID_TAKEN", field="resourceUuid")
+        return rt.inventories(s, [row])[0]
+
+
+def insert(
+    call: Call,
+    session: Session,
+    type_name: str,
+    row: Any,
+    msg: CreateMessage | None = None,
+    *,
+    owner: str | None = None,
+) -> None:
+    """Add a new resource row with its tags and owner inside the caller's transaction."""
+    rt = call.node.resources.get(type_name)
+    if not getattr(row, "uuid", None):
+        row.uuid = (msg.resourceUuid if msg else None) or new_uuid()
+    if msg is not None and getattr(row, "description", None) is None and msg.description:
+        row.description = msg.description
+    session.add(row)
+    if msg is not None:
+        for tag in msg.systemTags:
+            call.node.tag_patterns.validate(type_name, tag)
+            session.add(_tag_row(row.uuid, type_name, "System", tag))
+        for tag in msg.userTags:
+            session.add(_tag_row(row.uuid, type_name, "User", tag))
+    if rt.owned:
+        session.add(
+            AccountResourceRefVO(
+                resourceUuid=row.uuid,
+                resourceType=type_name,
+                accountUuid=owner or call.principal.accountUuid,
+            )
+        )
+
+
+def _tag_row(resource_uuid: str, resource_type: str, kind: str, tag: str) -> TagVO:
+    return TagVO(uuid=new_uuid(), resourceUuid=resource_uuid, resourceType=resource_type, type=kind, tag=tag)
+
+
+async def create(
+    call: Call,
+    type_name: str,
+    row: Any,
+    msg: CreateMessage | None = None,
+    *,
+    check: Callable[[Session], None] | None = None,
+) -> dict[str, Any]:
+    """Insert one resource (idempotent on ``resourceUuid``) and publish ``/<type>/created``."""
+    if msg is not None:
+        existing = existing_inventory(call, type_name, msg)
+        if existing is not None:
+            return {"inventory": existing}
+    rt = call.node.resources.get(type_name)
+    with call.tx() as s:
+        if check is not None:
+            check(s)
+        insert(call, s, type_name, row, msg)
+        s.flush()
+        inv = rt.inventories(s, [row])[0]
+    await call.publish(f"/{rt.cli}/created", {"resourceType": type_name, "inventory": inv})
+    return {"inventory": inv}
+
+
+def unique_name(session: Session, rt: ResourceType, name: str, scope: dict[str, Any] | None = None) -> None:
+    """Refuse a second resource of this type with the same name (within ``scope``)."""
+    clauses = [rt.model.name == name, *[getattr(rt.model, k) == v for k, v in (scope or {}).items()]]
+    if session.scalar(select(func.count()).select_from(rt.model).where(*clauses)):
+        where = "".join(f" in {k}={v}" for k, v in (scope or {}).items())
+        raise Conflict(
+            f"a {rt.name} named {name!r} already exists{where}",
+            code=f"{upper_snake(rt.name)}.DUPLICATE_NAME",
+            field="name",
+        )
+
+
+# --------------------------------------------------------------------------- update
+
+
+async def update_fields(call: Call, type_name: str, uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply the non-None ``changes`` and publish ``/<type>/updated``."""
+    rt = call.node.resources.get(type_name)
+    values = {k: v for k, v in changes.items() if v is not None}
+    with call.tx() as s:
+        row = get_row(s, rt, uuid)
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.lastOpDate = utcnow()
+        s.flush()
+        inv = rt.inventories(s, [row])[0]
+    await call.publish(f"/{rt.cli}/updated", {"resourceType": type_name, "inventory": inv, "changed": list(values)})
+    return {"inventory": inv}
+
+
+async def change_state(
+    call: Call, type_name: str, uuid: str, event: str, machine: StateMachine, field: str = "state"
+) -> dict[str, Any]:
+    """Apply a state event through the state table; publish ``/<type>/state/change``."""
+    rt = call.node.resources.get(type_name)
+    with call.tx() as s:
+        row = get_row(s, rt, uuid)
+        old = getattr(row, field)
+        new = machine.next(uuid, old, event)
+        setattr(row, field, new)
+        row.lastOpDate = utcnow()
+        s.flush()
+        inv = rt.inventories(s, [row])[0]
+    if old != new:
+        await publish_state_change(call, rt, inv, old, new, field)
+    return {"inventory": inv}
+
+
+async def publish_state_change(
+    call: Call, rt: ResourceType, inv: dict[str, Any], old: str, new: str, field: str = "state"
+) -> None:
+    path = f"/{rt.cli}/{'state' if field == 'state' else field}/change"
+    await call.publish(
+        path,
+        {
+            "resourceType": rt.name,
+            "uuid": inv.get("uuid"),
+            "field": field,
+            "oldState": old,
+            "newState": new,
+            "inventory": inv,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- delete
+
+
+def dependents(session: Session, node: Node, type_name: str, uuid: str) -> list[tuple[ResourceType, list[str]]]:
+    """Resources that depend on this one (``on_delete='cascade'`` references to it)."""
+    found = []
+    for rt, column, ref in node.resources.dependents(type_name):
+        if ref.on_delete != "cascade":
+            continue
+        uuids = list(session.scalars(select(rt.model.uuid).where(getattr(rt.model, column) == uuid)))
+        if uuids:
+            found.append((rt, uuids))
+    return found
+
+
+async def delete(
+    call: Call,
+    type_name: str,
+    uuid: str,
+    *,
+    cascade: bool = False,
+    cleanup: Callable[[Session, Any], None] | None = None,
+) -> dict[str, Any]:
+    """Delete a resource: refuse while dependents exist, or delete them first when cascading."""
+    node = call.node
+    rt = node.resources.get(type_name)
+    with call.tx() as s:
+        row = get_row(s, rt, uuid)
+        name = row.name
+        deps = dependents(s, node, type_name, uuid)
+    if deps and not cascade:
+        listing = ", ".join(f"{len(u)} {d.cli}" for d, u in deps)
+        raise Conflict(
+            f"{type_name} {name} ({uuid}) still has {listing}; delete them first or pass cascade=true",
+            code=f"{upper_snake(type_name)}.HAS_DEPENDENTS",
+            field="uuid",
+            dependents={d.name: u for d, u in deps},
+        )
+    for dep_rt, uuids in deps:
+        for dep_uuid in uuids:
+            await delete_via_api(call, dep_rt, dep_uuid)
+    with call.tx() as s:
+        row = s.get(rt.model, uuid)
+        if row is None:  # a cascade removed it already
+            return {}
+        inv = rt.inventories(s, [row])[0]
+        if cleanup is not None:
+            cleanup(s, row)
+        for dep_rt, column, ref in node.resources.dependents(type_name):
+            if ref.on_delete == "detach":
+                s.execute(update(dep_rt.model).where(getattr(dep_rt.model, column) == uuid).values({column: None}))
+        for table, column in node.resources.links_of(type_name):
+            s.execute(delete(table).where(getattr(table, column) == uuid))
+        s.execute(delete(TagVO).where(TagVO.resourceUuid == uuid))
+        s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
+        s.delete(row)
+    await call.publish(f"/{rt.cli}/deleted", {"resourceType": type_name, "inventory": inv})
+    return {}
+
+
+async def delete_via_api(call: Call, rt: ResourceType, uuid: str) -> None:
+    """Delete a dependent through its own service's ``Delete<Type>`` API."""
+    api_name = f"Delete{rt.name}"
+    if api_name not in call.node.apis.apis:
+        raise Conflict(
+            f"cannot cascade to {rt.name} {uuid}: no {api_name} API is loaded",
+            code="RESOURCE.CASCADE_IMPOSSIBLE",
+        )
+    cls = call.node.apis.get(api_name)
+    fields = {p.name for p in params_of(cls)}
+    args: dict[str, Any] = {"uuid": uuid}
+    if "cascade" in fields:
+        args["cascade"] = True
+    try:
+        await call.call(cls(**args))
+    except NotFound:
+        pass  # removed meanwhile by another cascade branch

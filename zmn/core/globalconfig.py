@@ -1,0 +1,136 @@
+"""Global configuration: typed settings in the database, declared by services.
+
+A service declares ``GlobalConfigDef(category, name, default, type, ...)``; the node writes
+missing rows at start, keeps values in memory, validates updates and publishes
+``/globalconfig/change`` with the old and new value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from zmn.api.errors import InvalidArgument, NotFound
+from zmn.core.models import GlobalConfigVO
+
+if TYPE_CHECKING:
+    from zmn.core.db import Database
+
+
+@dataclass(frozen=True)
+class GlobalConfigDef:
+    category: str
+    name: str
+    default: Any
+    type: str = "string"  # string | int | float | bool
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    validator: Callable[[Any], str | None] | None = None  # returns an error text or None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.category, self.name)
+
+    def parse(self, text: str) -> Any:
+        where = f"{self.category}/{self.name}"
+        try:
+            if self.type == "int":
+                value: Any = int(text)
+            elif self.type == "float":
+                value = float(text)
+            elif self.type == "bool":
+                low = text.strip().lower()
+                if low not in ("true", "false"):
+                    raise ValueError(text)
+                value = low == "true"
+            else:
+                value = text
+        except ValueError:
+            raise InvalidArgument(
+                f"global config {where} takes a {self.type}, not {text!r}", field="value"
+            ) from None
+        if self.min is not None and value < self.min:
+            raise InvalidArgument(f"global config {where} must be >= {self.min:g}", field="value")
+        if self.max is not None and value > self.max:
+            raise InvalidArgument(f"global config {where} must be <= {self.max:g}", field="value")
+        if self.choices is not None and value not in self.choices:
+            raise InvalidArgument(
+                f"global config {where} must be one of {', '.join(self.choices)}", field="value"
+            )
+        if self.validator is not None:
+            problem = self.validator(value)
+            if problem:
+                raise InvalidArgument(f"global config {where}: {problem}", field="value")
+        return value
+
+    def render(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+
+class GlobalConfigStore:
+    """Declarations and cached values of every global config of the loaded services."""
+
+    def __init__(self) -> None:
+        self.defs: dict[tuple[str, str], GlobalConfigDef] = {}
+        self.values: dict[tuple[str, str], Any] = {}
+
+    def declare(self, d: GlobalConfigDef) -> None:
+        if d.key in self.defs:
+            raise ValueError(f"global config {d.category}/{d.name} declared twice")
+        self.defs[d.key] = d
+        self.values[d.key] = d.default
+
+    def definition(self, category: str, name: str) -> GlobalConfigDef:
+        d = self.defs.get((category, name))
+        if d is None:
+            known = sorted(f"{c}/{n}" for c, n in self.defs if c == category) or sorted(
+                {c for c, _ in self.defs}
+            )
+            raise NotFound(
+                f"no global config {category}/{name} (known: {', '.join(known)})",
+                code="GLOBAL_CONFIG.NOT_FOUND",
+                field="name",
+            )
+        return d
+
+    def get(self, category: str, name: str) -> Any:
+        return self.values[(category, name)]
+
+    def load(self, db: Database) -> None:
+        """Insert missing declarations, refresh defaults and descriptions, read values."""
+        with db.tx() as s:
+            rows = {(r.category, r.name): r for r in s.scalars(select(GlobalConfigVO))}
+            for key, d in self.defs.items():
+                row = rows.get(key)
+                if row is None:
+                    s.add(
+                        GlobalConfigVO(
+                            category=d.category,
+                            name=d.name,
+                            value=d.render(d.default),
+                            defaultValue=d.render(d.default),
+                            type=d.type,
+                            description=d.description,
+                        )
+                    )
+                    self.values[key] = d.default
+                    continue
+                row.defaultValue = d.render(d.default)
+                row.description = d.description
+                row.type = d.type
+                try:
+                    self.values[key] = d.parse(row.value)
+                except InvalidArgument:
+                    self.values[key] = d.default
+
+    def set_cached(self, category: str, name: str, text: str) -> None:
+        d = self.defs.get((category, name))
+        if d is not None:
+            self.values[d.key] = d.parse(text)

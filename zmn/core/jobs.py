@@ -1,0 +1,201 @@
+"""Jobs: long API calls run in the background, waited on, detached from or followed.
+
+A job row is written before the work starts. Progress and the final state are published on
+``/job/<uuid>`` and ``/job/state/change``. A client that detached can ``WaitJob`` later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from zmn.api.errors import InternalError, NotFound, Timeout, ZmnError
+from zmn.core.db import new_uuid, utcnow
+from zmn.core.models import JobVO
+
+if TYPE_CHECKING:
+    from zmn.core.bus import Principal
+    from zmn.core.node import Node
+
+log = logging.getLogger("zmn.jobs")
+
+JOB_STATES = ["Running", "Succeeded", "Failed", "Interrupted"]
+
+
+class JobHandle:
+    def __init__(self, manager: JobManager, uuid: str, name: str) -> None:
+        self.manager = manager
+        self.uuid = uuid
+        self.name = name
+        self.percent = 0
+
+    async def progress(self, percent: int, text: str = "") -> None:
+        self.percent = max(0, min(100, percent))
+        self.manager.node.db_write(
+            update(JobVO)
+            .where(JobVO.uuid == self.uuid)
+            .values(progress=self.percent, progressText=text, lastOpDate=utcnow())
+        )
+        await self.manager.node.bus.publish(
+            f"/job/{self.uuid}",
+            {"jobUuid": self.uuid, "name": self.name, "progress": self.percent, "text": text},
+        )
+
+
+def job_inventory(row: JobVO) -> dict[str, Any]:
+    return {
+        "uuid": row.uuid,
+        "name": row.name,
+        "state": row.state,
+        "progress": row.progress,
+        "progressText": row.progressText,
+        "resourceUuid": row.resourceUuid,
+        "accountUuid": row.accountUuid,
+        "managementNodeUuid": row.managementNodeUuid,
+        "result": json.loads(row.result) if row.result else None,
+        "error": json.loads(row.error) if row.error else None,
+        "createDate": row.createDate.isoformat(timespec="milliseconds"),
+        "lastOpDate": row.lastOpDate.isoformat(timespec="milliseconds"),
+    }
+
+
+class JobManager:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.handles: dict[str, JobHandle] = {}
+        self.finished = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.tasks)
+
+    def submit(
+        self,
+        name: str,
+        args: dict[str, Any],
+        principal: Principal,
+        work: Callable[[JobHandle], Awaitable[Any]],
+        *,
+        resource_uuid: str | None = None,
+        timeout: float = 0,
+        job_uuid: str | None = None,
+    ) -> tuple[str, asyncio.Task[Any]]:
+        uuid = job_uuid or new_uuid()
+        with self.node.db.tx() as s:
+            s.add(
+                JobVO(
+                    uuid=uuid,
+                    name=name,
+                    state="Running",
+                    args=json.dumps(args, default=str),
+                    resourceUuid=resource_uuid,
+                    accountUuid=principal.accountUuid,
+                    managementNodeUuid=self.node.uuid,
+                    timeout=int(timeout),
+                )
+            )
+        handle = JobHandle(self, uuid, name)
+        self.handles[uuid] = handle
+        task = asyncio.get_running_loop().create_task(self._run(handle, work, timeout))
+        self.tasks[uuid] = task
+        return uuid, task
+
+    async def _run(self, handle: JobHandle, work: Callable[[JobHandle], Awaitable[Any]], timeout: float) -> Any:
+        try:
+            if timeout:
+                result = await asyncio.wait_for(work(handle), timeout)
+            else:
+                result = await work(handle)
+        except TimeoutError:
+            err: ZmnError = Timeout(
+                f"job {handle.name} did not finish in {timeout:g}s", code="JOB.TIMEOUT"
+            )
+            await self._finish(handle, "Failed", None, err)
+            raise err from None
+        except ZmnError as exc:
+            await self._finish(handle, "Failed", None, exc)
+            raise
+        except asyncio.CancelledError:
+            await self._finish(
+                handle, "Interrupted", None, InternalError("job interrupted by node shutdown", code="JOB.INTERRUPTED")
+            )
+            raise
+        except Exception as exc:
+            log.exception("job %s (%s) failed", handle.uuid, handle.name)
+            internal = InternalError(f"{type(exc).__name__}: {exc}")
+            await self._finish(handle, "Failed", None, internal)
+            raise internal from exc
+        else:
+            await self._finish(handle, "Succeeded", result, None)
+            return result
+        finally:
+            self.tasks.pop(handle.uuid, None)
+            self.handles.pop(handle.uuid, None)
+            self.finished += 1
+
+    async def _finish(self, handle: JobHandle, state: str, result: Any, error: ZmnError | None) -> None:
+        values: dict[str, Any] = {"state": state, "lastOpDate": utcnow()}
+        if state == "Succeeded":
+            values["progress"] = 100
+        if result is not None:
+            values["result"] = json.dumps(result, default=str)
+        if error is not None:
+            values["error"] = json.dumps(error.to_wire(), default=str)
+        self.node.db_write(update(JobVO).where(JobVO.uuid == handle.uuid).values(**values))
+        data = {"jobUuid": handle.uuid, "name": handle.name, "state": state}
+        if error is not None:
+            data["error"] = error.to_wire()
+        await self.node.bus.publish("/job/state/change", data)
+        await self.node.bus.publish(f"/job/{handle.uuid}", {**data, "progress": values.get("progress", handle.percent)})
+
+    def get(self, uuid: str) -> dict[str, Any]:
+        with self.node.db.tx() as s:
+            row = s.get(JobVO, uuid)
+            if row is None:
+                raise NotFound(f"job {uuid!r} not found", code="JOB.NOT_FOUND", field="uuid")
+            return job_inventory(row)
+
+    async def wait(self, uuid: str, timeout: float | None) -> dict[str, Any]:
+        """The job's inventory once it has finished (or a Timeout error)."""
+        task = self.tasks.get(uuid)
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                raise Timeout(
+                    f"job {uuid} still running after {timeout:g}s", code="JOB.WAIT_TIMEOUT", jobUuid=uuid
+                ) from None
+            except Exception:  # the error is recorded on the job
+                pass
+        return self.get(uuid)
+
+    def mark_interrupted(self) -> int:
+        """At start: jobs this node left running when it died are marked Interrupted."""
+        with self.node.db.tx() as s:
+            rows = s.scalars(
+                select(JobVO).where(JobVO.state == "Running", JobVO.managementNodeUuid == self.node.uuid)
+            ).all()
+            for row in rows:
+                row.state = "Interrupted"
+                row.error = json.dumps(
+                    InternalError("the node stopped while this job ran", code="JOB.INTERRUPTED").to_wire()
+                )
+            return len(rows)
+
+    async def drain(self, timeout: float) -> int:
+        """Let running jobs finish for up to ``timeout`` seconds; cancel (park) the rest."""
+        tasks = list(self.tasks.values())
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        return len(pending)

@@ -1,0 +1,372 @@
+"""The management node: every service in one process, and the path of an API call.
+
+An API call goes: decode (unknown parameters refused by name) -> authenticate (session, or
+the unix-socket owner as admin) -> authorize (admin-only APIs) -> resolve names to UUIDs ->
+route to the owning service over the bus -> run (directly, or as a job for long APIs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import text
+
+from zmn import __version__
+from zmn.api.errors import InternalError, InvalidArgument, NotFound, PermissionDenied, ZmnError
+from zmn.api.message import ApiMessage, ApiTable, decode_args, message_to_args
+from zmn.core import plugins
+from zmn.core.bus import Bus, Envelope, LocalBus, Principal
+from zmn.core.config import BootConfig
+from zmn.core.crud import resolve_message_refs
+from zmn.core.db import Database, new_uuid
+from zmn.core.extension import ExtensionRegistry
+from zmn.core.flow import FlowRegistry
+from zmn.core.globalconfig import GlobalConfigStore
+from zmn.core.jobs import JobManager
+from zmn.core.query import QueryCompiler
+from zmn.core.resource import ResourceRegistry
+from zmn.core.service import Call, Service
+from zmn.core.tags import TagPatterns
+from zmn.core.taskqueue import TaskQueues
+
+log = logging.getLogger("zmn.node")
+
+
+class Authenticator(Protocol):
+    """Extension point the identity service implements."""
+
+    def principal_for_session(self, session_uuid: str) -> Principal: ...
+
+    def admin_principal(self) -> Principal: ...
+
+
+class ApiStats:
+    """Per-API counts and recent latencies for ``GetManagementNodeStats`` and the dashboard."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.latency: dict[str, deque[float]] = {}
+        self.recent: deque[float] = deque(maxlen=10_000)  # completion times for the rate
+        self.in_flight = 0
+
+    def record(self, api: str, seconds: float, ok: bool) -> None:
+        self.calls[api] = self.calls.get(api, 0) + 1
+        if not ok:
+            self.errors[api] = self.errors.get(api, 0) + 1
+        self.latency.setdefault(api, deque(maxlen=1000)).append(seconds)
+        self.recent.append(time.monotonic())
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        rate = sum(1 for t in self.recent if now - t <= 10) / 10
+        per_api = {}
+        for api, samples in self.latency.items():
+            ordered = sorted(samples)
+            per_api[api] = {
+                "calls": self.calls.get(api, 0),
+                "errors": self.errors.get(api, 0),
+                "p50ms": round(_pct(ordered, 50) * 1000, 3),
+                "p95ms": round(_pct(ordered, 95) * 1000, 3),
+                "p99ms": round(_pct(ordered, 99) * 1000, 3),
+            }
+        everything = sorted(s for d in self.latency.values() for s in d)
+        return {
+            "apiRatePerSecond": rate,
+            "apiInFlight": self.in_flight,
+            "totalCalls": sum(self.calls.values()),
+            "totalErrors": sum(self.errors.values()),
+            "p50ms": round(_pct(everything, 50) * 1000, 3),
+            "p95ms": round(_pct(everything, 95) * 1000, 3),
+            "p99ms": round(_pct(everything, 99) * 1000, 3),
+            "apis": per_api,
+        }
+
+
+def _pct(ordered: list[float], pct: float) -> float:
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def make_bus(url: str) -> Bus:
+    if url.startswith("local"):
+        return LocalBus()
+    raise InvalidArgument(
+        f"bus.url {url!r}: only local:// is available in this build", field="bus.url"
+    )
+
+
+class Node:
+    """One management node."""
+
+    def __init__(self, config: BootConfig, *, node_uuid: str | None = None) -> None:
+        self.config = config
+        self.uuid = node_uuid or self._persistent_uuid(config.home)
+        self.version = __version__
+        self.db = Database(config.db_url)
+        self.bus = make_bus(config.bus_url)
+        self.resources = ResourceRegistry()
+        self.compiler = QueryCompiler(self.resources)
+        self.apis = ApiTable()
+        self.routes: dict[str, str] = {}
+        self.services: dict[str, Service] = {}
+        self.plugin_errors: dict[str, str] = {}
+        self.extensions = ExtensionRegistry()
+        self.global_config = GlobalConfigStore()
+        self.tag_patterns = TagPatterns()
+        self.flows = FlowRegistry(self)
+        self.queues = TaskQueues()
+        self.jobs = JobManager(self)
+        self.stats = ApiStats()
+        self.authenticator: Authenticator | None = None
+        self.started_at = time.time()
+        self.endpoints: list[str] = []
+        self.stopping = False
+        self.connection_apis: dict[str, type[ApiMessage]] = {}
+
+    @staticmethod
+    def _persistent_uuid(home: Path) -> str:
+        path = home / "node.uuid"
+        try:
+            value = path.read_text().strip()
+            if len(value) == 32:
+                return value
+        except OSError:
+            pass
+        value = new_uuid()
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            path.write_text(value + "\n")
+        except OSError:
+            pass
+        return value
+
+    # ----------------------------------------------------------------- loading
+
+    def load_services(self, classes: list[type[Service]] | None = None) -> None:
+        """Load services from entry points (minus ``plugins.disabled``) or the given classes."""
+        if classes is None:
+            classes = []
+            disabled = self.config.disabled_plugins
+            for ep in plugins.all_entry_points():
+                if ep.name in disabled:
+                    continue
+                try:
+                    classes.append(ep.load())
+                except Exception as exc:  # a broken plugin must not stop the others
+                    self.plugin_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+                    log.error("plugin %s failed to load: %s", ep.name, exc)
+        names = {c.name for c in classes}
+        for cls in classes:
+            missing = [r for r in cls.requires if r not in names]
+            if missing:
+                self.plugin_errors[cls.name] = f"needs disabled service(s): {', '.join(missing)}"
+                log.error("service %s not loaded: needs %s", cls.name, ", ".join(missing))
+                continue
+            try:
+                service = cls(self)
+                service.declare(self.resources)
+            except Exception as exc:
+                self.plugin_errors[cls.name] = f"{type(exc).__name__}: {exc}"
+                log.exception("service %s failed to initialise", cls.name)
+                continue
+            self.services[cls.name] = service
+            for d in cls.global_configs:
+                self.global_config.declare(d)
+            for p in cls.tag_patterns:
+                self.tag_patterns.add(p)
+            for api_cls, _method in cls.handlers().values():
+                api_cls.__api__.service = cls.name
+                self.apis.add(api_cls)
+                self.routes[api_cls.__api__.name] = cls.name
+        self.resources.finalize()
+        for name, service in self.services.items():
+            table = {api: getattr(service, method) for api, (_c, method) in service.handlers().items()}
+            for api_name, (api_cls, fn) in service.dynamic_handlers().items():
+                api_cls.__api__.service = name
+                self.apis.add(api_cls)
+                self.routes[api_name] = name
+                table[api_name] = fn
+            self.bus.serve(name, self._dispatcher(service, table))
+
+    def _dispatcher(self, service: Service, table: dict[str, Any]) -> Callable[[Envelope], Any]:
+
+        async def dispatch(env: Envelope) -> Any:
+            fn = table.get(env.api)
+            if fn is None:
+                raise NotFound(f"{service.name} has no handler for {env.api}", code="API.NOT_FOUND")
+            job = self.jobs.handles.get(env.job_uuid) if env.job_uuid else None
+            return await fn(env.message, Call(self, env.principal, env.api, job, env.id))
+
+        return dispatch
+
+    def route(self, api_name: str) -> str:
+        service = self.routes.get(api_name)
+        if service is None:
+            raise NotFound(f"no loaded service handles {api_name}", code="API.NOT_FOUND")
+        return service
+
+    def db_write(self, statement: Any) -> None:
+        with self.db.tx() as s:
+            s.execute(statement)
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        self.started_at = time.time()
+        if not self.services:
+            self.load_services()
+        await self.bus.start()
+        self.global_config.load(self.db)
+        self.jobs.mark_interrupted()
+        for service in self.services.values():
+            await service.start()
+        log.info(
+            "node %s started: %d services, db=%s, bus=%s",
+            self.uuid,
+            len(self.services),
+            self.db.backend,
+            self.bus.name,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        self.stopping = True
+        if grace is None:
+            grace = float(self.config.get("shutdown.grace", "30"))
+        parked = await self.jobs.drain(grace)
+        if parked:
+            log.warning("%d job(s) did not finish within %gs and were interrupted", parked, grace)
+        for service in reversed(list(self.services.values())):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("service %s failed to stop", service.name)
+        await self.bus.stop()
+        self.db.dispose()
+
+    def admin_principal(self) -> Principal:
+        if self.authenticator is not None:
+            return self.authenticator.admin_principal()
+        return Principal("0" * 32, "admin", "SystemAdmin")
+
+    # ----------------------------------------------------------------- API calls
+
+    def authenticate(self, session_uuid: str | None, peer_admin: bool) -> Principal:
+        if session_uuid:
+            if self.authenticator is None:
+                raise PermissionDenied("sessions need the identity service, which is disabled")
+            return self.authenticator.principal_for_session(session_uuid)
+        if peer_admin:
+            return self.admin_principal()
+        raise PermissionDenied(
+            "this endpoint needs a session: call LogInByAccount (zcli login) first",
+            code="IDENTITY.SESSION_REQUIRED",
+        )
+
+    async def execute(
+        self,
+        api_name: str,
+        args: dict[str, Any],
+        *,
+        session: str | None = None,
+        peer_admin: bool = False,
+        principal: Principal | None = None,
+        wait: bool = True,
+        request_id: str = "",
+        on_job: Callable[[str], None] | None = None,
+    ) -> tuple[Any, str | None]:
+        """Run one API call; returns (result, job UUID or None)."""
+        started = time.perf_counter()
+        ok = False
+        self.stats.in_flight += 1
+        try:
+            cls = self.apis.get(api_name)
+            spec = cls.__api__
+            if not spec.public and principal is None:
+                principal = self.authenticate(session, peer_admin)
+            if principal is None:
+                principal = self.admin_principal() if peer_admin else Principal("", "", "Anonymous")
+            if spec.admin and not principal.is_admin:
+                raise PermissionDenied(f"{api_name} needs an admin account", code="IDENTITY.ADMIN_ONLY")
+            if self.stopping and spec.mutating:
+                from zmn.api.errors import Unavailable
+
+                raise Unavailable("the management node is stopping", code="NODE.STOPPING")
+            if not isinstance(args, dict):
+                raise InvalidArgument("args must be a JSON object", field="args")
+            msg = decode_args(cls, args)
+            resolve_message_refs(self, principal, msg)
+            env = Envelope(api_name, msg, principal, id=request_id)
+            service = self.route(api_name)
+            if spec.long:
+                uuid = getattr(msg, "uuid", None) or getattr(msg, "resourceUuid", None)
+
+                async def work(handle: Any) -> Any:
+                    env.job_uuid = handle.uuid
+                    return await self.bus.call(service, env)
+
+                job_uuid, task = self.jobs.submit(
+                    api_name, message_to_args(msg), principal, work, resource_uuid=uuid
+                )
+                if on_job is not None:
+                    on_job(job_uuid)
+                if not wait:
+                    ok = True
+                    return {"job": self.jobs.get(job_uuid)}, job_uuid
+                result = await asyncio.shield(task)
+                ok = True
+                return result, job_uuid
+            result = await self.bus.call(service, env)
+            ok = True
+            return result, None
+        except ZmnError:
+            raise
+        except Exception as exc:
+            log.exception("API %s failed with an internal error", api_name)
+            raise InternalError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.stats.in_flight -= 1
+            self.stats.record(api_name, time.perf_counter() - started, ok)
+
+    # ----------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        db_ok = True
+        try:
+            with self.db.tx() as s:
+                s.execute(text("SELECT 1"))
+        except Exception:
+            db_ok = False
+        return {
+            "uuid": self.uuid,
+            "name": self.config.node_name,
+            "version": self.version,
+            "pid": os.getpid(),
+            "uptimeSeconds": round(time.time() - self.started_at, 1),
+            "database": {"backend": self.db.backend, "url": _redact(self.db.url), "ok": db_ok},
+            "bus": {"backend": self.bus.name, **self.bus.stats()},
+            "services": sorted(self.services),
+            "pluginErrors": self.plugin_errors,
+            "endpoints": self.endpoints,
+            "jobsInFlight": self.jobs.in_flight,
+            "queueDepth": self.queues.depth(),
+            "stopping": self.stopping,
+        }
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url

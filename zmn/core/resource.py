@@ -1,0 +1,290 @@
+"""The metadata registry: resource types, their fields, references and expansions.
+
+One registry drives the SQL compiler, the catalogue, completion, man pages and dashboard
+columns. A service declares its resource types; the registry derives
+
+* fields from the table's columns (types, enums, docs),
+* a *forward* expansion for every reference column (``Cluster.zoneUuid`` -> ``cluster.zone``),
+* a *reverse* expansion on the referenced type (``zone.cluster``),
+* expansions through link tables (``cluster.primaryStorage``), and
+* expansions that plugins inject into other services' types (``vmNic.eip``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Boolean, Column, DateTime, Float, Integer, inspect
+from sqlalchemy.orm import Session
+
+from zmn.api.errors import InvalidArgument
+from zmn.api.message import suggest
+
+OnDelete = Literal["cascade", "detach", "keep"]
+
+
+@dataclass(frozen=True)
+class RefSpec:
+    """A column that holds the UUID of another resource.
+
+    ``on_delete`` says what deleting the referenced resource does to rows holding it:
+    ``cascade`` (they depend on it: refuse unless cascading, then delete them first),
+    ``detach`` (the column is cleared), ``keep`` (nothing; a historical pointer).
+    """
+
+    target: str
+    on_delete: OnDelete = "cascade"
+    forward: str | None = None  # expansion name on this type; default lowerCamel(target)
+    reverse: str | None = None  # expansion name on the target; default lowerCamel(this type)
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A many-to-many attachment through a link table (e.g. cluster <-> primary storage)."""
+
+    table: Any  # ORM class of the link table
+    left: str  # type name on one side
+    left_column: str
+    right: str
+    right_column: str
+    left_name: str | None = None  # expansion name on the left type (default lowerCamel(right))
+    right_name: str | None = None  # expansion name on the right type
+
+
+@dataclass
+class Expansion:
+    """A join from one resource type to another, usable in query paths."""
+
+    name: str
+    target: str
+    local: str  # column of the source type
+    remote: str  # column of the target type (or of the link table, see ``via``)
+    via: tuple[Any, str, str] | None = None  # (link table, column to source, column to target)
+    plugin: str = ""
+    doc: str = ""
+
+
+@dataclass
+class FieldInfo:
+    name: str
+    type: str
+    enum: list[str] | None = None
+    doc: str = ""
+    nullable: bool = True
+
+
+@dataclass
+class ResourceType:
+    """One resource type as the registry knows it."""
+
+    name: str
+    model: Any
+    service: str
+    cli: str
+    columns: list[str] = field(default_factory=lambda: ["uuid", "name"])
+    refs: dict[str, RefSpec] = field(default_factory=dict)
+    enums: dict[str, list[str]] = field(default_factory=dict)
+    docs: dict[str, str] = field(default_factory=dict)
+    owned: bool = False  # rows belong to accounts; normal accounts see only their own
+    admin_only: bool = False  # normal accounts cannot query it at all
+    hidden_fields: tuple[str, ...] = ()
+    inventory_hook: Callable[[Session, list[dict[str, Any]]], None] | None = None
+    state_field: str | None = None
+    summary: str = ""
+    expansions: dict[str, Expansion] = field(default_factory=dict)
+    fields: dict[str, FieldInfo] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        mapper = inspect(self.model)
+        first, last = ("uuid", "name", "description"), ("createDate", "lastOpDate")
+        cols = sorted(
+            mapper.columns,
+            key=lambda c: (0, first.index(c.key)) if c.key in first
+            else (2, last.index(c.key)) if c.key in last else (1, 0),
+        )
+        for col in cols:
+            if col.key in self.hidden_fields:
+                continue
+            self.fields[col.key] = FieldInfo(
+                col.key,
+                column_type(col),
+                self.enums.get(col.key),
+                self.docs.get(col.key, col.doc or ""),
+                bool(col.nullable),
+            )
+
+    @property
+    def primary_key(self) -> list[str]:
+        return [c.key for c in inspect(self.model).primary_key]
+
+    @property
+    def has_uuid(self) -> bool:
+        return "uuid" in self.fields
+
+    def column(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def field_or_error(self, name: str, path: str = "") -> FieldInfo:
+        info = self.fields.get(name)
+        if info is None:
+            choices = [*self.fields, *self.expansions]
+            close = suggest(name, choices)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            where = f" in {path!r}" if path else ""
+            raise InvalidArgument(
+                f"{self.name} has no field {name!r}{where}{hint}"
+                f" (fields: {', '.join(self.fields)}; joins: {', '.join(self.expansions) or '-'})",
+                code="QUERY.UNKNOWN_FIELD",
+                field=path or name,
+                choices=choices,
+            )
+        return info
+
+    def inventory(self, row: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in self.fields:
+            value = getattr(row, key)
+            if isinstance(value, dt.datetime):
+                value = value.isoformat(timespec="milliseconds")
+            out[key] = value
+        return out
+
+    def inventories(self, session: Session, rows: list[Any]) -> list[dict[str, Any]]:
+        invs = [self.inventory(r) for r in rows]
+        if self.inventory_hook and invs:
+            self.inventory_hook(session, invs)
+        return invs
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "service": self.service,
+            "cli": self.cli,
+            "summary": self.summary,
+            "columns": self.columns,
+            "owned": self.owned,
+            "fields": [
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    **({"enum": f.enum} if f.enum else {}),
+                    **({"doc": f.doc} if f.doc else {}),
+                    **({"resource": self.refs[f.name].target} if f.name in self.refs else {}),
+                }
+                for f in self.fields.values()
+            ],
+            "joins": [
+                {
+                    "name": e.name,
+                    "resource": e.target,
+                    **({"plugin": e.plugin} if e.plugin else {}),
+                    **({"doc": e.doc} if e.doc else {}),
+                }
+                for e in self.expansions.values()
+            ],
+        }
+
+
+def column_type(col: Column[Any]) -> str:
+    t = col.type
+    if isinstance(t, Boolean):
+        return "bool"
+    if isinstance(t, Integer):
+        return "int"
+    if isinstance(t, Float):
+        return "float"
+    if isinstance(t, DateTime):
+        return "timestamp"
+    return "string"
+
+
+def lower_camel(name: str) -> str:
+    """``VmInstance`` -> ``vmInstance``, ``L3Network`` -> ``l3Network``, ``IpRange`` -> ``ipRange``."""
+    return name[0].lower() + name[1:] if name else name
+
+
+class ResourceRegistry:
+    """Every resource type of the loaded services, and the joins between them."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, ResourceType] = {}
+        self.links: list[LinkSpec] = []
+        self._injected: list[tuple[str, Expansion]] = []
+        self._by_cli: dict[str, ResourceType] = {}
+
+    def add(self, rt: ResourceType) -> None:
+        if rt.name in self.types:
+            raise ValueError(f"resource type {rt.name} declared twice")
+        self.types[rt.name] = rt
+        self._by_cli[rt.cli] = rt
+
+    def add_link(self, link: LinkSpec) -> None:
+        self.links.append(link)
+
+    def inject(self, type_name: str, expansion: Expansion) -> None:
+        """A plugin adds a join to another service's type (applied in :meth:`finalize`)."""
+        self._injected.append((type_name, expansion))
+
+    def finalize(self) -> None:
+        """Derive expansions once every service has declared its types."""
+        for rt in self.types.values():
+            rt.expansions.clear()
+        for rt in list(self.types.values()):
+            for column, ref in rt.refs.items():
+                target = self.types.get(ref.target)
+                if target is None:
+                    continue  # the target's plugin is disabled: no join
+                fwd = ref.forward or lower_camel(ref.target)
+                rt.expansions.setdefault(fwd, Expansion(fwd, ref.target, column, "uuid"))
+                rev = ref.reverse or lower_camel(rt.name)
+                target.expansions.setdefault(rev, Expansion(rev, rt.name, "uuid", column))
+        for link in self.links:
+            left, right = self.types.get(link.left), self.types.get(link.right)
+            if left is None or right is None:
+                continue
+            ln = link.left_name or lower_camel(link.right)
+            rn = link.right_name or lower_camel(link.left)
+            left.expansions.setdefault(
+                ln,
+                Expansion(ln, link.right, "uuid", "uuid", (link.table, link.left_column, link.right_column)),
+            )
+            right.expansions.setdefault(
+                rn,
+                Expansion(rn, link.left, "uuid", "uuid", (link.table, link.right_column, link.left_column)),
+            )
+        for type_name, expansion in self._injected:
+            if type_name in self.types and expansion.target in self.types:
+                self.types[type_name].expansions[expansion.name] = expansion
+
+    def get(self, name: str) -> ResourceType:
+        rt = self.types.get(name)
+        if rt is None:
+            close = suggest(name, self.types)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise InvalidArgument(f"unknown resource type {name!r}{hint}", field="resourceType")
+        return rt
+
+    def by_cli(self, cli: str) -> ResourceType | None:
+        return self._by_cli.get(cli)
+
+    def dependents(self, type_name: str) -> list[tuple[ResourceType, str, RefSpec]]:
+        """Types with a reference column to ``type_name``: (type, column, spec)."""
+        out = []
+        for rt in self.types.values():
+            for column, ref in rt.refs.items():
+                if ref.target == type_name:
+                    out.append((rt, column, ref))
+        return out
+
+    def links_of(self, type_name: str) -> list[tuple[Any, str]]:
+        """Link tables holding ``type_name`` UUIDs: (table, column)."""
+        out = []
+        for link in self.links:
+            if link.left == type_name:
+                out.append((link.table, link.left_column))
+            if link.right == type_name:
+                out.append((link.table, link.right_column))
+        return out

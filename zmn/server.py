@@ -1,0 +1,273 @@
+"""API listeners: the unix socket (mode 0660) and, when configured, TCP (optionally TLS).
+
+Each connection gets a ``hello`` frame, then sends ``request`` frames; requests on one
+connection run concurrently and replies carry the request ``id``. ``Subscribe`` and
+``Unsubscribe`` act on the connection itself. A malformed frame gets an error reply and the
+connection is closed; the node keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+import struct
+from pathlib import Path
+from typing import Any
+
+from zmn.api.errors import InternalError, InvalidArgument, PermissionDenied, ZmnError
+from zmn.api.wire import PROTOCOL_VERSION, FrameError, encode, read_frame
+from zmn.core.bus import Event, Subscription
+from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.node import Node
+
+log = logging.getLogger("zmn.server")
+
+CONNECTION_APIS = ("Subscribe", "Unsubscribe")
+
+
+class Connection:
+    def __init__(self, server: ApiServer, writer: asyncio.StreamWriter, kind: str, peer_admin: bool) -> None:
+        self.server = server
+        self.writer = writer
+        self.kind = kind
+        self.peer_admin = peer_admin
+        self.subscriptions: dict[str, Subscription] = {}
+        self.closed = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            self.writer.write(encode(frame))
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+        for sub in self.subscriptions.values():
+            sub.cancel()
+        self.subscriptions.clear()
+
+
+class ApiServer:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[Connection] = set()
+        self._catalogue: dict[str, Any] | None = None
+        self._catalogue_hash = ""
+
+    @property
+    def catalogue(self) -> dict[str, Any]:
+        if self._catalogue is None:
+            self._catalogue = build_catalogue(self.node)
+            self._catalogue_hash = catalogue_hash(self._catalogue)
+        return self._catalogue
+
+    @property
+    def catalogue_hash(self) -> str:
+        _ = self.catalogue
+        return self._catalogue_hash
+
+    async def start(self) -> None:
+        path = self.node.config.unix_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_socket(path)
+        server = await asyncio.start_unix_server(
+            lambda r, w: self._serve(r, w, "unix"), path=str(path), limit=2**20
+        )
+        os.chmod(path, 0o660)
+        self.servers.append(server)
+        self.node.endpoints.append(f"unix:{path}")
+        tcp = self.node.config.tcp_listen
+        if tcp is not None:
+            host, port = tcp
+            tls = self._tls_context()
+            server = await asyncio.start_server(
+                lambda r, w: self._serve(r, w, "tcp"), host=host, port=port, ssl=tls, limit=2**20
+            )
+            self.servers.append(server)
+            bound = server.sockets[0].getsockname()
+            scheme = "tls" if tls else "tcp"
+            self.node.endpoints.append(f"{scheme}://{bound[0]}:{bound[1]}")
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        cert = self.node.config.get("api.tls.cert")
+        key = self.node.config.get("api.tls.key")
+        if not cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key or None)
+        return ctx
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.close()
+            conn.writer.close()
+        for server in self.servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2)
+            except TimeoutError:
+                pass
+        path = self.node.config.unix_path
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str) -> None:
+        peer_admin = kind == "unix" and _peer_is_owner(writer)
+        conn = Connection(self, writer, kind, peer_admin)
+        self.connections.add(conn)
+        await conn.send(
+            {
+                "type": "hello",
+                "protocol": PROTOCOL_VERSION,
+                "version": self.node.version,
+                "node": self.node.uuid,
+                "catalogueHash": self.catalogue_hash,
+                "auth": "peer" if peer_admin else "session",
+            }
+        )
+        try:
+            while not conn.closed:
+                try:
+                    frame = await read_frame(reader)
+                except FrameError as exc:
+                    await conn.send({"type": "reply", "id": None, "ok": False, "error": exc.to_wire()})
+                    break
+                if frame is None:
+                    break
+                task = asyncio.get_running_loop().create_task(self._request(conn, frame))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            conn.close()
+            self.connections.discard(conn)
+            try:
+                writer.close()
+            except Exception:  # noqa: S110 - the peer is gone either way
+                pass
+
+    async def _request(self, conn: Connection, frame: dict[str, Any]) -> None:
+        req_id = frame.get("id")
+        try:
+            if frame.get("type", "request") != "request":
+                raise FrameError(f"expected a request frame, got type {frame.get('type')!r}")
+            api = frame.get("api")
+            if not isinstance(api, str) or not api:
+                raise InvalidArgument("request has no api name", field="api")
+            args = frame.get("args") or {}
+            session = frame.get("session")
+            if session is not None and not isinstance(session, str):
+                raise InvalidArgument("session must be a string", field="session")
+            if api in CONNECTION_APIS:
+                result: Any = self._connection_api(conn, api, args, session)
+                job = None
+            elif api == "GetApiCatalogue":
+                result, job = {"catalogue": self.catalogue, "hash": self.catalogue_hash}, None
+            else:
+                on_job = None
+                if frame.get("progress"):
+
+                    def on_job(job_uuid: str) -> None:
+                        self._follow(conn, req_id, job_uuid)
+
+                result, job = await self.node.execute(
+                    api,
+                    args,
+                    session=session,
+                    peer_admin=conn.peer_admin,
+                    wait=bool(frame.get("wait", True)),
+                    request_id=str(req_id),
+                    on_job=on_job,
+                )
+            reply: dict[str, Any] = {"type": "reply", "id": req_id, "ok": True, "result": result}
+            if job:
+                reply["job"] = job
+            await conn.send(reply)
+        except ZmnError as exc:
+            await conn.send({"type": "reply", "id": req_id, "ok": False, "error": exc.to_wire()})
+        except Exception as exc:  # never let a bug take the connection or node down
+            log.exception("request %r failed", req_id)
+            err = InternalError(f"{type(exc).__name__}: {exc}")
+            await conn.send({"type": "reply", "id": req_id, "ok": False, "error": err.to_wire()})
+
+    def _follow(self, conn: Connection, req_id: Any, job_uuid: str) -> None:
+        key = f"job:{job_uuid}"
+
+        async def forward(event: Event) -> None:
+            await conn.send({**event.to_wire(), "requestId": req_id})
+            if event.data.get("state") in ("Succeeded", "Failed", "Interrupted"):
+                sub = conn.subscriptions.pop(key, None)
+                if sub:
+                    sub.cancel()
+
+        conn.subscriptions[key] = self.node.bus.subscribe(f"/job/{job_uuid}", forward)
+
+    def _connection_api(self, conn: Connection, api: str, args: Any, session: str | None) -> dict[str, Any]:
+        principal = self.node.authenticate(session, conn.peer_admin)
+        if not principal.is_admin:
+            raise PermissionDenied("event subscriptions need an admin account", code="IDENTITY.ADMIN_ONLY")
+        if not isinstance(args, dict):
+            raise InvalidArgument("args must be a JSON object", field="args")
+        unknown = set(args) - {"paths"}
+        if unknown:
+            raise InvalidArgument(f"{api} has no parameter {sorted(unknown)[0]!r} (parameters: paths)", field=sorted(unknown)[0])
+        paths = args.get("paths", ["/**"] if api == "Subscribe" else list(conn.subscriptions))
+        if isinstance(paths, str):
+            paths = [p for p in paths.split(",") if p]
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            raise InvalidArgument("paths must be a list of patterns starting with /", field="paths")
+        if api == "Subscribe":
+            for pattern in paths:
+                if pattern not in conn.subscriptions:
+
+                    async def forward(event: Event, _p: str = pattern) -> None:
+                        await conn.send({**event.to_wire(), "pattern": _p})
+
+                    conn.subscriptions[pattern] = self.node.bus.subscribe(pattern, forward)
+        else:
+            for pattern in paths:
+                sub = conn.subscriptions.pop(pattern, None)
+                if sub:
+                    sub.cancel()
+        return {"subscriptions": sorted(k for k in conn.subscriptions if not k.startswith("job:"))}
+
+
+def _peer_is_owner(writer: asyncio.StreamWriter) -> bool:
+    """The unix-socket peer runs as root or as the node's own user (SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (0, os.getuid())
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket file no process listens on (left by a node that was killed)."""
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise RuntimeError(f"another management node is serving {path}")
