@@ -1,0 +1,318 @@
+"""``zmn``: initialise, start, stop and inspect the management node.
+
+    zmn init                 create $ZMN_HOME, migrate the database, create the admin account
+    zmn start [--foreground] run the node (background by default; returns once the API answers)
+    zmn stop                 graceful stop: running jobs finish (or are interrupted after the grace)
+    zmn status [-o json]     exit 0 only when the node answers
+    zmn logs [-f] [-n N]     the node's log
+    zmn plugins              installed service plugins (read from metadata, nothing imported)
+
+Exit statuses: 0 ok, 1 failed, 2 usage, 5 not running / unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from zmn import __version__
+from zmn.api.errors import EXIT_FAILED, EXIT_UNAVAILABLE, ZmnError
+from zmn.core.config import CONF_TEMPLATE, BootConfig
+
+
+def _config(args: argparse.Namespace) -> BootConfig:
+    home = Path(args.home).expanduser() if args.home else None
+    return BootConfig.load(home)
+
+
+def _err(text: str) -> None:
+    print(f"zmn: {text}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- init
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from zmn.migrations.schema import upgrade
+    from zmn.services.identity.bootstrap import ensure_admin
+
+    home = Path(args.home).expanduser() if args.home else BootConfig.load().home
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    conf = home / "zmn.conf"
+    if conf.exists():
+        print(f"keeping existing {conf}")
+    else:
+        lines = CONF_TEMPLATE.format(home=home)
+        if args.db_url:
+            lines += f"db.url={args.db_url}\n"
+        if args.bus_url:
+            lines += f"bus.url={args.bus_url}\n"
+        conf.write_text(lines)
+        print(f"wrote {conf}")
+    config = BootConfig.load(home)
+    before, after = upgrade(config.db_url)
+    if before is None:
+        print(f"created the database schema ({after}) at {_safe_url(config.db_url)}")
+    elif before == after:
+        print(f"joined the existing database at {_safe_url(config.db_url)} (schema {after})")
+    else:
+        print(f"migrated the database from {before} to {after}")
+    from zmn.core.db import Database
+
+    db = Database(config.db_url)
+    try:
+        created, password = ensure_admin(db, args.admin_password or None)
+    finally:
+        db.dispose()
+    if created:
+        assert password is not None
+        secret = home / "admin-password"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        print(f"created account admin with password: {password}")
+        print(f"(also written to {secret}, mode 0600; this is the only time it is printed)")
+    else:
+        print("account admin exists; its password is unchanged")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from zmn.core.node import _redact
+
+    return _redact(url)
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.foreground:
+        from zmn.daemon import run
+
+        return run(config)
+    from zmn.daemon import lock_is_held, read_pid
+
+    if lock_is_held(config):
+        pid = read_pid(config)
+        _err(f"a management node is already running on {config.home}" + (f" (pid {pid})" if pid else ""))
+        return EXIT_FAILED
+    config.home.mkdir(parents=True, exist_ok=True)
+    log = open(config.log_file, "ab")  # noqa: SIM115 - handed to the child
+    env = dict(os.environ, ZMN_HOME=str(config.home))
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "zmn.daemon", str(config.home)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+    )
+    log.close()
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _err(f"the node exited with status {proc.returncode}; last lines of {config.log_file}:")
+            for line in _tail(config.log_file, 15):
+                print(line, file=sys.stderr)
+            return EXIT_FAILED
+        status = _ping(config)
+        if status is not None:
+            print(f"zmn started (pid {proc.pid}), serving on {', '.join(status.get('endpoints', []))}")
+            return 0
+        time.sleep(0.1)
+    _err(f"the node did not answer within {args.wait:g}s; see {config.log_file}")
+    return EXIT_UNAVAILABLE
+
+
+def _ping(config: BootConfig) -> dict[str, Any] | None:
+    from zmn.client import Client
+
+    try:
+        with Client(f"unix:{config.unix_path}", timeout=5) as client:
+            result: dict[str, Any] = client.call("GetManagementNodeStatus")
+            return result
+    except ZmnError:
+        return None
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from zmn.daemon import lock_is_held, read_pid
+
+    config = _config(args)
+    pid = read_pid(config)
+    if not lock_is_held(config):
+        if pid:
+            config.pid_file.unlink(missing_ok=True)
+        print("zmn is not running")
+        return 0
+    if pid is None:
+        _err(f"a node holds {config.lock_file} but {config.pid_file} is missing")
+        return EXIT_FAILED
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        print("zmn is not running")
+        return 0
+    grace = float(config.get("shutdown.grace", "30"))
+    deadline = time.monotonic() + grace + args.wait
+    while time.monotonic() < deadline:
+        if not lock_is_held(config):
+            print(f"zmn stopped (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    _err(f"the node (pid {pid}) did not stop within {grace + args.wait:g}s; kill it with: kill -9 {pid}")
+    return EXIT_FAILED
+
+
+# --------------------------------------------------------------------------- status / logs
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from zmn.daemon import lock_is_held, read_pid
+
+    config = _config(args)
+    status = _ping(config)
+    if status is None:
+        if lock_is_held(config):
+            _err(f"a node holds the lock (pid {read_pid(config)}) but does not answer on {config.unix_path}")
+        else:
+            _err(f"zmn is not running on {config.home}")
+        if args.output == "json":
+            print(json.dumps({"running": False, "home": str(config.home)}))
+        return EXIT_UNAVAILABLE
+    if args.output == "json":
+        print(json.dumps({"running": True, **status}, indent=2))
+        return 0
+    db, bus = status["database"], status["bus"]
+    rows = [
+        ("node", f"{status['name']} ({status['uuid']})"),
+        ("version", status["version"]),
+        ("pid", str(status["pid"])),
+        ("uptime", _duration(status["uptimeSeconds"])),
+        ("database", f"{db['backend']} {db['url']} ({'ok' if db['ok'] else 'FAILING'})"),
+        ("bus", bus["backend"]),
+        ("endpoints", ", ".join(status["endpoints"])),
+        ("services", f"{len(status['services'])}: {', '.join(status['services'])}"),
+        ("jobs", f"{status['jobsInFlight']} running, queue depth {status['queueDepth']}"),
+    ]
+    for name, problem in status.get("pluginErrors", {}).items():
+        rows.append(("plugin error", f"{name}: {problem}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def _tail(path: Path, n: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    config = _config(args)
+    path = config.log_file
+    if not path.exists():
+        _err(f"no log at {path} (the node logs there when started with zmn start)")
+        return EXIT_FAILED
+    for line in _tail(path, args.lines):
+        print(line)
+    if not args.follow:
+        return 0
+    with open(path, errors="replace") as fh:
+        fh.seek(0, os.SEEK_END)
+        try:
+            while True:
+                line = fh.readline()
+                if line:
+                    print(line, end="", flush=True)
+                else:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from zmn.core.plugins import list_plugins
+
+    disabled = _config(args).disabled_plugins
+    for p in list_plugins():
+        state = "disabled" if p.name in disabled else "enabled"
+        print(f"{p.name:<16} {state:<9} {p.target}  ({p.distribution})")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zmn", description="The management node.")
+    parser.add_argument("--version", action="version", version=f"zmn {__version__}")
+    parser.add_argument("--home", help="state directory (default $ZMN_HOME or ~/.local/share/zmn)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create the home, migrate the database, create the admin account")
+    p.add_argument("--db-url", help="db.url to write into a new zmn.conf")
+    p.add_argument("--bus-url", help="bus.url to write into a new zmn.conf")
+    p.add_argument("--admin-password", help="password for a newly created admin (default: generated)")
+    p.set_defaults(fn=cmd_init)
+
+    p = sub.add_parser("start", help="start the node")
+    p.add_argument("--foreground", action="store_true", help="stay in the foreground (service managers)")
+    p.add_argument("--wait", type=float, default=60, help="seconds to wait for the API (default 60)")
+    p.set_defaults(fn=cmd_start)
+
+    p = sub.add_parser("stop", help="stop the node gracefully")
+    p.add_argument("--wait", type=float, default=15, help="extra seconds after the grace period")
+    p.set_defaults(fn=cmd_stop)
+
+    p = sub.add_parser("status", help="show the node's status (exit 0 only when it answers)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("logs", help="print the node's log")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=50)
+    p.set_defaults(fn=cmd_logs)
+
+    p = sub.add_parser("plugins", help="list installed service plugins")
+    p.set_defaults(fn=cmd_plugins)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.home:
+        os.environ["ZMN_HOME"] = str(Path(args.home).expanduser())
+    try:
+        code = args.fn(args)
+    except ZmnError as exc:
+        _err(exc.message)
+        code = exc.exit_status
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Running the management node as a process: lock, pid file, signals, graceful stop.
+
+One node per ``$ZMN_HOME``: the daemon holds an exclusive ``flock`` on ``zmn.lock`` for its
+whole life, so a second node on the same home refuses at once, and a lock left by a killed
+process disappears with it (stale pid and socket files are simply replaced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import IO
+
+from zmn.api.errors import Unavailable
+from zmn.core.config import BootConfig
+
+log = logging.getLogger("zmn.daemon")
+
+
+class AlreadyRunning(Unavailable):
+    default_code = "NODE.ALREADY_RUNNING"
+
+
+def acquire_lock(config: BootConfig) -> IO[str]:
+    """Hold the home's lock, or raise AlreadyRunning naming the holder's pid."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    handle = open(config.lock_file, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        pid = read_pid(config)
+        raise AlreadyRunning(
+            f"another management node is running on {config.home}"
+            + (f" (pid {pid})" if pid else "")
+            + "; stop it with: zmn stop",
+            retryable=False,
+        ) from None
+    return handle
+
+
+def lock_is_held(config: BootConfig) -> bool:
+    if not config.lock_file.exists():
+        return False
+    with open(config.lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def read_pid(config: BootConfig) -> int | None:
+    try:
+        return int(config.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
+    level = getattr(logging, config.get("log.level", "INFO").upper(), logging.INFO)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def check_schema(config: BootConfig) -> None:
+    from zmn.migrations.schema import current_revision, head_revision
+
+    current = current_revision(config.db_url)
+    if current is None:
+        raise Unavailable(
+            f"the database at {config.db_url.split('@')[-1]} is not initialised; run: zmn init",
+            code="NODE.NOT_INITIALISED",
+            retryable=False,
+        )
+    head = head_revision()
+    if current != head:
+        raise Unavailable(
+            f"the database schema is at {current}, this node needs {head}; run: zmn init",
+            code="NODE.SCHEMA_OUTDATED",
+            retryable=False,
+        )
+
+
+async def serve(config: BootConfig) -> None:
+    from zmn.core.node import Node
+    from zmn.server import ApiServer
+
+    node = Node(config)
+    node.load_services()
+    server = ApiServer(node)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await node.start()
+    except Exception:
+        await server.stop()
+        raise
+    for name, problem in node.plugin_errors.items():
+        log.error("plugin %s is not loaded: %s", name, problem)
+    log.info("serving on %s", ", ".join(node.endpoints))
+    await stop.wait()
+    log.info("stopping: refusing new changes, letting running jobs finish")
+    node.stopping = True
+    await node.jobs.drain(float(config.get("shutdown.grace", "30")))
+    await server.stop()
+    await node.stop(grace=0)
+    log.info("stopped")
+
+
+def run(config: BootConfig) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; the exit status of the process."""
+    setup_logging(config)
+    try:
+        lock = acquire_lock(config)
+    except AlreadyRunning as exc:
+        log.error("%s", exc.message)
+        return 1
+    try:
+        check_schema(config)
+        config.pid_file.write_text(f"{os.getpid()}\n")
+        asyncio.run(serve(config))
+        return 0
+    except Unavailable as exc:
+        log.error("%s", exc.message)
+        return 1
+    finally:
+        if read_pid(config) == os.getpid():
+            config.pid_file.unlink(missing_ok=True)
+        lock.close()
+
+
+def main() -> None:
+    home = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    sys.exit(run(BootConfig.load(home)))
+
+
+if __name__ == "__main__":
+    main()
