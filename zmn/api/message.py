@@ -60,6 +60,7 @@ class ApiSpec:
     long: bool = False
     mutating: bool = True
     public: bool = False  # callable without a session (LogInByAccount, Ping)
+    internal: bool = False  # service-to-service only: not in the catalogue, refused from clients
     summary: str = ""
     service: str = ""  # filled in when a service registers its handler
 
@@ -102,6 +103,7 @@ def api(
     long: bool = False,
     mutating: bool = True,
     public: bool = False,
+    internal: bool = False,
 ) -> typing.Callable[[M], M]:
     """Mark a struct as an API; the class name is the API name unless given."""
 
@@ -115,6 +117,7 @@ def api(
             long=long,
             mutating=mutating,
             public=public,
+            internal=internal,
             summary=doc.splitlines()[0] if doc else "",
         )
         return cls
@@ -191,7 +194,7 @@ def describe_type(tp: Any) -> dict[str, Any]:
         return describe_type(get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
-        out = describe_type(args[0]) if len(args) == 1 else {"type": "any"}
+        out: dict[str, Any] = describe_type(args[0]) if len(args) == 1 else {"type": "any"}
         out["nullable"] = True
         return out
     if origin is Literal:

@@ -25,6 +25,8 @@ def build_catalogue(node: Node) -> dict[str, Any]:
     for name in sorted(node.apis.apis):
         cls = node.apis.apis[name]
         spec = cls.__api__
+        if spec.internal:
+            continue
         doc = (cls.__doc__ or "").strip()
         apis.append(
             {

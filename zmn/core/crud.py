@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select, update
 
 from zmn.api.errors import Conflict, InvalidArgument, NotFound, not_found, upper_snake
 from zmn.api.message import UUID_RE, ApiMessage, CreateMessage, params_of
@@ -49,6 +50,8 @@ def resolve(
         if found is None:
             raise not_found(type_name, value, field)
         return value
+    if not hasattr(model, "name"):  # tags, sessions, jobs by API name: UUIDs only
+        raise not_found(type_name, value, field)
     uuids = list(session.scalars(select(model.uuid).where(model.name == value, *owned_clause).limit(3)))
     if not uuids:
         raise not_found(type_name, value, field)
@@ -59,19 +62,24 @@ def resolve(
             field=field,
             candidates=uuids,
         )
-    return uuids[0]
+    return str(uuids[0])
 
 
 def _owned_clause(rt: ResourceType, principal: Principal) -> list[Any]:
-    if principal.is_admin or not rt.owned:
+    if principal.is_admin:
         return []
-    return [
-        rt.model.uuid.in_(
-            select(AccountResourceRefVO.resourceUuid).where(
-                AccountResourceRefVO.accountUuid == principal.accountUuid
+    clauses: list[Any] = []
+    if rt.owned:
+        clauses.append(
+            rt.model.uuid.in_(
+                select(AccountResourceRefVO.resourceUuid).where(
+                    AccountResourceRefVO.accountUuid == principal.accountUuid
+                )
             )
         )
-    ]
+    if rt.access_filter is not None:
+        clauses.extend(rt.access_filter(principal))
+    return clauses
 
 
 def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> None:
@@ -301,9 +309,9 @@ async def delete(
             if ref.on_delete == "detach":
                 s.execute(update(dep_rt.model).where(getattr(dep_rt.model, column) == uuid).values({column: None}))
         for table, column in node.resources.links_of(type_name):
-            s.execute(delete(table).where(getattr(table, column) == uuid))
-        s.execute(delete(TagVO).where(TagVO.resourceUuid == uuid))
-        s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
+            s.execute(sql_delete(table).where(getattr(table, column) == uuid))
+        s.execute(sql_delete(TagVO).where(TagVO.resourceUuid == uuid))
+        s.execute(sql_delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
         s.delete(row)
     await call.publish(f"/{rt.cli}/deleted", {"resourceType": type_name, "inventory": inv})
     return {}

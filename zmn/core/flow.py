@@ -55,6 +55,22 @@ class FlowContext:
 Listener = Callable[[str, str, str], None]  # (chain, flow, event: run|done|fail|rollback)
 
 
+class FaultInjected(OperationFailed):
+    """Raised by a flow that a test told to fail (``InjectFlowFault``)."""
+
+    default_code = "TEST.FAULT_INJECTED"
+
+
+@dataclass
+class FaultPlan:
+    """Fail the next ``count`` runs of ``flow`` in ``chain`` (``*`` matches any chain)."""
+
+    chain: str
+    flow: str
+    count: int = 1
+    when: str = "before"  # before | after: fail before the step runs, or after it finished
+
+
 class FlowRegistry:
     """Registered flows and chains of the loaded services."""
 
@@ -63,6 +79,17 @@ class FlowRegistry:
         self.flows: dict[str, type[Flow]] = {}
         self.chains: dict[str, list[str]] = {}
         self.listeners: list[Listener] = []
+        self.faults: list[FaultPlan] = []
+
+    def take_fault(self, chain: str, flow: str, when: str) -> FaultPlan | None:
+        """The fault planned for this step, if any (and count it as used)."""
+        for plan in self.faults:
+            if plan.flow == flow and plan.chain in (chain, "*") and plan.when == when and plan.count > 0:
+                plan.count -= 1
+                if plan.count == 0:
+                    self.faults.remove(plan)
+                return plan
+        return None
 
     def add_flow(self, flow: type[Flow]) -> None:
         self.flows[flow.name] = flow
@@ -135,7 +162,12 @@ class FlowChain:
             self._save(ctx, currentFlow=flow.name, data=ctx.data)
             self._notify(flow.name, "run")
             try:
+                if self.registry.faults and self.registry.take_fault(self.name, flow.name, "before"):
+                    raise FaultInjected(f"fault injected before {flow.name}", flow=flow.name)
                 await flow.run(ctx)
+                if self.registry.faults and self.registry.take_fault(self.name, flow.name, "after"):
+                    done.append(flow)  # it ran: roll it back too
+                    raise FaultInjected(f"fault injected after {flow.name}", flow=flow.name)
             except Exception as exc:
                 self._notify(flow.name, "fail")
                 await self._rollback(ctx, done, flow, exc)

@@ -148,7 +148,7 @@ class JobManager:
         if error is not None:
             values["error"] = json.dumps(error.to_wire(), default=str)
         self.node.db_write(update(JobVO).where(JobVO.uuid == handle.uuid).values(**values))
-        data = {"jobUuid": handle.uuid, "name": handle.name, "state": state}
+        data: dict[str, Any] = {"jobUuid": handle.uuid, "name": handle.name, "state": state}
         if error is not None:
             data["error"] = error.to_wire()
         await self.node.bus.publish("/job/state/change", data)

@@ -291,6 +291,8 @@ class Node:
         try:
             cls = self.apis.get(api_name)
             spec = cls.__api__
+            if spec.internal and principal is None:
+                raise NotFound(f"no API named {api_name!r}", code="API.NOT_FOUND", field="api")
             if not spec.public and principal is None:
                 principal = self.authenticate(session, peer_admin)
             if principal is None:

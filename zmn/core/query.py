@@ -106,7 +106,8 @@ class QueryCompiler:
             sub = select(getattr(table, to_source)).where(getattr(table, to_target).in_(target_ids))
         else:
             sub = select(target.column(exp.remote)).where(inner)
-        return rt.column(exp.local).in_(sub)
+        clause: ColumnElement[bool] = rt.column(exp.local).in_(sub)
+        return clause
 
     def _tag(self, rt: ResourceType, name: str, cond: Condition) -> ColumnElement[bool]:
         kind = "User" if name == "__userTag__" else "System"
@@ -115,11 +116,13 @@ class QueryCompiler:
         info = FieldInfo("tag", "string")
         if cond.op in ("=null", "!=null"):
             any_tag = select(TagVO.resourceUuid).where(*base)
-            return key.not_in(any_tag) if cond.op == "=null" else key.in_(any_tag)
+            found: ColumnElement[bool] = key.in_(any_tag)
+            return ~found if cond.op == "=null" else found
         positive = NEGATIVE.get(cond.op)
         check = Condition(cond.name, positive or cond.op, cond.value)
         sub = select(TagVO.resourceUuid).where(*base, leaf(TagVO.tag, info, check))
-        return key.not_in(sub) if positive else key.in_(sub)
+        matched: ColumnElement[bool] = key.in_(sub)
+        return ~matched if positive else matched
 
     # ----------------------------------------------------------------- statements
 
@@ -135,6 +138,8 @@ class QueryCompiler:
                     AccountResourceRefVO.accountUuid == principal.accountUuid
                 )
                 clauses.append(rt.column("uuid").in_(owned))
+            if rt.access_filter is not None:
+                clauses.extend(rt.access_filter(principal))
         return clauses
 
     def run(self, session: Session, spec: QuerySpec, principal: Principal | None) -> dict[str, Any]:

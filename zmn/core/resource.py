@@ -15,13 +15,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Boolean, Column, DateTime, Float, Integer, inspect
 from sqlalchemy.orm import Session
 
 from zmn.api.errors import InvalidArgument
 from zmn.api.message import suggest
+
+if TYPE_CHECKING:
+    from zmn.core.bus import Principal
 
 OnDelete = Literal["cascade", "detach", "keep"]
 
@@ -91,6 +94,10 @@ class ResourceType:
     owned: bool = False  # rows belong to accounts; normal accounts see only their own
     admin_only: bool = False  # normal accounts cannot query it at all
     hidden_fields: tuple[str, ...] = ()
+    # Extra WHERE clauses limiting what a non-admin principal sees (queries and name/UUID
+    # resolution), for types whose ownership is not an AccountResourceRef row: a job's
+    # ``accountUuid`` column, a tag's tagged resource.
+    access_filter: Callable[[Principal], list[Any]] | None = None
     inventory_hook: Callable[[Session, list[dict[str, Any]]], None] | None = None
     state_field: str | None = None
     summary: str = ""

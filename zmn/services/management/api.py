@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from zmn.api.message import ApiMessage, Doc, api
 
@@ -47,3 +47,23 @@ class Unsubscribe(ApiMessage, kw_only=True):
     """Stop receiving events for these patterns (all when none are given)."""
 
     paths: Annotated[list[str], Doc("patterns given to Subscribe")] = []
+
+
+@api(admin=True, mutating=False)
+class CheckConsistency(ApiMessage, kw_only=True):
+    """Check every invariant the services declare (IPs, capacity, states); empty when all hold."""
+
+
+@api(admin=True)
+class InjectFlowFault(ApiMessage, kw_only=True):
+    """Make a flow fail (testing; needs testing.faults=true in zmn.conf)."""
+
+    flow: Annotated[str, Doc("flow name, as GetFlowChains lists it")]
+    chain: Annotated[str, Doc("flow chain name, or * for any chain")] = "*"
+    count: Annotated[int, Doc("how many runs of the flow fail")] = 1
+    when: Annotated[Literal["before", "after"], Doc("fail before the step runs or after it ran")] = "before"
+
+
+@api(admin=True)
+class ClearFlowFaults(ApiMessage, kw_only=True):
+    """Remove every planned flow fault (testing)."""

@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import update
 
-from zmn.api.errors import InvalidArgument
+from zmn.api.errors import InvalidArgument, PermissionDenied
+from zmn.core.consistency import ConsistencyCheck, Violation
+from zmn.core.flow import FaultPlan
 from zmn.core.catalogue import build_catalogue, catalogue_hash
 from zmn.core.db import utcnow
 from zmn.core.globalconfig import GlobalConfigDef
@@ -18,6 +20,9 @@ from zmn.core.models import ManagementNodeVO
 from zmn.core.resource import ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.services.management.api import (
+    CheckConsistency,
+    ClearFlowFaults,
+    InjectFlowFault,
     GetApiCatalogue,
     GetFlowChains,
     GetManagementNodeStats,
@@ -135,3 +140,40 @@ class ManagementService(Service):
     @handler(Unsubscribe)
     async def unsubscribe(self, msg: Unsubscribe, call: Call) -> dict[str, Any]:
         raise InvalidArgument("Unsubscribe acts on a client connection; send it over the API socket")
+
+    @handler(CheckConsistency)
+    async def check_consistency(self, msg: CheckConsistency, call: Call) -> dict[str, Any]:
+        violations: list[Violation] = []
+        with self.node.db.session() as session:
+            for checker in self.node.extensions.all(ConsistencyCheck):  # type: ignore[type-abstract]
+                violations.extend(checker.check_consistency(session))
+        return {"violations": violations}
+
+    def _faults_enabled(self) -> None:
+        if self.node.config.get("testing.faults") != "true":
+            raise PermissionDenied(
+                "flow fault injection is for testing: set testing.faults=true in zmn.conf",
+                code="TEST.FAULTS_DISABLED",
+            )
+
+    @handler(InjectFlowFault)
+    async def inject_flow_fault(self, msg: InjectFlowFault, call: Call) -> dict[str, Any]:
+        self._faults_enabled()
+        known = self.node.flows.flows
+        if msg.flow not in known:
+            raise InvalidArgument(
+                f"no flow named {msg.flow!r} (flows: {', '.join(sorted(known))})", field="flow"
+            )
+        if msg.chain != "*" and msg.chain not in self.node.flows.chains:
+            raise InvalidArgument(
+                f"no flow chain named {msg.chain!r} (chains: {', '.join(sorted(self.node.flows.chains))})",
+                field="chain",
+            )
+        self.node.flows.faults.append(FaultPlan(msg.chain, msg.flow, msg.count, msg.when))
+        return {"faults": [vars(f) for f in self.node.flows.faults]}
+
+    @handler(ClearFlowFaults)
+    async def clear_flow_faults(self, msg: ClearFlowFaults, call: Call) -> dict[str, Any]:
+        self._faults_enabled()
+        self.node.flows.faults.clear()
+        return {"faults": []}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,4 +32,5 @@ def make_query_api(resource: str, summary: str) -> type[QueryMessage]:
         f"Query{resource}", [], bases=(QueryMessage,), kw_only=True, module=__name__
     )
     cls.__doc__ = f"Query {resource} resources{': ' + summary if summary else ''}."
-    return api(resource=resource, verb="query", mutating=False)(cls)  # type: ignore[no-any-return]
+    query_cls = typing.cast(type[QueryMessage], cls)
+    return api(resource=resource, verb="query", mutating=False)(query_cls)
