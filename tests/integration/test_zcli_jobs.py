@@ -1,0 +1,110 @@
+"""zcli and long operations: progress on stderr, --no-wait, --timeout, Ctrl-C.
+
+A test-only service adds ``NapZone``, a long API on zones that reports progress while it
+sleeps, so these tests do not depend on how fast a real long operation is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+
+from tests.integration.test_zcli import ROOT, Zcli
+from tests.support.inproc import Api, running_node
+from zmn.api.message import ApiMessage, Doc, api
+from zmn.core.service import Call, Service, handler
+from zmn.services.management.service import ManagementService
+from zmn.services.query.service import QueryService
+from zmn.services.zone.service import ZoneService
+
+UUID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@api(resource="Zone", verb="nap", long=True, admin=True)
+class NapZone(ApiMessage, kw_only=True):
+    """Sleep on a zone in steps, reporting progress (test only)."""
+
+    uuid: Annotated[str, Doc("zone UUID or name")]
+    seconds: Annotated[float, Doc("how long to sleep")] = 0.3
+    steps: Annotated[int, Doc("progress events to send")] = 3
+
+
+class NapService(Service):
+    name = "nap"
+
+    @handler(NapZone)
+    async def nap(self, msg: NapZone, call: Call) -> dict[str, Any]:
+        for step in range(msg.steps):
+            await call.progress(int(100 * step / msg.steps), f"step {step + 1}")
+            await asyncio.sleep(msg.seconds / msg.steps)
+        return {"zoneUuid": msg.uuid, "slept": msg.seconds}
+
+
+@pytest.fixture
+async def zcli(tmp_path: Path) -> AsyncIterator[Zcli]:
+    services = [ManagementService, QueryService, ZoneService, NapService]
+    async with running_node(tmp_path / "home", services=services) as (node, server):
+        await Api(node)("CreateZone", name="z1")
+        yield Zcli(tmp_path, node, server)
+
+
+async def test_long_api_waits_and_prints_progress_on_stderr(zcli: Zcli) -> None:
+    run = await zcli.ok("-o", "json", "zone", "nap", "z1", "--seconds", "0.3")
+    result = json.loads(run.out)
+    assert result["slept"] == 0.3 and UUID.match(result["zoneUuid"])  # the name was resolved
+    # stderr is not a terminal: plain progress lines, no carriage returns
+    assert "NapZone: 0% step 1" in run.err and "NapZone: 66% step 3" in run.err
+    assert "\r" not in run.err
+
+
+async def test_no_wait_prints_the_job_uuid(zcli: Zcli) -> None:
+    run = await zcli.ok("--no-wait", "zone", "nap", "z1", "--seconds", "0.2")
+    job = run.out.strip()
+    assert UUID.match(job) and run.err == ""
+    await asyncio.sleep(0.5)
+    rows = await zcli.node.jobs.wait(job, 5)
+    assert rows["state"] == "Succeeded" and rows["result"]["slept"] == 0.2
+
+
+async def test_timeout_exits_124_and_names_the_job(zcli: Zcli) -> None:
+    run = await zcli("--timeout", "0.5", "api", "NapZone", "uuid=z1", "seconds=2", "steps=20")
+    assert run.rc == 124 and run.out == ""
+    assert "error: CLIENT.TIMEOUT:" in run.err
+    job = re.search(r"continues as job ([0-9a-f]{32})", run.err)
+    assert job is not None
+    final = await zcli.node.jobs.wait(job.group(1), 10)
+    assert final["state"] == "Succeeded"  # the wait gave up, the job did not
+
+
+async def test_ctrl_c_exits_130(zcli: Zcli) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zcli.main",
+        "zone",
+        "nap",
+        "z1",
+        "--seconds",
+        "3",
+        "--steps",
+        "30",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=zcli.env,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    line = await asyncio.wait_for(proc.stderr.readline(), 30)  # the first progress line
+    assert b"NapZone" in line
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130 and out == b""
+    assert b"interrupted" in err

@@ -1,0 +1,228 @@
+"""zcli output formats, sessions file and catalogue cache, without a node."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.test_zcli_parser import CATALOGUE
+from zcli import cache, session
+from zcli.catalogue import Catalogue
+from zcli.help import render_help
+from zcli.options import Options
+from zcli.output import render, shape
+from zcli.parser import Help, UsageError
+from zcli.progress import Progress
+
+ZONES = [
+    {"uuid": "a" * 32, "name": "z1", "description": None, "state": "Enabled", "createDate": "2024"},
+    {
+        "uuid": "b" * 32,
+        "name": "z2",
+        "description": "two",
+        "state": "Disabled",
+        "createDate": "2024",
+    },
+]
+ZONE = Catalogue(CATALOGUE).resource("zone")
+
+
+def out_of(result: Any, **opts: Any) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    render(result, Options(**opts), ZONE, out, err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_shapes() -> None:
+    assert shape({"inventories": ZONES}).data == ZONES
+    assert shape({"inventories": ZONES, "total": 9}).data == {"inventories": ZONES, "total": 9}
+    assert shape({"total": 2}).kind == "count"
+    assert shape({"inventory": ZONES[0]}).data == ZONES[0]
+    assert shape({}).kind == "nothing"
+    assert shape({"version": "1"}).kind == "object"
+
+
+def test_json_unwraps_and_keeps_camel_case() -> None:
+    assert json.loads(out_of({"inventories": ZONES}, output="json")[0]) == ZONES
+    assert json.loads(out_of({"inventory": ZONES[0]}, output="json")[0]) == ZONES[0]
+    assert json.loads(out_of({"total": 2}, output="json")[0]) == {"total": 2}
+    assert json.loads(out_of({}, output="json")[0]) == {}
+    assert yaml.safe_load(out_of({"inventories": ZONES}, output="yaml")[0]) == ZONES
+
+
+def test_table_columns_come_from_the_catalogue() -> None:
+    text, err = out_of({"inventories": ZONES})
+    lines = text.splitlines()
+    assert lines[0].split() == ["uuid", "name", "state"]  # the catalogue's columns, not every field
+    assert "createDate" not in text and "\x1b[" not in text  # no colour into a pipe
+    assert lines[2].split() == ["a" * 32, "z1", "Enabled"]
+    assert all(line == line.rstrip() for line in lines)
+    assert err == ""
+    text, _ = out_of({"inventories": ZONES}, no_header=True)
+    assert text.splitlines()[0].split() == ["a" * 32, "z1", "Enabled"]
+
+
+def test_single_object_table_is_field_value_lines() -> None:
+    text, _ = out_of({"inventory": ZONES[1]})
+    assert [line.split(None, 1) for line in text.splitlines()][:3] == [
+        ["uuid", "b" * 32],
+        ["name", "z2"],
+        ["description", "two"],
+    ]
+
+
+def test_value_csv_and_columns() -> None:
+    assert out_of({"inventories": ZONES}, output="value", columns=["name"])[0] == "z1\nz2\n"
+    assert (
+        out_of({"inventory": ZONES[0]}, output="value", columns=["name", "state"])[0]
+        == "z1\tEnabled\n"
+    )
+    assert out_of({"total": 2}, output="value")[0] == "2\n"
+    csv_text = out_of({"inventories": ZONES}, output="csv")[0]
+    assert csv_text == f"uuid,name,state\n{'a' * 32},z1,Enabled\n{'b' * 32},z2,Disabled\n"
+    assert out_of({"inventories": ZONES}, output="csv", no_header=True)[0].count("\n") == 2
+    text, err = out_of({"inventories": ZONES}, output="value", columns=["nmae"])
+    assert text == "\n\n" and "no column 'nmae'; did you mean name?" in err
+
+
+def test_group_by_rows_keep_their_own_columns() -> None:
+    groups = {"groups": [{"state": "Enabled", "total": 2}, {"state": "Disabled", "total": 1}]}
+    assert out_of(groups, output="csv")[0] == "state,total\nEnabled,2\nDisabled,1\n"
+
+
+def test_quiet_prints_uuids_only() -> None:
+    assert out_of({"inventories": ZONES}, quiet=True)[0] == f"{'a' * 32}\n{'b' * 32}\n"
+    assert out_of({"inventory": ZONES[0]}, quiet=True, output="json")[0] == f"{'a' * 32}\n"
+    assert out_of({}, quiet=True)[0] == ""
+
+
+def test_cells_render_nested_values_compactly() -> None:
+    text = out_of({"inventories": [{"uuid": "u", "name": True, "state": [1, 2]}]}, output="value")[
+        0
+    ]
+    assert text == "u\ttrue\t[1,2]\n"
+
+
+def test_help_lists_resources_verbs_parameters_and_exit_statuses() -> None:
+    cat = Catalogue(CATALOGUE)
+    top = render_help(Help([]), cat)
+    assert "l2-network (l2)" in top and "create-l2-vlan-network" in top
+    assert "124" in top and "130" in top and "exit status" in top
+    verb = render_help(Help(["zone", "create"]), cat)
+    assert "--name, name=  string; required" in verb and "the name" in verb
+    assert "--system-tags, systemTags=  list of string; default []" in verb
+    lst = render_help(Help(["zone", "list"]), cat)
+    assert "--sort-by, sortBy=" in lst and "Enabled|Disabled" in lst
+    assert "StartVmInstance" in render_help(Help(["api"]), cat)
+    with pytest.raises(UsageError):
+        render_help(Help(["zone", "crate"]), cat)
+    assert "exit status" in render_help(Help([]), None)
+
+
+def test_progress_plain_lines_when_not_a_terminal() -> None:
+    err = io.StringIO()
+    progress = Progress(err)
+    for pct in (10, 10, 50):
+        progress(
+            {
+                "type": "event",
+                "path": "/job/j1",
+                "data": {"jobUuid": "j1", "name": "StartVm", "progress": pct, "text": "boot"},
+            }
+        )
+    progress(
+        {
+            "type": "event",
+            "path": "/job/j1",
+            "data": {"jobUuid": "j1", "state": "Succeeded", "progress": 100},
+        }
+    )
+    assert err.getvalue() == "StartVm: 10% boot\nStartVm: 50% boot\n"
+    assert progress.job == "j1"
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_rewrites_one_line_on_a_terminal() -> None:
+    err = Tty()
+    progress = Progress(err)
+    for pct in (10, 50):
+        progress({"path": "/job/j1", "data": {"jobUuid": "j1", "name": "StartVm", "progress": pct}})
+    progress.done()
+    assert err.getvalue() == "\r\x1b[KStartVm: 10%\r\x1b[KStartVm: 50%\r\x1b[K"
+
+
+def test_no_color_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = Tty()
+    render({"inventories": ZONES}, Options(), ZONE, out, io.StringIO())
+    assert "z1" in out.getvalue() and "\x1b[" not in out.getvalue()
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    out = Tty()
+    render({"inventories": ZONES}, Options(), ZONE, out, io.StringIO())
+    assert "\x1b[" in out.getvalue()  # a terminal without NO_COLOR gets colour (bold header)
+
+
+def test_sessions_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    session.save("unix:/a.sock", "s1")
+    session.save("tcp://h:1", "s2")
+    path = tmp_path / "zcli" / "sessions.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert session.get("unix:/a.sock") == "s1"
+    monkeypatch.chdir("/")
+    assert session.get("unix:a.sock") == "s1"  # the same socket, named relatively
+    assert session.forget("unix:/a.sock") is True
+    assert session.load_all() == {"tcp://h:1": "s2"}
+    path.write_text("not json")
+    assert session.get("tcp://h:1") is None
+
+
+def test_catalogue_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache.load("abc") is None
+    cache.store("abc", {"apis": []})
+    assert cache.load("abc") == {"apis": []}
+    assert (tmp_path / "zcli" / "catalogue-abc.json").exists()
+    assert [p.name for p in (tmp_path / "zcli").iterdir()] == ["catalogue-abc.json"]  # no temp left
+    assert cache.newest() == ("abc", {"apis": []})
+    assert cache.load("../evil") is None
+    for n in range(cache.KEEP + 3):
+        cache.store(f"h{n}", {"n": n})
+    assert len(list((tmp_path / "zcli").glob("catalogue-*.json"))) == cache.KEEP
+
+
+def test_cold_start_imports_neither_rich_nor_the_server() -> None:
+    code = (
+        "import sys, io\n"
+        "import zcli.main, zcli.runner, zcli.batch\n"
+        "from zcli.output import render\nfrom zcli.options import Options\n"
+        "render({'inventories': []}, Options(output='json'), None, io.StringIO(), io.StringIO())\n"
+        "heavy = ('rich', 'yaml', 'sqlalchemy', 'typer', 'textual', 'prompt_toolkit')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in heavy"
+        " or m.startswith(('zmn.core', 'zmn.server', 'zmn.services'))]\n"
+        "print(bad)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+    )
+    assert res.stdout.strip() == "[]"

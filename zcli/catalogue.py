@@ -1,0 +1,192 @@
+"""The catalogue model: which APIs, resources and verbs the connected node offers.
+
+The node publishes a catalogue (``GetApiCatalogue``). This module turns it into the command
+grammar: each resource type's ``cli`` name (plus a few short aliases) is a command, each API
+whose ``resource`` is that type is a verb, and ``Query<Type>`` becomes ``list`` and ``get``.
+When two APIs share a resource and verb, both are named by their kebab-case API name
+(``create-l2-vlan-network``), so no verb is ever ambiguous.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Short names operators type every day; an alias only counts when its type is loaded.
+ALIASES = {
+    "vm": "VmInstance",
+    "ps": "PrimaryStorage",
+    "bs": "BackupStorage",
+    "l2": "L2Network",
+    "l3": "L3Network",
+    "sg": "SecurityGroup",
+}
+BUILTIN_VERBS = ("list", "get")
+_KEBAB_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def kebab(name: str) -> str:
+    """``CreateL2VlanNetwork`` -> ``create-l2-vlan-network``."""
+    return _KEBAB_RE.sub("-", name).lower()
+
+
+def camel(option: str) -> str:
+    """``sort-by`` -> ``sortBy``, ``l3-network-uuid`` -> ``l3NetworkUuid``; camelCase stays."""
+    first, *rest = option.split("-")
+    return first + "".join(p[:1].upper() + p[1:] for p in rest if p)
+
+
+def suggest(word: str, choices: Iterable[str]) -> list[str]:
+    return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+
+
+@dataclass
+class Param:
+    name: str
+    type: str
+    required: bool
+    default: Any
+    doc: str
+    raw: dict[str, Any]
+
+    @property
+    def is_list(self) -> bool:
+        return self.type == "list"
+
+    def type_text(self) -> str:
+        if self.type == "enum":
+            return "|".join(str(v) for v in self.raw.get("enum", []))
+        if self.type == "list":
+            item = self.raw.get("items", {}).get("type", "string")
+            return f"list of {item}"
+        ref = self.raw.get("resource")
+        return f"{self.type} ({ref})" if ref else self.type
+
+
+@dataclass
+class Api:
+    name: str
+    resource: str | None
+    verb: str | None
+    summary: str
+    doc: str
+    long: bool
+    params: dict[str, Param]
+
+    @property
+    def is_query(self) -> bool:
+        return self.verb == "query" and self.name.startswith("Query")
+
+
+@dataclass
+class Resource:
+    name: str  # type name, e.g. L3Network
+    cli: str  # command word, e.g. l3-network
+    summary: str = ""
+    columns: list[str] = field(default_factory=lambda: ["uuid", "name"])
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    joins: list[dict[str, Any]] = field(default_factory=list)
+    verbs: dict[str, str] = field(default_factory=dict)  # verb -> API name
+    query: str | None = None  # Query<Type> API name
+
+
+class Catalogue:
+    """Lookups over one catalogue document (the ``catalogue`` member of GetApiCatalogue)."""
+
+    def __init__(self, data: dict[str, Any], digest: str = "") -> None:
+        self.data = data
+        self.hash = digest
+        self.apis: dict[str, Api] = {a["name"]: _api(a) for a in data.get("apis", [])}
+        self.resources: dict[str, Resource] = {}  # by cli name
+        self._by_type: dict[str, Resource] = {}
+        for r in data.get("resources", []):
+            res = Resource(
+                r["name"],
+                r.get("cli") or kebab(r["name"]),
+                r.get("summary", ""),
+                list(r.get("columns") or ["uuid", "name"]),
+                list(r.get("fields", [])),
+                list(r.get("joins", [])),
+            )
+            self._add(res)
+        for a in self.apis.values():
+            if a.resource and a.resource not in self._by_type:
+                self._add(Resource(a.resource, kebab(a.resource)))
+        for res in self._by_type.values():
+            self._assign_verbs(res)
+        self.error_kinds: dict[str, int] = dict(data.get("errorKinds", {}))
+
+    def _add(self, res: Resource) -> None:
+        self.resources[res.cli] = res
+        self._by_type[res.name] = res
+
+    def _assign_verbs(self, res: Resource) -> None:
+        by_verb: dict[str, list[Api]] = {}
+        for a in self.apis.values():
+            if a.resource != res.name:
+                continue
+            if a.is_query and res.query is None:
+                res.query = a.name
+                continue
+            by_verb.setdefault(a.verb or kebab(a.name), []).append(a)
+        for verb, apis in by_verb.items():
+            if len(apis) == 1 and verb not in (*BUILTIN_VERBS, "help"):
+                res.verbs[verb] = apis[0].name
+            else:
+                for a in apis:
+                    res.verbs[kebab(a.name)] = a.name
+
+    def resource(self, word: str) -> Resource | None:
+        """A resource by cli name, short alias, type name or kebab type name."""
+        if word in self.resources:
+            return self.resources[word]
+        if word in ALIASES and ALIASES[word] in self._by_type:
+            return self._by_type[ALIASES[word]]
+        if word in self._by_type:
+            return self._by_type[word]
+        for res in self._by_type.values():
+            if kebab(res.name) == word or res.name.lower() == word.lower():
+                return res
+        return None
+
+    def resource_of_type(self, type_name: str | None) -> Resource | None:
+        return self._by_type.get(type_name) if type_name else None
+
+    def verbs(self, res: Resource) -> list[str]:
+        """Every verb of a resource, ``list`` and ``get`` first."""
+        builtin = list(BUILTIN_VERBS) if res.query else []
+        return builtin + sorted(res.verbs)
+
+    def resource_words(self) -> list[str]:
+        """Words that name a resource on the command line (for did-you-mean)."""
+        words = set(self.resources)
+        words.update(a for a, t in ALIASES.items() if t in self._by_type)
+        return sorted(words)
+
+    def aliases_of(self, res: Resource) -> list[str]:
+        return sorted(a for a, t in ALIASES.items() if t == res.name and a != res.cli)
+
+
+def _api(a: dict[str, Any]) -> Api:
+    params = {}
+    for p in a.get("params", []):
+        params[p["name"]] = Param(
+            p["name"],
+            str(p.get("type", "any")),
+            bool(p.get("required")),
+            p.get("default"),
+            str(p.get("doc", "")),
+            p,
+        )
+    return Api(
+        a["name"],
+        a.get("resource"),
+        a.get("verb"),
+        a.get("summary", ""),
+        a.get("doc", ""),
+        bool(a.get("long")),
+        params,
+    )

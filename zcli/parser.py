@@ -1,0 +1,290 @@
+"""The command grammar, shared by one-shot commands, batch files and the interactive shell.
+
+:func:`parse` takes the tokens after the global options and a :class:`Catalogue` and returns
+a command object; it never talks to the node. The forms::
+
+    api <ApiName> [key=value ...]                  raw call; for Query<Type>, conditions too
+    <resource> <verb> [NAME_OR_UUID] [key=value ...] [--key value ...] [--flag]
+    <resource> list [FIELD OP VALUE ...] [--count] [--limit N] [--sort-by F] ...
+    <resource> get NAME_OR_UUID
+    login --account A [--password P]   |   logout
+    help [resource [verb]]   |   ... --help
+
+``--key value``, ``--key=value`` and ``key=value`` are the same; ``--some-key`` is
+``someKey``; ``--flag`` alone is ``true``. For Query APIs, a key that is not a parameter is a
+query condition (``name=z1``, ``cpuNum>=2``, ``vmNics.l3Network.name~=pub%``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from zcli.catalogue import Api, Catalogue, Resource, camel, suggest
+from zmn.api.errors import InvalidArgument
+from zmn.api.querylang import ALL_OPERATORS, parse_condition
+
+UUID_RE = re.compile(r"^[0-9a-f]{32}$")
+_KEY_VALUE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_CONDITION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)", re.S)
+HELP_FLAGS = ("--help", "-h")
+BOOL_WORDS = ("true", "false")
+
+
+class UsageError(InvalidArgument):
+    """The command line does not fit the grammar (exit status 2); says what is valid."""
+
+    default_code = "CLI.USAGE"
+
+
+@dataclass
+class ApiCall:
+    """Call one API. ``action`` is ``call``, ``list`` (a query) or ``get`` (one resource)."""
+
+    api: str
+    args: dict[str, Any] = field(default_factory=dict)
+    action: str = "call"
+    resource: str | None = None  # resource type name, for table columns
+    long: bool = False
+    target: str | None = None  # get: the NAME_OR_UUID asked for
+
+
+@dataclass
+class Help:
+    """Print help; ``topic`` is [], [resource], [resource, verb], ["api"] or ["api", Name]."""
+
+    topic: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Login:
+    account: str | None = None
+    password: str | None = None
+
+
+@dataclass
+class Logout:
+    pass
+
+
+Command = ApiCall | Help | Login | Logout
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = suggest(word, choices)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def parse(tokens: list[str], catalogue: Catalogue) -> Command:
+    """Turn command tokens into a command object, or raise :class:`UsageError`."""
+    if not tokens or tokens[0] in ("help", *HELP_FLAGS):
+        return Help([t for t in tokens[1:] if t not in HELP_FLAGS])
+    head, rest = tokens[0], tokens[1:]
+    if any(t in HELP_FLAGS for t in rest):
+        return Help([head, *[t for t in rest if t not in HELP_FLAGS][:1]])
+    if head == "login":
+        return _login(rest)
+    if head == "logout":
+        if rest:
+            raise UsageError(f"logout takes no arguments, got {rest[0]!r}", field=rest[0])
+        return Logout()
+    if head == "api":
+        return _raw(rest, catalogue)
+    res = catalogue.resource(head)
+    if res is None:
+        words = [*catalogue.resource_words(), "api", "help", "login", "logout"]
+        raise UsageError(
+            f"unknown resource {head!r}{did_you_mean(head, words)}"
+            f" (resources: {', '.join(catalogue.resource_words())}; see zcli help)",
+            code="CLI.UNKNOWN_RESOURCE",
+            field=head,
+            choices=words,
+        )
+    return _resource(res, rest, catalogue)
+
+
+def _raw(rest: list[str], catalogue: Catalogue) -> ApiCall:
+    if not rest:
+        raise UsageError("api needs an API name (zcli api --help lists them)", field="api")
+    name, rest = rest[0], rest[1:]
+    api = catalogue.apis.get(name)
+    if api is None:
+        raise UsageError(
+            f"no API named {name!r}{did_you_mean(name, list(catalogue.apis))}"
+            " (zcli api --help lists them)",
+            code="CLI.UNKNOWN_API",
+            field="api",
+            choices=sorted(catalogue.apis),
+        )
+    args, positional = parse_args(api, rest)
+    if positional:
+        raise UsageError(
+            f"unexpected argument {positional[0]!r}: use key=value", field=positional[0]
+        )
+    action = "list" if api.is_query else "call"
+    return ApiCall(api.name, args, action, api.resource, api.long)
+
+
+def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
+    verbs = catalogue.verbs(res)
+    if not rest:
+        raise UsageError(
+            f"{res.cli} needs a verb: {', '.join(verbs)}",
+            code="CLI.UNKNOWN_VERB",
+            field="verb",
+            choices=verbs,
+        )
+    verb, rest = rest[0], rest[1:]
+    if verb in ("list", "get") and res.query:
+        api = catalogue.apis[res.query]
+        args, positional = parse_args(api, rest)
+        if verb == "list":
+            if positional:
+                raise UsageError(
+                    f"unexpected argument {positional[0]!r}: conditions are FIELD OP VALUE"
+                    f" (operators: {' '.join(ALL_OPERATORS)})",
+                    field=positional[0],
+                )
+            return ApiCall(api.name, args, "list", res.name)
+        if len(positional) != 1:
+            raise UsageError(f"{res.cli} get takes one NAME_OR_UUID", field="uuid")
+        target = positional[0]
+        key = "uuid" if UUID_RE.match(target) else "name"
+        args["conditions"] = [f"{key}={target}", *args.get("conditions", [])]
+        return ApiCall(api.name, args, "get", res.name, target=target)
+    api_name = res.verbs.get(verb)
+    if api_name is None:
+        raise UsageError(
+            f"{res.cli} has no verb {verb!r}{did_you_mean(verb, verbs)}"
+            f" (verbs: {', '.join(verbs)})",
+            code="CLI.UNKNOWN_VERB",
+            field="verb",
+            choices=verbs,
+        )
+    api = catalogue.apis[api_name]
+    args, positional = parse_args(api, rest)
+    if positional:
+        slot = positional_slot(api)
+        if slot is None or len(positional) > 1 or slot in args:
+            raise UsageError(
+                f"unexpected argument {positional[-1]!r}: use key=value or --key value",
+                field=positional[-1],
+            )
+        args[slot] = positional[0]
+    return ApiCall(api.name, args, "call", res.name, api.long)
+
+
+def positional_slot(api: Api) -> str | None:
+    """The parameter a leading NAME_OR_UUID fills: ``uuid``; else the one reference to the
+    API's own resource (``ps attach PS --cluster-uuid C``); else ``name`` (creates)."""
+    if "uuid" in api.params:
+        return "uuid"
+    own = [
+        p.name
+        for p in api.params.values()
+        if api.resource and p.raw.get("resource") == api.resource
+    ]
+    if len(own) == 1:
+        return own[0]
+    return "name" if "name" in api.params else None
+
+
+def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The API arguments (conditions included for queries) and the positional tokens."""
+    args: dict[str, Any] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if token.startswith("--") and len(token) > 2:
+            key, sep, value = token[2:].partition("=")
+            key = camel(key)
+            value_: Any = value
+            if not sep:
+                param = api.params.get(key)
+                nxt = tokens[i] if i < len(tokens) else None
+                if param is not None and param.type == "bool":
+                    value_ = True
+                    if nxt is not None and nxt.lower() in BOOL_WORDS:
+                        value_, i = nxt.lower(), i + 1
+                elif nxt is None or (nxt.startswith("--") and len(nxt) > 2):
+                    if param is None and not api.is_query:
+                        _unknown(api, key)
+                    raise UsageError(f"--{token[2:]} needs a value", field=key)
+                else:
+                    value_, i = nxt, i + 1
+            _put(api, args, key, "=", value_)
+        elif api.is_query and _CONDITION_RE.match(token):
+            cond = parse_condition(token)
+            _put(api, args, cond.name, cond.op, cond.value, text=str(cond))
+        elif not api.is_query and (m := _KEY_VALUE_RE.match(token)):
+            _put(api, args, m.group(1), "=", m.group(2))
+        else:
+            positional.append(token)
+    return args, positional
+
+
+def _put(
+    api: Api, args: dict[str, Any], key: str, op: str, value: Any, text: str | None = None
+) -> None:
+    param = api.params.get(key)
+    if api.is_query and key == "conditions":
+        args.setdefault("conditions", []).append(value)
+        return
+    if param is None:
+        if not api.is_query:
+            _unknown(api, key)
+        if value is True:
+            raise UsageError(f"query condition {key!r} needs a value", field=key)
+        args.setdefault("conditions", []).append(text or f"{key}{op}{value}")
+        return
+    if op != "=":
+        raise UsageError(f"{key} is a parameter of {api.name}: use {key}=VALUE", field=key)
+    if key in args:
+        if not param.is_list:
+            raise UsageError(f"{key} given more than once", field=key)
+        prev = args[key]
+        args[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+        return
+    args[key] = value
+
+
+def _unknown(api: Api, key: str) -> None:
+    names = list(api.params)
+    raise UsageError(
+        f"{api.name} has no parameter {key!r}{did_you_mean(key, names)}"
+        f" (parameters: {', '.join(names) or 'none'})",
+        code="ARG.UNKNOWN",
+        field=key,
+        choices=names,
+    )
+
+
+def _login(rest: list[str]) -> Login:
+    login = Login()
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        i += 1
+        key, sep, value = token.lstrip("-").partition("=")
+        if not sep and token.startswith("--") and i < len(rest):
+            value, i = rest[i], i + 1
+        elif not sep:
+            raise UsageError(
+                f"login: {token!r} needs a value (--account A --password P)", field=key
+            )
+        if key in ("account", "accountName", "account-name"):
+            login.account = value
+        elif key == "password":
+            login.password = value
+        else:
+            raise UsageError(
+                f"login has no option {key!r}{did_you_mean(key, ['account', 'password'])}"
+                " (options: --account, --password)",
+                field=key,
+            )
+    if not login.account:
+        raise UsageError("login needs --account NAME", field="account")
+    return login

@@ -1,0 +1,266 @@
+"""Running commands over one connection: catalogue, session, waits, progress and errors.
+
+One :class:`Runner` serves a one-shot command, every line of a batch file and (later) the
+interactive shell. It connects lazily, loads the catalogue from the cache when the node's
+greeting carries a known hash, and turns every :class:`ZmnError` into ``error: CODE: message``
+on stderr and the documented exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from zcli import cache, session
+from zcli.catalogue import Catalogue
+from zcli.help import USAGE, render_help
+from zcli.options import Options
+from zcli.output import render
+from zcli.parser import HELP_FLAGS, ApiCall, Help, Login, Logout, UsageError, parse
+from zcli.progress import Progress
+from zmn.api.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Timeout,
+    Unavailable,
+    ZmnError,
+    upper_snake,
+)
+from zmn.client import Client, default_endpoint
+
+SESSION_REJECTED = ("SESSION_EXPIRED", "SESSION_INVALID", "SESSION_NOT_FOUND", "INVALID_SESSION")
+
+
+def is_help(tokens: list[str]) -> bool:
+    return not tokens or tokens[0] == "help" or any(t in HELP_FLAGS for t in tokens)
+
+
+def session_rejected(exc: ZmnError) -> bool:
+    """The node refused the session itself (expired, logged out, unknown), not the action."""
+    return isinstance(exc, PermissionDenied) and exc.code.upper().endswith(SESSION_REJECTED)
+
+
+class Runner:
+    def __init__(self, opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.opts = opts
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.endpoint = opts.endpoint or default_endpoint()
+        self.session, self.session_source = self._initial_session(opts)
+        self.progress = Progress(self.err)
+        self.client: Client | None = None
+        self._catalogue: Catalogue | None = None
+        self.stdin_busy = False  # batch commands come from stdin: never read a password there
+
+    def _initial_session(self, opts: Options) -> tuple[str | None, str | None]:
+        if opts.session:
+            return opts.session, "option"
+        if os.environ.get("ZMN_SESSION"):
+            return os.environ["ZMN_SESSION"], "env"
+        stored = session.get(self.endpoint)
+        return (stored, "stored") if stored else (None, None)
+
+    # ----------------------------------------------------------------- connection
+
+    def connect(self) -> Client:
+        """The connection; after :meth:`close` the client reconnects on its next request."""
+        if self.client is None:
+            client = Client(self.endpoint, self.session, on_event=self.progress)
+            client.connect()
+            self.client = client
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def catalogue(self, *, optional: bool = False) -> Catalogue | None:
+        if self._catalogue is not None:
+            return self._catalogue
+        try:
+            client = self.connect()
+        except Unavailable:
+            if not optional:
+                raise
+            newest = cache.newest()
+            return Catalogue(newest[1], newest[0]) if newest else None
+        digest = str(client.hello.get("catalogueHash") or "")
+        data = cache.load(digest) if digest else None
+        if data is None:
+            reply = client.call("GetApiCatalogue")
+            data, digest = reply["catalogue"], str(reply.get("hash") or digest)
+            cache.store(digest, data)
+        self._catalogue = Catalogue(data, digest)
+        return self._catalogue
+
+    # ----------------------------------------------------------------- commands
+
+    def run(self, tokens: list[str], opts: Options | None = None, where: str = "") -> int:
+        """Run one command; print its result or its error; return the exit status."""
+        opts = opts or self.opts
+        try:
+            if not tokens:
+                self.err.write(USAGE + "try: zcli help\n")
+                return EXIT_USAGE
+            if is_help(tokens):
+                cat = self.catalogue(optional=True)
+                cmd = parse(tokens, cat or Catalogue({}))
+                assert isinstance(cmd, Help)
+                self.out.write(render_help(cmd, cat))
+                return EXIT_OK
+            cmd = parse(tokens, self._require_catalogue())
+            if isinstance(cmd, Login):
+                return self.login(cmd, opts)
+            if isinstance(cmd, Logout):
+                return self.logout()
+            assert isinstance(cmd, ApiCall)
+            return self.call(cmd, opts)
+        except ZmnError as exc:
+            self.progress.done()
+            return self.report(exc, where)
+
+    def _require_catalogue(self) -> Catalogue:
+        cat = self.catalogue()
+        assert cat is not None
+        return cat
+
+    def call(self, cmd: ApiCall, opts: Options) -> int:
+        client = self.connect()
+        wait = not (cmd.long and opts.no_wait)
+        try:
+            with self._deadline(opts.timeout):
+                reply = client.request(
+                    cmd.api, cmd.args, wait=wait, progress=cmd.long and wait, timeout=opts.timeout
+                )
+        except Timeout as exc:
+            self.close()  # a reply may still arrive on this connection; start afresh
+            job = self.progress.job
+            if job:
+                exc.message += f"; it continues as job {job}"
+                exc.details["jobUuid"] = job
+            elif cmd.long or opts.timeout:
+                exc.message += "; the operation may still finish"
+            raise
+        finally:
+            self.progress.done()
+        if not wait:
+            job = reply.get("job") or (reply.get("result") or {}).get("job", {}).get("uuid", "")
+            self.out.write(f"{job}\n")
+            return EXIT_OK
+        result = reply.get("result")
+        if cmd.action == "get":
+            result = self._one(cmd, result)
+        cat = self._require_catalogue()
+        render(result, opts, cat.resource_of_type(cmd.resource), self.out, self.err)
+        self.out.flush()
+        return EXIT_OK
+
+    def _one(self, cmd: ApiCall, result: Any) -> dict[str, Any]:
+        rows = result.get("inventories", []) if isinstance(result, dict) else []
+        kind, target = cmd.resource or "Resource", cmd.target or ""
+        field = "uuid" if cmd.args["conditions"][0].startswith("uuid=") else "name"
+        if not rows:
+            raise NotFound(
+                f"{kind} {target!r} not found", code=f"{upper_snake(kind)}.NOT_FOUND", field=field
+            )
+        if len(rows) > 1:
+            raise Conflict(
+                f"{len(rows)} {kind} resources are named {target!r}; give the UUID",
+                code="CLI.AMBIGUOUS_NAME",
+                field=field,
+                uuids=[r.get("uuid") for r in rows],
+            )
+        return {"inventory": rows[0]}
+
+    @contextmanager
+    def _deadline(self, seconds: float | None) -> Iterator[None]:
+        """Bound the whole wait, progress events included (the client bounds each read)."""
+        if not seconds or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def expire(_signum: int, _frame: Any) -> None:
+            raise Timeout(f"no result within {seconds:g}s", code="CLIENT.TIMEOUT")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    # ----------------------------------------------------------------- sessions
+
+    def login(self, cmd: Login, opts: Options) -> int:
+        password = cmd.password
+        if password is None:
+            password = self._read_password()
+        client = self.connect()
+        client.session = None  # logging in must not send a stale session
+        try:
+            result = client.call(
+                "LogInByAccount", {"accountName": cmd.account, "password": password}
+            )
+        finally:
+            client.session = self.session  # a failed login leaves the batch's identity as it was
+        inv = result.get("inventory", result) if isinstance(result, dict) else {}
+        uuid = inv.get("uuid") or inv.get("sessionUuid") if isinstance(inv, dict) else None
+        if not isinstance(uuid, str) or not uuid:
+            raise ZmnError("LogInByAccount returned no session UUID", code="CLI.NO_SESSION")
+        session.save(self.endpoint, uuid)
+        client.session = self.session = uuid
+        self.session_source = "stored"
+        self.err.write(f"logged in as {cmd.account} at {self.endpoint}\n")
+        if opts.quiet or opts.output in ("json", "yaml"):
+            render({"inventory": inv}, opts, None, self.out, self.err)
+        return EXIT_OK
+
+    def _read_password(self) -> str:
+        if sys.stdin.isatty():
+            import getpass
+
+            return getpass.getpass("password: ")
+        if self.stdin_busy:
+            raise UsageError("login in a batch read from stdin needs --password", field="password")
+        return sys.stdin.readline().rstrip("\n")
+
+    def logout(self) -> int:
+        current = self.session
+        if current:
+            client = self.connect()
+            cat = self._require_catalogue()
+            api = cat.apis.get("LogOut")
+            args = {"sessionUuid": current} if api and "sessionUuid" in api.params else {}
+            try:
+                client.call("LogOut", args)
+            except ZmnError as exc:
+                if not session_rejected(exc):
+                    self.err.write(f"warning: {exc.code}: {exc.message}\n")
+            client.session = None
+        forgot = session.forget(self.endpoint)
+        self.session, self.session_source = None, None
+        self.err.write("logged out\n" if current or forgot else "not logged in\n")
+        return EXIT_OK
+
+    # ----------------------------------------------------------------- errors
+
+    def report(self, exc: ZmnError, where: str = "") -> int:
+        self.err.write(f"error: {exc.code}: {exc.message}\n")
+        if exc.field:
+            self.err.write(f"field: {exc.field}\n")
+        if where:
+            self.err.write(f"at {where}\n")
+        if self.session and session_rejected(exc):
+            self.err.write("session expired: zcli login\n")
+            return EXIT_FAILED
+        return exc.exit_status
