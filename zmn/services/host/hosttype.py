@@ -1,0 +1,103 @@
+"""Host types: the extension point through which the host service drives hypervisors.
+
+The host service knows hosts only through :class:`HostType`. The simulator type is built in;
+a KVM type (agent over HTTP) registers itself the same way, from its own plugin, without the
+host service or the simulator changing::
+
+    node.extensions.add(HostType, KvmHostType(node))   # in the plugin's __init__
+
+A type's ``connect`` must be idempotent: the node calls it at add, at ``ReconnectHost``, at
+boot and after a host came back from a ping failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from zmn.api.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from zmn.core.extension import ExtensionRegistry
+    from zmn.core.service import Call
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """What a host type is told about a host (never an ORM row)."""
+
+    uuid: str
+    name: str
+    managementIp: str
+    clusterUuid: str
+    hypervisorType: str
+    totalCpuCapacity: int = 0  # last known, 0 when the host is new
+    totalMemoryCapacity: int = 0
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a connected host reports about itself."""
+
+    cpuNum: int
+    cpuCapacity: int  # vCPUs the host offers
+    memoryCapacity: int  # bytes
+
+
+@runtime_checkable
+class HostType(Protocol):
+    """A hypervisor the host service can add, connect, ping and disconnect."""
+
+    hypervisor_type: str
+
+    async def connect(self, host: HostRef, params: Mapping[str, Any]) -> None:
+        """Reach the host (deploying or checking its agent); raise if it cannot be reached."""
+
+    async def facts(self, host: HostRef) -> HostFacts:
+        """CPU and memory of a connected host."""
+
+    async def ping(self, host: HostRef) -> None:
+        """Raise if the host does not answer."""
+
+    async def disconnect(self, host: HostRef) -> None:
+        """Forget the host (it was deleted, or its add rolled back)."""
+
+
+class HostMaintenanceExtension(Protocol):
+    """Called when a host goes into maintenance (e.g. the VM service migrates VMs away).
+
+    Raising aborts the maintenance and puts the host back in its previous state.
+    """
+
+    async def prepare_maintenance(self, call: Call, host_uuid: str) -> None: ...
+
+
+class HostTypeRegistry:
+    """Built-in host types plus those plugins add as :class:`HostType` extensions."""
+
+    def __init__(self, extensions: ExtensionRegistry) -> None:
+        self._extensions = extensions
+        self._builtin: dict[str, HostType] = {}
+
+    def add(self, host_type: HostType) -> None:
+        self._builtin[host_type.hypervisor_type] = host_type
+
+    def all(self) -> dict[str, HostType]:
+        found = dict(self._builtin)
+        for impl in self._extensions.all(HostType):  # type: ignore[type-abstract]
+            found.setdefault(impl.hypervisor_type, impl)
+        return found
+
+    def get(self, hypervisor_type: str, field: str = "hypervisorType") -> HostType:
+        found = self.all()
+        host_type = found.get(hypervisor_type)
+        if host_type is None:
+            raise InvalidArgument(
+                f"{field}: no host type {hypervisor_type!r} is installed"
+                f" (installed: {', '.join(sorted(found)) or 'none'})",
+                code="HOST.UNKNOWN_TYPE",
+                field=field,
+                choices=sorted(found),
+            )
+        return host_type

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, Ref, api
+
+
+@api(resource="PrimaryStorage", verb="add", admin=True)
+class AddSimulatorPrimaryStorage(CreateMessage, kw_only=True):
+    """Add a simulated primary storage (capacity bookkeeping only) to a zone."""
+
+    name: Annotated[str, Doc("primary storage name")]
+    zoneUuid: Annotated[str, Doc("zone UUID or name"), Ref("Zone")]
+    url: Annotated[str, Doc("where the storage is, e.g. /sim/ps")]
+    totalCapacity: Annotated[int, Doc("total capacity in bytes")]
+    availableCapacity: Annotated[
+        int | None, Doc("free capacity in bytes (default: totalCapacity)")
+    ] = None
+
+
+@api(resource="PrimaryStorage", verb="update", admin=True)
+class UpdatePrimaryStorage(ApiMessage, kw_only=True):
+    """Rename a primary storage or change its description."""
+
+    uuid: Annotated[str, Doc("primary storage UUID or name")]
+    name: Annotated[str | None, Doc("new name")] = None
+    description: Annotated[str | None, Doc("new description")] = None
+
+
+@api(resource="PrimaryStorage", verb="delete", admin=True)
+class DeletePrimaryStorage(DeleteMessage, kw_only=True):
+    """Delete a primary storage (it is detached from its clusters first)."""
+
+
+@api(resource="PrimaryStorage", verb="change-state", admin=True)
+class ChangePrimaryStorageState(ApiMessage, kw_only=True):
+    """Enable, disable or maintain a primary storage (no new volumes unless Enabled)."""
+
+    uuid: Annotated[str, Doc("primary storage UUID or name")]
+    stateEvent: Annotated[
+        Literal["enable", "disable", "maintain"], Doc("enable, disable or maintain")
+    ]
+
+
+@api(resource="PrimaryStorage", verb="attach", admin=True)
+class AttachPrimaryStorageToCluster(ApiMessage, kw_only=True):
+    """Attach a primary storage to a cluster of the same zone."""
+
+    primaryStorageUuid: Annotated[str, Doc("primary storage UUID or name"), Ref("PrimaryStorage")]
+    clusterUuid: Annotated[str, Doc("cluster UUID or name"), Ref("Cluster")]
+
+
+@api(resource="PrimaryStorage", verb="detach", admin=True)
+class DetachPrimaryStorageFromCluster(ApiMessage, kw_only=True):
+    """Detach a primary storage from a cluster."""
+
+    primaryStorageUuid: Annotated[str, Doc("primary storage UUID or name"), Ref("PrimaryStorage")]
+    clusterUuid: Annotated[str, Doc("cluster UUID or name"), Ref("Cluster")]

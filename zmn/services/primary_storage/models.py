@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zmn.core.db import Base, ResourceMixin, Timestamp, utcnow
+
+
+class PrimaryStorageVO(ResourceMixin, Base):
+    """Storage for VM volumes, attached to clusters of its zone. Capacities in bytes."""
+
+    __tablename__ = "primary_storage"
+    zoneUuid: Mapped[str] = mapped_column(String(32), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    mountPath: Mapped[str | None] = mapped_column(Text, default=None)
+    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    status: Mapped[str] = mapped_column(String(32), default="Connected")
+    totalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    availableCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    totalPhysicalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    availablePhysicalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PrimaryStorageClusterRefVO(Base):
+    """A primary storage attached to a cluster: the cluster's hosts can use it."""
+
+    __tablename__ = "primary_storage_cluster_ref"
+    primaryStorageUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    clusterUuid: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

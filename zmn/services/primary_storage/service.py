@@ -1,0 +1,183 @@
+"""Primary storage: where VM volumes live; attached to clusters of its zone."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zmn.api.errors import InvalidArgument
+from zmn.core import crud, links
+from zmn.core.resource import LinkSpec, RefSpec, ResourceRegistry, ResourceType
+from zmn.core.service import Call, Service, handler
+from zmn.core.state import StateMachine
+from zmn.services.primary_storage.api import (
+    AddSimulatorPrimaryStorage,
+    AttachPrimaryStorageToCluster,
+    ChangePrimaryStorageState,
+    DeletePrimaryStorage,
+    DetachPrimaryStorageFromCluster,
+    UpdatePrimaryStorage,
+)
+from zmn.services.primary_storage.models import PrimaryStorageClusterRefVO, PrimaryStorageVO
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+PS_STATE = StateMachine(
+    "PrimaryStorage",
+    {
+        ("Enabled", "enable"): "Enabled",
+        ("Enabled", "disable"): "Disabled",
+        ("Enabled", "maintain"): "Maintenance",
+        ("Disabled", "enable"): "Enabled",
+        ("Disabled", "disable"): "Disabled",
+        ("Disabled", "maintain"): "Maintenance",
+        ("Maintenance", "enable"): "Enabled",
+        ("Maintenance", "disable"): "Disabled",
+        ("Maintenance", "maintain"): "Maintenance",
+    },
+    allowed={"attach": {"Enabled", "Disabled"}, "allocate": {"Enabled"}},
+)
+
+CLUSTER_LINK = LinkSpec(
+    PrimaryStorageClusterRefVO, "PrimaryStorage", "primaryStorageUuid", "Cluster", "clusterUuid"
+)
+
+
+def _attached_clusters(session: Session, invs: list[dict[str, Any]]) -> None:
+    for inv in invs:
+        inv["attachedClusterUuids"] = links.linked_uuids(
+            session, CLUSTER_LINK, "clusterUuid", "primaryStorageUuid", inv["uuid"]
+        )
+
+
+class PrimaryStorageService(Service):
+    name = "primaryStorage"
+    summary = "primary storage"
+    requires = ("zone", "cluster")
+    state_machines = [PS_STATE]
+    error_codes = {
+        "PRIMARY_STORAGE.NOT_FOUND": "no primary storage with that UUID or name",
+        "PRIMARY_STORAGE.DUPLICATE_NAME": "a primary storage with that name exists",
+        "PRIMARY_STORAGE.INVALID_STATE": "the state event or operation is not allowed in its state",
+        "PRIMARY_STORAGE.ZONE_MISMATCH": "the cluster is in another zone",
+        "PRIMARY_STORAGE.ALREADY_ATTACHED": "it is already attached to the cluster",
+        "PRIMARY_STORAGE.NOT_ATTACHED": "the primary storage is not attached to the cluster",
+        "STORAGE.INVALID_CAPACITY": "a capacity is negative, or free exceeds total",
+    }
+
+    def declare(self, registry: ResourceRegistry) -> None:
+        registry.add(
+            ResourceType(
+                "PrimaryStorage",
+                PrimaryStorageVO,
+                self.name,
+                "primary-storage",
+                columns=[
+                    "uuid",
+                    "name",
+                    "zoneUuid",
+                    "type",
+                    "state",
+                    "status",
+                    "availableCapacity",
+                    "totalCapacity",
+                ],
+                refs={"zoneUuid": RefSpec("Zone", on_delete="cascade")},
+                enums={
+                    "type": ["Simulator", "LocalStorage", "NFS"],
+                    "state": sorted(PS_STATE.states),
+                    "status": ["Connecting", "Connected", "Disconnected"],
+                },
+                docs={
+                    "totalCapacity": "bytes the storage offers for volumes",
+                    "availableCapacity": "bytes not yet given to volumes",
+                    "totalPhysicalCapacity": "bytes of the underlying disk",
+                    "availablePhysicalCapacity": "bytes free on the underlying disk",
+                },
+                admin_only=True,
+                inventory_hook=_attached_clusters,
+                state_field="state",
+                summary="storage for VM volumes, attached to clusters",
+            )
+        )
+        registry.add_link(CLUSTER_LINK)
+
+    @handler(AddSimulatorPrimaryStorage)
+    async def add_simulator_primary_storage(
+        self, msg: AddSimulatorPrimaryStorage, call: Call
+    ) -> dict[str, Any]:
+        available = msg.totalCapacity if msg.availableCapacity is None else msg.availableCapacity
+        links.check_capacities(msg.totalCapacity, available)
+        if not msg.url.strip():
+            raise InvalidArgument("url must not be empty", field="url")
+        rt = self.node.resources.get("PrimaryStorage")
+        row = PrimaryStorageVO(
+            name=msg.name,
+            zoneUuid=msg.zoneUuid,
+            type="Simulator",
+            url=msg.url,
+            mountPath=msg.url,
+            state="Enabled",
+            status="Connected",
+            totalCapacity=msg.totalCapacity,
+            availableCapacity=available,
+            totalPhysicalCapacity=msg.totalCapacity,
+            availablePhysicalCapacity=available,
+        )
+        return await crud.create(
+            call, "PrimaryStorage", row, msg, check=lambda s: crud.unique_name(s, rt, msg.name)
+        )
+
+    @handler(UpdatePrimaryStorage)
+    async def update_primary_storage(self, msg: UpdatePrimaryStorage, call: Call) -> dict[str, Any]:
+        links.check_rename(call, "PrimaryStorage", msg.uuid, msg.name)
+        return await crud.update_fields(
+            call, "PrimaryStorage", msg.uuid, {"name": msg.name, "description": msg.description}
+        )
+
+    @handler(ChangePrimaryStorageState)
+    async def change_primary_storage_state(
+        self, msg: ChangePrimaryStorageState, call: Call
+    ) -> dict[str, Any]:
+        return await crud.change_state(call, "PrimaryStorage", msg.uuid, msg.stateEvent, PS_STATE)
+
+    @handler(DeletePrimaryStorage)
+    async def delete_primary_storage(self, msg: DeletePrimaryStorage, call: Call) -> dict[str, Any]:
+        return await crud.delete(call, "PrimaryStorage", msg.uuid, cascade=msg.cascade)
+
+    @handler(AttachPrimaryStorageToCluster)
+    async def attach_to_cluster(
+        self, msg: AttachPrimaryStorageToCluster, call: Call
+    ) -> dict[str, Any]:
+        rt = self.node.resources.get("PrimaryStorage")
+        with call.tx() as s:
+            ps = crud.get_row(s, rt, msg.primaryStorageUuid, "primaryStorageUuid")
+            cluster = links.row_of(call, s, "Cluster", msg.clusterUuid, "clusterUuid")
+            PS_STATE.check(ps.uuid, ps.state, "attach")
+            links.same_zone(
+                ps,
+                "primary storage",
+                cluster,
+                "cluster",
+                "clusterUuid",
+                "PRIMARY_STORAGE.ZONE_MISMATCH",
+            )
+            links.add_link(s, CLUSTER_LINK, ps, cluster)
+            s.flush()
+            inv = rt.inventories(s, [ps])[0]
+        await links.publish_link(call, CLUSTER_LINK, "attached", ps.uuid, cluster.uuid)
+        return {"inventory": inv}
+
+    @handler(DetachPrimaryStorageFromCluster)
+    async def detach_from_cluster(
+        self, msg: DetachPrimaryStorageFromCluster, call: Call
+    ) -> dict[str, Any]:
+        rt = self.node.resources.get("PrimaryStorage")
+        with call.tx() as s:
+            ps = crud.get_row(s, rt, msg.primaryStorageUuid, "primaryStorageUuid")
+            cluster = links.row_of(call, s, "Cluster", msg.clusterUuid, "clusterUuid")
+            links.remove_link(s, CLUSTER_LINK, ps, cluster)
+            s.flush()
+            inv = rt.inventories(s, [ps])[0]
+        await links.publish_link(call, CLUSTER_LINK, "detached", ps.uuid, cluster.uuid)
+        return {"inventory": inv}
