@@ -1,0 +1,227 @@
+"""The agent's commands: validated JSON in, driver and network calls, JSON out.
+
+Operations on one VM are serialised by a lock per VM UUID (the node's per-VM queue does the
+same, but a retried request must not race its first try). Long commands (VM start, stop,
+reboot, migrate) can run as background tasks; :class:`Route` marks them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from agent import __version__
+from agent import validate as v
+from agent.config import AgentConfig
+from agent.drivers.base import Driver
+from agent.drivers.features import kvm_usable
+from agent.network import bridge, dhcp, firewall
+from agent.network.executor import Executor
+from agent.spec import parse_disk, parse_nic, parse_vm
+
+Body = dict[str, Any]
+Handler = Callable[[Body, dict[str, str]], Body]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    long: bool = False  # may run as a background task when the request asks for a callback
+    # validation run before a background task is accepted, so a bad request is a 400 now
+    # rather than a failed task later
+    check: Callable[[Body], object] | None = None
+
+
+def _check_uuid(body: Body) -> object:
+    return v.uuid(body.get("uuid"), "uuid")
+
+
+class KeyedLocks:
+    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._users: defaultdict[str, int] = defaultdict(int)
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+            self._users[key] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                self._users[key] -= 1
+                if not self._users[key]:
+                    del self._users[key]
+                    del self._locks[key]
+
+
+class Commands:
+    def __init__(
+        self, cfg: AgentConfig, driver: Driver, executor: Executor, host_uuid: str
+    ) -> None:
+        self.cfg = cfg
+        self.driver = driver
+        self.executor = executor
+        self.host_uuid = host_uuid
+        self.started_at = time.time()
+        self._vm_locks = KeyedLocks()
+        self._net_lock = threading.Lock()
+
+    def routes(self) -> dict[tuple[str, str], Route]:
+        return {
+            ("GET", "/v1/ping"): Route(self.ping),
+            ("GET", "/v1/host/facts"): Route(self.facts),
+            ("GET", "/v1/vm/list"): Route(self.vm_list),
+            ("POST", "/v1/vm/start"): Route(
+                self.vm_start, long=True, check=lambda b: parse_vm(b.get("vm"))
+            ),
+            ("POST", "/v1/vm/stop"): Route(self.vm_stop, long=True, check=_check_uuid),
+            ("POST", "/v1/vm/reboot"): Route(self.vm_reboot, long=True, check=_check_uuid),
+            ("POST", "/v1/vm/migrate"): Route(self.vm_migrate, long=True, check=_check_uuid),
+            ("POST", "/v1/vm/destroy"): Route(self.vm_destroy),
+            ("POST", "/v1/vm/pause"): Route(self.vm_pause),
+            ("POST", "/v1/vm/resume"): Route(self.vm_resume),
+            ("POST", "/v1/vm/attach-disk"): Route(self.vm_attach_disk),
+            ("POST", "/v1/vm/detach-disk"): Route(self.vm_detach_disk),
+            ("POST", "/v1/vm/attach-nic"): Route(self.vm_attach_nic),
+            ("POST", "/v1/vm/detach-nic"): Route(self.vm_detach_nic),
+            ("POST", "/v1/network/bridge"): Route(self.network_bridge),
+            ("POST", "/v1/network/dhcp"): Route(self.network_dhcp),
+            ("POST", "/v1/network/firewall"): Route(self.network_firewall),
+        }
+
+    # --- host --------------------------------------------------------------------------------
+
+    def ping(self, _body: Body, query: dict[str, str]) -> Body:
+        out: Body = {
+            "version": __version__,
+            "hostUuid": self.host_uuid,
+            "time": time.time(),
+            "uptime": time.time() - self.started_at,
+        }
+        if "echo" in query:
+            out["echo"] = v.token(query["echo"], "echo")
+        return out
+
+    def facts(self, _body: Body, _query: dict[str, str]) -> Body:
+        facts = self.driver.facts()
+        facts.update(hostUuid=self.host_uuid, agentVersion=__version__, kvmDevice=kvm_usable())
+        return facts
+
+    # --- VMs ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _vm(self, body: Body) -> Iterator[str]:
+        uuid = v.uuid(body.get("uuid"), "uuid")
+        with self._vm_locks.hold(uuid):
+            yield uuid
+
+    def _vm_result(self, uuid: str, **extra: Any) -> Body:
+        return {"uuid": uuid, "state": self.driver.state(uuid), **extra}
+
+    def vm_list(self, _body: Body, _query: dict[str, str]) -> Body:
+        return {"vms": [d.to_wire() for d in self.driver.list()]}
+
+    def vm_start(self, body: Body, _query: dict[str, str]) -> Body:
+        """Define (or redefine) and start. Idempotent: a retried start of a running VM
+        leaves it running; a changed definition applies from its next boot."""
+        spec = parse_vm(body.get("vm"))
+        with self._vm_locks.hold(spec.uuid):
+            self.driver.define(spec)
+            self.driver.start(spec.uuid)
+            return self._vm_result(spec.uuid)
+
+    def vm_stop(self, body: Body, _query: dict[str, str]) -> Body:
+        force = v.boolean(body.get("force", False), "force")
+        timeout = v.integer(body.get("timeout", 60), "timeout", lo=0, hi=3600)
+        with self._vm(body) as uuid:
+            if force:
+                self.driver.destroy(uuid)
+                forced = True
+            else:
+                forced = self.driver.shutdown(uuid, timeout)
+            return self._vm_result(uuid, forced=forced)
+
+    def vm_reboot(self, body: Body, _query: dict[str, str]) -> Body:
+        with self._vm(body) as uuid:
+            self.driver.reboot(uuid)
+            return self._vm_result(uuid)
+
+    def vm_migrate(self, body: Body, _query: dict[str, str]) -> Body:
+        dest = v.string(body.get("destUri"), "destUri", max_len=300)
+        with self._vm(body) as uuid:
+            self.driver.migrate(uuid, dest)
+            return {"uuid": uuid, "destUri": dest}
+
+    def vm_destroy(self, body: Body, _query: dict[str, str]) -> Body:
+        with self._vm(body) as uuid:
+            self.driver.undefine(uuid)
+            return {"uuid": uuid, "state": "Destroyed"}
+
+    def vm_pause(self, body: Body, _query: dict[str, str]) -> Body:
+        with self._vm(body) as uuid:
+            self.driver.suspend(uuid)
+            return self._vm_result(uuid)
+
+    def vm_resume(self, body: Body, _query: dict[str, str]) -> Body:
+        with self._vm(body) as uuid:
+            self.driver.resume(uuid)
+            return self._vm_result(uuid)
+
+    def vm_attach_disk(self, body: Body, _query: dict[str, str]) -> Body:
+        disk = parse_disk(body.get("disk"), "disk")
+        with self._vm(body) as uuid:
+            self.driver.attach_disk(uuid, disk)
+            return {"uuid": uuid, "target": disk.target}
+
+    def vm_detach_disk(self, body: Body, _query: dict[str, str]) -> Body:
+        disk = parse_disk(body.get("disk"), "disk")
+        with self._vm(body) as uuid:
+            self.driver.detach_disk(uuid, disk.target)
+            return {"uuid": uuid, "target": disk.target}
+
+    def vm_attach_nic(self, body: Body, _query: dict[str, str]) -> Body:
+        nic = parse_nic(body.get("nic"), "nic")
+        with self._vm(body) as uuid:
+            self.driver.attach_nic(uuid, nic)
+            return {"uuid": uuid, "mac": nic.mac}
+
+    def vm_detach_nic(self, body: Body, _query: dict[str, str]) -> Body:
+        mac = v.mac(body.get("mac"), "mac")
+        with self._vm(body) as uuid:
+            self.driver.detach_nic(uuid, mac)
+            return {"uuid": uuid, "mac": mac}
+
+    # --- host networking ---------------------------------------------------------------------
+
+    def network_bridge(self, body: Body, _query: dict[str, str]) -> Body:
+        spec = bridge.parse_l2(body, "l2")
+        with self._net_lock:
+            cmds = bridge.ensure(spec, self.executor, ip=self.cfg.ip_path)
+        return {"bridgeName": spec.bridge, "port": spec.port, "changed": bool(cmds)}
+
+    def network_dhcp(self, body: Body, _query: dict[str, str]) -> Body:
+        spec = dhcp.parse_l3(body, "l3")
+        with self._net_lock:
+            return dhcp.apply(
+                spec,
+                self.executor,
+                self.cfg.state_dir,
+                dnsmasq=self.cfg.dnsmasq_path,
+                ip=self.cfg.ip_path,
+            )
+
+    def network_firewall(self, body: Body, _query: dict[str, str]) -> Body:
+        spec = firewall.parse(body, "firewall")
+        with self._net_lock:
+            return firewall.apply(spec, self.executor, nft=self.cfg.nft_path)

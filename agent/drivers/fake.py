@@ -1,0 +1,267 @@
+"""An in-memory driver with the libvirt driver's interface and behaviour, for unit tests.
+
+It builds the same domain XML (so validation and escaping are exercised), keeps the same
+state rules (pause needs Running, resume needs Paused...), edits devices with the same XML
+helpers and emits the lifecycle events libvirt would. ``calls`` records every operation so
+tests can assert that a refused request reached nothing. ``crash(uuid)`` and
+``stop_behind_back(uuid)`` simulate what happens to a VM outside the agent's commands.
+"""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from agent.drivers import xmledit
+from agent.drivers.base import (
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    DomainInfo,
+    EventListener,
+    LifecycleEvent,
+)
+from agent.drivers.domain_xml import Disk, Interface, build_domain, to_xml
+from agent.drivers.features import TEST, DriverFeatures
+from agent.spec import DiskSpec, NicSpec, VmSpec
+from zmn.api.errors import InvalidState, OperationFailed, not_found
+
+
+@dataclass
+class _Dom:
+    xml: str
+    state: str = STOPPED
+
+
+class FakeDriver:
+    """Driver interface over a dict of domains; ``features`` defaults to libvirt's test row."""
+
+    def __init__(self, features: DriverFeatures = TEST, *, hostname: str = "fake-host") -> None:
+        self.features = features
+        self.hostname = hostname
+        self.domains: dict[str, _Dom] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.shutdown_ignored: set[str] = set()
+        self._listener: EventListener | None = None
+        self._lock = threading.RLock()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _get(self, uuid: str) -> _Dom:
+        dom = self.domains.get(uuid)
+        if dom is None:
+            raise not_found("VmInstance", uuid, field="uuid")
+        return dom
+
+    def _emit(self, uuid: str, event: str, detail: str) -> None:
+        dom = self.domains.get(uuid)
+        state = dom.state if dom else STOPPED
+        if self._listener is not None:
+            self._listener(LifecycleEvent(uuid, uuid, event, detail, state))
+
+    def _need(self, uuid: str, op: str, *states: str) -> _Dom:
+        dom = self._get(uuid)
+        if dom.state not in states:
+            raise InvalidState(
+                f"cannot {op} VM {uuid} in state {dom.state}",
+                code="VM_INSTANCE.INVALID_STATE",
+                state=dom.state,
+            )
+        return dom
+
+    def _record(self, op: str, uuid: str) -> None:
+        self.calls.append((op, uuid))
+
+    # --- driver interface --------------------------------------------------------------------
+
+    def facts(self) -> dict[str, Any]:
+        with self._lock:
+            running = [d for d in self.domains.values() if d.state in (RUNNING, PAUSED)]
+            used_mem = sum(int(xmledit.text_of(d.xml, "memory")) * 1024 for d in running)
+            used_cpu = sum(int(xmledit.text_of(d.xml, "vcpu")) for d in running)
+        return {
+            "hostname": self.hostname,
+            "cpuNum": 8,
+            "cpuModel": "fake",
+            "cpuModelName": "Fake CPU",
+            "cpuMHz": 2000,
+            "memorySize": 16 << 30,
+            "libvirtVersion": "0.0.0",
+            "qemuVersion": None,
+            "hypervisor": "FAKE",
+            "domainType": self.features.domain_type,
+            "kvm": self.features.domain_type == "kvm",
+            "capacity": {
+                "totalCpu": 8,
+                "usedCpu": used_cpu,
+                "totalMemory": 16 << 30,
+                "usedMemory": used_mem,
+                "availableMemory": (16 << 30) - used_mem,
+            },
+        }
+
+    def define(self, spec: VmSpec) -> None:
+        xml = to_xml(build_domain(spec, self.features))
+        with self._lock:
+            self._record("define", spec.uuid)
+            dom = self.domains.get(spec.uuid)
+            if dom is None:
+                self.domains[spec.uuid] = _Dom(xml)
+            else:
+                dom.xml = xml
+            self._emit(spec.uuid, "defined", "added" if dom is None else "updated")
+
+    def start(self, uuid: str) -> None:
+        with self._lock:
+            dom = self._get(uuid)
+            self._record("start", uuid)
+            if dom.state in (RUNNING, PAUSED):
+                return
+            dom.state = RUNNING
+            self._emit(uuid, "started", "booted")
+
+    def shutdown(self, uuid: str, timeout: float) -> bool:
+        with self._lock:
+            dom = self._get(uuid)
+            self._record("shutdown", uuid)
+            if dom.state not in (RUNNING, PAUSED):
+                return False
+            dom.state = STOPPED
+            forced = uuid in self.shutdown_ignored
+            self._emit(uuid, "stopped", "destroyed" if forced else "shutdown")
+            return forced
+
+    def destroy(self, uuid: str) -> None:
+        with self._lock:
+            dom = self._get(uuid)
+            self._record("destroy", uuid)
+            if dom.state in (RUNNING, PAUSED):
+                dom.state = STOPPED
+                self._emit(uuid, "stopped", "destroyed")
+
+    def reboot(self, uuid: str) -> None:
+        with self._lock:
+            self._need(uuid, "reboot", RUNNING)
+            self._record("reboot", uuid)
+
+    def suspend(self, uuid: str) -> None:
+        with self._lock:
+            dom = self._need(uuid, "pause", RUNNING, PAUSED)
+            self._record("suspend", uuid)
+            if dom.state == RUNNING:
+                dom.state = PAUSED
+                self._emit(uuid, "paused", "paused")
+
+    def resume(self, uuid: str) -> None:
+        with self._lock:
+            dom = self._need(uuid, "resume", RUNNING, PAUSED)
+            self._record("resume", uuid)
+            if dom.state == PAUSED:
+                dom.state = RUNNING
+                self._emit(uuid, "resumed", "unpaused")
+
+    def undefine(self, uuid: str) -> None:
+        with self._lock:
+            self._record("undefine", uuid)
+            dom = self.domains.get(uuid)
+            if dom is None:
+                return
+            if dom.state in (RUNNING, PAUSED):
+                dom.state = STOPPED
+                self._emit(uuid, "stopped", "destroyed")
+            del self.domains[uuid]
+            self._emit(uuid, "undefined", "removed")
+
+    def _attach(self, uuid: str, device: ET.Element, present: bool) -> None:
+        dom = self._get(uuid)
+        if present:
+            return
+        if dom.state != STOPPED and not self.features.hotplug:
+            raise OperationFailed(
+                "this hypervisor cannot hot-plug devices; stop the VM first",
+                code="AGENT.HOTPLUG_UNSUPPORTED",
+            )
+        dom.xml = xmledit.with_device(dom.xml, device)
+
+    def attach_disk(self, uuid: str, disk: DiskSpec) -> None:
+        with self._lock:
+            self._record("attach_disk", uuid)
+            el = Disk(disk).element()
+            root = xmledit.parse(self._get(uuid).xml)
+            self._attach(uuid, el, xmledit.disk_present(root, el))
+
+    def attach_nic(self, uuid: str, nic: NicSpec) -> None:
+        with self._lock:
+            self._record("attach_nic", uuid)
+            el = Interface(nic).element()
+            root = xmledit.parse(self._get(uuid).xml)
+            self._attach(uuid, el, xmledit.nic_present(root, el))
+
+    def _detach(self, uuid: str, kind: str, key: str) -> None:
+        dom = self._get(uuid)
+        xml, found = xmledit.without(dom.xml, kind, key)
+        if found and dom.state != STOPPED and not self.features.hotplug:
+            raise OperationFailed(
+                "this hypervisor cannot hot-unplug devices; stop the VM first",
+                code="AGENT.HOTPLUG_UNSUPPORTED",
+            )
+        dom.xml = xml
+
+    def detach_disk(self, uuid: str, target: str) -> None:
+        with self._lock:
+            self._record("detach_disk", uuid)
+            self._detach(uuid, "disk", target)
+
+    def detach_nic(self, uuid: str, mac: str) -> None:
+        with self._lock:
+            self._record("detach_nic", uuid)
+            self._detach(uuid, "nic", mac)
+
+    def migrate(self, uuid: str, dest_uri: str) -> None:
+        with self._lock:
+            self._need(uuid, "migrate", RUNNING, PAUSED)
+            self._record("migrate", uuid)
+            if not self.features.migrate:
+                raise OperationFailed(
+                    "this hypervisor cannot migrate", code="AGENT.MIGRATE_UNSUPPORTED"
+                )
+            self.domains[uuid].state = STOPPED
+            self._emit(uuid, "stopped", "migrated")
+            del self.domains[uuid]
+
+    def list(self) -> list[DomainInfo]:
+        with self._lock:
+            return [
+                DomainInfo(u, u, xmledit.text_of(d.xml, "title"), d.state)
+                for u, d in sorted(self.domains.items())
+            ]
+
+    def state(self, uuid: str) -> str:
+        with self._lock:
+            return self._get(uuid).state
+
+    def xml(self, uuid: str) -> str:
+        with self._lock:
+            return self._get(uuid).xml
+
+    def set_event_listener(self, listener: EventListener | None) -> None:
+        self._listener = listener
+
+    def close(self) -> None:
+        self._listener = None
+
+    # --- simulated outside events ------------------------------------------------------------
+
+    def crash(self, uuid: str) -> None:
+        """The guest died; with ``on_crash=destroy`` libvirt reports it stopped/crashed."""
+        with self._lock:
+            self._get(uuid).state = STOPPED
+            self._emit(uuid, "crashed", "crashed")
+
+    def stop_behind_back(self, uuid: str) -> None:
+        """Someone ran ``virsh destroy``: Stopped, and a 'stopped' event."""
+        with self._lock:
+            self._get(uuid).state = STOPPED
+            self._emit(uuid, "stopped", "destroyed")

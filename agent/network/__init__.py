@@ -1,0 +1,1 @@
+"""Host networking: bridges (ip), DHCP/DNS (dnsmasq), security groups and EIPs (nftables)."""

@@ -1,0 +1,311 @@
+"""zagent's HTTP(S) command API.
+
+:class:`AgentApp` is the transport-free core: it authenticates (before anything else, so a
+refused request reads no JSON and reaches no command), routes, runs the command or hands it
+to the task runner, and maps errors to HTTP statuses with the API's error body::
+
+    200 {...result}                 202 {"taskId": ...}        (long command with "callback")
+    4xx/5xx {"error": {"kind", "code", "message", "details", "retryable"}}
+
+:class:`AgentServer` puts it behind a ``ThreadingHTTPServer`` (HTTPS when a certificate is
+configured, mutual TLS with a client CA), wires driver events to the reporter and owns the
+lifecycle of all parts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from agent.commands import Commands, Route
+from agent.config import AgentConfig
+from agent.drivers.base import Driver, LifecycleEvent
+from agent.network.executor import Executor
+from agent.reporter import Reporter
+from agent.tasks import TaskRunner
+from agent.validate import token
+from zmn.api import agentauth
+from zmn.api.errors import InternalError, InvalidArgument, NotFound, ZmnError
+
+log = logging.getLogger("zagent.server")
+
+STATUS = {
+    "InvalidArgument": 400,
+    "PermissionDenied": 403,
+    "NotFound": 404,
+    "Conflict": 409,
+    "InvalidState": 409,
+    "Unavailable": 503,
+    "Timeout": 504,
+}
+TASK_PREFIX = "/v1/task/"
+
+
+def status_for(err: ZmnError) -> int:
+    if isinstance(err, agentauth.AuthError):
+        return 401
+    if err.code == "AGENT.NO_SUCH_METHOD":
+        return 405
+    return STATUS.get(err.kind, 500)
+
+
+class AgentApp:
+    """Authentication, routing and error mapping for one request at a time (thread-safe)."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        commands: Commands,
+        tasks: TaskRunner,
+        *,
+        skew: int = agentauth.DEFAULT_SKEW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._secret = secret
+        self._routes = commands.routes()
+        self._tasks = tasks
+        self._skew = skew
+        self._clock = clock
+        self.nonces = agentauth.NonceCache()
+
+    def handle(
+        self, method: str, target: str, headers: Any, body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        try:
+            agentauth.verify(
+                self._secret,
+                method,
+                target,
+                headers,
+                body,
+                nonces=self.nonces,
+                now=self._clock(),
+                skew=self._skew,
+            )
+        except agentauth.AuthError as err:
+            log.warning("refused %s %s: %s", method, target, err.code)
+            return 401, {"error": err.to_wire()}
+        try:
+            return self._dispatch(method, target, body)
+        except ZmnError as err:
+            return status_for(err), {"error": err.to_wire()}
+        except Exception as exc:
+            log.exception("%s %s failed", method, target)
+            bug = InternalError(f"{exc.__class__.__name__}: {exc}", code="AGENT.INTERNAL")
+            return 500, {"error": bug.to_wire()}
+
+    def _route(self, method: str, path: str) -> Route:
+        route = self._routes.get((method, path))
+        if route is not None:
+            return route
+        if any(p == path for _m, p in self._routes):
+            raise InvalidArgument(f"{method} not allowed on {path}", code="AGENT.NO_SUCH_METHOD")
+        raise NotFound(f"no command {method} {path}", code="AGENT.NO_SUCH_COMMAND")
+
+    def _dispatch(self, method: str, target: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+        parts = urlsplit(target)
+        query = dict(parse_qsl(parts.query))
+        if method == "GET" and parts.path.startswith(TASK_PREFIX):
+            return 200, self._tasks.get(token(parts.path[len(TASK_PREFIX) :], "taskId"))
+        route = self._route(method, parts.path)
+        body = _json_object(raw)
+        callback = body.get("callback", False)
+        if route.long and callback is True:
+            if route.check is not None:
+                route.check(body)
+            tid = body.get("taskId")
+            task_id = None if tid is None else token(tid, "taskId")
+            handler = route.handler
+            tid = self._tasks.submit(parts.path, lambda: handler(body, query), task_id)
+            return 202, {"taskId": tid}
+        return 200, route.handler(body, query)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("body is not valid JSON", code="AGENT.BAD_BODY") from None
+    if not isinstance(obj, dict):
+        raise InvalidArgument("body must be a JSON object", code="AGENT.BAD_BODY")
+    return obj
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HttpServer
+    protocol_version = "HTTP/1.1"
+    server_version = "zagent"
+    sys_version = ""
+
+    def setup(self) -> None:
+        self.request.settimeout(self.server.request_timeout)  # no idle client holds a thread
+        super().setup()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _reply(self, status: int, payload: dict[str, Any], *, close: bool = False) -> None:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _serve(self) -> None:
+        raw_len = self.headers.get("Content-Length", "0")
+        if not raw_len.isdigit():
+            err = InvalidArgument("bad Content-Length", code="AGENT.BAD_BODY")
+            self._reply(400, {"error": err.to_wire()}, close=True)
+            return
+        length = int(raw_len)
+        if length > self.server.max_body:
+            err = InvalidArgument(
+                f"body larger than {self.server.max_body} bytes", code="AGENT.BODY_TOO_LARGE"
+            )
+            self._reply(413, {"error": err.to_wire()}, close=True)
+            return
+        body = self.rfile.read(length) if length else b""
+        started = time.monotonic()
+        status, payload = self.server.app.handle(self.command, self.path, self.headers, body)
+        self._reply(status, payload)
+        log.info(
+            "%s %s -> %d (%.1f ms)",
+            self.command,
+            self.path,
+            status,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: AgentApp,
+        *,
+        max_body: int,
+        request_timeout: float,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.request_timeout = request_timeout
+        self._tls = tls
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self._tls is not None:
+            # the handshake happens on first read, in the handler's thread, so a slow client
+            # cannot stall the accept loop
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+
+def tls_context(cfg: AgentConfig) -> ssl.SSLContext | None:
+    if not cfg.tls_cert or not cfg.tls_key:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    if cfg.tls_client_ca:
+        ctx.load_verify_locations(cfg.tls_client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class AgentServer:
+    """All of one agent: HTTP server, commands, task runner, reporter, driver events."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        secret: bytes,
+        driver: Driver,
+        executor: Executor,
+        host_uuid: str,
+        *,
+        reporter: Reporter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.driver = driver
+        self.host_uuid = host_uuid
+        self.reporter = reporter or Reporter(
+            cfg.callback_url, secret, host_uuid, ca_file=cfg.callback_ca
+        )
+        self.commands = Commands(cfg, driver, executor, host_uuid)
+        self.tasks = TaskRunner(self.reporter, cfg.task_workers)
+        self.app = AgentApp(secret, self.commands, self.tasks, skew=cfg.clock_skew, clock=clock)
+        self.httpd = _HttpServer(
+            (cfg.listen, cfg.port),
+            self.app,
+            max_body=cfg.max_body,
+            request_timeout=cfg.request_timeout,
+            tls=tls_context(cfg),
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    def _on_event(self, event: LifecycleEvent) -> None:
+        self.reporter.submit("vm.lifecycle", event.to_wire())
+
+    def start(self) -> None:
+        """Start reporting and serving in a background thread (tests, embedding)."""
+        self._start_parts()
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="zagent-http", daemon=True
+        )
+        self._thread.start()
+
+    def _start_parts(self) -> None:
+        self.reporter.start()
+        self.driver.set_event_listener(self._on_event)
+        host, port = self.address
+        log.info("zagent serving on %s:%d (host %s)", host, port, self.host_uuid)
+
+    def stop(self) -> None:
+        """Stop serving, finish running tasks, flush reports, close the driver."""
+        self.driver.set_event_listener(None)
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(5)
+        self.httpd.server_close()
+        self.tasks.shutdown(wait=True)
+        self.reporter.stop()
+        self.driver.close()

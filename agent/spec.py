@@ -1,0 +1,143 @@
+"""The VM description the node sends to ``/v1/vm/start``, parsed and validated.
+
+The libvirt domain is named after the VM UUID (as ZStack does), so a domain name is always 32
+hex digits; the operator's VM name goes into ``<title>`` and may hold any printable text.
+
+    {"uuid": "...", "name": "web-1", "cpuNum": 2, "memorySize": 1073741824,
+     "disks": [{"path": "/var/lib/zstack/v.qcow2", "format": "qcow2", "deviceId": 0}],
+     "nics": [{"mac": "52:54:00:12:34:56", "bridge": "br_eth0", "deviceName": "vnic1.0"}],
+     "bootDevices": ["hd"], "consoleMode": "vnc"}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agent import validate as v
+
+DISK_BUSES = ("virtio", "scsi", "sata", "ide")
+DISK_FORMATS = ("qcow2", "raw")
+DISK_DEVICES = ("disk", "cdrom")
+DISK_CACHES = ("none", "writeback", "writethrough", "directsync", "unsafe")
+NIC_MODELS = ("virtio", "e1000", "rtl8139")
+BOOT_DEVICES = ("hd", "cdrom", "network")
+CONSOLE_MODES = ("vnc", "spice", "none")
+_BUS_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "ide": "hd"}
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    path: str
+    device_id: int = 0
+    format: str = "qcow2"
+    bus: str = "virtio"
+    device: str = "disk"
+    source_type: str = "file"
+    read_only: bool = False
+    cache: str = "none"
+    serial: str | None = None
+
+    @property
+    def target(self) -> str:
+        """``vda``, ``vdb``... from bus and device id (the guest-visible name)."""
+        return _BUS_PREFIX[self.bus] + chr(ord("a") + self.device_id)
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    mac: str
+    bridge: str
+    model: str = "virtio"
+    device_name: str | None = None
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    uuid: str
+    name: str
+    cpu_num: int
+    memory_size: int
+    description: str = ""
+    disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    boot_devices: tuple[str, ...] = ("hd",)
+    console_mode: str = "vnc"
+    console_listen: str = "0.0.0.0"  # noqa: S104 - VNC on the host's addresses, as ZStack does
+
+    @property
+    def domain_name(self) -> str:
+        return self.uuid
+
+
+def _opt(data: Any, key: str, default: Any) -> Any:
+    return data.get(key, default)
+
+
+def parse_disk(raw: Any, f: str) -> DiskSpec:
+    d = v.obj(raw, f)
+    serial = d.get("serial")
+    return DiskSpec(
+        path=v.abspath(d.get("path"), f"{f}.path"),
+        device_id=v.integer(_opt(d, "deviceId", 0), f"{f}.deviceId", lo=0, hi=25),
+        format=v.choice(_opt(d, "format", "qcow2"), f"{f}.format", DISK_FORMATS),
+        bus=v.choice(_opt(d, "bus", "virtio"), f"{f}.bus", DISK_BUSES),
+        device=v.choice(_opt(d, "device", "disk"), f"{f}.device", DISK_DEVICES),
+        source_type=v.choice(_opt(d, "type", "file"), f"{f}.type", ("file", "block")),
+        read_only=v.boolean(_opt(d, "readOnly", False), f"{f}.readOnly"),
+        cache=v.choice(_opt(d, "cache", "none"), f"{f}.cache", DISK_CACHES),
+        serial=None if serial is None else v.token(serial, f"{f}.serial"),
+    )
+
+
+def parse_nic(raw: Any, f: str) -> NicSpec:
+    d = v.obj(raw, f)
+    dev = d.get("deviceName")
+    mtu = d.get("mtu")
+    return NicSpec(
+        mac=v.mac(d.get("mac"), f"{f}.mac"),
+        bridge=v.ifname(d.get("bridge"), f"{f}.bridge"),
+        model=v.choice(_opt(d, "model", "virtio"), f"{f}.model", NIC_MODELS),
+        device_name=None if dev is None else v.ifname(dev, f"{f}.deviceName"),
+        mtu=None if mtu is None else v.integer(mtu, f"{f}.mtu", lo=576, hi=9216),
+    )
+
+
+def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
+    """Validate a VM description; raise InvalidArgument naming the first bad field."""
+    d = v.obj(raw, f)
+    disks = tuple(
+        parse_disk(x, f"{f}.disks[{i}]")
+        for i, x in enumerate(v.items(_opt(d, "disks", []), f"{f}.disks", max_items=26))
+    )
+    targets = [disk.target for disk in disks]
+    if len(set(targets)) != len(targets):
+        raise v.bad(f"{f}.disks", "two disks share a bus and deviceId")
+    nics = tuple(
+        parse_nic(x, f"{f}.nics[{i}]")
+        for i, x in enumerate(v.items(_opt(d, "nics", []), f"{f}.nics", max_items=32))
+    )
+    if len({n.mac for n in nics}) != len(nics):
+        raise v.bad(f"{f}.nics", "two NICs share a MAC address")
+    memory = v.integer(d.get("memorySize"), f"{f}.memorySize", lo=MIB, hi=1 << 50)
+    if memory % 1024:
+        raise v.bad(f"{f}.memorySize", "must be a multiple of 1024 bytes")
+    boot = tuple(
+        v.choice(x, f"{f}.bootDevices[{i}]", BOOT_DEVICES)
+        for i, x in enumerate(v.items(_opt(d, "bootDevices", ["hd"]), f"{f}.bootDevices"))
+    )
+    uuid = v.uuid(d.get("uuid"), f"{f}.uuid")
+    return VmSpec(
+        uuid=uuid,
+        name=v.text_line(_opt(d, "name", uuid), f"{f}.name"),
+        description=v.text_block(_opt(d, "description", ""), f"{f}.description"),
+        cpu_num=v.integer(d.get("cpuNum"), f"{f}.cpuNum", lo=1, hi=512),
+        memory_size=memory,
+        disks=disks,
+        nics=nics,
+        boot_devices=boot or ("hd",),
+        console_mode=v.choice(_opt(d, "consoleMode", "vnc"), f"{f}.consoleMode", CONSOLE_MODES),
+        console_listen=str(v.ip_any(_opt(d, "consoleListen", "0.0.0.0"), f"{f}.consoleListen")),  # noqa: S104
+    )

@@ -1,0 +1,198 @@
+"""Request signing between the management node and host agents (``zagent``).
+
+Both directions use it: the node signs the commands it sends to an agent, the agent signs the
+task results and lifecycle reports it pushes to the node. The key is a per-host secret created
+when the host is deployed; nothing else is shared.
+
+A signed request carries three headers::
+
+    X-Zagent-Timestamp  unix seconds (integer) when it was signed
+    X-Zagent-Nonce      16-64 characters [A-Za-z0-9_-], fresh for every request
+    X-Zagent-Signature  hex HMAC-SHA256 of the string to sign
+
+and the string to sign is, joined by newlines::
+
+    ZAGENT-HMAC-SHA256
+    METHOD              upper case
+    PATH                the request target as sent, query string included
+    TIMESTAMP
+    NONCE
+    hex SHA-256 of the body (the empty body for GET)
+
+:func:`verify` refuses, with :class:`AuthError` (a ``PermissionDenied``), a request whose
+headers are missing or malformed (``AGENT.AUTH_MISSING``), whose signature does not match
+(``AGENT.AUTH_FORGED``), whose timestamp is further than the skew window from the receiver's
+clock (``AGENT.AUTH_STALE``) or whose nonce was already seen inside the window
+(``AGENT.AUTH_REPLAYED``). A nonce is remembered only after its signature checked out, so
+only a holder of the secret can fill the cache, and only until its timestamp leaves the window
+(after that the request is stale anyway).
+
+Contract code: standard library only, imported by the node and by the agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from zmn.api.errors import PermissionDenied
+
+SCHEME = "ZAGENT-HMAC-SHA256"
+HEADER_TIMESTAMP = "X-Zagent-Timestamp"
+HEADER_NONCE = "X-Zagent-Nonce"
+HEADER_SIGNATURE = "X-Zagent-Signature"
+DEFAULT_SKEW = 300
+MIN_SECRET_BYTES = 16
+
+_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class AuthError(PermissionDenied):
+    """A request that is not provably from the holder of the host secret, or not fresh."""
+
+    default_code = "AGENT.AUTH_FORGED"
+
+
+class _Headers(Protocol):
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def new_secret() -> str:
+    """A fresh per-host secret: 32 random bytes as hex, made at deployment."""
+    return secrets.token_hex(32)
+
+
+def _key(secret: bytes | str) -> bytes:
+    key = secret.encode() if isinstance(secret, str) else secret
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"agent secret must have at least {MIN_SECRET_BYTES} bytes")
+    return key
+
+
+def string_to_sign(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """The exact bytes the HMAC covers (exposed so that tests and other clients agree)."""
+    parts = (SCHEME, method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest())
+    return "\n".join(parts).encode()
+
+
+def signature(
+    secret: bytes | str, method: str, path: str, timestamp: str, nonce: str, body: bytes
+) -> str:
+    msg = string_to_sign(method, path, timestamp, nonce, body)
+    return hmac.new(_key(secret), msg, hashlib.sha256).hexdigest()
+
+
+def sign(
+    secret: bytes | str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The headers that authenticate one request; ``timestamp``/``nonce`` only for tests."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    n = nonce if nonce is not None else secrets.token_urlsafe(24)
+    return {
+        HEADER_TIMESTAMP: ts,
+        HEADER_NONCE: n,
+        HEADER_SIGNATURE: signature(secret, method, path, ts, n, body),
+    }
+
+
+class NonceCache:
+    """Nonces seen inside the skew window; thread-safe, bounded.
+
+    When full (only reachable with the secret), the oldest entries are dropped first; a
+    dropped nonce belongs to a request that is close to going stale anyway.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._max = max_entries
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._adds = 0
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def add(self, nonce: str, expires_at: float, now: float) -> bool:
+        """Remember ``nonce`` until ``expires_at``; False when it is already remembered."""
+        with self._lock:
+            seen = self._expiry.get(nonce)
+            if seen is not None and seen >= now:
+                return False
+            self._adds += 1
+            if len(self._expiry) >= self._max or self._adds % 1024 == 0:
+                self._purge(now)
+            self._expiry[nonce] = expires_at
+            return True
+
+    def _purge(self, now: float) -> None:
+        for key in [k for k, exp in self._expiry.items() if exp < now]:
+            del self._expiry[key]
+        overflow = len(self._expiry) - self._max + 1
+        if overflow > 0:
+            for key in sorted(self._expiry, key=self._expiry.__getitem__)[:overflow]:
+                del self._expiry[key]
+
+
+def _header(headers: _Headers, name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
+def verify(
+    secret: bytes | str,
+    method: str,
+    path: str,
+    headers: _Headers,
+    body: bytes,
+    *,
+    nonces: NonceCache,
+    now: float | None = None,
+    skew: int = DEFAULT_SKEW,
+) -> None:
+    """Return if the request is signed with ``secret``, fresh and new; raise AuthError if not."""
+    ts = _header(headers, HEADER_TIMESTAMP)
+    nonce = _header(headers, HEADER_NONCE)
+    sig = _header(headers, HEADER_SIGNATURE)
+    if ts is None or nonce is None or sig is None:
+        raise AuthError(
+            "request is not signed: missing "
+            + ", ".join(
+                h
+                for h, v in ((HEADER_TIMESTAMP, ts), (HEADER_NONCE, nonce), (HEADER_SIGNATURE, sig))
+                if v is None
+            ),
+            code="AGENT.AUTH_MISSING",
+        )
+    if not (
+        _TIMESTAMP_RE.fullmatch(ts) and _NONCE_RE.fullmatch(nonce) and _SIGNATURE_RE.fullmatch(sig)
+    ):
+        raise AuthError("malformed signature headers", code="AGENT.AUTH_MISSING")
+    expected = signature(secret, method, path, ts, nonce, body)
+    if not hmac.compare_digest(expected, sig):
+        raise AuthError("bad request signature", code="AGENT.AUTH_FORGED")
+    clock = time.time() if now is None else now
+    signed_at = int(ts)
+    if abs(clock - signed_at) > skew:
+        raise AuthError(
+            f"request timestamp is {int(clock - signed_at)} s away from this clock"
+            f" (window {skew} s)",
+            code="AGENT.AUTH_STALE",
+        )
+    if not nonces.add(nonce, signed_at + skew, clock):
+        raise AuthError("request was already seen (replay)", code="AGENT.AUTH_REPLAYED")
