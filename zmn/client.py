@@ -300,8 +300,13 @@ class AsyncClient:
             frame["wait"] = False
         if progress:
             frame["progress"] = True
-        self._writer.write(encode(frame))
-        await self._writer.drain()
+        try:
+            self._writer.write(encode(frame))
+            await self._writer.drain()
+        except OSError as exc:
+            self._pending.pop(req_id, None)
+            fut.cancel()
+            raise _unavailable(self.endpoint, exc) from None
         reply = await fut
         if not reply.get("ok"):
             raise ZmnError.from_wire(reply.get("error") or {})

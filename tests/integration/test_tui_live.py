@@ -1,0 +1,203 @@
+"""The dashboard against a real in-process management node (real socket, real events)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.inproc import Api, running_node
+from tui.app import ZtuiApp
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.picker import Picker
+from tui.screens.resources import ResourceScreen
+from tui.testing import screen_text, wait_until
+
+GiB = 2**30
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[tuple[Api, str]]:
+    """Zones z1 (enabled) and z2 (disabled); clusters c1, c2 in z1; hosts h1, h2 in c1."""
+    async with running_node(tmp_path / "home") as (node, _server):
+        api = Api(node)
+        z1 = (await api("CreateZone", name="z1"))["inventory"]
+        await api("CreateZone", name="z2")
+        await api("ChangeZoneState", uuid="z2", stateEvent="disable")
+        for name in ("c1", "c2"):
+            await api("CreateCluster", name=name, zoneUuid=z1["uuid"], hypervisorType="Simulator")
+        for i in (1, 2):
+            await api(
+                "AddSimulatorHost",
+                name=f"h{i}",
+                managementIp=f"192.0.2.{i}",
+                clusterUuid="c1",
+                cpuCapacity=16,
+                memoryCapacity=32 * GiB,
+            )
+        yield api, f"unix:{node.config.unix_path}"
+
+
+def make_app(endpoint: str, **kw) -> ZtuiApp:
+    return ZtuiApp(endpoint, stats_interval=0.5, backoff=(0.1, 0.5), **kw)
+
+
+async def open_view(pilot, app: ZtuiApp, command: str) -> ResourceScreen:
+    assert await wait_until(pilot, lambda: app.data.status.live)
+    await pilot.press("colon", *command, "enter")
+    assert await wait_until(
+        pilot, lambda: isinstance(app.screen, ResourceScreen) and app.screen.loaded
+    )
+    return app.screen  # type: ignore[return-value]
+
+
+def names(screen: ResourceScreen) -> list[str]:
+    return [r["name"] for r in screen.rows]
+
+
+async def test_overview_renders_counts_capacity_and_stats(cloud) -> None:
+    _api, endpoint = cloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(120, 50)) as pilot:
+        # Counts and capacity are fetched by separate workers: wait for both.
+        assert await wait_until(
+            pilot,
+            lambda: "2 Connected" in screen_text(app) and "0/32" in screen_text(app),
+            timeout=10,
+        )
+        text = screen_text(app)
+        assert "1 Disabled 1 Enabled" in text  # zones
+        assert "2 Enabled" in text  # clusters and hosts
+        assert "0/32" in text and "64.0G" in text  # z1 and c1 capacity: 2 hosts x 16 CPUs, 32 GiB
+        assert await wait_until(pilot, lambda: "api/s" in screen_text(app))
+
+
+async def test_zone_view_filter_escape_and_live_creation(cloud) -> None:
+    api, endpoint = cloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, app, "zone")
+        assert names(screen) == ["z1", "z2"]
+        assert "description" in screen_text(app)  # a column the catalogue names for zones
+        await pilot.press("slash", *"state=Disabled", "enter")
+        assert await wait_until(pilot, lambda: names(screen) == ["z2"])
+        assert screen.conditions == ["state=Disabled"]
+        await pilot.press("escape")
+        assert await wait_until(pilot, lambda: names(screen) == ["z1", "z2"])
+        assert not screen.conditions
+        started = time.monotonic()
+        await api("CreateZone", name="z3-from-cli")
+        assert await wait_until(pilot, lambda: "z3-from-cli" in names(screen), timeout=1.0)
+        assert time.monotonic() - started < 1.0
+        await api("ChangeZoneState", uuid="z1", stateEvent="disable")
+        assert await wait_until(pilot, lambda: screen.rows[0]["state"] == "Disabled", timeout=1.0)
+        await api("DeleteZone", uuid="z3-from-cli")
+        assert await wait_until(pilot, lambda: "z3-from-cli" not in names(screen), timeout=1.0)
+
+
+async def test_drill_zone_to_clusters_to_hosts(cloud) -> None:
+    _api, endpoint = cloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_view(pilot, app, "zone")
+        await pilot.press("enter")
+        assert isinstance(app.screen, Picker)
+        await pilot.press("enter")  # the first child view: clusters
+        assert await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, ResourceScreen)
+                and app.screen.loaded
+                and app.screen.info.name == "Cluster"
+            ),
+        )
+        assert names(app.screen) == ["c1", "c2"]
+        await pilot.press("enter")
+        if isinstance(app.screen, Picker):
+            await pilot.press("enter")
+        assert await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, ResourceScreen)
+                and app.screen.loaded
+                and app.screen.info.name == "Host"
+            ),
+        )
+        assert names(app.screen) == ["h1", "h2"]
+        assert "c1" in screen_text(app)  # clusterUuid shown by name
+
+
+async def test_confirmation_gates_a_host_action(cloud) -> None:
+    api, endpoint = cloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, app, "host")
+        await pilot.press("a")
+        picker = app.screen
+        assert isinstance(picker, Picker)
+        labels = [a.label for _l, a in picker.items]
+        assert {"enable", "disable", "maintain", "reconnect"} <= set(labels)
+        await pilot.press(*["down"] * labels.index("disable"), "enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        hosts = (await api("QueryHost", conditions=["name=h1"]))["inventories"]
+        assert hosts[0]["state"] == "Enabled"
+        await pilot.press("a", *["down"] * labels.index("disable"), "enter", "y")
+        assert await wait_until(pilot, lambda: screen.rows[0]["state"] == "Disabled", timeout=3)
+        hosts = (await api("QueryHost", conditions=["name=h1"]))["inventories"]
+        assert hosts[0]["state"] == "Disabled"
+
+
+async def test_bulk_reconnect_runs_as_jobs(cloud) -> None:
+    _api, endpoint = cloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, app, "host")
+        await pilot.press("asterisk")
+        assert len(screen.marks) == 2
+        await pilot.press("a")
+        labels = [a.label for _l, a in app.screen.items]
+        await pilot.press(*["down"] * labels.index("reconnect"), "enter", "y")
+        assert await wait_until(
+            pilot,
+            lambda: (
+                sum(1 for j in app.data.jobs.jobs.values() if j["name"] == "ReconnectHost") == 2
+            ),
+            timeout=5,
+        )
+
+
+async def test_read_only_mode_offers_no_actions(cloud) -> None:
+    _api, endpoint = cloud
+    app = make_app(endpoint, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, app, "host")
+        assert "a" not in screen.active_bindings
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        assert app.screen is screen
+        assert "read-only" in screen_text(app)
+
+
+async def test_stale_header_then_reconnects_by_itself(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with running_node(home) as (node, _server):
+        await Api(node)("CreateZone", name="before")
+        endpoint = f"unix:{node.config.unix_path}"
+        app = make_app(endpoint)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_view(pilot, app, "zone")
+            assert names(screen) == ["before"]
+            await node.stop(grace=1)
+            await _server.stop()
+            assert await wait_until(pilot, lambda: "stale since" in screen_text(app), timeout=5)
+            assert names(screen) == ["before"]  # the last data stays
+            async with running_node(home) as (node2, _server2):
+                await Api(node2)("CreateZone", name="after")
+                assert await wait_until(pilot, lambda: "● live" in screen_text(app), timeout=5)
+                assert await wait_until(
+                    pilot, lambda: names(screen) == ["after", "before"], timeout=3
+                )

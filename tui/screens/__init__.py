@@ -1,0 +1,1 @@
+"""The dashboard's screens; each has its own ``.tcss`` beside it."""
