@@ -1,0 +1,1 @@
+"""Security groups: firewall rules for VM NICs, a plugin that hooks the VM lifecycle."""
