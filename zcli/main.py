@@ -11,10 +11,14 @@ from zmn.api.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ZmnError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__complete"]:  # shell-script completion: imports no client until needed
+        from zcli.complete import main as complete
+
+        return complete(argv[1:])
     from zcli.options import parse_globals
     from zcli.runner import Runner
 
-    argv = sys.argv[1:] if argv is None else argv
     runner: Runner | None = None
     try:
         try:
@@ -29,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
             sys.stdout.write(f"zcli {__version__}\n")
             return EXIT_OK
+        if opts.file is None and (rest[:1] == ["shell"] or (not rest and _on_terminal())):
+            from zcli.shell.app import main as shell
+
+            return shell(opts, rest[1:])
         runner = Runner(opts)
         if opts.file is not None:
             if rest:
@@ -51,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if runner is not None:
             runner.close()
+
+
+def _on_terminal() -> bool:
+    """Bare ``zcli`` opens the shell only when a person is typing and reading."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 if __name__ == "__main__":

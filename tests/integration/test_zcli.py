@@ -307,7 +307,7 @@ async def test_full_reference_scenario(zcli: Zcli) -> None:
         "-o",
         "json",
         "host",
-        "add",
+        "add-simulator-host",
         "h1",
         "--management-ip",
         "10.0.0.1",
