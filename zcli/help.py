@@ -11,6 +11,7 @@ usage: zcli [OPTIONS] <resource> <verb> [NAME_OR_UUID] [key=value ...] [--key va
        zcli [OPTIONS] <resource> get NAME_OR_UUID
        zcli [OPTIONS] api <ApiName> [key=value ...]
        zcli login --account NAME [--password P]   |   zcli logout
+       zcli shell (also bare zcli on a terminal)   |   zcli dashboard
        zcli help [<resource> [<verb>]]   |   zcli <resource> [<verb>] --help
        zcli api [<ApiName>] --help
 """

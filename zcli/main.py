@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
             sys.stdout.write(f"zcli {__version__}\n")
             return EXIT_OK
+        if rest[:1] == ["dashboard"]:
+            return _dashboard(opts, rest[1:])
         if opts.file is None and (rest[:1] == ["shell"] or (not rest and _on_terminal())):
             from zcli.shell.app import main as shell
 
@@ -59,6 +61,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if runner is not None:
             runner.close()
+
+
+def _dashboard(opts: object, extra: list[str]) -> int:
+    """``zcli dashboard`` runs ``ztui`` with the same endpoint and session."""
+    import os
+    import shutil
+
+    argv = [shutil.which("ztui") or "ztui"]
+    endpoint = getattr(opts, "endpoint", None)
+    session = getattr(opts, "session", None)
+    if endpoint:
+        argv += ["--endpoint", endpoint]
+    if session:
+        argv += ["--session", session]
+    try:
+        os.execvp(argv[0], argv + extra)  # noqa: S606 - our own dashboard, no shell
+    except OSError as exc:
+        sys.stderr.write(f"error: CLI.NO_DASHBOARD: cannot run ztui: {exc}\n")
+        return 5
+    return 0
 
 
 def _on_terminal() -> bool:

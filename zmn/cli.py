@@ -104,10 +104,13 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     if lock_is_held(config):
         pid = read_pid(config)
-        _err(f"a management node is already running on {config.home}" + (f" (pid {pid})" if pid else ""))
+        _err(
+            f"a management node is already running on {config.home}"
+            + (f" (pid {pid})" if pid else "")
+        )
         return EXIT_FAILED
     config.home.mkdir(parents=True, exist_ok=True)
-    log = open(config.log_file, "ab")  # noqa: SIM115 - handed to the child
+    log = open(config.log_file, "ab")
     env = dict(os.environ, ZMN_HOME=str(config.home))
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "zmn.daemon", str(config.home)],
@@ -128,7 +131,9 @@ def cmd_start(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         status = _ping(config)
         if status is not None:
-            print(f"zmn started (pid {proc.pid}), serving on {', '.join(status.get('endpoints', []))}")
+            print(
+                f"zmn started (pid {proc.pid}), serving on {', '.join(status.get('endpoints', []))}"
+            )
             return 0
         time.sleep(0.1)
     _err(f"the node did not answer within {args.wait:g}s; see {config.log_file}")
@@ -171,7 +176,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
             print(f"zmn stopped (pid {pid})")
             return 0
         time.sleep(0.1)
-    _err(f"the node (pid {pid}) did not stop within {grace + args.wait:g}s; kill it with: kill -9 {pid}")
+    _err(
+        f"the node (pid {pid}) did not stop within {grace + args.wait:g}s; kill it with: kill -9 {pid}"
+    )
     return EXIT_FAILED
 
 
@@ -185,7 +192,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = _ping(config)
     if status is None:
         if lock_is_held(config):
-            _err(f"a node holds the lock (pid {read_pid(config)}) but does not answer on {config.unix_path}")
+            _err(
+                f"a node holds the lock (pid {read_pid(config)}) but does not answer on {config.unix_path}"
+            )
         else:
             _err(f"zmn is not running on {config.home}")
         if args.output == "json":
@@ -271,15 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="state directory (default $ZMN_HOME or ~/.local/share/zmn)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("init", help="create the home, migrate the database, create the admin account")
+    p = sub.add_parser(
+        "init", help="create the home, migrate the database, create the admin account"
+    )
     p.add_argument("--db-url", help="db.url to write into a new zmn.conf")
     p.add_argument("--bus-url", help="bus.url to write into a new zmn.conf")
-    p.add_argument("--admin-password", help="password for a newly created admin (default: generated)")
+    p.add_argument(
+        "--admin-password", help="password for a newly created admin (default: generated)"
+    )
     p.set_defaults(fn=cmd_init)
 
     p = sub.add_parser("start", help="start the node")
-    p.add_argument("--foreground", action="store_true", help="stay in the foreground (service managers)")
-    p.add_argument("--wait", type=float, default=60, help="seconds to wait for the API (default 60)")
+    p.add_argument(
+        "--foreground", action="store_true", help="stay in the foreground (service managers)"
+    )
+    p.add_argument(
+        "--wait", type=float, default=60, help="seconds to wait for the API (default 60)"
+    )
     p.set_defaults(fn=cmd_start)
 
     p = sub.add_parser("stop", help="stop the node gracefully")
@@ -287,12 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_stop)
 
     p = sub.add_parser("status", help="show the node's status (exit 0 only when it answers)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument(
+        "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
+    )
     p.set_defaults(fn=cmd_status)
 
     p = sub.add_parser("logs", help="print the node's log")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("-n", "--lines", type=int, default=50)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument(
+        "-n", "--lines", type=int, default=50, help="lines of the end to print (default 50)"
+    )
     p.set_defaults(fn=cmd_logs)
 
     p = sub.add_parser("plugins", help="list installed service plugins")

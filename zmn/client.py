@@ -105,7 +105,9 @@ class Client:
         self._sock = sock
         hello = read_frame_sync(sock)
         if hello is None or hello.get("type") != "hello":
-            raise Unavailable(f"{self.endpoint} did not greet as a management node", code="NODE.BAD_HELLO")
+            raise Unavailable(
+                f"{self.endpoint} did not greet as a management node", code="NODE.BAD_HELLO"
+            )
         self.hello = hello
         return self
 
@@ -229,12 +231,16 @@ class AsyncClient:
                 self._reader, self._writer = await asyncio.open_unix_connection(where, limit=2**24)
             else:
                 tls = _tls_context() if kind == "tls" else None
-                self._reader, self._writer = await asyncio.open_connection(*where, ssl=tls, limit=2**24)
+                self._reader, self._writer = await asyncio.open_connection(
+                    *where, ssl=tls, limit=2**24
+                )
         except OSError as exc:
             raise _unavailable(self.endpoint, exc) from None
         hello = await read_frame(self._reader)
         if hello is None or hello.get("type") != "hello":
-            raise Unavailable(f"{self.endpoint} did not greet as a management node", code="NODE.BAD_HELLO")
+            raise Unavailable(
+                f"{self.endpoint} did not greet as a management node", code="NODE.BAD_HELLO"
+            )
         self.hello = hello
         self.closed_error = None
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -264,7 +270,9 @@ class AsyncClient:
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
-        err: ZmnError = Unavailable("connection closed by the management node", code="NODE.CONNECTION_CLOSED")
+        err: ZmnError = Unavailable(
+            "connection closed by the management node", code="NODE.CONNECTION_CLOSED"
+        )
         try:
             while True:
                 frame = await read_frame(self._reader)
@@ -286,7 +294,12 @@ class AsyncClient:
             self._pending.clear()
 
     async def request(
-        self, api: str, args: dict[str, Any] | None = None, *, wait: bool = True, progress: bool = False
+        self,
+        api: str,
+        args: dict[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        progress: bool = False,
     ) -> dict[str, Any]:
         if self._writer is None or self.closed_error is not None:
             raise self.closed_error or Unavailable("not connected", code="NODE.NOT_CONNECTED")

@@ -29,7 +29,7 @@ class AlreadyRunning(Unavailable):
 def acquire_lock(config: BootConfig) -> IO[str]:
     """Hold the home's lock, or raise AlreadyRunning naming the holder's pid."""
     config.home.mkdir(parents=True, exist_ok=True)
-    handle = open(config.lock_file, "a+")  # noqa: SIM115 - held for the process's life
+    handle = open(config.lock_file, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

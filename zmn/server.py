@@ -29,7 +29,9 @@ CONNECTION_APIS = ("Subscribe", "Unsubscribe")
 
 
 class Connection:
-    def __init__(self, server: ApiServer, writer: asyncio.StreamWriter, kind: str, peer_admin: bool) -> None:
+    def __init__(
+        self, server: ApiServer, writer: asyncio.StreamWriter, kind: str, peer_admin: bool
+    ) -> None:
         self.server = server
         self.writer = writer
         self.kind = kind
@@ -123,7 +125,9 @@ class ApiServer:
         except FileNotFoundError:
             pass
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str
+    ) -> None:
         peer_admin = kind == "unix" and _peer_is_owner(writer)
         conn = Connection(self, writer, kind, peer_admin)
         self.connections.add(conn)
@@ -142,7 +146,9 @@ class ApiServer:
                 try:
                     frame = await read_frame(reader)
                 except FrameError as exc:
-                    await conn.send({"type": "reply", "id": None, "ok": False, "error": exc.to_wire()})
+                    await conn.send(
+                        {"type": "reply", "id": None, "ok": False, "error": exc.to_wire()}
+                    )
                     break
                 if frame is None:
                     break
@@ -215,19 +221,28 @@ class ApiServer:
 
         conn.subscriptions[key] = self.node.bus.subscribe(f"/job/{job_uuid}", forward)
 
-    def _connection_api(self, conn: Connection, api: str, args: Any, session: str | None) -> dict[str, Any]:
+    def _connection_api(
+        self, conn: Connection, api: str, args: Any, session: str | None
+    ) -> dict[str, Any]:
         principal = self.node.authenticate(session, conn.peer_admin)
         if not principal.is_admin:
-            raise PermissionDenied("event subscriptions need an admin account", code="IDENTITY.ADMIN_ONLY")
+            raise PermissionDenied(
+                "event subscriptions need an admin account", code="IDENTITY.ADMIN_ONLY"
+            )
         if not isinstance(args, dict):
             raise InvalidArgument("args must be a JSON object", field="args")
         unknown = set(args) - {"paths"}
         if unknown:
-            raise InvalidArgument(f"{api} has no parameter {sorted(unknown)[0]!r} (parameters: paths)", field=sorted(unknown)[0])
+            raise InvalidArgument(
+                f"{api} has no parameter {sorted(unknown)[0]!r} (parameters: paths)",
+                field=sorted(unknown)[0],
+            )
         paths = args.get("paths", ["/**"] if api == "Subscribe" else list(conn.subscriptions))
         if isinstance(paths, str):
             paths = [p for p in paths.split(",") if p]
-        if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+        if not isinstance(paths, list) or not all(
+            isinstance(p, str) and p.startswith("/") for p in paths
+        ):
             raise InvalidArgument("paths must be a list of patterns starting with /", field="paths")
         if api == "Subscribe":
             for pattern in paths:

@@ -49,7 +49,7 @@ class ZmnProcess:
     def run(self, *argv: str, stdin: str | None = None, timeout: float = 60) -> Result:
         exe = argv[0]
         path = str(BIN / exe) if (BIN / exe).exists() else exe
-        proc = subprocess.run(  # noqa: S603
+        proc = subprocess.run(
             [path, *argv[1:]],
             input=stdin,
             capture_output=True,

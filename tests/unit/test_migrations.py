@@ -29,7 +29,9 @@ def test_upgrade_creates_schema_matching_models(tmp_path: Path) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
-    assert diff == [], f"models and migrations differ; run python -m zmn.migrations.generate: {diff}"
+    assert diff == [], (
+        f"models and migrations differ; run python -m zmn.migrations.generate: {diff}"
+    )
 
 
 def test_upgrade_twice_joins_without_recreating(tmp_path: Path) -> None:

@@ -276,8 +276,7 @@ def _field_error(api_name: str, params: dict[str, Param], text: str) -> InvalidA
         field_name = missing.group(1)
         doc = params[field_name].doc if field_name in params else ""
         return InvalidArgument(
-            f"{api_name}: missing required parameter {field_name!r}"
-            + (f" ({doc})" if doc else ""),
+            f"{api_name}: missing required parameter {field_name!r}" + (f" ({doc})" if doc else ""),
             code="ARG.MISSING",
             field=field_name,
         )
@@ -299,6 +298,19 @@ def _field_error(api_name: str, params: dict[str, Param], text: str) -> InvalidA
 def message_to_args(msg: ApiMessage) -> dict[str, Any]:
     """The arguments of a message as plain JSON-able data (for jobs, audit, replay)."""
     out: dict[str, Any] = msgspec.to_builtins(msg)
+    return out
+
+
+REDACTED = "*****"
+
+
+def redacted_args(msg: ApiMessage) -> dict[str, Any]:
+    """:func:`message_to_args` with every ``Secret()`` parameter that is set masked (for the
+    job table and logs: a password given to a long API must not be stored with its job)."""
+    out = message_to_args(msg)
+    for p in params_of(type(msg)):
+        if p.secret and out.get(p.name) is not None:
+            out[p.name] = REDACTED
     return out
 
 

@@ -48,7 +48,10 @@ QUERY_OPTIONS = (
 )
 TAG_FIELDS = ("__userTag__", "__systemTag__")
 
-_COND_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)(.*)$", re.S)
+_COND_RE = re.compile(
+    r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)(.*)$",
+    re.S,
+)
 
 
 @dataclass(frozen=True)

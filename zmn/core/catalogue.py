@@ -77,7 +77,8 @@ def build_catalogue(node: Node) -> dict[str, Any]:
             for d in node.global_config.defs.values()
         ],
         "tagPatterns": [
-            {"pattern": p.pattern, "resource": p.resource, "doc": p.doc} for p in node.tag_patterns.patterns
+            {"pattern": p.pattern, "resource": p.resource, "doc": p.doc}
+            for p in node.tag_patterns.patterns
         ],
         "stateMachines": state_machines,
         "services": sorted(node.services),

@@ -52,7 +52,9 @@ def resolve(
         return value
     if not hasattr(model, "name"):  # tags, sessions, jobs by API name: UUIDs only
         raise not_found(type_name, value, field)
-    uuids = list(session.scalars(select(model.uuid).where(model.name == value, *owned_clause).limit(3)))
+    uuids = list(
+        session.scalars(select(model.uuid).where(model.name == value, *owned_clause).limit(3))
+    )
     if not uuids:
         raise not_found(type_name, value, field)
     if len(uuids) > 1:
@@ -117,9 +119,7 @@ def existing_inventory(call: Call, type_name: str, msg: CreateMessage) -> dict[s
     if not msg.resourceUuid:
         return None
     if not UUID_RE.match(msg.resourceUuid):
-        raise InvalidArgument(
-            "resourceUuid must be 32 lowercase hex digits", field="resourceUuid"
-        )
+        raise InvalidArgument("resourceUuid must be 32 lowercase hex digits", field="resourceUuid")
     rt = call.node.resources.get(type_name)
     with call.tx() as s:
         row = s.get(rt.model, msg.resourceUuid)
@@ -128,7 +128,9 @@ def existing_inventory(call: Call, type_name: str, msg: CreateMessage) -> dict[s
         if not call.principal.is_admin and rt.owned:
             owner = s.get(AccountResourceRefVO, msg.resourceUuid)
             if owner is None or owner.accountUuid != call.principal.accountUuid:
-                raise Conflict("resourceUuid is taken", code="RESOURCE.UUID_TAKEN", field="resourceUuid")
+                raise Conflict(
+                    "resourceUuid is taken", code="RESOURCE.UUID_TAKEN", field="resourceUuid"
+                )
         return rt.inventories(s, [row])[0]
 
 
@@ -165,7 +167,9 @@ def insert(
 
 
 def _tag_row(resource_uuid: str, resource_type: str, kind: str, tag: str) -> TagVO:
-    return TagVO(uuid=new_uuid(), resourceUuid=resource_uuid, resourceType=resource_type, type=kind, tag=tag)
+    return TagVO(
+        uuid=new_uuid(), resourceUuid=resource_uuid, resourceType=resource_type, type=kind, tag=tag
+    )
 
 
 async def create(
@@ -192,9 +196,14 @@ async def create(
     return {"inventory": inv}
 
 
-def unique_name(session: Session, rt: ResourceType, name: str, scope: dict[str, Any] | None = None) -> None:
+def unique_name(
+    session: Session, rt: ResourceType, name: str, scope: dict[str, Any] | None = None
+) -> None:
     """Refuse a second resource of this type with the same name (within ``scope``)."""
-    clauses = [rt.model.name == name, *[getattr(rt.model, k) == v for k, v in (scope or {}).items()]]
+    clauses = [
+        rt.model.name == name,
+        *[getattr(rt.model, k) == v for k, v in (scope or {}).items()],
+    ]
     if session.scalar(select(func.count()).select_from(rt.model).where(*clauses)):
         where = "".join(f" in {k}={v}" for k, v in (scope or {}).items())
         raise Conflict(
@@ -207,7 +216,9 @@ def unique_name(session: Session, rt: ResourceType, name: str, scope: dict[str, 
 # --------------------------------------------------------------------------- update
 
 
-async def update_fields(call: Call, type_name: str, uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
+async def update_fields(
+    call: Call, type_name: str, uuid: str, changes: dict[str, Any]
+) -> dict[str, Any]:
     """Apply the non-None ``changes`` and publish ``/<type>/updated``."""
     rt = call.node.resources.get(type_name)
     values = {k: v for k, v in changes.items() if v is not None}
@@ -218,7 +229,9 @@ async def update_fields(call: Call, type_name: str, uuid: str, changes: dict[str
         row.lastOpDate = utcnow()
         s.flush()
         inv = rt.inventories(s, [row])[0]
-    await call.publish(f"/{rt.cli}/updated", {"resourceType": type_name, "inventory": inv, "changed": list(values)})
+    await call.publish(
+        f"/{rt.cli}/updated", {"resourceType": type_name, "inventory": inv, "changed": list(values)}
+    )
     return {"inventory": inv}
 
 
@@ -260,13 +273,17 @@ async def publish_state_change(
 # --------------------------------------------------------------------------- delete
 
 
-def dependents(session: Session, node: Node, type_name: str, uuid: str) -> list[tuple[ResourceType, list[str]]]:
+def dependents(
+    session: Session, node: Node, type_name: str, uuid: str
+) -> list[tuple[ResourceType, list[str]]]:
     """Resources that depend on this one (``on_delete='cascade'`` references to it)."""
     found = []
     for rt, column, ref in node.resources.dependents(type_name):
         if ref.on_delete != "cascade":
             continue
-        uuids = list(session.scalars(select(rt.model.uuid).where(getattr(rt.model, column) == uuid)))
+        uuids = list(
+            session.scalars(select(rt.model.uuid).where(getattr(rt.model, column) == uuid))
+        )
         if uuids:
             found.append((rt, uuids))
     return found
@@ -307,7 +324,11 @@ async def delete(
             cleanup(s, row)
         for dep_rt, column, ref in node.resources.dependents(type_name):
             if ref.on_delete == "detach":
-                s.execute(update(dep_rt.model).where(getattr(dep_rt.model, column) == uuid).values({column: None}))
+                s.execute(
+                    update(dep_rt.model)
+                    .where(getattr(dep_rt.model, column) == uuid)
+                    .values({column: None})
+                )
         for table, column in node.resources.links_of(type_name):
             s.execute(sql_delete(table).where(getattr(table, column) == uuid))
         s.execute(sql_delete(TagVO).where(TagVO.resourceUuid == uuid))

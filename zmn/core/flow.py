@@ -84,7 +84,12 @@ class FlowRegistry:
     def take_fault(self, chain: str, flow: str, when: str) -> FaultPlan | None:
         """The fault planned for this step, if any (and count it as used)."""
         for plan in self.faults:
-            if plan.flow == flow and plan.chain in (chain, "*") and plan.when == when and plan.count > 0:
+            if (
+                plan.flow == flow
+                and plan.chain in (chain, "*")
+                and plan.when == when
+                and plan.count > 0
+            ):
                 plan.count -= 1
                 if plan.count == 0:
                     self.faults.remove(plan)
@@ -139,7 +144,9 @@ class FlowChain:
         if "data" in values:
             values["data"] = json.dumps(values["data"], default=str)
         with self.registry.node.db.tx() as s:
-            s.execute(update(FlowRecordVO).where(FlowRecordVO.uuid == ctx.record_uuid).values(**values))
+            s.execute(
+                update(FlowRecordVO).where(FlowRecordVO.uuid == ctx.record_uuid).values(**values)
+            )
 
     async def run(self, ctx: FlowContext) -> dict[str, Any]:
         node = self.registry.node
@@ -162,7 +169,9 @@ class FlowChain:
             self._save(ctx, currentFlow=flow.name, data=ctx.data)
             self._notify(flow.name, "run")
             try:
-                if self.registry.faults and self.registry.take_fault(self.name, flow.name, "before"):
+                if self.registry.faults and self.registry.take_fault(
+                    self.name, flow.name, "before"
+                ):
                     raise FaultInjected(f"fault injected before {flow.name}", flow=flow.name)
                 await flow.run(ctx)
                 if self.registry.faults and self.registry.take_fault(self.name, flow.name, "after"):
@@ -174,11 +183,14 @@ class FlowChain:
                 raise _step_error(self.name, flow.name, exc) from exc
             done.append(flow)
             self._save(ctx, doneFlows=json.dumps([f.name for f in done]), data=ctx.data)
+            self._notify(flow.name, "done")
             await ctx.call.progress(int((index + 1) * 100 / total), flow.name)
         self._save(ctx, state="Done", currentFlow=None, data=ctx.data)
         return ctx.data
 
-    async def _rollback(self, ctx: FlowContext, done: list[Flow], failed: Flow, exc: BaseException) -> None:
+    async def _rollback(
+        self, ctx: FlowContext, done: list[Flow], failed: Flow, exc: BaseException
+    ) -> None:
         self._save(ctx, state="RollingBack", error=f"{failed.name}: {exc}")
         problems = []
         for flow in reversed(done):

@@ -7,6 +7,7 @@ missing rows at start, keeps values in memory, validates updates and publishes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ class GlobalConfigDef:
                 value: Any = int(text)
             elif self.type == "float":
                 value = float(text)
+                if not math.isfinite(value):  # nan would slip past min/max checks
+                    raise ValueError(text)
             elif self.type == "bool":
                 low = text.strip().lower()
                 if low not in ("true", "false"):

@@ -106,7 +106,9 @@ class JobManager:
         self.tasks[uuid] = task
         return uuid, task
 
-    async def _run(self, handle: JobHandle, work: Callable[[JobHandle], Awaitable[Any]], timeout: float) -> Any:
+    async def _run(
+        self, handle: JobHandle, work: Callable[[JobHandle], Awaitable[Any]], timeout: float
+    ) -> Any:
         try:
             if timeout:
                 result = await asyncio.wait_for(work(handle), timeout)
@@ -123,7 +125,10 @@ class JobManager:
             raise
         except asyncio.CancelledError:
             await self._finish(
-                handle, "Interrupted", None, InternalError("job interrupted by node shutdown", code="JOB.INTERRUPTED")
+                handle,
+                "Interrupted",
+                None,
+                InternalError("job interrupted by node shutdown", code="JOB.INTERRUPTED"),
             )
             raise
         except Exception as exc:
@@ -139,7 +144,9 @@ class JobManager:
             self.handles.pop(handle.uuid, None)
             self.finished += 1
 
-    async def _finish(self, handle: JobHandle, state: str, result: Any, error: ZmnError | None) -> None:
+    async def _finish(
+        self, handle: JobHandle, state: str, result: Any, error: ZmnError | None
+    ) -> None:
         values: dict[str, Any] = {"state": state, "lastOpDate": utcnow()}
         if state == "Succeeded":
             values["progress"] = 100
@@ -152,7 +159,9 @@ class JobManager:
         if error is not None:
             data["error"] = error.to_wire()
         await self.node.bus.publish("/job/state/change", data)
-        await self.node.bus.publish(f"/job/{handle.uuid}", {**data, "progress": values.get("progress", handle.percent)})
+        await self.node.bus.publish(
+            f"/job/{handle.uuid}", {**data, "progress": values.get("progress", handle.percent)}
+        )
 
     def get(self, uuid: str) -> dict[str, Any]:
         with self.node.db.tx() as s:
@@ -169,9 +178,11 @@ class JobManager:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except TimeoutError:
                 raise Timeout(
-                    f"job {uuid} still running after {timeout:g}s", code="JOB.WAIT_TIMEOUT", jobUuid=uuid
+                    f"job {uuid} still running after {timeout:g}s",
+                    code="JOB.WAIT_TIMEOUT",
+                    jobUuid=uuid,
                 ) from None
-            except Exception:  # the error is recorded on the job
+            except Exception:  # noqa: S110 - the error is recorded on the job
                 pass
         return self.get(uuid)
 
@@ -179,12 +190,16 @@ class JobManager:
         """At start: jobs this node left running when it died are marked Interrupted."""
         with self.node.db.tx() as s:
             rows = s.scalars(
-                select(JobVO).where(JobVO.state == "Running", JobVO.managementNodeUuid == self.node.uuid)
+                select(JobVO).where(
+                    JobVO.state == "Running", JobVO.managementNodeUuid == self.node.uuid
+                )
             ).all()
             for row in rows:
                 row.state = "Interrupted"
                 row.error = json.dumps(
-                    InternalError("the node stopped while this job ran", code="JOB.INTERRUPTED").to_wire()
+                    InternalError(
+                        "the node stopped while this job ran", code="JOB.INTERRUPTED"
+                    ).to_wire()
                 )
             return len(rows)
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from zmn import __version__
 from zmn.api.errors import InternalError, InvalidArgument, NotFound, PermissionDenied, ZmnError
-from zmn.api.message import ApiMessage, ApiTable, decode_args, message_to_args
+from zmn.api.message import ApiMessage, ApiTable, decode_args, redacted_args
 from zmn.core import plugins
 from zmn.core.bus import Bus, Envelope, LocalBus, Principal
 from zmn.core.config import BootConfig
@@ -93,15 +93,24 @@ class ApiStats:
 def _pct(ordered: list[float], pct: float) -> float:
     if not ordered:
         return 0.0
-    index = min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))
+    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
     return ordered[index]
 
 
-def make_bus(url: str) -> Bus:
+def make_bus(url: str, node: Node | None = None) -> Bus:
     if url.startswith("local"):
         return LocalBus()
+    if url.startswith(("amqp://", "amqps://")) and node is not None:
+        from zmn.core.amqp_bus import AmqpBus  # pika only when RabbitMQ is configured
+
+        return AmqpBus(
+            url,
+            node.uuid,
+            lambda name, args: decode_args(node.apis.get(name), args),
+            namespace=node.config.get("bus.namespace"),
+        )
     raise InvalidArgument(
-        f"bus.url {url!r}: only local:// is available in this build", field="bus.url"
+        f"bus.url {url!r}: use local:// or amqp://user:pass@host:port/vhost", field="bus.url"
     )
 
 
@@ -113,7 +122,7 @@ class Node:
         self.uuid = node_uuid or self._persistent_uuid(config.home)
         self.version = __version__
         self.db = Database(config.db_url)
-        self.bus = make_bus(config.bus_url)
+        self.bus = make_bus(config.bus_url, self)
         self.resources = ResourceRegistry()
         self.compiler = QueryCompiler(self.resources)
         self.apis = ApiTable()
@@ -190,7 +199,9 @@ class Node:
                 self.routes[api_cls.__api__.name] = cls.name
         self.resources.finalize()
         for name, service in self.services.items():
-            table = {api: getattr(service, method) for api, (_c, method) in service.handlers().items()}
+            table = {
+                api: getattr(service, method) for api, (_c, method) in service.handlers().items()
+            }
             for api_name, (api_cls, fn) in service.dynamic_handlers().items():
                 api_cls.__api__.service = name
                 self.apis.add(api_cls)
@@ -298,7 +309,9 @@ class Node:
             if principal is None:
                 principal = self.admin_principal() if peer_admin else Principal("", "", "Anonymous")
             if spec.admin and not principal.is_admin:
-                raise PermissionDenied(f"{api_name} needs an admin account", code="IDENTITY.ADMIN_ONLY")
+                raise PermissionDenied(
+                    f"{api_name} needs an admin account", code="IDENTITY.ADMIN_ONLY"
+                )
             if self.stopping and spec.mutating:
                 from zmn.api.errors import Unavailable
 
@@ -317,7 +330,7 @@ class Node:
                     return await self.bus.call(service, env)
 
                 job_uuid, task = self.jobs.submit(
-                    api_name, message_to_args(msg), principal, work, resource_uuid=uuid
+                    api_name, redacted_args(msg), principal, work, resource_uuid=uuid
                 )
                 if on_job is not None:
                     on_job(job_uuid)

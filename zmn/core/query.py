@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, cast, false, func, literal, select
 from sqlalchemy.sql import ColumnElement
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
@@ -57,7 +57,9 @@ def parse_conditions(items: list[Any]) -> list[Condition]:
         elif isinstance(item, dict) and "name" in item and "op" in item:
             op = str(item["op"])
             value = item.get("value")
-            text = f"{item['name']}{op}" if op in ("=null", "!=null") else f"{item['name']}{op}{value}"
+            text = (
+                f"{item['name']}{op}" if op in ("=null", "!=null") else f"{item['name']}{op}{value}"
+            )
             out.append(parse_condition(text))
         else:
             raise InvalidArgument(
@@ -223,11 +225,17 @@ def leaf(col: Any, info: FieldInfo, cond: Condition) -> ColumnElement[bool]:
     value = cond.value or ""
     if op in ("?=", "!?="):
         items = [convert_value(info, v, cond.name) for v in cond.values()]
+        if not items:  # SQL's `NOT IN ()` is true even for null; null satisfies no comparison
+            return false() if op == "?=" else col.is_not(None)  # type: ignore[no-any-return]
         return col.in_(items) if op == "?=" else col.not_in(items)  # type: ignore[no-any-return]
     if op in ("~=", "!~="):
         pattern = value if ("%" in value or "_" in value) else f"%{value}%"
+        if info.type != "string":  # LIKE is a text operator: compare the value's text form
+            col = cast(col, String)
         return col.like(pattern) if op == "~=" else col.not_like(pattern)  # type: ignore[no-any-return]
     v = convert_value(info, value, cond.name)
+    if isinstance(v, bool):  # a bare True/False only takes = and != in SQLAlchemy; bind it
+        v = literal(v)
     if op == "=":
         return col == v  # type: ignore[no-any-return]
     if op == "!=":

@@ -109,8 +109,13 @@ class ResourceType:
         first, last = ("uuid", "name", "description"), ("createDate", "lastOpDate")
         cols = sorted(
             mapper.columns,
-            key=lambda c: (0, first.index(c.key)) if c.key in first
-            else (2, last.index(c.key)) if c.key in last else (1, 0),
+            key=lambda c: (
+                (0, first.index(c.key))
+                if c.key in first
+                else (2, last.index(c.key))
+                if c.key in last
+                else (1, 0)
+            ),
         )
         for col in cols:
             if col.key in self.hidden_fields:
@@ -256,11 +261,19 @@ class ResourceRegistry:
             rn = link.right_name or lower_camel(link.left)
             left.expansions.setdefault(
                 ln,
-                Expansion(ln, link.right, "uuid", "uuid", (link.table, link.left_column, link.right_column)),
+                Expansion(
+                    ln,
+                    link.right,
+                    "uuid",
+                    "uuid",
+                    (link.table, link.left_column, link.right_column),
+                ),
             )
             right.expansions.setdefault(
                 rn,
-                Expansion(rn, link.left, "uuid", "uuid", (link.table, link.right_column, link.left_column)),
+                Expansion(
+                    rn, link.left, "uuid", "uuid", (link.table, link.right_column, link.left_column)
+                ),
             )
         for type_name, expansion in self._injected:
             if type_name in self.types and expansion.target in self.types:

@@ -36,7 +36,7 @@ class TagPattern:
         return _TOKEN.findall(self.pattern)
 
     def match(self, tag: str) -> dict[str, str] | None:
-        m = self.regex.match(tag)
+        m = self.regex.fullmatch(tag)  # `$` alone would accept a trailing newline
         return m.groupdict() if m else None
 
     def make(self, **tokens: Any) -> str:

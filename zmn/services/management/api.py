@@ -39,7 +39,9 @@ class GetFlowChains(ApiMessage, kw_only=True):
 class Subscribe(ApiMessage, kw_only=True):
     """Receive events whose path matches a pattern (/vm/state/change, /vm/**, /job/*)."""
 
-    paths: Annotated[list[str], Doc("event path patterns; * one segment, ** the rest; default all")] = []
+    paths: Annotated[
+        list[str], Doc("event path patterns; * one segment, ** the rest; default all")
+    ] = []
 
 
 @api(mutating=False)
@@ -61,7 +63,9 @@ class InjectFlowFault(ApiMessage, kw_only=True):
     flow: Annotated[str, Doc("flow name, as GetFlowChains lists it")]
     chain: Annotated[str, Doc("flow chain name, or * for any chain")] = "*"
     count: Annotated[int, Doc("how many runs of the flow fail")] = 1
-    when: Annotated[Literal["before", "after"], Doc("fail before the step runs or after it ran")] = "before"
+    when: Annotated[
+        Literal["before", "after"], Doc("fail before the step runs or after it ran")
+    ] = "before"
 
 
 @api(admin=True)

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import update
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
-from zmn.core.consistency import ConsistencyCheck, Violation
-from zmn.core.flow import FaultPlan
 from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.consistency import ConsistencyCheck, Violation
 from zmn.core.db import utcnow
+from zmn.core.flow import FaultPlan
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import ManagementNodeVO
 from zmn.core.resource import ResourceRegistry, ResourceType
@@ -22,12 +22,12 @@ from zmn.core.service import Call, Service, handler
 from zmn.services.management.api import (
     CheckConsistency,
     ClearFlowFaults,
-    InjectFlowFault,
     GetApiCatalogue,
     GetFlowChains,
     GetManagementNodeStats,
     GetManagementNodeStatus,
     GetTaskQueues,
+    InjectFlowFault,
     Ping,
     Subscribe,
     Unsubscribe,
@@ -96,7 +96,9 @@ class ManagementService(Service):
             task.cancel()
         try:
             self.node.db_write(
-                update(ManagementNodeVO).where(ManagementNodeVO.uuid == self.node.uuid).values(state="Stopped")
+                update(ManagementNodeVO)
+                .where(ManagementNodeVO.uuid == self.node.uuid)
+                .values(state="Stopped")
             )
         except Exception:
             log.exception("could not record the node as stopped")
@@ -139,7 +141,9 @@ class ManagementService(Service):
 
     @handler(Unsubscribe)
     async def unsubscribe(self, msg: Unsubscribe, call: Call) -> dict[str, Any]:
-        raise InvalidArgument("Unsubscribe acts on a client connection; send it over the API socket")
+        raise InvalidArgument(
+            "Unsubscribe acts on a client connection; send it over the API socket"
+        )
 
     @handler(CheckConsistency)
     async def check_consistency(self, msg: CheckConsistency, call: Call) -> dict[str, Any]:

@@ -58,7 +58,9 @@ class ZoneService(Service):
 
     @handler(UpdateZone)
     async def update_zone(self, msg: UpdateZone, call: Call) -> dict[str, Any]:
-        return await crud.update_fields(call, "Zone", msg.uuid, {"name": msg.name, "description": msg.description})
+        return await crud.update_fields(
+            call, "Zone", msg.uuid, {"name": msg.name, "description": msg.description}
+        )
 
     @handler(ChangeZoneState)
     async def change_zone_state(self, msg: ChangeZoneState, call: Call) -> dict[str, Any]:
