@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, Ref, api
 
@@ -52,3 +52,18 @@ class ReconnectHost(ApiMessage, kw_only=True):
     """Connect to a host again and resynchronise its capacity."""
 
     uuid: Annotated[str, Doc("host UUID or name")]
+
+
+@api(internal=True)
+class AddHost(CreateMessage, kw_only=True):
+    """Run the ``host-add`` chain for a host type that lives in a plugin (e.g. KVM).
+
+    The plugin's own API (``AddKvmHost``) validates its parameters and sends this;
+    ``params`` go to the host type's ``connect`` (they may hold credentials: never logged).
+    """
+
+    name: Annotated[str, Doc("host name")]
+    managementIp: Annotated[str, Doc("IP address or host name the node reaches the host at")]
+    clusterUuid: Annotated[str, Doc("cluster UUID (its hypervisorType must be the host's)")]
+    hypervisorType: Annotated[str, Doc("host type, as registered (e.g. KVM)")]
+    params: Annotated[dict[str, Any], Doc("type-specific connect parameters")] = {}

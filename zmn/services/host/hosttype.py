@@ -17,10 +17,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from zmn.api.errors import InvalidArgument
+from zmn.core.hosthooks import HostMaintenanceExtension
+
+__all__ = [
+    "HostFacts",
+    "HostMaintenanceExtension",
+    "HostRef",
+    "HostType",
+    "HostTypeRegistry",
+    "HypervisorDriver",
+]
 
 if TYPE_CHECKING:
     from zmn.core.extension import ExtensionRegistry
-    from zmn.core.service import Call
 
 
 @dataclass(frozen=True)
@@ -64,13 +73,24 @@ class HostType(Protocol):
         """Forget the host (it was deleted, or its add rolled back)."""
 
 
-class HostMaintenanceExtension(Protocol):
-    """Called when a host goes into maintenance (e.g. the VM service migrates VMs away).
+@runtime_checkable
+class HypervisorDriver(Protocol):
+    """VM operations of a host type (the simulator now, the KVM agent later).
 
-    Raising aborts the maintenance and puts the host back in its previous state.
+    ``op`` is one of start, stop, reboot, pause, resume, destroy, migrate, attachVolume,
+    detachVolume, attachNic, detachNic, takeSnapshot; ``vm`` is the VM inventory (with
+    ``vmNics`` and ``allVolumes``); ``args`` holds what the operation needs besides
+    (``targetHostUuid``, ``volume``, ``nic``, ``type=cold`` ...). Returns what the hypervisor
+    reports (at least ``state``).
     """
 
-    async def prepare_maintenance(self, call: Call, host_uuid: str) -> None: ...
+    async def vm_op(
+        self, host: HostRef, op: str, vm: Mapping[str, Any], args: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def apply_security_group_rules(
+        self, host: HostRef, vm_nic_uuid: str, rules: list[dict[str, Any]]
+    ) -> None: ...
 
 
 class HostTypeRegistry:

@@ -13,6 +13,8 @@ from zmn.core.models import TagVO
 from zmn.core.tags import TagPattern
 from zmn.services.host.hosttype import HostRef, HostType
 from zmn.services.host.models import HostVO
+from zmn.services.host.placed import placed_vms
+from zmn.services.host.simulator import SimulatorHostType
 from zmn.services.host.states import HOST_STATUS
 
 if TYPE_CHECKING:
@@ -79,9 +81,11 @@ async def sync_capacity(call: Call, host_type: HostType, ref: HostRef) -> dict[s
         used_memory = max(0, row.totalMemoryCapacity - row.availableMemoryCapacity - reserved)
         row.cpuNum = facts.cpuNum
         row.totalCpuCapacity = facts.cpuCapacity
-        row.availableCpuCapacity = max(0, facts.cpuCapacity - used_cpu)
+        # negative when more is placed than the host has (over-provisioning, a smaller host):
+        # available stays total - placed, as CheckConsistency holds it
+        row.availableCpuCapacity = facts.cpuCapacity - used_cpu
         row.totalMemoryCapacity = facts.memoryCapacity
-        row.availableMemoryCapacity = max(0, facts.memoryCapacity - used_memory - reserved)
+        row.availableMemoryCapacity = facts.memoryCapacity - used_memory - reserved
         row.lastOpDate = utcnow()
         s.flush()
         return rt.inventories(s, [row])[0]
@@ -111,6 +115,9 @@ async def reconnect(call: Call, host_type: HostType, ref: HostRef) -> None:
     await set_status(call, ref.uuid, "connect")
     try:
         await connect(call, host_type, ref, {})
+        if isinstance(host_type, SimulatorHostType):
+            with call.tx() as s:
+                host_type.adopt(ref.uuid, placed_vms(call.node, s, ref.uuid))
         await sync_capacity(call, host_type, ref)
     except Exception:
         await set_status(call, ref.uuid, "disconnected")

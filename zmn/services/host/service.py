@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import InvalidArgument
 from zmn.core import crud, links
+from zmn.core.consistency import ConsistencyCheck
 from zmn.core.db import new_uuid
 from zmn.core.flow import FlowContext
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.services.host.api import (
+    AddHost,
     AddSimulatorHost,
     ChangeHostState,
     DeleteHost,
@@ -32,6 +34,7 @@ from zmn.services.host.ops import RESERVED_MEMORY, host_ref, load_ref, reconnect
 from zmn.services.host.simulator import SimulatorHostType, SimulatorHypervisor
 from zmn.services.host.states import HOST_STATE, HOST_STATUS
 from zmn.services.host.tracker import HostTracker
+from zmn.services.host.vmops import HostCapacityConsistency, HostVmHandlers
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
@@ -57,7 +60,7 @@ def check_management_ip(value: str) -> None:
         )
 
 
-class HostService(Service):
+class HostService(HostVmHandlers, Service):
     name = "host"
     summary = "hypervisor hosts"
     requires = ("zone", "cluster")
@@ -82,6 +85,39 @@ class HostService(Service):
             "hosts connected or pinged at the same time",
             min=1,
         ),
+        GlobalConfigDef(
+            "host",
+            "cpu.overProvisioning.ratio",
+            10.0,
+            "float",
+            "vCPUs placed on a host may reach its vCPUs times this",
+            min=0.1,
+        ),
+        GlobalConfigDef(
+            "host",
+            "memory.overProvisioning.ratio",
+            1.0,
+            "float",
+            "memory placed on a host may reach its memory times this",
+            min=0.1,
+        ),
+        GlobalConfigDef(
+            "host",
+            "vmOperation.parallelism",
+            10,
+            "int",
+            "VM operations (start, stop, migrate ...) run at the same time on one host",
+            min=1,
+        ),
+        GlobalConfigDef(
+            "host",
+            "allocator.strategy",
+            "default",
+            "string",
+            "how a host is chosen when the offering does not say: default (first by name),"
+            " least-used (most free memory) or random",
+            choices=("default", "least-used", "random"),
+        ),
     ]
     tag_patterns = [RESERVED_MEMORY]
     error_codes = {
@@ -97,6 +133,13 @@ class HostService(Service):
         "HOST_STATUS.INVALID_STATE": "the connection event is not allowed in the host's status",
         "HOST.HAS_DEPENDENTS": "resources (e.g. VMs) still live on the host",
         "SIMULATOR.INJECTED_FAILURE": "a failure injected into the simulator (tests)",
+        "SIMULATOR.DISCONNECTED": "the simulated host dropped off during the operation (tests)",
+        "SIMULATOR.BAD_VM_STATE": "the simulated VM is not in a state for the operation",
+        "SIMULATOR.NO_VM": "the simulated host does not run that VM",
+        "HOST.ALLOCATION_FAILED": "no host passes the filters (details.filter names which)",
+        "HOST.NOT_CONNECTED": "the host is not Connected; VM operations on it are refused",
+        "HOST.OPERATION_UNSUPPORTED": "the host type cannot run VM operations",
+        "HOST.NOT_SIMULATOR": "the simulator APIs act on simulator hosts only",
     }
 
     def __init__(self, node: Node) -> None:
@@ -106,6 +149,7 @@ class HostService(Service):
         self.types.add(SimulatorHostType(self.simulator))
         self.tracker = HostTracker(node, self.types)
         node.flows.add_chain(HOST_ADD_CHAIN, HOST_ADD_FLOWS)
+        node.extensions.add(ConsistencyCheck, HostCapacityConsistency(node))  # type: ignore[type-abstract]
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(
@@ -170,6 +214,15 @@ class HostService(Service):
                 )
         params = {"cpuCapacity": msg.cpuCapacity, "memoryCapacity": msg.memoryCapacity}
         return await self.add_host(call, msg, "Simulator", params)
+
+    @handler(AddHost)
+    async def add_host_of_type(self, msg: AddHost, call: Call) -> dict[str, Any]:
+        """The ``host-add`` chain for a plugin's host type (sent by e.g. ``AddKvmHost``)."""
+        existing = crud.existing_inventory(call, "Host", msg)
+        if existing is not None:
+            return {"inventory": existing}
+        check_management_ip(msg.managementIp)
+        return await self.add_host(call, msg, msg.hypervisorType, dict(msg.params))
 
     async def add_host(
         self, call: Call, msg: Any, hypervisor_type: str, params: dict[str, Any]

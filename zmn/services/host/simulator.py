@@ -15,11 +15,12 @@ service builds its life cycle on them and adds operations the same way.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zmn.api.errors import NotFound, OperationFailed
+from zmn.api.errors import NotFound, OperationFailed, Unavailable
 from zmn.services.host.hosttype import HostFacts, HostRef
 
 DEFAULT_CPU = 8
@@ -38,6 +39,27 @@ class SimulatedVm:
     state: str  # Running | Stopped | Paused
     cpuNum: int
     memorySize: int
+    volumes: dict[str, int] = field(default_factory=dict)  # volume UUID -> device id
+    nics: dict[str, str] = field(default_factory=dict)  # NIC UUID -> IP
+    snapshots: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FailurePlan:
+    """What the next ``count`` operations of a kind on a host do (``SimulatorInjectFailure``)."""
+
+    host: str  # host UUID, or "" for every host
+    operation: str  # e.g. start, stop, migrate, or * for any VM operation
+    count: int = 1
+    latency: float = 0.0  # seconds to wait before answering
+    disconnect: bool = False  # the host drops off the network instead of answering
+    fail: bool = True  # the operation fails (after the latency)
+    message: str = "injected failure"
+
+    def matches(self, host_uuid: str, operation: str) -> bool:
+        return (
+            self.count > 0 and self.host in ("", host_uuid) and self.operation in ("*", operation)
+        )
 
 
 @dataclass
@@ -48,6 +70,8 @@ class SimulatedHost:
     memoryCapacity: int
     connected: bool = True
     vms: dict[str, SimulatedVm] = field(default_factory=dict)
+    # security-group rules applied per NIC (ApplySecurityGroupRules)
+    rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def used_cpu(self) -> int:
@@ -66,6 +90,17 @@ class SimulatorHypervisor:
         # "operation" or "operation:<host uuid or management IP>" -> error message
         self.failures: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []  # (operation, host uuid): what was asked, in order
+        self.plans: list[FailurePlan] = []
+
+    def take_plan(self, host_uuid: str, operation: str) -> FailurePlan | None:
+        """The failure plan for this operation, if any (and count it as used)."""
+        for plan in self.plans:
+            if plan.matches(host_uuid, operation):
+                plan.count -= 1
+                if plan.count <= 0:
+                    self.plans.remove(plan)
+                return plan
+        return None
 
     # ----------------------------------------------------------------- failure injection
 
@@ -77,6 +112,7 @@ class SimulatorHypervisor:
     def clear(self, operation: str | None = None, *, host: str | None = None) -> None:
         if operation is None:
             self.failures.clear()
+            self.plans.clear()
         else:
             self.failures.pop(f"{operation}:{host}" if host else operation, None)
 
@@ -143,6 +179,49 @@ class SimulatorHypervisor:
         self.check("destroyVm", host_uuid, host.managementIp)
         host.vms.pop(vm_uuid, None)
 
+    def reboot_vm(self, host_uuid: str, vm_uuid: str) -> SimulatedVm:
+        return self._transition(host_uuid, vm_uuid, "rebootVm", {"Running"}, "Running")
+
+    def pause_vm(self, host_uuid: str, vm_uuid: str) -> SimulatedVm:
+        return self._transition(host_uuid, vm_uuid, "pauseVm", {"Running"}, "Paused")
+
+    def resume_vm(self, host_uuid: str, vm_uuid: str) -> SimulatedVm:
+        return self._transition(host_uuid, vm_uuid, "resumeVm", {"Paused"}, "Running")
+
+    def migrate_vm(self, host_uuid: str, vm_uuid: str, target_uuid: str) -> SimulatedVm:
+        host = self.host(host_uuid)
+        target = self.host(target_uuid)
+        self.check("migrateVm", host_uuid, host.managementIp)
+        vm = self._vm(host, vm_uuid)
+        if vm.state != "Running":
+            raise SimulatorError(
+                f"VM {vm_uuid} is {vm.state} on simulated host {host_uuid}; only a running VM"
+                " migrates",
+                code="SIMULATOR.BAD_VM_STATE",
+            )
+        target.vms[vm_uuid] = host.vms.pop(vm_uuid)
+        for nic in vm.nics:
+            if nic in host.rules:
+                target.rules[nic] = host.rules.pop(nic)
+        return vm
+
+    def _transition(
+        self, host_uuid: str, vm_uuid: str, operation: str, allowed: set[str], new: str
+    ) -> SimulatedVm:
+        host = self.host(host_uuid)
+        self.check(operation, host_uuid, host.managementIp)
+        vm = self._vm(host, vm_uuid)
+        if vm.state not in allowed:
+            raise SimulatorError(
+                f"VM {vm_uuid} is {vm.state} on simulated host {host_uuid}: cannot {operation}",
+                code="SIMULATOR.BAD_VM_STATE",
+            )
+        vm.state = new
+        return vm
+
+    def vm(self, host_uuid: str, vm_uuid: str) -> SimulatedVm:
+        return self._vm(self.host(host_uuid), vm_uuid)
+
     def vm_states(self, host_uuid: str) -> dict[str, str]:
         return {uuid: vm.state for uuid, vm in self.host(host_uuid).vms.items()}
 
@@ -168,6 +247,16 @@ class SimulatorHostType:
         memory = int(params.get("memoryCapacity") or host.totalMemoryCapacity or DEFAULT_MEMORY)
         self.hypervisor.connect(host.uuid, host.managementIp, cpu, memory)
 
+    def adopt(self, host_uuid: str, vms: list[tuple[str, str, int, int]]) -> None:
+        """After a node restart: the VMs the database places on the host run there again."""
+        record = self.hypervisor.hosts.get(host_uuid)
+        if record is None:
+            return
+        for uuid, state, cpu, memory in vms:
+            if uuid not in record.vms:
+                sim_state = "Paused" if state == "Paused" else "Running"
+                record.vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
+
     async def facts(self, host: HostRef) -> HostFacts:
         self.hypervisor.check("facts", host.uuid, host.managementIp)
         record = self.hypervisor.host(host.uuid)
@@ -180,3 +269,140 @@ class SimulatorHostType:
 
     async def disconnect(self, host: HostRef) -> None:
         self.hypervisor.forget(host.uuid)
+
+    # ----------------------------------------------------------------- VM operations
+
+    async def vm_op(
+        self, host: HostRef, op: str, vm: Mapping[str, Any], args: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One VM operation, after whatever a failure plan says (latency, disconnect, fail)."""
+        sim = self.hypervisor
+        plan = sim.take_plan(host.uuid, op)
+        if plan is not None:
+            if plan.latency > 0:
+                await asyncio.sleep(plan.latency)
+            if plan.disconnect:
+                record = sim.hosts.get(host.uuid)
+                if record is not None:
+                    record.connected = False
+                raise Unavailable(
+                    f"simulated host {host.managementIp} disconnected during {op}",
+                    code="SIMULATOR.DISCONNECTED",
+                    operation=op,
+                    hostUuid=host.uuid,
+                )
+            if plan.fail:
+                raise SimulatorError(
+                    f"simulator {op} on host {host.managementIp}: {plan.message}",
+                    code="SIMULATOR.INJECTED_FAILURE",
+                    operation=op,
+                    hostUuid=host.uuid,
+                )
+        return _VM_OPS[op](sim, host.uuid, vm, args) if op in _VM_OPS else _unsupported(op)
+
+    async def apply_security_group_rules(
+        self, host: HostRef, vm_nic_uuid: str, rules: list[dict[str, Any]]
+    ) -> None:
+        record = self.hypervisor.host(host.uuid)
+        self.hypervisor.check("applySecurityGroupRules", host.uuid, host.managementIp)
+        if rules:
+            record.rules[vm_nic_uuid] = [dict(r) for r in rules]
+        else:
+            record.rules.pop(vm_nic_uuid, None)
+
+
+Args = Mapping[str, Any]
+
+
+def _unsupported(op: str) -> dict[str, Any]:
+    raise OperationFailed(
+        f"the simulator has no VM operation {op!r}", code="SIMULATOR.UNSUPPORTED", operation=op
+    )
+
+
+def _report(vm: SimulatedVm | None) -> dict[str, Any]:
+    return {"state": vm.state if vm else "Stopped"}
+
+
+def _start(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    rec = sim.start_vm(host, vm["uuid"], int(vm["cpuNum"]), int(vm["memorySize"]))
+    rec.cpuNum, rec.memorySize = int(vm["cpuNum"]), int(vm["memorySize"])
+    rec.volumes = {
+        v["uuid"]: int(v.get("deviceId") or 0)
+        for v in vm.get("allVolumes", [])
+        if v.get("deviceId") is not None
+    }
+    rec.nics = {n["uuid"]: str(n.get("ip") or "") for n in vm.get("vmNics", [])}
+    return _report(rec)
+
+
+def _stop(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    # like a transient libvirt domain: a stopped VM is no longer defined on the host
+    record = sim.host(host)
+    if vm["uuid"] in record.vms:
+        sim.stop_vm(host, vm["uuid"])
+    else:  # already gone (e.g. the node restarted): stopping it is a success
+        sim.check("stopVm", host, record.managementIp)
+    record.vms.pop(vm["uuid"], None)
+    for nic in vm.get("vmNics", []):
+        record.rules.pop(nic["uuid"], None)
+    return {"state": "Stopped"}
+
+
+def _destroy(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    sim.destroy_vm(host, vm["uuid"])
+    record = sim.host(host)
+    for nic in vm.get("vmNics", []):
+        record.rules.pop(nic["uuid"], None)
+    return {"state": "Destroyed"}
+
+
+def _simple(name: str) -> Any:
+    def run(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+        rec: SimulatedVm = getattr(sim, name)(host, vm["uuid"])
+        return _report(rec)
+
+    return run
+
+
+def _migrate(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    return _report(sim.migrate_vm(host, vm["uuid"], str(args["targetHostUuid"])))
+
+
+def _device(op: str) -> Any:
+    """attach/detach of a volume or a NIC: recorded on the running VM's domain."""
+
+    def run(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+        record = sim.host(host)
+        sim.check(op, host, record.managementIp)
+        rec = sim.vm(host, vm["uuid"])
+        if op == "attachVolume":
+            rec.volumes[args["volume"]["uuid"]] = int(args["volume"].get("deviceId") or 0)
+        elif op == "detachVolume":
+            rec.volumes.pop(args["volume"]["uuid"], None)
+        elif op == "attachNic":
+            rec.nics[args["nic"]["uuid"]] = str(args["nic"].get("ip") or "")
+        elif op == "detachNic":
+            rec.nics.pop(args["nic"]["uuid"], None)
+            record.rules.pop(args["nic"]["uuid"], None)
+        else:
+            rec.snapshots.append(str(args["snapshotUuid"]))
+        return _report(rec)
+
+    return run
+
+
+_VM_OPS: dict[str, Any] = {
+    "start": _start,
+    "stop": _stop,
+    "destroy": _destroy,
+    "reboot": _simple("reboot_vm"),
+    "pause": _simple("pause_vm"),
+    "resume": _simple("resume_vm"),
+    "migrate": _migrate,
+    "attachVolume": _device("attachVolume"),
+    "detachVolume": _device("detachVolume"),
+    "attachNic": _device("attachNic"),
+    "detachNic": _device("detachNic"),
+    "takeSnapshot": _device("takeSnapshot"),
+}

@@ -137,3 +137,36 @@ class UpdateIpRange(ApiMessage, kw_only=True):
 @api(resource="IpRange", verb="delete", admin=True)
 class DeleteIpRange(DeleteMessage, kw_only=True):
     """Delete an IP range."""
+
+
+# ----------------------------------------------------------------------------- IPAM (internal)
+
+
+@api(internal=True)
+class AllocateIp(ApiMessage, kw_only=True):
+    """Take a free address of an L3 network (or the given static one) for a NIC or a VIP."""
+
+    l3NetworkUuid: Annotated[str, Doc("L3 network UUID")]
+    ip: Annotated[str | None, Doc("static address to take; any free one when not given")] = None
+    usedFor: Annotated[Literal["Vm", "Vip"], Doc("what the address is for")] = "Vm"
+    vmNicUuid: Annotated[str | None, Doc("the NIC the address is for, when known")] = None
+
+
+@api(internal=True)
+class ReleaseIp(ApiMessage, kw_only=True):
+    """Give an address back to its L3 network (a no-op when it is already free)."""
+
+    usedIpUuid: Annotated[str, Doc("UsedIp UUID")]
+
+
+@api(internal=True)
+class SetUsedIpOwner(ApiMessage, kw_only=True):
+    """Record which NIC holds an address (or none)."""
+
+    usedIpUuid: Annotated[str, Doc("UsedIp UUID")]
+    vmNicUuid: Annotated[str | None, Doc("VmNic UUID, or none")] = None
+
+
+@api(internal=True)
+class DeleteUsedIp(DeleteMessage, kw_only=True):
+    """Cascade from an IP range or L3 network delete: the NIC holding the address goes too."""

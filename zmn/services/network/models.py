@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.core.db import Base, ResourceMixin, Timestamp, utcnow
@@ -52,3 +52,26 @@ class IpRangeVO(ResourceMixin, Base):
     gateway: Mapped[str] = mapped_column(String(64))
     networkCidr: Mapped[str] = mapped_column(String(64))
     ipVersion: Mapped[int] = mapped_column(Integer, default=4)
+
+
+class UsedIpVO(Base):
+    """An address of an L3 network given to a VM NIC or a VIP.
+
+    ``UNIQUE(l3NetworkUuid, ip)`` makes a duplicate address impossible, even when two
+    management nodes allocate at the same moment: the loser retries another address.
+    """
+
+    __tablename__ = "used_ip"
+    __table_args__ = (UniqueConstraint("l3NetworkUuid", "ip"),)
+    uuid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    l3NetworkUuid: Mapped[str] = mapped_column(String(32), index=True)
+    ipRangeUuid: Mapped[str] = mapped_column(String(32), index=True)
+    ip: Mapped[str] = mapped_column(String(64))
+    ipInLong: Mapped[int] = mapped_column(BigInteger)
+    netmask: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64))
+    ipVersion: Mapped[int] = mapped_column(Integer, default=4)
+    usedFor: Mapped[str] = mapped_column(String(32), default="Vm")
+    vmNicUuid: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
+from zmn.core.consistency import ConsistencyCheck
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Service
+from zmn.services.network.ipam import IpamHandlers, UsedIpConsistency
 from zmn.services.network.l2 import CLUSTER_LINK, L2Handlers, attached_clusters
 from zmn.services.network.l3 import L3_STATE, L3Handlers, ip_ranges
-from zmn.services.network.models import IpRangeVO, L2NetworkVO, L3NetworkVO
+from zmn.services.network.models import IpRangeVO, L2NetworkVO, L3NetworkVO, UsedIpVO
+
+if TYPE_CHECKING:
+    from zmn.core.node import Node
 
 
-class NetworkService(L2Handlers, L3Handlers, Service):
+class NetworkService(L2Handlers, L3Handlers, IpamHandlers, Service):
     name = "network"
     summary = "L2 and L3 networks and IP ranges"
     requires = ("zone", "cluster")
@@ -43,7 +49,16 @@ class NetworkService(L2Handlers, L3Handlers, Service):
         "IP_RANGE.GATEWAY_IN_RANGE": "the gateway is inside the range",
         "IP_RANGE.NETWORK_MISMATCH": "the L3 network's ranges use another network or gateway",
         "IP_RANGE.OVERLAP": "the range overlaps another range of the same L3 network",
+        "IP_RANGE.HAS_DEPENDENTS": "addresses of the range are in use",
+        "L3.IP_EXHAUSTED": "IP exhausted: every address of the L3 network's ranges is in use",
+        "L3.IP_IN_USE": "the static address asked for is already in use",
+        "L3.IP_NOT_IN_RANGE": "the static address is in no IP range of the L3 network",
+        "L3.IP_ALLOCATION_CONTENDED": "too many nodes raced for addresses; try again",
     }
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        node.extensions.add(ConsistencyCheck, UsedIpConsistency(node))  # type: ignore[type-abstract]
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(
@@ -96,3 +111,24 @@ class NetworkService(L2Handlers, L3Handlers, Service):
             )
         )
         registry.add(ranges)
+        registry.add(
+            ResourceType(
+                "UsedIp",
+                UsedIpVO,
+                self.name,
+                "used-ip",
+                columns=["uuid", "ip", "l3NetworkUuid", "usedFor", "vmNicUuid"],
+                refs={
+                    "l3NetworkUuid": RefSpec("L3Network", on_delete="cascade"),
+                    "ipRangeUuid": RefSpec("IpRange", on_delete="cascade"),
+                },
+                enums={"usedFor": ["Vm", "Vip"]},
+                docs={
+                    "ipInLong": "the address as an integer (for sorting and ranges)",
+                    "usedFor": "Vm (a VM NIC) or Vip",
+                    "vmNicUuid": "the NIC holding the address (usedFor=Vm)",
+                },
+                admin_only=True,
+                summary="an address of an L3 network in use by a NIC or a VIP",
+            )
+        )

@@ -56,3 +56,25 @@ class DetachPrimaryStorageFromCluster(ApiMessage, kw_only=True):
 
     primaryStorageUuid: Annotated[str, Doc("primary storage UUID or name"), Ref("PrimaryStorage")]
     clusterUuid: Annotated[str, Doc("cluster UUID or name"), Ref("Cluster")]
+
+
+# ----------------------------------------------------------------------------- internal
+
+
+@api(internal=True)
+class AllocatePrimaryStorage(ApiMessage, kw_only=True):
+    """Choose an enabled primary storage with room and take ``size`` bytes of it."""
+
+    size: Annotated[int, Doc("bytes to reserve")]
+    zoneUuid: Annotated[str | None, Doc("only storage of this zone")] = None
+    clusterUuid: Annotated[str | None, Doc("only storage attached to this cluster")] = None
+    primaryStorageUuid: Annotated[str | None, Doc("only this primary storage")] = None
+    avoidPrimaryStorageUuids: Annotated[list[str], Doc("storage not to choose")] = []
+
+
+@api(internal=True)
+class ReleasePrimaryStorageCapacity(ApiMessage, kw_only=True):
+    """Give ``size`` bytes back to a primary storage (a no-op when it is gone)."""
+
+    primaryStorageUuid: Annotated[str, Doc("primary storage UUID")]
+    size: Annotated[int, Doc("bytes")]

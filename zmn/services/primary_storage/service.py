@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import InvalidArgument
 from zmn.core import crud, links
+from zmn.core.consistency import ConsistencyCheck
+from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.resource import LinkSpec, RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.core.state import StateMachine
@@ -17,10 +19,16 @@ from zmn.services.primary_storage.api import (
     DetachPrimaryStorageFromCluster,
     UpdatePrimaryStorage,
 )
+from zmn.services.primary_storage.capacity import (
+    CapacityHandlers,
+    PrimaryStorageCapacityConsistency,
+)
 from zmn.services.primary_storage.models import PrimaryStorageClusterRefVO, PrimaryStorageVO
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from zmn.core.node import Node
 
 PS_STATE = StateMachine(
     "PrimaryStorage",
@@ -50,7 +58,7 @@ def _attached_clusters(session: Session, invs: list[dict[str, Any]]) -> None:
         )
 
 
-class PrimaryStorageService(Service):
+class PrimaryStorageService(CapacityHandlers, Service):
     name = "primaryStorage"
     summary = "primary storage"
     requires = ("zone", "cluster")
@@ -63,7 +71,22 @@ class PrimaryStorageService(Service):
         "PRIMARY_STORAGE.ALREADY_ATTACHED": "it is already attached to the cluster",
         "PRIMARY_STORAGE.NOT_ATTACHED": "the primary storage is not attached to the cluster",
         "STORAGE.INVALID_CAPACITY": "a capacity is negative, or free exceeds total",
+        "PRIMARY_STORAGE.ALLOCATION_FAILED": "no primary storage where needed has room",
     }
+    global_configs = [
+        GlobalConfigDef(
+            "primaryStorage",
+            "overProvisioning.ratio",
+            1.0,
+            "float",
+            "bytes of volumes placed on a primary storage may reach its capacity times this",
+            min=0.1,
+        )
+    ]
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        node.extensions.add(ConsistencyCheck, PrimaryStorageCapacityConsistency(node))  # type: ignore[type-abstract]
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(

@@ -1,0 +1,250 @@
+"""Host allocation: filters, a strategy, and a reservation that is safe across nodes.
+
+Filters, in order (each failure names the filter that left no host):
+
+1. scope: zone / cluster / host asked for, minus hosts to avoid;
+2. state Enabled and status Connected;
+3. network: the host's cluster is attached to the L2 network of every L3 the VM uses;
+4. storage: the cluster is attached to the VM's primary storages, or to an enabled one with
+   room for the new volumes;
+5. capacity: placed + needed <= total x over-provisioning ratio (global config).
+
+The reservation is one conditional ``UPDATE ... WHERE <capacity condition>``: when another node
+took the room meanwhile, the row count is 0 and the next candidate is tried.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from zmn.api.errors import OperationFailed
+from zmn.services.host.models import HostVO
+from zmn.services.host.vmapi import AllocateHost
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from zmn.core.node import Node
+
+GiB = 1024**3
+
+STRATEGIES = {
+    "DefaultHostAllocatorStrategy": "default",
+    "LastHostPreferredAllocatorStrategy": "default",
+    "LeastVmPreferredHostAllocatorStrategy": "least-used",
+    "MinimumCPUUsageHostAllocatorStrategy": "least-cpu",
+    "MinimumMemoryUsageHostAllocatorStrategy": "least-used",
+}
+
+
+@dataclass(frozen=True)
+class Ratios:
+    cpu: float
+    memory: float
+
+
+def ratios(node: Node) -> Ratios:
+    return Ratios(
+        float(node.global_config.get("host", "cpu.overProvisioning.ratio")),
+        float(node.global_config.get("host", "memory.overProvisioning.ratio")),
+    )
+
+
+def room_condition(cpu: int, memory: int, r: Ratios) -> list[Any]:
+    """SQL: the host can take ``cpu`` and ``memory`` more within the ratios."""
+    return [
+        HostVO.totalCpuCapacity * r.cpu - (HostVO.totalCpuCapacity - HostVO.availableCpuCapacity)
+        >= cpu,
+        HostVO.totalMemoryCapacity * r.memory
+        - (HostVO.totalMemoryCapacity - HostVO.availableMemoryCapacity)
+        >= memory,
+    ]
+
+
+def has_room(h: HostVO, cpu: int, memory: int, r: Ratios) -> bool:
+    placed_cpu = h.totalCpuCapacity - h.availableCpuCapacity
+    placed_mem = h.totalMemoryCapacity - h.availableMemoryCapacity
+    return (
+        h.totalCpuCapacity * r.cpu - placed_cpu >= cpu
+        and h.totalMemoryCapacity * r.memory - placed_mem >= memory
+    )
+
+
+def _link_table(node: Node, left: str, right: str) -> tuple[Any, str, str] | None:
+    """(table, column of ``left``, column of ``right``) of the link between two types."""
+    for link in node.resources.links:
+        if link.left == left and link.right == right:
+            return link.table, link.left_column, link.right_column
+        if link.left == right and link.right == left:
+            return link.table, link.right_column, link.left_column
+    return None
+
+
+def clusters_reaching_l3s(node: Node, session: Session, l3_uuids: list[str]) -> set[str] | None:
+    """Clusters attached to the L2 network of every given L3 (None: no constraint)."""
+    if not l3_uuids:
+        return None
+    l3_model = node.resources.get("L3Network").model
+    link = _link_table(node, "L2Network", "Cluster")
+    if link is None:
+        return set()
+    table, l2_col, cluster_col = link
+    result: set[str] | None = None
+    for l3 in set(l3_uuids):
+        l2 = session.scalar(select(l3_model.l2NetworkUuid).where(l3_model.uuid == l3))
+        clusters = set(
+            session.scalars(select(getattr(table, cluster_col)).where(getattr(table, l2_col) == l2))
+        )
+        result = clusters if result is None else result & clusters
+    return result or set()
+
+
+def clusters_with_storage(
+    node: Node, session: Session, ps_uuids: list[str], size: int
+) -> set[str] | None:
+    """Clusters attached to every given primary storage and, when ``size`` is given, to an
+    enabled, connected one with ``size`` bytes free (None: no constraint)."""
+    if not ps_uuids and size <= 0:
+        return None
+    link = _link_table(node, "PrimaryStorage", "Cluster")
+    if link is None:
+        return set()
+    table, ps_col, cluster_col = link
+    result: set[str] | None = None
+    for ps in set(ps_uuids):
+        clusters = set(
+            session.scalars(select(getattr(table, cluster_col)).where(getattr(table, ps_col) == ps))
+        )
+        result = clusters if result is None else result & clusters
+    if size > 0:
+        ps_model = node.resources.get("PrimaryStorage").model
+        ok = select(ps_model.uuid).where(
+            ps_model.state == "Enabled",
+            ps_model.status == "Connected",
+            ps_model.availableCapacity >= size,
+        )
+        roomy = set(
+            session.scalars(
+                select(getattr(table, cluster_col)).where(getattr(table, ps_col).in_(ok))
+            )
+        )
+        result = roomy if result is None else result & roomy
+    return result or set()
+
+
+def order(candidates: list[HostVO], strategy: str, prefer: str | None) -> list[HostVO]:
+    if strategy == "random":
+        out = list(candidates)
+        random.shuffle(out)
+    elif strategy == "least-used":
+        out = sorted(
+            candidates, key=lambda h: (-h.availableMemoryCapacity, -h.availableCpuCapacity)
+        )
+    elif strategy == "least-cpu":
+        out = sorted(
+            candidates, key=lambda h: (-h.availableCpuCapacity, -h.availableMemoryCapacity)
+        )
+    else:
+        out = sorted(candidates, key=lambda h: (h.name, h.uuid))
+    if prefer:
+        out.sort(key=lambda h: h.uuid != prefer)  # stable: the preferred host first
+    return out
+
+
+def _fail(reason: str, filter_name: str, **details: Any) -> OperationFailed:
+    return OperationFailed(
+        f"no host can take the VM: {reason}",
+        code="HOST.ALLOCATION_FAILED",
+        filter=filter_name,
+        **details,
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n / GiB:g} GiB" if n % (GiB // 4) == 0 else f"{n} bytes"
+
+
+def candidates(node: Node, session: Session, msg: AllocateHost) -> list[HostVO]:
+    """Hosts passing every filter but capacity, or the error naming the filter that failed."""
+    stmt = select(HostVO)
+    if msg.zoneUuid:
+        stmt = stmt.where(HostVO.zoneUuid == msg.zoneUuid)
+    if msg.clusterUuid:
+        stmt = stmt.where(HostVO.clusterUuid == msg.clusterUuid)
+    if msg.hostUuid:
+        stmt = stmt.where(HostVO.uuid == msg.hostUuid)
+    if msg.avoidHostUuids:
+        stmt = stmt.where(HostVO.uuid.not_in(msg.avoidHostUuids))
+    hosts = list(session.scalars(stmt))
+    if not hosts:
+        return _raise(_fail("there is no host in the scope asked for", "scope"))
+    hosts = [h for h in hosts if h.state == "Enabled" and h.status == "Connected"]
+    if not hosts:
+        return _raise(_fail("no host in scope is Enabled and Connected", "state"))
+    reach = clusters_reaching_l3s(node, session, msg.l3NetworkUuids)
+    if reach is not None:
+        hosts = [h for h in hosts if h.clusterUuid in reach]
+        if not hosts:
+            return _raise(
+                _fail(
+                    "no Enabled, Connected host is in a cluster attached to the L2 network of"
+                    " every L3 network asked for",
+                    "network",
+                )
+            )
+    storage = clusters_with_storage(node, session, msg.primaryStorageUuids, msg.primaryStorageSize)
+    if storage is not None:
+        hosts = [h for h in hosts if h.clusterUuid in storage]
+        if not hosts:
+            need = f" with {_size(msg.primaryStorageSize)} free" if msg.primaryStorageSize else ""
+            return _raise(
+                _fail(
+                    f"no candidate host's cluster has the primary storage needed{need}", "storage"
+                )
+            )
+    return hosts
+
+
+def _raise(exc: OperationFailed) -> list[HostVO]:
+    raise exc
+
+
+def allocate(node: Node, session: Session, msg: AllocateHost, strategy: str) -> HostVO:
+    """Choose and (unless ``dryRun``) reserve; runs inside one transaction."""
+    r = ratios(node)
+    hosts = candidates(node, session, msg)
+    roomy = [h for h in hosts if has_room(h, msg.cpuNum, msg.memorySize, r)]
+    if not roomy:
+        best = max(hosts, key=lambda h: (h.availableMemoryCapacity, h.availableCpuCapacity))
+        raise _fail(
+            f"no host has {msg.cpuNum} vCPUs and {_size(msg.memorySize)} of memory free"
+            f" (over-provisioning cpu x{r.cpu:g}, memory x{r.memory:g}; the freest host,"
+            f" {best.name}, has {best.availableCpuCapacity} of {best.totalCpuCapacity} vCPUs and"
+            f" {_size(best.availableMemoryCapacity)} of {_size(best.totalMemoryCapacity)} free)",
+            "capacity",
+            cpuNum=msg.cpuNum,
+            memorySize=msg.memorySize,
+        )
+    for host in order(roomy, strategy, msg.preferHostUuid):
+        if msg.dryRun:
+            return host
+        done = session.execute(
+            update(HostVO)
+            .where(
+                HostVO.uuid == host.uuid, HostVO.state == "Enabled", HostVO.status == "Connected"
+            )
+            .where(*room_condition(msg.cpuNum, msg.memorySize, r))
+            .values(
+                availableCpuCapacity=HostVO.availableCpuCapacity - msg.cpuNum,
+                availableMemoryCapacity=HostVO.availableMemoryCapacity - msg.memorySize,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(done, "rowcount", 0) == 1:
+            session.refresh(host)
+            return host
+    raise _fail("every candidate host was taken by concurrent allocations; try again", "capacity")

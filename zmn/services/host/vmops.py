@@ -1,0 +1,232 @@
+"""The host side of the VM life cycle: allocation, capacity, hypervisor operations, simulator.
+
+Hypervisor operations on one host run at most ``host/vmOperation.parallelism`` at a time
+(task queue ``host-vm:<uuid>``). A host that is not Connected refuses them with Unavailable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from zmn.api.errors import InvalidArgument, OperationFailed, Unavailable, ZmnError
+from zmn.core import crud
+from zmn.core.consistency import Violation
+from zmn.core.service import Call, handler
+from zmn.services.host.allocator import STRATEGIES, allocate
+from zmn.services.host.hosttype import HostTypeRegistry, HypervisorDriver
+from zmn.services.host.models import HostVO
+from zmn.services.host.ops import host_ref, reserved_memory, set_status
+from zmn.services.host.placed import placed_usage
+from zmn.services.host.simulator import FailurePlan, SimulatorHypervisor
+from zmn.services.host.vmapi import (
+    AllocateHost,
+    ApplySecurityGroupRules,
+    GetSimulatorHostState,
+    HypervisorOp,
+    ReleaseHostCapacity,
+    ReserveHostCapacity,
+    SimulatorClearFailures,
+    SimulatorInjectFailure,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from zmn.core.node import Node
+
+
+class HostCapacityConsistency:
+    """Each host's available capacity is its total minus what the placed VMs take."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def check_consistency(self, session: Session) -> list[Violation]:
+        usage = placed_usage(self.node, session)
+        out: list[Violation] = []
+        for h in session.scalars(select(HostVO)):
+            cpu, memory = usage.get(h.uuid, (0, 0))
+            expected = (
+                h.totalCpuCapacity - cpu,
+                h.totalMemoryCapacity - reserved_memory(session, h.uuid) - memory,
+            )
+            actual = (h.availableCpuCapacity, h.availableMemoryCapacity)
+            if expected != actual:
+                out.append(
+                    Violation(
+                        check="host-capacity",
+                        resourceType="Host",
+                        uuid=h.uuid,
+                        message=f"host {h.name}: available (cpu, memory) is {actual} but total"
+                        f" minus placed VMs is {expected}",
+                        expected=list(expected),
+                        actual=list(actual),
+                    )
+                )
+        return out
+
+
+class HostVmHandlers:
+    node: Node
+    types: HostTypeRegistry
+    simulator: SimulatorHypervisor
+
+    @handler(AllocateHost)
+    async def allocate_host(self, msg: AllocateHost, call: Call) -> dict[str, Any]:
+        name = msg.strategy or str(self.node.global_config.get("host", "allocator.strategy"))
+        strategy = STRATEGIES.get(name, name)
+        rt = self.node.resources.get("Host")
+        with call.tx() as s:
+            host = allocate(self.node, s, msg, strategy)
+            return {"host": rt.inventories(s, [host])[0]}
+
+    @handler(ReserveHostCapacity)
+    async def reserve_host_capacity(self, msg: ReserveHostCapacity, call: Call) -> dict[str, Any]:
+        self._adjust(msg.hostUuid, -msg.cpuNum, -msg.memorySize)
+        return {}
+
+    @handler(ReleaseHostCapacity)
+    async def release_host_capacity(self, msg: ReleaseHostCapacity, call: Call) -> dict[str, Any]:
+        self._adjust(msg.hostUuid, msg.cpuNum, msg.memorySize)
+        return {}
+
+    def _adjust(self, host_uuid: str, cpu: int, memory: int) -> None:
+        self.node.db_write(
+            update(HostVO)
+            .where(HostVO.uuid == host_uuid)
+            .values(
+                availableCpuCapacity=HostVO.availableCpuCapacity + cpu,
+                availableMemoryCapacity=HostVO.availableMemoryCapacity + memory,
+            )
+        )
+
+    def _driver(self, call: Call, host_uuid: str) -> tuple[Any, HypervisorDriver]:
+        with call.tx() as s:
+            row = crud.get_row(s, self.node.resources.get("Host"), host_uuid, "hostUuid")
+            ref, status = host_ref(row), row.status
+        if status != "Connected":
+            raise Unavailable(
+                f"host {ref.name} ({ref.managementIp}) is {status}; VM operations need it"
+                " Connected",
+                code="HOST.NOT_CONNECTED",
+                hostUuid=host_uuid,
+            )
+        driver = self.types.get(ref.hypervisorType)
+        if not isinstance(driver, HypervisorDriver):
+            raise OperationFailed(
+                f"host type {ref.hypervisorType} cannot run VM operations",
+                code="HOST.OPERATION_UNSUPPORTED",
+            )
+        return ref, driver
+
+    @handler(HypervisorOp)
+    async def hypervisor_op(self, msg: HypervisorOp, call: Call) -> dict[str, Any]:
+        ref, driver = self._driver(call, msg.hostUuid)
+        level = int(self.node.global_config.get("host", "vmOperation.parallelism"))
+        task = f"{msg.op} vm {msg.vm.get('uuid', '')}"
+        async with self.node.queues.slot(f"host-vm:{ref.uuid}", level, task):
+            try:
+                result = await driver.vm_op(ref, msg.op, msg.vm, msg.args)
+            except ZmnError as exc:
+                if exc.code in ("SIMULATOR.DISCONNECTED", "SIMULATOR.NOT_CONNECTED"):
+                    await set_status(call, ref.uuid, "disconnected")
+                    raise Unavailable(
+                        f"host {ref.name} ({ref.managementIp}) disconnected: {exc.message}",
+                        code="HOST.NOT_CONNECTED",
+                        hostUuid=ref.uuid,
+                    ) from exc
+                raise
+        return {"result": result}
+
+    @handler(ApplySecurityGroupRules)
+    async def apply_security_group_rules(
+        self, msg: ApplySecurityGroupRules, call: Call
+    ) -> dict[str, Any]:
+        ref, driver = self._driver(call, msg.hostUuid)
+        await driver.apply_security_group_rules(ref, msg.vmNicUuid, msg.rules)
+        return {}
+
+    # ----------------------------------------------------------------- simulator (testing)
+
+    def _simulated(self, call: Call, uuid: str) -> HostVO:
+        with call.tx() as s:
+            row: HostVO = crud.get_row(s, self.node.resources.get("Host"), uuid, "hostUuid")
+        if row.hypervisorType != "Simulator":
+            raise InvalidArgument(
+                f"hostUuid: host {row.name} is a {row.hypervisorType} host, not a simulator",
+                code="HOST.NOT_SIMULATOR",
+                field="hostUuid",
+            )
+        return row
+
+    @handler(SimulatorInjectFailure)
+    async def simulator_inject_failure(
+        self, msg: SimulatorInjectFailure, call: Call
+    ) -> dict[str, Any]:
+        row = self._simulated(call, msg.hostUuid)
+        if msg.operation is None:
+            if not msg.disconnect:
+                raise InvalidArgument(
+                    "operation: name the operation to break (or * for any), or pass"
+                    " disconnect=true to disconnect the host now",
+                    field="operation",
+                )
+            record = self.simulator.hosts.get(row.uuid)
+            if record is not None:
+                record.connected = False
+            await set_status(call, row.uuid, "disconnected")
+        else:
+            fail = (
+                msg.fail if msg.fail is not None else not (msg.latency > 0 and not msg.disconnect)
+            )
+            self.simulator.plans.append(
+                FailurePlan(
+                    row.uuid,
+                    msg.operation,
+                    max(1, msg.count),
+                    max(0.0, msg.latency),
+                    msg.disconnect,
+                    fail,
+                    msg.message,
+                )
+            )
+        return {"plans": [vars(p) for p in self.simulator.plans]}
+
+    @handler(SimulatorClearFailures)
+    async def simulator_clear_failures(
+        self, msg: SimulatorClearFailures, call: Call
+    ) -> dict[str, Any]:
+        self.simulator.clear()
+        return {"plans": []}
+
+    @handler(GetSimulatorHostState)
+    async def get_simulator_host_state(
+        self, msg: GetSimulatorHostState, call: Call
+    ) -> dict[str, Any]:
+        row = self._simulated(call, msg.uuid)
+        record = self.simulator.hosts.get(row.uuid)
+        if record is None:
+            return {"host": {"uuid": row.uuid, "connected": False, "vms": {}, "rules": {}}}
+        return {
+            "host": {
+                "uuid": row.uuid,
+                "connected": record.connected,
+                "usedCpu": record.used_cpu,
+                "usedMemory": record.used_memory,
+                "vms": {
+                    u: {
+                        "state": v.state,
+                        "cpuNum": v.cpuNum,
+                        "memorySize": v.memorySize,
+                        "volumes": dict(v.volumes),
+                        "nics": dict(v.nics),
+                        "snapshots": list(v.snapshots),
+                    }
+                    for u, v in record.vms.items()
+                },
+                "rules": {k: list(v) for k, v in record.rules.items()},
+                "plans": [vars(p) for p in self.simulator.plans if p.host in ("", row.uuid)],
+            }
+        }

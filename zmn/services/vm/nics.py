@@ -1,0 +1,110 @@
+"""NICs: a row per interface, each holding one address taken through ``AllocateIp``.
+
+The NIC row is written first and the address is taken for it, so an address never exists
+without the NIC that holds it (``CheckConsistency``: every VM address belongs to a live NIC);
+removing a NIC runs the ``VmNicBeforeDelete`` hooks, gives the address back, then drops the row.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select
+
+from zmn.core.db import new_uuid
+from zmn.core.vmhooks import VmNicBeforeDelete
+from zmn.services.vm.common import quietly, send
+from zmn.services.vm.models import VmNicVO
+
+if TYPE_CHECKING:
+    from zmn.core.service import Call
+
+
+def new_mac() -> str:
+    """A locally administered unicast MAC (ZStack's fa: prefix)."""
+    return "fa:" + ":".join(f"{random.randint(0, 255):02x}" for _ in range(5))
+
+
+def next_device_id(call: Call, vm_uuid: str) -> int:
+    with call.tx() as s:
+        top = s.scalar(select(func.max(VmNicVO.deviceId)).where(VmNicVO.vmInstanceUuid == vm_uuid))
+    return 0 if top is None else int(top) + 1
+
+
+def nic_inventory(call: Call, uuid: str) -> dict[str, Any]:
+    rt = call.node.resources.get("VmNic")
+    with call.tx() as s:
+        row = s.get(VmNicVO, uuid)
+        assert row is not None
+        return rt.inventories(s, [row])[0]
+
+
+async def create_nic(
+    call: Call,
+    vm_uuid: str,
+    l3_uuid: str,
+    device_id: int,
+    static_ip: str | None = None,
+    hypervisor_type: str | None = None,
+) -> dict[str, Any]:
+    """A NIC on ``l3_uuid`` with an address; nothing is left behind when it fails."""
+    uuid = new_uuid()
+    with call.tx() as s:
+        s.add(
+            VmNicVO(
+                uuid=uuid,
+                vmInstanceUuid=vm_uuid,
+                l3NetworkUuid=l3_uuid,
+                mac=new_mac(),
+                deviceId=device_id,
+                internalName=f"vnic{vm_uuid[:8]}.{device_id}",
+                hypervisorType=hypervisor_type,
+            )
+        )
+    try:
+        used = (
+            await send(
+                call,
+                "AllocateIp",
+                l3NetworkUuid=l3_uuid,
+                ip=static_ip,
+                usedFor="Vm",
+                vmNicUuid=uuid,
+            )
+        )["usedIp"]
+    except BaseException:
+        with call.tx() as s:
+            s.execute(delete(VmNicVO).where(VmNicVO.uuid == uuid))
+        raise
+    with call.tx() as s:
+        row = s.get(VmNicVO, uuid)
+        assert row is not None
+        row.usedIpUuid = used["uuid"]
+        row.ip = used["ip"]
+        row.netmask = used["netmask"]
+        row.gateway = used["gateway"]
+    return nic_inventory(call, uuid)
+
+
+async def remove_nic(call: Call, nic: dict[str, Any], *, hooks: bool = True) -> None:
+    """Run the before-delete hooks, give the address back, drop the row."""
+    if hooks:
+        for impl in call.node.extensions.all(VmNicBeforeDelete):  # type: ignore[type-abstract]
+            await impl.before_vm_nic_delete(nic)
+    if nic.get("usedIpUuid"):
+        await send(call, "ReleaseIp", usedIpUuid=nic["usedIpUuid"])
+    with call.tx() as s:
+        s.execute(delete(VmNicVO).where(VmNicVO.uuid == nic["uuid"]))
+
+
+async def remove_nics_of(call: Call, vm_uuid: str, *, best_effort: bool = False) -> None:
+    rt = call.node.resources.get("VmNic")
+    with call.tx() as s:
+        rows = list(s.scalars(select(VmNicVO).where(VmNicVO.vmInstanceUuid == vm_uuid)))
+        nics = rt.inventories(s, rows)
+    for nic in nics:
+        if best_effort:
+            await quietly(f"removing NIC {nic['uuid']}", remove_nic(call, nic))
+        else:
+            await remove_nic(call, nic)

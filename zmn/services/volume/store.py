@@ -1,0 +1,116 @@
+"""Volume rows and their primary-storage bytes: create, remove, and the VM-facing internals.
+
+A volume's ``size`` is taken on its primary storage from the moment it has one until the row
+goes; ``CheckConsistency`` (primary storage) holds the storage to exactly that.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from zmn.core import crud
+from zmn.core.db import new_uuid
+from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.service import Call, handler
+from zmn.services.volume.api import CreateVmVolume, ExpungeVmVolumes, RemoveVolumes
+from zmn.services.volume.models import VolumeSnapshotVO, VolumeVO
+
+if TYPE_CHECKING:
+    from zmn.core.node import Node
+
+
+def install_path(call: Call, ps_uuid: str, uuid: str, fmt: str) -> str:
+    rt = call.node.resources.types.get("PrimaryStorage")
+    url = ""
+    if rt is not None:
+        with call.tx() as s:
+            ps = s.get(rt.model, ps_uuid)
+            url = ps.url if ps is not None else ""
+    return f"{url.rstrip('/')}/volumes/{uuid}/{uuid}.{fmt}"
+
+
+def volume_inventory(call: Call, uuid: str) -> dict[str, Any]:
+    rt = call.node.resources.get("Volume")
+    with call.tx() as s:
+        return rt.inventories(s, [crud.get_row(s, rt, uuid, "volumeUuid")])[0]
+
+
+async def send(call: Call, api_name: str, **args: Any) -> Any:
+    cls: Any = call.node.apis.get(api_name)
+    return await call.call(cls(**args))
+
+
+def drop_rows(call: Call, uuids: list[str]) -> list[tuple[str | None, int]]:
+    """Delete volumes, their snapshots, tags and owners; returns (storage, bytes) to give back."""
+    freed: list[tuple[str | None, int]] = []
+    with call.tx() as s:
+        rows = list(s.scalars(select(VolumeVO).where(VolumeVO.uuid.in_(uuids))))
+        snaps = list(
+            s.scalars(select(VolumeSnapshotVO.uuid).where(VolumeSnapshotVO.volumeUuid.in_(uuids)))
+        )
+        gone = [*uuids, *snaps]
+        s.execute(delete(TagVO).where(TagVO.resourceUuid.in_(gone)))
+        s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid.in_(gone)))
+        s.execute(delete(VolumeSnapshotVO).where(VolumeSnapshotVO.volumeUuid.in_(uuids)))
+        for row in rows:
+            freed.append((row.primaryStorageUuid, row.size))
+            s.delete(row)
+    return freed
+
+
+async def remove_volumes(call: Call, uuids: list[str], *, release: bool) -> None:
+    for ps, size in drop_rows(call, uuids):
+        if release and ps:
+            await send(call, "ReleasePrimaryStorageCapacity", primaryStorageUuid=ps, size=size)
+
+
+class StoreHandlers:
+    node: Node
+
+    @handler(CreateVmVolume)
+    async def create_vm_volume(self, msg: CreateVmVolume, call: Call) -> dict[str, Any]:
+        uuid = new_uuid()
+        row = VolumeVO(
+            uuid=uuid,
+            name=msg.name,
+            primaryStorageUuid=msg.primaryStorageUuid,
+            vmInstanceUuid=msg.vmInstanceUuid,
+            diskOfferingUuid=msg.diskOfferingUuid,
+            rootImageUuid=msg.rootImageUuid,
+            installPath=install_path(call, msg.primaryStorageUuid, uuid, msg.format),
+            type=msg.type,
+            format=msg.format,
+            size=msg.size,
+            actualSize=0,
+            deviceId=msg.deviceId,
+            state="Enabled",
+            status="Ready",
+        )
+        rt = self.node.resources.get("Volume")
+        with call.tx() as s:
+            crud.insert(call, s, "Volume", row)
+            s.flush()
+            inv = rt.inventories(s, [row])[0]
+        await call.publish("/volume/created", {"resourceType": "Volume", "inventory": inv})
+        return {"inventory": inv}
+
+    @handler(RemoveVolumes)
+    async def remove_volumes(self, msg: RemoveVolumes, call: Call) -> dict[str, Any]:
+        await remove_volumes(call, msg.volumeUuids, release=msg.releaseCapacity)
+        return {}
+
+    @handler(ExpungeVmVolumes)
+    async def expunge_vm_volumes(self, msg: ExpungeVmVolumes, call: Call) -> dict[str, Any]:
+        with call.tx() as s:
+            rows = list(
+                s.scalars(select(VolumeVO).where(VolumeVO.vmInstanceUuid == msg.vmInstanceUuid))
+            )
+            roots = [r.uuid for r in rows if r.type == "Root"]
+            for r in rows:
+                if r.type != "Root":
+                    r.vmInstanceUuid = None
+                    r.deviceId = None
+        await remove_volumes(call, roots, release=True)
+        return {}
