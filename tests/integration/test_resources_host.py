@@ -56,8 +56,11 @@ async def test_add_runs_the_host_add_chain_as_a_job(api: Api) -> None:
     assert job_uuid is not None and result["inventory"]["status"] == "Connected"
     assert [(f, e) for _, f, e in steps] == [
         ("host-record", "run"),
+        ("host-record", "done"),
         ("host-connect", "run"),
+        ("host-connect", "done"),
         ("host-sync-capacity", "run"),
+        ("host-sync-capacity", "done"),
     ]
     with api.node.db.tx() as s:
         job = s.get(JobVO, job_uuid)

@@ -12,7 +12,7 @@ from zmn.api.errors import Conflict
 from zmn.core.db import Base
 
 N = 1024**4  # 1 TiB of storage
-HISTORY_TABLES = {"job", "flow_record"}  # they record what happened, by design
+HISTORY_TABLES = {"job", "flow_record", "audit_log"}  # they record what happened, by design
 
 
 async def build(api: Api, *, by_name: bool, suffix: str = "") -> dict[str, str]:
