@@ -1,0 +1,379 @@
+"""The KVM host type against real in-process agents (no root, no SSH).
+
+A fake deployer stands in for the SSH playbook: "deploying" starts a real zagent
+(``AgentServer`` with the fake driver) on the host's loopback address with the secret and
+callback URL the node chose. Everything from there is real: signed echo, facts, system tags,
+tracking with backoff, the callback endpoint (forged, stale and replayed reports refused
+with nothing changed), long commands answered through callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from sqlalchemy import select, text
+
+from agent.config import AgentConfig
+from agent.drivers.fake import FakeDriver
+from agent.network.executor import RecordingExecutor
+from agent.server import AgentServer
+from tests.support.inproc import Api, running_node
+from zmn.api import agentauth
+from zmn.api.errors import OperationFailed, ZmnError
+from zmn.services.kvm.deploy import DeployOutcome, DeployRequest
+from zmn.services.kvm.models import KvmHostVO
+from zmn.services.kvm.ssh import SshTarget, key_to_text
+from zmn.services.kvm.wheelhouse import agent_version
+
+HOST_KEY = key_to_text(paramiko.RSAKey.generate(1024))
+
+
+class LocalDeployer:
+    """Starts an in-process agent per host on its management IP (127.0.0.x)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.agents: dict[str, AgentServer] = {}
+        self.requests: list[DeployRequest] = []
+        self.key_contacts = 0
+        self.fail: ZmnError | None = None
+        self.volumes: list[dict[str, Any]] = []
+
+    async def host_key(self, target: SshTarget) -> str:
+        self.key_contacts += 1
+        return HOST_KEY
+
+    async def deploy(self, req: DeployRequest) -> DeployOutcome:
+        self.requests.append(req)
+        if self.fail is not None:
+            raise self.fail
+        assert req.host_key == HOST_KEY
+        running = self.agents.get(req.host_uuid)
+        if running is None:
+            cfg = AgentConfig.from_mapping(
+                {
+                    "listen": req.target.host,
+                    "port": 0,
+                    "state_dir": str(self.state / req.host_uuid),
+                    "driver": "fake",
+                    "callback_url": req.agent_config["callback_url"],
+                    "host_uuid": req.host_uuid,
+                }
+            )
+            links = '[{"ifname": "lo"}, {"ifname": "eth0"}]'  # the host's NIC, for bridges
+            executor = RecordingExecutor(outputs={("ip", "-j", "-d", "link", "show"): links})
+            running = AgentServer(cfg, req.secret.encode(), FakeDriver(), executor, req.host_uuid)
+            running.start()
+            self.agents[req.host_uuid] = running
+        return DeployOutcome(running.address[1], agent_version(), True, ["fake: deployed"])
+
+    async def stop(self, req: DeployRequest) -> None:
+        self.kill(req.host_uuid)
+
+    async def prepare_volumes(
+        self, target: SshTarget, host_key: str, volumes: list[dict[str, Any]]
+    ) -> None:
+        self.volumes.extend(volumes)
+
+    def kill(self, host_uuid: str) -> None:
+        agent = self.agents.pop(host_uuid, None)
+        if agent is not None:
+            agent.stop()
+
+    def close(self) -> None:
+        for uuid in list(self.agents):
+            self.kill(uuid)
+
+
+class Env:
+    def __init__(self, api: Api, deployer: LocalDeployer) -> None:
+        self.api = api
+        self.node = api.node
+        self.deployer = deployer
+        self.kvm: Any = api.node.services["kvm"]
+
+    async def add(self, name: str, ip: str, **extra: Any) -> dict[str, Any]:
+        args = {"name": name, "managementIp": ip, "clusterUuid": "kvm", "password": "pw-" + name}
+        return (await self.api("AddKvmHost", **{**args, **extra}))["inventory"]
+
+    def row(self, uuid: str) -> KvmHostVO | None:
+        with self.node.db.tx() as s:
+            row = s.get(KvmHostVO, uuid)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def snapshot(self) -> list[Any]:
+        with self.node.db.tx() as s:
+            return [
+                list(s.execute(text(f"SELECT * FROM {t} ORDER BY 1")))
+                for t in ("host", "kvm_host", "tag", "job")
+            ]
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    deployer = LocalDeployer(tmp_path / "agents")
+    conf = {"agent.callback.listen": "127.0.0.1:0"}
+    try:
+        async with running_node(tmp_path / "home", conf=conf) as (node, _server):
+            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
+            api = Api(node)
+            await api("CreateZone", name="z1")
+            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
+            yield Env(api, deployer)
+    finally:
+        deployer.close()
+
+
+async def test_add_kvm_host_pins_the_key_makes_a_secret_and_takes_the_facts(env: Env) -> None:
+    inv = await env.add("kvm1", "127.0.0.2")
+    assert inv["status"] == "Connected" and inv["hypervisorType"] == "KVM"
+    assert (inv["cpuNum"], inv["totalCpuCapacity"]) == (8, 8)
+    assert inv["totalMemoryCapacity"] == 16 << 30
+    row = env.row(inv["uuid"])
+    assert row is not None and row.hostKey == HOST_KEY and env.deployer.key_contacts == 1
+    assert len(row.agentSecret) == 64 and row.password == "pw-kvm1"
+    req = env.deployer.requests[-1]
+    assert req.full and req.secret == row.agentSecret
+    assert req.agent_config["libvirt_uri"] == "qemu:///system"
+    assert req.agent_config["callback_url"].startswith("http://127.0.0.1:")
+    assert req.agent_config["callback_url"].endswith(f"/agent/v1/report/{inv['uuid']}")
+    assert row.agentSecret not in repr(req) and "pw-kvm1" not in repr(req.target)
+    tags = await env.api("QuerySystemTag", conditions=[f"resourceUuid={inv['uuid']}"], limit=50)
+    assert {t["tag"] for t in tags["inventories"]} >= {
+        "cpuModel::fake",
+        "cpuModelName::Fake CPU",
+        "libvirt::version::0.0.0",
+    }
+    # the SSH password is masked in the job record
+    jobs = await env.api("QueryJob", conditions=["name=AddKvmHost"])
+    with env.node.db.tx() as s:
+        args = s.execute(text("SELECT args FROM job WHERE name='AddKvmHost'")).scalar_one()
+    assert jobs["inventories"] and json.loads(args)["password"] == "*****"
+    assert "pw-kvm1" not in args
+
+
+async def test_add_kvm_host_refuses_bad_input_before_touching_the_host(env: Env) -> None:
+    await env.api("CreateCluster", name="sim", zoneUuid="z1", hypervisorType="Simulator")
+    cases = [
+        ({"password": None}, "KVM.NO_CREDENTIALS"),
+        ({"password": None, "sshPrivateKey": "/nonexistent/key"}, "KVM.BAD_SSH_KEY"),
+        ({"clusterUuid": "sim"}, "HOST.HYPERVISOR_MISMATCH"),
+        ({"sshPort": 70000}, "InvalidArgument"),
+    ]
+    for extra, code in cases:
+        with pytest.raises(ZmnError) as caught:
+            await env.add("bad", "127.0.0.9", **extra)
+        assert code in (caught.value.code, caught.value.kind), caught.value
+    assert env.deployer.requests == [] and env.deployer.key_contacts == 0
+    assert (await env.api("QueryHost"))["inventories"] == []
+
+
+async def test_a_failed_deployment_leaves_nothing_behind(env: Env) -> None:
+    env.deployer.fail = OperationFailed("step failed", code="KVM.DEPLOY_FAILED")
+    with pytest.raises(ZmnError) as caught:
+        await env.add("kvm1", "127.0.0.2")
+    assert caught.value.code == "HOST.CONNECT_FAILED"
+    assert caught.value.details["cause"] == "KVM.DEPLOY_FAILED"
+    assert (await env.api("QueryHost"))["inventories"] == []
+    with env.node.db.tx() as s:
+        assert s.scalars(select(KvmHostVO)).all() == []
+    env.deployer.fail = None
+    assert (await env.add("kvm1", "127.0.0.2"))["status"] == "Connected"
+
+
+async def test_add_is_idempotent_on_resource_uuid(env: Env) -> None:
+    first = await env.add("kvm1", "127.0.0.2", resourceUuid="c" * 32)
+    again = await env.add("kvm1", "127.0.0.2", resourceUuid="c" * 32)
+    assert first["uuid"] == again["uuid"] == "c" * 32
+    assert len(env.deployer.requests) == 1
+
+
+async def test_reconnect_uses_the_running_agent_and_redeploys_a_missing_one(env: Env) -> None:
+    inv = await env.add("kvm1", "127.0.0.2")
+    states: list[dict[str, Any]] = []
+    sub = env.node.bus.subscribe("/host/vm/states", lambda e: states.append(e.data))
+    await env.api("ReconnectHost", uuid="kvm1")
+    sub.cancel()
+    assert states == [{"hostUuid": inv["uuid"], "vms": []}]  # the host's truth, for VM sync
+    assert len(env.deployer.requests) == 1  # the agent answered: no SSH at all
+    env.deployer.kill(inv["uuid"])
+    again = (await env.api("ReconnectHost", uuid="kvm1"))["inventory"]
+    assert again["status"] == "Connected"
+    assert len(env.deployer.requests) == 2 and not env.deployer.requests[-1].full
+    assert env.deployer.key_contacts == 1  # the pinned key is reused, never re-learned
+    # a changed libvirt URI is pushed to the agent at the next reconnect
+    await env.api("UpdateGlobalConfig", category="kvm", name="libvirt.uri", value="test:///default")
+    await env.api("ReconnectHost", uuid="kvm1")
+    assert env.deployer.requests[-1].agent_config["libvirt_uri"] == "test:///default"
+    assert len(env.deployer.requests) == 3
+    # so is a new agent version (the node was upgraded)
+    env.kvm.host_type._version = "0.0.0+other"
+    await env.api("ReconnectHost", uuid="kvm1")
+    assert len(env.deployer.requests) == 4
+
+
+async def test_a_dead_agent_is_pinged_with_backoff_and_disconnected(env: Env) -> None:
+    inv = await env.add("kvm1", "127.0.0.2")
+    await env.api("UpdateGlobalConfig", category="host", name="ping.maxFailure", value=2)
+    await env.api("UpdateGlobalConfig", category="host", name="ping.interval", value=5)
+    tracker = env.node.services["host"].tracker  # type: ignore[attr-defined]
+    env.deployer.kill(inv["uuid"])
+    for _ in range(2):
+        await tracker.ping_all()
+    assert (await env.api("QueryHost"))["inventories"][0]["status"] == "Disconnected"
+    ht = env.kvm.host_type
+    health = ht._health[inv["uuid"]]
+    assert health.failures == 2 and 2.5 <= health.next_try - time.monotonic() <= 5
+    ref = tracker._hosts()[0]
+    with pytest.raises(ZmnError) as caught:  # not even tried: backing off
+        await ht.ping(ref)
+    assert caught.value.code == "KVM.AGENT_BACKOFF" and health.failures == 2
+    await env.api("ReconnectHost", uuid="kvm1")  # the operator does not wait for backoff
+    assert inv["uuid"] not in ht._health
+    assert (await env.api("QueryHost"))["inventories"][0]["status"] == "Connected"
+
+
+async def test_delete_host_stops_its_agent_and_drops_its_record(env: Env) -> None:
+    inv = await env.add("kvm1", "127.0.0.2")
+    await env.api("DeleteHost", uuid="kvm1")
+    assert env.row(inv["uuid"]) is None and inv["uuid"] not in env.deployer.agents
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        err.close()
+        return int(err.code)
+
+
+async def test_forged_stale_and_replayed_reports_are_refused_and_change_nothing(
+    env: Env,
+) -> None:
+    inv = await env.add("kvm1", "127.0.0.2")
+    other = await env.add("kvm2", "127.0.0.3")
+    secret = env.row(inv["uuid"]).agentSecret  # type: ignore[union-attr]
+    host, port = env.kvm.endpoint.server.address
+    path = f"/agent/v1/report/{inv['uuid']}"
+    url = f"http://{host}:{port}{path}"
+    events: list[dict[str, Any]] = []
+    sub = env.node.bus.subscribe("/host/vm/report", lambda e: events.append(e.data))
+    report = {"type": "vm.lifecycle", "hostUuid": inv["uuid"], "seq": 1, "vmUuid": "d" * 32,
+              "event": "stopped", "detail": "crashed", "state": "Crashed"}  # fmt: skip
+    body = json.dumps(report).encode()
+    before = env.snapshot()
+    now = int(time.time())
+    other_secret = env.row(other["uuid"]).agentSecret  # type: ignore[union-attr]
+    attempts = {
+        "unsigned": {},
+        "forged": agentauth.sign("x" * 64, "POST", path, body),
+        "another host's secret": agentauth.sign(other_secret, "POST", path, body),
+        "stale": agentauth.sign(secret, "POST", path, body, timestamp=now - 3600),
+        "body swapped": agentauth.sign(secret, "POST", path, body.replace(b"Crashed", b"Running")),
+    }
+    try:
+        for what, headers in attempts.items():
+            status = await asyncio.to_thread(_post, url, body, headers)
+            assert status == 401, what
+        # a report for a host signed by another host's agent, on the other host's path
+        other_path = f"/agent/v1/report/{other['uuid']}"
+        status = await asyncio.to_thread(
+            _post,
+            f"http://{host}:{port}{other_path}",
+            body,
+            agentauth.sign(other_secret, "POST", other_path, body),
+        )
+        assert status == 400  # signed, but it names another host
+        assert events == [] and env.snapshot() == before
+        good = agentauth.sign(secret, "POST", path, body)
+        assert await asyncio.to_thread(_post, url, body, good) == 200
+        assert await asyncio.to_thread(_post, url, body, good) == 401  # replayed
+        assert [e["vmUuid"] for e in events] == ["d" * 32]
+        assert events[0]["hostUuid"] == inv["uuid"] and events[0]["state"] == "Crashed"
+        assert env.kvm.endpoint.server.refused[-1] == "AGENT.AUTH_REPLAYED"
+        assert env.snapshot() == before
+    finally:
+        sub.cancel()
+
+
+async def test_long_commands_are_answered_through_signed_callbacks(env: Env) -> None:
+    inv = await env.add("kvm1", "127.0.0.2")
+    ht = env.kvm.host_type
+    ref = env.node.services["host"].tracker._hosts()[0]  # type: ignore[attr-defined]
+    client = ht.client(ref, env.row(inv["uuid"]))
+    vm = {"uuid": "e" * 32, "name": "vm1", "cpuNum": 1, "memorySize": 64 << 20}
+    result = await env.kvm.endpoint.run_task(
+        client, inv["uuid"], "/v1/vm/start", {"vm": vm}, timeout=10
+    )
+    assert result == {"uuid": "e" * 32, "state": "Running"}
+    assert env.kvm.endpoint.server.accepted >= 1
+    with pytest.raises(ZmnError) as caught:  # the agent's error comes back as it was
+        await env.kvm.endpoint.run_task(
+            client, inv["uuid"], "/v1/vm/stop", {"uuid": "f" * 32}, timeout=10
+        )
+    assert caught.value.kind == "NotFound"
+
+
+async def build_kvm_cloud(env: Env) -> dict[str, str]:
+    api, u = env.api, {}
+    u["host"] = (await env.add("kvm1", "127.0.0.2"))["uuid"]
+    ps = await api("AddSimulatorPrimaryStorage", name="ps", zoneUuid="z1", url="/var/lib/zstack/ps",
+                   totalCapacity=1 << 40)  # fmt: skip
+    await api("AttachPrimaryStorageToCluster", primaryStorageUuid=ps["inventory"]["uuid"],
+              clusterUuid="kvm")  # fmt: skip
+    bs = await api("AddSimulatorBackupStorage", name="bs", url="/bs", totalCapacity=1 << 40,
+                   availableCapacity=1 << 40)  # fmt: skip
+    await api("AttachBackupStorageToZone", backupStorageUuid=bs["inventory"]["uuid"], zoneUuid="z1")
+    img = await api("AddImage", name="img", url="http://images.example/x.qcow2", format="qcow2",
+                    backupStorageUuids=[bs["inventory"]["uuid"]])  # fmt: skip
+    u["image"] = img["inventory"]["uuid"]
+    off = await api("CreateInstanceOffering", name="small", cpuNum=1, memorySize=256 << 20)
+    u["offering"] = off["inventory"]["uuid"]
+    l2 = await api("CreateL2NoVlanNetwork", name="l2", zoneUuid="z1", physicalInterface="eth0")
+    await api("AttachL2NetworkToCluster", l2NetworkUuid=l2["inventory"]["uuid"], clusterUuid="kvm")
+    l3 = await api("CreateL3Network", name="l3", l2NetworkUuid=l2["inventory"]["uuid"])
+    u["l3"] = l3["inventory"]["uuid"]
+    await api("AddIpRange", name="r", l3NetworkUuid=u["l3"], startIp="10.9.0.10",
+              endIp="10.9.0.20", netmask="255.255.255.0", gateway="10.9.0.1")  # fmt: skip
+    return u
+
+
+async def test_vm_life_cycle_on_a_kvm_host_goes_through_the_agent(env: Env) -> None:
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    u = await build_kvm_cloud(env)
+    vm = (
+        await env.api(
+            "CreateVmInstance", name="vm1", imageUuid=u["image"],
+            instanceOfferingUuid=u["offering"], l3NetworkUuids=[u["l3"]],
+        )
+    )["inventory"]  # fmt: skip
+    assert vm["state"] == "Running" and vm["hostUuid"] == u["host"]
+    agent = env.deployer.agents[u["host"]]
+    dom = agent.driver.domains[vm["uuid"]]  # type: ignore[attr-defined]
+    assert dom.state == "Running"
+    root = vm["allVolumes"][0]
+    assert root["installPath"] in dom.xml and vm["vmNics"][0]["mac"] in dom.xml
+    assert "br_eth0" in dom.xml
+    assert [v["installPath"] for v in env.deployer.volumes] == [root["installPath"]]
+    bridge_cmds = [c for c in agent.commands.executor.commands if "br_eth0" in c]  # type: ignore[attr-defined]
+    assert bridge_cmds, agent.commands.executor.commands  # type: ignore[attr-defined]
+    await env.api("StopVmInstance", uuid=vm["uuid"])
+    assert vm["uuid"] not in agent.driver.domains  # type: ignore[attr-defined]
+    await env.api("StartVmInstance", uuid=vm["uuid"])
+    assert agent.driver.domains[vm["uuid"]].state == "Running"  # type: ignore[attr-defined]
+    await env.api("DestroyVmInstance", uuid=vm["uuid"])
+    assert vm["uuid"] not in agent.driver.domains  # type: ignore[attr-defined]

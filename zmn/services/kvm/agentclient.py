@@ -1,0 +1,128 @@
+"""The node's client of ``zagent``: signed HTTP/1.1 + JSON over asyncio streams.
+
+One request a connection (``Connection: close``), which keeps this small and is plenty for
+the node's rate of agent commands. Every request is signed with the host's secret
+(:mod:`zmn.api.agentauth`); the agent's error bodies come back as the same ``ZmnError``
+kinds, and a transport failure is ``Unavailable`` (``KVM.AGENT_UNREACHABLE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from typing import Any
+
+from zmn.api import agentauth
+from zmn.api.errors import InternalError, Timeout, Unavailable, ZmnError
+
+MAX_RESPONSE = 16 * 1024 * 1024
+
+
+class AgentClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secret: str | bytes,
+        *,
+        timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._secret = secret
+        self.timeout = timeout
+        self._tls = tls
+
+    def __repr__(self) -> str:
+        return f"AgentClient({self.host}:{self.port})"
+
+    async def get(self, path: str, *, timeout: float | None = None) -> dict[str, Any]:
+        return await self.request("GET", path, None, timeout=timeout)
+
+    async def post(
+        self, path: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        return await self.request("POST", path, body, timeout=timeout)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        limit = self.timeout if timeout is None else timeout
+        try:
+            status, payload = await asyncio.wait_for(self._exchange(method, path, body), limit)
+        except TimeoutError:
+            raise Timeout(
+                f"agent {self.host}:{self.port} did not answer {method} {path} in {limit:g} s",
+                code="KVM.AGENT_TIMEOUT",
+                retryable=True,
+            ) from None
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            raise Unavailable(
+                f"agent {self.host}:{self.port} unreachable ({method} {path}):"
+                f" {type(exc).__name__}: {exc}",
+                code="KVM.AGENT_UNREACHABLE",
+                retryable=True,
+            ) from None
+        if 200 <= status < 300:
+            return payload
+        err = payload.get("error")
+        if isinstance(err, dict):
+            raise ZmnError.from_wire(err)
+        raise InternalError(
+            f"agent {self.host}:{self.port} answered {status} to {method} {path}",
+            code="KVM.AGENT_BAD_ANSWER",
+        )
+
+    async def _exchange(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {
+            "Host": f"{self.host}:{self.port}",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(data)),
+            "Connection": "close",
+            **agentauth.sign(self._secret, method, path, data),
+        }
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()
+        )
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
+        try:
+            writer.write(head.encode("latin-1") + b"\r\n" + data)
+            await writer.drain()
+            status_line = await reader.readline()
+            parts = status_line.decode("latin-1").split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+                raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
+            length: int | None = None
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            if length is not None:
+                if length > MAX_RESPONSE:
+                    raise ValueError(f"answer of {length} bytes is too large")
+                raw = await reader.readexactly(length)
+            else:
+                raw = await reader.read(MAX_RESPONSE)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+        payload = json.loads(raw) if raw.strip() else {}
+        if not isinstance(payload, dict):
+            raise ValueError("answer is not a JSON object")
+        return int(parts[1]), payload

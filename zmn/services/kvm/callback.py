@@ -1,0 +1,144 @@
+"""The node's endpoint for what agents push: task results and VM lifecycle reports.
+
+Each agent posts to ``/agent/v1/report/<hostUuid>``, signed with that host's secret. The
+signature is checked (missing, forged, stale and replayed reports are refused with 401)
+before the body is parsed, and the body must name the same host; only then is the report
+handed on. A refused report changes nothing. A small HTTP/1.1 server on asyncio streams, one
+request a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from zmn.api import agentauth
+from zmn.api.errors import InvalidArgument, NotFound, ZmnError
+
+log = logging.getLogger("zmn.kvm.callback")
+
+PATH_PREFIX = "/agent/v1/report/"
+MAX_BODY = 4 * 1024 * 1024
+_PATH = re.compile(r"^/agent/v1/report/([0-9a-f]{32})$")
+
+SecretLookup = Callable[[str], str | None]
+ReportHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class CallbackServer:
+    def __init__(
+        self,
+        secret_of: SecretLookup,
+        on_report: ReportHandler,
+        *,
+        skew: int = agentauth.DEFAULT_SKEW,
+    ) -> None:
+        self._secret_of = secret_of
+        self._on_report = on_report
+        self._skew = skew
+        self.nonces = agentauth.NonceCache()
+        self._server: asyncio.Server | None = None
+        self.accepted = 0
+        self.refused: list[str] = []  # error codes of refused reports, newest last (bounded)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self, host: str, port: int) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, host, port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, payload = await asyncio.wait_for(self._request(reader), 30)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+            status, payload = 400, {"error": {"code": "AGENT.BAD_REQUEST"}}
+        data = json.dumps(payload).encode()
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
+        head = (
+            f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(head.encode() + data)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+    def _refuse(self, code: str) -> None:
+        self.refused.append(code)
+        del self.refused[:-100]
+
+    async def _request(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
+        line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+        method, _, rest = line.partition(" ")
+        target = rest.rsplit(" ", 1)[0]
+        headers: list[tuple[str, str]] = []
+        while len(headers) < 100:
+            raw = await reader.readline()
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers.append((name.strip(), value.strip()))
+        length_text = next((v for k, v in headers if k.lower() == "content-length"), "0")
+        if not length_text.isdigit() or int(length_text) > MAX_BODY:
+            raise ValueError("bad Content-Length")
+        body = await reader.readexactly(int(length_text))
+        m = _PATH.match(target)
+        if method != "POST" or m is None:
+            return 404, {"error": NotFound(f"no such endpoint {method} {target[:100]}").to_wire()}
+        host_uuid = m.group(1)
+        secret = self._secret_of(host_uuid)
+        try:
+            if secret is None:  # same answer as a bad signature: nothing to learn from it
+                raise agentauth.AuthError("bad request signature", code="AGENT.AUTH_FORGED")
+            agentauth.verify(
+                secret, method, target, _Headers(headers), body, nonces=self.nonces, skew=self._skew
+            )
+        except agentauth.AuthError as err:
+            log.warning("refused report for host %s: %s", host_uuid, err.code)
+            self._refuse(err.code)
+            return 401, {"error": err.to_wire()}
+        try:
+            report = json.loads(body)
+            if not isinstance(report, dict) or report.get("hostUuid") != host_uuid:
+                raise InvalidArgument("report must be an object naming its host")
+        except (ValueError, InvalidArgument):
+            self._refuse("AGENT.BAD_REPORT")
+            return 400, {"error": InvalidArgument("bad report", code="AGENT.BAD_REPORT").to_wire()}
+        self.accepted += 1
+        try:
+            await self._on_report(host_uuid, report)
+        except ZmnError as err:
+            log.warning("report %s of host %s not handled: %s", report.get("seq"), host_uuid, err)
+        except Exception:
+            log.exception("report %s of host %s not handled", report.get("seq"), host_uuid)
+        return 200, {}
+
+
+class _Headers:
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._items

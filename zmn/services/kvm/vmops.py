@@ -1,0 +1,140 @@
+"""VM operations on a KVM host: the VM inventory turned into zagent commands.
+
+``HypervisorOp`` (host service) calls :meth:`KvmHostType.vm_op`, which lands here. Start
+makes sure each NIC's L2 bridge exists on the host (``/v1/network/bridge``), then sends the
+VM description to ``/v1/vm/start`` as a long command answered through the callback. Stop
+powers off (gracefully unless ``type=cold``) and undefines the domain, as ZStack keeps
+KVM domains transient; destroy undefines it.
+
+The L2 of each NIC is read through the resource registry (``L3Network`` -> ``L2Network``)
+rather than by importing the network service. The bridge is named as ZStack does:
+``br_<interface>`` for NoVlan, ``br_<interface>_<vlan>`` for Vlan networks.
+
+Volumes: until the agent has storage commands (issue 5, host storage), the deployer creates
+a volume file missing on the host empty (``qemu-img create`` over SSH with the pinned host
+key) before the VM starts, which gives a real domain on an empty disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from zmn.api.errors import OperationFailed, ZmnError
+from zmn.services.host.hosttype import HostRef
+
+if TYPE_CHECKING:
+    from zmn.services.kvm.hosttype import KvmHostType
+
+SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume")
+
+
+def bridge_name(physical: str, vlan: int | None) -> str:
+    name = f"br_{physical}" if vlan is None else f"br_{physical}_{vlan}"
+    return name[:15]
+
+
+def l2_of_nics(ht: KvmHostType, nics: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """L3 UUID -> the agent's ``/v1/network/bridge`` body for its L2."""
+    types = ht.node.resources.types
+    l3_rt, l2_rt = types.get("L3Network"), types.get("L2Network")
+    out: dict[str, dict[str, Any]] = {}
+    if l3_rt is None or l2_rt is None:
+        return out
+    with ht.node.db.tx() as s:
+        for nic in nics:
+            l3_uuid = str(nic.get("l3NetworkUuid") or "")
+            l3 = s.get(l3_rt.model, l3_uuid)
+            l2 = s.get(l2_rt.model, l3.l2NetworkUuid) if l3 is not None else None
+            if l2 is None:
+                raise OperationFailed(
+                    f"NIC {nic.get('uuid')}: no L2 network for L3 {l3_uuid}",
+                    code="KVM.NO_L2",
+                )
+            vlan = int(l2.vlan) if l2.vlan is not None else None
+            out[l3_uuid] = {
+                "bridgeName": bridge_name(l2.physicalInterface, vlan),
+                "physicalInterface": l2.physicalInterface,
+                **({"vlan": vlan} if vlan is not None else {}),
+            }
+    return out
+
+
+def vm_spec(vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``/v1/vm/start`` body's ``vm`` from the VM inventory."""
+    uuid = str(vm["uuid"])
+    disks = [
+        {
+            "path": v["installPath"],
+            "format": v.get("format") or "qcow2",
+            "deviceId": int(v.get("deviceId") or 0),
+            "serial": str(v["uuid"])[:20],
+        }
+        for v in sorted(vm.get("allVolumes") or [], key=lambda v: int(v.get("deviceId") or 0))
+        if v.get("installPath") and v.get("deviceId") is not None
+    ]
+    nics = [
+        {
+            "mac": n["mac"],
+            "bridge": bridges[str(n["l3NetworkUuid"])]["bridgeName"],
+            "deviceName": f"v{uuid[:8]}.{int(n.get('deviceId') or 0)}",
+        }
+        for n in sorted(vm.get("vmNics") or [], key=lambda n: int(n.get("deviceId") or 0))
+    ]
+    return {
+        "uuid": uuid,
+        "name": str(vm.get("name") or uuid),
+        "description": str(vm.get("description") or ""),
+        "cpuNum": int(vm["cpuNum"]),
+        "memorySize": int(vm["memorySize"]),
+        "disks": disks,
+        "nics": nics,
+    }
+
+
+async def vm_op(
+    ht: KvmHostType, host: HostRef, op: str, vm: Mapping[str, Any], args: Mapping[str, Any]
+) -> dict[str, Any]:
+    if op not in SUPPORTED:
+        raise OperationFailed(
+            f"VM operation {op} is not supported on KVM hosts yet",
+            code="KVM.UNSUPPORTED_OPERATION",
+            operation=op,
+        )
+    row = ht.record(host.uuid)
+    client = ht.client(host, row)
+    timeout = float(ht.node.global_config.get("kvm", "task.timeout"))
+    uuid = str(vm["uuid"])
+    if op == "start":
+        bridges = l2_of_nics(ht, list(vm.get("vmNics") or []))
+        for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
+            await client.post("/v1/network/bridge", dict(l2))
+        if row.hostKey is not None:
+            volumes = [dict(v) for v in vm.get("allVolumes") or []]
+            await ht.deployer.prepare_volumes(ht.ssh_target(host, row), row.hostKey, volumes)
+        spec = vm_spec(vm, bridges)
+        result = await ht.endpoint.run_task(
+            client, host.uuid, "/v1/vm/start", {"vm": spec}, timeout
+        )
+        return {"state": result.get("state", "Running")}
+    if op == "stop":
+        cold = str(args.get("type") or "") == "cold"
+        try:
+            await ht.endpoint.run_task(
+                client, host.uuid, "/v1/vm/stop", {"uuid": uuid, "force": cold}, timeout
+            )
+        except ZmnError as exc:
+            if exc.kind != "NotFound":  # not on the host (any more): stopped is stopped
+                raise
+        await client.post("/v1/vm/destroy", {"uuid": uuid})  # transient, like ZStack
+        return {"state": "Stopped"}
+    if op == "destroy":
+        await client.post("/v1/vm/destroy", {"uuid": uuid})
+        return {"state": "Destroyed"}
+    if op == "reboot":
+        result = await ht.endpoint.run_task(
+            client, host.uuid, "/v1/vm/reboot", {"uuid": uuid}, timeout
+        )
+        return {"state": result.get("state", "Running")}
+    result = await client.post(f"/v1/vm/{op}", {"uuid": uuid})  # pause, resume
+    return {"state": result.get("state")}
