@@ -6,6 +6,7 @@
     zmn status [-o json]     exit 0 only when the node answers
     zmn logs [-f] [-n N]     the node's log
     zmn plugins              installed service plugins (read from metadata, nothing imported)
+    zmn replay LOG           re-run an API log (api.log=PATH in zmn.conf) against the node
 
 Exit statuses: 0 ok, 1 failed, 2 usage, 5 not running / unreachable.
 """
@@ -100,8 +101,13 @@ def cmd_start(args: argparse.Namespace) -> int:
         from zmn.daemon import run
 
         return run(config)
-    from zmn.daemon import lock_is_held, read_pid
+    from zmn.daemon import check_cluster, lock_is_held, read_pid
 
+    try:
+        check_cluster(config)
+    except ZmnError as exc:
+        _err(exc.message)
+        return EXIT_FAILED
     if lock_is_held(config):
         pid = read_pid(config)
         _err(
@@ -211,6 +217,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("uptime", _duration(status["uptimeSeconds"])),
         ("database", f"{db['backend']} {db['url']} ({'ok' if db['ok'] else 'FAILING'})"),
         ("bus", bus["backend"]),
+        *_ring_rows(status.get("ring")),
         ("endpoints", ", ".join(status["endpoints"])),
         ("services", f"{len(status['services'])}: {', '.join(status['services'])}"),
         ("jobs", f"{status['jobsInFlight']} running, queue depth {status['queueDepth']}"),
@@ -221,6 +228,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _ring_rows(ring: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not ring:
+        return []
+    members = ring["members"]
+    text = f"{len(members)} node(s), this node owns {ring['share'] * 100:.1f}%"
+    if ring.get("fenced"):
+        text += " (FENCED: evicted by the cluster)"
+    rows = [("ring", text)]
+    rows += [("  member", f"{m['uuid']} {m['share'] * 100:.1f}%") for m in members]
+    return rows
 
 
 def _duration(seconds: float) -> str:
@@ -271,6 +290,27 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- replay
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from zmn.client import Client
+    from zmn.services.testing.replay import read_log, replay_with_client
+
+    config = _config(args)
+    entries = read_log(Path(args.log))
+    endpoint = args.endpoint or f"unix:{config.unix_path}"
+    with Client(endpoint, timeout=args.timeout) as client:
+        rp = replay_with_client(entries, client, stop_on_mismatch=args.stop)
+    for m in rp.mismatches:
+        print(
+            f"#{m['index']} {m['api']}: recorded {m['recorded'] or 'ok'},"
+            f" replayed {m['replayed'] or 'ok'}"
+        )
+    print(f"replayed {rp.sent} of {len(entries)} calls, {len(rp.mismatches)} mismatch(es)")
+    return EXIT_FAILED if rp.mismatches else 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -318,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list installed service plugins")
     p.set_defaults(fn=cmd_plugins)
+
+    p = sub.add_parser("replay", help="re-run an API log against the node")
+    p.add_argument("log", help="JSON-lines API log (written when zmn.conf has api.log=PATH)")
+    p.add_argument("--endpoint", help="node to replay against (default: this home's socket)")
+    p.add_argument("--stop", action="store_true", help="stop at the first mismatch")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per call (default 300)")
+    p.set_defaults(fn=cmd_replay)
     return parser
 
 

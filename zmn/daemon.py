@@ -91,6 +91,18 @@ def check_schema(config: BootConfig) -> None:
         )
 
 
+def check_cluster(config: BootConfig) -> None:
+    """Several nodes (a RabbitMQ bus) need one database they all reach: not a SQLite file."""
+    if config.bus_url.startswith(("amqp://", "amqps://")) and config.db_url.startswith("sqlite"):
+        raise Unavailable(
+            "bus.url is RabbitMQ (several management nodes) but db.url is SQLite, which the"
+            " nodes cannot share: set db.url=mysql+pymysql://... or"
+            " db.url=postgresql+psycopg://... in zmn.conf, or bus.url=local:// for one node",
+            code="NODE.SQLITE_MULTI_NODE",
+            retryable=False,
+        )
+
+
 async def serve(config: BootConfig) -> None:
     from zmn.core.node import Node
     from zmn.server import ApiServer
@@ -102,6 +114,7 @@ async def serve(config: BootConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    node.on_fenced = stop.set  # evicted by the cluster: stop serving (zmn.core.cluster)
     await server.start()
     try:
         await node.start()
@@ -129,6 +142,7 @@ def run(config: BootConfig) -> int:
         log.error("%s", exc.message)
         return 1
     try:
+        check_cluster(config)
         check_schema(config)
         config.pid_file.write_text(f"{os.getpid()}\n")
         asyncio.run(serve(config))

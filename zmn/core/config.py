@@ -7,6 +7,8 @@ Keys (defaults in :data:`DEFAULTS`):
 
 ``db.url``            SQLAlchemy URL; default ``sqlite:///$ZMN_HOME/zmn.db``
 ``bus.url``           ``local://`` (in-process) or ``amqp://user:pass@host:port/vhost``
+``bus.namespace``     prefix of every RabbitMQ queue and exchange name, so several clusters
+                      (or test runs) share one broker without seeing each other (default none)
 ``api.unix.path``     unix socket; default ``$ZMN_HOME/zmn.sock``
 ``api.tcp.listen``    ``HOST:PORT`` to serve TCP as well (empty: no TCP)
 ``api.tls.cert`` / ``api.tls.key``   serve TLS on the TCP endpoint

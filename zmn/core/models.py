@@ -104,4 +104,4 @@ class ManagementNodeVO(Base):
     lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
 
-Index("ix_tag_type_tag", TagVO.type, TagVO.tag)
+Index("ix_tag_type_tag", TagVO.type, TagVO.tag, mysql_length={"tag": 255})  # InnoDB: 3072-byte keys

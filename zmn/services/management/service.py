@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import socket
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
 from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.cluster import Cluster, ring_shares
 from zmn.core.consistency import ConsistencyCheck, Violation
-from zmn.core.db import utcnow
 from zmn.core.flow import FaultPlan
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import ManagementNodeVO
@@ -58,50 +55,28 @@ class ManagementService(Service):
                 columns=["uuid", "name", "hostName", "state", "version", "heartbeat"],
                 enums={"state": ["Running", "Stopped", "Evicted"]},
                 admin_only=True,
+                inventory_hook=self._ring_fields,
                 summary="a management node process",
             )
         )
 
     async def start(self) -> None:
-        node = self.node
-        with node.db.tx() as s:
-            row = s.get(ManagementNodeVO, node.uuid)
-            if row is None:
-                row = ManagementNodeVO(uuid=node.uuid)
-                s.add(row)
-            row.name = node.config.node_name
-            row.hostName = socket.gethostname()
-            row.pid = os.getpid()
-            row.state = "Running"
-            row.version = node.version
-            row.endpoints = ",".join(node.endpoints)
-            row.heartbeat = utcnow()
-        self._beat_task = asyncio.get_running_loop().create_task(self._heartbeat())
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.node.global_config.get("managementNode", "heartbeat.interval"))
-            try:
-                self.node.db_write(
-                    update(ManagementNodeVO)
-                    .where(ManagementNodeVO.uuid == self.node.uuid)
-                    .values(heartbeat=utcnow(), endpoints=",".join(self.node.endpoints))
-                )
-            except Exception:
-                log.exception("heartbeat failed")
+        # Heartbeats on the database clock, the ring, takeover and fencing: zmn.core.cluster.
+        self.cluster = Cluster(self.node)
+        await self.cluster.start()
 
     async def stop(self) -> None:
-        task = getattr(self, "_beat_task", None)
-        if task is not None:
-            task.cancel()
-        try:
-            self.node.db_write(
-                update(ManagementNodeVO)
-                .where(ManagementNodeVO.uuid == self.node.uuid)
-                .values(state="Stopped")
-            )
-        except Exception:
-            log.exception("could not record the node as stopped")
+        cluster = getattr(self, "cluster", None)
+        if cluster is not None:
+            await cluster.stop()
+
+    def _ring_fields(self, session: Session, invs: list[dict[str, Any]]) -> None:
+        """Add ``onRing`` and ``ringShare`` (fraction of resources owned) as this node sees them."""
+        cluster = getattr(self, "cluster", None)
+        shares = ring_shares(cluster.ring) if cluster is not None else {}
+        for inv in invs:
+            inv["onRing"] = inv["uuid"] in shares
+            inv["ringShare"] = round(shares.get(inv["uuid"], 0.0), 4)
 
     @handler(Ping)
     async def ping(self, msg: Ping, call: Call) -> dict[str, Any]:
@@ -114,7 +89,11 @@ class ManagementService(Service):
 
     @handler(GetManagementNodeStatus)
     async def get_status(self, msg: GetManagementNodeStatus, call: Call) -> dict[str, Any]:
-        return self.node.status()
+        status = self.node.status()
+        cluster = getattr(self, "cluster", None)
+        if cluster is not None:
+            status["ring"] = cluster.describe()
+        return status
 
     @handler(GetManagementNodeStats)
     async def get_stats(self, msg: GetManagementNodeStats, call: Call) -> dict[str, Any]:
