@@ -217,7 +217,10 @@ def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
                     value_, i = nxt, i + 1
             _put(api, args, key, "=", value_)
         elif api.is_query and _CONDITION_RE.match(token):
-            cond = parse_condition(token)
+            try:
+                cond = parse_condition(token)
+            except InvalidArgument as exc:  # ``a.=1`` looks like a condition but is none
+                raise UsageError(exc.message, code=exc.code, **exc.details) from None
             _put(api, args, cond.name, cond.op, cond.value, text=str(cond))
         elif not api.is_query and (m := _KEY_VALUE_RE.match(token)):
             _put(api, args, m.group(1), "=", m.group(2))

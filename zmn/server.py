@@ -30,12 +30,18 @@ CONNECTION_APIS = ("Subscribe", "Unsubscribe")
 
 class Connection:
     def __init__(
-        self, server: ApiServer, writer: asyncio.StreamWriter, kind: str, peer_admin: bool
+        self,
+        server: ApiServer,
+        writer: asyncio.StreamWriter,
+        kind: str,
+        peer_admin: bool,
+        peer: str = "",
     ) -> None:
         self.server = server
         self.writer = writer
         self.kind = kind
         self.peer_admin = peer_admin
+        self.peer = peer  # who is at the other end, for the audit trail
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -129,7 +135,7 @@ class ApiServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str
     ) -> None:
         peer_admin = kind == "unix" and _peer_is_owner(writer)
-        conn = Connection(self, writer, kind, peer_admin)
+        conn = Connection(self, writer, kind, peer_admin, _peer_label(writer, kind))
         self.connections.add(conn)
         await conn.send(
             {
@@ -197,6 +203,7 @@ class ApiServer:
                     wait=bool(frame.get("wait", True)),
                     request_id=str(req_id),
                     on_job=on_job,
+                    peer=conn.peer,
                 )
             reply: dict[str, Any] = {"type": "reply", "id": req_id, "ok": True, "result": result}
             if job:
@@ -271,6 +278,24 @@ def _peer_is_owner(writer: asyncio.StreamWriter) -> bool:
         return False
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid in (0, os.getuid())
+
+
+def _peer_label(writer: asyncio.StreamWriter, kind: str) -> str:
+    """``unix:uid=U,pid=P`` (SO_PEERCRED) or ``tcp:HOST:PORT`` / ``tls:HOST:PORT``."""
+    if kind == "unix":
+        sock = writer.get_extra_info("socket")
+        try:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except (OSError, AttributeError):
+            return "unix"
+        pid, uid, _gid = struct.unpack("3i", creds)
+        return f"unix:uid={uid},pid={pid}"
+    scheme = "tls" if writer.get_extra_info("sslcontext") is not None else "tcp"
+    addr = writer.get_extra_info("peername")
+    if not isinstance(addr, tuple) or len(addr) < 2:
+        return scheme
+    host = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
+    return f"{scheme}:{host}:{addr[1]}"
 
 
 def _remove_stale_socket(path: Path) -> None:

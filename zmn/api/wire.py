@@ -50,6 +50,8 @@ def decode_body(body: bytes) -> dict[str, Any]:
         obj = _decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise FrameError(f"frame is not valid JSON: {exc}") from None
+    except RecursionError:  # ``[[[[...`` deeper than the interpreter's stack
+        raise FrameError("frame nests JSON too deeply") from None
     if not isinstance(obj, dict):
         raise FrameError("frame must hold a JSON object")
     return obj

@@ -97,7 +97,7 @@ def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> N
             value = getattr(msg, name)
             if value is None:
                 continue
-            assert type_name is not None
+            assert type_name is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
             if isinstance(value, list):
                 setattr(msg, name, [resolve(s, node, principal, type_name, v, name) for v in value])
             else:

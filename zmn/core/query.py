@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from zmn.core.bus import Principal
 
 MAX_LIMIT = 100_000
+MAX_INT = 2**63 - 1  # the widest integer column of every backend (BIGINT)
 NEGATIVE = {"!=": "=", "!?=": "?=", "!~=": "~="}
 
 
@@ -76,10 +77,18 @@ class QueryCompiler:
 
     # ----------------------------------------------------------------- conditions
 
-    def where(self, rt: ResourceType, cond: Condition) -> ColumnElement[bool]:
-        return self._path(rt, cond.path, cond)
+    def where(
+        self, rt: ResourceType, cond: Condition, principal: Principal | None = None
+    ) -> ColumnElement[bool]:
+        return self._path(rt, cond.path, cond, principal)
 
-    def _path(self, rt: ResourceType, path: list[str], cond: Condition) -> ColumnElement[bool]:
+    def _path(
+        self,
+        rt: ResourceType,
+        path: list[str],
+        cond: Condition,
+        principal: Principal | None = None,
+    ) -> ColumnElement[bool]:
         head = path[0]
         if len(path) == 1:
             if head in TAG_FIELDS:
@@ -101,7 +110,12 @@ class QueryCompiler:
                 choices=list(rt.expansions),
             )
         target = self.registry.get(exp.target)
-        inner = self._path(target, path[1:], cond)
+        # A join sees only the rows the caller could query itself; otherwise a condition
+        # through it would tell a tenant whether another account has a matching resource.
+        inner = and_(
+            self._path(target, path[1:], cond, principal),
+            *self.visibility(target, principal, cond.name),
+        )
         if exp.via is not None:
             table, to_source, to_target = exp.via
             target_ids = select(target.column("uuid")).where(inner)
@@ -129,11 +143,20 @@ class QueryCompiler:
     # ----------------------------------------------------------------- statements
 
     def filters(self, rt: ResourceType, spec: QuerySpec, principal: Principal | None) -> list[Any]:
-        clauses: list[Any] = [self.where(rt, c) for c in spec.conditions]
+        clauses: list[Any] = [self.where(rt, c, principal) for c in spec.conditions]
+        clauses.extend(self.visibility(rt, principal))
+        return clauses
+
+    def visibility(
+        self, rt: ResourceType, principal: Principal | None, joined: str = ""
+    ) -> list[Any]:
+        """Clauses limiting ``rt`` to the rows a normal account may see (none for admins)."""
+        clauses: list[Any] = []
         if principal is not None and not principal.is_admin:
             if rt.admin_only:
+                via = f" (joined in {joined!r})" if joined else ""
                 raise PermissionDenied(
-                    f"only admin accounts can query {rt.name}", code="IDENTITY.ADMIN_ONLY"
+                    f"only admin accounts can query {rt.name}{via}", code="IDENTITY.ADMIN_ONLY"
                 )
             if rt.owned:
                 owned = select(AccountResourceRefVO.resourceUuid).where(
@@ -159,8 +182,8 @@ class QueryCompiler:
             return {"total": int(total or 0)}
         if spec.limit < 0 or spec.limit > MAX_LIMIT:
             raise InvalidArgument(f"limit must be between 0 and {MAX_LIMIT}", field="limit")
-        if spec.start < 0:
-            raise InvalidArgument("start must be >= 0", field="start")
+        if spec.start < 0 or spec.start > MAX_INT:
+            raise InvalidArgument(f"start must be between 0 and {MAX_INT}", field="start")
         order: list[Any] = []
         if spec.sortBy:
             info = rt.field_or_error(spec.sortBy, "sortBy")
@@ -194,7 +217,10 @@ def convert_value(info: FieldInfo, text: str, field_name: str) -> Any:
     """A condition's text as the column's type, or an error naming the field."""
     try:
         if info.type == "int":
-            return int(text)
+            number = int(text)
+            if not -MAX_INT - 1 <= number <= MAX_INT:
+                raise ValueError(text)  # no column holds it; the database would overflow
+            return number
         if info.type == "float":
             return float(text)
         if info.type == "bool":
@@ -226,7 +252,7 @@ def leaf(col: Any, info: FieldInfo, cond: Condition) -> ColumnElement[bool]:
     if op in ("?=", "!?="):
         items = [convert_value(info, v, cond.name) for v in cond.values()]
         if not items:  # SQL's `NOT IN ()` is true even for null; null satisfies no comparison
-            return false() if op == "?=" else col.is_not(None)  # type: ignore[no-any-return]
+            return false() if op == "?=" else col.is_not(None)
         return col.in_(items) if op == "?=" else col.not_in(items)  # type: ignore[no-any-return]
     if op in ("~=", "!~="):
         pattern = value if ("%" in value or "_" in value) else f"%{value}%"
