@@ -9,6 +9,7 @@ chain's flow list (``flowchain.<name>=flowA,flowB``) with any registered flows.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -181,6 +182,15 @@ class FlowChain:
                 self._notify(flow.name, "fail")
                 await self._rollback(ctx, done, flow, exc)
                 raise _step_error(self.name, flow.name, exc) from exc
+            except asyncio.CancelledError:
+                # a job that ran out of time is cancelled: undo its steps now, in its slot;
+                # other cancellations (node shutdown) leave the record to start-up recovery
+                job = ctx.call.job
+                if job is not None and getattr(job, "timed_out", False):
+                    self._notify(flow.name, "fail")
+                    # the step in progress too: each undo only undoes what its run recorded
+                    await self._rollback(ctx, [*done, flow], flow, TimeoutError("job timed out"))
+                raise
             done.append(flow)
             self._save(ctx, doneFlows=json.dumps([f.name for f in done]), data=ctx.data)
             self._notify(flow.name, "done")

@@ -2,6 +2,11 @@
 
 A job row is written before the work starts. Progress and the final state are published on
 ``/job/<uuid>`` and ``/job/state/change``. A client that detached can ``WaitJob`` later.
+
+Every job has a time limit: the caller's, else the global config ``job/defaultTimeout`` (0
+turns the default off). A job that runs out is cancelled with ``handle.timed_out`` set, so a
+flow chain it was running rolls its done steps back (see ``zmn.core.flow``) before the job
+ends Failed with ``JOB.TIMEOUT``; a job never stays Running.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlalchemy import select, update
 
 from zmn.api.errors import InternalError, NotFound, Timeout, ZmnError
 from zmn.core.db import new_uuid, utcnow
+from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import JobVO
 
 if TYPE_CHECKING:
@@ -26,6 +32,16 @@ log = logging.getLogger("zmn.jobs")
 
 JOB_STATES = ["Running", "Succeeded", "Failed", "Interrupted"]
 
+DEFAULT_TIMEOUT = GlobalConfigDef(
+    "job",
+    "defaultTimeout",
+    3600,
+    "int",
+    "seconds a job may run when its API sets no limit; then it is cancelled (its flow chain"
+    " rolled back) and fails with JOB.TIMEOUT (0: no default limit)",
+    min=0,
+)
+
 
 class JobHandle:
     def __init__(self, manager: JobManager, uuid: str, name: str) -> None:
@@ -33,6 +49,7 @@ class JobHandle:
         self.uuid = uuid
         self.name = name
         self.percent = 0
+        self.timed_out = False  # set just before the job is cancelled for running too long
 
     async def progress(self, percent: int, text: str = "") -> None:
         self.percent = max(0, min(100, percent))
@@ -70,6 +87,10 @@ class JobManager:
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.handles: dict[str, JobHandle] = {}
         self.finished = 0
+        node.global_config.declare(DEFAULT_TIMEOUT)
+
+    def default_timeout(self) -> float:
+        return float(self.node.global_config.values.get(DEFAULT_TIMEOUT.key, 0) or 0)
 
     @property
     def in_flight(self) -> int:
@@ -87,6 +108,8 @@ class JobManager:
         job_uuid: str | None = None,
     ) -> tuple[str, asyncio.Task[Any]]:
         uuid = job_uuid or new_uuid()
+        if not timeout:
+            timeout = self.default_timeout()
         with self.node.db.tx() as s:
             s.add(
                 JobVO(
@@ -109,12 +132,29 @@ class JobManager:
     async def _run(
         self, handle: JobHandle, work: Callable[[JobHandle], Awaitable[Any]], timeout: float
     ) -> Any:
+        timer = None
+        if timeout:
+            task = asyncio.current_task()
+            assert task is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
+            timer = asyncio.get_running_loop().call_later(timeout, self._expire, handle, task)
         try:
-            if timeout:
-                result = await asyncio.wait_for(work(handle), timeout)
-            else:
+            try:
                 result = await work(handle)
-        except TimeoutError:
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        except asyncio.CancelledError:
+            if not handle.timed_out:
+                await self._finish(
+                    handle,
+                    "Interrupted",
+                    None,
+                    InternalError("job interrupted by node shutdown", code="JOB.INTERRUPTED"),
+                )
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             err: ZmnError = Timeout(
                 f"job {handle.name} did not finish in {timeout:g}s", code="JOB.TIMEOUT"
             )
@@ -122,14 +162,6 @@ class JobManager:
             raise err from None
         except ZmnError as exc:
             await self._finish(handle, "Failed", None, exc)
-            raise
-        except asyncio.CancelledError:
-            await self._finish(
-                handle,
-                "Interrupted",
-                None,
-                InternalError("job interrupted by node shutdown", code="JOB.INTERRUPTED"),
-            )
             raise
         except Exception as exc:
             log.exception("job %s (%s) failed", handle.uuid, handle.name)
@@ -143,6 +175,11 @@ class JobManager:
             self.tasks.pop(handle.uuid, None)
             self.handles.pop(handle.uuid, None)
             self.finished += 1
+
+    @staticmethod
+    def _expire(handle: JobHandle, task: asyncio.Task[Any]) -> None:
+        handle.timed_out = True
+        task.cancel()
 
     async def _finish(
         self, handle: JobHandle, state: str, result: Any, error: ZmnError | None

@@ -6,10 +6,19 @@ RollingBack (the step in progress too: each undo only undoes what its run record
 puts the VM in the state the failed operation would have left it in. A VM still in a
 transitional state with no running job anywhere (the node died between two steps of a
 handler) becomes Unknown when it holds a host, Stopped otherwise, Error if never created.
+The job that ran the chain (already Interrupted by the core) gets the recovery written into
+its error: the chain, the step it stopped at and what was done about it.
+
+:class:`Reconciler` runs every ``vm/reconcile.interval`` seconds: it compares each VM the
+database places on a Connected host with the hypervisor's own state (a VM that is gone there
+becomes Stopped and gives its capacity back; Running/Paused follow the hypervisor), puts host
+CPU/memory back to total minus what the placed VMs take, and reports every other invariant
+violation (IPs, storage, NICs). Each drift is logged and published on ``/reconcile/drift``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -17,10 +26,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from zmn.core import crud
+from zmn.core.consistency import ConsistencyCheck, Violation
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
+from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import FlowRecordVO, JobVO
 from zmn.core.service import Call
+from zmn.services.vm.common import host_status, load_vm, send
 from zmn.services.vm.models import VmInstanceVO
 from zmn.services.vm.states import TRANSITIONAL
 
@@ -77,11 +89,32 @@ async def recover(node: Node) -> int:
             .where(FlowRecordVO.uuid == rec.uuid)
             .values(state="RolledBack", currentFlow=None, error="interrupted: the node stopped")
         )
+        if rec.jobUuid:
+            _annotate_job(node, rec.jobUuid, rec.chain, rec.currentFlow, steps)
         uuid = data.get("vmUuid")
         if uuid:
             back = AFTER.get(rec.chain) or data.get("from") or "Unknown"
             settled += await _settle(call, uuid, back)
     return settled + await _stranded(call)
+
+
+def _annotate_job(
+    node: Node, job_uuid: str, chain: str, flow: str | None, undone: list[str]
+) -> None:
+    """The interrupted job says why it ended and what recovery did (never left Running)."""
+    error = {
+        "code": "JOB.INTERRUPTED",
+        "message": f"the node stopped while this job ran {chain}"
+        + (f" at step {flow}" if flow else "")
+        + "; the steps it had done were rolled back at restart",
+        "details": {"chain": chain, "flow": flow, "rolledBack": list(reversed(undone))},
+        "retryable": True,
+    }
+    node.db_write(
+        update(JobVO)
+        .where(JobVO.uuid == job_uuid, JobVO.state.in_(("Running", "Interrupted")))
+        .values(state="Interrupted", error=json.dumps(error), lastOpDate=utcnow())
+    )
 
 
 async def _settle(call: Call, uuid: str, state: str) -> int:
@@ -131,3 +164,190 @@ async def _stranded(call: Call) -> int:
         )
         count += await _settle(call, uuid, target)
     return count
+
+
+# ------------------------------------------------------------------------- reconciler
+
+RECONCILE_INTERVAL = GlobalConfigDef(
+    "vm",
+    "reconcile.interval",
+    60,
+    "int",
+    "seconds between two runs of the reconciler (VMs against the hypervisor, host capacity,"
+    " invariants); 0 turns it off",
+    min=0,
+)
+FIXED_CHECKS = ("host-capacity",)  # violations the reconciler repairs; the rest it reports
+
+
+class Reconciler:
+    """Compares the database with the hypervisors' truth and the invariants; fixes drift."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.task: asyncio.Task[None] | None = None
+        self.runs = 0
+        if RECONCILE_INTERVAL.key not in node.global_config.defs:
+            node.global_config.declare(RECONCILE_INTERVAL)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    async def _loop(self) -> None:
+        while True:
+            interval = int(self.node.global_config.get(*RECONCILE_INTERVAL.key))
+            await asyncio.sleep(interval or 60)
+            if not interval:
+                continue
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("reconciliation failed")
+
+    async def run_once(self) -> list[dict[str, Any]]:
+        """One pass; returns the drift found (each with ``fixed`` true or false)."""
+        call = Call(self.node, self.node.admin_principal(), "Reconcile")
+        drift = await self._vms_against_hypervisors(call)
+        drift += await self._invariants(call)
+        for item in drift:
+            log.warning(
+                "reconcile: %s (%s)", item["message"], "fixed" if item["fixed"] else "reported"
+            )
+            await call.publish("/reconcile/drift", item)
+        self.runs += 1
+        return drift
+
+    async def _vms_against_hypervisors(self, call: Call) -> list[dict[str, Any]]:
+        with call.tx() as s:
+            placed = list(
+                s.execute(
+                    select(VmInstanceVO.uuid, VmInstanceVO.hostUuid).where(
+                        VmInstanceVO.state.in_(("Running", "Paused")),
+                        VmInstanceVO.hostUuid.is_not(None),
+                        VmInstanceVO.hypervisorType == "Simulator",
+                    )
+                )
+            )
+        truth: dict[str, dict[str, str] | None] = {}
+        out = []
+        for uuid, host in placed:
+            if host not in truth:
+                truth[host] = await _host_truth(call, host)
+            states = truth[host]
+            if states is None:
+                continue  # unreachable: the host tracker deals with it
+            async with self.node.queues.slot(f"vm:{uuid}", 1, "Reconcile"):
+                item = await self._one_vm(call, uuid, host, states.get(uuid, "Stopped"))
+            if item is not None:
+                out.append(item)
+        return out
+
+    async def _one_vm(self, call: Call, uuid: str, host: str, truth: str) -> dict[str, Any] | None:
+        try:
+            vm = load_vm(call, uuid)
+        except Exception:  # expunged meanwhile
+            return None
+        if vm["state"] not in ("Running", "Paused") or vm["hostUuid"] != host:
+            return None  # an operation changed it before we got the slot
+        if truth == vm["state"]:
+            return None
+        item = {
+            "check": "vm-hypervisor-state",
+            "resourceType": "VmInstance",
+            "uuid": uuid,
+            "expected": truth,
+            "actual": vm["state"],
+            "message": f"VM {vm['name']} is {vm['state']} here but {truth} on host {host}",
+            "fixed": True,
+        }
+        if truth in ("Running", "Paused"):
+            await _force_state(call, uuid, truth)
+            return item
+        # gone (or stopped) on the hypervisor: it no longer takes the host's capacity
+        await send(
+            call,
+            "ReleaseHostCapacity",
+            hostUuid=host,
+            cpuNum=vm["cpuNum"],
+            memorySize=vm["memorySize"],
+        )
+        await _force_state(call, uuid, "Stopped", hostUuid=None, lastHostUuid=host)
+        return item
+
+    async def _invariants(self, call: Call) -> list[dict[str, Any]]:
+        violations: list[Violation] = []
+        with self.node.db.session() as session:
+            for checker in self.node.extensions.all(ConsistencyCheck):  # type: ignore[type-abstract]
+                violations.extend(checker.check_consistency(session))
+        out = []
+        for v in violations:
+            fixed = False
+            if v.get("check") == "host-capacity":
+                fixed = await _fix_host_capacity(call, v)
+            out.append({**v, "fixed": fixed})
+        return out
+
+
+async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
+    """VM UUID -> state on a Connected simulator host (None when it cannot be asked).
+
+    KVM hosts report state changes themselves (agent reports); the simulator has no agent,
+    so its record is read here."""
+    if host_status(call, host) != "Connected":
+        return None
+    try:
+        record = (await send(call, "GetSimulatorHostState", uuid=host))["host"]
+    except Exception as exc:
+        log.info("reconcile: no VM states from host %s: %s", host, exc)
+        return None
+    if not record.get("connected"):
+        return None
+    return {u: str(v["state"]) for u, v in record["vms"].items()}
+
+
+async def _force_state(call: Call, uuid: str, state: str, **fields: Any) -> None:
+    rt = call.node.resources.get("VmInstance")
+    with call.tx() as s:
+        row = s.get(VmInstanceVO, uuid)
+        if row is None:
+            return
+        old = row.state
+        row.state = state
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.lastOpDate = utcnow()
+        s.flush()
+        inv = rt.inventories(s, [row])[0]
+    await crud.publish_state_change(call, rt, inv, old, state)
+
+
+async def _fix_host_capacity(call: Call, v: Violation) -> bool:
+    """Bring available CPU/memory to total minus placed VMs, by releasing or reserving the gap."""
+    expected, actual = v.get("expected"), v.get("actual")
+    if not isinstance(expected, list) or not isinstance(actual, list):
+        return False
+    cpu, memory = int(expected[0]) - int(actual[0]), int(expected[1]) - int(actual[1])
+    for c, m in ((cpu, 0), (0, memory)):
+        if c > 0 or m > 0:
+            await send(
+                call,
+                "ReleaseHostCapacity",
+                hostUuid=v["uuid"],
+                cpuNum=max(c, 0),
+                memorySize=max(m, 0),
+            )
+        elif c < 0 or m < 0:
+            await send(
+                call,
+                "ReserveHostCapacity",
+                hostUuid=v["uuid"],
+                cpuNum=-min(c, 0),
+                memorySize=-min(m, 0),
+            )
+    return True

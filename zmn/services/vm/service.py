@@ -37,7 +37,7 @@ from zmn.services.vm.maintenance import VmHostMaintenance
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.plan import HOSTNAME, STATIC_IP
 from zmn.services.vm.reaper import ExpungeReaper
-from zmn.services.vm.recovery import recover
+from zmn.services.vm.recovery import Reconciler, recover
 from zmn.services.vm.states import VM_STATE
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
         node.extensions.add(ConsistencyCheck, VmConsistency(node))  # type: ignore[type-abstract]
         node.extensions.add(HostMaintenanceExtension, VmHostMaintenance(node))  # type: ignore[type-abstract]
         self.reaper = ExpungeReaper(node)
+        self.reconciler = Reconciler(node)
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(
@@ -207,6 +208,8 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
         except Exception:  # a failed recovery must not keep the node down
             log.exception("recovering interrupted VM operations failed")
         self.reaper.start()
+        self.reconciler.start()
 
     async def stop(self) -> None:
+        await self.reconciler.stop()
         await self.reaper.stop()

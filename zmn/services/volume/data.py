@@ -173,7 +173,7 @@ class DataVolumeHandlers:
         ps = (await send(call, "AllocatePrimaryStorage", size=vol.size, **scope))["primaryStorage"]
         with call.tx() as s:
             row = s.get(VolumeVO, vol.uuid)
-            assert row is not None
+            assert row is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
             row.primaryStorageUuid = ps["uuid"]
             row.installPath = install_path(call, ps["uuid"], vol.uuid, vol.format)
             row.status = "Ready"
@@ -184,7 +184,7 @@ class DataVolumeHandlers:
             return
         with call.tx() as s:
             row = s.get(VolumeVO, uuid)
-            assert row is not None
+            assert row is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
             ps, size = row.primaryStorageUuid, row.size
             row.primaryStorageUuid = row.installPath = None
             row.status = "NotInstantiated"
@@ -196,7 +196,7 @@ class DataVolumeHandlers:
                 select(func.max(VolumeVO.deviceId)).where(VolumeVO.vmInstanceUuid == vm["uuid"])
             )
             row = s.get(VolumeVO, uuid)
-            assert row is not None
+            assert row is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
             row.vmInstanceUuid = vm["uuid"]
             row.deviceId = 1 if top is None else int(top) + 1
         inv = volume_inventory(call, uuid)

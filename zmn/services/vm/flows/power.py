@@ -14,7 +14,7 @@ from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_field
 
 def _volume_storages(vm: dict[str, object]) -> list[str]:
     vols = vm.get("allVolumes") or []
-    assert isinstance(vols, list)
+    assert isinstance(vols, list)  # noqa: S101 - type narrowing for mypy, not a runtime check
     return sorted({v["primaryStorageUuid"] for v in vols if v.get("primaryStorageUuid")})
 
 
