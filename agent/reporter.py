@@ -118,7 +118,7 @@ class Reporter:
 
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """One signed POST; raises on a transport error or a non-2xx answer."""
-        assert self.url is not None
+        assert self.url is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         data = json.dumps(body, separators=(",", ":")).encode()
         parts = urlsplit(self.url)
         target = parts.path or "/"

@@ -86,6 +86,7 @@ complete -c zcli -n '__zcli_at command' -s o -r
 complete -c zcli -n '__zcli_at command' -s q
 complete -c zcli -n '__zcli_at command' -a account -d 'a tenant or an administrator'
 complete -c zcli -n '__zcli_at command' -a api -d 'call any API by name'
+complete -c zcli -n '__zcli_at command' -a audit-log -d 'one mutating API call: who, what, when, result'
 complete -c zcli -n '__zcli_at command' -a backup-storage -d 'storage for images, attached to zones'
 complete -c zcli -n '__zcli_at command' -a bs -d 'storage for images, attached to zones'
 complete -c zcli -n '__zcli_at command' -a cluster -d 'hosts of one hypervisor type sharing storage and networks'
@@ -152,6 +153,7 @@ complete -c zcli -n '__zcli_at api' -a ChangeSecurityGroupState -d 'Enable or di
 complete -c zcli -n '__zcli_at api' -a ChangeVolumeState -d 'Enable or disable a volume (a disabled data volume cannot be attach...'
 complete -c zcli -n '__zcli_at api' -a ChangeZoneState -d 'Enable or disable a zone (a disabled zone takes no new VMs).'
 complete -c zcli -n '__zcli_at api' -a CheckConsistency -d 'Check every invariant the services declare (IPs, capacity, states);...'
+complete -c zcli -n '__zcli_at api' -a ClearCrashPoints -d 'Disarm every crash point (testing).'
 complete -c zcli -n '__zcli_at api' -a ClearFlowFaults -d 'Remove every planned flow fault (testing).'
 complete -c zcli -n '__zcli_at api' -a CreateAccount -d 'Create an account: a tenant (Normal) or another administrator (Syst...'
 complete -c zcli -n '__zcli_at api' -a CreateCluster -d 'Create a cluster: hosts of one hypervisor type sharing primary stor...'
@@ -208,6 +210,7 @@ complete -c zcli -n '__zcli_at api' -a GetManagementNodeStats -d 'API rate and l
 complete -c zcli -n '__zcli_at api' -a GetManagementNodeStatus -d 'Version, uptime, database and bus backends, services loaded, endpoi...'
 complete -c zcli -n '__zcli_at api' -a GetSimulatorHostState -d 'What a simulator host runs: its VMs (state, size, volumes, NICs) an...'
 complete -c zcli -n '__zcli_at api' -a GetTaskQueues -d 'The task queues: signature, parallelism level, running and pending...'
+complete -c zcli -n '__zcli_at api' -a InjectCrash -d 'Kill the node (exit 137) before or after a flow step, or after an A...'
 complete -c zcli -n '__zcli_at api' -a InjectFlowFault -d 'Make a flow fail (testing; needs testing.faults=true in zmn.conf).'
 complete -c zcli -n '__zcli_at api' -a LogInByAccount -d 'Log in with an account name and password; the replys inventory.uui...'
 complete -c zcli -n '__zcli_at api' -a LogInByUser -d 'Log in as a user of an account; the replys inventory.uuid is the s...'
@@ -216,6 +219,7 @@ complete -c zcli -n '__zcli_at api' -a MigrateVm -d 'Live-migrate a running VM t
 complete -c zcli -n '__zcli_at api' -a PauseVmInstance -d 'Pause a running VM (it keeps its memory and host).'
 complete -c zcli -n '__zcli_at api' -a Ping -d 'Check that the node answers.'
 complete -c zcli -n '__zcli_at api' -a QueryAccount -d 'Query Account resources: a tenant or an administrator.'
+complete -c zcli -n '__zcli_at api' -a QueryAuditLog -d 'Query AuditLog resources: one mutating API call: who, what, when, r...'
 complete -c zcli -n '__zcli_at api' -a QueryBackupStorage -d 'Query BackupStorage resources: storage for images, attached to zones.'
 complete -c zcli -n '__zcli_at api' -a QueryCluster -d 'Query Cluster resources: hosts of one hypervisor type sharing stora...'
 complete -c zcli -n '__zcli_at api' -a QueryDiskOffering -d 'Query DiskOffering resources: the size of a data volume.'
@@ -279,6 +283,7 @@ complete -c zcli -n '__zcli_at api' -a UpdateZone -d 'Rename a zone or change it
 complete -c zcli -n '__zcli_at api' -a ValidateSession -d 'Whether a session is still valid, and until when (does not refresh...'
 complete -c zcli -n '__zcli_at api' -a WaitJob -d 'Wait until a job has finished and return it; a Timeout error when i...'
 complete -c zcli -n '__zcli_at help' -a account
+complete -c zcli -n '__zcli_at help' -a audit-log
 complete -c zcli -n '__zcli_at help' -a backup-storage
 complete -c zcli -n '__zcli_at help' -a bs
 complete -c zcli -n '__zcli_at help' -a cluster
@@ -324,6 +329,10 @@ complete -c zcli -n '__zcli_at verb:account' -a delete -d 'Delete an account; re
 complete -c zcli -n '__zcli_at help-verb:account' -a delete -d 'Delete an account; refused while it has users or resources unless c...'
 complete -c zcli -n '__zcli_at verb:account' -a update -d 'Change an accounts password, name or description (an admin, or the...'
 complete -c zcli -n '__zcli_at help-verb:account' -a update -d 'Change an accounts password, name or description (an admin, or the...'
+complete -c zcli -n '__zcli_at verb:audit-log' -a list -d 'query AuditLog'
+complete -c zcli -n '__zcli_at help-verb:audit-log' -a list -d 'query AuditLog'
+complete -c zcli -n '__zcli_at verb:audit-log' -a get -d 'show one AuditLog'
+complete -c zcli -n '__zcli_at help-verb:audit-log' -a get -d 'show one AuditLog'
 complete -c zcli -n '__zcli_at verb:backup-storage' -a list -d 'query BackupStorage'
 complete -c zcli -n '__zcli_at help-verb:backup-storage' -a list -d 'query BackupStorage'
 complete -c zcli -n '__zcli_at verb:backup-storage' -a get -d 'show one BackupStorage'

@@ -187,7 +187,7 @@ class DataSource:
                 break
             attempt += 1
             base, cap = self.backoff
-            delay = min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+            delay = min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)  # noqa: S311 - retry jitter, not a secret
             was_live = self.status.state == "live" or self.status.stale_since is not None
             self._set_status(
                 "stale" if was_live else "connecting",

@@ -114,7 +114,7 @@ class Runner:
             if is_help(tokens):
                 cat = self.catalogue(optional=True)
                 cmd = parse(tokens, cat or Catalogue({}))
-                assert isinstance(cmd, Help)
+                assert isinstance(cmd, Help)  # noqa: S101 - type narrowing for mypy, not a runtime check
                 self.out.write(render_help(cmd, cat))
                 return EXIT_OK
             cmd = parse(tokens, self._require_catalogue())
@@ -122,7 +122,7 @@ class Runner:
                 return self.login(cmd, opts)
             if isinstance(cmd, Logout):
                 return self.logout()
-            assert isinstance(cmd, ApiCall)
+            assert isinstance(cmd, ApiCall)  # noqa: S101 - type narrowing for mypy, not a runtime check
             return self.call(cmd, opts)
         except ZmnError as exc:
             self.progress.done()
@@ -130,7 +130,7 @@ class Runner:
 
     def _require_catalogue(self) -> Catalogue:
         cat = self.catalogue()
-        assert cat is not None
+        assert cat is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         return cat
 
     def call(self, cmd: ApiCall, opts: Options) -> int:

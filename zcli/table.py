@@ -31,7 +31,7 @@ def _print(renderable: Table, out: TextIO) -> None:
     )
     console.print(renderable)
     if not tty:
-        assert isinstance(target, io.StringIO)
+        assert isinstance(target, io.StringIO)  # noqa: S101 - type narrowing for mypy, not a runtime check
         # rich pads cells to the column width; trailing blanks only get in the way of scripts
         out.write("".join(line.rstrip() + "\n" for line in target.getvalue().splitlines()))
 

@@ -74,7 +74,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     if created:
-        assert password is not None
+        assert password is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         secret = home / "admin-password"
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -269,7 +269,7 @@ class AsyncClient:
         return self._task is not None and not self._task.done()
 
     async def _read_loop(self) -> None:
-        assert self._reader is not None
+        assert self._reader is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         err: ZmnError = Unavailable(
             "connection closed by the management node", code="NODE.CONNECTION_CLOSED"
         )

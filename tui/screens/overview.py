@@ -131,7 +131,7 @@ class OverviewScreen(Screen[None]):
     async def refresh_counts(self) -> None:
         data = self.zapp.data
         catalogue = data.catalogue
-        assert catalogue is not None
+        assert catalogue is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         names = overview_types(catalogue)
 
         async def one(name: str) -> TypeCount:
@@ -163,7 +163,7 @@ class OverviewScreen(Screen[None]):
     async def refresh_capacity(self) -> None:
         data = self.zapp.data
         catalogue = data.catalogue
-        assert catalogue is not None
+        assert catalogue is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         metrics = catalogue.metrics()
         by_type: dict[str, list[Metric]] = defaultdict(list)
         for m in metrics:

@@ -33,7 +33,7 @@ class Model:
         self.verbs: dict[str, list[tuple[str, str]]] = {}
         for word in cat.resource_words():
             res = cat.resource(word)
-            assert res is not None
+            assert res is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
             self.resources[word] = _one_line(res.summary or res.name)
             verbs = []
             for verb in cat.verbs(res):

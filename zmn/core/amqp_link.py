@@ -87,7 +87,7 @@ class AmqpLink:
 
     def _delay(self, attempt: int) -> float:
         base, cap = self.backoff
-        return random.uniform(base / 2, min(cap, base * 2**attempt))
+        return random.uniform(base / 2, min(cap, base * 2**attempt))  # noqa: S311 - retry jitter, not a secret
 
     async def _loop(self) -> None:
         attempt = 0

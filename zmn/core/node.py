@@ -20,8 +20,9 @@ from sqlalchemy import text
 
 from zmn import __version__
 from zmn.api.errors import InternalError, InvalidArgument, NotFound, PermissionDenied, ZmnError
-from zmn.api.message import ApiMessage, ApiTable, decode_args, redacted_args
+from zmn.api.message import ApiMessage, ApiTable, CreateMessage, decode_args, redacted_args
 from zmn.core import plugins
+from zmn.core.audit import ApiCallRecord, notify
 from zmn.core.bus import Bus, Envelope, LocalBus, Principal
 from zmn.core.config import BootConfig
 from zmn.core.crud import resolve_message_refs
@@ -101,9 +102,9 @@ def make_bus(url: str, node: Node | None = None) -> Bus:
     if url.startswith("local"):
         return LocalBus()
     if url.startswith(("amqp://", "amqps://")) and node is not None:
-        from zmn.core.amqp_bus import AmqpBus  # pika only when RabbitMQ is configured
+        from zmn.core.cluster import ClusterBus  # pika only when RabbitMQ is configured
 
-        return AmqpBus(
+        return ClusterBus(
             url,
             node.uuid,
             lambda name, args: decode_args(node.apis.get(name), args),
@@ -140,6 +141,7 @@ class Node:
         self.started_at = time.time()
         self.endpoints: list[str] = []
         self.stopping = False
+        self.on_fenced: Callable[[], None] | None = None  # set by the daemon: end the process
         self.connection_apis: dict[str, type[ApiMessage]] = {}
 
     @staticmethod
@@ -294,20 +296,26 @@ class Node:
         wait: bool = True,
         request_id: str = "",
         on_job: Callable[[str], None] | None = None,
+        peer: str = "",
     ) -> tuple[Any, str | None]:
-        """Run one API call; returns (result, job UUID or None)."""
+        """Run one API call; returns (result, job UUID or None).
+
+        ``peer`` names the connection the call came in on, for the audit trail.
+        """
         started = time.perf_counter()
         ok = False
         self.stats.in_flight += 1
+        record = ApiCallRecord(api_name, peer, request_id, args)
         try:
             cls = self.apis.get(api_name)
-            spec = cls.__api__
+            spec = record.spec = cls.__api__
             if spec.internal and principal is None:
                 raise NotFound(f"no API named {api_name!r}", code="API.NOT_FOUND", field="api")
             if not spec.public and principal is None:
                 principal = self.authenticate(session, peer_admin)
             if principal is None:
                 principal = self.admin_principal() if peer_admin else Principal("", "", "Anonymous")
+            record.principal = principal
             if spec.admin and not principal.is_admin:
                 raise PermissionDenied(
                     f"{api_name} needs an admin account", code="IDENTITY.ADMIN_ONLY"
@@ -320,7 +328,10 @@ class Node:
                 raise InvalidArgument("args must be a JSON object", field="args")
             msg = decode_args(cls, args)
             resolve_message_refs(self, principal, msg)
-            env = Envelope(api_name, msg, principal, id=request_id)
+            record.message = msg
+            env = Envelope(
+                api_name, msg, principal, id=request_id, resource_uuid=_routing_uuid(msg)
+            )
             service = self.route(api_name)
             if spec.long:
                 uuid = getattr(msg, "uuid", None) or getattr(msg, "resourceUuid", None)
@@ -332,25 +343,33 @@ class Node:
                 job_uuid, task = self.jobs.submit(
                     api_name, redacted_args(msg), principal, work, resource_uuid=uuid
                 )
+                record.job_uuid = job_uuid
                 if on_job is not None:
                     on_job(job_uuid)
                 if not wait:
                     ok = True
                     return {"job": self.jobs.get(job_uuid)}, job_uuid
-                result = await asyncio.shield(task)
+                result = record.result = await asyncio.shield(task)
                 ok = True
                 return result, job_uuid
-            result = await self.bus.call(service, env)
+            result = record.result = await self.bus.call(service, env)
             ok = True
             return result, None
-        except ZmnError:
+        except ZmnError as exc:
+            record.error = exc.code
             raise
         except Exception as exc:
             log.exception("API %s failed with an internal error", api_name)
-            raise InternalError(f"{type(exc).__name__}: {exc}") from exc
+            internal = InternalError(f"{type(exc).__name__}: {exc}")
+            record.error = internal.code
+            raise internal from exc
         finally:
             self.stats.in_flight -= 1
-            self.stats.record(api_name, time.perf_counter() - started, ok)
+            record.seconds = time.perf_counter() - started
+            self.stats.record(api_name, record.seconds, ok)
+            if not ok and record.error is None:  # cancelled: the caller went away
+                record.error = "CALL.CANCELLED"
+            notify(self, record)
 
     # ----------------------------------------------------------------- status
 
@@ -376,6 +395,17 @@ class Node:
             "queueDepth": self.queues.depth(),
             "stopping": self.stopping,
         }
+
+
+def _routing_uuid(msg: ApiMessage) -> str | None:
+    """The resource a call is about, for the ring: its ``uuid``; None for creates.
+
+    Jobs stay with the node that runs them (``WaitJob`` needs the running task).
+    """
+    if isinstance(msg, CreateMessage) or type(msg).__api__.resource == "Job":
+        return None  # creational: handled where it arrives
+    uuid = getattr(msg, "uuid", None)
+    return uuid if isinstance(uuid, str) and uuid else None
 
 
 def _redact(url: str) -> str:

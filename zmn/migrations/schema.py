@@ -29,7 +29,7 @@ def alembic_config(url: str) -> Config:
 def head_revision() -> str:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     head = script.get_current_head()
-    assert head is not None
+    assert head is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
     return head
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 03:00:35.835957
+Create Date: 2026-11-22 04:02:53.117321
 """
 from __future__ import annotations
 
@@ -63,6 +63,32 @@ def upgrade() -> None:
     with op.batch_alter_table('account_user', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_user_accountUuid'), ['accountUuid'], unique=False)
         batch_op.create_index(batch_op.f('ix_account_user_name'), ['name'], unique=False)
+
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('apiName', sa.String(length=128), nullable=False),
+    sa.Column('resourceType', sa.String(length=64), nullable=True),
+    sa.Column('resourceUuid', sa.String(length=32), nullable=True),
+    sa.Column('args', sa.Text(), nullable=False),
+    sa.Column('accountUuid', sa.String(length=32), nullable=True),
+    sa.Column('accountName', sa.String(length=255), nullable=True),
+    sa.Column('userUuid', sa.String(length=32), nullable=True),
+    sa.Column('sessionId', sa.String(length=16), nullable=True),
+    sa.Column('peer', sa.String(length=255), nullable=False),
+    sa.Column('result', sa.String(length=128), nullable=False),
+    sa.Column('jobUuid', sa.String(length=32), nullable=True),
+    sa.Column('requestId', sa.String(length=64), nullable=True),
+    sa.Column('durationMs', sa.Float(), nullable=False),
+    sa.Column('managementNodeUuid', sa.String(length=32), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_log_account_create', ['accountUuid', 'createDate'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_apiName'), ['apiName'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_createDate'), ['createDate'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_resourceUuid'), ['resourceUuid'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_result'), ['result'], unique=False)
 
     op.create_table('backup_storage',
     sa.Column('type', sa.String(length=32), nullable=False),
@@ -447,7 +473,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tag', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tag_resourceUuid'), ['resourceUuid'], unique=False)
-        batch_op.create_index('ix_tag_type_tag', ['type', 'tag'], unique=False)
+        batch_op.create_index('ix_tag_type_tag', ['type', 'tag'], unique=False, mysql_length={'tag': 255})
 
     op.create_table('used_ip',
     sa.Column('uuid', sa.String(length=32), nullable=False),
@@ -686,7 +712,7 @@ def downgrade() -> None:
 
     op.drop_table('used_ip')
     with op.batch_alter_table('tag', schema=None) as batch_op:
-        batch_op.drop_index('ix_tag_type_tag')
+        batch_op.drop_index('ix_tag_type_tag', mysql_length={'tag': 255})
         batch_op.drop_index(batch_op.f('ix_tag_resourceUuid'))
 
     op.drop_table('tag')
@@ -791,6 +817,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_backup_storage_name'))
 
     op.drop_table('backup_storage')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_log_result'))
+        batch_op.drop_index(batch_op.f('ix_audit_log_resourceUuid'))
+        batch_op.drop_index(batch_op.f('ix_audit_log_createDate'))
+        batch_op.drop_index(batch_op.f('ix_audit_log_apiName'))
+        batch_op.drop_index('ix_audit_log_account_create')
+
+    op.drop_table('audit_log')
     with op.batch_alter_table('account_user', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_user_name'))
         batch_op.drop_index(batch_op.f('ix_account_user_accountUuid'))

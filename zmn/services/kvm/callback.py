@@ -52,7 +52,7 @@ class CallbackServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._server is not None
+        assert self._server is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
 

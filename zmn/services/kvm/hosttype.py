@@ -190,7 +190,7 @@ class KvmHostType:
                 base = float(self._cfg("host", "ping.interval"))
                 cap = float(self._cfg("kvm", "reconnect.maxBackoff"))
                 delay = min(cap, base * 2 ** (health.failures - max_failure))
-                health.next_try = now + delay * random.uniform(0.5, 1.0)
+                health.next_try = now + delay * random.uniform(0.5, 1.0)  # noqa: S311 - retry jitter, not a secret
             raise
         self._health.pop(host.uuid, None)
 
