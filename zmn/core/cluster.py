@@ -124,6 +124,7 @@ class Cluster:
             bus.ring = self.ring
             bus.serve_portal(self._portal)
         self._subscription = self.node.bus.subscribe(HOST_CREATED_PATH, self._on_host_created)
+        self.node.owns_resource = self.owns
         self.membership.register()  # the row exists before start returns
         await self.membership.tick()  # and so does the ring
         self._ready = True

@@ -142,6 +142,9 @@ class Node:
         self.endpoints: list[str] = []
         self.stopping = False
         self.on_fenced: Callable[[], None] | None = None  # set by the daemon: end the process
+        # Whether this node owns a resource on the ring (the cluster wiring replaces it; a
+        # single node owns everything). Trackers use it so that each host is pinged by one node.
+        self.owns_resource: Callable[[str], bool] = lambda _uuid: True
         self.connection_apis: dict[str, type[ApiMessage]] = {}
 
     @staticmethod

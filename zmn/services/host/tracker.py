@@ -44,7 +44,8 @@ class HostTracker:
             stmt = select(HostVO)
             if statuses:
                 stmt = stmt.where(HostVO.status.in_(statuses))
-            return [host_ref(r) for r in s.scalars(stmt.order_by(HostVO.uuid))]
+            rows = s.scalars(stmt.order_by(HostVO.uuid))
+            return [host_ref(r) for r in rows if self.node.owns_resource(r.uuid)]
 
     async def _each(self, refs: list[HostRef], work: str) -> None:
         limit = asyncio.Semaphore(max(1, self._config("connection.parallelism")))

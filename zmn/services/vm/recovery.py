@@ -56,8 +56,9 @@ VM_CHAINS = (
 AFTER = {"vm-start": "Stopped", "vm-expunge": "Destroyed", "vm-create": "Error"}
 
 
-async def recover(node: Node) -> int:
-    """Roll back interrupted VM chains of this node, settle stranded VMs; returns how many."""
+async def recover(node: Node, of_node: str | None = None) -> int:
+    """Roll back interrupted VM chains of a node (this one by default, or an evicted one this
+    node took over), settle stranded VMs; returns how many."""
     call = Call(node, node.admin_principal(), "RecoverInterruptedVmOperations")
     with node.db.tx() as s:
         records = list(
@@ -65,7 +66,7 @@ async def recover(node: Node) -> int:
                 select(FlowRecordVO).where(
                     FlowRecordVO.chain.in_(VM_CHAINS),
                     FlowRecordVO.state.in_(("Running", "RollingBack")),
-                    FlowRecordVO.managementNodeUuid == node.uuid,
+                    FlowRecordVO.managementNodeUuid == (of_node or node.uuid),
                 )
             )
         )

@@ -41,7 +41,7 @@ from zmn.services.vm.recovery import Reconciler, recover
 from zmn.services.vm.states import VM_STATE
 
 if TYPE_CHECKING:
-    from zmn.core.bus import Principal
+    from zmn.core.bus import Event, Principal
     from zmn.core.node import Node
 
 log = logging.getLogger("zmn.vm")
@@ -209,7 +209,24 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
             log.exception("recovering interrupted VM operations failed")
         self.reaper.start()
         self.reconciler.start()
+        self._evictions = self.node.bus.subscribe("/managementNode/evicted", self._on_evicted)
+
+    async def _on_evicted(self, event: Event) -> None:
+        """The node that evicted a dead node rolls back the VM chains it left unfinished."""
+        if event.data.get("evictedBy") != self.node.uuid:
+            return
+        dead = str(event.data.get("nodeUuid") or "")
+        if not dead:
+            return
+        try:
+            settled = await recover(self.node, of_node=dead)
+            log.info("took over VM operations of evicted node %s: %d VM(s) settled", dead, settled)
+        except Exception:
+            log.exception("rolling back the VM operations of evicted node %s failed", dead)
 
     async def stop(self) -> None:
+        evictions = getattr(self, "_evictions", None)
+        if evictions is not None:
+            evictions.cancel()
         await self.reconciler.stop()
         await self.reaper.stop()
