@@ -18,10 +18,10 @@ fi
 
 if [ "$("$bin/zcli" -o value api QueryZone name=z1 count=true 2>/dev/null)" != "1" ]; then
     echo "  building the demo cloud (zone z1, cluster c1, 3 simulator hosts, storage, image, networks)"
-    "$bin/zcli" -q -f demo/cloud.zcli >/dev/null
-    if [ -f demo/vms.zcli ] && "$bin/zcli" api --help CreateVmInstance >/dev/null 2>&1; then
-        "$bin/zcli" -q -f demo/vms.zcli >/dev/null
-    fi
+    build_log="$ZMN_HOME/demo-build.log"
+    "$bin/zcli" -q -f demo/cloud.zcli >/dev/null 2>"$build_log" || { cat "$build_log" >&2; exit 1; }
+    echo "  creating a handful of VMs"
+    "$bin/zcli" -q -f demo/vms.zcli >/dev/null 2>>"$build_log" || { cat "$build_log" >&2; exit 1; }
 else
     echo "  the demo cloud exists already"
 fi
@@ -34,8 +34,8 @@ echo
 echo "== hosts"
 "$bin/zcli" host list
 echo
-echo "== L3 networks"
-"$bin/zcli" l3 list
+echo "== VMs"
+"$bin/zcli" -c name,state,cpuNum,memorySize vm list
 cat <<NEXT
 
 The management node runs in the background on $ZMN_HOME. Try:
@@ -44,6 +44,9 @@ The management node runs in the background on $ZMN_HOME. Try:
   export PATH=$bin:\$PATH
   zcli zone list
   zcli api QueryHost cluster.zone.name=z1
+  zcli vm list state=Running
+  zcli shell            # interactive, with completion
+  ztui                  # the live dashboard
   zcli -o json host get h1
   zmn status
   make demo-stop        # stop the node
