@@ -1,0 +1,177 @@
+"""The benchmark harness at CI sizes (`python -m bench --ci`): every benchmark still runs.
+
+It starts real node processes, so it is the slowest integration test; what it guards is that
+no benchmark rots: each family produces finite, positive figures next to their baselines,
+and every call a benchmark made succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# every benchmark the --ci run must produce (family, name)
+EXPECTED = {
+    ("cli", "zone_list_json"),
+    ("cli", "api_query_count"),
+    ("api", "ping_rtt"),
+    ("api", "ping_concurrent"),
+    ("vm", "single_create_p50"),
+    ("vm", "create_throughput"),
+    ("vm", "create_p95_under_load"),
+    ("jobs", "memory_per_job"),
+    ("bus", "local_bus_request_reply"),
+    ("query", "bulk_load"),
+    ("query", "get_by_uuid"),
+    ("query", "join3_count"),
+    ("query", "count_by_state"),
+    ("query", "first_page"),
+    ("query", "deep_page"),
+    ("tracking", "ping_cpu_share"),
+    ("tracking", "boot_reconnect"),
+}
+BASELINES = {
+    "python_pass",
+    "insert_single",
+    "insert_bulk",
+    "socket_rtt",
+    "socket_rtt_concurrent",
+    "lean_create",
+    "lean_create_concurrent",
+    "direct_await",
+    "sql_get_by_uuid",
+    "sql_join3_count",
+    "sql_group_by_state",
+    "sql_keyset_page",
+}
+
+
+@dataclass
+class CiRun:
+    proc: subprocess.CompletedProcess[str]
+    data: dict[str, Any]
+    report: str
+    work: Path
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> CiRun:
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZMN_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--ci",
+            "--workdir",
+            str(out / "work"),
+            "--out",
+            str(out / "benchmarks.md"),
+            "--json",
+            str(out / "results.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    data = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    report = (out / "benchmarks.md").read_text() if (out / "benchmarks.md").exists() else ""
+    return CiRun(proc, data, report, out / "work")
+
+
+def _sane(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_ci_run_succeeds_and_leaves_no_node(ci_run: CiRun) -> None:
+    proc, data = ci_run.proc, ci_run.data
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert data["ok"] is True and data["ci"] is True
+    crashed = [s for s in data["skipped"] if s["name"] == "(family)"]
+    assert crashed == [], crashed
+    for pid_file in ci_run.work.glob("*/home/zmn.pid"):
+        pid = int(pid_file.read_text())
+        assert not Path(f"/proc/{pid}").exists(), f"node {pid} of {pid_file} still runs"
+
+
+@pytest.mark.slow
+def test_every_benchmark_has_sane_numbers_and_full_success(ci_run: CiRun) -> None:
+    data = ci_run.data
+    got = {(r["family"], r["name"]): r for r in data["results"]}
+    assert EXPECTED <= set(got), sorted(EXPECTED - set(got))
+    for key, r in got.items():
+        assert _sane(r["value"]), (key, r["value"])
+        if r["tried"] is not None:
+            assert r["tried"] > 0, key
+            assert r["success"] == 1.0, (key, r["errors"])
+        if r["baseline"] is not None:
+            assert _sane(r["baselineValue"]) and _sane(r["ratio"]), key
+    # the completion benchmark runs when `zcli __complete` exists, else it is reported as skipped
+    assert ("cli", "complete") in got or any(s["name"] == "complete" for s in data["skipped"])
+
+
+@pytest.mark.slow
+def test_baselines_are_measured_in_the_same_run(ci_run: CiRun) -> None:
+    data = ci_run.data
+    baselines = {b["name"]: b for b in data["baselines"]}
+    assert BASELINES <= set(baselines), sorted(BASELINES - set(baselines))
+    for name in BASELINES:
+        assert _sane(baselines[name]["value"]), name
+        if baselines[name]["tried"]:
+            assert baselines[name]["success"] == 1.0, (name, baselines[name]["errors"])
+    # the lean reference is what the VM figures are divided by
+    vm = {r["name"]: r for r in data["results"] if r["family"] == "vm"}
+    assert vm["single_create_p50"]["baseline"] == "lean_create"
+    assert vm["create_throughput"]["baseline"] == "lean_create_concurrent"
+
+
+@pytest.mark.slow
+def test_correctness_checks_inside_the_benchmarks_held(ci_run: CiRun) -> None:
+    data = ci_run.data
+    got = {(r["family"], r["name"]): r for r in data["results"]}
+    assert "0 violation(s)" in got[("bus", "local_bus_request_reply")]["note"]
+    assert (
+        got[("bus", "local_bus_request_reply")]["met"] is True
+    )  # >= 20,000 msgs/s even at CI size
+    tracked = got[("tracking", "ping_cpu_share")]["note"]
+    hosts = data["sizes"]["track_hosts"]
+    assert f"{hosts:,}/{hosts:,} hosts Connected" in tracked
+    jobs = got[("jobs", "memory_per_job")]
+    assert f"{data['sizes']['jobs']:,} jobs in flight at once" in jobs["note"]
+
+
+@pytest.mark.slow
+def test_report_describes_the_machine_and_every_family(ci_run: CiRun) -> None:
+    report = ci_run.report
+    for heading in (
+        "## Machine",
+        "## Baselines",
+        "## Cold CLI",
+        "## VM create",
+        "## In-process bus",
+        "## Query at scale",
+        "## API jobs in flight",
+        "## Host tracking",
+        "## Sizes",
+    ):
+        assert heading in report, heading
+    for row in ("| CPU |", "| cores |", "| memory |", "| kernel |", "| Python |", "| database |"):
+        assert row in report, row
+    assert (
+        "| benchmark | size | figure | baseline (same run) | ratio | goal | p50 ms | p95 ms | p99 ms"
+        in report
+    )
