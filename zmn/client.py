@@ -11,17 +11,19 @@ Endpoints: ``unix:/path/zmn.sock``, ``tcp://HOST:PORT``, ``tls://HOST:PORT``. Th
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import socket
-import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import Unavailable, ZmnError
 from zmn.api.wire import encode, read_frame, read_frame_sync
+
+if TYPE_CHECKING:  # asyncio and ssl are imported where used: cold CLI commands skip them
+    import asyncio
+    import ssl
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -63,6 +65,8 @@ def _unavailable(endpoint: str, exc: Exception) -> Unavailable:
 
 
 def _tls_context() -> ssl.SSLContext:
+    import ssl
+
     ctx = ssl.create_default_context(cafile=os.environ.get("ZMN_TLS_CA") or None)
     if os.environ.get("ZMN_TLS_INSECURE") == "1":
         ctx.check_hostname = False
@@ -213,6 +217,8 @@ class AsyncClient:
     """Asyncio client: many requests in flight on one connection, events on a queue."""
 
     def __init__(self, endpoint: str | None = None, session: str | None = None) -> None:
+        import asyncio
+
         self.endpoint = endpoint or default_endpoint()
         self.session = session
         self.hello: dict[str, Any] = {}
@@ -225,6 +231,8 @@ class AsyncClient:
         self.closed_error: ZmnError | None = None
 
     async def connect(self) -> AsyncClient:
+        import asyncio
+
         kind, where = parse_endpoint(self.endpoint)
         try:
             if kind == "unix":
@@ -253,6 +261,8 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        import asyncio
+
         if self._task is not None:
             self._task.cancel()
             try:
@@ -301,6 +311,8 @@ class AsyncClient:
         wait: bool = True,
         progress: bool = False,
     ) -> dict[str, Any]:
+        import asyncio
+
         if self._writer is None or self.closed_error is not None:
             raise self.closed_error or Unavailable("not connected", code="NODE.NOT_CONNECTED")
         req_id = next(self._ids)

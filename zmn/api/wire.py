@@ -14,13 +14,15 @@ holding one object. Frames larger than :data:`MAX_FRAME` are refused. Every fram
 
 from __future__ import annotations
 
-import asyncio
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from zmn.api.errors import InvalidArgument
+
+if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never need it
+    import asyncio
 
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
@@ -59,6 +61,8 @@ def decode_body(body: bytes) -> dict[str, Any]:
 
 async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     """The next frame, or None at a clean end of stream."""
+    import asyncio
+
     try:
         header = await reader.readexactly(HEADER.size)
     except asyncio.IncompleteReadError as exc:
