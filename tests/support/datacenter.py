@@ -16,8 +16,9 @@ run sees exactly that host's files.
         h.start_libvirtd()                  # virtlogd + libvirtd inside the host
         h.run(["virsh", "list", "--all"])
 
-Addresses come from a private test subnet (``172.31.250.0/24`` unless told otherwise) used
-only on the bridge and veths made here. :meth:`Datacenter.close` kills every process in each
+Addresses come from a private test subnet used only on the bridge and veths made here: the
+first of ``172.31.240.0/24`` .. ``172.31.254.0/24`` that no interface of the machine uses
+(chosen under a lock, so datacenters of parallel test runs never share one), or the one told. :meth:`Datacenter.close` kills every process in each
 namespace, removes namespaces, veths and the bridge, and removes mount-point directories it
 had to create on the machine.
 """
@@ -25,6 +26,7 @@ had to create on the machine.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -49,7 +51,31 @@ PRIVATE_DIRS: tuple[tuple[str, bool], ...] = (
     ("/var/log/libvirt", True),
     ("/root", False),  # a clean home: no dotfiles of the machine's root in SSH sessions
 )
-SUBNET = "172.31.250.0/24"
+SUBNET = "172.31.250.0/24"  # the first candidate; see free_subnet()
+CANDIDATE_SUBNETS = tuple(f"172.31.{i}.0/24" for i in range(250, 255)) + tuple(
+    f"172.31.{i}.0/24" for i in range(240, 250)
+)
+SUBNET_LOCK = "/run/zmn-test-datacenter.lock"
+
+
+def subnets_in_use() -> set[ipaddress.IPv4Network]:
+    """The IPv4 networks of every address on the machine's interfaces (root namespace)."""
+    out = sh("ip", "-j", "-4", "addr", "show", check=False).stdout or "[]"
+    used: set[ipaddress.IPv4Network] = set()
+    for link in json.loads(out):
+        for a in link.get("addr_info", []):
+            used.add(ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    return used
+
+
+def free_subnet() -> str:
+    """The first candidate subnet that overlaps nothing configured on the machine."""
+    used = subnets_in_use()
+    for cidr in CANDIDATE_SUBNETS:
+        net = ipaddress.IPv4Network(cidr)
+        if not any(net.overlaps(u) for u in used):
+            return cidr
+    raise RuntimeError(f"every test subnet is in use: {', '.join(CANDIDATE_SUBNETS)}")
 
 
 def sh(
@@ -301,14 +327,13 @@ def _alive(pid: int) -> bool:
 class Datacenter:
     """A management bridge in the root namespace and the hosts hanging off it."""
 
-    def __init__(self, root: Path, subnet: str = SUBNET) -> None:
+    def __init__(self, root: Path, subnet: str | None = None) -> None:
         self.root = root
         self.tag = "zdc" + uuid.uuid4().hex[:5]
         self.bridge = f"{self.tag}br"
-        net = ipaddress.ip_network(subnet)
-        self.prefix = net.prefixlen
-        self._addresses = net.hosts()
-        self.gateway = str(next(self._addresses))
+        self._subnet = subnet
+        self.prefix = 24
+        self.gateway = ""
         self.hosts: list[NsHost] = []
         self._created_dirs: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
@@ -319,9 +344,15 @@ class Datacenter:
     def start(self) -> Datacenter:
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.client_key), "-C", "zmn")
         self.authorized_keys.write_text(self.client_key.with_suffix(".pub").read_text())
-        sh("ip", "link", "add", self.bridge, "type", "bridge")
-        self._started = True
-        sh("ip", "addr", "add", f"{self.gateway}/{self.prefix}", "dev", self.bridge)
+        with open(SUBNET_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # choose and claim the subnet atomically
+            net = ipaddress.ip_network(self._subnet or free_subnet())
+            self.prefix = net.prefixlen
+            self._addresses = net.hosts()
+            self.gateway = str(next(self._addresses))
+            sh("ip", "link", "add", self.bridge, "type", "bridge")
+            self._started = True
+            sh("ip", "addr", "add", f"{self.gateway}/{self.prefix}", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")
         for _ in range(9):  # .2-.10 stay free for the node side
             next(self._addresses)
