@@ -7,8 +7,10 @@ whether ``/dev/kvm`` is usable. The XML builder and the driver read the row; nei
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
+import subprocess
 from dataclasses import dataclass
 
 
@@ -81,6 +83,31 @@ def kvm_usable(path: str = "/dev/kvm") -> bool:
         return False
     os.close(fd)
     return True
+
+
+# QMP: leave capabilities negotiation, then quit; the probe VM never runs a guest instruction
+_QMP_QUIT = '{"execute":"qmp_capabilities"}{"execute":"quit"}\n'
+
+
+@functools.cache
+def kvm_host_cpu_works(emulator: str) -> bool:
+    """True when ``emulator`` can create a KVM vCPU with ``-cpu host`` (what the KVM row's
+    host-passthrough asks for).
+
+    ``/dev/kvm`` being openable is not enough: under nested virtualisation some hosts refuse
+    MSRs that ``-cpu host`` exposes (QEMU aborts with "failed to set MSR 0x10a") and every
+    domain would fail to start. A paused QEMU with no devices is started and told to quit
+    (about 0.1 s, once per emulator and process); argv only, no shell.
+    """
+    argv = [emulator, "-enable-kvm", "-cpu", "host", "-m", "16", "-display", "none",
+            "-nodefaults", "-S", "-qmp", "stdio"]  # fmt: skip
+    try:
+        proc = subprocess.run(  # noqa: S603 - fixed argv, emulator path from libvirt
+            argv, input=_QMP_QUIT, capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
 
 
 def features_for(driver_type: str, kvm: bool) -> DriverFeatures:

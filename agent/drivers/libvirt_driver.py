@@ -34,7 +34,12 @@ from agent.drivers.base import (
     LifecycleEvent,
 )
 from agent.drivers.domain_xml import Disk, Interface, build_domain, to_xml
-from agent.drivers.features import DriverFeatures, features_for, kvm_usable
+from agent.drivers.features import (
+    DriverFeatures,
+    features_for,
+    kvm_host_cpu_works,
+    kvm_usable,
+)
 from agent.spec import DiskSpec, NicSpec, VmSpec
 from agent.validate import dashed
 from zmn.api.errors import InvalidArgument, InvalidState, OperationFailed, ZmnError, not_found
@@ -175,8 +180,12 @@ class LibvirtDriver:
         if self._conn.getType() != "QEMU" or not kvm_usable():
             return False
         try:  # QEMU may still lack KVM (no permission for its user, no accel built in)
-            self._conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
+            caps = self._conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
         except libvirt.libvirtError:
+            return False
+        emulator = ET.fromstring(caps).findtext("path")  # noqa: S314 - libvirtd's own answer
+        if emulator and not kvm_host_cpu_works(emulator):
+            log.warning("KVM cannot run a host-passthrough vCPU with %s; using TCG", emulator)
             return False
         return True
 

@@ -65,6 +65,7 @@ class Env:
         self.node = api.node
         self.dc = dc
         self.hosts = hosts  # name -> inventory
+        self.vms: dict[str, str] = {}  # host name -> UUID of the VM made on it
 
     def ns(self, name: str) -> NsHost:
         return next(h for h in self.dc.hosts if h.name == name)
@@ -72,6 +73,16 @@ class Env:
     async def host(self, name: str) -> dict[str, Any]:
         found = await self.api("QueryHost", conditions=[f"name={name}"])
         return found["inventories"][0]
+
+    async def wait_vm(self, uuid: str, state: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.api("QueryVmInstance", conditions=[f"uuid={uuid}"])
+            vm = found["inventories"][0]
+            if vm["state"] == state:
+                return vm
+            assert time.monotonic() < deadline, f"VM {uuid} stayed {vm['state']}, not {state}"
+            await asyncio.sleep(0.2)
 
     async def wait_status(self, name: str, status: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -162,13 +173,27 @@ async def test_a_vm_runs_on_each_kvm_host_in_libvirt_with_its_bridge(env: Env) -
     l3 = await api("CreateL3Network", name="l3", l2NetworkUuid=l2["inventory"]["uuid"])
     await api("AddIpRange", name="r", l3NetworkUuid=l3["inventory"]["uuid"], startIp="10.77.0.10",
               endIp="10.77.0.99", netmask="255.255.255.0", gateway="10.77.0.1")  # fmt: skip
+    l3_uuid = l3["inventory"]["uuid"]
+    # a security group on the L3 (its rule goes to the hosts' nftables) and a public L3 for EIPs
+    sg = (await api("CreateSecurityGroup", name="ssh-in"))["inventory"]
+    await api("AddSecurityGroupRule", securityGroupUuid=sg["uuid"], type="Ingress",
+              protocol="TCP", startPort=2222, allowedCidr="198.51.100.0/24")  # fmt: skip
+    await api("AttachSecurityGroupToL3Network", securityGroupUuid=sg["uuid"], l3NetworkUuid=l3_uuid)
+    pub = await api("CreateL3Network", name="pub", l2NetworkUuid=l2["inventory"]["uuid"],
+                    category="Public")  # fmt: skip
+    await api("AddIpRange", name="pr", l3NetworkUuid=pub["inventory"]["uuid"],
+              startIp="203.0.113.10", endIp="203.0.113.20", netmask="255.255.255.0",
+              gateway="203.0.113.1")  # fmt: skip
     vms: dict[str, str] = {}
+    nics: dict[str, dict[str, Any]] = {}
     for name, inv in env.hosts.items():
+        hostile = f"vm-{name} $(reboot);'\"<x>,dhcp-script=/bin/sh"  # never reaches dnsmasq
         vm = (
-            await api("CreateVmInstance", name=f"vm-{name}", imageUuid="empty",
+            await api("CreateVmInstance", name=hostile, imageUuid="empty",
                       instanceOfferingUuid="tiny", l3NetworkUuids=["l3"], hostUuid=inv["uuid"])
         )["inventory"]  # fmt: skip
         assert vm["state"] == "Running" and vm["hostUuid"] == inv["uuid"]
+        nics[name] = vm["vmNics"][0]
         h = env.ns(name)
         assert h.virsh("domstate", vm["uuid"]).strip() == "running"
         assert vm["vmNics"][0]["mac"] in h.virsh("dumpxml", vm["uuid"])
@@ -180,9 +205,36 @@ async def test_a_vm_runs_on_each_kvm_host_in_libvirt_with_its_bridge(env: Env) -
         other = env.ns(next(n for n in env.hosts if n != name))
         assert vm["uuid"] not in other.virsh("list", "--all", "--name")
         vms[name] = vm["uuid"]
+    vip = (await api("CreateVip", name="vip", l3NetworkUuid="pub"))["inventory"]
+    await api("CreateEip", name="eip", vipUuid=vip["uuid"], vmNicUuid=nics["kvm2"]["uuid"])
+    await env.node.services["kvm"].vmsync.idle()  # type: ignore[attr-defined]
+    for name in env.hosts:
+        h, nic = env.ns(name), nics[name]
+        other = nics[next(n for n in env.hosts if n != name)]
+        # DHCP: the node's address for this VM, reserved in this host's dnsmasq only
+        hosts_file = h.read(f"/var/lib/zagent/dnsmasq/{l3_uuid}/hosts")
+        assert hosts_file == f"{nic['mac']},{nic['ip']}\n", hosts_file
+        assert other["mac"] not in hosts_file
+        conf = h.read(f"/var/lib/zagent/dnsmasq/{l3_uuid}/dnsmasq.conf")
+        assert "interface=br_eth1" in conf and "dhcp-script" not in conf
+        pid = h.read(f"/var/lib/zagent/dnsmasq/{l3_uuid}/dnsmasq.pid").strip()
+        assert int(pid) in h.pids()  # running inside this host's namespace
+        addrs = h.run(["ip", "-j", "addr", "show", "dev", "br_eth1"]).stdout
+        assert '"local":"10.77.0.254"' in addrs.replace(" ", "")  # the DHCP server's address
+        # the security group's rule and the NIC's anti-spoofing guard in this host's nftables
+        ruleset = h.run(["nft", "list", "ruleset"]).stdout
+        assert "198.51.100.0/24" in ruleset and "2222" in ruleset, ruleset
+        assert nic["mac"] in ruleset and nic["ip"] in ruleset and other["ip"] not in ruleset
+        nat = h.run(["nft", "list", "table", "ip", "zagent_nat"]).stdout
+        if name == "kvm2":  # the EIP: DNAT and SNAT between the VIP and the VM, on its host
+            assert f"dnat to {nic['ip']}" in nat and f"snat to {vip['ip']}" in nat, nat
+        else:
+            assert "dnat" not in nat
     # a domain stopped behind the node's back: the agent pushes the libvirt event, signed
     reports: list[dict[str, Any]] = []
+    drift: list[dict[str, Any]] = []
     sub = env.node.bus.subscribe("/host/vm/report", lambda e: _append(reports, e))
+    drift_sub = env.node.bus.subscribe("/reconcile/drift", lambda e: _append(drift, e))
     try:
         env.ns("kvm1").virsh("destroy", vms["kvm1"])
         deadline = time.monotonic() + 15
@@ -192,8 +244,53 @@ async def test_a_vm_runs_on_each_kvm_host_in_libvirt_with_its_bridge(env: Env) -
         report = next(r for r in reports if r["event"] == "stopped")
         assert report["hostUuid"] == env.hosts["kvm1"]["uuid"] and report["state"] == "Stopped"
         assert report["detail"] == "destroyed"
+        # ...and the node follows: the VM is Stopped, its capacity and reservation released
+        vm = await env.wait_vm(vms["kvm1"], "Stopped")
+        assert vm["hostUuid"] is None and vm["lastHostUuid"] == env.hosts["kvm1"]["uuid"]
+        await env.node.services["kvm"].vmsync.idle()  # type: ignore[attr-defined]
+        assert any(d["uuid"] == vms["kvm1"] for d in drift)
+        h = env.ns("kvm1")
+        assert h.read(f"/var/lib/zagent/dnsmasq/{l3_uuid}/hosts") == ""
+        assert nics["kvm1"]["mac"] not in h.run(["nft", "list", "ruleset"]).stdout
     finally:
         sub.cancel()
+        drift_sub.cancel()
+    env.vms = vms
+
+
+async def test_a_guest_kernel_leases_the_address_the_node_allocated(env: Env) -> None:
+    """Debian's cloud kernel with a busybox initrd, booted under TCG next to the node's VM
+    with that VM's MAC on the host's bridge: dnsmasq gives it the node's address."""
+    from tests.support import guest as tiny
+
+    vm_uuid = env.vms.get("kvm2")
+    if not vm_uuid:
+        pytest.skip("no VM on kvm2 (the VM test did not run)")
+    try:
+        built = await asyncio.to_thread(tiny.build)
+    except Exception as exc:  # no package source: say so
+        need(False, f"no guest kernel from Debian packages: {exc}")
+    vm = (await env.api("QueryVmInstance", conditions=[f"uuid={vm_uuid}"]))["inventories"][0]
+    nic = vm["vmNics"][0]
+    h = env.ns("kvm2")
+    console = h.root / "guest-console.log"
+    console.unlink(missing_ok=True)
+    xml = h.root / "guest.xml"
+    xml.write_text(tiny.domain_xml("zguest-probe", built, nic["mac"], "br_eth1", console))
+    h.virsh("create", str(xml))
+    leases = f"/var/lib/zagent/dnsmasq/{vm['vmNics'][0]['l3NetworkUuid']}/leases"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            text = h.read(leases) if h.exists(leases) else ""
+            out = console.read_text(errors="replace") if console.exists() else ""
+            if nic["mac"] in text and f"ZGUEST-LEASED {nic['ip']}" in out:
+                break
+            assert time.monotonic() < deadline, (text, out[-2000:])
+            await asyncio.sleep(0.5)
+        assert f"{nic['mac']} {nic['ip']} " in text  # dnsmasq's lease: the node's address
+    finally:
+        h.virsh("destroy", "zguest-probe", check=False)
 
 
 async def test_redeployment_is_idempotent(env: Env) -> None:
@@ -228,10 +325,16 @@ async def test_killed_agent_makes_the_host_disconnected_and_reconnect_brings_it_
         h.kill_agent()
         await env.wait_status("kvm2", "Disconnected")
         assert (await env.host("kvm1"))["status"] == "Connected"
+        vm = env.vms.get("kvm2")
+        if vm:  # its VM is Unknown while nobody can tell, and still runs in libvirt
+            await env.wait_vm(vm, "Unknown")
+            assert h.virsh("domstate", vm).strip() == "running"
         inv = (await api("ReconnectHost", uuid="kvm2"))["inventory"]
         assert inv["status"] == "Connected"
         new = h.agent_pid()
         assert new is not None and new != old
+        if vm:  # re-synced from the agent's truth at reconnect
+            assert (await env.wait_vm(vm, "Running"))["hostUuid"] == env.hosts["kvm2"]["uuid"]
     finally:
         await api("UpdateGlobalConfig", category="host", name="ping.interval", value=60)
         await api("UpdateGlobalConfig", category="host", name="ping.maxFailure", value=3)

@@ -26,9 +26,12 @@ from agent.config import AgentConfig
 from agent.drivers.fake import FakeDriver
 from agent.network.executor import RecordingExecutor
 from agent.server import AgentServer
+from agent.spec import parse_vm
 from tests.support.inproc import Api, running_node
 from zmn.api import agentauth
 from zmn.api.errors import OperationFailed, ZmnError
+from zmn.core.service import Call
+from zmn.services.host.ops import set_status
 from zmn.services.kvm.deploy import DeployOutcome, DeployRequest
 from zmn.services.kvm.models import KvmHostVO
 from zmn.services.kvm.ssh import SshTarget, key_to_text
@@ -116,7 +119,7 @@ class Env:
         with self.node.db.tx() as s:
             return [
                 list(s.execute(text(f"SELECT * FROM {t} ORDER BY 1")))
-                for t in ("host", "kvm_host", "tag", "job")
+                for t in ("host", "kvm_host", "tag", "job", "vm_instance")
             ]
 
 
@@ -205,7 +208,9 @@ async def test_reconnect_uses_the_running_agent_and_redeploys_a_missing_one(env:
     sub = env.node.bus.subscribe("/host/vm/states", lambda e: states.append(e.data))
     await env.api("ReconnectHost", uuid="kvm1")
     sub.cancel()
-    assert states == [{"hostUuid": inv["uuid"], "vms": []}]  # the host's truth, for VM sync
+    # the host's truth, for VM sync, with the time it was listed
+    assert [(s["hostUuid"], s["vms"]) for s in states] == [(inv["uuid"], [])]
+    assert abs(states[0]["time"] - time.time()) < 30
     assert len(env.deployer.requests) == 1  # the agent answered: no SSH at all
     env.deployer.kill(inv["uuid"])
     again = (await env.api("ReconnectHost", uuid="kvm1"))["inventory"]
@@ -321,7 +326,7 @@ async def test_long_commands_are_answered_through_signed_callbacks(env: Env) -> 
     result = await env.kvm.endpoint.run_task(
         client, inv["uuid"], "/v1/vm/start", {"vm": vm}, timeout=10
     )
-    assert result == {"uuid": "e" * 32, "state": "Running"}
+    assert result["uuid"] == "e" * 32 and result["state"] == "Running"
     assert env.kvm.endpoint.server.accepted >= 1
     with pytest.raises(ZmnError) as caught:  # the agent's error comes back as it was
         await env.kvm.endpoint.run_task(
@@ -380,3 +385,196 @@ async def test_vm_life_cycle_on_a_kvm_host_goes_through_the_agent(env: Env) -> N
     assert agent.driver.domains[vm["uuid"]].state == "Running"  # type: ignore[attr-defined]
     await env.api("DestroyVmInstance", uuid=vm["uuid"])
     assert vm["uuid"] not in agent.driver.domains  # type: ignore[attr-defined]
+
+
+def _net_state(agent: AgentServer) -> dict[str, Any]:
+    return agent.commands.hostnet.snapshot()
+
+
+async def test_vm_networking_is_driven_by_the_node_and_leaves_with_the_vm(env: Env) -> None:
+    """DHCP reservation with the node's address, SG rules and EIP NAT on the VM's host; a
+    hostile VM name never reaches dnsmasq; stop and destroy take it all away."""
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    api = env.api
+    u = await build_kvm_cloud(env)
+    sg = (await api("CreateSecurityGroup", name="web"))["inventory"]
+    await api("AddSecurityGroupRule", securityGroupUuid="web", type="Ingress", protocol="TCP",
+              startPort=22, allowedCidr="192.0.2.0/24")  # fmt: skip
+    await api("AttachSecurityGroupToL3Network", securityGroupUuid=sg["uuid"], l3NetworkUuid=u["l3"])
+    pub = await api("CreateL3Network", name="pub", l2NetworkUuid="l2", category="Public")
+    await api("AddIpRange", name="pr", l3NetworkUuid=pub["inventory"]["uuid"],
+              startIp="203.0.113.10", endIp="203.0.113.20", netmask="255.255.255.0",
+              gateway="203.0.113.1")  # fmt: skip
+    vip = (await api("CreateVip", name="vip", l3NetworkUuid="pub"))["inventory"]
+    hostile = "web-1\ndhcp-script=/bin/sh,$(reboot);'\"<x>"
+    with pytest.raises(ZmnError):  # a newline in a name is refused at the API already
+        await api("CreateVmInstance", name=hostile, imageUuid=u["image"],
+                  instanceOfferingUuid=u["offering"], l3NetworkUuids=[u["l3"]])  # fmt: skip
+    name = "web 1,dhcp-script=/bin/sh;$(reboot)'\"<x>"
+    vm = (
+        await api("CreateVmInstance", name=name, imageUuid=u["image"],
+                  instanceOfferingUuid=u["offering"], l3NetworkUuids=[u["l3"]])
+    )["inventory"]  # fmt: skip
+    nic = vm["vmNics"][0]
+    agent = env.deployer.agents[u["host"]]
+    executor: RecordingExecutor = agent.commands.executor  # type: ignore[assignment]
+    state = _net_state(agent)
+    entry = state["vms"][vm["uuid"]]
+    assert entry["nics"] == [{"mac": nic["mac"], "ip": nic["ip"], "l3Uuid": u["l3"],
+                              "device": f"v{vm['uuid'][:8]}.0"}]  # fmt: skip
+    l3 = state["l3s"][u["l3"]]
+    # the DHCP server takes the CIDR's top address: in no IP range, so never a VM's
+    assert l3["serverIp"] == "10.9.0.254" and l3["gateway"] == "10.9.0.1"
+    hosts_file = next(c for p, c in executor.files.items() if p.endswith(f"{u['l3']}/hosts"))
+    assert hosts_file == f"{nic['mac']},{nic['ip']}\n"  # no host name from that VM name
+    conf = next(c for p, c in executor.files.items() if p.endswith(f"{u['l3']}/dnsmasq.conf"))
+    assert "interface=br_eth0" in conf and "dhcp-script" not in conf
+    assert [
+        "dnsmasq",
+        f"--conf-file={next(p for p in executor.files if p.endswith('dnsmasq.conf'))}",
+    ] in executor.commands
+    # the SG rule reached the host's nftables document for that NIC
+    assert state["rules"][nic["mac"]] == [
+        {"type": "Ingress", "protocol": "TCP", "allowedCidr": "192.0.2.0/24",
+         "startPort": 22, "endPort": 22}
+    ]  # fmt: skip
+    doc = json.loads(next(s for c, s in zip(executor.commands, executor.stdins, strict=True)
+                          if c[:2] == ["nft", "-j"]) or "{}")  # fmt: skip
+    text_doc = json.dumps(doc)
+    assert nic["mac"] in text_doc and "192.0.2.0" in text_doc and nic["ip"] in text_doc
+    # an EIP attached to the running VM is NATed on its host
+    await api("CreateEip", name="eip", vipUuid=vip["uuid"], vmNicUuid=nic["uuid"])
+    await env.kvm.vmsync.idle()
+    assert _net_state(agent)["vms"][vm["uuid"]]["eips"] == [{"vipIp": vip["ip"], "vmIp": nic["ip"]}]
+    last_nft = [
+        s for c, s in zip(executor.commands, executor.stdins, strict=True) if c[:2] == ["nft", "-j"]
+    ][-1]
+    assert f'"dnat": {{"addr": "{nic["ip"]}"}}' in (last_nft or "")
+    # stop: the reservation, the rules and the EIP leave the host
+    await api("StopVmInstance", uuid=vm["uuid"])
+    state = _net_state(agent)
+    assert vm["uuid"] not in state["vms"] and state["rules"] == {} and state["l3s"] == {}
+    hosts_file = next(c for p, c in executor.files.items() if p.endswith(f"{u['l3']}/hosts"))
+    assert hosts_file == ""
+    await api("StartVmInstance", uuid=vm["uuid"])
+    assert vm["uuid"] in _net_state(agent)["vms"]
+    await api("DestroyVmInstance", uuid=vm["uuid"])
+    assert _net_state(agent)["vms"] == {}
+
+
+async def _wait_vm(env: Env, uuid: str, state: str, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = (await env.api("QueryVmInstance", conditions=[f"uuid={uuid}"]))["inventories"]
+        if found and found[0]["state"] == state:
+            return found[0]
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.05)
+
+
+async def test_vms_follow_the_agents_truth(env: Env) -> None:
+    """Stopped behind the node's back (a lifecycle report), Unknown while the host is
+    Disconnected and re-synced at reconnect, and unknown domains reported as events."""
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    api = env.api
+    u = await build_kvm_cloud(env)
+    make = {"imageUuid": u["image"], "instanceOfferingUuid": u["offering"],
+            "l3NetworkUuids": [u["l3"]]}  # fmt: skip
+    a = (await api("CreateVmInstance", name="a", **make))["inventory"]
+    b = (await api("CreateVmInstance", name="b", **make))["inventory"]
+    agent = env.deployer.agents[u["host"]]
+    driver: FakeDriver = agent.driver  # type: ignore[assignment]
+    host_before = (await api("QueryHost", conditions=[f"uuid={u['host']}"]))["inventories"][0]
+    drift: list[dict[str, Any]] = []
+    unknown: list[dict[str, Any]] = []
+    subs = [env.node.bus.subscribe("/reconcile/drift", lambda e: drift.append(e.data)),
+            env.node.bus.subscribe("/host/vm/unknown", lambda e: unknown.append(e.data))]  # fmt: skip
+    try:
+        # 1. a domain stopped directly on the host: the agent's report makes it Stopped
+        driver.stop_behind_back(a["uuid"])
+        got = await _wait_vm(env, a["uuid"], "Stopped")
+        await env.kvm.vmsync.idle()
+        assert got["hostUuid"] is None and got["lastHostUuid"] == u["host"]
+        assert [d["uuid"] for d in drift] == [a["uuid"]] and drift[0]["fixed"]
+        host = (await api("QueryHost", conditions=[f"uuid={u['host']}"]))["inventories"][0]
+        assert host["availableMemoryCapacity"] == (
+            host_before["availableMemoryCapacity"] + a["memorySize"]
+        )  # its capacity came back
+        assert a["uuid"] not in _net_state(agent)["vms"]  # and its reservation went
+        # a late report about a VM running again changes nothing (the agent is asked)
+        await api("StartVmInstance", uuid=a["uuid"])
+        driver._emit(a["uuid"], "stopped", "destroyed")
+        await asyncio.sleep(0.3)
+        await env.kvm.vmsync.idle()
+        assert (await _wait_vm(env, a["uuid"], "Running"))["hostUuid"] == u["host"]
+        # 2. the agent dies: Disconnected makes its VMs Unknown
+        ref = env.node.services["host"].tracker._hosts()[0]  # type: ignore[attr-defined]
+        call = Call(env.node, env.node.admin_principal(), "PingHost")
+        await set_status(call, ref.uuid, "disconnected")
+        await env.kvm.vmsync.idle()
+        for vm in (a, b):
+            await _wait_vm(env, vm["uuid"], "Unknown")
+        # meanwhile on the host: b stopped, a stranger appeared
+        driver.stop_behind_back(b["uuid"])
+        stranger = "5" * 32
+        driver.define(parse_vm({"uuid": stranger, "cpuNum": 1, "memorySize": 64 << 20}))
+        driver.start(stranger)
+        await asyncio.sleep(0.2)
+        await env.kvm.vmsync.idle()
+        # 3. reconnect: a is Running again, b Stopped, the stranger reported
+        await api("ReconnectHost", uuid=u["host"])
+        await env.kvm.vmsync.idle()
+        await _wait_vm(env, a["uuid"], "Running")
+        await _wait_vm(env, b["uuid"], "Stopped")
+        assert any(x["vmUuid"] == stranger and x["hostUuid"] == u["host"] for x in unknown)
+    finally:
+        for sub in subs:
+            sub.cancel()
+
+
+async def test_forged_stale_and_replayed_vm_reports_change_no_vm(env: Env) -> None:
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    u = await build_kvm_cloud(env)
+    vm = (
+        await env.api("CreateVmInstance", name="a", imageUuid=u["image"],
+                      instanceOfferingUuid=u["offering"], l3NetworkUuids=[u["l3"]])
+    )["inventory"]  # fmt: skip
+    driver: FakeDriver = env.deployer.agents[u["host"]].driver  # type: ignore[assignment]
+    secret = env.row(u["host"]).agentSecret  # type: ignore[union-attr]
+    host, port = env.kvm.endpoint.server.address
+    path = f"/agent/v1/report/{u['host']}"
+    url = f"http://{host}:{port}{path}"
+    report = {"type": "vm.lifecycle", "hostUuid": u["host"], "seq": 99, "vmUuid": vm["uuid"],
+              "event": "stopped", "detail": "destroyed", "state": "Stopped"}  # fmt: skip
+    body = json.dumps(report).encode()
+    # the domain really is gone, so a report that got through would stop the VM
+    with driver._lock:  # type: ignore[attr-defined]
+        driver.domains[vm["uuid"]].state = "Stopped"
+    before = env.snapshot()
+    now = int(time.time())
+    for headers in (
+        {},
+        agentauth.sign("x" * 64, "POST", path, body),
+        agentauth.sign(secret, "POST", path, body, timestamp=now - 3600),
+        agentauth.sign(secret, "POST", path, body.replace(b"99", b"98")),
+    ):
+        assert await asyncio.to_thread(_post, url, body, headers) == 401
+    await asyncio.sleep(0.2)
+    await env.kvm.vmsync.idle()
+    assert env.snapshot() == before
+    assert (await _wait_vm(env, vm["uuid"], "Running"))["hostUuid"] == u["host"]
+    good = agentauth.sign(secret, "POST", path, body)
+    assert await asyncio.to_thread(_post, url, body, good) == 200
+    await _wait_vm(env, vm["uuid"], "Stopped")
+    with env.node.db.tx() as s:  # put it back, then replay: nothing may change
+        s.execute(text("UPDATE vm_instance SET state='Running', hostUuid=:h WHERE uuid=:u"),
+                  {"h": u["host"], "u": vm["uuid"]})  # fmt: skip
+    before = env.snapshot()
+    assert await asyncio.to_thread(_post, url, body, good) == 401
+    await asyncio.sleep(0.2)
+    await env.kvm.vmsync.idle()
+    assert env.snapshot() == before
+    assert env.kvm.endpoint.server.refused[-1] == "AGENT.AUTH_REPLAYED"

@@ -1,0 +1,101 @@
+"""The agent's merged network state for its VMs (``agent.network.hostnet``) on a recording
+executor: what dnsmasq files and nftables documents it produces, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.network.executor import RecordingExecutor
+from agent.network.hostnet import HostNetwork
+from zmn.api.errors import InvalidArgument
+
+L3 = "1" * 32
+VM_A, VM_B = "a" * 32, "b" * 32
+L3_BODY = {"l3Uuid": L3, "bridgeName": "br_eth1", "cidr": "10.5.0.0/24",
+           "serverIp": "10.5.0.254", "gateway": "10.5.0.1", "dns": []}  # fmt: skip
+
+
+def vm(uuid: str, mac: str, ip: str, **nic: object) -> dict[str, object]:
+    return {"uuid": uuid, "l3s": [L3_BODY],
+            "nics": [{"mac": mac, "ip": ip, "l3Uuid": L3, "device": f"v{uuid[:8]}.0", **nic}]}  # fmt: skip
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> HostNetwork:
+    return HostNetwork(RecordingExecutor(), str(tmp_path), sleep=lambda _s: None)
+
+
+def hosts(net: HostNetwork) -> str:
+    files = net.executor.files  # type: ignore[attr-defined]
+    return files[next(p for p in files if p.endswith(f"{L3}/hosts"))]
+
+
+def test_reservations_of_all_vms_on_an_l3_share_one_dnsmasq(net: HostNetwork) -> None:
+    net.set_vm(vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10", hostname="web-1"))
+    out = net.set_vm(vm(VM_B, "52:54:00:00:00:0b", "10.5.0.11"))
+    assert out["dhcp"] == {L3: "started"}  # recording: no pid file, so "started" again
+    assert hosts(net) == "52:54:00:00:00:0a,10.5.0.10,web-1\n52:54:00:00:00:0b,10.5.0.11\n"
+    net.remove_vm({"uuid": VM_A})
+    assert hosts(net) == "52:54:00:00:00:0b,10.5.0.11\n"
+    out = net.remove_vm({"uuid": VM_B})
+    assert out["dhcp"] == {L3: "stopped"} and hosts(net) == ""
+    assert net.snapshot() == {"l3s": {}, "vms": {}, "rules": {}}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hostname": "x\ndhcp-script=/bin/sh"},
+        {"hostname": "a,b"},
+        {"mac": "52:54:00:00:00:0a\nfoo"},
+        {"ip": "10.5.0.10,10.5.0.11"},
+        {"ip": "10.6.0.10"},  # outside the L3
+        {"device": "eth0; reboot"},
+    ],
+)
+def test_hostile_values_are_refused_and_change_nothing(net: HostNetwork, bad: dict) -> None:
+    nic = {"mac": "52:54:00:00:00:0a", "ip": "10.5.0.10", **bad}
+    with pytest.raises(InvalidArgument):
+        net.set_vm(vm(VM_A, str(nic.pop("mac")), str(nic.pop("ip")), **nic))
+    assert net.executor.files == {} and net.executor.commands == []  # type: ignore[attr-defined]
+
+
+def test_rules_and_eips_make_one_nftables_document(net: HostNetwork) -> None:
+    body = vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10")
+    body["eips"] = [{"vipIp": "203.0.113.5", "vmIp": "10.5.0.10"}]
+    net.set_vm(body)
+    net.set_rules({"mac": "52:54:00:00:00:0a",
+                   "rules": [{"type": "Ingress", "protocol": "TCP", "startPort": 22}]})  # fmt: skip
+    ex: RecordingExecutor = net.executor  # type: ignore[assignment]
+    docs = [json.loads(s or "{}") for c, s in zip(ex.commands, ex.stdins, strict=True)
+            if c[:2] == ["nft", "-j"]]  # fmt: skip
+    text = json.dumps(docs[-1])
+    assert '"dnat": {"addr": "10.5.0.10"}' in text and '"snat": {"addr": "203.0.113.5"}' in text
+    assert "52:54:00:00:00:0a" in text and '"right": 22' in text
+    with pytest.raises(InvalidArgument):  # an EIP to an address the VM does not have
+        net.set_vm({**body, "eips": [{"vipIp": "203.0.113.6", "vmIp": "10.5.0.99"}]})
+    net.remove_vm({"uuid": VM_A})
+    last = json.loads([s for c, s in zip(ex.commands, ex.stdins, strict=True)
+                       if c[:2] == ["nft", "-j"]][-1] or "{}")  # fmt: skip
+    assert "dnat" not in json.dumps(last) and "52:54:00:00:00:0a" not in json.dumps(last)
+
+
+def test_an_address_moved_to_another_vm_leaves_the_old_one(net: HostNetwork) -> None:
+    net.set_vm(vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10"))
+    net.set_vm(vm(VM_B, "52:54:00:00:00:0b", "10.5.0.10"))  # the node's newest word wins
+    assert hosts(net) == "52:54:00:00:00:0b,10.5.0.10\n"
+
+
+def test_state_survives_a_restart_and_a_tampered_file_is_ignored(tmp_path: Path) -> None:
+    ex = RecordingExecutor()
+    HostNetwork(ex, str(tmp_path)).set_vm(vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10"))
+    again = HostNetwork(ex, str(tmp_path))
+    assert VM_A in again.snapshot()["vms"]
+    path = next(p for p in ex.files if p.endswith("state.json"))
+    state = json.loads(ex.files[path])
+    state["vms"][VM_A]["nics"][0]["hostname"] = "x\ndhcp-script=/bin/sh"
+    ex.files[path] = json.dumps(state)
+    assert HostNetwork(ex, str(tmp_path)).snapshot()["vms"] == {}

@@ -1,0 +1,194 @@
+"""Node-driven host networking for VMs on KVM hosts: what the agent's ``/v1/network/*`` gets.
+
+When a VM starts on a KVM host the node sends the agent the VM's NICs with the addresses the
+node's IPAM gave them (``/v1/network/vm``): the agent makes them dnsmasq reservations of
+their L3s and programs the VM's EIPs (DNAT/SNAT) in nftables. Security-group rules come per
+NIC through the host service's ``ApplySecurityGroupRules`` (``/v1/network/nic/rules``). Stop
+and destroy remove the VM (``/v1/network/vm/remove``), which takes its reservations, rules
+and EIPs away. An EIP attached to or detached from a running VM re-sends that VM.
+
+Rows of other services (L3 networks, IP ranges, NICs, EIPs) are read through the resource
+registry, never by importing those services. Nothing here formats user data into text: the
+body is JSON values, and the agent validates each one (MACs, IPv4 addresses, interface names,
+RFC 1123 labels) before it reaches a dnsmasq file or an nftables document.
+
+The DHCP server's address on each host's bridge is the highest host address of the L3's CIDR
+that is in none of its IP ranges and is not the gateway (so IPAM never hands it to a VM); an
+L3 whose ranges fill its whole CIDR has none (``KVM.NO_DHCP_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from zmn.api.errors import OperationFailed
+from zmn.core.models import TagVO
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from zmn.core.node import Node
+
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+LIVE_EIP_STATES = ("Running", "Paused", "Unknown")
+
+
+def nic_device(vm_uuid: str, device_id: int) -> str:
+    """The tap device of a VM NIC on the host (15 characters at most, from the UUID)."""
+    return f"v{vm_uuid[:8]}.{int(device_id)}"
+
+
+def dhcp_server_ip(cidr: str, ranges: Iterable[tuple[str, str]], gateway: str | None) -> str | None:
+    """The highest host address of ``cidr`` outside every (start, end) range, not the gateway."""
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    taken = [(int(ipaddress.IPv4Address(a)), int(ipaddress.IPv4Address(b))) for a, b in ranges]
+    gw = int(ipaddress.IPv4Address(gateway)) if gateway else None
+    first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
+    for value in range(last, first - 1, -1):
+        if value != gw and not any(a <= value <= b for a, b in taken):
+            return str(ipaddress.IPv4Address(value))
+    return None
+
+
+def guest_hostname(name: str | None, tag: str | None) -> str | None:
+    """The DHCP host name: the VM's ``hostname::`` tag, else its name when that is already a
+    DNS label; otherwise none (a name is never rewritten into something else)."""
+    for candidate in (tag, name):
+        if candidate and _LABEL.fullmatch(candidate.lower()):
+            return candidate.lower()
+    return None
+
+
+class HostNetworkPlanner:
+    """Builds the agent bodies from the database (read through the registry)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def _model(self, type_name: str) -> Any:
+        rt = self.node.resources.types.get(type_name)
+        return None if rt is None else rt.model
+
+    def l3_settings(self, session: Session, l3_uuid: str, bridge: str) -> dict[str, Any] | None:
+        l3_m, range_m = self._model("L3Network"), self._model("IpRange")
+        if l3_m is None or range_m is None:
+            return None
+        l3 = session.get(l3_m, l3_uuid)
+        ranges = list(session.scalars(select(range_m).where(range_m.l3NetworkUuid == l3_uuid)))
+        ranges = [r for r in ranges if int(getattr(r, "ipVersion", 4) or 4) == 4]
+        if l3 is None or not ranges:
+            return None
+        first = ranges[0]
+        cidr = str(ipaddress.IPv4Network(first.networkCidr, strict=False))
+        server = dhcp_server_ip(cidr, [(r.startIp, r.endIp) for r in ranges], first.gateway)
+        if server is None:
+            raise OperationFailed(
+                f"L3 network {l3.name}: its IP ranges fill {cidr}, leaving no address for the"
+                " DHCP server on the hosts; shrink a range by one address",
+                code="KVM.NO_DHCP_ADDRESS",
+                l3NetworkUuid=l3_uuid,
+            )
+        out: dict[str, Any] = {
+            "l3Uuid": l3_uuid,
+            "bridgeName": bridge,
+            "cidr": cidr,
+            "serverIp": server,
+            "dns": [],
+        }
+        if first.gateway:
+            out["gateway"] = first.gateway
+        if l3.dnsDomain:
+            out["dnsDomain"] = l3.dnsDomain
+        return out
+
+    def _hostname_tag(self, session: Session, vm_uuid: str) -> str | None:
+        tag = session.scalar(
+            select(TagVO.tag).where(
+                TagVO.resourceUuid == vm_uuid, TagVO.type == "System", TagVO.tag.like("hostname::%")
+            )
+        )
+        return str(tag).split("::", 1)[1] if tag else None
+
+    def eips_of(self, session: Session, nic_uuids: list[str]) -> list[dict[str, str]]:
+        eip_m = self._model("Eip")
+        if eip_m is None or not nic_uuids:
+            return []
+        rows = session.scalars(
+            select(eip_m).where(eip_m.vmNicUuid.in_(nic_uuids)).order_by(eip_m.vipIp)
+        )
+        return [
+            {"vipIp": str(r.vipIp), "vmIp": str(r.guestIp)}
+            for r in rows
+            if r.guestIp and getattr(r, "state", "Enabled") == "Enabled"
+        ]
+
+    def vm_body(
+        self, vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """``/v1/network/vm`` for a VM inventory (NICs without an address are left out)."""
+        uuid = str(vm["uuid"])
+        nics = [n for n in vm.get("vmNics") or [] if n.get("ip") and n.get("l3NetworkUuid")]
+        l3s: dict[str, dict[str, Any]] = {}
+        body_nics = []
+        with self.node.db.tx() as s:
+            hostname = guest_hostname(str(vm.get("name") or ""), self._hostname_tag(s, uuid))
+            for n in sorted(nics, key=lambda n: int(n.get("deviceId") or 0)):
+                l3 = str(n["l3NetworkUuid"])
+                bridge = bridges.get(l3, {}).get("bridgeName")
+                if not bridge:
+                    continue
+                if l3 not in l3s:
+                    settings = self.l3_settings(s, l3, str(bridge))
+                    if settings is None:
+                        continue
+                    l3s[l3] = settings
+                nic = {
+                    "mac": n["mac"],
+                    "ip": n["ip"],
+                    "l3Uuid": l3,
+                    "device": nic_device(uuid, int(n.get("deviceId") or 0)),
+                }
+                if hostname and int(n.get("deviceId") or 0) == 0:
+                    nic["hostname"] = hostname
+                body_nics.append(nic)
+            eips = self.eips_of(s, [str(n["uuid"]) for n in nics if n.get("uuid")])
+        ips = {n["ip"] for n in body_nics}
+        return {
+            "uuid": uuid,
+            "l3s": list(l3s.values()),
+            "nics": body_nics,
+            "eips": [e for e in eips if e["vmIp"] in ips],
+        }
+
+    def nic_mac(self, nic_uuid: str) -> tuple[str, str] | None:
+        """(MAC, VM UUID) of a NIC."""
+        nic_m = self._model("VmNic")
+        if nic_m is None:
+            return None
+        with self.node.db.tx() as s:
+            row = s.get(nic_m, nic_uuid)
+            return None if row is None else (str(row.mac), str(row.vmInstanceUuid))
+
+
+def agent_rules(rules: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Security-group rule inventories -> the agent's rules. A rule with a remote group
+    becomes one rule per address of that group (none: it matches nothing, so it goes)."""
+    out: list[dict[str, Any]] = []
+    for r in rules:
+        base: dict[str, Any] = {"type": r.get("type"), "protocol": r.get("protocol") or "ALL"}
+        start, end = r.get("startPort"), r.get("endPort")
+        if start is not None and start != -1:
+            base["startPort"], base["endPort"] = start, end if end is not None else start
+        if r.get("remoteSecurityGroupUuid"):
+            for ip in r.get("remoteIps") or []:
+                prefix = 128 if ":" in str(ip) else 32
+                out.append({**base, "allowedCidr": f"{ip}/{prefix}"})
+            continue
+        default = "::/0" if int(r.get("ipVersion") or 4) == 6 else "0.0.0.0/0"
+        out.append({**base, "allowedCidr": r.get("allowedCidr") or default})
+    return out
