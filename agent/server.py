@@ -30,6 +30,7 @@ from agent.config import AgentConfig
 from agent.drivers.base import Driver, LifecycleEvent
 from agent.network.executor import Executor
 from agent.reporter import Reporter
+from agent.storage.commands import StorageCommands
 from agent.tasks import TaskRunner
 from agent.validate import token
 from zmn.api import agentauth
@@ -68,9 +69,10 @@ class AgentApp:
         *,
         skew: int = agentauth.DEFAULT_SKEW,
         clock: Callable[[], float] = time.time,
+        extra_routes: dict[tuple[str, str], Route] | None = None,
     ) -> None:
         self._secret = secret
-        self._routes = commands.routes()
+        self._routes = {**commands.routes(), **(extra_routes or {})}
         self._tasks = tasks
         self._skew = skew
         self._clock = clock
@@ -266,8 +268,16 @@ class AgentServer:
             cfg.callback_url, secret, host_uuid, ca_file=cfg.callback_ca
         )
         self.commands = Commands(cfg, driver, executor, host_uuid)
+        self.storage = StorageCommands(driver, getattr(driver, "uri", None))
         self.tasks = TaskRunner(self.reporter, cfg.task_workers)
-        self.app = AgentApp(secret, self.commands, self.tasks, skew=cfg.clock_skew, clock=clock)
+        self.app = AgentApp(
+            secret,
+            self.commands,
+            self.tasks,
+            skew=cfg.clock_skew,
+            clock=clock,
+            extra_routes=self.storage.routes(),
+        )
         self.httpd = _HttpServer(
             (cfg.listen, cfg.port),
             self.app,

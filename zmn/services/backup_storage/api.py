@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, Ref, api
+from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, Ref, Secret, api
 
 
 @api(resource="BackupStorage", verb="add", admin=True)
@@ -53,3 +53,26 @@ class DetachBackupStorageFromZone(ApiMessage, kw_only=True):
 
     backupStorageUuid: Annotated[str, Doc("backup storage UUID or name"), Ref("BackupStorage")]
     zoneUuid: Annotated[str, Doc("zone UUID or name"), Ref("Zone")]
+
+
+@api(resource="BackupStorage", verb="add", admin=True, long=True)
+class AddImageStoreBackupStorage(CreateMessage, kw_only=True):
+    """Add an image store: a directory on a machine the node reaches over SSH (host key pinned
+    on first contact). Images are written to ``url/images``; hosts get them through the node."""
+
+    name: Annotated[str, Doc("backup storage name")]
+    url: Annotated[str, Doc("absolute directory on that machine, e.g. /var/lib/zstack/images")]
+    hostname: Annotated[str, Doc("IP address or host name of the machine")]
+    username: Annotated[str, Doc("SSH user: root, or one owning the directory")] = "root"
+    password: Annotated[str | None, Doc("SSH password (or give sshPrivateKey)"), Secret()] = None
+    sshPrivateKey: Annotated[
+        str | None, Doc("path, on the management node, of the SSH private key to log in with")
+    ] = None
+    sshPort: Annotated[int, Doc("SSH port")] = 22
+
+
+@api(internal=True)
+class GetImageStoreAccess(ApiMessage, kw_only=True):
+    """SSH access to an image store backup storage (credentials, pinned key, directory)."""
+
+    backupStorageUuid: Annotated[str, Doc("backup storage UUID")]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.core.db import Base, ResourceMixin, Timestamp, utcnow
@@ -27,3 +27,19 @@ class BackupStorageZoneRefVO(Base):
     backupStorageUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
     zoneUuid: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
     createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ImageStoreBackupStorageVO(Base):
+    """How the node reaches an image store backup storage's machine: SSH credentials and the
+    host key pinned on first contact. Not a resource type (never queryable)."""
+
+    __tablename__ = "image_store_backup_storage"
+    uuid: Mapped[str] = mapped_column(
+        String(32), ForeignKey("backup_storage.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    hostname: Mapped[str] = mapped_column(String(255))
+    sshPort: Mapped[int] = mapped_column(Integer, default=22)
+    username: Mapped[str] = mapped_column(String(255))
+    password: Mapped[str | None] = mapped_column(String(1024), default=None)
+    sshPrivateKey: Mapped[str | None] = mapped_column(String(1024), default=None)  # a path
+    hostKey: Mapped[str | None] = mapped_column(Text, default=None)

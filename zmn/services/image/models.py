@@ -24,6 +24,8 @@ class ImageVO(ResourceMixin, Base):
     status: Mapped[str] = mapped_column(String(32), default="Downloading")
     system: Mapped[bool] = mapped_column(Boolean, default=False)
     type: Mapped[str] = mapped_column(String(32), default="zstack")
+    # "sha256:<hex>" of the bytes stored, when a real backup storage downloaded it
+    checksum: Mapped[str | None] = mapped_column(String(80), default=None)
 
 
 class ImageBackupStorageRefVO(Base):

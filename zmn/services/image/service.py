@@ -2,29 +2,39 @@
 
 Adding an image is a long API: the image is recorded as Downloading on each backup storage
 (whose free capacity is reserved in the same transaction), then marked Ready. Simulator
-backup storages "download" instantly with a fixed size. Deleting an image gives the capacity
-back.
+backup storages "download" instantly with a fixed size. Image store backup storages get the
+real bytes: the node streams the ``file://`` or ``http(s)://`` source to each over SFTP
+(:mod:`zmn.services.image.download`, :mod:`zmn.services.backup_storage.imagestore`), recording
+size, virtual size and SHA-256; a failed download removes the image and names the field.
+Deleting an image gives the capacity back (and removes image store copies).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sqlalchemy import select, update
 
-from zmn.api.errors import Conflict, InvalidArgument, InvalidState
+from zmn.api.errors import Conflict, InvalidArgument, InvalidState, ZmnError
 from zmn.core import crud, links
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.resource import LinkSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.core.state import StateMachine
 from zmn.core.tags import TagPattern
+from zmn.services.backup_storage import imagestore
+from zmn.services.image import download
 from zmn.services.image.api import AddImage, ChangeImageState, DeleteImage, UpdateImage
 from zmn.services.image.models import ImageBackupStorageRefVO, ImageVO
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+log = logging.getLogger("zmn.image")
+IMAGE_STORE = "ImageStoreBackupStorage"
 
 IMAGE_STATE = StateMachine(
     "Image",
@@ -114,6 +124,8 @@ class ImageService(Service):
         "IMAGE.INVALID_STATE": "the state event is not allowed in the image's state",
         "BACKUP_STORAGE.INSUFFICIENT_CAPACITY": "the backup storage has not enough free capacity",
         "BACKUP_STORAGE.INVALID_STATE": "the backup storage is not Enabled and Connected",
+        "IMAGE.DOWNLOAD_FAILED": "the download broke off or could not be stored",
+        "IMAGE.MIXED_BACKUP_STORAGE": "simulator and real backup storages in one AddImage",
     }
 
     def declare(self, registry: ResourceRegistry) -> None:
@@ -145,6 +157,7 @@ class ImageService(Service):
                 docs={
                     "size": "virtual size in bytes",
                     "actualSize": "bytes stored on each backup storage",
+                    "checksum": "sha256:<hex> of the stored bytes (real backup storages)",
                 },
                 inventory_hook=_bs_refs,
                 state_field="state",
@@ -163,6 +176,10 @@ class ImageService(Service):
         rt = self.node.resources.get("Image")
         uuid = msg.resourceUuid or new_uuid()
         bs_uuids = list(dict.fromkeys(msg.backupStorageUuids))
+        real = self._real_stores(call, bs_uuids)
+        if real:
+            hint = await asyncio.to_thread(download.probe, msg.url)  # refused before recording
+            size, actual = 0, hint or 0
         with call.tx() as s:
             crud.unique_name(s, rt, msg.name)
             row = ImageVO(
@@ -177,6 +194,7 @@ class ImageService(Service):
                 system=msg.system,
                 state="Enabled",
                 status="Downloading",
+                actualSize=actual if real else 0,
             )
             crud.insert(call, s, "Image", row, msg)
             for bs_uuid in bs_uuids:
@@ -190,9 +208,19 @@ class ImageService(Service):
             inv = rt.inventories(s, [row])[0]
         await call.publish("/image/created", {"resourceType": "Image", "inventory": inv})
         await call.progress(50, "downloading")
+        checksum = None
+        if real:
+            try:
+                size, stored, checksum = await self._download(call, uuid, msg, bs_uuids)
+            except BaseException:
+                await crud.delete(call, "Image", uuid, cascade=True, cleanup=self._release)
+                raise
+            self._adjust(bs_uuids, stored - actual)
+            actual = stored
         with call.tx() as s:
             row = crud.get_row(s, rt, uuid)
             row.size, row.actualSize, row.status = size, actual, "Ready"
+            row.checksum = checksum
             row.lastOpDate = utcnow()
             s.execute(
                 update(ImageBackupStorageRefVO)
@@ -203,6 +231,56 @@ class ImageService(Service):
             inv = rt.inventories(s, [row])[0]
         await crud.publish_state_change(call, rt, inv, "Downloading", "Ready", "status")
         return {"inventory": inv}
+
+    def _real_stores(self, call: Call, bs_uuids: list[str]) -> bool:
+        """True when the image goes to image stores (real bytes), False for simulators."""
+        with call.tx() as s:
+            types = {
+                links.row_of(call, s, "BackupStorage", u, "backupStorageUuids").type
+                for u in bs_uuids
+            }
+        if IMAGE_STORE in types and len(types) > 1:
+            raise InvalidArgument(
+                "backupStorageUuids: give image stores or simulator backup storages, not both",
+                code="IMAGE.MIXED_BACKUP_STORAGE",
+                field="backupStorageUuids",
+            )
+        return IMAGE_STORE in types
+
+    async def _download(
+        self, call: Call, uuid: str, msg: AddImage, bs_uuids: list[str]
+    ) -> tuple[int, int, str]:
+        """Stream the source to each image store: (virtual size, bytes, checksum)."""
+        out: tuple[int, int, str] | None = None
+        for bs_uuid in bs_uuids:
+            wire = await call.call(
+                call.node.apis.get("GetImageStoreAccess")(backupStorageUuid=bs_uuid)
+            )
+            access = imagestore.Access.from_wire(wire)
+            dest = access.image_path(uuid, msg.format)
+
+            def transfer(access: imagestore.Access = access, dest: str = dest) -> Any:
+                meter = download.Meter(download.chunks(msg.url))
+                imagestore.upload(access, meter, dest)
+                return meter
+
+            meter = await asyncio.to_thread(transfer)
+            out = (meter.virtual_size(msg.format), meter.size, "sha256:" + meter.sha256.hexdigest())
+            await call.progress(50 + 50 * (bs_uuids.index(bs_uuid) + 1) // len(bs_uuids))
+        assert out is not None  # noqa: S101 - at least one backup storage (checked)
+        return out
+
+    def _adjust(self, bs_uuids: list[str], delta: int) -> None:
+        """Take (or give back) what the download took beyond what was reserved."""
+        bs_rt = self.node.resources.types.get("BackupStorage")
+        if not delta or bs_rt is None:
+            return
+        model = bs_rt.model
+        self.node.db_write(
+            update(model)
+            .where(model.uuid.in_(bs_uuids))
+            .values(availableCapacity=model.availableCapacity - delta)
+        )
 
     def _reserve(
         self, call: Call, s: Session, bs_uuid: str, image_uuid: str, fmt: str, size: int
@@ -257,9 +335,32 @@ class ImageService(Service):
 
     @handler(DeleteImage)
     async def delete_image(self, msg: DeleteImage, call: Call) -> dict[str, Any]:
-        return await crud.delete(
-            call, "Image", msg.uuid, cascade=msg.cascade, cleanup=self._release
-        )
+        copies = self._store_copies(call, msg.uuid)
+        out = await crud.delete(call, "Image", msg.uuid, cascade=msg.cascade, cleanup=self._release)
+        for bs_uuid, path in copies:
+            try:
+                wire = await call.call(
+                    call.node.apis.get("GetImageStoreAccess")(backupStorageUuid=bs_uuid)
+                )
+                await asyncio.to_thread(imagestore.remove, imagestore.Access.from_wire(wire), path)
+            except ZmnError as exc:  # the record is gone; a stray file is only space
+                log.warning("could not remove %s from backup storage %s: %s", path, bs_uuid, exc)
+        return out
+
+    def _store_copies(self, call: Call, uuid: str) -> list[tuple[str, str]]:
+        bs_rt = self.node.resources.types.get("BackupStorage")
+        if bs_rt is None:
+            return []
+        rt = self.node.resources.get("Image")
+        ref = ImageBackupStorageRefVO
+        with call.tx() as s:
+            image = crud.get_row(s, rt, uuid)
+            rows = s.execute(
+                select(ref.backupStorageUuid, ref.installPath)
+                .join(bs_rt.model, bs_rt.model.uuid == ref.backupStorageUuid)
+                .where(ref.imageUuid == image.uuid, bs_rt.model.type == IMAGE_STORE)
+            )
+            return [(str(a), str(b)) for a, b in rows]
 
     def _release(self, s: Session, row: ImageVO) -> None:
         """Give each backup storage holding a copy its capacity back."""

@@ -13,7 +13,8 @@ exponentially growing, jittered delay (capped by ``kvm/reconnect.maxBackoff``), 
 host is not hammered and many hosts coming back do not reconnect in lockstep.
 
 After every successful connect the agent's domain list is published as ``/host/vm/states``
-(``hostUuid``, ``vms: [{vmUuid, state}]``) for the VM service to sync against.
+(``hostUuid``, ``vms: [{vmUuid, state}]``, ``time``: when the list was asked for) for
+:mod:`zmn.services.kvm.vmsync` (and storage) to sync against.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from zmn.api.errors import (
 from zmn.core.db import new_uuid
 from zmn.core.models import TagVO
 from zmn.services.host.hosttype import HostFacts, HostRef
-from zmn.services.kvm import ssh, vmops
+from zmn.services.kvm import ssh, storage, vmops
 from zmn.services.kvm.agentclient import AgentClient
 from zmn.services.kvm.deploy import Deployer, DeployRequest
+from zmn.services.kvm.hostnet import HostNetworkPlanner, agent_rules
 from zmn.services.kvm.models import KvmHostVO
 from zmn.services.kvm.tags import FACT_TAGS
 from zmn.services.kvm.wheelhouse import agent_version
@@ -70,6 +72,7 @@ class KvmHostType:
         self.node = node
         self.endpoint = endpoint
         self.deployer = deployer
+        self.planner = HostNetworkPlanner(node)
         self._health: dict[str, _Health] = {}
         self._version: str | None = None
         # last record seen per host: at DeleteHost the row is already gone (cascade) when
@@ -193,6 +196,10 @@ class KvmHostType:
                 health.next_try = now + delay * random.uniform(0.5, 1.0)  # noqa: S311 - retry jitter, not a secret
             raise
         self._health.pop(host.uuid, None)
+        try:  # local storage capacity stays current with the pings
+            await storage.sync_after_ping(self, host)
+        except Exception as exc:
+            log.warning("host %s: local storage capacity not refreshed: %s", host.name, exc)
 
     async def disconnect(self, host: HostRef) -> None:
         """Stop the agent when it can be reached (best effort) and forget the host."""
@@ -225,13 +232,19 @@ class KvmHostType:
     async def apply_security_group_rules(
         self, host: HostRef, vm_nic_uuid: str, rules: list[dict[str, Any]]
     ) -> None:
-        # refused rather than ignored: rules that silently do nothing would be a hole
-        raise OperationFailed(
-            "security-group rules are not applied on KVM hosts yet (agent /v1/network/firewall"
-            " needs the host's whole rule set)",
-            code="KVM.UNSUPPORTED_OPERATION",
-            operation="applySecurityGroupRules",
-        )
+        """One NIC's effective rules to its host's agent, which merges them into the host's
+        nftables document (an empty list clears the NIC)."""
+        found = self.planner.nic_mac(vm_nic_uuid)
+        if found is None:
+            if rules:  # refused rather than ignored: rules that silently do nothing are a hole
+                raise OperationFailed(
+                    f"NIC {vm_nic_uuid} does not exist; its rules cannot be applied",
+                    code="KVM.NO_SUCH_NIC",
+                )
+            return
+        mac, _vm = found
+        client = self.client(host, self._row(host.uuid))
+        await client.post("/v1/network/nic/rules", {"mac": mac, "rules": agent_rules(rules)})
 
     def record(self, uuid: str) -> KvmHostVO:
         return self._row(uuid)
@@ -290,6 +303,7 @@ class KvmHostType:
     async def _publish_vm_states(self, host: HostRef, row: KvmHostVO) -> None:
         """What the hypervisor runs, published as ``/host/vm/states`` after every connect so
         the VM service can sync its VMs with the host's truth (best effort)."""
+        listed_at = time.time()  # VMs changed after this are newer than the listing
         try:
             listing = await self.client(host, row).get("/v1/vm/list")
         except ZmnError as exc:
@@ -300,7 +314,9 @@ class KvmHostType:
             for d in listing.get("vms") or []
             if isinstance(d, dict)
         ]
-        await self.node.bus.publish(STATES_EVENT, {"hostUuid": host.uuid, "vms": vms})
+        await self.node.bus.publish(
+            STATES_EVENT, {"hostUuid": host.uuid, "vms": vms, "time": listed_at}
+        )
 
     async def _wait_echo(self, host: HostRef, row: KvmHostVO, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -27,7 +27,10 @@ from zmn.services.kvm.api import AddKvmHost
 from zmn.services.kvm.deploy import SshDeployer
 from zmn.services.kvm.endpoint import AgentEndpoint
 from zmn.services.kvm.hosttype import KvmHostType
+from zmn.services.kvm.storage import KvmLocalStorage
 from zmn.services.kvm.tags import FACT_TAGS
+from zmn.services.kvm.vmsync import KvmVmSync
+from zmn.services.primary_storage.local import LocalStorageBackend
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
@@ -111,6 +114,14 @@ class KvmService(Service):
         "KVM.TASK_TIMEOUT": "a long agent command did not report its result in time",
         "KVM.UNSUPPORTED_OPERATION": "the VM operation is not implemented for KVM hosts yet",
         "KVM.NO_L2": "a NIC's L3 network has no L2 network",
+        "KVM.VOLUME_ON_OTHER_HOST": "the volume is on another host's local storage",
+        "KVM.UNSUPPORTED_IMAGE_FORMAT": "local storage root volumes need a qcow2 image",
+        "KVM.IMAGE_NOT_FETCHABLE": "the image has no Ready copy on an image store",
+        "KVM.IMAGE_CHECKSUM": "the image copied to the host does not match its checksum",
+        "KVM.MIGRATE_LOCAL_STORAGE": "a VM with volumes on local storage cannot migrate",
+        "KVM.NO_DHCP_ADDRESS": "an L3's IP ranges fill its CIDR: no address left for the hosts'"
+        " DHCP server",
+        "KVM.NO_SUCH_NIC": "security-group rules were sent for a NIC that does not exist",
     }
 
     def __init__(self, node: Node) -> None:
@@ -122,11 +133,17 @@ class KvmService(Service):
         self.endpoint = AgentEndpoint(node, self._secret_of)
         self.host_type = KvmHostType(node, self.endpoint, SshDeployer(playbook, wheelhouse))
         node.extensions.add(HostType, self.host_type)  # type: ignore[type-abstract]
+        self.vmsync = KvmVmSync(node, self.host_type)
+        node.extensions.add(LocalStorageBackend, KvmLocalStorage(self.host_type))  # type: ignore[type-abstract]
 
     def _secret_of(self, host_uuid: str) -> str | None:
         return self.host_type.secret_of(host_uuid)
 
+    async def start(self) -> None:
+        self.vmsync.start()
+
     async def stop(self) -> None:
+        await self.vmsync.stop()
         await self.endpoint.stop()
 
     @handler(AddKvmHost)

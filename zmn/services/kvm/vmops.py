@@ -10,21 +10,31 @@ The L2 of each NIC is read through the resource registry (``L3Network`` -> ``L2N
 rather than by importing the network service. The bridge is named as ZStack does:
 ``br_<interface>`` for NoVlan, ``br_<interface>_<vlan>`` for Vlan networks.
 
-Volumes: until the agent has storage commands (issue 5, host storage), the deployer creates
-a volume file missing on the host empty (``qemu-img create`` over SSH with the pinned host
-key) before the VM starts, which gives a real domain on an empty disk.
+Host networking (:mod:`zmn.services.kvm.hostnet`): before the domain starts, the VM's NICs
+with their IPAM addresses go to ``/v1/network/vm`` (dnsmasq reservations, EIP NAT); stop and
+destroy take them away again (``/v1/network/vm/remove``).
+
+Volumes (:mod:`zmn.services.kvm.storage`): before the domain starts, volumes on local primary
+storage are made by the agent (a root volume as a qcow2 overlay on its cached image); volumes
+on other storage types are made empty by the deployer over SSH, which still gives a real
+domain. attachVolume, detachVolume, takeSnapshot and migrate go there too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
+from zmn.services.kvm import storage
+from zmn.services.kvm.hostnet import nic_device
 
 if TYPE_CHECKING:
     from zmn.services.kvm.hosttype import KvmHostType
+
+log = logging.getLogger("zmn.kvm.vm")
 
 SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume")
 
@@ -77,7 +87,7 @@ def vm_spec(vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]) -> 
         {
             "mac": n["mac"],
             "bridge": bridges[str(n["l3NetworkUuid"])]["bridgeName"],
-            "deviceName": f"v{uuid[:8]}.{int(n.get('deviceId') or 0)}",
+            "deviceName": nic_device(uuid, int(n.get("deviceId") or 0)),
         }
         for n in sorted(vm.get("vmNics") or [], key=lambda n: int(n.get("deviceId") or 0))
     ]
@@ -95,6 +105,9 @@ def vm_spec(vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]) -> 
 async def vm_op(
     ht: KvmHostType, host: HostRef, op: str, vm: Mapping[str, Any], args: Mapping[str, Any]
 ) -> dict[str, Any]:
+    if op in storage.STORAGE_OPS:
+        row = ht.record(host.uuid)
+        return await storage.vm_storage_op(ht, host, ht.client(host, row), op, vm, args)
     if op not in SUPPORTED:
         raise OperationFailed(
             f"VM operation {op} is not supported on KVM hosts yet",
@@ -109,13 +122,18 @@ async def vm_op(
         bridges = l2_of_nics(ht, list(vm.get("vmNics") or []))
         for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
             await client.post("/v1/network/bridge", dict(l2))
-        if row.hostKey is not None:
-            volumes = [dict(v) for v in vm.get("allVolumes") or []]
-            await ht.deployer.prepare_volumes(ht.ssh_target(host, row), row.hostKey, volumes)
+        volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
+        await storage.prepare_volumes(ht, host, client, volumes)
         spec = vm_spec(vm, bridges)
-        result = await ht.endpoint.run_task(
-            client, host.uuid, "/v1/vm/start", {"vm": spec}, timeout
-        )
+        # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
+        await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
+        try:
+            result = await ht.endpoint.run_task(
+                client, host.uuid, "/v1/vm/start", {"vm": spec}, timeout
+            )
+        except BaseException:
+            await _forget_network(client, uuid)
+            raise
         return {"state": result.get("state", "Running")}
     if op == "stop":
         cold = str(args.get("type") or "") == "cold"
@@ -127,9 +145,11 @@ async def vm_op(
             if exc.kind != "NotFound":  # not on the host (any more): stopped is stopped
                 raise
         await client.post("/v1/vm/destroy", {"uuid": uuid})  # transient, like ZStack
+        await _forget_network(client, uuid)
         return {"state": "Stopped"}
     if op == "destroy":
         await client.post("/v1/vm/destroy", {"uuid": uuid})
+        await _forget_network(client, uuid)
         return {"state": "Destroyed"}
     if op == "reboot":
         result = await ht.endpoint.run_task(
@@ -138,3 +158,12 @@ async def vm_op(
         return {"state": result.get("state", "Running")}
     result = await client.post(f"/v1/vm/{op}", {"uuid": uuid})  # pause, resume
     return {"state": result.get("state")}
+
+
+async def _forget_network(client: Any, uuid: str) -> None:
+    """The VM's reservations, rules and EIPs leave the host (logged when that fails: the
+    next change on that host, or the VM's next start there, rewrites the state anyway)."""
+    try:
+        await client.post("/v1/network/vm/remove", {"uuid": uuid})
+    except ZmnError as exc:
+        log.warning("network state of VM %s not removed from %s: %s", uuid, client, exc)

@@ -78,3 +78,34 @@ class ReleasePrimaryStorageCapacity(ApiMessage, kw_only=True):
 
     primaryStorageUuid: Annotated[str, Doc("primary storage UUID")]
     size: Annotated[int, Doc("bytes")]
+
+
+@api(resource="PrimaryStorage", verb="add", admin=True)
+class AddLocalPrimaryStorage(CreateMessage, kw_only=True):
+    """Add a local primary storage: the directory ``url`` on every host of the clusters it is
+    attached to. Its capacity is what the hosts' agents report for that directory."""
+
+    name: Annotated[str, Doc("primary storage name")]
+    zoneUuid: Annotated[str, Doc("zone UUID or name"), Ref("Zone")]
+    url: Annotated[str, Doc("absolute directory on each host, e.g. /var/lib/zstack/local")]
+
+
+@api(internal=True)
+class SyncLocalStorage(ApiMessage, kw_only=True):
+    """Ask the agents for the capacity of local storage directories and record it.
+
+    ``hostUuid``: every local storage that host's cluster is attached to; ``primaryStorageUuid``:
+    that storage on every connected host of its clusters; both: that pair.
+    """
+
+    hostUuid: Annotated[str | None, Doc("host UUID")] = None
+    primaryStorageUuid: Annotated[str | None, Doc("primary storage UUID")] = None
+
+
+@api(internal=True)
+class PlaceLocalVolume(ApiMessage, kw_only=True):
+    """The host a local-storage volume lives on; records ``hostUuid`` when it has none yet."""
+
+    volumeUuid: Annotated[str, Doc("volume UUID")]
+    primaryStorageUuid: Annotated[str, Doc("its primary storage")]
+    hostUuid: Annotated[str, Doc("the host that would make it")]

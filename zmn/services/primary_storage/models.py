@@ -31,3 +31,24 @@ class PrimaryStorageClusterRefVO(Base):
     primaryStorageUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
     clusterUuid: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
     createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class LocalStorageHostRefVO(Base):
+    """What one host's agent last reported for a local primary storage's directory."""
+
+    __tablename__ = "local_storage_host_ref"
+    primaryStorageUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostUuid: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    totalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    availablePhysicalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class LocalStorageVolumeRefVO(Base):
+    """The host whose local directory holds a volume (made there; it never moves)."""
+
+    __tablename__ = "local_storage_volume_ref"
+    volumeUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    primaryStorageUuid: Mapped[str] = mapped_column(String(32), index=True)
+    hostUuid: Mapped[str] = mapped_column(String(32), index=True)
+    createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

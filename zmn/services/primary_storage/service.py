@@ -23,6 +23,7 @@ from zmn.services.primary_storage.capacity import (
     CapacityHandlers,
     PrimaryStorageCapacityConsistency,
 )
+from zmn.services.primary_storage.local import LOCAL, LocalStorageHandlers
 from zmn.services.primary_storage.models import PrimaryStorageClusterRefVO, PrimaryStorageVO
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _attached_clusters(session: Session, invs: list[dict[str, Any]]) -> None:
         )
 
 
-class PrimaryStorageService(CapacityHandlers, Service):
+class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
     name = "primaryStorage"
     summary = "primary storage"
     requires = ("zone", "cluster")
@@ -87,6 +88,15 @@ class PrimaryStorageService(CapacityHandlers, Service):
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         node.extensions.add(ConsistencyCheck, PrimaryStorageCapacityConsistency(node))  # type: ignore[type-abstract]
+        self._subs: list[Any] = []
+
+    async def start(self) -> None:
+        self._subs = self.subscribe_local()
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            sub.cancel()
+        self._subs = []
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(
@@ -189,6 +199,10 @@ class PrimaryStorageService(CapacityHandlers, Service):
             s.flush()
             inv = rt.inventories(s, [ps])[0]
         await links.publish_link(call, CLUSTER_LINK, "attached", ps.uuid, cluster.uuid)
+        if ps.type == LOCAL:  # the directory made on the cluster's hosts, their capacity added
+            await self.sync_local(ps_uuid=ps.uuid)
+            with call.tx() as s:
+                inv = rt.inventories(s, [crud.get_row(s, rt, ps.uuid)])[0]
         return {"inventory": inv}
 
     @handler(DetachPrimaryStorageFromCluster)
@@ -203,4 +217,8 @@ class PrimaryStorageService(CapacityHandlers, Service):
             s.flush()
             inv = rt.inventories(s, [ps])[0]
         await links.publish_link(call, CLUSTER_LINK, "detached", ps.uuid, cluster.uuid)
+        if ps.type == LOCAL:  # the cluster's hosts no longer count
+            self._recompute(ps.uuid)
+            with call.tx() as s:
+                inv = rt.inventories(s, [crud.get_row(s, rt, ps.uuid)])[0]
         return {"inventory": inv}

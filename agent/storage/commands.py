@@ -1,0 +1,200 @@
+"""The agent's storage commands: local directories of qcow2 volumes (``qemu-img``).
+
+A local primary storage is a directory ``ROOT`` on the host laid out as::
+
+    ROOT/cache/<imageUuid>.<format>          images, fetched once per host (the node copies them)
+    ROOT/volumes/<volumeUuid>/<volumeUuid>.qcow2   volumes; a root volume is a qcow2 overlay
+                                                    whose backing file is its image in cache/
+
+Routes (all POST, JSON bodies, signed like every agent request):
+
+* ``/v1/storage/capacity {path}``: make ``ROOT`` (and ``cache/``, ``volumes/``); its
+  ``statvfs`` as ``totalCapacity``/``availableCapacity`` bytes.
+* ``/v1/storage/stat {path}``: whether a file exists and what ``qemu-img info`` says.
+* ``/v1/storage/volume/create {path, size, format, backingFile?, backingFormat?}``: idempotent.
+* ``/v1/storage/volume/delete {root, path}``: the file (and its empty directory); only inside
+  ``root``.
+* ``/v1/storage/volume/snapshot {path, name, vmUuid?}``: an internal qcow2 snapshot. With
+  ``qemu-img snapshot -c`` when no running domain holds the file; a running or paused VM's
+  volume through libvirt instead (QEMU's own internal snapshot, without libvirt metadata), as
+  QEMU holds the image's write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from agent import validate as v
+from agent.storage import qemuimg
+from zmn.api.errors import InvalidArgument, NotFound, OperationFailed, ZmnError
+
+Body = dict[str, Any]
+FORMATS = ("qcow2", "raw")
+MAX_SIZE = 1 << 50  # 1 PiB: far beyond any volume, catches unit mistakes
+
+
+def _inside(root: str, path: str) -> bool:
+    root = os.path.realpath(root)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root and (
+        os.path.realpath(path) != root
+    )
+
+
+def stat(path: str) -> Body:
+    if not os.path.exists(path):
+        return {"path": path, "exists": False}
+    meta = qemuimg.info(path)
+    backing = meta.get("full-backing-filename") or meta.get("backing-filename")
+    return {
+        "path": path,
+        "exists": True,
+        "format": meta.get("format"),
+        "virtualSize": int(meta.get("virtual-size") or 0),
+        "actualSize": int(meta.get("actual-size") or 0),
+        "backingFile": backing,
+        "snapshots": [str(s.get("name")) for s in meta.get("snapshots") or []],
+    }
+
+
+class StorageCommands:
+    """Routes for :class:`agent.server.AgentApp`; ``driver`` tells whether a VM is running."""
+
+    def __init__(self, driver: Any, libvirt_uri: str | None = None) -> None:
+        self.driver = driver
+        self.libvirt_uri = libvirt_uri
+        self._lock = threading.Lock()  # one create/delete at a time: they are quick
+
+    def routes(self) -> dict[tuple[str, str], Any]:
+        from agent.commands import Route
+
+        return {
+            ("POST", "/v1/storage/capacity"): Route(self.capacity),
+            ("POST", "/v1/storage/stat"): Route(self.stat),
+            ("POST", "/v1/storage/volume/create"): Route(self.volume_create),
+            ("POST", "/v1/storage/volume/delete"): Route(self.volume_delete),
+            ("POST", "/v1/storage/volume/snapshot"): Route(self.volume_snapshot),
+        }
+
+    def capacity(self, body: Body, _query: dict[str, str]) -> Body:
+        root = v.abspath(body.get("path"), "path")
+        try:
+            for sub in ("", "cache", "volumes"):
+                os.makedirs(os.path.join(root, sub), mode=0o755, exist_ok=True)
+            st = os.statvfs(root)
+        except OSError as exc:
+            raise OperationFailed(
+                f"path: cannot use {root} for storage: {exc.strerror}",
+                code="AGENT.STORAGE_PATH",
+                field="path",
+            ) from None
+        return {
+            "path": root,
+            "totalCapacity": st.f_blocks * st.f_frsize,
+            "availableCapacity": st.f_bavail * st.f_frsize,
+        }
+
+    def stat(self, body: Body, _query: dict[str, str]) -> Body:
+        return stat(v.abspath(body.get("path"), "path"))
+
+    def volume_create(self, body: Body, _query: dict[str, str]) -> Body:
+        path = v.abspath(body.get("path"), "path")
+        fmt = v.choice(body.get("format", "qcow2"), "format", FORMATS)
+        size = v.integer(body.get("size", 0), "size", lo=0, hi=MAX_SIZE)
+        backing = body.get("backingFile")
+        backing = None if backing is None else v.abspath(backing, "backingFile")
+        backing_fmt = v.choice(body.get("backingFormat", "qcow2"), "backingFormat", FORMATS)
+        if backing is not None and fmt != "qcow2":
+            raise InvalidArgument("format: only a qcow2 volume can have a backing file",
+                                  field="format")  # fmt: skip
+        with self._lock:
+            if os.path.exists(path):
+                return stat(path)
+            if backing is not None:
+                if not os.path.exists(backing):
+                    raise NotFound(
+                        f"backingFile: {backing} is not on this host",
+                        code="AGENT.BACKING_MISSING",
+                        field="backingFile",
+                    )
+                size = max(size, int(qemuimg.info(backing).get("virtual-size") or 0))
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            tmp = f"{path}.creating"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            try:
+                qemuimg.create(tmp, fmt, size, backing=backing, backing_fmt=backing_fmt)
+                os.replace(tmp, path)  # a crash never leaves a half-made volume at ``path``
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            return stat(path)
+
+    def volume_delete(self, body: Body, _query: dict[str, str]) -> Body:
+        root = v.abspath(body.get("root"), "root")
+        path = v.abspath(body.get("path"), "path")
+        if not _inside(root, path):
+            raise InvalidArgument(f"path: {path} is not inside {root}", field="path")
+        with self._lock:
+            try:
+                os.unlink(path)
+                deleted = True
+            except FileNotFoundError:
+                deleted = False
+            parent = os.path.dirname(path)
+            if parent != os.path.realpath(root) and _inside(root, parent):
+                with contextlib.suppress(OSError):  # not empty, or gone: leave it
+                    os.rmdir(parent)
+        return {"path": path, "deleted": deleted}
+
+    def volume_snapshot(self, body: Body, _query: dict[str, str]) -> Body:
+        path = v.abspath(body.get("path"), "path")
+        name = v.token(body.get("name"), "name")
+        vm = body.get("vmUuid")
+        vm_uuid = None if vm is None else v.uuid(vm, "vmUuid")
+        if not os.path.exists(path):
+            raise NotFound(f"path: {path} is not on this host", code="AGENT.NO_VOLUME",
+                           field="path")  # fmt: skip
+        if name in qemuimg.snapshot_names(path):
+            return {"path": path, "name": name, "via": "existing"}
+        if vm_uuid is not None and self._active(vm_uuid):
+            self._libvirt_snapshot(vm_uuid, name)
+            via = "libvirt"
+        else:
+            qemuimg.snapshot_create(path, name)
+            via = "qemu-img"
+        return {"path": path, "name": name, "via": via}
+
+    def _active(self, vm_uuid: str) -> bool:
+        if self.libvirt_uri is None:
+            return False  # the fake driver holds no image open
+        try:
+            return self.driver.state(vm_uuid) in ("Running", "Paused")
+        except ZmnError as err:
+            if err.kind == "NotFound":
+                return False
+            raise
+
+    def _libvirt_snapshot(self, vm_uuid: str, name: str) -> None:
+        import libvirt  # the host has libvirt when a domain runs
+
+        root = ET.Element("domainsnapshot")
+        ET.SubElement(root, "name").text = name
+        conn = libvirt.open(self.libvirt_uri)
+        try:
+            dom = conn.lookupByName(vm_uuid)
+            dom.snapshotCreateXML(
+                ET.tostring(root, encoding="unicode"),
+                libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA,
+            )
+        except libvirt.libvirtError as err:
+            raise OperationFailed(
+                f"libvirt could not snapshot VM {vm_uuid}: {err.get_error_message()}",
+                code="AGENT.SNAPSHOT_FAILED",
+            ) from None
+        finally:
+            conn.close()
