@@ -8,6 +8,7 @@ every ``stats_interval`` seconds) and ``catalogue_signal``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual import events, work
@@ -20,8 +21,9 @@ from tui.catalogue import Catalogue
 from tui.data import ClientFactory, DataSource, Status
 from tui.screens.help import HelpScreen
 from tui.screens.overview import OverviewScreen
-from tui.screens.palette import CommandBar
+from tui.screens.palette import VIEW, CommandBar
 from tui.screens.resources import ResourceScreen
+from tui.views import View, ViewStore, views_file
 from zmn.api.errors import ZmnError
 
 
@@ -46,6 +48,7 @@ class ZtuiApp(App[None]):
         client_factory: ClientFactory | None = None,
         stats_interval: float = 1.5,
         backoff: tuple[float, float] = (0.5, 10.0),
+        views_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.read_only = read_only
@@ -56,11 +59,13 @@ class ZtuiApp(App[None]):
         self.stats_signal: Signal[dict[str, Any]] = Signal(self, "stats")
         self.catalogue_signal: Signal[Catalogue] = Signal(self, "catalogue")
         self._palette: CommandBar | None = None
+        self.views_path = views_path or views_file()
 
     def on_mount(self) -> None:
         self.data.on_status = self.status_signal.publish
         self.data.on_event = self.event_signal.publish
         self.data.on_catalogue = self.catalogue_signal.publish
+        self.catalogue_signal.subscribe(self, self.forget_views)
         self.push_screen(OverviewScreen())
         self.run_data()
         self.set_interval(self.stats_interval, self.poll_stats)
@@ -87,13 +92,51 @@ class ZtuiApp(App[None]):
         while len(self.screen_stack) > 2:
             self.pop_screen()
 
-    def open_view(self, type_name: str, conditions: list[str] | None = None) -> None:
+    def view_store(self) -> ViewStore:
+        """Saved views of this endpoint and user (known once connected)."""
+        return ViewStore(self.views_path, f"{self.data.endpoint} {self.data.user or 'peer'}")
+
+    def open_view(
+        self, type_name: str, conditions: list[str] | None = None, view: View | None = None
+    ) -> None:
         catalogue = self.data.catalogue
         if catalogue is None or type_name not in catalogue.resources:
             self.notify(markup=False, message=f"no view for {type_name}", severity="warning")
             return
         self.to_overview()
-        self.push_screen(ResourceScreen(catalogue.resources[type_name], base=conditions))
+        if conditions or view is not None:
+            self.push_screen(
+                ResourceScreen(catalogue.resources[type_name], base=conditions, view=view)
+            )
+            return
+        # A plain view is kept once built: opening it again costs a query, not a compose.
+        name = f"view-{type_name}"
+        if not self.is_screen_installed(name):
+            self.install_screen(ResourceScreen(catalogue.resources[type_name]), name)
+        else:
+            screen = self.get_screen(name)
+            if isinstance(screen, ResourceScreen):
+                screen.reset()
+        self.push_screen(name)
+
+    def forget_views(self, _catalogue: Catalogue | None = None) -> None:
+        """A new catalogue (columns, fields) makes the kept views stale: build them afresh."""
+        for name in [n for n in self._installed_screens if n.startswith("view-")]:
+            if self.get_screen(name) not in self.screen_stack:
+                self.uninstall_screen(name)
+
+    def open_saved(self, key: str) -> None:
+        view = self.view_store().find(key)
+        if view is None:
+            self.notify(markup=False, message=f"no saved view {key!r}", severity="warning")
+            return
+        self.open_view(view.type, view=view)
+
+    @property
+    def palette_pending(self) -> bool:
+        """``:`` was pressed and the palette is not closed yet (its input may not have the
+        focus yet: the keys that follow must not run the screen's bindings)."""
+        return self._palette is not None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "palette" and isinstance(self.screen.focused, Input):
@@ -104,7 +147,7 @@ class ZtuiApp(App[None]):
         self.to_overview()
 
     def action_palette(self) -> None:
-        self._palette = CommandBar(self.data.catalogue)
+        self._palette = CommandBar(self.data.catalogue, self.view_store())
         self.push_screen(self._palette, self.run_command)
 
     def on_key(self, event: events.Key) -> None:
@@ -123,6 +166,8 @@ class ZtuiApp(App[None]):
             self.action_help()
         elif command == "quit":
             self.exit()
+        elif command.startswith(VIEW):
+            self.open_saved(command[len(VIEW) :])
         else:
             self.open_view(command)
 

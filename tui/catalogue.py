@@ -31,6 +31,7 @@ PREFERRED_ORDER = (
 NOT_ACTIONS = {"create", "add", "update", "query", "get"}
 DANGEROUS = {"delete", "destroy", "expunge", "detach", "remove"}
 CONTAINERS = ("Zone", "Cluster")
+FORM_TYPES = {"string", "int", "bool", "enum"}
 _CAPACITY = re.compile(r"^total(\w*)Capacity$")
 
 
@@ -60,21 +61,42 @@ class ResourceInfo:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A parameter an action's form asks for (``hostUuid`` of ``MigrateVm``)."""
+
+    name: str
+    type: str  # string, int, bool, enum
+    required: bool = False
+    doc: str = ""
+    enum: tuple[str, ...] = ()
+    resource: str | None = None  # the type whose UUID it holds: the form offers a picker
+
+
+@dataclass(frozen=True)
 class Action:
-    """A row action: one API call per selected resource with ``uuid`` and fixed ``args``."""
+    """A row action: one API call per selected resource with its UUID in ``subject``
+    (``uuid``, or ``vmInstanceUuid`` for ``MigrateVm``), fixed ``args``, and for a form
+    action the ``params`` the user fills in first."""
 
     api: str
     label: str
     args: tuple[tuple[str, str], ...] = ()
     long: bool = False
     doc: str = ""
+    subject: str = "uuid"
+    params: tuple[Param, ...] = ()
 
     @property
     def dangerous(self) -> bool:
-        return self.label.split("-")[0] in DANGEROUS
+        return self.label.rstrip("…").split("-")[0] in DANGEROUS
 
-    def describe(self) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in self.args)
+    @property
+    def form(self) -> bool:
+        return bool(self.params)
+
+    def describe(self, values: dict[str, Any] | None = None) -> str:
+        pairs = [*self.args, *((values or {}).items())]
+        extra = " ".join(f"{k}={v}" for k, v in pairs)
         return f"{self.api} {extra}".strip()
 
 
@@ -131,6 +153,9 @@ class Catalogue:
                 query_api=query if query in self.apis else None,
             )
         self.aliases = self._make_aliases()
+
+    def has_param(self, api: str, param: str) -> bool:
+        return any(p.get("name") == param for p in self.apis.get(api, {}).get("params", []))
 
     # ------------------------------------------------------------------ views
 
@@ -216,18 +241,50 @@ class Catalogue:
             ):
                 continue
             params = spec.get("params", [])
-            if not any(p["name"] == "uuid" for p in params):
+            subject = subject_param(type_name, params)
+            if subject is None:
                 continue
-            others = [p for p in params if p.get("required") and p["name"] != "uuid"]
+            others = [p for p in params if p.get("required") and p["name"] != subject]
             long = bool(spec.get("long"))
             doc = spec.get("summary", "")
+            label = verb or spec["name"]
             if not others:
-                out.append(Action(spec["name"], verb or spec["name"], (), long, doc))
+                out.append(Action(spec["name"], label, (), long, doc, subject))
             elif len(others) == 1 and others[0].get("type") == "enum":
                 param = others[0]["name"]
                 for value in others[0].get("enum", []):
-                    out.append(Action(spec["name"], str(value), ((param, str(value)),), long, doc))
-        out.sort(key=lambda a: (a.dangerous, a.api, a.label))
+                    out.append(
+                        Action(spec["name"], str(value), ((param, str(value)),), long, doc, subject)
+                    )
+            # A form for the parameters a confirmation cannot give (MigrateVm's target host),
+            # offered as "migrate…" next to the plain "migrate" (which takes the defaults).
+            form = [p for p in params if p["name"] != subject and p.get("type") in FORM_TYPES]
+            if any(p.get("required") and p.get("type") not in FORM_TYPES for p in params):
+                continue
+            single_enum = len(others) == 1 and others[0].get("type") == "enum"
+            if form and not single_enum:
+                out.append(
+                    Action(
+                        spec["name"],
+                        label + "…",
+                        (),
+                        long,
+                        doc,
+                        subject,
+                        tuple(
+                            Param(
+                                p["name"],
+                                str(p.get("type")),
+                                bool(p.get("required")),
+                                str(p.get("doc") or ""),
+                                tuple(str(v) for v in p.get("enum") or ()),
+                                p.get("resource") if p.get("resource") in self.resources else None,
+                            )
+                            for p in form
+                        ),
+                    )
+                )
+        out.sort(key=lambda a: (a.dangerous, a.form, a.api, a.label))
         return out
 
     # ------------------------------------------------------------------ drill-downs
@@ -323,6 +380,19 @@ class Catalogue:
     @property
     def operators(self) -> list[dict[str, str]]:
         return list(self.raw.get("query", {}).get("operators", []))
+
+
+def subject_param(type_name: str, params: list[dict[str, Any]]) -> str | None:
+    """The parameter that names the row an action acts on: ``uuid``, or a required
+    ``<type>Uuid`` holding the type's own UUID (``vmInstanceUuid`` for ``VmInstance``)."""
+    names = {p["name"] for p in params}
+    if "uuid" in names:
+        return "uuid"
+    own = lower_camel(type_name) + "Uuid"
+    for p in params:
+        if p["name"] == own and p.get("required") and p.get("resource", type_name) == type_name:
+            return own
+    return None
 
 
 def order_key(name: str) -> tuple[int, str]:

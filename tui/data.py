@@ -71,6 +71,8 @@ class Page:
     rows: list[dict[str, Any]]
     total: int
     start: int
+    next: str | None = None  # keyset cursor of the following page (None: the last page)
+    keyset: bool = False  # the API pages by cursor (``after``/``next``), not by offset
 
 
 class StatsHistory:
@@ -154,6 +156,7 @@ class DataSource:
         self.events: deque[dict[str, Any]] = deque(maxlen=events_kept)
         self.jobs = Jobs()
         self.names: dict[str, dict[str, str]] = {}  # type -> uuid -> name
+        self.user = ""  # whose session: user or account UUID, "peer" for the socket owner
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         self.on_status: Callable[[Status], None] | None = None
         self.on_catalogue: Callable[[Catalogue], None] | None = None
@@ -212,6 +215,7 @@ class DataSource:
             if self.on_catalogue:
                 self.on_catalogue(self.catalogue)
         await client.call("Subscribe", {"paths": ["/**"]})
+        self.user = await self._whoami(client)
         node: dict[str, Any] = dict(client.hello)
         try:
             node.update(await client.call("GetManagementNodeStatus"))
@@ -219,6 +223,15 @@ class DataSource:
             pass  # a non-admin session may not see the status; the greeting is enough
         self.client = client
         self._set_status("live", node=node, stale_since=None)
+
+    async def _whoami(self, client: ClientLike) -> str:
+        if not self.session:
+            return "peer" if client.hello.get("auth") == "peer" else "anonymous"
+        try:
+            found = await client.call("ValidateSession", {"sessionUuid": self.session})
+        except ZmnError:
+            return f"session:{self.session}"
+        return str(found.get("userUuid") or found.get("accountUuid") or f"session:{self.session}")
 
     async def _pump(self, client: ClientLike) -> None:
         while not self._stop.is_set():
@@ -287,13 +300,21 @@ class DataSource:
         sort_by: str | None = None,
         descending: bool = False,
         fields: list[str] | None = None,
+        after: str | None = None,
+        count: bool = True,
     ) -> Page:
-        args: dict[str, Any] = {
-            "conditions": conditions or [],
-            "limit": limit,
-            "start": start,
-            "replyWithCount": True,
-        }
+        """One page. Where the query API takes a keyset cursor (``after``), ``after`` asks
+        for the page following the one whose reply carried it as ``next``; ``start`` then
+        only numbers the rows. Otherwise ``start`` is the offset."""
+        keyset = self.keyset(type_name)
+        args: dict[str, Any] = {"conditions": conditions or [], "limit": limit}
+        if keyset:
+            if after:
+                args["after"] = after
+        elif start:
+            args["start"] = start
+        if count:
+            args["replyWithCount"] = True
         if sort_by:
             args["sortBy"] = sort_by
             args["sortDirection"] = "desc" if descending else "asc"
@@ -306,7 +327,19 @@ class DataSource:
             for row in rows:
                 if row.get("uuid") and "name" in row:
                     cache[row["uuid"]] = str(row["name"])
-        return Page(rows, int(result.get("total", len(rows))), start)
+        cursor = result.get("next") if keyset else None
+        return Page(
+            rows,
+            int(result.get("total", start + len(rows))),
+            start,
+            next=str(cursor) if cursor else None,
+            keyset=keyset,
+        )
+
+    def keyset(self, type_name: str) -> bool:
+        """Whether ``Query<type>`` pages by cursor: the catalogue lists an ``after`` param."""
+        catalogue = self.catalogue
+        return catalogue is not None and catalogue.has_param(f"Query{type_name}", "after")
 
     async def groups(self, type_name: str, field_name: str) -> dict[str, int]:
         result = await self.call(f"Query{type_name}", {"groupBy": field_name})
@@ -352,14 +385,17 @@ class DataSource:
         *,
         long: bool = False,
         parallel: int = 8,
+        subject: str = "uuid",
     ) -> list[tuple[str, ZmnError | None]]:
-        """Call ``api`` once per UUID (bounded concurrency); long APIs detach and report as jobs."""
+        """Call ``api`` once per UUID (bounded concurrency); long APIs detach and report as jobs.
+
+        ``subject`` is the parameter the UUID goes in (``vmInstanceUuid`` for ``MigrateVm``)."""
         gate = asyncio.Semaphore(parallel)
 
         async def one(uuid: str) -> tuple[str, ZmnError | None]:
             async with gate:
                 try:
-                    await self.call(api, {"uuid": uuid, **args}, wait=not long)
+                    await self.call(api, {subject: uuid, **args}, wait=not long)
                 except ZmnError as exc:
                     return uuid, exc
                 return uuid, None

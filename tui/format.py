@@ -83,6 +83,8 @@ def cell(name: str, value: Any, info: dict[str, Any] | None = None, *, wide: boo
         return Text("yes" if value else "no")
     if kind == "timestamp":
         return Text(age(str(value)))
+    if isinstance(value, float) and name.endswith("Share"):
+        return Text(f"{value * 100:.1f}%", justify="right")
     if isinstance(value, int | float) and is_bytes_field(name):
         return Text(human_bytes(value), justify="right")
     if isinstance(value, int | float):

@@ -12,7 +12,9 @@ Integration tests use a real in-process node instead.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 from typing import Any
 
 from zmn.api.errors import InvalidArgument, NotFound, Unavailable, ZmnError
@@ -175,8 +177,13 @@ VM_NEXT = {"StartVmInstance": "Running", "StopVmInstance": "Stopped"}
 class FakeNode:
     """Tables of rows by type; answers the APIs the dashboard sends and publishes events."""
 
-    def __init__(self, catalogue: dict[str, Any] | None = None) -> None:
+    def __init__(self, catalogue: dict[str, Any] | None = None, *, keyset: bool = False) -> None:
         self.catalogue = catalogue or sample_catalogue()
+        self.keyset = keyset  # Query APIs take ``after`` and reply ``next`` (cursor paging)
+        if keyset:
+            for spec in self.catalogue["apis"]:
+                if spec["verb"] == "query":
+                    spec["params"] = [*spec["params"], {"name": "after", "type": "string"}]
         self.tables: dict[str, dict[str, dict[str, Any]]] = {
             r["name"]: {} for r in self.catalogue["resources"]
         }
@@ -303,10 +310,18 @@ class FakeNode:
                 reverse=args.get("sortDirection") == "desc",
             )
         start, limit = int(args.get("start", 0)), int(args.get("limit", 1000))
+        if self.keyset and args.get("after"):
+            if "start" in args:
+                raise InvalidArgument("after and start together", code="QUERY.BAD_PAGING")
+            after = json.loads(base64.b64decode(args["after"]))
+            start = next((i + 1 for i, r in enumerate(rows) if r["uuid"] == after), len(rows))
         page = [dict(r) for r in rows[start : start + limit]]
+        more = start + limit < len(rows)
         if args.get("fields"):
             page = [{k: r.get(k) for k in args["fields"]} for r in page]
         out: dict[str, Any] = {"inventories": page}
+        if self.keyset and more and page:
+            out["next"] = base64.b64encode(json.dumps(page[-1]["uuid"]).encode()).decode()
         if args.get("replyWithCount"):
             out["total"] = len(rows)
         return out
@@ -350,7 +365,13 @@ class FakeClient:
     async def connect(self) -> FakeClient:
         if not self.node.up:
             raise Unavailable("cannot reach the fake node", code="NODE.UNREACHABLE")
-        self.hello = {"type": "hello", "protocol": 1, "catalogueHash": "fake", "node": "fake"}
+        self.hello = {
+            "type": "hello",
+            "protocol": 1,
+            "catalogueHash": "fake",
+            "node": "fake",
+            "auth": "peer",
+        }
         self._open = True
         self.node.clients.append(self)
         return self

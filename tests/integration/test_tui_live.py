@@ -201,3 +201,107 @@ async def test_stale_header_then_reconnects_by_itself(tmp_path: Path) -> None:
                 assert await wait_until(
                     pilot, lambda: names(screen) == ["after", "before"], timeout=3
                 )
+
+
+# --------------------------------------------------------------------------- a cloud with VMs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def build_demo_cloud(api: Api) -> None:
+    """demo/cloud.zcli (zone z1, cluster c1, hosts h1-h3, l2/l3 with a 101-address range)."""
+    for line in (ROOT / "demo" / "cloud.zcli").read_text().splitlines():
+        if line.startswith("api "):
+            name, *pairs = line.split()[1:]
+            await api(name, **dict(p.split("=", 1) for p in pairs))
+    for i, host in enumerate(("h1", "h1", "h2"), 1):
+        await api(
+            "CreateVmInstance",
+            name=f"vm{i}",
+            imageUuid="img",
+            instanceOfferingUuid="small",
+            l3NetworkUuids=["l3"],
+            hostUuid=host,
+        )
+
+
+@pytest.fixture
+async def vmcloud(tmp_path: Path) -> AsyncIterator[tuple[Api, str]]:
+    async with running_node(tmp_path / "home") as (node, _server):
+        api = Api(node)
+        await build_demo_cloud(api)
+        yield api, f"unix:{node.config.unix_path}"
+
+
+async def test_overview_shows_ip_capacity_per_zone_and_cluster(vmcloud) -> None:
+    api, endpoint = vmcloud
+    used = (await api("QueryUsedIp", conditions=["l3Network.name=l3"], count=True))["total"]
+    assert used >= 3  # one address per VM NIC
+    app = make_app(endpoint)
+    async with app.run_test(size=(160, 50)) as pilot:
+        want = f"{used}/101"
+        assert await wait_until(pilot, lambda: want in screen_text(app), timeout=10)
+        lines = [line for line in screen_text(app).splitlines() if want in line]
+        # once for zone z1 and once for cluster c1 (its L2 "l2" carries the L3 "l3")
+        assert len(lines) == 2, lines
+        assert "ip" in lines[0]
+
+
+async def test_migrate_form_offers_candidate_hosts_and_runs_as_a_job(vmcloud) -> None:
+    api, endpoint = vmcloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_view(pilot, app, "vm")
+        vm1 = next(r for r in screen.rows if r["name"] == "vm1")
+        screen.query_one("#table").move_cursor(row=screen.rows.index(vm1))
+        await pilot.press("a")
+        picker = app.screen
+        assert isinstance(picker, Picker)
+        labels = [a.label for _l, a in picker.items]
+        await pilot.press(*["down"] * labels.index("migrate…"), "enter")
+        from textual.widgets import Select
+
+        from tui.screens.form import FormScreen
+
+        assert await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
+        form = app.screen
+        select = form.query_one("#p-hostUuid", Select)
+        offered = [str(label) for label, _v in select._options if _v is not Select.BLANK]
+        # hosts of the VM's cluster, enabled and connected, not the one it runs on
+        assert [o.split()[0] for o in offered if o.strip()] == ["h2", "h3"], offered
+        h3 = (await api("QueryHost", conditions=["name=h3"]))["inventories"][0]["uuid"]
+        select.value = h3
+        await pilot.click("#next")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        text = screen_text(app)
+        assert "MigrateVm hostUuid=" in text and "hostUuid = h3" in text
+        await pilot.press("y")
+        assert await wait_until(
+            pilot, lambda: any(j["name"] == "MigrateVm" for j in app.data.jobs.jobs.values())
+        )
+
+        async def moved() -> bool:
+            rows = (await api("QueryVmInstance", conditions=["name=vm1"]))["inventories"]
+            return rows[0]["hostUuid"] == h3
+
+        deadline = time.monotonic() + 10
+        while not await moved() and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert await moved()
+        assert await wait_until(
+            pilot, lambda: next(r for r in screen.rows if r["name"] == "vm1")["hostUuid"] == h3
+        )
+
+
+async def test_management_node_view_shows_ring_ownership(vmcloud) -> None:
+    _api, endpoint = vmcloud
+    app = make_app(endpoint)
+    async with app.run_test(size=(140, 30)) as pilot:
+        screen = await open_view(pilot, app, "mn")
+        assert screen.info.name == "ManagementNode"
+        assert screen.rows[0]["onRing"] is True and screen.rows[0]["ringShare"] == 1.0
+        text = screen_text(app)
+        assert "ringShare" in text and "100.0%" in text and "Running" in text
+        before = screen.rows[0]["heartbeat"]
+        # live: the view re-queries on its own; the heartbeat moves on
+        assert await wait_until(pilot, lambda: screen.rows[0]["heartbeat"] != before, timeout=8)

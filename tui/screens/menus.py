@@ -46,23 +46,32 @@ def drill_items(
     return items
 
 
-def confirm_screen(action: Action, targets: list[dict[str, Any]], cli: str) -> ConfirmScreen:
-    names = [str(t.get("name") or t["uuid"]) for t in targets]
-    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+def confirm_screen(
+    action: Action,
+    targets: list[dict[str, Any]],
+    cli: str,
+    values: dict[str, Any] | None = None,
+    names: dict[str, dict[str, str]] | None = None,
+) -> ConfirmScreen:
+    who = [str(t.get("name") or t["uuid"]) for t in targets]
+    shown = ", ".join(who[:10]) + (f" and {len(who) - 10} more" if len(who) > 10 else "")
     noun = cli if len(targets) == 1 else f"{len(targets)} {cli}s"
-    body = f"{action.label} {noun}: {shown}?\n\n{action.describe()}"
+    label = action.label.rstrip("…")
+    body = f"{label} {noun}: {shown}?\n\n{action.describe(values)}"
+    for key, value in (values or {}).items():
+        known = next((n[value] for n in (names or {}).values() if n.get(str(value))), None)
+        if known:
+            body += f"\n{key} = {known}"
     if action.doc:
         body += f"\n{action.doc}"
-    return ConfirmScreen(
-        f"confirm {action.label}", body, confirm_label=action.label, dangerous=action.dangerous
-    )
+    return ConfirmScreen(f"confirm {label}", body, confirm_label=label, dangerous=action.dangerous)
 
 
 def outcome(action: Action, results: list[tuple[str, ZmnError | None]]) -> tuple[str, bool]:
     """The notification after a (bulk) action, and whether it reports a failure."""
     failed = [e for _u, e in results if e is not None]
     verb = "started" if action.long else "done"
-    message = f"{action.label}: {len(results) - len(failed)} {verb}"
+    message = f"{action.label.rstrip('…')}: {len(results) - len(failed)} {verb}"
     if failed:
         message += f", {len(failed)} failed: {failed[0].code} {failed[0].message}"
     return message, bool(failed)

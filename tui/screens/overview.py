@@ -1,8 +1,9 @@
 """The overview: counts and health per resource type, capacity, node statistics, events, jobs.
 
 Counts come from ``Query<Type> groupBy=state|status`` (one cheap query per type), capacity
-from the capacity field pairs the catalogue shows, summed per zone and per cluster. Both are
-refreshed when events say something changed (at most once a second) and every 10 s.
+from the capacity field pairs the catalogue shows, summed per zone and per cluster, plus IP
+addresses used of the L3 ranges (:mod:`tui.ipcapacity`). Both are refreshed when events say
+something changed (at most once a second) and every 10 s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from textual.widgets import DataTable, Footer
 
 from tui.catalogue import CONTAINERS, PREFERRED_ORDER, Catalogue, Metric
 from tui.data import Status, gather_quietly
+from tui.ipcapacity import METRIC as IP_METRIC
+from tui.ipcapacity import IpSums, ip_sums
 from tui.widgets.capacity import CapacityPanel, CapacityRow
 from tui.widgets.counts import CountsTable, TypeCount
 from tui.widgets.events import EventList
@@ -113,10 +116,15 @@ class OverviewScreen(Screen[None]):
     def show_jobs(self) -> None:
         self.query_one(JobList).show(self.zapp.data.jobs.visible())
 
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
     def action_reload(self) -> None:
         self._pending = None
         if self.zapp.data.catalogue is None or not self.zapp.data.status.live:
             return
+        if not self.is_current:
+            return  # under a view: its queries would compete with the view's; resume reloads
         self.refresh_counts()
         self.refresh_capacity()
 
@@ -178,11 +186,17 @@ class OverviewScreen(Screen[None]):
             except ZmnError:
                 continue
             rows_by_type[type_name] = page.rows
-        table = await self.capacity_rows(metrics, rows_by_type)
+        ips = await ip_sums(data)
+        if ips is not None and ips.sums:
+            metrics = [*metrics, IP_METRIC]
+        table = await self.capacity_rows(metrics, rows_by_type, ips)
         self.query_one(CapacityPanel).show(metrics, table)
 
     async def capacity_rows(
-        self, metrics: list[Metric], rows_by_type: dict[str, list[dict[str, Any]]]
+        self,
+        metrics: list[Metric],
+        rows_by_type: dict[str, list[dict[str, Any]]],
+        ips: IpSums | None = None,
     ) -> list[CapacityRow]:
         """Sum (used, total) per metric for every zone and cluster; clusters under their zone."""
         zone_type, cluster_type = CONTAINERS
@@ -203,6 +217,11 @@ class OverviewScreen(Screen[None]):
                         pair = sums[key][m.label]
                         pair[0] += used
                         pair[1] += total
+        if ips is not None:
+            for key, (used, total) in ips.sums.items():
+                sums[key][IP_METRIC.label] = [used, total]
+            for cluster, zone in ips.cluster_zone.items():
+                cluster_zone.setdefault(cluster, zone)
         zones = {z for (kind, z) in sums if kind == zone_type}
         clusters = {c for (kind, c) in sums if kind == cluster_type}
         data = self.zapp.data

@@ -1,7 +1,9 @@
 """The ``:`` command bar: jump to a resource view by its CLI name or a short alias.
 
-Suggestions come from the catalogue's aliases (``:zone``, ``:host``, ``:l3``, ``:vm``...),
-plus the dashboard's own commands (``:overview``, ``:help``, ``:quit``).
+Suggestions come from the saved views (``:running-vms-on-pub``, the built-in ``:mn``), the
+catalogue's aliases (``:zone``, ``:host``, ``:l3``, ``:vm``...), and the dashboard's own
+commands (``:overview``, ``:help``, ``:quit``). A saved view's name wins over an alias, so a
+view saved as ``vm`` becomes what ``:vm`` opens. ``ctrl+d`` deletes the highlighted saved view.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui.catalogue import Catalogue
+from tui.views import View, ViewStore
 
 COMMANDS = {
     "overview": "counts, capacity, node statistics, events and jobs",
@@ -23,10 +26,12 @@ COMMANDS = {
     "quit": "leave ztui",
 }
 COMMAND_ALIASES = {"pulse": "overview", "o": "overview", "q": "quit", "q!": "quit", "h": "help"}
+VIEW = "view:"  # prefix of the command that opens a saved view
 
 
 class CommandBar(ModalScreen[str | None]):
-    """Returns the chosen command: a resource type name, ``overview``, ``help`` or ``quit``."""
+    """Returns the chosen command: a resource type name, ``view:<key>``, ``overview``,
+    ``help`` or ``quit``."""
 
     CSS_PATH = "palette.tcss"
     BINDINGS = [
@@ -34,11 +39,14 @@ class CommandBar(ModalScreen[str | None]):
         Binding("down", "move(1)", "Next", show=False),
         Binding("up", "move(-1)", "Previous", show=False),
         Binding("tab", "complete", "Complete", show=False),
+        Binding("ctrl+d", "delete_view", "Delete view", priority=True),
     ]
 
-    def __init__(self, catalogue: Catalogue | None) -> None:
+    def __init__(self, catalogue: Catalogue | None, store: ViewStore | None = None) -> None:
         super().__init__()
         self.catalogue = catalogue
+        self.store = store
+        self.views: list[View] = store.all() if store is not None else []
         # What was typed between ``:`` and this screen coming up (the app collects it).
         self.early_text = ""
         self.early_submit = False
@@ -80,6 +88,11 @@ class CommandBar(ModalScreen[str | None]):
         """(what to type, command, description) best first."""
         key = text.strip().lstrip(":").lower()
         out: list[tuple[str, str, str]] = []
+        known = self.catalogue.resources if self.catalogue is not None else {}
+        for view in self.views:
+            if view.type in known and (key in view.key or key in view.name.lower()):
+                kind = "view" if view.builtin else "saved view"
+                out.append((view.key, VIEW + view.key, f"{kind} — {view.describe()}"))
         if self.catalogue is not None:
             for alias, type_name in self.catalogue.suggestions(key):
                 info = self.catalogue.resources[type_name]
@@ -110,6 +123,10 @@ class CommandBar(ModalScreen[str | None]):
         key = COMMAND_ALIASES.get(key, key)
         if key in COMMANDS:
             return key
+        known = self.catalogue.resources if self.catalogue is not None else {}
+        view = next((v for v in self.views if v.key == key.lstrip("@")), None)
+        if view is not None and view.type in known:
+            return VIEW + view.key
         return self.catalogue.resolve(key) if self.catalogue else None
 
     def highlighted(self) -> str | None:
@@ -141,6 +158,24 @@ class CommandBar(ModalScreen[str | None]):
         if options.option_count:
             current = options.highlighted or 0
             options.highlighted = max(0, min(options.option_count - 1, current + delta))
+
+    def action_delete_view(self) -> None:
+        chosen = self.highlighted() or ""
+        if not chosen.startswith(VIEW) or self.store is None:
+            return
+        key = chosen[len(VIEW) :]
+        view = next((v for v in self.views if v.key == key), None)
+        if view is None or view.builtin:
+            self.notify(markup=False, message=f":{key} is built in", severity="warning")
+            return
+        try:
+            self.store.delete(key)
+        except OSError as exc:
+            self.notify(markup=False, message=f"cannot delete: {exc}", severity="error")
+            return
+        self.views = self.store.all()
+        self.notify(markup=False, message=f"deleted view :{key}")
+        self.fill(self.query_one(Input).value)
 
     def action_complete(self) -> None:
         options = self.query_one(OptionList)

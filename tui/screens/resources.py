@@ -1,9 +1,11 @@
 """A view of one resource type: a server-side paged table, filter, sort, detail, actions.
 
-Columns are the catalogue's ``columns`` for the type. The table holds one page; paging,
-sorting and filtering are ``Query<Type>`` options (``limit``/``start``, ``sortBy``,
+Columns are the catalogue's ``columns`` for the type (or a saved view's). The table holds
+one page; paging, sorting and filtering are ``Query<Type>`` options (``limit`` with the
+keyset cursor ``after``/``next`` where the API has it, else ``start``; ``sortBy``;
 ``conditions``), so a view over 100,000 rows stays as quick as one over ten. Events for the
-type update rows in place and schedule a quiet re-query of the page (at most every 0.4 s).
+type update rows in place and schedule a quiet re-query of the page (at most every 0.4 s);
+a view of a type that sends no events (management nodes) re-queries on a timer instead.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
+from tui.candidates import candidates
 from tui.catalogue import Action, Drill, ResourceInfo
-from tui.data import Status, gather_quietly
+from tui.data import Page, Status, gather_quietly
+from tui.screens.form import Choices, FormScreen
 from tui.screens.menus import action_items, confirm_screen, drill_items, outcome
 from tui.screens.picker import Picker
+from tui.screens.prompt import PromptScreen
+from tui.views import View
 from tui.widgets.detail import DetailPane
 from tui.widgets.filterbar import FilterBar, QuerySuggester, to_conditions
 from tui.widgets.header import StatusHeader
@@ -52,6 +58,8 @@ class ResourceScreen(Screen[None]):
         Binding("a", "actions", "Actions"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse sort", show=False),
+        Binding("c", "columns", "Columns", show=False),
+        Binding("v", "save_view", "Save view", show=False),
         Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False, key_display="["),
         Binding("r", "reload", "Reload", show=False),
@@ -64,22 +72,41 @@ class ResourceScreen(Screen[None]):
         base: list[str] | None = None,
         crumb: str = "",
         page_size: int = PAGE_SIZE,
+        view: View | None = None,
     ) -> None:
         super().__init__()
         self.info = info
+        self.view = view
         self.base = list(base or [])
-        self.crumb = crumb or info.cli
+        self.crumb = crumb or (f"{info.cli} @{view.key}" if view else info.cli)
         self.page_size = page_size
         self.filter_text = ""
         self.conditions: list[str] = []
         self.sort_by: str | None = info.default_sort
         self.descending = False
+        self.columns = list(info.columns)
+        self.refresh_every = 0.0
+        self.error = ""
+        if view is not None:
+            self.base = [*view.base, *self.base]
+            self.filter_text = view.filter
+            try:
+                self.conditions = to_conditions(view.filter, "name" in info.fields)
+            except ZmnError as exc:
+                self.error = f"saved filter {view.filter!r}: {exc.message}"
+            self.sort_by, self.descending = view.sort_by or self.sort_by, view.descending
+            self.columns = list(view.columns or info.columns)
+            self.refresh_every = view.refresh
         self.start = 0
+        # Keyset paging: the cursor each visited page was fetched with (None: the first
+        # page), and the reply's cursor for the page after the current one.
+        self.cursors: list[str | None] = [None]
+        self.next_cursor: str | None = None
         self.total = 0
         self.rows: list[dict[str, Any]] = []
         self.marks: set[str] = set()
-        self.error = ""
         self.loaded = False
+        self.loads = 0  # pages shown so far (tests and the benchmark wait on it)
         self._pending: Timer | None = None
 
     @property
@@ -107,7 +134,7 @@ class ResourceScreen(Screen[None]):
         yield StatusHeader(self.crumb)
         yield Static(id="info")
         with Horizontal(id="main"):
-            yield ResourceTable(self.info, id="table")
+            yield ResourceTable(self.info, self.columns, id="table")
             yield DetailPane(id="detail")
         yield JobList(id="view-jobs")
         catalogue = self.zapp.data.catalogue
@@ -125,6 +152,8 @@ class ResourceScreen(Screen[None]):
         app.event_signal.subscribe(self, self.event_arrived)
         app.status_signal.subscribe(self, self.status_changed)
         self.set_interval(1.0, self.show_jobs)
+        if self.refresh_every:
+            self.set_interval(self.refresh_every, self.schedule_reload)
         self.query_one(ResourceTable).focus()
         self.show_info()
         self.load()
@@ -133,33 +162,58 @@ class ResourceScreen(Screen[None]):
         self.set_class(self.app.size.width >= WIDE, "-wide")
         self.call_after_refresh(self.redraw)
 
+    def on_screen_resume(self) -> None:
+        if self.loads:  # shown again (a kept view, or back from a drill-down): fresh rows
+            self.load()
+
+    def reset(self) -> None:
+        """Back to the plain view (a kept screen opened again from the palette)."""
+        self.filter_text, self.conditions, self.error = "", [], ""
+        self.marks.clear()
+        self.first_page()
+        if self.is_mounted:
+            self.query_one(FilterBar).display = False
+            self.query_one(ResourceTable).focus()
+
     # ------------------------------------------------------------------ loading
 
     def all_conditions(self) -> list[str]:
         return [*self.base, *self.conditions]
 
+    def first_page(self) -> None:
+        self.start = 0
+        self.cursors = [None]
+        self.next_cursor = None
+
+    async def fetch(self) -> Page:
+        return await self.zapp.data.query(
+            self.info.name,
+            self.all_conditions(),
+            limit=self.page_size,
+            start=self.start,
+            sort_by=self.sort_by,
+            descending=self.descending,
+            after=self.cursors[-1],
+        )
+
     @work(group="load", exclusive=True)
     async def load(self, cursor_uuid: str | None = None, cursor_row: int | None = None) -> None:
         data = self.zapp.data
         try:
-            page = await data.query(
-                self.info.name,
-                self.all_conditions(),
-                limit=self.page_size,
-                start=self.start,
-                sort_by=self.sort_by,
-                descending=self.descending,
-            )
-            if not page.rows and page.total and self.start:
-                self.start = max(0, (page.total - 1) // self.page_size * self.page_size)
-                page = await data.query(
-                    self.info.name,
-                    self.all_conditions(),
-                    limit=self.page_size,
-                    start=self.start,
-                    sort_by=self.sort_by,
-                    descending=self.descending,
-                )
+            page = await self.fetch()
+            while not page.rows and page.total and self.start:
+                # The page emptied under us (rows deleted): step back until there are rows.
+                if page.keyset and len(self.cursors) > 1:
+                    self.cursors.pop()
+                    self.start = max(0, self.start - self.page_size)
+                elif page.keyset:
+                    self.first_page()
+                else:
+                    self.start = max(0, (page.total - 1) // self.page_size * self.page_size)
+                page = await self.fetch()
+                if not page.keyset:
+                    break
+            self.next_cursor = page.next
             await self.resolve_refs(page.rows)
         except ZmnError as exc:
             self.error = exc.message
@@ -167,6 +221,7 @@ class ResourceScreen(Screen[None]):
             return
         self.error = ""
         self.rows, self.total, self.loaded = page.rows, page.total, True
+        self.loads += 1
         table = self.query_one(ResourceTable)
         if cursor_uuid is None and cursor_row is None:
             cursor_uuid = table.current_key
@@ -194,6 +249,8 @@ class ResourceScreen(Screen[None]):
                 await self.zapp.data.resolve_names(target, uuids)
 
     def schedule_reload(self, delay: float = 0.4) -> None:
+        if not self.is_current:
+            return  # a kept view in the background: it reloads when shown again
         if self._pending is None:
             self._pending = self.set_timer(delay, self._reload_now)
 
@@ -232,7 +289,7 @@ class ResourceScreen(Screen[None]):
                 return
 
     def status_changed(self, status: Status) -> None:
-        if status.live:
+        if status.live and self.is_current:
             self.load()
         self.show_info()
 
@@ -305,6 +362,15 @@ class ResourceScreen(Screen[None]):
         start = self.start + direction * self.page_size
         if start < 0 or start >= self.total:
             return
+        if self.zapp.data.keyset(self.info.name):
+            if direction > 0:
+                if self.next_cursor is None:
+                    return
+                self.cursors.append(self.next_cursor)
+            elif len(self.cursors) > 1:
+                self.cursors.pop()
+            else:
+                return
         self.start = start
         self.load(cursor_row=(0 if direction > 0 else self.page_size - 1) if at_edge else 0)
 
@@ -321,14 +387,14 @@ class ResourceScreen(Screen[None]):
         if name:
             self.descending = self.descending if name == self.sort_by else False
             self.sort_by = name
-            self.start = 0
+            self.first_page()
             self.load(cursor_row=0)
 
     def action_reverse(self) -> None:
         if self.sort_by is None:
             self.sort_by = "uuid"
         self.descending = not self.descending
-        self.start = 0
+        self.first_page()
         self.load(cursor_row=0)
 
     @on(DataTable.HeaderSelected, "#table")
@@ -340,6 +406,64 @@ class ResourceScreen(Screen[None]):
             self.action_reverse()
         else:
             self.sort_chosen(name)
+
+    # ------------------------------------------------------------------ columns, saved views
+
+    def action_columns(self) -> None:
+        """Pick a field to show or hide (shown ones are ticked); Escape closes."""
+        names = list(dict.fromkeys([*self.columns, *self.info.fields]))
+        items: list[tuple[Text | str, Any]] = [
+            (Text.assemble(("✓ " if n in self.columns else "  ", "bold green"), n), n)
+            for n in names
+        ]
+        self.app.push_screen(Picker("columns", items, subtitle="enter shows/hides"), self.toggle)
+
+    def toggle(self, name: str | None) -> None:
+        if not name:
+            return
+        if name in self.columns:
+            if len(self.columns) > 1:
+                self.columns.remove(name)
+        else:
+            self.columns.append(name)
+        self.query_one(ResourceTable).set_columns(self.columns)
+        self.redraw()
+
+    def current_view(self, name: str) -> View:
+        return View(
+            name=name,
+            type=self.info.name,
+            filter=self.filter_text,
+            base=list(self.base),
+            columns=None if self.columns == self.info.columns else list(self.columns),
+            sort_by=self.sort_by,
+            descending=self.descending,
+            refresh=self.refresh_every,
+        )
+
+    def action_save_view(self) -> None:
+        suggested = self.view.name if self.view is not None and not self.view.builtin else ""
+
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            view = self.current_view(name)
+            try:
+                self.zapp.view_store().save(view)
+            except OSError as exc:
+                self.notify(markup=False, message=f"cannot save: {exc}", severity="error")
+                return
+            self.view = view
+            self.notify(markup=False, message=f"saved view :{view.key} — {view.describe()}")
+
+        self.app.push_screen(
+            PromptScreen(
+                "save view as",
+                value=suggested,
+                hint=f"{self.current_view('x').describe()} · offered in the : palette",
+            ),
+            named,
+        )
 
     # ------------------------------------------------------------------ filter
 
@@ -362,12 +486,12 @@ class ResourceScreen(Screen[None]):
         self.filter_text, self.conditions = event.value.strip(), conditions
         self.query_one(FilterBar).display = False
         self.query_one(ResourceTable).focus()
-        self.start = 0
+        self.first_page()
         self.load(cursor_row=0)
 
     def clear_filter(self) -> None:
         self.filter_text, self.conditions, self.error = "", [], ""
-        self.start = 0
+        self.first_page()
         self.load(cursor_row=0)
 
     def action_back(self) -> None:
@@ -446,7 +570,8 @@ class ResourceScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#table")
     def row_selected(self) -> None:
-        self.action_drill()
+        if self.is_current:  # a kept view in the background must not open anything
+            self.action_drill()
 
     def open_drill(self, row: dict[str, Any], drill: Drill) -> None:
         catalogue = self.zapp.data.catalogue
@@ -462,6 +587,8 @@ class ResourceScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.zapp.palette_pending or not self.is_current:
+            return False  # keys typed right after ":" belong to the palette, not to the view
         if action == "filter" and isinstance(self.focused, Input):
             return False  # a "/" typed into the filter itself
         if action == "actions":
@@ -491,21 +618,56 @@ class ResourceScreen(Screen[None]):
         def chosen(action: Action | None) -> None:
             if action is None:
                 return
-            uuids = [str(t["uuid"]) for t in targets]
-
-            def answered(ok: bool | None) -> None:
-                if ok:  # only the confirmation lets an action through
-                    self.execute(action, uuids)
-
-            self.app.push_screen(confirm_screen(action, targets, self.info.cli), answered)
+            if action.form:
+                self.open_form(action, targets, who)
+            else:
+                self.confirm(action, targets, {})
 
         items = action_items(catalogue.actions(self.info.name))
         self.app.push_screen(Picker(f"{self.info.cli}: {who}", items), chosen)
 
+    def confirm(
+        self, action: Action, targets: list[dict[str, Any]], values: dict[str, Any]
+    ) -> None:
+        uuids = [str(t["uuid"]) for t in targets]
+
+        def answered(ok: bool | None) -> None:
+            if ok:  # only the confirmation lets an action through
+                self.execute(action, uuids, values)
+
+        screen = confirm_screen(action, targets, self.info.cli, values, self.zapp.data.names)
+        self.app.push_screen(screen, answered)
+
+    @work(group="form", exclusive=True)
+    async def open_form(self, action: Action, targets: list[dict[str, Any]], who: str) -> None:
+        """Fetch the choices for reference parameters, then show the form, then confirm."""
+        choices: Choices = {}
+        for param in action.params:
+            if param.resource is not None:
+                try:
+                    choices[param.name] = await candidates(
+                        self.zapp.data, self.info.name, action, param, targets
+                    )
+                except ZmnError as exc:
+                    self.notify(markup=False, message=exc.message, severity="error")
+                    return
+
+        def filled(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                self.confirm(action, targets, values)
+
+        self.app.push_screen(FormScreen(action, who, choices), filled)
+
     @work(group="action")
-    async def execute(self, action: Action, uuids: list[str]) -> None:
+    async def execute(
+        self, action: Action, uuids: list[str], values: dict[str, Any] | None = None
+    ) -> None:
         results = await self.zapp.data.run_action(
-            action.api, uuids, dict(action.args), long=action.long
+            action.api,
+            uuids,
+            {**dict(action.args), **(values or {})},
+            long=action.long,
+            subject=action.subject,
         )
         message, failed = outcome(action, results)
         self.notify(

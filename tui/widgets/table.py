@@ -26,10 +26,14 @@ class ResourceTable(DataTable[Text]):
             super().__init__()
             self.direction = direction
 
-    def __init__(self, info: ResourceInfo, **kw: Any) -> None:
+    def __init__(self, info: ResourceInfo, columns: list[str] | None = None, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.info = info
-        self.columns_shown = list(info.columns)
+        self.columns_shown = list(columns or info.columns)
+
+    def set_columns(self, columns: list[str]) -> None:
+        self.columns_shown = list(columns)
+        self.add_columns_for(wide=getattr(self, "_wide", False))
 
     def on_mount(self) -> None:
         self.add_columns_for(wide=False)
