@@ -7,20 +7,28 @@ never read half a catalogue.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from pathlib import Path
-from typing import Any
 
-import msgspec
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # json, not msgspec, and pathlib only to write: a cold zcli reads this
+    from pathlib import Path
+    from typing import Any
 
 _HASH_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 KEEP = 8  # catalogues of other nodes or versions kept besides the newest
 
 
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "zcli")
+
+
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "zcli"
+    from pathlib import Path
+
+    return Path(_cache_dir())
 
 
 def path_for(digest: str) -> Path:
@@ -31,8 +39,9 @@ def load(digest: str) -> dict[str, Any] | None:
     if not _HASH_RE.match(digest):
         return None
     try:
-        data = msgspec.json.decode(path_for(digest).read_bytes())
-    except (OSError, msgspec.DecodeError):
+        with open(os.path.join(_cache_dir(), f"catalogue-{digest}.json"), "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -45,9 +54,9 @@ def store(digest: str, catalogue: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(msgspec.json.encode(catalogue))
+        tmp.write_bytes(json.dumps(catalogue, ensure_ascii=False, separators=(",", ":")).encode())
         os.replace(tmp, path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a lone surrogate cannot be written as UTF-8
         tmp.unlink(missing_ok=True)
         return
     _prune(path)

@@ -9,11 +9,12 @@ When two APIs share a resource and verb, both are named by their kebab-case API 
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # a completion callback imports this module: nothing but re at run time
+    from collections.abc import Iterable
+    from typing import Any
 
 # Short names operators type every day; an alias only counts when its type is loaded.
 ALIASES = {
@@ -40,17 +41,44 @@ def camel(option: str) -> str:
 
 
 def suggest(word: str, choices: Iterable[str]) -> list[str]:
+    import difflib
+
     return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
 
 
-@dataclass
-class Param:
-    name: str
-    type: str
-    required: bool
-    default: Any
-    doc: str
-    raw: dict[str, Any]
+class Record:
+    """A plain record: equality and repr over ``_fields``, like a dataclass, without
+    :mod:`dataclasses` (whose import of :mod:`inspect` costs a Tab several ms)."""
+
+    _fields: tuple[str, ...] = ()
+    __hash__ = None  # type: ignore[assignment] # mutable, as a dataclass with eq
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Record)  # noqa: S101 - type narrowing for mypy, not a runtime check
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{self.__class__.__qualname__}({args})"
+
+
+class Param(Record):
+    _fields = ("name", "type", "required", "default", "doc", "raw")
+
+    def __init__(
+        self, name: str, type: str, required: bool, default: Any, doc: str, raw: dict[str, Any]
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.required = required
+        self.default = default
+        self.doc = doc
+        self.raw = raw
 
     @property
     def is_list(self) -> bool:
@@ -66,31 +94,68 @@ class Param:
         return f"{self.type} ({ref})" if ref else self.type
 
 
-@dataclass
-class Api:
-    name: str
-    resource: str | None
-    verb: str | None
-    summary: str
-    doc: str
-    long: bool
-    params: dict[str, Param]
+class Api(Record):
+    _fields = ("name", "resource", "verb", "summary", "doc", "long", "params")
+
+    def __init__(
+        self,
+        name: str,
+        resource: str | None,
+        verb: str | None,
+        summary: str,
+        doc: str,
+        long: bool,
+        params: dict[str, Param] | None = None,
+        raw_params: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.name = name
+        self.resource = resource
+        self.verb = verb
+        self.summary = summary
+        self.doc = doc
+        self.long = long
+        self._params = params
+        self._raw_params = raw_params or []
+
+    @property
+    def params(self) -> dict[str, Param]:
+        """By name; made from the catalogue's ``params`` at first use (a completion needs
+        the parameters of one API, not of the hundreds a catalogue has)."""
+        if self._params is None:
+            self._params = {p["name"]: _param(p) for p in self._raw_params}
+        return self._params
+
+    @params.setter
+    def params(self, value: dict[str, Param]) -> None:
+        self._params = value
 
     @property
     def is_query(self) -> bool:
         return self.verb == "query" and self.name.startswith("Query")
 
 
-@dataclass
-class Resource:
-    name: str  # type name, e.g. L3Network
-    cli: str  # command word, e.g. l3-network
-    summary: str = ""
-    columns: list[str] = field(default_factory=lambda: ["uuid", "name"])
-    fields: list[dict[str, Any]] = field(default_factory=list)
-    joins: list[dict[str, Any]] = field(default_factory=list)
-    verbs: dict[str, str] = field(default_factory=dict)  # verb -> API name
-    query: str | None = None  # Query<Type> API name
+class Resource(Record):
+    _fields = ("name", "cli", "summary", "columns", "fields", "joins", "verbs", "query")
+
+    def __init__(
+        self,
+        name: str,  # type name, e.g. L3Network
+        cli: str,  # command word, e.g. l3-network
+        summary: str = "",
+        columns: list[str] | None = None,
+        fields: list[dict[str, Any]] | None = None,
+        joins: list[dict[str, Any]] | None = None,
+        verbs: dict[str, str] | None = None,  # verb -> API name
+        query: str | None = None,  # Query<Type> API name
+    ) -> None:
+        self.name = name
+        self.cli = cli
+        self.summary = summary
+        self.columns: list[str] = ["uuid", "name"] if columns is None else columns
+        self.fields: list[dict[str, Any]] = [] if fields is None else fields
+        self.joins: list[dict[str, Any]] = [] if joins is None else joins
+        self.verbs: dict[str, str] = {} if verbs is None else verbs
+        self.query = query
 
 
 class Catalogue:
@@ -170,17 +235,33 @@ class Catalogue:
         return sorted(a for a, t in ALIASES.items() if t == res.name and a != res.cli)
 
 
+def positional_slot(api: Api) -> str | None:
+    """The parameter a leading NAME_OR_UUID fills: ``uuid``; else the one reference to the
+    API's own resource (``ps attach PS --cluster-uuid C``); else ``name`` (creates)."""
+    if "uuid" in api.params:
+        return "uuid"
+    own = [
+        p.name
+        for p in api.params.values()
+        if api.resource and p.raw.get("resource") == api.resource
+    ]
+    if len(own) == 1:
+        return own[0]
+    return "name" if "name" in api.params else None
+
+
+def _param(p: dict[str, Any]) -> Param:
+    return Param(
+        p["name"],
+        str(p.get("type", "any")),
+        bool(p.get("required")),
+        p.get("default"),
+        str(p.get("doc", "")),
+        p,
+    )
+
+
 def _api(a: dict[str, Any]) -> Api:
-    params = {}
-    for p in a.get("params", []):
-        params[p["name"]] = Param(
-            p["name"],
-            str(p.get("type", "any")),
-            bool(p.get("required")),
-            p.get("default"),
-            str(p.get("doc", "")),
-            p,
-        )
     return Api(
         a["name"],
         a.get("resource"),
@@ -188,5 +269,5 @@ def _api(a: dict[str, Any]) -> Api:
         a.get("summary", ""),
         a.get("doc", ""),
         bool(a.get("long")),
-        params,
+        raw_params=list(a.get("params", [])),
     )

@@ -20,21 +20,22 @@ has. It imports neither the server nor prompt-toolkit, and the client only when 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
-from zcli.catalogue import Api, Catalogue, Param, Resource, camel, kebab
-from zcli.options import _OPTIONS, OUTPUTS
-from zcli.parser import positional_slot
-from zmn.api.querylang import OPERATOR_DOCS, TAG_FIELDS, split_field
+from zcli.catalogue import camel, kebab, positional_slot
+from zcli.words import GLOBAL_OPTIONS as _OPTIONS
+from zcli.words import OPERATOR_DOCS, OUTPUTS, TAG_FIELDS, split_field
 
-# Rows of a resource type as (uuid, name); name is "" for types without one.
-NameSource = Callable[[str], list[tuple[str, str]]]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # every import costs each Tab: typing, contextlib, dataclasses stay out
+    from collections.abc import Callable
+    from typing import Any
+
+    from zcli.catalogue import Api, Catalogue, Param, Resource
+
+    # Rows of a resource type as (uuid, name); name is "" for types without one.
+    NameSource = Callable[[str], list[tuple[str, str]]]
 
 # The order a menu shows operators in: the common ones first.
 OPERATOR_ORDER = ("=", "!=", ">", ">=", "<", "<=", "?=", "!?=", "~=", "!~=", "=null", "!=null")
@@ -51,15 +52,45 @@ DEFAULT_BUDGET = 0.5
 REFRESH_SECONDS = 5.0  # a background refresh of stale names gives up after this long
 
 
-@dataclass(frozen=True)
 class Candidate:
-    """One completion: ``text`` replaces the current word; a menu shows ``display``."""
+    """One completion: ``text`` replaces the current word; a menu shows ``display``.
+    Immutable, compared and hashed by value (a frozen dataclass, without the import)."""
 
+    __slots__ = ("display", "label", "meta", "nospace", "text")
+    _fields = ("text", "display", "meta", "nospace", "label")  # the constructor's order
     text: str
-    display: str = ""
-    meta: str = ""
-    nospace: bool = False  # more follows: key=, a join, a list item
-    label: str = ""  # the description shell scripts show, when not ``meta``
+    display: str
+    meta: str
+    nospace: bool  # more follows: key=, a join, a list item
+    label: str  # the description shell scripts show, when not ``meta``
+
+    def __init__(
+        self, text: str, display: str = "", meta: str = "", nospace: bool = False, label: str = ""
+    ) -> None:
+        for name, value in zip(self._fields, (text, display, meta, nospace, label), strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Candidate)  # noqa: S101 - type narrowing for mypy, not a runtime check
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"Candidate({args})"
 
     @property
     def shown(self) -> str:
@@ -400,23 +431,32 @@ class _Expired(Exception):
     pass
 
 
-@contextmanager
-def budget(deadline: float) -> Iterator[None]:
-    """Bound blocking I/O (connect, reads) by ``deadline``; raises :class:`_Expired`."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise _Expired
+def _expire(_signum: int, _frame: Any) -> None:
+    raise _Expired
 
-    def expire(_signum: int, _frame: Any) -> None:
-        raise _Expired
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, remaining)
-    try:
-        yield
-    finally:
+class budget:  # named like the function-style context manager it replaced
+    """``with budget(deadline):`` bounds blocking I/O (connect, reads) by ``deadline``;
+    raises :class:`_Expired` (a class rather than contextlib: one import less per Tab)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.previous: Any = None
+
+    def __enter__(self) -> None:
+        import signal
+
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Expired
+        self.previous = signal.signal(signal.SIGALRM, _expire)
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGALRM, self.previous)
 
 
 def connection_of(words: list[str]) -> tuple[str, str | None]:
@@ -443,11 +483,20 @@ def connection_of(words: list[str]) -> tuple[str, str | None]:
 
 
 def _default_endpoint() -> str:
-    from pathlib import Path
-
-    home = os.environ.get("ZMN_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".local" / "share" / "zmn"
-    return f"unix:{base / 'zmn.sock'}"
+    """:func:`zmn.client.default_endpoint` without importing the client (nor pathlib): the
+    same string, which keys the session and the name cache (a test compares the two)."""
+    env = os.environ.get("ZMN_HOME")
+    if not env:
+        home = os.path.join(os.path.expanduser("~"), ".local", "share", "zmn")
+    else:  # spelled as pathlib would: no empty or "." parts, no trailing slash
+        path = os.path.expanduser(env)
+        if path.startswith("~"):
+            raise RuntimeError("Could not determine home directory.")  # as pathlib says it
+        root = "/" if path.startswith("/") else ""
+        if path.startswith("//") and not path.startswith("///"):
+            root = "//"
+        home = (root + "/".join(p for p in path.split("/") if p and p != ".")) or "."
+    return "unix:" + (os.path.join(home, "zmn.sock") if home != "." else "zmn.sock")
 
 
 def main(argv: list[str]) -> int:

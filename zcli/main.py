@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import sys
 
-from zmn.api.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ZmnError
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -18,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         return complete(argv[1:])
     from zcli.options import parse_globals
     from zcli.runner import Runner
+    from zmn.api.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ZmnError
 
     runner: Runner | None = None
     try:

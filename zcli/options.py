@@ -6,53 +6,68 @@ session, batch file) are fixed for the whole run.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-
+from zcli.catalogue import Record
 from zcli.parser import UsageError, did_you_mean
+from zcli.words import GLOBAL_OPTIONS as _OPTIONS
+from zcli.words import OUTPUTS
 
-OUTPUTS = ("table", "json", "yaml", "csv", "value")
-# option -> (Options attribute, takes a value)
-_OPTIONS: dict[str, tuple[str, bool]] = {
-    "-o": ("output", True),
-    "--output": ("output", True),
-    "-c": ("columns", True),
-    "--columns": ("columns", True),
-    "-q": ("quiet", False),
-    "--quiet": ("quiet", False),
-    "--no-header": ("no_header", False),
-    "--no-wait": ("no_wait", False),
-    "--timeout": ("timeout", True),
-    "--endpoint": ("endpoint", True),
-    "--session": ("session", True),
-    "-f": ("file", True),
-    "--file": ("file", True),
-    "--continue-on-error": ("continue_on_error", False),
-    "--version": ("version", False),
-}
+__all__ = ["CONNECTION_OPTIONS", "OUTPUTS", "_OPTIONS", "Options", "parse_globals"]
 CONNECTION_OPTIONS = ("endpoint", "session", "file", "continue_on_error", "version")
 
 
-@dataclass
-class Options:
-    output: str = "table"
-    columns: list[str] = field(default_factory=list)
-    quiet: bool = False
-    no_header: bool = False
-    no_wait: bool = False
-    timeout: float | None = None
-    endpoint: str | None = None
-    session: str | None = None
-    file: str | None = None
-    continue_on_error: bool = False
-    version: bool = False
+class Options(Record):
+    _fields = (
+        "output",
+        "columns",
+        "quiet",
+        "no_header",
+        "no_wait",
+        "timeout",
+        "endpoint",
+        "session",
+        "file",
+        "continue_on_error",
+        "version",
+    )
+
+    def __init__(
+        self,
+        output: str = "table",
+        columns: list[str] | None = None,
+        quiet: bool = False,
+        no_header: bool = False,
+        no_wait: bool = False,
+        timeout: float | None = None,
+        endpoint: str | None = None,
+        session: str | None = None,
+        file: str | None = None,
+        continue_on_error: bool = False,
+        version: bool = False,
+    ) -> None:
+        self.output = output
+        self.columns: list[str] = [] if columns is None else columns
+        self.quiet = quiet
+        self.no_header = no_header
+        self.no_wait = no_wait
+        self.timeout = timeout
+        self.endpoint = endpoint
+        self.session = session
+        self.file = file
+        self.continue_on_error = continue_on_error
+        self.version = version
+
+    def copy(self) -> Options:
+        """A copy with its own list of columns."""
+        new = Options(**{f: getattr(self, f) for f in self._fields})
+        new.columns = list(self.columns)
+        return new
 
 
 def parse_globals(
     argv: list[str], base: Options | None = None, *, in_batch: bool = False
 ) -> tuple[Options, list[str]]:
     """Options before the command, and the command tokens (``["help"]`` for ``--help``)."""
-    opts = dataclasses.replace(base, columns=list(base.columns)) if base else Options()
+    opts = base.copy() if base else Options()
     fresh_columns = True  # a line's -c replaces the run's -c instead of adding to it
     i = 0
     while i < len(argv):

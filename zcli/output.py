@@ -10,18 +10,24 @@ by the formats that use them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, TextIO
 
-from zcli.catalogue import Resource, suggest
-from zcli.options import Options
+from zcli.catalogue import Record, suggest
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from zcli.catalogue import Resource
+    from zcli.options import Options
 
 
-@dataclass
-class Shaped:
-    kind: str  # rows | object | count | nothing
-    data: Any  # what -o json prints
-    own_columns: bool = False  # rows that are not inventories (groupBy): print their keys
+class Shaped(Record):
+    _fields = ("kind", "data", "own_columns")
+
+    def __init__(self, kind: str, data: Any, own_columns: bool = False) -> None:
+        self.kind = kind  # rows | object | count | nothing
+        self.data = data  # what -o json prints
+        self.own_columns = own_columns  # rows that are not inventories (groupBy): their keys
 
 
 def shape(result: Any) -> Shaped:

@@ -18,12 +18,16 @@ query condition (``name=z1``, ``cpuNum>=2``, ``vmNics.l3Network.name~=pub%``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
-from zcli.catalogue import Api, Catalogue, Resource, camel, suggest
+from zcli.catalogue import Api, Catalogue, Record, Resource, camel, positional_slot, suggest
+from zcli.words import ALL_OPERATORS, condition, condition_text
 from zmn.api.errors import InvalidArgument
-from zmn.api.querylang import ALL_OPERATORS, parse_condition
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["positional_slot"]  # re-exported: it moved to zcli.catalogue
 
 UUID_RE = re.compile(r"^[0-9a-f]{32}$")
 _KEY_VALUE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
@@ -38,33 +42,46 @@ class UsageError(InvalidArgument):
     default_code = "CLI.USAGE"
 
 
-@dataclass
-class ApiCall:
+class ApiCall(Record):
     """Call one API. ``action`` is ``call``, ``list`` (a query) or ``get`` (one resource)."""
 
-    api: str
-    args: dict[str, Any] = field(default_factory=dict)
-    action: str = "call"
-    resource: str | None = None  # resource type name, for table columns
-    long: bool = False
-    target: str | None = None  # get: the NAME_OR_UUID asked for
+    _fields = ("api", "args", "action", "resource", "long", "target")
+
+    def __init__(
+        self,
+        api: str,
+        args: dict[str, Any] | None = None,
+        action: str = "call",
+        resource: str | None = None,  # resource type name, for table columns
+        long: bool = False,
+        target: str | None = None,  # get: the NAME_OR_UUID asked for
+    ) -> None:
+        self.api = api
+        self.args: dict[str, Any] = {} if args is None else args
+        self.action = action
+        self.resource = resource
+        self.long = long
+        self.target = target
 
 
-@dataclass
-class Help:
+class Help(Record):
     """Print help; ``topic`` is [], [resource], [resource, verb], ["api"] or ["api", Name]."""
 
-    topic: list[str] = field(default_factory=list)
+    _fields = ("topic",)
+
+    def __init__(self, topic: list[str] | None = None) -> None:
+        self.topic: list[str] = [] if topic is None else topic
 
 
-@dataclass
-class Login:
-    account: str | None = None
-    password: str | None = None
+class Login(Record):
+    _fields = ("account", "password")
+
+    def __init__(self, account: str | None = None, password: str | None = None) -> None:
+        self.account = account
+        self.password = password
 
 
-@dataclass
-class Logout:
+class Logout(Record):
     pass
 
 
@@ -175,21 +192,6 @@ def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
     return ApiCall(api.name, args, "call", res.name, api.long)
 
 
-def positional_slot(api: Api) -> str | None:
-    """The parameter a leading NAME_OR_UUID fills: ``uuid``; else the one reference to the
-    API's own resource (``ps attach PS --cluster-uuid C``); else ``name`` (creates)."""
-    if "uuid" in api.params:
-        return "uuid"
-    own = [
-        p.name
-        for p in api.params.values()
-        if api.resource and p.raw.get("resource") == api.resource
-    ]
-    if len(own) == 1:
-        return own[0]
-    return "name" if "name" in api.params else None
-
-
 def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The API arguments (conditions included for queries) and the positional tokens."""
     args: dict[str, Any] = {}
@@ -218,10 +220,10 @@ def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
             _put(api, args, key, "=", value_)
         elif api.is_query and _CONDITION_RE.match(token):
             try:
-                cond = parse_condition(token)
+                field, op, operand = condition(token)
             except InvalidArgument as exc:  # ``a.=1`` looks like a condition but is none
                 raise UsageError(exc.message, code=exc.code, **exc.details) from None
-            _put(api, args, cond.name, cond.op, cond.value, text=str(cond))
+            _put(api, args, field, op, operand, text=condition_text(field, op, operand))
         elif not api.is_query and (m := _KEY_VALUE_RE.match(token)):
             _put(api, args, m.group(1), "=", m.group(2))
         else:

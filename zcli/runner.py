@@ -9,16 +9,11 @@ on stderr and the documented exit status.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 from zcli import cache, session
 from zcli.catalogue import Catalogue
-from zcli.help import USAGE, render_help
 from zcli.options import Options
 from zcli.output import render
 from zcli.parser import HELP_FLAGS, ApiCall, Help, Login, Logout, UsageError, parse
@@ -109,9 +104,13 @@ class Runner:
         opts = opts or self.opts
         try:
             if not tokens:
+                from zcli.help import USAGE
+
                 self.err.write(USAGE + "try: zcli help\n")
                 return EXIT_USAGE
             if is_help(tokens):
+                from zcli.help import render_help
+
                 cat = self.catalogue(optional=True)
                 cmd = parse(tokens, cat or Catalogue({}))
                 assert isinstance(cmd, Help)  # noqa: S101 - type narrowing for mypy, not a runtime check
@@ -162,6 +161,9 @@ class Runner:
         cat = self._require_catalogue()
         render(result, opts, cat.resource_of_type(cmd.resource), self.out, self.err)
         self.out.flush()
+        if cmd.action == "list" and isinstance(result, dict) and result.get("next"):
+            if not opts.quiet:  # stdout stays data; the way to the next page goes to stderr
+                self.err.write(f"more rows: the next page is --after {result['next']}\n")
         return EXIT_OK
 
     def _one(self, cmd: ApiCall, result: Any) -> dict[str, Any]:
@@ -181,23 +183,9 @@ class Runner:
             )
         return {"inventory": rows[0]}
 
-    @contextmanager
-    def _deadline(self, seconds: float | None) -> Iterator[None]:
+    def _deadline(self, seconds: float | None) -> _Deadline:
         """Bound the whole wait, progress events included (the client bounds each read)."""
-        if not seconds or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def expire(_signum: int, _frame: Any) -> None:
-            raise Timeout(f"no result within {seconds:g}s", code="CLIENT.TIMEOUT")
-
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+        return _Deadline(seconds)
 
     # ----------------------------------------------------------------- sessions
 
@@ -264,3 +252,39 @@ class Runner:
             self.err.write("session expired: zcli login\n")
             return EXIT_FAILED
         return exc.exit_status
+
+
+class _Deadline:
+    """``with _Deadline(seconds):`` raises :class:`Timeout` when the block outlasts
+    ``seconds`` (main thread only; None: no limit). signal and threading are imported only
+    when there is a limit."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.previous: Any = None
+        self.armed = False
+
+    def __enter__(self) -> None:
+        seconds = self.seconds
+        if not seconds:
+            return
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def expire(_signum: int, _frame: Any) -> None:
+            raise Timeout(f"no result within {seconds:g}s", code="CLIENT.TIMEOUT")
+
+        self.previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self.armed = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.armed:
+            import signal
+
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+            self.armed = False

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # completion callbacks read sessions: pathlib is imported only to write
+    from pathlib import Path
+
+
+def _config_dir() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "zcli")
 
 
 def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "zcli"
+    from pathlib import Path
+
+    return Path(_config_dir())
 
 
 def sessions_path() -> Path:
@@ -22,7 +31,8 @@ def sessions_path() -> Path:
 
 def load_all() -> dict[str, str]:
     try:
-        data = json.loads(sessions_path().read_text())
+        with open(os.path.join(_config_dir(), "sessions.json"), encoding="utf-8") as f:
+            data = json.loads(f.read())
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
@@ -59,7 +69,7 @@ def _write(data: dict[str, str]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
         os.chmod(tmp, 0o600)

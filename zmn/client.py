@@ -13,28 +13,48 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import Unavailable, ZmnError
-from zmn.api.wire import encode, read_frame, read_frame_sync
+from zmn.api.wire import encode, encode_std, read_frame, read_frame_sync
 
-if TYPE_CHECKING:  # asyncio and ssl are imported where used: cold CLI commands skip them
-    import asyncio
+if TYPE_CHECKING:  # asyncio, ssl and pathlib are imported where used: cold CLI commands
+    import asyncio  # skip them (the blocking client also frames with json, not msgspec)
     import ssl
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
-EventCallback = Callable[[dict[str, Any]], None]
+    EventCallback = Callable[[dict[str, Any]], None]
 
 
 def default_home() -> Path:
+    from pathlib import Path
+
+    return Path(_home())
+
+
+def _home() -> str:
+    """``str(default_home())`` without pathlib: the path as :class:`pathlib.PurePosixPath`
+    spells it (no empty or ``.`` parts, no trailing slash)."""
     env = os.environ.get("ZMN_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "zmn"
+    if not env:
+        return os.path.join(os.path.expanduser("~"), ".local", "share", "zmn")
+    if os.sep != "/":  # pragma: no cover - the node and zcli run on Linux
+        return str(default_home())
+    path = os.path.expanduser(env)
+    if path.startswith("~"):
+        raise RuntimeError("Could not determine home directory.")  # as pathlib says it
+    root = "/" if path.startswith("/") else ""
+    if path.startswith("//") and not path.startswith("///"):
+        root = "//"
+    return (root + "/".join(p for p in path.split("/") if p and p != ".")) or "."
 
 
 def default_endpoint() -> str:
-    return os.environ.get("ZMN_ENDPOINT") or f"unix:{default_home() / 'zmn.sock'}"
+    home = _home()
+    return os.environ.get("ZMN_ENDPOINT") or "unix:" + (
+        os.path.join(home, "zmn.sock") if home != "." else "zmn.sock"
+    )
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, Any]:
@@ -97,9 +117,14 @@ class Client:
         kind, where = parse_endpoint(self.endpoint)
         try:
             if kind == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                # the C module: socket.py (enums, selectors) costs a cold zcli a few ms
+                import _socket
+
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 sock.connect(where)
             else:
+                import socket
+
                 sock = socket.create_connection(where, timeout=10)
                 sock.settimeout(None)
                 if kind == "tls":
@@ -132,7 +157,7 @@ class Client:
         if self._sock is None:
             self.connect()
         try:
-            self._sock.sendall(encode(frame))
+            self._sock.sendall(encode_std(frame))
         except OSError as exc:
             raise _unavailable(self.endpoint, exc) from None
 

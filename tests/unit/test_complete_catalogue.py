@@ -101,3 +101,52 @@ def test_the_callback_reads_the_catalogue_cache_where_zcli_writes_it(
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert namecache.cache_dir() == cache.cache_dir()
+
+
+def test_the_words_completion_repeats_are_those_of_the_contract() -> None:
+    """zcli.words repeats the query language's words so that a Tab does not import it."""
+    from zcli import words
+    from zcli.options import _OPTIONS, OUTPUTS
+    from zmn.api import querylang
+
+    assert words.OPERATORS == querylang.OPERATORS
+    assert words.NULL_OPERATORS == querylang.NULL_OPERATORS
+    assert words.ALL_OPERATORS == querylang.ALL_OPERATORS
+    assert words.OPERATOR_DOCS == querylang.OPERATOR_DOCS
+    assert words.TAG_FIELDS == querylang.TAG_FIELDS
+    assert words.COND_RE.pattern == querylang._COND_RE.pattern
+    assert words.COND_RE.flags == querylang._COND_RE.flags
+    assert (words.GLOBAL_OPTIONS, words.OUTPUTS) == (_OPTIONS, OUTPUTS)
+    for text in ("a=1", " a.b!=null ", "x=null", "n~=%p_", "a?=1,2", "c>=", "a.=1", "=1", "a"):
+        assert words.split_field(text) == querylang.split_field(text)
+        try:
+            cond = querylang.parse_condition(text)
+        except Exception as exc:
+            with pytest.raises(type(exc)) as raised:
+                words.condition(text)
+            assert str(raised.value) == str(exc)
+        else:
+            assert words.condition(text) == (cond.name, cond.op, cond.value)
+            assert words.condition_text(cond.name, cond.op, cond.value) == str(cond)
+
+
+def test_the_callback_names_the_endpoint_as_the_client_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The callback spells the default endpoint without importing zmn.client (or pathlib);
+    the string keys sessions and the name cache, so it must be the client's, and pathlib's."""
+    from zcli.complete import _default_endpoint
+    from zmn.client import default_endpoint, default_home
+
+    monkeypatch.delenv("ZMN_ENDPOINT", raising=False)
+    homes = [None, "/tmp/x", "/tmp/x/", "//a/b", "///a", "a/./b", ".", "./", "~", "~/x//y/.",
+             "rel", "/", "//", "a/../b"]  # fmt: skip
+    for home in homes:
+        if home is None:
+            monkeypatch.delenv("ZMN_HOME", raising=False)
+            want = Path.home() / ".local" / "share" / "zmn"
+        else:
+            monkeypatch.setenv("ZMN_HOME", home)
+            want = Path(home).expanduser()
+        assert default_home() == want
+        assert _default_endpoint() == default_endpoint() == f"unix:{want / 'zmn.sock'}", home

@@ -155,6 +155,38 @@ def test_callback_never_fails_on_a_broken_cache(tmp_path: Path, env: dict[str, s
     assert lines == []
 
 
+# What a Tab may import: the interpreter's own start-up modules aside, none of these (each
+# costs a cold callback milliseconds; the server's libraries and the UI toolkits far more).
+HEAVY = (
+    "typer", "rich", "prompt_toolkit", "sqlalchemy", "msgspec", "textual", "yaml", "asyncio",
+    "ssl", "socket", "dataclasses", "inspect", "typing", "contextlib", "threading", "difflib",
+    "zmn.api.errors", "zmn.api.querylang", "zmn.client", "zmn.core", "zcli.parser",
+    "zcli.options", "zcli.runner", "zcli.cache",
+)  # fmt: skip
+
+
+def test_a_callback_imports_nothing_heavy(env: dict[str, str]) -> None:
+    """``zcli __complete`` as the console script runs it: what it imports beyond what the
+    interpreter had loaded at start-up (pathlib, say, when an editable install's finder runs)."""
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "from zcli.main import main\n"
+        "for words in (['zone', 'list', 'na'], ['cluster', 'create', '--zone-uuid', ''],\n"
+        "              ['api', 'QueryHost', 'cluster.zone.name='], ['-o', ''], ['']):\n"
+        "    main(['__complete', '--', *words])\n"
+        "sys.stderr.write(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "name\tstring" in proc.stdout and f"{Z1}\tz1" in proc.stdout
+    loaded = proc.stderr.split()
+    heavy = [m for m in loaded if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))]
+    assert heavy == [], loaded
+
+
 # --------------------------------------------------------------------------- bash
 
 

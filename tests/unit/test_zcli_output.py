@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.test_zcli_parser import CATALOGUE
-from zcli import cache, session
+from zcli import cache, session, table
 from zcli.catalogue import Catalogue
 from zcli.help import render_help
 from zcli.options import Options
@@ -226,3 +228,57 @@ def test_cold_start_imports_neither_rich_nor_the_server() -> None:
         check=True,
     )
     assert res.stdout.strip() == "[]"
+
+
+# Cells as zcli prints them: mostly plain ASCII (laid out without rich), sometimes not.
+_cells = st.one_of(
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+    st.sampled_from(["", " ", "zéro", "名前", "a\tb", "two\nlines", "\x1b[1m"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=4).flatmap(
+        lambda n: st.tuples(
+            st.lists(_cells, min_size=n, max_size=n),
+            st.lists(st.lists(_cells, min_size=n, max_size=n), max_size=5),
+            st.booleans(),
+        )
+    )
+)
+def test_plain_tables_print_what_rich_prints(case: tuple[list[str], list[list[str]], bool]) -> None:
+    columns, rows, header = case
+    fast, slow = io.StringIO(), io.StringIO()
+    table.print_table(columns, rows, fast, header=header)
+    table.rich_table(columns, rows, slow, header=header)
+    assert fast.getvalue() == slow.getvalue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_cells, _cells), max_size=6))
+def test_plain_properties_print_what_rich_prints(pairs: list[tuple[str, str]]) -> None:
+    fast, slow = io.StringIO(), io.StringIO()
+    table.print_properties(pairs, fast)
+    table.rich_properties(pairs, slow)
+    assert fast.getvalue() == slow.getvalue()
+
+
+def test_a_table_to_a_pipe_imports_no_rich() -> None:
+    code = (
+        "import io, sys\n"
+        "from zcli.output import render\nfrom zcli.options import Options\n"
+        "rows = {'inventories': [{'uuid': 'a' * 32, 'name': 'z1', 'description': None}]}\n"
+        "render(rows, Options(), None, sys.stdout, io.StringIO())\n"
+        "render({'total': 1}, Options(), None, sys.stdout, io.StringIO())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
+    assert res.stdout == (
+        "uuid                               name   description\n"
+        + "\u2500" * 53
+        + "\n" + "a" * 32 + "   z1\ntotal  1\n[]\n"
+    )  # fmt: skip

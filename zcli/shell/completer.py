@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
 from zcli.catalogue import Catalogue
-from zcli.complete import Engine, NameSource
+from zcli.complete import Engine
+
+if TYPE_CHECKING:
+    from zcli.complete import NameSource
 
 
 def split_line(text: str) -> tuple[list[str], str]:

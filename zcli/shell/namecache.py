@@ -11,19 +11,22 @@ because different accounts see different resources.
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import re
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import Any
 
 from zcli.catalogue import Catalogue
 from zcli.session import key as endpoint_key
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # a completion callback imports this module: pathlib, typing and threading
+    from collections.abc import Callable, Iterable  # are not worth their start-up time there
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+    from typing import Any
 
 TTL = 10.0  # seconds before a type's names are refreshed again
 CATALOGUE_TTL = 300.0  # seconds before a callback checks the node's catalogue hash again
@@ -33,12 +36,18 @@ Rows = list[tuple[str, str]]
 _HASH_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+def _cache_dir() -> str:
+    """:func:`zcli.cache.cache_dir`, repeated (as a string) so that a completion callback
+    reads cached catalogues without importing :mod:`zcli.cache` or :mod:`pathlib`. A test
+    checks that both name the same directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "zcli")
+
+
 def cache_dir() -> Path:
-    """:func:`zcli.cache.cache_dir`, repeated so that a completion callback reads cached
-    catalogues with :mod:`json`: importing :mod:`zcli.cache` loads msgspec, about 20 ms of
-    CPU a Tab. A test checks that both name the same directory."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "zcli"
+    from pathlib import Path
+
+    return Path(_cache_dir())
 
 
 def load_catalogue(digest: str) -> Catalogue | None:
@@ -46,27 +55,40 @@ def load_catalogue(digest: str) -> Catalogue | None:
     if not _HASH_RE.match(digest):
         return None
     try:
-        data = json.loads((cache_dir() / f"catalogue-{digest}.json").read_bytes())
-    except (OSError, ValueError):
+        with open(os.path.join(_cache_dir(), f"catalogue-{digest}.json"), "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError, RecursionError):
         return None
     return Catalogue(data, digest) if isinstance(data, dict) else None
 
 
-def state_path(endpoint: str, session: str | None) -> Path:
+def _state_file(endpoint: str, session: str | None) -> str:
     # crc32 and adler32, not hashlib: loading OpenSSL costs a completion callback 10 ms
     key = f"{endpoint_key(endpoint)}\0{session or ''}".encode()
-    return cache_dir() / f"names-{zlib.crc32(key):08x}{zlib.adler32(key):08x}.json"
+    return os.path.join(_cache_dir(), f"names-{zlib.crc32(key):08x}{zlib.adler32(key):08x}.json")
+
+
+def state_path(endpoint: str, session: str | None) -> Path:
+    from pathlib import Path
+
+    return Path(_state_file(endpoint, session))
 
 
 class NameCache:
     """Names of one endpoint as seen by one session; safe to refresh from another thread."""
 
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.file)
+
     def __init__(self, endpoint: str, session: str | None, ttl: float = TTL) -> None:
         self.endpoint = endpoint
         self.session = session
         self.ttl = ttl
-        self.path = state_path(endpoint, session)
-        self._lock = threading.Lock()
+        self.file = _state_file(endpoint, session)
+        self._lock = _thread.allocate_lock()
         self._client: Any = None
         self._dirty = False
         self.data: dict[str, Any] = self._load()
@@ -74,7 +96,8 @@ class NameCache:
 
     def _load(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_bytes())
+            with open(self.file, "rb") as f:
+                data = json.loads(f.read())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -180,15 +203,19 @@ class NameCache:
         with self._lock:
             doc = {**self.data, "endpoint": self.endpoint, "types": self.types}
             self._dirty = False
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        folder, name = os.path.split(self.file)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{_thread.get_ident()}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(doc, f, separators=(",", ":"))
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.file)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _newest() -> Catalogue | None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from zmn.api.errors import InvalidArgument
 
 if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never need it
@@ -28,8 +26,29 @@ MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 PROTOCOL_VERSION = 1
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
+
+class _Codec:
+    """msgspec's JSON encoder and decoder, made at first use: importing msgspec costs a
+    cold process tens of ms, which the blocking client (zcli) avoids with :mod:`json`."""
+
+    def encode(self, obj: Any) -> bytes:
+        body: bytes = _load()[0].encode(obj)
+        return body
+
+    def decode(self, body: bytes) -> Any:
+        return _load()[1].decode(body)
+
+
+def _load() -> tuple[Any, Any]:
+    global _encoder, _decoder
+    import msgspec
+
+    _encoder, _decoder = msgspec.json.Encoder(), msgspec.json.Decoder()
+    return _encoder, _decoder
+
+
+_encoder: Any = _Codec()
+_decoder: Any = _encoder
 
 
 class FrameError(InvalidArgument):
@@ -39,21 +58,58 @@ class FrameError(InvalidArgument):
 
 
 def encode(obj: Any) -> bytes:
-    body = _encoder.encode(obj)
+    body: bytes = _encoder.encode(obj)
     return HEADER.pack(len(body)) + body
 
 
 def encode_body(obj: Any) -> bytes:
-    return _encoder.encode(obj)
+    body: bytes = _encoder.encode(obj)
+    return body
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
     try:
         obj = _decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise FrameError(f"frame is not valid JSON: {exc}") from None
     except RecursionError:  # ``[[[[...`` deeper than the interpreter's stack
         raise FrameError("frame nests JSON too deeply") from None
+    except Exception as exc:
+        import msgspec
+
+        if isinstance(exc, (msgspec.DecodeError, UnicodeDecodeError)):
+            raise FrameError(f"frame is not valid JSON: {exc}") from None
+        raise
+    if not isinstance(obj, dict):
+        raise FrameError("frame must hold a JSON object")
+    return obj
+
+
+def encode_std(obj: Any) -> bytes:
+    """:func:`encode` with the standard library's :mod:`json` (the blocking client: a cold
+    ``zcli`` does not import msgspec); what json cannot encode goes through msgspec."""
+    import json
+
+    try:
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        data = body.encode("utf-8")
+    except (TypeError, ValueError):  # datetimes, sets, NaN, lone surrogates: msgspec's rules
+        return encode(obj)
+    return HEADER.pack(len(data)) + data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_body_std(body: bytes) -> dict[str, Any]:
+    """:func:`decode_body` with :mod:`json`, for the blocking client."""
+    import json
+
+    try:
+        obj = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise FrameError("frame nests JSON too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise FrameError(f"frame is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise FrameError("frame must hold a JSON object")
     return obj
@@ -90,7 +146,7 @@ def read_frame_sync(sock: Any) -> dict[str, Any] | None:
     body = _recv_exactly(sock, length)
     if body is None:
         raise FrameError("connection closed inside a frame")
-    return decode_body(body)
+    return decode_body_std(body)
 
 
 def _recv_exactly(sock: Any, n: int) -> bytes | None:
