@@ -20,7 +20,10 @@ This module is part of the API contract: clients import it, so it imports nothin
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+
+if TYPE_CHECKING:  # annotations only: the CLI's cold start skips importing typing
+    from typing import Any, ClassVar
 
 EXIT_OK = 0
 EXIT_FAILED = 1
