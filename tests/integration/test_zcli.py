@@ -251,6 +251,32 @@ async def test_catalogue_is_cached_by_hash(zcli: Zcli) -> None:
     assert "DOCTORED SUMMARY" in (await zcli.ok("zone", "--help")).out
 
 
+async def test_one_shot_commands_import_none_of_the_server_libraries(zcli: Zcli) -> None:
+    """Issue 9: the CLI must not import the server's dependencies (msgspec, SQLAlchemy...),
+    nor rich for a table printed to a pipe; the catalogue is fetched, then read from cache."""
+    await zcli.ok("zone", "create", "z1")
+    code = (
+        "import io, sys\n"
+        "from zcli.main import main\n"
+        "for argv in (['-o', 'json', 'zone', 'list'], ['api', 'QueryZone', 'count=true'],\n"
+        "             ['zone', 'list'], ['-o', 'value', '-c', 'name', 'zone', 'list']):\n"
+        "    assert main(argv) == 0, argv\n"
+        "heavy = ('msgspec', 'sqlalchemy', 'alembic', 'rich', 'yaml', 'typer', 'textual',\n"
+        "         'prompt_toolkit', 'asyncio', 'ssl', 'pika', 'fabric')\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "    or m.startswith(('zmn.core', 'zmn.server', 'zmn.services')))))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=zcli.env, cwd=ROOT,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert '    "name": "z1",' in lines and "total  1" in lines and lines[-1] == "z1"
+    assert err.decode() == "[]"
+
+
 async def test_unreachable_node_exits_5(zcli: Zcli, tmp_path: Path) -> None:
     run = await zcli("zone", "list", env={"ZMN_ENDPOINT": f"unix:{tmp_path / 'none.sock'}"})
     assert run.rc == 5 and run.out == "" and "NODE.UNREACHABLE" in run.err

@@ -1,7 +1,8 @@
 """A small test schema for the query compiler and the core machinery, and a reference evaluator.
 
 Four resource types chained by references, ``Qa -> Qb -> Qc -> Qd`` (``qbUuid``, ``qcUuid``,
-``qdUuid``, all nullable), plus a many-to-many link ``Qb <-> Qd``. Every type has an int
+``qdUuid``, all nullable; ``Qa.qbUuid`` is declared guaranteed: never dangling), plus a
+many-to-many link ``Qb <-> Qd``. Every type has an int
 (nullable) ``num``, a nullable string ``label``, a bool ``flag`` and an enum ``kind``. The
 joins the registry derives are::
 
@@ -80,6 +81,9 @@ class QbQdRefVO(QBase):
 MODELS: dict[str, Any] = {"Qa": QaVO, "Qb": QbVO, "Qc": QcVO, "Qd": QdVO}
 REF_COLUMN = {"Qa": "qbUuid", "Qb": "qcUuid", "Qc": "qdUuid"}  # type -> its ref column
 REF_TARGET = {"Qa": "Qb", "Qb": "Qc", "Qc": "Qd"}
+# Types whose reference is declared guaranteed (null or an existing row, never dangling): the
+# compiler may count ``Qb qa.*`` conditions on the Qa table; data sets must keep the promise.
+GUARANTEED = {"Qa"}
 FIELD_TYPES = {
     "uuid": "string",
     "name": "string",
@@ -99,7 +103,11 @@ class QueryModelService(Service):
         for type_name, model in MODELS.items():
             refs = {}
             if type_name in REF_COLUMN:
-                refs[REF_COLUMN[type_name]] = RefSpec(REF_TARGET[type_name], on_delete="detach")
+                refs[REF_COLUMN[type_name]] = RefSpec(
+                    REF_TARGET[type_name],
+                    on_delete="detach",
+                    guaranteed=type_name in GUARANTEED,
+                )
             registry.add(
                 ResourceType(
                     type_name,

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.querymodel import (
+    GUARANTEED,
     JOINS,
     KINDS,
     REF_TARGET,
@@ -75,8 +76,9 @@ def make_data(pick: Pick) -> DataSet:
     for t_index, type_name in enumerate(reversed(TYPES)):  # Qd first: refs point down the chain
         target = REF_TARGET.get(type_name)
         target_uuids = [r.uuid for r in data.rows[target]] if target else []
-        # mostly real references, some null and some dangling ones
-        ref_choices = [*target_uuids * 3, None, "f" * 32]
+        # mostly real references, some null and some dangling ones (none where guaranteed)
+        dangling = [] if type_name in GUARANTEED else ["f" * 32]
+        ref_choices = [*target_uuids * 3, None, *dangling]
         for i in range(pick([3, 4, 5, 3, 4, 2, 1, 0])):
             data.rows[type_name].append(
                 Row(

@@ -278,6 +278,8 @@ def _query_semantics() -> list[str]:
     bullets: list[str] = []
     for raw in body.splitlines():
         text = raw.strip()
+        if not text and bullets:
+            break  # the bullets end at the first blank line (paging, counting follow)
         if text.startswith("* "):
             bullets.append(text[2:])
         elif text and bullets:
@@ -334,6 +336,17 @@ def query_page(cat: Catalogue) -> str:
         param = query_api.params.get(name) if query_api else None
         doc = param.doc if param else ""
         page.tagged(f"{bold(name)}, {bold('--' + kebab(name))}", doc)
+    page.section("Paging")
+    page.para(
+        "Rows come ordered by ``sortBy`` (ascending or descending) and then by UUID. A reply"
+        " cut short by ``limit`` carries ``next``, an opaque cursor; pass it back as"
+        " ``after`` (``--after``) with the same conditions, ``sortBy`` and ``sortDirection``"
+        " to get the rows right behind the last one. The last page has no ``next``. This is"
+        " keyset paging: a page deep in a million rows costs what the first page costs, and"
+        " rows added or removed meanwhile never shift a page. ``start`` (``--start``) stays"
+        " for ZStack compatibility: it is SQL OFFSET, which reads and throws away every row"
+        " it skips; page with ``after`` instead. ``start`` and ``after`` do not combine."
+    )
     _examples(page, QUERY_EXAMPLES)
     page.section("See also").raw("zcli(1)")
     return page.text()

@@ -41,6 +41,7 @@ QUERY_OPTIONS = (
     "replyWithCount",
     "limit",
     "start",
+    "after",
     "sortBy",
     "sortDirection",
     "fields",

@@ -9,15 +9,27 @@ Semantics (documented in man/zcli-query.7):
 * tag pseudo-fields hold when some tag of that kind satisfies the comparison; their negative
   operators (``!=``, ``!?=``, ``!~=``) hold when *no* tag satisfies the positive one;
 * every field name is checked against the registry; values are bound parameters.
+
+Paging: rows come ordered by ``sortBy`` (``asc``/``desc``) then the primary key ascending.
+A reply cut by ``limit`` carries ``next``, an opaque cursor holding the sort value and the key
+of its last row; ``after=<cursor>`` continues right behind that row (keyset paging: a page
+deep in the table costs what the first page costs). ``start`` is SQL ``OFFSET``.
+
+Counting: a count whose only condition goes through a join to *child* rows whose reference
+to the queried row is guaranteed (``RefSpec.guaranteed``, e.g. every NIC belongs to an
+existing VM) counts the distinct references on the child table instead of probing each
+queried row (``count(DISTINCT vm_nic.vmInstanceUuid)``).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, cast, false, func, literal, select
+from sqlalchemy import String, and_, cast, false, func, literal, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
@@ -41,6 +53,7 @@ class QuerySpec:
     conditions: list[Condition] = field(default_factory=list)
     limit: int = 1000
     start: int = 0
+    after: str | None = None
     count: bool = False
     replyWithCount: bool = False
     sortBy: str | None = None
@@ -169,31 +182,45 @@ class QueryCompiler:
 
     def run(self, session: Session, spec: QuerySpec, principal: Principal | None) -> dict[str, Any]:
         rt = self.registry.get(spec.resource)
-        clauses = self.filters(rt, spec, principal)
-        where = and_(True, *clauses)
         if spec.groupBy:
+            where = and_(True, *self.filters(rt, spec, principal))
             info = rt.field_or_error(spec.groupBy, "groupBy")
             col = rt.column(info.name)
             stmt = select(col, func.count()).where(where).group_by(col).order_by(col)
             groups = [{info.name: _out(v), "total": n} for v, n in session.execute(stmt)]
             return {"groups": groups}
         if spec.count:
-            total = session.scalar(select(func.count()).select_from(rt.model).where(where))
-            return {"total": int(total or 0)}
+            return {"total": self.count(session, rt, spec, principal)}
         if spec.limit < 0 or spec.limit > MAX_LIMIT:
             raise InvalidArgument(f"limit must be between 0 and {MAX_LIMIT}", field="limit")
         if spec.start < 0 or spec.start > MAX_INT:
             raise InvalidArgument(f"start must be between 0 and {MAX_INT}", field="start")
-        order: list[Any] = []
-        if spec.sortBy:
-            info = rt.field_or_error(spec.sortBy, "sortBy")
-            col = rt.column(info.name)
-            if spec.sortDirection not in ("asc", "desc"):
-                raise InvalidArgument("sortDirection must be asc or desc", field="sortDirection")
-            order.append(col.desc() if spec.sortDirection == "desc" else col.asc())
-        order.extend(rt.column(k) for k in rt.primary_key)
-        stmt = select(rt.model).where(where).order_by(*order).limit(spec.limit).offset(spec.start)
-        rows = list(session.scalars(stmt))
+        if spec.sortDirection not in ("asc", "desc"):
+            raise InvalidArgument("sortDirection must be asc or desc", field="sortDirection")
+        if spec.after and spec.start:
+            raise InvalidArgument(
+                "give start (OFFSET) or after (a cursor), not both", field="after"
+            )
+        sort = rt.field_or_error(spec.sortBy, "sortBy") if spec.sortBy else None
+        key = self._key_lookup(rt, spec, principal)
+        if key is not None:  # `uuid=X`: one prepared statement, at most one row
+            rows = rt.rows_where(session, rt.primary_key[0], [key])
+        else:
+            order: list[Any] = []
+            if sort is not None:
+                col = rt.column(sort.name)
+                order.append(col.desc() if spec.sortDirection == "desc" else col.asc())
+            order.extend(rt.column(k) for k in rt.primary_key)
+            page = and_(True, *self.filters(rt, spec, principal))
+            if spec.after:
+                cursor = decode_cursor(rt, spec, sort, spec.after)
+                page = and_(page, keyset(rt, sort, spec.sortDirection, cursor, _nulls_low(session)))
+            stmt = select(*rt.row_columns).where(page).order_by(*order).limit(spec.limit + 1)
+            if spec.start:
+                stmt = stmt.offset(spec.start)
+            rows = list(session.execute(stmt))
+        cut = len(rows) > spec.limit
+        rows = rows[: spec.limit]
         invs = rt.inventories(session, rows)
         if spec.fields:
             for name in spec.fields:
@@ -201,10 +228,174 @@ class QueryCompiler:
                     rt.field_or_error(name, "fields")
             invs = [{k: inv.get(k) for k in spec.fields} for inv in invs]
         out: dict[str, Any] = {"inventories": invs}
+        if cut and rows:
+            out["next"] = encode_cursor(rt, spec, sort, rows[-1])
         if spec.replyWithCount:
-            total = session.scalar(select(func.count()).select_from(rt.model).where(where))
-            out["total"] = int(total or 0)
+            out["total"] = self.count(session, rt, spec, principal)
         return out
+
+    def _key_lookup(
+        self, rt: ResourceType, spec: QuerySpec, principal: Principal | None
+    ) -> str | None:
+        """The key value when the query is ``<key>=X`` alone (no option that changes rows)."""
+        if len(spec.conditions) != 1 or len(rt.primary_key) != 1 or spec.limit < 1:
+            return None
+        cond = spec.conditions[0]
+        name = rt.primary_key[0]
+        if cond.op != "=" or cond.path != [name] or spec.start or spec.after:
+            return None
+        info = rt.fields.get(name)
+        if info is None or info.type != "string" or self.visibility(rt, principal):
+            return None
+        return cond.value or ""
+
+    def count(
+        self,
+        session: Session,
+        rt: ResourceType,
+        spec: QuerySpec,
+        principal: Principal | None,
+    ) -> int:
+        """How many rows match: ``count(*)``, or distinct child references (see the module doc)."""
+        child = self._child_count(rt, spec, principal)
+        if child is not None:
+            total = session.scalar(child)
+        else:
+            where = and_(True, *self.filters(rt, spec, principal))
+            total = session.scalar(select(func.count()).select_from(rt.model).where(where))
+        return int(total or 0)
+
+    def _child_count(
+        self, rt: ResourceType, spec: QuerySpec, principal: Principal | None
+    ) -> Any | None:
+        """``SELECT count(DISTINCT child.ref) FROM child WHERE ...`` when it counts exactly the
+        same rows: one condition, through a join to children whose reference to ``rt`` always
+        names an existing row, with no visibility clause on ``rt`` itself."""
+        if len(spec.conditions) != 1 or rt.primary_key != ["uuid"]:
+            return None
+        cond = spec.conditions[0]
+        if len(cond.path) < 2 or self.visibility(rt, principal):
+            return None
+        exp = rt.expansions.get(cond.path[0])
+        if exp is None or exp.via is not None or exp.local != "uuid" or not exp.guaranteed:
+            return None
+        target = self.registry.get(exp.target)
+        ref = target.column(exp.remote)
+        inner = and_(
+            self._path(target, cond.path[1:], cond, principal),
+            *self.visibility(target, principal, cond.name),
+        )
+        return select(func.count(ref.distinct())).where(inner)
+
+
+# --------------------------------------------------------------------------- keyset paging
+
+
+def _nulls_low(session: Session) -> bool:
+    """Whether the backend sorts NULL before every value in ascending order (SQLite, MySQL,
+    MariaDB) or after (PostgreSQL)."""
+    bind = session.get_bind()
+    return bind.dialect.name != "postgresql"
+
+
+def _bad_cursor(why: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"after: not a cursor of this query ({why}); pass the `next` of the previous reply",
+        code="QUERY.BAD_CURSOR",
+        field="after",
+    )
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()  # full precision: the cursor must compare exactly
+    return value
+
+
+def encode_cursor(rt: ResourceType, spec: QuerySpec, sort: FieldInfo | None, row: Any) -> str:
+    """The opaque cursor behind ``row``: [1, sortBy, direction, sort value, *key values]."""
+    body: list[Any] = [1, sort.name if sort else None, spec.sortDirection]
+    body.append(_encode_value(getattr(row, sort.name)) if sort else None)
+    body.extend(getattr(row, k) for k in rt.primary_key)
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_value(info: FieldInfo, value: Any) -> Any:
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {
+        "int": number and isinstance(value, int),
+        "float": number,
+        "bool": isinstance(value, bool),
+    }.get(info.type, isinstance(value, str))
+    if not ok:
+        raise _bad_cursor(f"{info.name} value {value!r}")
+    if info.type == "timestamp":
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise _bad_cursor(f"{info.name} value {value!r}") from None
+    return value
+
+
+def decode_cursor(
+    rt: ResourceType, spec: QuerySpec, sort: FieldInfo | None, text: str
+) -> tuple[Any, list[Any]]:
+    """(sort value, key values) from a cursor made by :func:`encode_cursor` for this query."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        body = json.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError):
+        raise _bad_cursor("unreadable") from None
+    keys = rt.primary_key
+    if not isinstance(body, list) or len(body) != 4 + len(keys) or body[0] != 1:
+        raise _bad_cursor("unreadable")
+    if body[1] != (sort.name if sort else None) or body[2] != spec.sortDirection:
+        raise _bad_cursor(
+            f"it was made for sortBy={body[1]} sortDirection={body[2]}, not"
+            f" sortBy={spec.sortBy} sortDirection={spec.sortDirection}"
+        )
+    value = _decode_value(sort, body[3]) if sort else None
+    key_values = [
+        _decode_value(rt.fields.get(k) or FieldInfo(k, "string"), v)
+        for k, v in zip(keys, body[4:], strict=True)
+    ]
+    if any(v is None for v in key_values):
+        raise _bad_cursor("no key")
+    return value, key_values
+
+
+def keyset(
+    rt: ResourceType,
+    sort: FieldInfo | None,
+    direction: str,
+    cursor: tuple[Any, list[Any]],
+    nulls_low: bool,
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in ``ORDER BY sort direction, key...`` (keys ascending,
+    never null; the sort column may hold NULL, which sorts where the backend puts it)."""
+    value, key_values = cursor
+    cols = [rt.column(k) for k in rt.primary_key]
+    # (k1, k2, ...) > (v1, v2, ...), spelled out so every backend can use the key's index
+    ties: list[ColumnElement[bool]] = []
+    for i, (col, v) in enumerate(zip(cols, key_values, strict=True)):
+        ties.append(and_(*(c == x for c, x in zip(cols[:i], key_values[:i], strict=True)), col > v))
+    past_key = or_(*ties) if len(ties) > 1 else ties[0]
+    if sort is None:
+        return past_key
+    col = rt.column(sort.name)
+    nulls_after = (direction == "asc") != nulls_low  # where NULLs sit in this order
+    if value is None:
+        same = and_(col.is_(None), past_key)
+        return same if nulls_after else or_(same, col.is_not(None))
+    bound = literal(value) if isinstance(value, bool) else value
+    beyond = col > bound if direction == "asc" else col < bound
+    parts = [beyond, and_(col == bound, past_key)]
+    if nulls_after:
+        parts.append(col.is_(None))
+    return or_(*parts)
 
 
 def _out(value: Any) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Boolean, Column, DateTime, Float, Integer, inspect
+from sqlalchemy import Boolean, Column, DateTime, Float, Integer, bindparam, inspect, select
 from sqlalchemy.orm import Session
 
 from zmn.api.errors import InvalidArgument
@@ -42,6 +42,10 @@ class RefSpec:
     on_delete: OnDelete = "cascade"
     forward: str | None = None  # expansion name on this type; default lowerCamel(target)
     reverse: str | None = None  # expansion name on the target; default lowerCamel(this type)
+    # The column is null or names an existing target row, never a missing one (an invariant
+    # the services keep and CheckConsistency verifies): a count through the reverse join may
+    # then count distinct references on this table instead of probing the target's rows.
+    guaranteed: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Expansion:
     via: tuple[Any, str, str] | None = None  # (link table, column to source, column to target)
     plugin: str = ""
     doc: str = ""
+    guaranteed: bool = False  # reverse join whose ``remote`` column always names a source row
 
 
 @dataclass
@@ -103,6 +108,9 @@ class ResourceType:
     summary: str = ""
     expansions: dict[str, Expansion] = field(default_factory=dict)
     fields: dict[str, FieldInfo] = field(default_factory=dict)
+    # statements of :meth:`rows_where`, built once: SQLAlchemy then skips rebuilding and
+    # re-keying them on every call (most of the cost of a one-row select)
+    _statements: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         mapper = inspect(self.model)
@@ -138,6 +146,44 @@ class ResourceType:
 
     def column(self, name: str) -> Any:
         return getattr(self.model, name)
+
+    @property
+    def row_columns(self) -> list[Any]:
+        """Every mapped column: a select of these gives rows whose attributes are the fields
+        (what :meth:`inventory` reads) without building ORM objects."""
+        cols = self._statements.get("columns")
+        if cols is None:
+            cols = self._statements["columns"] = [
+                col if col.key == key else col.label(key)
+                for key, col in inspect(self.model).columns.items()
+            ]
+        return cols  # type: ignore[no-any-return]
+
+    def rows_where(
+        self, session: Session, column: str, values: list[Any], order: tuple[str, ...] = ()
+    ) -> list[Any]:
+        """Rows (see :attr:`row_columns`) whose ``column`` is one of ``values``, ordered by
+        ``order`` then the primary key; the statement is built once per shape."""
+        if not values:
+            return []
+        if session.autoflush and (session.new or session.dirty or session.deleted):
+            session.flush()  # a Core select does not autoflush: see the session's own rows
+        one = len(values) == 1
+        key = (column, order, one)
+        stmt = self._statements.get(key)
+        if stmt is None:
+            # table columns, not ORM attributes: a plain Core statement, no ORM result loading
+            table = inspect(self.model).columns
+            col = table[column]
+            where = col == bindparam("v") if one else col.in_(bindparam("v", expanding=True))
+            keys = [k for k in self.primary_key if k not in order]
+            stmt = (
+                select(*self.row_columns)
+                .where(where)
+                .order_by(*(table[k] for k in (*order, *keys)))
+            )
+            self._statements[key] = stmt
+        return list(session.execute(stmt, {"v": values[0] if one else list(values)}))
 
     def field_or_error(self, name: str, path: str = "") -> FieldInfo:
         info = self.fields.get(name)
@@ -252,7 +298,9 @@ class ResourceRegistry:
                 fwd = ref.forward or lower_camel(ref.target)
                 rt.expansions.setdefault(fwd, Expansion(fwd, ref.target, column, "uuid"))
                 rev = ref.reverse or lower_camel(rt.name)
-                target.expansions.setdefault(rev, Expansion(rev, rt.name, "uuid", column))
+                target.expansions.setdefault(
+                    rev, Expansion(rev, rt.name, "uuid", column, guaranteed=ref.guaranteed)
+                )
         for link in self.links:
             left, right = self.types.get(link.left), self.types.get(link.right)
             if left is None or right is None:

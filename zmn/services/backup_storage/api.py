@@ -55,7 +55,7 @@ class DetachBackupStorageFromZone(ApiMessage, kw_only=True):
     zoneUuid: Annotated[str, Doc("zone UUID or name"), Ref("Zone")]
 
 
-@api(resource="BackupStorage", verb="add", admin=True, long=True)
+@api(resource="BackupStorage", verb="add-image-store", admin=True, long=True)
 class AddImageStoreBackupStorage(CreateMessage, kw_only=True):
     """Add an image store: a directory on a machine the node reaches over SSH (host key pinned
     on first contact). Images are written to ``url/images``; hosts get them through the node."""

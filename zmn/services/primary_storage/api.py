@@ -80,7 +80,7 @@ class ReleasePrimaryStorageCapacity(ApiMessage, kw_only=True):
     size: Annotated[int, Doc("bytes")]
 
 
-@api(resource="PrimaryStorage", verb="add", admin=True)
+@api(resource="PrimaryStorage", verb="add-local", admin=True)
 class AddLocalPrimaryStorage(CreateMessage, kw_only=True):
     """Add a local primary storage: the directory ``url`` on every host of the clusters it is
     attached to. Its capacity is what the hosts' agents report for that directory."""

@@ -18,7 +18,13 @@ class QueryMessage(ApiMessage, kw_only=True):
         Doc("conditions FIELD OP VALUE, e.g. name=z1, cpuNum>=2, vmNics.l3Network.name=pub"),
     ] = []
     limit: Annotated[int, Doc("at most this many rows (max 100000)")] = 1000
-    start: Annotated[int, Doc("skip this many rows")] = 0
+    start: Annotated[
+        int, Doc("skip this many rows (SQL OFFSET: reads them all; page with after instead)")
+    ] = 0
+    after: Annotated[
+        str | None,
+        Doc("continue behind this cursor: the next of the previous page (keyset paging)"),
+    ] = None
     count: Annotated[bool, Doc("reply only {total: N}")] = False
     replyWithCount: Annotated[bool, Doc("add the total count to the rows")] = False
     sortBy: Annotated[str | None, Doc("field to sort by")] = None

@@ -21,6 +21,7 @@ class QueryService(Service):
         "QUERY.UNKNOWN_JOIN": "the path names a join the resource type does not have",
         "QUERY.BAD_CONDITION": "a condition is not FIELD OP VALUE",
         "QUERY.BAD_VALUE": "the value does not fit the field's type",
+        "QUERY.BAD_CURSOR": "after is not the next cursor of the same query (sortBy, direction)",
     }
 
     def dynamic_handlers(self) -> dict[str, tuple[type[ApiMessage], Callable[..., Any]]]:
@@ -39,6 +40,7 @@ class QueryService(Service):
                 conditions=parse_conditions(msg.conditions),
                 limit=msg.limit,
                 start=msg.start,
+                after=msg.after,
                 count=msg.count,
                 replyWithCount=msg.replyWithCount,
                 sortBy=msg.sortBy,

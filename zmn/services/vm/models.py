@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.core.db import Base, ResourceMixin, Timestamp, utcnow
@@ -35,7 +35,11 @@ class VmNicVO(Base):
     """A VM's network interface on an L3 network, holding one address (a UsedIp)."""
 
     __tablename__ = "vm_nic"
-    __table_args__ = (UniqueConstraint("vmInstanceUuid", "deviceId"),)
+    __table_args__ = (
+        UniqueConstraint("vmInstanceUuid", "deviceId"),
+        # covering index of the NIC-side count: VMs with a NIC on some L3 networks
+        Index("ix_vm_nic_l3_vm", "l3NetworkUuid", "vmInstanceUuid"),
+    )
     uuid: Mapped[str] = mapped_column(String(32), primary_key=True)
     vmInstanceUuid: Mapped[str] = mapped_column(String(32), index=True)
     l3NetworkUuid: Mapped[str] = mapped_column(String(32), index=True)

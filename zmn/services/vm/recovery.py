@@ -179,6 +179,7 @@ RECONCILE_INTERVAL = GlobalConfigDef(
     min=0,
 )
 FIXED_CHECKS = ("host-capacity",)  # violations the reconciler repairs; the rest it reports
+BATCH = 1000  # VMs read per statement; the pass yields to the event loop after each batch
 
 
 class Reconciler:
@@ -225,29 +226,43 @@ class Reconciler:
         return drift
 
     async def _vms_against_hypervisors(self, call: Call) -> list[dict[str, Any]]:
-        with call.tx() as s:
-            placed = list(
-                s.execute(
-                    select(VmInstanceVO.uuid, VmInstanceVO.hostUuid).where(
-                        VmInstanceVO.state.in_(("Running", "Paused")),
-                        VmInstanceVO.hostUuid.is_not(None),
-                        VmInstanceVO.hypervisorType == "Simulator",
+        """Placed VMs in batches of :data:`BATCH` by UUID, yielding to the loop between them;
+        only a VM whose state differs from its host's record takes its queue slot."""
+        truth: dict[str, dict[str, str] | None] = {}
+        out: list[dict[str, Any]] = []
+        after = ""
+        while True:
+            with call.tx() as s:
+                batch = list(
+                    s.execute(
+                        select(VmInstanceVO.uuid, VmInstanceVO.hostUuid, VmInstanceVO.state)
+                        .where(
+                            VmInstanceVO.state.in_(("Running", "Paused")),
+                            VmInstanceVO.hostUuid.is_not(None),
+                            VmInstanceVO.hypervisorType == "Simulator",
+                            VmInstanceVO.uuid > after,
+                        )
+                        .order_by(VmInstanceVO.uuid)
+                        .limit(BATCH)
                     )
                 )
-            )
-        truth: dict[str, dict[str, str] | None] = {}
-        out = []
-        for uuid, host in placed:
-            if host not in truth:
-                truth[host] = await _host_truth(call, host)
-            states = truth[host]
-            if states is None:
-                continue  # unreachable: the host tracker deals with it
-            async with self.node.queues.slot(f"vm:{uuid}", 1, "Reconcile"):
-                item = await self._one_vm(call, uuid, host, states.get(uuid, "Stopped"))
-            if item is not None:
-                out.append(item)
-        return out
+            if not batch:
+                return out
+            after = batch[-1][0]
+            for uuid, host, state in batch:
+                if host not in truth:
+                    truth[host] = await _host_truth(call, host)
+                states = truth[host]
+                if states is None:
+                    continue  # unreachable: the host tracker deals with it
+                actual = states.get(uuid, "Stopped")
+                if actual == state:
+                    continue  # agrees (re-checked under the slot only when it does not)
+                async with self.node.queues.slot(f"vm:{uuid}", 1, "Reconcile"):
+                    item = await self._one_vm(call, uuid, host, actual)
+                if item is not None:
+                    out.append(item)
+            await asyncio.sleep(0)  # API calls run between two batches
 
     async def _one_vm(self, call: Call, uuid: str, host: str, truth: str) -> dict[str, Any] | None:
         try:
@@ -281,11 +296,17 @@ class Reconciler:
         await _force_state(call, uuid, "Stopped", hostUuid=None, lastHostUuid=host)
         return item
 
+    def _check(self, checker: ConsistencyCheck) -> list[Violation]:
+        with self.node.db.session() as session:
+            return checker.check_consistency(session)
+
     async def _invariants(self, call: Call) -> list[dict[str, Any]]:
         violations: list[Violation] = []
-        with self.node.db.session() as session:
-            for checker in self.node.extensions.all(ConsistencyCheck):  # type: ignore[type-abstract]
-                violations.extend(checker.check_consistency(session))
+        for checker in self.node.extensions.all(ConsistencyCheck):  # type: ignore[type-abstract]
+            # Off the event loop, one checker at a time with its own session: the checks are
+            # read-only whole-table queries (seconds at a million VMs) and API calls must not
+            # wait behind them.
+            violations.extend(await asyncio.to_thread(self._check, checker))
         out = []
         for v in violations:
             fixed = False
