@@ -6,7 +6,8 @@
     python -m bench --size vms=2000 --size query_vms=200000
     python -m bench --json results.json   the results as JSON as well
 
-Families: cli, api, vm, jobs, bus, query, tracking, profile. Exit status 1 when a family
+Families: cli, api, vm, jobs, bus, query, tracking, tui, profile, cluster.
+Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
 
@@ -25,13 +26,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api, baselines, bus, cli, jobs, profile, query, tracking, vm
+from bench import api, baselines, bus, cli, cluster, jobs, profile, query, tracking, tui, vm
 from bench.harness import Result, Run, Sizes
 from bench.machine import cpu_pressure, load_average
 from bench.node import NodeProcess, wait_idle
 from bench.report import render, write
 
-FAMILIES = ["cli", "api", "vm", "jobs", "bus", "query", "tracking", "profile"]
+FAMILIES = ["cli", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster"]
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 NODE_CONF = {"log.level": "WARNING", "shutdown.grace": "5"}
@@ -152,8 +153,12 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(
                 run, "tracking", lambda: tracking.measure(run, homes.new("tracking"))
             )
+        if "tui" in chosen:
+            ok &= await guarded(run, "tui", lambda: tui.measure(run, homes.new("tui")))
         if "profile" in chosen:
             ok &= await guarded(run, "profile", lambda: profile.measure(run))
+        if "cluster" in chosen:
+            ok &= await guarded(run, "cluster", lambda: cluster.measure(run))
     finally:
         load_after = load_average()
         run.facts_text["psi_after"] = cpu_pressure()

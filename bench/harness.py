@@ -151,6 +151,12 @@ class Sizes:
     socket_round_trips: int = 20_000
     insert_rows: int = 5_000
     cold_runs: int = 15
+    ring_lookups: int = 200_000  # cluster: HashRing.owner() calls per ring size
+    cluster_round_trips: int = 2_000  # cluster: AmqpBus and raw pika round trips each
+    cluster_vms: int = 300  # cluster: VM creates per node count (1, 2, 3 nodes)
+    cluster_clients: int = 20
+    tui_vms: int = 100_000  # the dashboard benchmark's VMs
+    tui_repeats: int = 10
 
     @classmethod
     def ci(cls) -> Sizes:
@@ -173,6 +179,12 @@ class Sizes:
             socket_round_trips=2_000,
             insert_rows=2_000,
             cold_runs=3,
+            ring_lookups=10_000,
+            cluster_round_trips=200,
+            cluster_vms=30,
+            cluster_clients=6,
+            tui_vms=1_000,
+            tui_repeats=3,
         )
 
 

@@ -8,8 +8,9 @@ fail instead.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,88 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required under CI=true: {reason}")
     pytest.skip(reason)
+
+
+# --------------------------------------------------------------------------- database engines
+
+# DB-touching modules that run on every engine the environment selects: ZMN_TEST_DB is a
+# comma-separated list of sqlite, mysql (MariaDB) and postgresql, or "all"; the default is
+# all three under CI=true and sqlite elsewhere.
+ENGINE_MODULES = {
+    "tests.unit.test_crud",
+    "tests.unit.test_query_compiler",
+    "tests.integration.test_resources_scenario",
+    "tests.integration.test_vm_lifecycle",
+}
+ENGINE_SERVERS = {
+    "mysql": ("mysql+pymysql://root@127.0.0.1:3306/", 3306),
+    "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432/", 5432),
+}
+
+
+def selected_engines() -> list[str]:
+    chosen = os.environ.get("ZMN_TEST_DB") or ("all" if IN_CI else "sqlite")
+    names = ["sqlite", *ENGINE_SERVERS] if chosen == "all" else chosen.split(",")
+    unknown = set(names) - {"sqlite", *ENGINE_SERVERS}
+    if unknown:
+        raise pytest.UsageError(f"ZMN_TEST_DB: unknown engine(s) {', '.join(sorted(unknown))}")
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    engines = selected_engines()
+    if engines != ["sqlite"] and metafunc.module.__name__ in ENGINE_MODULES:
+        metafunc.parametrize("db_engine", engines, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def db_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """In the modules of ENGINE_MODULES: every database the tests open lives on this engine.
+
+    For MariaDB and PostgreSQL, each SQLite URL a test opens (a node home's file, an
+    in-memory database) becomes a fresh database with a random name on the server, the same
+    one for the same file; all are dropped when the module is done.
+    """
+    engine = getattr(request, "param", "sqlite")
+    if engine == "sqlite":
+        yield engine
+        return
+    import socket
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    import zmn.core.db as zdb
+
+    server, port = ENGINE_SERVERS[engine]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        need(False, f"{engine} is not running on 127.0.0.1:{port}")
+    admin_url = server + ("postgres" if engine == "postgresql" else "")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    made: dict[str, str] = {}
+    real = zdb.make_engine
+
+    def on_server(url: str, **kw: Any) -> Any:
+        if not url.startswith("sqlite"):
+            return real(url, **kw)
+        key = url if url not in ("sqlite://", "sqlite:///:memory:") else uuid.uuid4().hex
+        if key not in made:
+            name = "zmn_t_" + uuid.uuid4().hex[:12]
+            with admin.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
+            made[key] = name
+        return real(server + made[key], **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(zdb, "make_engine", on_server)
+        yield engine
+    force = " WITH (FORCE)" if engine == "postgresql" else ""
+    with admin.connect() as conn:
+        for name in made.values():
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+    admin.dispose()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -106,10 +107,16 @@ class Cluster:
             endpoints=lambda: list(node.endpoints),
         )
         self.takeovers: list[dict[str, Any]] = []
+        self.adopted: dict[str, Any] = {}  # the hosts this node took over when it joined
+        self._wake = asyncio.Event()  # a round now rather than at the next interval
+        self._loop_seen = time.monotonic()  # when the loop last ran a membership round
+        self._beater: threading.Thread | None = None
+        self._beater_stop = threading.Event()
         self._ready = False  # the first round reports every live node as joining
         self._task: asyncio.Task[None] | None = None
         self._work: set[asyncio.Task[Any]] = set()
         self._subscription: Any = None
+        self._evictions: Any = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -124,30 +131,80 @@ class Cluster:
             bus.ring = self.ring
             bus.serve_portal(self._portal)
         self._subscription = self.node.bus.subscribe(HOST_CREATED_PATH, self._on_host_created)
+        self._evictions = self.node.bus.subscribe(EVICTED_PATH, self._on_evicted)
         self.node.owns_resource = self.owns
         self.membership.register()  # the row exists before start returns
         await self.membership.tick()  # and so does the ring
         self._ready = True
+        if len(self.ring) > 1:
+            self._spawn(self._adopt())
+        self._loop_seen = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._beater_stop.clear()
+        self._beater = threading.Thread(target=self._beat_thread, name="zmn-heartbeat", daemon=True)
+        self._beater.start()
+
+    def _beat_thread(self) -> None:
+        """Heartbeats that a busy event loop does not delay.
+
+        Under load the loop may not run the membership round on time (a burst of
+        requests, a statement waiting on another node's row lock), and a node that is
+        merely busy must not be evicted. This thread beats every interval as long as the
+        loop itself ran a round within the eviction grace; a loop stuck for longer than
+        that stops the beats too, and the node is evicted as if it were dead.
+        """
+        membership = self.membership
+        while not self._beater_stop.wait(_setting(membership.interval)):
+            if membership.fenced or membership._stopping:
+                return
+            if time.monotonic() - self._loop_seen > membership.grace():
+                continue  # the loop is stuck: let the others evict this node
+            try:
+                membership.beat()
+            except Exception as exc:  # the loop's own round reports database trouble
+                log.debug("heartbeat from the heartbeat thread failed: %s", exc)
 
     async def _run(self) -> None:
+        """A round every interval, at a fixed rate (a slow round does not delay the next)."""
         membership = self.membership
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while not membership.fenced:
-            await asyncio.sleep(_setting(membership.interval))
+            due += _setting(membership.interval)
+            delay = due - loop.time()
+            if delay < 0:  # rounds fell behind (a stalled loop or database): start afresh
+                due, delay = loop.time(), 0.0
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+                due = loop.time()  # woken early: the next rounds follow this one
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._loop_seen = time.monotonic()
             try:
                 if not await membership.tick():
                     return
             except Exception:  # the database away for a moment must not end membership
                 log.exception("membership round failed")
 
+    def _on_evicted(self, event: Event) -> None:
+        """Another survivor evicted a node: see it now, not at this node's next round."""
+        if event.data.get("evictedBy") != self.node.uuid:
+            self._wake.set()
+
     async def stop(self) -> None:
+        self._beater_stop.set()
+        if self._beater is not None:
+            await asyncio.to_thread(self._beater.join, 5)
+            self._beater = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._subscription is not None:
-            self.node.bus.unsubscribe(self._subscription)
-            self._subscription = None
+        for sub in (self._subscription, self._evictions):
+            if sub is not None:
+                self.node.bus.unsubscribe(sub)
+        self._subscription = self._evictions = None
         for task in list(self._work):
             task.cancel()
         await asyncio.gather(*self._work, return_exceptions=True)
@@ -183,6 +240,7 @@ class Cluster:
             "maxMissed": _setting(self.membership.max_missed),
             "fenced": self.membership.fenced,
             "takeovers": self.takeovers[-10:],
+            "adopted": self.adopted,
         }
 
     # ------------------------------------------------------------------ api.portal
@@ -207,6 +265,7 @@ class Cluster:
             await self.node.bus.publish(JOIN_PATH, {"nodeUuid": uuid, "seenBy": self.node.uuid})
 
     async def _on_leave(self, uuid: str) -> None:
+        started = time.time()  # the moment this node took the left node's share
         before = HashRing(self.ring.nodes, vnodes=self.ring.vnodes)
         self.ring.remove(uuid)
         bus = self.amqp
@@ -220,7 +279,7 @@ class Cluster:
             len(self.ring),
         )
         await self.node.bus.publish(LEAVE_PATH, {"nodeUuid": uuid, "seenBy": self.node.uuid})
-        self._spawn(self._take_over(uuid, before, evicted))
+        self._spawn(self._take_over(uuid, before, evicted, started))
 
     async def _on_fenced(self) -> None:
         """Evicted by the others: stop serving now rather than act on stale ownership."""
@@ -236,8 +295,7 @@ class Cluster:
 
     # ------------------------------------------------------------------ takeover
 
-    async def _take_over(self, uuid: str, before: HashRing, evicted: bool) -> None:
-        started = time.time()
+    async def _take_over(self, uuid: str, before: HashRing, evicted: bool, started: float) -> None:
         record: dict[str, Any] = {"node": uuid, "startedAt": started, "hosts": [], "jobs": 0}
         self.takeovers.append(record)
         if evicted:
@@ -259,6 +317,34 @@ class Cluster:
             len(hosts),
             record["jobs"],
             uuid,
+            record["seconds"],
+        )
+
+    async def _adopt(self) -> None:
+        """Joined a running cluster: take over the hosts the ring now gives this node.
+
+        The others see this node at their next round (within one interval of its
+        registration) and stop tracking those hosts then; reconnecting after that rebuilds
+        the host records (a simulator host's VMs) from the database with whatever the
+        previous owner did up to the handover.
+        """
+        await asyncio.sleep(_setting(self.membership.interval) + 0.25)
+        started = time.time()
+        others = HashRing(
+            [n for n in self.ring.nodes if n != self.node.uuid], vnodes=self.ring.vnodes
+        )
+        hosts = [
+            h
+            for h in self._host_uuids()
+            if self.owns(h) and len(others) and others.owner(h) != self.node.uuid
+        ]
+        record: dict[str, Any] = {"startedAt": started, "hosts": hosts}
+        self.adopted = record
+        record["reconnected"] = await self._reconnect(hosts)
+        record["seconds"] = round(time.time() - started, 3)
+        log.info(
+            "joined: took over %d host(s) from the other nodes in %.2fs",
+            len(hosts),
             record["seconds"],
         )
 
