@@ -157,6 +157,7 @@ class Sizes:
     cluster_clients: int = 20
     tui_vms: int = 100_000  # the dashboard benchmark's VMs
     tui_repeats: int = 10
+    kvm_vms: int = 5  # kvm: creates on one namespaced KVM host (full run only, needs root)
 
     @classmethod
     def ci(cls) -> Sizes:
