@@ -1,5 +1,5 @@
-"""Kill a real ``zmn`` process before and after every step of the VM chains, restart it, and
-check that nothing is lost and nothing is stuck.
+"""Kill a real ``zmn`` process before and after every step of the VM, volume and host-add
+chains, restart it, and check that nothing is lost and nothing is stuck.
 
 For each chain (steps read from ``GetFlowChains``) one node home is built once from
 ``demo/cloud.zcli``; then for every step and ``before``/``after`` an ``InjectCrash`` arms the
@@ -10,9 +10,15 @@ brings it back, and the invariants hold:
 - no VM is in a transitional state and no job is left Running;
 - every acknowledged create is exactly one VM; an unacknowledged one is zero or one.
 
-Volume attach is not a flow chain: it is cut after the call finished but before the reply
-(``InjectCrash api=AttachDataVolumeToVm``). The last test kills ``-9`` the node while 40
-``zcli vm create`` run in parallel from bash.
+Volume attach and detach (``volume-attach``, ``volume-detach``) and ``host-add`` are cut the
+same way; at restart a run whose every step was done is finished (its job Succeeded), any
+other is rolled back (its job Interrupted): the volume is exactly as before the call, the
+host row is gone or Connected. An attach is also cut after the call finished but before the
+reply (``InjectCrash api=AttachDataVolumeToVm``). The last test kills ``-9`` the node while
+40 ``zcli vm create`` run in parallel from bash.
+
+A volume or host touched by a crashed call is never used again here: the API log has no entry
+for a call that died, so a later call on it could replay differently.
 """
 
 from __future__ import annotations
@@ -115,7 +121,11 @@ class CrashNode:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashNode]:
     """One home for the module (building one costs ~10 s here); each test adds its own VMs."""
     n = CrashNode(tmp_path_factory.mktemp("crash") / "home")
-    n.setup()
+    try:
+        n.setup()
+    except BaseException:
+        n.proc.stop_quietly()
+        raise
     yield n
     n.proc.stop_quietly()
 
@@ -125,12 +135,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashNode]:
 FULL = os.environ.get("ZMN_CRASH_MATRIX") == "full"
 
 
-def steps(node: CrashNode, chain: str, *, full: bool = True) -> list[tuple[str, str]]:
+def steps(
+    node: CrashNode, chain: str, *, full: bool = True, end_after: bool = False
+) -> list[tuple[str, str]]:
+    """The crash points of a chain; sampled: every step once, alternating, ending on
+    ``after`` the last step when ``end_after`` (the run recovery finishes)."""
     flows: list[str] = node.call("GetFlowChains")["chains"][chain]
     assert flows, chain
     if full or FULL:
         return [(flow, when) for flow in flows for when in ("before", "after")]
-    return [(flow, ("before", "after")[i % 2]) for i, flow in enumerate(flows)]
+    shift = (len(flows) - 1) % 2 if end_after else 0
+    return [(flow, ("before", "after")[(i + shift) % 2]) for i, flow in enumerate(flows)]
 
 
 VM = {"imageUuid": "img", "instanceOfferingUuid": "small", "l3NetworkUuids": ["l3"]}
@@ -215,6 +230,103 @@ def test_crash_after_volume_attach_before_the_reply(node: CrashNode) -> None:
     node.call("StopVmInstance", uuid="vm-attach")
     node.call("StartVmInstance", uuid="vm-attach")
     node.check("attach end")
+
+
+def _last_job(node: CrashNode, api: str) -> dict[str, Any]:
+    rows = node.call(
+        "QueryJob", conditions=[f"name={api}"], sortBy="createDate", sortDirection="desc", limit=1
+    )["inventories"]
+    assert rows, api
+    job: dict[str, Any] = rows[0]
+    return job
+
+
+def _volume(node: CrashNode, uuid: str) -> dict[str, Any]:
+    inv: dict[str, Any] = node.call("QueryVolume", conditions=[f"uuid={uuid}"])["inventories"][0]
+    return {k: inv[k] for k in ("status", "primaryStorageUuid", "vmInstanceUuid", "deviceId")}
+
+
+def _settled_job(node: CrashNode, api: str, chain: str, finished: bool, where: str) -> None:
+    """The crashed call's job ended: Succeeded when recovery finished the chain, else
+    Interrupted naming the chain (never Running: ``check`` holds that for every job)."""
+    job = _last_job(node, api)
+    if finished:
+        assert job["state"] == "Succeeded" and job["result"]["inventory"], (where, job)
+    else:
+        assert job["state"] == "Interrupted", (where, job)
+        assert job["error"]["details"]["chain"] == chain, (where, job["error"])
+
+
+@pytest.mark.parametrize("chain", ["volume-attach", "volume-detach"])
+def test_crash_at_every_volume_step(node: CrashNode, chain: str) -> None:
+    vm = f"vm-{chain}"
+    node.call("CreateVmInstance", name=vm, **VM)
+    node.acked.add(vm)
+    vm_uuid = node.vms(f"name={vm}")[0]["uuid"]
+    flows: list[str] = node.call("GetFlowChains")["chains"][chain]
+    plan = steps(node, chain, full=False, end_after=True)
+    for i, (flow, when) in enumerate(plan):
+        where = f"{chain} {flow} {when}"
+        # a fresh NotInstantiated volume each time: its attach gives it storage
+        vol = node.call("CreateDataVolume", name=f"{chain}-{i}", diskOfferingUuid="d10")
+        uuid = vol["inventory"]["uuid"]
+        if chain == "volume-attach":
+            api, args = "AttachDataVolumeToVm", {"volumeUuid": uuid, "vmInstanceUuid": vm_uuid}
+        else:
+            node.call("AttachDataVolumeToVm", volumeUuid=uuid, vmInstanceUuid=vm_uuid)
+            api, args = "DetachDataVolumeFromVm", {"uuid": uuid}
+        before = _volume(node, uuid)
+        acked = node.crash_during(chain, flow, when, api, **args)
+        assert not acked, where
+        node.check(where)
+        finished = flow == flows[-1] and when == "after"
+        after = _volume(node, uuid)
+        if not finished:  # rolled back: exactly as before the call
+            assert after == before, (where, before, after)
+        elif chain == "volume-attach":  # finished: attached, with storage
+            assert after["vmInstanceUuid"] == vm_uuid and after["status"] == "Ready", where
+            assert after["deviceId"] and after["deviceId"] >= 1, where
+        else:
+            assert (after["vmInstanceUuid"], after["deviceId"]) == (None, None), where
+        _settled_job(node, api, chain, finished, where)
+        assert node.vm_state(vm) == "Running", where
+    # the VM still works with what it has: stop, start, and a new volume attaches
+    node.call("StopVmInstance", uuid=vm_uuid)
+    node.call("StartVmInstance", uuid=vm_uuid)
+    extra = node.call("CreateDataVolume", name=f"{chain}-end", diskOfferingUuid="d10")
+    node.call("AttachDataVolumeToVm", volumeUuid=extra["inventory"]["uuid"], vmInstanceUuid=vm_uuid)
+    node.check(f"{chain} end")
+    assert node.restarts and len(plan) >= len(flows)
+
+
+def test_crash_at_every_host_add_step(node: CrashNode) -> None:
+    """An interrupted host add never stays Running: finished (host Connected, job
+    Succeeded) when every step was done, otherwise rolled back (no host row)."""
+    flows: list[str] = node.call("GetFlowChains")["chains"]["host-add"]
+    for i, (flow, when) in enumerate(steps(node, "host-add", full=False, end_after=True)):
+        where = f"host-add {flow} {when}"
+        name = f"zz-add-{i}"  # sorts after h1..h3: the allocator never picks it first
+        acked = node.crash_during(
+            "host-add", flow, when, "AddSimulatorHost", name=name, managementIp=f"10.0.9.{i + 1}",
+            clusterUuid="c1", cpuCapacity=4, memoryCapacity=8 << 30,
+        )  # fmt: skip
+        assert not acked, where
+        finished = flow == flows[-1] and when == "after"
+        deadline = time.monotonic() + 15
+        while True:  # the tracker reconnects a finished host right after the start
+            hosts = node.call("QueryHost", conditions=[f"name={name}"])["inventories"]
+            if not hosts or hosts[0]["status"] != "Connecting" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if finished:
+            assert [(h["status"], h["totalCpuCapacity"]) for h in hosts] == [("Connected", 4)], (
+                where,
+                hosts,
+            )
+        else:
+            assert hosts == [], (where, hosts)
+        _settled_job(node, "AddSimulatorHost", "host-add", finished, where)
+        node.check(where)
 
 
 KILL_SCRIPT = r"""

@@ -1,16 +1,18 @@
 """Model-based testing: Hypothesis drives random API sequences against a real in-process node
 and checks, after every step, that the node agrees with a small model and with itself.
 
-Rules: create (running or stopped), start, stop, reboot, migrate, destroy, recover, expunge
-VMs and any VM operation in a state that does not allow it (it must be refused by name);
-create, attach, detach and delete data volumes; VIP + EIP create, detach, attach, delete;
-security groups with a rule and a NIC; a host failure (the simulator fails the next stop or
-migrate on the VM's host: the operation fails and changes nothing); a node restart (stop the
-node, start a new one on the same home: nothing changes); a reconciler pass (finds no drift).
+Rules: create (running or stopped), start, stop, reboot, pause, resume, migrate, destroy,
+recover, expunge VMs and any VM operation in a state that does not allow it (it must be
+refused by name); create, attach (to a running, stopped or paused VM), detach and delete data
+volumes; VIP + EIP create, detach, attach, delete; security groups with a rule and a NIC,
+deleted; a host failure (the simulator fails the next stop, pause, migrate or volume attach
+on the VM's host: the operation fails and changes nothing, the attach chain rolls back); a
+node restart (stop the node, start a new one on the same home: nothing changes); a
+reconciler pass (finds no drift).
 
 Invariants after each step: ``CheckConsistency`` is empty, no VM is transitional, every
 model VM has its modelled state (and no other VM exists), data-volume attachments and EIP
-attachments are as modelled, and addresses in use = NICs + VIPs.
+attachments are as modelled, addresses in use = NICs + VIPs, and no job is left Running.
 
 Every mutating call is written to the node's API log (``api.log``); the last test replays a
 recorded log on a fresh node with the replay used by ``zmn replay``. A failing sequence
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -42,13 +44,16 @@ pytestmark = pytest.mark.slow
 # what each operation needs and leaves (deletion policy Delay: destroy keeps the VM)
 OPS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "start": ("StartVmInstance", ("Stopped",), "Running"),
-    "stop": ("StopVmInstance", ("Running",), "Stopped"),
+    "stop": ("StopVmInstance", ("Running", "Paused"), "Stopped"),
     "reboot": ("RebootVmInstance", ("Running",), "Running"),
+    "pause": ("PauseVmInstance", ("Running",), "Paused"),
+    "resume": ("ResumeVmInstance", ("Paused",), "Running"),
     "migrate": ("MigrateVm", ("Running",), "Running"),
-    "destroy": ("DestroyVmInstance", ("Running", "Stopped"), "Destroyed"),
+    "destroy": ("DestroyVmInstance", ("Running", "Stopped", "Paused"), "Destroyed"),
     "recover": ("RecoverVmInstance", ("Destroyed",), "Stopped"),
     "expunge": ("ExpungeVmInstance", ("Destroyed",), None),
 }
+PLUGGABLE = ("Running", "Stopped", "Paused")  # VM states a data volume attaches and detaches in
 
 
 async def build(api: Api) -> None:
@@ -111,11 +116,14 @@ class NodeMachine(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def call(self, api: str, **args: Any) -> Any:
+        if not api.startswith(("Query", "Check")):  # shown by --hypothesis-show-statistics
+            event(f"call {api}")
         return self.run(self.api(api, **args))
 
     def fails(self, api: str, **args: Any) -> ZmnError:
         with pytest.raises(ZmnError) as err:
             self.call(api, **args)
+        event(f"refused {api}")
         return err.value
 
     def name(self, prefix: str) -> str:
@@ -153,9 +161,56 @@ class NodeMachine(RuleBasedStateMachine):
         self.vms[name] = inv["state"]
         assert inv["state"] == ("Stopped" if stopped else "Running")
 
+    # one rule per operation, so that each is as likely as a volume or EIP rule (a single
+    # rule drawing the operation made each VM operation rare in a short sequence)
+
     @precondition(lambda self: bool(self.vms))
-    @rule(data=st.data(), op=st.sampled_from(sorted(OPS)))
+    @rule(data=st.data())
+    def start(self, data: Any) -> None:
+        self.operate(data, "start")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def stop(self, data: Any) -> None:
+        self.operate(data, "stop")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def reboot(self, data: Any) -> None:
+        self.operate(data, "reboot")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def pause(self, data: Any) -> None:
+        self.operate(data, "pause")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def resume(self, data: Any) -> None:
+        self.operate(data, "resume")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def migrate(self, data: Any) -> None:
+        self.operate(data, "migrate")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def destroy(self, data: Any) -> None:
+        self.operate(data, "destroy")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def recover(self, data: Any) -> None:
+        self.operate(data, "recover")
+
+    @precondition(lambda self: bool(self.vms))
+    @rule(data=st.data())
+    def expunge(self, data: Any) -> None:
+        self.operate(data, "expunge")
+
     def operate(self, data: Any, op: str) -> None:
+        """``op`` on a VM; in a state that does not allow it, refused by name."""
         api, allowed, after = OPS[op]
         vm = str(data.draw(st.sampled_from(sorted(self.vms))))
         key = "vmInstanceUuid" if api == "MigrateVm" else "uuid"
@@ -178,13 +233,17 @@ class NodeMachine(RuleBasedStateMachine):
             self.vms[vm] = after
 
     @precondition(lambda self: self.has("Running"))
-    @rule(data=st.data(), op=st.sampled_from(["stop", "migrate"]))
+    @rule(data=st.data(), op=st.sampled_from(["stop", "pause", "migrate"]))
     def host_failure(self, data: Any, op: str) -> None:
         """The simulator fails the next ``op`` on the VM's host: the VM stays as it was."""
         vm = self.vm_with(data, "Running")
         host = self.call("QueryVmInstance", conditions=[f"name={vm}"])["inventories"][0]["hostUuid"]
         self.call("SimulatorInjectFailure", hostUuid=host, operation=op, message="model")
-        api, key = ("StopVmInstance", "uuid") if op == "stop" else ("MigrateVm", "vmInstanceUuid")
+        api, key = {
+            "stop": ("StopVmInstance", "uuid"),
+            "pause": ("PauseVmInstance", "uuid"),
+            "migrate": ("MigrateVm", "vmInstanceUuid"),
+        }[op]
         err = self.fails(api, **{key: vm})
         assert err.code == "SIMULATOR.INJECTED_FAILURE", err.to_wire()
         self.call("SimulatorClearFailures")
@@ -193,6 +252,7 @@ class NodeMachine(RuleBasedStateMachine):
 
     @rule()
     def restart_node(self) -> None:
+        event("node restart")
         self.run(self._stop())
         self.run(self._start())
 
@@ -210,18 +270,35 @@ class NodeMachine(RuleBasedStateMachine):
         self.call("CreateDataVolume", name=name, diskOfferingUuid="d10")
         self.volumes[name] = None
 
-    @precondition(lambda self: None in self.volumes.values() and self.has("Running", "Stopped"))
+    @precondition(lambda self: None in self.volumes.values() and self.has(*PLUGGABLE))
     @rule(data=st.data())
     def attach_volume(self, data: Any) -> None:
         vol = data.draw(st.sampled_from(sorted(v for v, o in self.volumes.items() if o is None)))
-        vm = self.vm_with(data, "Running", "Stopped")
+        vm = self.vm_with(data, *PLUGGABLE)
         self.call("AttachDataVolumeToVm", volumeUuid=vol, vmInstanceUuid=vm)
         self.volumes[vol] = vm
 
+    @precondition(lambda self: None in self.volumes.values() and self.has("Running"))
+    @rule(data=st.data())
+    def volume_attach_host_failure(self, data: Any) -> None:
+        """The hot-plug fails on the host: the attach chain rolls back (the volume is
+        detached, and NotInstantiated again if this attach gave it its storage)."""
+        vol = data.draw(st.sampled_from(sorted(v for v, o in self.volumes.items() if o is None)))
+        before = self.call("QueryVolume", conditions=[f"name={vol}"])["inventories"][0]
+        vm = self.vm_with(data, "Running")
+        host = self.call("QueryVmInstance", conditions=[f"name={vm}"])["inventories"][0]["hostUuid"]
+        self.call("SimulatorInjectFailure", hostUuid=host, operation="attachVolume", message="m")
+        err = self.fails("AttachDataVolumeToVm", volumeUuid=vol, vmInstanceUuid=vm)
+        assert err.code == "SIMULATOR.INJECTED_FAILURE", err.to_wire()
+        assert err.details.get("chain") == "volume-attach", err.to_wire()
+        self.call("SimulatorClearFailures")
+        after = self.call("QueryVolume", conditions=[f"name={vol}"])["inventories"][0]
+        keys = ("status", "primaryStorageUuid", "installPath", "vmInstanceUuid", "deviceId")
+        assert [after[k] for k in keys] == [before[k] for k in keys]
+
     @precondition(
         lambda self: any(
-            o is not None and self.vms.get(o) in ("Running", "Stopped")
-            for o in self.volumes.values()
+            o is not None and self.vms.get(o) in PLUGGABLE for o in self.volumes.values()
         )
     )
     @rule(data=st.data())
@@ -231,7 +308,7 @@ class NodeMachine(RuleBasedStateMachine):
                 sorted(
                     v
                     for v, o in self.volumes.items()
-                    if o is not None and self.vms.get(o) in ("Running", "Stopped")
+                    if o is not None and self.vms.get(o) in PLUGGABLE
                 )
             )
         )
@@ -338,6 +415,7 @@ class NodeMachine(RuleBasedStateMachine):
         ips = self.call("QueryUsedIp", count=True)["total"]
         assert ips == len(nic_vm) + len(self.eips)
         assert {g["name"] for g in self.call("QuerySecurityGroup")["inventories"]} == set(self.sgs)
+        assert self.call("QueryJob", conditions=["state=Running"], count=True)["total"] == 0
 
 
 NodeMachine.TestCase.settings = settings(
@@ -349,6 +427,35 @@ NodeMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
 test_model_based_api_sequences = NodeMachine.TestCase
+
+
+def test_the_machine_has_a_rule_for_everything_the_issue_lists() -> None:
+    """Issue 8's list (VM operations, volumes, EIPs, security groups, deletes; node restart
+    and host failure) plus pause/resume, volume hot-plug failures and reconciler passes."""
+    rules = {
+        name
+        for name in dir(NodeMachine)
+        if hasattr(getattr(NodeMachine, name), "hypothesis_stateful_rule")
+    }
+    assert rules == {
+        *OPS,
+        "create_vm",
+        "create_volume",
+        "attach_volume",
+        "detach_volume",
+        "delete_volume",
+        "create_eip",
+        "attach_eip",
+        "detach_eip",
+        "delete_eip",
+        "create_security_group",
+        "add_nic_to_security_group",
+        "delete_security_group",
+        "host_failure",
+        "volume_attach_host_failure",
+        "restart_node",
+        "reconcile",
+    }
 
 
 async def test_an_api_log_replays_on_a_fresh_node(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ simulator cloud. Then, derived from the node's own catalogue and registry:
   row of any table may change;
 * every ``Query<Type>`` of an isolated type shows bob none of alice's rows, also when asked
   by UUID, and a query through any join to an isolated type cannot match alice's rows;
-* admin-only types (sessions, hosts...) refuse bob's queries outright;
+* admin-only types (sessions, hosts...) refuse bob's queries outright, and every parameter
+  of an API open to bob that names one (``hostUuid``, ``clusterUuid``,
+  ``primaryStorageUuid``...: placement is an admin's choice) is refused with the same answer
+  whether the value names a real resource, by UUID or name, or nothing at all (no existence
+  oracle), before anything changes;
 * shared types (images, L3 networks...) are visible but every API changing them is
   admin-only (``test_security_sessions`` checks those refuse bob).
 """
@@ -36,7 +40,7 @@ from zmn.api.errors import NotFound, PermissionDenied, ZmnError
 from zmn.api.message import Param, params_of
 from zmn.client import AsyncClient
 from zmn.core.config import BootConfig
-from zmn.core.db import Base
+from zmn.core.db import Base, new_uuid
 from zmn.core.node import Node
 from zmn.services.identity import passwords
 
@@ -390,3 +394,59 @@ async def test_shared_types_are_visible_but_changed_only_by_admins(
         if cls.__api__.resource == type_name and cls.__api__.mutating
     ]
     assert changing and all(CAT.apis[name].__api__.admin for name in changing), changing
+
+
+def _open_to_tenants(cls: Any) -> bool:
+    spec = cls.__api__
+    return not (spec.public or spec.internal or spec.admin or spec.verb == "query")
+
+
+ADMIN_ONLY_CASES = [
+    pytest.param(api, p.name, p.ref, id=f"{api}.{p.name}")
+    for api, cls in sorted(CAT.apis.items())
+    if _open_to_tenants(cls)
+    for p in params_of(cls)
+    if p.ref in CAT.admin_only
+]
+
+
+def test_the_admin_only_parameters_are_the_known_placement_hints() -> None:
+    """The catalogue-wide list below is what the next test covers; a new one is a decision."""
+    found = {(c.values[0], c.values[1]) for c in ADMIN_ONLY_CASES}
+    assert found == {
+        ("CreateDataVolume", "primaryStorageUuid"),
+        ("CreateVmInstance", "clusterUuid"),
+        ("CreateVmInstance", "hostUuid"),
+        ("CreateVmInstance", "primaryStorageUuidForRootVolume"),
+        ("MigrateVm", "hostUuid"),
+        ("StartVmInstance", "clusterUuid"),
+        ("StartVmInstance", "hostUuid"),
+    }
+
+
+@in_module_loop
+@pytest.mark.parametrize(("api_name", "param", "ref"), ADMIN_ONLY_CASES)
+async def test_bob_cannot_name_or_probe_admin_only_resources(
+    world: World, api_name: str, param: str, ref: str
+) -> None:
+    assert world.bob.client is not None
+    cls = CAT.apis[api_name]
+    args = {p.name: filler(p, world) for p in params_of(cls) if p.required}
+    is_list = next(p for p in params_of(cls) if p.name == param).type["type"] == "list"
+    real = world.shared[SHARED_KEYS[ref]]
+    real_name = (await world.api(f"Query{ref}", conditions=[f"uuid={real}"]))["inventories"][0][
+        "name"
+    ]
+    answers = set()
+    for value in (real, real_name, new_uuid(), f"no-such-{ref.lower()}"):
+        args[param] = [value] if is_list else value
+        before = digest(world.node)
+        with pytest.raises(ZmnError) as err:
+            await world.bob.client.call(api_name, args)
+        assert digest(world.node) == before, f"{api_name} changed something for bob"
+        e = err.value
+        answers.add((type(e).__name__, e.code, e.field, e.message))
+    # one answer for a real host, cluster or storage and for none: nothing to probe
+    assert len(answers) == 1, answers
+    kind, code, field_name, _ = answers.pop()
+    assert (kind, code, field_name) == ("PermissionDenied", "IDENTITY.ADMIN_ONLY", param)

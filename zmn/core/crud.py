@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select, update
 
-from zmn.api.errors import Conflict, InvalidArgument, NotFound, not_found, upper_snake
+from zmn.api.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    not_found,
+    upper_snake,
+)
 from zmn.api.message import UUID_RE, ApiMessage, CreateMessage, params_of
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.models import AccountResourceRefVO, TagVO
@@ -41,6 +48,14 @@ def resolve(
     if rt is None:
         raise InvalidArgument(
             f"{field}: resource type {type_name} is not available (its plugin is disabled)",
+            field=field,
+        )
+    if rt.admin_only and not principal.is_admin:
+        # hosts, clusters, storage...: invisible to normal accounts, so naming one is refused
+        # whatever the value, and the answer cannot tell which exist
+        raise PermissionDenied(
+            f"{field}: only admin accounts can choose a {type_name}",
+            code="IDENTITY.ADMIN_ONLY",
             field=field,
         )
     model = rt.model

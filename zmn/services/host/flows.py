@@ -3,11 +3,17 @@
 Each step undoes itself on failure: a host that cannot be reached leaves no row, tag or
 simulator record behind. ``ctx.data`` (persisted) holds the host's fields; ``ctx.scratch``
 holds the API message, type-specific parameters (which may carry secrets) and the host types.
+
+A node that died during an add settles it at its next start (:func:`recover`, before the
+tracker reconnects hosts): an add whose every step was done is finished (the job succeeds,
+the host is reconnected like every other at boot); any other is rolled back, so no host row
+stays Connecting. The connection parameters are not persisted (they may carry secrets), so
+an add cut short cannot be carried on; the client adds the host again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
@@ -15,9 +21,13 @@ from zmn.api.errors import Conflict
 from zmn.core import crud
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.recovery import Recovered, recover_chains
 from zmn.services.host.hosttype import HostRef, HostType, HostTypeRegistry
 from zmn.services.host.models import HostVO
 from zmn.services.host.ops import connect, set_status, sync_capacity
+
+if TYPE_CHECKING:
+    from zmn.core.node import Node
 
 
 def _ref(ctx: FlowContext) -> HostRef:
@@ -95,3 +105,25 @@ class SyncHostCapacity(Flow):
 
 HOST_ADD_CHAIN = "host-add"
 HOST_ADD_FLOWS: list[type[Flow]] = [RecordHost, ConnectHost, SyncHostCapacity]
+
+
+async def _finished(ctx: FlowContext) -> dict[str, Any]:
+    rt = ctx.call.node.resources.get("Host")
+    with ctx.call.tx() as s:
+        inv = rt.inventories(s, [crud.get_row(s, rt, ctx.data["hostUuid"])])[0]
+    await ctx.call.publish("/host/created", {"resourceType": "Host", "inventory": inv})
+    return {"inventory": inv}
+
+
+async def recover(
+    node: Node, types: HostTypeRegistry, of_node: str | None = None
+) -> list[Recovered]:
+    """Finish or roll back the host adds a node (this one, or an evicted one) left open."""
+    return await recover_chains(
+        node,
+        (HOST_ADD_CHAIN,),
+        of_node=of_node,
+        finish={HOST_ADD_CHAIN: _finished},
+        scratch={"types": types},
+        api="RecoverInterruptedHostAdds",
+    )

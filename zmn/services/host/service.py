@@ -27,7 +27,7 @@ from zmn.services.host.api import (
     ReconnectHost,
     UpdateHost,
 )
-from zmn.services.host.flows import HOST_ADD_CHAIN, HOST_ADD_FLOWS, check_unique_ip
+from zmn.services.host.flows import HOST_ADD_CHAIN, HOST_ADD_FLOWS, check_unique_ip, recover
 from zmn.services.host.hosttype import HostMaintenanceExtension, HostTypeRegistry
 from zmn.services.host.models import HostVO
 from zmn.services.host.ops import RESERVED_MEMORY, host_ref, load_ref, reconnect
@@ -189,6 +189,12 @@ class HostService(HostVmHandlers, Service):
         )
 
     async def start(self) -> None:
+        try:  # before the tracker: a rolled-back host must not be reconnected
+            settled = await recover(self.node, self.types)
+            if settled:
+                log.warning("settled %d interrupted host add(s)", len(settled))
+        except Exception:  # a failed recovery must not keep the node down
+            log.exception("recovering interrupted host adds failed")
         self.tracker.start()
 
     async def stop(self) -> None:

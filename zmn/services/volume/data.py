@@ -2,19 +2,21 @@
 
 Attaching and detaching run in the VM's task queue (``vm:<uuid>``) so they never interleave
 with the VM's own operations; the VM service answers whether its state allows them
-(``CheckVmOperation``). A data volume made without a primary storage is NotInstantiated and
-gets one reachable from the VM's cluster at its first attach.
+(``CheckVmOperation``). Each is a flow chain (``volume-attach``, ``volume-detach``, see
+:mod:`zmn.services.volume.flows`): persisted step by step, rolled back on failure, finished
+or rolled back at the next start when the node died in the middle. A data volume made
+without a primary storage is NotInstantiated and gets one reachable from the VM's cluster
+at its first attach.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from zmn.api.errors import Conflict, InvalidArgument, NotFound
 from zmn.core import crud, links
 from zmn.core.db import new_uuid
+from zmn.core.flow import FlowContext
 from zmn.core.service import Call, handler
 from zmn.core.state import StateMachine
 from zmn.services.volume.api import (
@@ -26,6 +28,7 @@ from zmn.services.volume.api import (
     DetachDataVolumeFromVm,
     UpdateVolume,
 )
+from zmn.services.volume.flows import ATTACH_CHAIN, DETACH_CHAIN
 from zmn.services.volume.models import VolumeVO
 from zmn.services.volume.store import install_path, remove_volumes, send, volume_inventory
 
@@ -55,14 +58,6 @@ def _data_volume(call: Call, uuid: str, field: str) -> VolumeVO:
             field=field,
         )
     return row
-
-
-def _reachable(call: Call, ps_uuid: str, cluster_uuid: str) -> bool:
-    for link in call.node.resources.links:
-        if link.left == "PrimaryStorage" and link.right == "Cluster":
-            with call.tx() as s:
-                return links.linked(s, link, ps_uuid, cluster_uuid)
-    return False
 
 
 class DataVolumeHandlers:
@@ -149,78 +144,11 @@ class DataVolumeHandlers:
                     call, "CheckVmOperation", vmInstanceUuid=vm_uuid, operation="attachVolume"
                 )
             )["inventory"]
-            instantiated = await self._instantiate(call, vol, vm)
-            try:
-                inv = await self._attach(call, vol.uuid, vm)
-            except BaseException:
-                await self._undo_instantiate(call, vol.uuid, instantiated)
-                raise
+            ctx = FlowContext(call, data={"volumeUuid": vol.uuid, "vmUuid": vm_uuid, "vm": vm})
+            await self.node.flows.chain(ATTACH_CHAIN).run(ctx)
+            inv = volume_inventory(call, vol.uuid)
         await call.publish("/volume/attached", {"vmInstanceUuid": vm_uuid, "inventory": inv})
         return {"inventory": inv}
-
-    async def _instantiate(self, call: Call, vol: VolumeVO, vm: dict[str, Any]) -> bool:
-        cluster = vm.get("clusterUuid")
-        if vol.primaryStorageUuid:
-            if cluster and not _reachable(call, vol.primaryStorageUuid, cluster):
-                raise InvalidArgument(
-                    f"volumeUuid: volume {vol.name} is on primary storage"
-                    f" {vol.primaryStorageUuid}, which VM {vm['name']}'s cluster cannot reach",
-                    code="VOLUME.UNREACHABLE",
-                    field="volumeUuid",
-                )
-            return False
-        scope = {"clusterUuid": cluster} if cluster else {"zoneUuid": vm["zoneUuid"]}
-        ps = (await send(call, "AllocatePrimaryStorage", size=vol.size, **scope))["primaryStorage"]
-        with call.tx() as s:
-            row = s.get(VolumeVO, vol.uuid)
-            assert row is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
-            row.primaryStorageUuid = ps["uuid"]
-            row.installPath = install_path(call, ps["uuid"], vol.uuid, vol.format)
-            row.status = "Ready"
-        return True
-
-    async def _undo_instantiate(self, call: Call, uuid: str, instantiated: bool) -> None:
-        if not instantiated:
-            return
-        with call.tx() as s:
-            row = s.get(VolumeVO, uuid)
-            assert row is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
-            ps, size = row.primaryStorageUuid, row.size
-            row.primaryStorageUuid = row.installPath = None
-            row.status = "NotInstantiated"
-        await send(call, "ReleasePrimaryStorageCapacity", primaryStorageUuid=ps, size=size)
-
-    async def _attach(self, call: Call, uuid: str, vm: dict[str, Any]) -> dict[str, Any]:
-        with call.tx() as s:
-            top = s.scalar(
-                select(func.max(VolumeVO.deviceId)).where(VolumeVO.vmInstanceUuid == vm["uuid"])
-            )
-            row = s.get(VolumeVO, uuid)
-            assert row is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
-            row.vmInstanceUuid = vm["uuid"]
-            row.deviceId = 1 if top is None else int(top) + 1
-        inv = volume_inventory(call, uuid)
-        if vm["state"] in ("Running", "Paused") and vm.get("hostUuid"):
-            try:
-                await send(
-                    call,
-                    "HypervisorOp",
-                    hostUuid=vm["hostUuid"],
-                    op="attachVolume",
-                    vm=vm,
-                    args={"volume": inv},
-                )
-            except BaseException:
-                self._clear(call, uuid)
-                raise
-        return inv
-
-    def _clear(self, call: Call, uuid: str) -> None:
-        with call.tx() as s:
-            row = s.get(VolumeVO, uuid)
-            if row is not None:
-                row.vmInstanceUuid = None
-                row.deviceId = None
 
     @handler(DetachDataVolumeFromVm)
     async def detach_data_volume(self, msg: DetachDataVolumeFromVm, call: Call) -> dict[str, Any]:
@@ -235,8 +163,10 @@ class DataVolumeHandlers:
         return {"inventory": inv}
 
     async def _detach(self, call: Call, uuid: str, vm_uuid: str, *, check: bool) -> dict[str, Any]:
+        """Run the ``volume-detach`` chain in the VM's slot (``check``: the VM's state must
+        allow it; otherwise any state will do, and a VM that is gone is fine)."""
         async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "DetachDataVolumeFromVm"):
-            op = "detachVolume" if check else "inspect"  # inspect: any state will do
+            op = "detachVolume" if check else "inspect"
             try:
                 vm = (await send(call, "CheckVmOperation", vmInstanceUuid=vm_uuid, operation=op))[
                     "inventory"
@@ -244,16 +174,9 @@ class DataVolumeHandlers:
             except NotFound:
                 vm = None
             before = volume_inventory(call, uuid)
-            if vm and vm["state"] in ("Running", "Paused") and vm.get("hostUuid"):
-                await send(
-                    call,
-                    "HypervisorOp",
-                    hostUuid=vm["hostUuid"],
-                    op="detachVolume",
-                    vm=vm,
-                    args={"volume": before},
-                )
-            self._clear(call, uuid)
+            if before["vmInstanceUuid"] == vm_uuid:
+                data = {"volumeUuid": uuid, "vmUuid": vm_uuid, "vm": vm, "volume": before}
+                await self.node.flows.chain(DETACH_CHAIN).run(FlowContext(call, data=data))
             inv = volume_inventory(call, uuid)
         await call.publish("/volume/detached", {"vmInstanceUuid": vm_uuid, "inventory": inv})
         return inv
