@@ -24,8 +24,11 @@ demo: setup
 demo-stop:
 	@ZMN_HOME=$(CURDIR)/.demo/home $(BIN)/zmn stop
 
+# Three workers on two cores: much of the suite waits on node processes, sockets and timers.
+# --dist loadfile keeps a module's tests (and its module-scoped datacenter) on one worker.
+PYTEST_WORKERS ?= 3
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider tests/unit
