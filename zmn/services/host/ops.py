@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.core import crud
@@ -75,19 +75,37 @@ async def sync_capacity(call: Call, host_type: HostType, ref: HostRef) -> dict[s
     facts = await host_type.facts(ref)
     rt = call.node.resources.get("Host")
     with call.tx() as s:
-        row: HostVO = crud.get_row(s, rt, ref.uuid)
+        crud.get_row(s, rt, ref.uuid)  # NotFound when it is gone
         reserved = reserved_memory(s, ref.uuid)
-        used_cpu = max(0, row.totalCpuCapacity - row.availableCpuCapacity)
-        used_memory = max(0, row.totalMemoryCapacity - row.availableMemoryCapacity - reserved)
-        row.cpuNum = facts.cpuNum
-        row.totalCpuCapacity = facts.cpuCapacity
-        # negative when more is placed than the host has (over-provisioning, a smaller host):
-        # available stays total - placed, as CheckConsistency holds it
-        row.availableCpuCapacity = facts.cpuCapacity - used_cpu
-        row.totalMemoryCapacity = facts.memoryCapacity
-        row.availableMemoryCapacity = facts.memoryCapacity - used_memory - reserved
-        row.lastOpDate = utcnow()
-        s.flush()
+        # One atomic UPDATE that keeps what is placed (total - available, without the reserved
+        # memory), also when allocations on other nodes commit meanwhile: a read-modify-write
+        # of the row lost them (a host reconnected under load, e.g. at a takeover, forgot
+        # reservations). Negative when more is placed than the host has (over-provisioning, a
+        # smaller host): available stays total - placed, as CheckConsistency holds it.
+        used_cpu = HostVO.totalCpuCapacity - HostVO.availableCpuCapacity
+        used_memory = HostVO.totalMemoryCapacity - HostVO.availableMemoryCapacity - reserved
+        s.execute(
+            update(HostVO)
+            .where(HostVO.uuid == ref.uuid)
+            # MySQL assigns left to right with the new values: available before the totals
+            .ordered_values(
+                (
+                    HostVO.availableCpuCapacity,
+                    facts.cpuCapacity - case((used_cpu > 0, used_cpu), else_=0),
+                ),
+                (
+                    HostVO.availableMemoryCapacity,
+                    facts.memoryCapacity - reserved - case((used_memory > 0, used_memory), else_=0),
+                ),
+                (HostVO.cpuNum, facts.cpuNum),
+                (HostVO.totalCpuCapacity, facts.cpuCapacity),
+                (HostVO.totalMemoryCapacity, facts.memoryCapacity),
+                (HostVO.lastOpDate, utcnow()),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        s.expire_all()
+        row: HostVO = crud.get_row(s, rt, ref.uuid)
         return rt.inventories(s, [row])[0]
 
 

@@ -12,8 +12,9 @@ its error: the chain, the step it stopped at and what was done about it.
 :class:`Reconciler` runs every ``vm/reconcile.interval`` seconds: it compares each VM the
 database places on a Connected host with the hypervisor's own state (a VM that is gone there
 becomes Stopped and gives its capacity back; Running/Paused follow the hypervisor), puts host
-CPU/memory back to total minus what the placed VMs take, and reports every other invariant
-violation (IPs, storage, NICs). Each drift is logged and published on ``/reconcile/drift``.
+CPU/memory back to total minus what the placed VMs take (on the hosts it owns, once the drift
+holds still: see :meth:`Reconciler._confirmed_capacity_drift`), and reports every other
+invariant violation (IPs, storage, NICs). Each drift is logged and published on ``/reconcile/drift``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from zmn.core import crud
 from zmn.core.consistency import ConsistencyCheck, Violation
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.globalconfig import GlobalConfigDef
-from zmn.core.models import FlowRecordVO, JobVO
+from zmn.core.models import AccountResourceRefVO, FlowRecordVO, JobVO, TagVO
 from zmn.core.service import Call
 from zmn.services.vm.common import host_status, load_vm, send
 from zmn.services.vm.models import VmInstanceVO
@@ -77,7 +78,10 @@ async def recover(node: Node, of_node: str | None = None) -> int:
         if rec.currentFlow and rec.currentFlow not in steps:
             steps.append(rec.currentFlow)
         ctx = FlowContext(call, data=data, chain=rec.chain, record_uuid=rec.uuid)
-        for name in reversed(steps):
+        undo = steps
+        if rec.chain == "vm-create":
+            undo = _prepare_create_undo(node, rec, data, steps)
+        for name in reversed(undo):
             flow_cls = node.flows.flows.get(name)
             if flow_cls is None:
                 continue
@@ -97,6 +101,75 @@ async def recover(node: Node, of_node: str | None = None) -> int:
             back = AFTER.get(rec.chain) or data.get("from") or "Unknown"
             settled += await _settle(call, uuid, back)
     return settled + await _stranded(call)
+
+
+def _prepare_create_undo(
+    node: Node, rec: FlowRecordVO, data: dict[str, Any], steps: list[str]
+) -> list[str]:
+    """The steps of an interrupted ``vm-create`` run to undo generically, after settling the
+    two cases its record cannot tell by itself.
+
+    * The run had not finished ``vm-create-record``: the VM row, if there is one, may be a
+      twin's. A client retrying the create (same ``resourceUuid``; or the broker redelivering
+      the request once the dead node's connection dropped) finds no row and makes the VM on a
+      live node, and undoing this run must not delete that VM. This run's own row (committed
+      just before the node died) is deleted only while it is still ``Created`` and no other
+      ``vm-create`` run of that UUID is recorded: one conditional statement, so a twin's row
+      committed meanwhile (its record is durable before its row) is never taken.
+    * The run died in ``vm-allocate-host``: the record does not hold the host it reserved
+      (the data is saved after the step), but the VM row does (set right after the reservation
+      is committed), so the reservation is given back rather than leaked.
+    """
+    uuid = data.get("vmUuid")
+    if not uuid:
+        return steps
+    if rec.currentFlow == "vm-create-record" and "vm-create-record" not in json.loads(
+        rec.doneFlows or "[]"
+    ):
+        _delete_own_row(node, rec, uuid)
+        data.pop("vmUuid", None)  # nothing else of this run to settle: the VM is not its own
+        return [s for s in steps if s != "vm-create-record"]
+    if rec.currentFlow == "vm-allocate-host" and not data.get("allocatedHostUuid"):
+        with node.db.tx() as s:
+            row = s.get(VmInstanceVO, uuid)
+            host = row.hostUuid if row is not None else None
+        if host and data.get("strategy", "InstantStart") == "InstantStart":
+            data["allocatedHostUuid"] = host
+    return steps
+
+
+def _delete_own_row(node: Node, rec: FlowRecordVO, uuid: str) -> bool:
+    """Delete the VM row of an interrupted create (with its tags and owner) unless a twin
+    run of the same UUID made it or works on it (a finished run, or one open on another,
+    live node); True when deleted."""
+    twin = (
+        select(FlowRecordVO.uuid)
+        .where(
+            FlowRecordVO.chain == "vm-create",
+            FlowRecordVO.uuid != rec.uuid,
+            FlowRecordVO.data.contains(uuid),
+            or_(
+                FlowRecordVO.state == "Done",
+                and_(
+                    FlowRecordVO.state.in_(("Running", "RollingBack")),
+                    FlowRecordVO.managementNodeUuid != rec.managementNodeUuid,
+                ),
+            ),
+        )
+        .exists()
+    )
+    with node.db.tx() as s:
+        gone = s.execute(
+            delete(VmInstanceVO)
+            .where(VmInstanceVO.uuid == uuid, VmInstanceVO.state == "Created", ~twin)
+            .execution_options(synchronize_session=False)
+        )
+        if not gone.rowcount:  # type: ignore[attr-defined]
+            return False
+        s.execute(delete(TagVO).where(TagVO.resourceUuid == uuid))
+        s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
+    log.warning("VM %s: removed the row of a create interrupted at its first step", uuid)
+    return True
 
 
 def _annotate_job(
@@ -178,6 +251,8 @@ RECONCILE_INTERVAL = GlobalConfigDef(
     " invariants); 0 turns it off",
     min=0,
 )
+# seconds between seeing host-capacity drift and seeing it again, identical, before repairing
+CAPACITY_CONFIRM_DELAY = 0.5
 FIXED_CHECKS = ("host-capacity",)  # violations the reconciler repairs; the rest it reports
 BATCH = 1000  # VMs read per statement; the pass yields to the event loop after each batch
 
@@ -302,18 +377,64 @@ class Reconciler:
 
     async def _invariants(self, call: Call) -> list[dict[str, Any]]:
         violations: list[Violation] = []
+        capacity_checkers = []
         for checker in self.node.extensions.all(ConsistencyCheck):  # type: ignore[type-abstract]
             # Off the event loop, one checker at a time with its own session: the checks are
             # read-only whole-table queries (seconds at a million VMs) and API calls must not
             # wait behind them.
-            violations.extend(await asyncio.to_thread(self._check, checker))
+            found = await asyncio.to_thread(self._check, checker)
+            if any(v.get("check") == "host-capacity" for v in found):
+                capacity_checkers.append(checker)
+            violations.extend(found)
+        confirmed = await self._confirmed_capacity_drift(violations, capacity_checkers)
         out = []
         for v in violations:
             fixed = False
-            if v.get("check") == "host-capacity":
+            if v.get("check") == "host-capacity" and _key(v) in confirmed:
                 fixed = await _fix_host_capacity(call, v)
             out.append({**v, "fixed": fixed})
         return out
+
+    async def _confirmed_capacity_drift(
+        self, violations: list[Violation], checkers: list[ConsistencyCheck]
+    ) -> set[tuple[Any, ...]]:
+        """The host-capacity drift this node may repair: on a host it owns on the ring (one
+        node repairs a host, not every node at once), with no VM in a transitional state on
+        it, and seen again, identical, :data:`CAPACITY_CONFIRM_DELAY` seconds later.
+
+        A capacity check taken while operations run can see a gap that is not a leak: a
+        create reserves the host in one transaction and places the VM in the next, an undo
+        releases before it unplaces, and on PostgreSQL (read committed) the check's VM and
+        host queries are two snapshots. "Repairing" such a gap makes a real one once the
+        operation finishes; a leak stays put, so it is repaired once the host is quiet.
+        """
+        drift = [
+            v
+            for v in violations
+            if v.get("check") == "host-capacity" and self.node.owns_resource(str(v.get("uuid")))
+        ]
+        if not drift:
+            return set()
+        await asyncio.sleep(CAPACITY_CONFIRM_DELAY)
+        again: set[tuple[Any, ...]] = set()
+        for checker in checkers:
+            for v in await asyncio.to_thread(self._check, checker):
+                if v.get("check") == "host-capacity":
+                    again.add(_key(v))
+        hosts = [str(v.get("uuid")) for v in drift]
+        with self.node.db.session() as session:
+            busy = set(
+                session.scalars(
+                    select(VmInstanceVO.hostUuid).where(
+                        VmInstanceVO.hostUuid.in_(hosts), VmInstanceVO.state.in_(TRANSITIONAL)
+                    )
+                )
+            )
+        return {_key(v) for v in drift if _key(v) in again and v.get("uuid") not in busy}
+
+
+def _key(v: Violation) -> tuple[Any, ...]:
+    return (v.get("uuid"), repr(v.get("expected")), repr(v.get("actual")))
 
 
 async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
