@@ -22,8 +22,17 @@ FAMILY = "profile"
 
 # (label, function name, file suffix): functions whose cumulative share the report names
 WATCH = [
-    ("flow progress saved before/after every step", "FlowChain._save", "core/flow.py"),
-    ("job progress written to the DB", "JobHandle.progress", "core/jobs.py"),
+    (
+        "flow record writes queued (one per step, waits for durability)",
+        "FlowChain._save",
+        "core/flow.py",
+    ),
+    (
+        "flow record group commit (many chains per transaction)",
+        "RecordWriter.flush",
+        "core/flow.py",
+    ),
+    ("job progress (in memory, published)", "JobHandle.progress", "core/jobs.py"),
     ("job submit (JobVO insert)", "JobManager.submit", "core/jobs.py"),
     ("inventories rebuilt (VM + children)", "ResourceType.inventories", "core/resource.py"),
     ("internal messages over the bus", "Call.call", "core/service.py"),

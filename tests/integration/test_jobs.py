@@ -80,6 +80,12 @@ async def test_wait_job_times_out_then_returns_the_result(env: tuple[Node, ApiSe
     running = (await api("GetJob", uuid=job))["inventory"]
     assert running["state"] == "Running" and running["progress"] == 50
     assert running["progressText"] == "half way" and running["name"] == "RunSlowThing"
+    # progress lives in memory while the job runs (only state changes write the row):
+    # queries show it too
+    queried = (await api("QueryJob", conditions=[f"uuid={job}"]))["inventories"]
+    assert [(r["state"], r["progress"], r["progressText"]) for r in queried] == [
+        ("Running", 50, "half way")
+    ]
     SlowService.release.set()
     done = (await api("WaitJob", uuid=job, timeout=5))["inventory"]
     assert done["state"] == "Succeeded" and done["progress"] == 100

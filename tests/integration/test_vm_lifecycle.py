@@ -75,6 +75,9 @@ async def test_create_instant_start(cloud: Cloud) -> None:
     assert after["availableMemoryCapacity"] == before["availableMemoryCapacity"] - GiB
     running = sim(cloud).hosts[cloud["h1"]].vms[vm["uuid"]]
     assert running.state == "Running" and running.nics == {nic["uuid"]: nic["ip"]}
+    # the create path builds the inventory with its own Core statements: the same as a query's
+    [queried] = (await api("QueryVmInstance", conditions=[f"uuid={vm['uuid']}"]))["inventories"]
+    assert queried == vm
     # joins through the VM, its NICs and its host, both ways
     assert await names(api, "QueryVmInstance", "vmNics.l3Network.l2Network.zone.name=z1") == [
         "web-1"

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from pathlib import Path
-from typing import Any
 
-import pytest
+from sqlalchemy import delete, select
 
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import GiB, build_cloud, consistent
 from zmn.api.errors import Conflict
-from zmn.services.network import ipam
+from zmn.core.db import new_uuid
+from zmn.services.network.models import IpRangeVO, UsedIpVO
 
 
 async def test_110_concurrent_creates_on_101_addresses(tmp_path: Path) -> None:
@@ -51,27 +51,31 @@ async def test_110_concurrent_creates_on_101_addresses(tmp_path: Path) -> None:
         await consistent(api)
 
 
-async def test_an_address_taken_meanwhile_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """As if another node took the address between the choice and the insert."""
+async def test_an_address_taken_meanwhile_is_retried(tmp_path: Path) -> None:
+    """Another node takes the next address behind this node's back: the node's copy of the
+    used addresses is stale, the insert hits UNIQUE(l3, ip), and the next address is given."""
     async with running_node(tmp_path / "home") as (node, _server):
         api = Api(node)
         cloud = await build_cloud(api, hosts=((4, 8 * GiB),), ip_range=("10.0.0.100", "10.0.0.102"))
         first = await cloud.vm("a")
-        taken = first["vmNics"][0]["ip"]
-        real = ipam.pick_free
-        calls: list[int] = []
-
-        def stale(session: Any, l3: str, ranges: Any) -> Any:
-            calls.append(1)
-            found = real(session, l3, ranges)
-            if len(calls) == 1 and found is not None:  # the first answer is already taken
-                return found[0], int(ipaddress.IPv4Address(taken))
-            return found
-
-        monkeypatch.setattr(ipam, "pick_free", stale)
+        assert first["vmNics"][0]["ip"] == "10.0.0.100"
+        other = new_uuid()
+        with node.db.tx() as s:  # as another node would: a row this node has not seen
+            r = s.scalars(select(IpRangeVO)).one()
+            s.add(
+                UsedIpVO(
+                    uuid=other,
+                    l3NetworkUuid=r.l3NetworkUuid,
+                    ipRangeUuid=r.uuid,
+                    ip="10.0.0.101",
+                    ipInLong=int(ipaddress.IPv4Address("10.0.0.101")),
+                    netmask=r.netmask,
+                    gateway=r.gateway,
+                    usedFor="Vip",
+                )
+            )
         second = await cloud.vm("b")
-        assert len(calls) == 2
-        assert second["vmNics"][0]["ip"] not in (taken, None)
+        assert second["vmNics"][0]["ip"] == "10.0.0.102"
+        with node.db.tx() as s:  # the other node's VIP goes away (it has no VIP row here)
+            s.execute(delete(UsedIpVO).where(UsedIpVO.uuid == other))
         await consistent(api)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from zmn.api.errors import InternalError, NotFound, Timeout, ZmnError
 from zmn.core.db import new_uuid, utcnow
@@ -49,19 +50,52 @@ class JobHandle:
         self.uuid = uuid
         self.name = name
         self.percent = 0
+        self.text = ""
         self.timed_out = False  # set just before the job is cancelled for running too long
+        self._persisted_at = time.monotonic()  # the row was written at submit
 
     async def progress(self, percent: int, text: str = "") -> None:
+        """Progress is kept in memory (``GetJob``/``QueryJob`` overlay it on running jobs) and
+        written to the row at most every ``PROGRESS_PERSIST_INTERVAL`` seconds (so other
+        nodes see long jobs move) and with the final state."""
         self.percent = max(0, min(100, percent))
-        self.manager.node.db_write(
-            update(JobVO)
-            .where(JobVO.uuid == self.uuid)
-            .values(progress=self.percent, progressText=text, lastOpDate=utcnow())
-        )
+        self.text = text
+        now = time.monotonic()
+        if now - self._persisted_at >= PROGRESS_PERSIST_INTERVAL:
+            self._persisted_at = now
+            self.manager.node.db_write(
+                update(JobVO)
+                .where(JobVO.uuid == self.uuid)
+                .values(progress=self.percent, progressText=text, lastOpDate=utcnow())
+            )
         await self.manager.node.bus.publish(
             f"/job/{self.uuid}",
             {"jobUuid": self.uuid, "name": self.name, "progress": self.percent, "text": text},
         )
+
+    def overlay(self, inv: dict[str, Any]) -> None:
+        """Put the in-memory progress on the inventory of this (running) job."""
+        if inv.get("state") == "Running":
+            inv["progress"] = self.percent
+            inv["progressText"] = self.text or inv.get("progressText")
+
+
+# seconds between progress writes of one running job (the final state always writes)
+PROGRESS_PERSIST_INTERVAL = 5.0
+
+
+_JOBS = cast(Table, JobVO.__table__)
+_INSERT_JOB = insert(_JOBS)
+_FINISH_JOB = (
+    update(_JOBS)
+    .where(_JOBS.c.uuid == bindparam("_uuid"))
+    .values(
+        {
+            c: bindparam(c)
+            for c in ("state", "lastOpDate", "progress", "progressText", "result", "error")
+        }
+    )
+)
 
 
 def job_inventory(row: JobVO) -> dict[str, Any]:
@@ -110,18 +144,23 @@ class JobManager:
         uuid = job_uuid or new_uuid()
         if not timeout:
             timeout = self.default_timeout()
-        with self.node.db.tx() as s:
-            s.add(
-                JobVO(
-                    uuid=uuid,
-                    name=name,
-                    state="Running",
-                    args=json.dumps(args, default=str),
-                    resourceUuid=resource_uuid,
-                    accountUuid=principal.accountUuid,
-                    managementNodeUuid=self.node.uuid,
-                    timeout=int(timeout),
-                )
+        with self.node.db.engine.begin() as conn:  # Core: the hot path of every long API
+            conn.execute(
+                _INSERT_JOB,
+                {
+                    "uuid": uuid,
+                    "name": name,
+                    "state": "Running",
+                    "args": json.dumps(args, default=str),
+                    "progress": 0,
+                    "progressText": None,
+                    "result": None,
+                    "error": None,
+                    "resourceUuid": resource_uuid,
+                    "accountUuid": principal.accountUuid,
+                    "managementNodeUuid": self.node.uuid,
+                    "timeout": int(timeout),
+                },
             )
         handle = JobHandle(self, uuid, name)
         self.handles[uuid] = handle
@@ -184,14 +223,17 @@ class JobManager:
     async def _finish(
         self, handle: JobHandle, state: str, result: Any, error: ZmnError | None
     ) -> None:
-        values: dict[str, Any] = {"state": state, "lastOpDate": utcnow()}
-        if state == "Succeeded":
-            values["progress"] = 100
-        if result is not None:
-            values["result"] = json.dumps(result, default=str)
-        if error is not None:
-            values["error"] = json.dumps(error.to_wire(), default=str)
-        self.node.db_write(update(JobVO).where(JobVO.uuid == handle.uuid).values(**values))
+        values: dict[str, Any] = {
+            "state": state,
+            "lastOpDate": utcnow(),
+            "progress": 100 if state == "Succeeded" else handle.percent,
+            # the last progress text is always the newest: the row's is never newer
+            "progressText": handle.text or None,
+            "result": None if result is None else json.dumps(result, default=str),
+            "error": None if error is None else json.dumps(error.to_wire(), default=str),
+        }
+        # with the flow records' group commit: durable before the job is seen finished
+        await self.node.flows.writer.write(_FINISH_JOB, {"_uuid": handle.uuid, **values})
         data: dict[str, Any] = {"jobUuid": handle.uuid, "name": handle.name, "state": state}
         if error is not None:
             data["error"] = error.to_wire()
@@ -205,7 +247,18 @@ class JobManager:
             row = s.get(JobVO, uuid)
             if row is None:
                 raise NotFound(f"job {uuid!r} not found", code="JOB.NOT_FOUND", field="uuid")
-            return job_inventory(row)
+            inv = job_inventory(row)
+        self.overlay([inv])
+        return inv
+
+    def overlay(self, invs: list[dict[str, Any]]) -> None:
+        """In-memory progress of the jobs running here on their inventories."""
+        if not self.handles:
+            return
+        for inv in invs:
+            handle = self.handles.get(inv.get("uuid", ""))
+            if handle is not None:
+                handle.overlay(inv)
 
     async def wait(self, uuid: str, timeout: float | None) -> dict[str, Any]:
         """The job's inventory once it has finished (or a Timeout error)."""

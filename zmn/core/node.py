@@ -232,8 +232,9 @@ class Node:
         return service
 
     def db_write(self, statement: Any) -> None:
-        with self.db.tx() as s:
-            s.execute(statement)
+        """One write statement in its own transaction (Core: no ORM session to set up)."""
+        with self.db.engine.begin() as conn:
+            conn.execute(statement)
 
     # ----------------------------------------------------------------- life cycle
 

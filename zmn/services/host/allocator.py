@@ -16,17 +16,18 @@ took the room meanwhile, the row count is 0 and the next candidate is tried.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Float, Table, bindparam, select, update
 
 from zmn.api.errors import OperationFailed
 from zmn.services.host.models import HostVO
 from zmn.services.host.vmapi import AllocateHost
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from sqlalchemy.engine import Connection
 
     from zmn.core.node import Node
 
@@ -65,10 +66,10 @@ def room_condition(cpu: int, memory: int, r: Ratios) -> list[Any]:
     ]
 
 
-def has_room(h: HostVO, cpu: int, memory: int, r: Ratios) -> bool:
+def has_room(h: Any, cpu: int, memory: int, r: Ratios) -> bool:
     placed_cpu = h.totalCpuCapacity - h.availableCpuCapacity
     placed_mem = h.totalMemoryCapacity - h.availableMemoryCapacity
-    return (
+    return bool(
         h.totalCpuCapacity * r.cpu - placed_cpu >= cpu
         and h.totalMemoryCapacity * r.memory - placed_mem >= memory
     )
@@ -84,7 +85,19 @@ def _link_table(node: Node, left: str, right: str) -> tuple[Any, str, str] | Non
     return None
 
 
-def clusters_reaching_l3s(node: Node, session: Session, l3_uuids: list[str]) -> set[str] | None:
+# Statements built once (per link table and shape) and reused: SQLAlchemy caches their
+# compiled form, so an allocation costs the queries, not building and compiling them.
+_statements: dict[Any, Any] = {}
+
+
+def _cached(key: Any, build: Callable[[], Any]) -> Any:
+    stmt = _statements.get(key)
+    if stmt is None:
+        stmt = _statements[key] = build()
+    return stmt
+
+
+def clusters_reaching_l3s(node: Node, conn: Connection, l3_uuids: list[str]) -> set[str] | None:
     """Clusters attached to the L2 network of every given L3 (None: no constraint)."""
     if not l3_uuids:
         return None
@@ -93,18 +106,24 @@ def clusters_reaching_l3s(node: Node, session: Session, l3_uuids: list[str]) -> 
     if link is None:
         return set()
     table, l2_col, cluster_col = link
+    stmt = _cached(
+        ("l3-clusters", l3_model, table, l2_col, cluster_col),
+        lambda: select(getattr(table, cluster_col)).where(
+            getattr(table, l2_col)
+            == select(l3_model.l2NetworkUuid)
+            .where(l3_model.uuid == bindparam("l3"))
+            .scalar_subquery()
+        ),
+    )
     result: set[str] | None = None
     for l3 in set(l3_uuids):
-        l2 = session.scalar(select(l3_model.l2NetworkUuid).where(l3_model.uuid == l3))
-        clusters = set(
-            session.scalars(select(getattr(table, cluster_col)).where(getattr(table, l2_col) == l2))
-        )
+        clusters = set(conn.scalars(stmt, {"l3": l3}))
         result = clusters if result is None else result & clusters
     return result or set()
 
 
 def clusters_with_storage(
-    node: Node, session: Session, ps_uuids: list[str], size: int
+    node: Node, conn: Connection, ps_uuids: list[str], size: int
 ) -> set[str] | None:
     """Clusters attached to every given primary storage and, when ``size`` is given, to an
     enabled, connected one with ``size`` bytes free (None: no constraint)."""
@@ -115,28 +134,33 @@ def clusters_with_storage(
         return set()
     table, ps_col, cluster_col = link
     result: set[str] | None = None
+    attached = _cached(
+        ("ps-clusters", table, ps_col, cluster_col),
+        lambda: select(getattr(table, cluster_col)).where(
+            getattr(table, ps_col) == bindparam("ps")
+        ),
+    )
     for ps in set(ps_uuids):
-        clusters = set(
-            session.scalars(select(getattr(table, cluster_col)).where(getattr(table, ps_col) == ps))
-        )
+        clusters = set(conn.scalars(attached, {"ps": ps}))
         result = clusters if result is None else result & clusters
     if size > 0:
         ps_model = node.resources.get("PrimaryStorage").model
-        ok = select(ps_model.uuid).where(
-            ps_model.state == "Enabled",
-            ps_model.status == "Connected",
-            ps_model.availableCapacity >= size,
-        )
-        roomy = set(
-            session.scalars(
-                select(getattr(table, cluster_col)).where(getattr(table, ps_col).in_(ok))
+
+        def build() -> Any:
+            ok = select(ps_model.uuid).where(
+                ps_model.state == "Enabled",
+                ps_model.status == "Connected",
+                ps_model.availableCapacity >= bindparam("size"),
             )
-        )
+            return select(getattr(table, cluster_col)).where(getattr(table, ps_col).in_(ok))
+
+        stmt = _cached(("roomy-clusters", ps_model, table, ps_col, cluster_col), build)
+        roomy = set(conn.scalars(stmt, {"size": size}))
         result = roomy if result is None else result & roomy
     return result or set()
 
 
-def order(candidates: list[HostVO], strategy: str, prefer: str | None) -> list[HostVO]:
+def order(candidates: list[Any], strategy: str, prefer: str | None) -> list[Any]:
     if strategy == "random":
         out = list(candidates)
         random.shuffle(out)
@@ -168,24 +192,43 @@ def _size(n: int) -> str:
     return f"{n / GiB:g} GiB" if n % (GiB // 4) == 0 else f"{n} bytes"
 
 
-def candidates(node: Node, session: Session, msg: AllocateHost) -> list[HostVO]:
+_HOST = cast(Table, HostVO.__table__)
+
+
+def _scope_statement(zone: bool, cluster: bool, host: bool, avoid: bool) -> Any:
+    def build() -> Any:
+        stmt = select(_HOST)
+        if zone:
+            stmt = stmt.where(_HOST.c.zoneUuid == bindparam("zone"))
+        if cluster:
+            stmt = stmt.where(_HOST.c.clusterUuid == bindparam("cluster"))
+        if host:
+            stmt = stmt.where(_HOST.c.uuid == bindparam("host"))
+        if avoid:
+            stmt = stmt.where(_HOST.c.uuid.not_in(bindparam("avoid", expanding=True)))
+        return stmt
+
+    return _cached(("scope", zone, cluster, host, avoid), build)
+
+
+def candidates(node: Node, conn: Connection, msg: AllocateHost) -> list[Any]:
     """Hosts passing every filter but capacity, or the error naming the filter that failed."""
-    stmt = select(HostVO)
-    if msg.zoneUuid:
-        stmt = stmt.where(HostVO.zoneUuid == msg.zoneUuid)
-    if msg.clusterUuid:
-        stmt = stmt.where(HostVO.clusterUuid == msg.clusterUuid)
-    if msg.hostUuid:
-        stmt = stmt.where(HostVO.uuid == msg.hostUuid)
-    if msg.avoidHostUuids:
-        stmt = stmt.where(HostVO.uuid.not_in(msg.avoidHostUuids))
-    hosts = list(session.scalars(stmt))
+    stmt = _scope_statement(
+        bool(msg.zoneUuid), bool(msg.clusterUuid), bool(msg.hostUuid), bool(msg.avoidHostUuids)
+    )
+    params = {
+        "zone": msg.zoneUuid,
+        "cluster": msg.clusterUuid,
+        "host": msg.hostUuid,
+        "avoid": list(msg.avoidHostUuids or []),
+    }
+    hosts = list(conn.execute(stmt, {k: v for k, v in params.items() if v}))
     if not hosts:
         return _raise(_fail("there is no host in the scope asked for", "scope"))
     hosts = [h for h in hosts if h.state == "Enabled" and h.status == "Connected"]
     if not hosts:
         return _raise(_fail("no host in scope is Enabled and Connected", "state"))
-    reach = clusters_reaching_l3s(node, session, msg.l3NetworkUuids)
+    reach = clusters_reaching_l3s(node, conn, msg.l3NetworkUuids)
     if reach is not None:
         hosts = [h for h in hosts if h.clusterUuid in reach]
         if not hosts:
@@ -196,7 +239,7 @@ def candidates(node: Node, session: Session, msg: AllocateHost) -> list[HostVO]:
                     "network",
                 )
             )
-    storage = clusters_with_storage(node, session, msg.primaryStorageUuids, msg.primaryStorageSize)
+    storage = clusters_with_storage(node, conn, msg.primaryStorageUuids, msg.primaryStorageSize)
     if storage is not None:
         hosts = [h for h in hosts if h.clusterUuid in storage]
         if not hosts:
@@ -209,14 +252,36 @@ def candidates(node: Node, session: Session, msg: AllocateHost) -> list[HostVO]:
     return hosts
 
 
-def _raise(exc: OperationFailed) -> list[HostVO]:
+def _raise(exc: OperationFailed) -> list[Any]:
     raise exc
 
 
-def allocate(node: Node, session: Session, msg: AllocateHost, strategy: str) -> HostVO:
-    """Choose and (unless ``dryRun``) reserve; runs inside one transaction."""
+_RESERVE = (
+    update(_HOST)
+    .where(
+        _HOST.c.uuid == bindparam("_uuid"),
+        _HOST.c.state == "Enabled",
+        _HOST.c.status == "Connected",
+        # room within the over-provisioning ratios (room_condition with bound values)
+        _HOST.c.totalCpuCapacity * bindparam("cpu_ratio", type_=Float())
+        - (_HOST.c.totalCpuCapacity - _HOST.c.availableCpuCapacity)
+        >= bindparam("cpu"),
+        _HOST.c.totalMemoryCapacity * bindparam("memory_ratio", type_=Float())
+        - (_HOST.c.totalMemoryCapacity - _HOST.c.availableMemoryCapacity)
+        >= bindparam("memory"),
+    )
+    .values(
+        availableCpuCapacity=_HOST.c.availableCpuCapacity - bindparam("cpu"),
+        availableMemoryCapacity=_HOST.c.availableMemoryCapacity - bindparam("memory"),
+    )
+)
+SELECT_HOST = select(_HOST).where(_HOST.c.uuid == bindparam("uuid"))
+
+
+def allocate(node: Node, conn: Connection, msg: AllocateHost, strategy: str) -> Any:
+    """Choose and (unless ``dryRun``) reserve; runs inside one transaction (Core rows)."""
     r = ratios(node)
-    hosts = candidates(node, session, msg)
+    hosts = candidates(node, conn, msg)
     roomy = [h for h in hosts if has_room(h, msg.cpuNum, msg.memorySize, r)]
     if not roomy:
         best = max(hosts, key=lambda h: (h.availableMemoryCapacity, h.availableCpuCapacity))
@@ -232,19 +297,16 @@ def allocate(node: Node, session: Session, msg: AllocateHost, strategy: str) -> 
     for host in order(roomy, strategy, msg.preferHostUuid):
         if msg.dryRun:
             return host
-        done = session.execute(
-            update(HostVO)
-            .where(
-                HostVO.uuid == host.uuid, HostVO.state == "Enabled", HostVO.status == "Connected"
-            )
-            .where(*room_condition(msg.cpuNum, msg.memorySize, r))
-            .values(
-                availableCpuCapacity=HostVO.availableCpuCapacity - msg.cpuNum,
-                availableMemoryCapacity=HostVO.availableMemoryCapacity - msg.memorySize,
-            )
-            .execution_options(synchronize_session=False)
+        done = conn.execute(
+            _RESERVE,
+            {
+                "_uuid": host.uuid,
+                "cpu": msg.cpuNum,
+                "memory": msg.memorySize,
+                "cpu_ratio": r.cpu,
+                "memory_ratio": r.memory,
+            },
         )
         if getattr(done, "rowcount", 0) == 1:
-            session.refresh(host)
-            return host
+            return conn.execute(SELECT_HOST, {"uuid": host.uuid}).one()
     raise _fail("every candidate host was taken by concurrent allocations; try again", "capacity")

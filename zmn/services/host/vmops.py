@@ -6,15 +6,15 @@ Hypervisor operations on one host run at most ``host/vmOperation.parallelism`` a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select, update
 
-from zmn.api.errors import InvalidArgument, OperationFailed, Unavailable, ZmnError
+from zmn.api.errors import InvalidArgument, OperationFailed, Unavailable, ZmnError, not_found
 from zmn.core import crud
 from zmn.core.consistency import Violation
 from zmn.core.service import Call, handler
-from zmn.services.host.allocator import STRATEGIES, allocate
+from zmn.services.host.allocator import SELECT_HOST, STRATEGIES, allocate
 from zmn.services.host.hosttype import HostTypeRegistry, HypervisorDriver
 from zmn.services.host.models import HostVO
 from zmn.services.host.ops import host_ref, reserved_memory, set_status
@@ -78,9 +78,12 @@ class HostVmHandlers:
         name = msg.strategy or str(self.node.global_config.get("host", "allocator.strategy"))
         strategy = STRATEGIES.get(name, name)
         rt = self.node.resources.get("Host")
+        with self.node.db.engine.begin() as conn:  # Core: the hot path of every VM create
+            host = allocate(self.node, conn, msg, strategy)
+            if rt.inventory_hook is None:
+                return {"host": rt.inventory(host)}
         with call.tx() as s:
-            host = allocate(self.node, s, msg, strategy)
-            return {"host": rt.inventories(s, [host])[0]}
+            return {"host": rt.inventories(s, [s.get(rt.model, host.uuid)])[0]}
 
     @handler(ReserveHostCapacity)
     async def reserve_host_capacity(self, msg: ReserveHostCapacity, call: Call) -> dict[str, Any]:
@@ -103,9 +106,11 @@ class HostVmHandlers:
         )
 
     def _driver(self, call: Call, host_uuid: str) -> tuple[Any, HypervisorDriver]:
-        with call.tx() as s:
-            row = crud.get_row(s, self.node.resources.get("Host"), host_uuid, "hostUuid")
-            ref, status = host_ref(row), row.status
+        with self.node.db.engine.begin() as conn:  # Core: every VM operation passes here
+            row = conn.execute(SELECT_HOST, {"uuid": host_uuid}).first()
+        if row is None:
+            raise not_found("Host", host_uuid, "hostUuid")
+        ref, status = host_ref(cast(Any, row)), row.status  # a Core row: the same fields
         if status != "Connected":
             raise Unavailable(
                 f"host {ref.name} ({ref.managementIp}) is {status}; VM operations need it"

@@ -69,11 +69,16 @@ class JobService(Service):
                 },
                 hidden_fields=("args",),
                 access_filter=own_jobs,
-                inventory_hook=decode_results,
+                inventory_hook=self._inventory_hook,
                 state_field="state",
                 summary="a long-running API call",
             )
         )
+
+    def _inventory_hook(self, session: Any, invs: list[dict[str, Any]]) -> None:
+        decode_results(session, invs)
+        # running jobs keep their progress in memory (see zmn.core.jobs): show it
+        self.node.jobs.overlay(invs)
 
     def _inventory(self, uuid: str) -> dict[str, Any]:
         with self.node.db.tx() as s:

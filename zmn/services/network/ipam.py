@@ -9,13 +9,15 @@ another node have taken it in the meantime, retries with the next one.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from zmn.api.errors import Conflict, InvalidArgument, not_found
-from zmn.core import crud
 from zmn.core.consistency import Violation
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.service import Call, handler
@@ -24,6 +26,7 @@ from zmn.services.network.l3 import L3_STATE
 from zmn.services.network.models import IpRangeVO, L3NetworkVO, UsedIpVO
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from zmn.core.node import Node
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 RETRIES = 20
 
 
-def used_ip_inventory(row: UsedIpVO) -> dict[str, Any]:
+def used_ip_inventory(row: Any) -> dict[str, Any]:
     return {
         "uuid": row.uuid,
         "l3NetworkUuid": row.l3NetworkUuid,
@@ -55,7 +58,7 @@ def _ranges(session: Session, l3_uuid: str) -> list[IpRangeVO]:
     )
 
 
-def _bounds(r: IpRangeVO) -> tuple[int, int]:
+def _bounds(r: Any) -> tuple[int, int]:
     return int(ipaddress.IPv4Address(r.startIp)), int(ipaddress.IPv4Address(r.endIp))
 
 
@@ -64,15 +67,91 @@ def pick_free(
 ) -> tuple[IpRangeVO, int] | None:
     """The lowest address of the L3's ranges that no UsedIp row holds."""
     used = set(session.scalars(select(UsedIpVO.ipInLong).where(UsedIpVO.l3NetworkUuid == l3_uuid)))
+    return _lowest_free(ranges, used, None)
+
+
+def _lowest_free(ranges: list[Any], used: set[int], hint: int | None) -> tuple[Any, int] | None:
+    """The lowest value of the ranges (in their order) not in ``used``; ``hint``, when it lies
+    in a range, says every value of the ranges before it is used."""
     for r in ranges:
         start, end = _bounds(r)
+        if hint is not None and start <= hint <= end:
+            start = hint
         for value in range(start, end + 1):
             if value not in used:
                 return r, value
     return None
 
 
-def _static(ranges: list[IpRangeVO], ip: str) -> tuple[IpRangeVO, int]:
+# How long this node trusts its copy of an L3's used addresses before reading them again.
+# Allocation on this node keeps the copy exact; another node's allocation shows up as a
+# UNIQUE violation (the copy is then re-read), another node's release within this time may
+# leave a lower address unused for a while.
+USED_CACHE_SECONDS = 30.0
+
+
+@dataclass
+class _UsedAddresses:
+    """This node's copy of the addresses of one L3 network in use, and a scan start."""
+
+    loaded_at: float
+    ranges: tuple[str, ...]  # the L3's ranges when read: another set means read again
+    used: set[int]
+    hint: int | None = None  # every address of the ranges before this one is in use
+
+
+class UsedIpCache:
+    """Per-L3 copies of the used addresses, so an allocation does not read them all."""
+
+    def __init__(self) -> None:
+        self.l3s: dict[str, _UsedAddresses] = {}
+
+    def get(self, conn: Connection, l3_uuid: str, ranges: list[Any]) -> _UsedAddresses:
+        entry = self.l3s.get(l3_uuid)
+        now = time.monotonic()
+        names = tuple(r.uuid for r in ranges)
+        if entry is None or entry.ranges != names or now - entry.loaded_at > USED_CACHE_SECONDS:
+            used = set(conn.scalars(_SELECT_USED, {"l3": l3_uuid}))
+            entry = self.l3s[l3_uuid] = _UsedAddresses(now, names, used)
+        return entry
+
+    def taken(self, l3_uuid: str, value: int) -> None:
+        entry = self.l3s.get(l3_uuid)
+        if entry is not None:
+            entry.used.add(value)
+            entry.hint = value
+
+    def released(self, l3_uuid: str | None, value: int | None) -> None:
+        entry = self.l3s.get(l3_uuid or "")
+        if entry is None:
+            return
+        if value is None:
+            del self.l3s[l3_uuid or ""]
+            return
+        entry.used.discard(value)
+        entry.hint = None  # an address before the hint may be free now
+
+    def forget(self, l3_uuid: str) -> None:
+        self.l3s.pop(l3_uuid, None)
+
+
+_L3 = cast(Table, L3NetworkVO.__table__)
+_RANGE = cast(Table, IpRangeVO.__table__)
+_USED = cast(Table, UsedIpVO.__table__)
+_SELECT_L3 = select(_L3).where(_L3.c.uuid == bindparam("uuid"))
+_SELECT_RANGES = (
+    select(_RANGE)
+    .where(_RANGE.c.l3NetworkUuid == bindparam("l3"))
+    .order_by(_RANGE.c.createDate, _RANGE.c.uuid)
+)
+_SELECT_USED = select(_USED.c.ipInLong).where(_USED.c.l3NetworkUuid == bindparam("l3"))
+_INSERT_USED = insert(_USED)
+_SELECT_USED_ROW = select(_USED.c.l3NetworkUuid, _USED.c.ipInLong).where(
+    _USED.c.uuid == bindparam("uuid")
+)
+
+
+def _static(ranges: list[Any], ip: str) -> tuple[Any, int]:
     try:
         value = int(ipaddress.IPv4Address(ip.strip()))
     except ValueError:
@@ -91,38 +170,54 @@ def _static(ranges: list[IpRangeVO], ip: str) -> tuple[IpRangeVO, int]:
 class IpamHandlers:
     node: Node
 
+    @property
+    def used_ips(self) -> UsedIpCache:
+        cache: UsedIpCache | None = getattr(self, "_used_ips", None)
+        if cache is None:
+            cache = self._used_ips = UsedIpCache()
+        return cache
+
     @handler(AllocateIp)
     async def allocate_ip(self, msg: AllocateIp, call: Call) -> dict[str, Any]:
+        """The lowest free address (or the one asked for): Core statements, and this node's
+        copy of the used addresses instead of reading them all for every allocation."""
         for _attempt in range(RETRIES):
             try:
-                with call.tx() as s:
-                    l3 = crud.get_row(
-                        s, self.node.resources.get("L3Network"), msg.l3NetworkUuid, "l3NetworkUuid"
-                    )
+                with self.node.db.engine.begin() as conn:
+                    l3 = conn.execute(_SELECT_L3, {"uuid": msg.l3NetworkUuid}).first()
+                    if l3 is None:
+                        raise not_found("L3Network", msg.l3NetworkUuid, "l3NetworkUuid")
                     L3_STATE.check(l3.uuid, l3.state, "allocateIp")
-                    ranges = _ranges(s, l3.uuid)
+                    ranges = list(conn.execute(_SELECT_RANGES, {"l3": l3.uuid}))
                     if msg.ip:
                         r, value = _static(ranges, msg.ip)
                     else:
-                        found = pick_free(s, l3.uuid, ranges)
+                        cached = self.used_ips.get(conn, l3.uuid, ranges)
+                        found = _lowest_free(ranges, cached.used, cached.hint)
                         if found is None:
+                            self.used_ips.forget(l3.uuid)  # read again next time
                             raise _exhausted(l3)
                         r, value = found
-                    row = UsedIpVO(
-                        uuid=new_uuid(),
-                        l3NetworkUuid=l3.uuid,
-                        ipRangeUuid=r.uuid,
-                        ip=str(ipaddress.IPv4Address(value)),
-                        ipInLong=value,
-                        netmask=r.netmask,
-                        gateway=r.gateway,
-                        usedFor=msg.usedFor,
-                        vmNicUuid=msg.vmNicUuid,
-                    )
-                    s.add(row)
-                    s.flush()
-                    return {"usedIp": used_ip_inventory(row)}
+                    row = {
+                        "uuid": new_uuid(),
+                        "l3NetworkUuid": l3.uuid,
+                        "ipRangeUuid": r.uuid,
+                        "ip": str(ipaddress.IPv4Address(value)),
+                        "ipInLong": value,
+                        "netmask": r.netmask,
+                        "gateway": r.gateway,
+                        "ipVersion": 4,
+                        "usedFor": msg.usedFor,
+                        "vmNicUuid": msg.vmNicUuid,
+                    }
+                    conn.execute(_INSERT_USED, row)
+                if msg.ip:
+                    self.used_ips.forget(l3.uuid)  # a static address: no scan position
+                else:
+                    self.used_ips.taken(l3.uuid, value)
+                return {"usedIp": used_ip_inventory(SimpleNamespace(**row))}
             except IntegrityError:
+                self.used_ips.forget(msg.l3NetworkUuid)  # another node took it: read again
                 if msg.ip:
                     raise Conflict(
                         f"ip: {msg.ip} is already in use on L3 network {msg.l3NetworkUuid}",
@@ -140,7 +235,10 @@ class IpamHandlers:
     @handler(ReleaseIp)
     async def release_ip(self, msg: ReleaseIp, call: Call) -> dict[str, Any]:
         with call.tx() as s:
+            found = s.execute(_SELECT_USED_ROW, {"uuid": msg.usedIpUuid}).first()
             s.execute(delete(UsedIpVO).where(UsedIpVO.uuid == msg.usedIpUuid))
+        if found is not None:
+            self.used_ips.released(found.l3NetworkUuid, found.ipInLong)
         return {}
 
     @handler(DeleteUsedIp)
@@ -160,7 +258,10 @@ class IpamHandlers:
                 usedIpUuid=msg.uuid,
             )
         with call.tx() as s:
+            found = s.execute(_SELECT_USED_ROW, {"uuid": msg.uuid}).first()
             s.execute(delete(UsedIpVO).where(UsedIpVO.uuid == msg.uuid))
+        if found is not None:
+            self.used_ips.released(found.l3NetworkUuid, found.ipInLong)
         return {}
 
     @handler(SetUsedIpOwner)
@@ -174,7 +275,7 @@ class IpamHandlers:
         return {}
 
 
-def _exhausted(l3: L3NetworkVO) -> Conflict:
+def _exhausted(l3: Any) -> Conflict:
     return Conflict(
         f"IP exhausted on L3 network {l3.name} ({l3.uuid}): every address of its ranges is in use",
         code="L3.IP_EXHAUSTED",

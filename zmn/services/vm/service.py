@@ -188,7 +188,10 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
                 "vm-nic",
                 columns=["uuid", "vmInstanceUuid", "l3NetworkUuid", "ip", "mac", "deviceId"],
                 refs={
-                    "vmInstanceUuid": RefSpec("VmInstance", on_delete="cascade", reverse="vmNics"),
+                    # every NIC belongs to an existing VM (CheckConsistency: nic-owned-by-vm)
+                    "vmInstanceUuid": RefSpec(
+                        "VmInstance", on_delete="cascade", reverse="vmNics", guaranteed=True
+                    ),
                     "l3NetworkUuid": RefSpec("L3Network", on_delete="cascade"),
                     "usedIpUuid": RefSpec("UsedIp", on_delete="keep"),
                 },

@@ -7,12 +7,13 @@ UUID and size, the image, networks, disk sizes, scope and strategy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 
 from zmn.api.errors import OperationFailed
 from zmn.core import crud
+from zmn.core.db import utcnow
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
 from zmn.core.vmhooks import VmAfterInstantiate
@@ -47,8 +48,32 @@ class RecordVm(Flow):
             memorySize=d["memorySize"],
             state="Created",
         )
-        with ctx.call.tx() as s:
-            crud.insert(ctx.call, s, "VmInstance", row, ctx.scratch.get("msg"))
+        msg = ctx.scratch.get("msg")
+        if msg is None or msg.systemTags or msg.userTags:
+            with ctx.call.tx() as s:
+                crud.insert(ctx.call, s, "VmInstance", row, msg)
+            return
+        # no tags (the common create): what crud.insert writes, as two cached Core inserts
+        now = utcnow()
+        values = {c.key: getattr(row, c.key) for c in _VM.columns}
+        values.update(description=msg.description, createDate=now, lastOpDate=now)
+        for c in _VM.columns:  # column defaults the ORM would have filled in
+            default: Any = c.default
+            if values[c.key] is None and default is not None and default.is_scalar:
+                values[c.key] = default.arg
+        rt = ctx.call.node.resources.get("VmInstance")
+        with ctx.call.node.db.engine.begin() as conn:
+            conn.execute(_INSERT_VM, values)
+            if rt.owned:
+                conn.execute(
+                    _INSERT_OWNER,
+                    {
+                        "resourceUuid": d["vmUuid"],
+                        "resourceType": "VmInstance",
+                        "accountUuid": ctx.call.principal.accountUuid,
+                        "createDate": now,
+                    },
+                )
 
     async def rollback(self, ctx: FlowContext) -> None:
         uuid = ctx.data["vmUuid"]
@@ -56,6 +81,11 @@ class RecordVm(Flow):
             s.execute(delete(TagVO).where(TagVO.resourceUuid == uuid))
             s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
             s.execute(delete(VmInstanceVO).where(VmInstanceVO.uuid == uuid))
+
+
+_VM = cast(Table, VmInstanceVO.__table__)
+_INSERT_VM = insert(_VM)
+_INSERT_OWNER = insert(cast(Table, AccountResourceRefVO.__table__))
 
 
 class SelectBackupStorage(Flow):
@@ -73,27 +103,12 @@ class SelectBackupStorage(Flow):
             raise OperationFailed(
                 "no backup storage service is loaded", code="VM_INSTANCE.NO_BACKUP_STORAGE"
             )
-        img_t, img_col, img_bs_col = link_img
-        zone_t, zone_bs_col, zone_col = link_zone
-        bs = bs_rt.model
-        with ctx.call.tx() as s:
-            found = s.scalars(
-                select(getattr(img_t, img_bs_col))
-                .where(getattr(img_t, img_col) == d["imageUuid"])
-                .where(img_t.status == "Ready")
-                .where(
-                    getattr(img_t, img_bs_col).in_(
-                        select(getattr(zone_t, zone_bs_col)).where(
-                            getattr(zone_t, zone_col) == d["zoneUuid"]
-                        )
-                    )
-                )
-                .where(
-                    getattr(img_t, img_bs_col).in_(
-                        select(bs.uuid).where(bs.state == "Enabled", bs.status == "Connected")
-                    )
-                )
-            ).first()
+        key = (link_img, link_zone, bs_rt.model)
+        stmt = _bs_statements.get(key)
+        if stmt is None:
+            stmt = _bs_statements[key] = _backup_storage_statement(link_img, link_zone, bs_rt.model)
+        with node.db.engine.begin() as conn:  # Core, a statement built once
+            found = conn.scalars(stmt, {"image": d["imageUuid"], "zone": d["zoneUuid"]}).first()
         if found is None:
             raise OperationFailed(
                 f"image {d['imageUuid']} is on no enabled, connected backup storage attached to"
@@ -102,6 +117,34 @@ class SelectBackupStorage(Flow):
                 field="imageUuid",
             )
         d["backupStorageUuid"] = found
+
+
+_bs_statements: dict[Any, Any] = {}
+
+
+def _backup_storage_statement(
+    link_img: tuple[Any, str, str], link_zone: tuple[Any, str, str], bs: Any
+) -> Any:
+    """A Ready copy of the image on an enabled, connected backup storage of the zone."""
+    img_t, img_col, img_bs_col = link_img
+    zone_t, zone_bs_col, zone_col = link_zone
+    return (
+        select(getattr(img_t, img_bs_col))
+        .where(getattr(img_t, img_col) == bindparam("image"))
+        .where(img_t.status == "Ready")
+        .where(
+            getattr(img_t, img_bs_col).in_(
+                select(getattr(zone_t, zone_bs_col)).where(
+                    getattr(zone_t, zone_col) == bindparam("zone")
+                )
+            )
+        )
+        .where(
+            getattr(img_t, img_bs_col).in_(
+                select(bs.uuid).where(bs.state == "Enabled", bs.status == "Connected")
+            )
+        )
+    )
 
 
 def _link(node: Any, left: str, right: str) -> tuple[Any, str, str] | None:
@@ -298,9 +341,9 @@ class InstantiateVm(Flow):
         if not _instant(ctx):
             return
         d = ctx.data
-        await set_state(ctx.call, d["vmUuid"], "start")
+        vm = await set_state(ctx.call, d["vmUuid"], "start")
         d["instantiated"] = True
-        vm = load_vm(ctx.call, d["vmUuid"])
+        ctx.scratch["vm"] = vm  # the inventory the next steps see (not persisted)
         await hypervisor(ctx.call, d["hostUuid"], "start", vm)
 
     async def rollback(self, ctx: FlowContext) -> None:
@@ -322,7 +365,8 @@ class PostInstantiate(Flow):
         if not _instant(ctx):
             return
         d = ctx.data
-        vm = load_vm(ctx.call, d["vmUuid"])
+        # starting the VM on its host changed no row: the inventory InstantiateVm built holds
+        vm = ctx.scratch.get("vm") or load_vm(ctx.call, d["vmUuid"])
         done: list[str] = d.setdefault("instantiatedHooks", [])
         for impl in ctx.call.node.extensions.all(VmAfterInstantiate):  # type: ignore[type-abstract]
             try:
