@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -29,19 +28,12 @@ from typing import Any
 from bench.cloud import build_cloud
 from bench.harness import Result, Run, Samples
 from bench.node import NodeProcess
+from tests.support.services import port_open
 from zmn.client import AsyncClient
 
 FAMILY = "cluster"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/"
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def rabbitmqctl(*args: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, event, select, text, update
 
 from tests.conftest import need
+from tests.support.services import port_open
 from zmn.core.db import Database
 from zmn.core.membership import EVICTED, RUNNING, STOPPED, Membership, db_utcnow
 from zmn.core.models import ManagementNodeVO
@@ -35,14 +35,6 @@ BACKENDS = [
     pytest.param("mariadb", marks=pytest.mark.mariadb, id="mariadb"),
     pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
 ]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,7 +8,6 @@ shared database instead of re-creating it.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy import create_engine, text, update
 from tests.conftest import need
 from tests.support.inproc import Api, running_node
 from tests.support.proc import ZmnProcess
+from tests.support.services import port_open
 from zmn.api.errors import Unavailable
 from zmn.api.message import decode_args
 from zmn.core.bus import Envelope, Principal
@@ -29,14 +29,6 @@ from zmn.core.node import _routing_uuid
 from zmn.core.ring import HashRing
 
 ADMIN = Principal("0" * 32, "admin", "SystemAdmin")
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_ring_shares_cover_the_hash_space_evenly() -> None:
