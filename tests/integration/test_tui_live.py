@@ -305,3 +305,50 @@ async def test_management_node_view_shows_ring_ownership(vmcloud) -> None:
         before = screen.rows[0]["heartbeat"]
         # live: the view re-queries on its own; the heartbeat moves on
         assert await wait_until(pilot, lambda: screen.rows[0]["heartbeat"] != before, timeout=8)
+
+
+async def test_keyset_paging_past_the_first_page_on_a_real_node(tmp_path: Path) -> None:
+    """The node's Query APIs take ``after``: the view pages by cursor, forward and back."""
+    async with running_node(tmp_path / "home") as (node, _server):
+        api = Api(node)
+        for i in range(45):
+            await api("CreateZone", name=f"zone{i:02d}")
+        app = make_app(f"unix:{node.config.unix_path}")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_view(pilot, app, "zone")
+            assert app.data.keyset("Zone")  # the catalogue lists ``after``
+            calls: list[dict] = []
+            inner = app.data.call
+
+            async def call(name: str, args: dict | None = None, **kw):
+                if name == "QueryZone" and args and "limit" in args:
+                    calls.append(dict(args))
+                return await inner(name, args, **kw)
+
+            app.data.call = call  # type: ignore[method-assign]
+            page = screen.page_size
+            assert page == 20 and names(screen) == [f"zone{i:02d}" for i in range(page)]
+            assert screen.total == 45 and screen.next_cursor
+            table = screen.query_one("#table")
+            table.move_cursor(row=page - 1)
+            await pilot.press("down")  # past the last row: the next page, by cursor
+            assert await wait_until(pilot, lambda: names(screen)[:1] == ["zone20"])
+            assert names(screen) == [f"zone{i:02d}" for i in range(20, 40)]
+            assert table.cursor_row == 0 and "21-40 of 45" in screen_text(app)
+            await pilot.press("right_square_bracket")
+            assert await wait_until(pilot, lambda: names(screen)[:1] == ["zone40"])
+            assert names(screen) == [f"zone{i:02d}" for i in range(40, 45)]
+            assert screen.next_cursor is None and "page 3/3" in screen_text(app)
+            await pilot.press("up")  # before the first row: back one page, cursor at the bottom
+            assert await wait_until(pilot, lambda: names(screen)[:1] == ["zone20"])
+            assert table.cursor_row == page - 1
+            # A zone created meanwhile on an earlier page does not shift this one.
+            await api("CreateZone", name="zone00a")
+            await pilot.press("r")
+            assert await wait_until(pilot, lambda: screen.total == 46)
+            assert names(screen) == [f"zone{i:02d}" for i in range(20, 40)]
+            await pilot.press("left_square_bracket")
+            assert await wait_until(pilot, lambda: names(screen)[:1] == ["zone00"])
+            assert names(screen)[1] == "zone00a"
+            assert all("start" not in a for a in calls)
+            assert [a.get("after") is not None for a in calls[:3]] == [True, True, True]

@@ -231,24 +231,45 @@ async def test_paging_through_many_rows() -> None:
     app = make_app(node)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_view(pilot, app, "zone")
-        assert len(screen.rows) == 100 and screen.total == 250
+        page = screen.page_size  # a screenful: the rows the table has room for
+        table = screen.query_one(ResourceTable)
+        assert page == table.size.height - 1 == 20  # 24 lines less header, info, footer, titles
+        assert len(screen.rows) == page and screen.total == 250
         assert all(
-            args.get("limit") == 100
+            args.get("limit") == page
             for api, args in node.calls
             if api == "QueryZone" and "replyWithCount" in args
         )
         await pilot.press("right_square_bracket")
         assert await wait_until(
-            pilot, lambda: screen.start == 100 and names(screen)[0] == "zone100"
+            pilot, lambda: screen.start == page and names(screen)[0] == f"zone{page:03d}"
         )
-        screen.query_one(ResourceTable).move_cursor(row=99)
+        table.move_cursor(row=page - 1)
         await pilot.press("down")  # past the last row: the next page, cursor on top
-        assert await wait_until(pilot, lambda: screen.start == 200 and len(screen.rows) == 50)
-        assert screen.query_one(ResourceTable).cursor_row == 0
+        assert await wait_until(pilot, lambda: screen.start == 2 * page)
+        assert names(screen)[0] == f"zone{2 * page:03d}"
+        assert table.cursor_row == 0
         await pilot.press("up")  # before the first row: the previous page, cursor at the bottom
-        assert await wait_until(pilot, lambda: screen.start == 100)
-        assert screen.query_one(ResourceTable).cursor_row == 99
-        assert "page 2/3" in screen_text(app)
+        assert await wait_until(pilot, lambda: screen.start == page)
+        assert table.cursor_row == page - 1
+        assert "page 2/13" in screen_text(app)
+        for _ in range(12):
+            await pilot.press("right_square_bracket")
+        assert await wait_until(pilot, lambda: screen.start == 240 and len(screen.rows) == 10)
+
+
+async def test_a_taller_terminal_gets_longer_pages() -> None:
+    node = FakeNode()
+    for i in range(250):
+        node.add("Zone", f"zone{i:03d}", state="Enabled")
+    app = make_app(node)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, app, "zone")
+        assert len(screen.rows) == 20
+        await pilot.resize_terminal(80, 44)
+        assert await wait_until(pilot, lambda: len(screen.rows) == 40)
+        assert screen.query_one(ResourceTable).size.height == 41
+        assert "1-40 of 250" in screen_text(app)
 
 
 async def test_sort_picker_sends_sort_by() -> None:

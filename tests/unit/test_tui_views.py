@@ -108,7 +108,7 @@ async def test_save_a_view_then_open_and_delete_it_from_the_palette(tmp_path: Pa
 
 async def test_keyset_paging_uses_after_and_next(tmp_path: Path) -> None:
     node = FakeNode(keyset=True)
-    for i in range(250):
+    for i in range(50):
         node.add("Zone", f"zone{i:03d}", state="Enabled")
     app = make_app(node, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -118,14 +118,15 @@ async def test_keyset_paging_uses_after_and_next(tmp_path: Path) -> None:
             pilot, lambda: isinstance(app.screen, ResourceScreen) and app.screen.loaded
         )
         screen = app.screen
+        assert screen.page_size == 20  # a screenful at 80x24
         await pilot.press("right_square_bracket")
-        assert await wait_until(pilot, lambda: screen.rows[0]["name"] == "zone100")
+        assert await wait_until(pilot, lambda: screen.rows[0]["name"] == "zone020")
         await pilot.press("right_square_bracket")
-        assert await wait_until(pilot, lambda: screen.rows[0]["name"] == "zone200")
-        assert len(screen.rows) == 50 and screen.next_cursor is None
+        assert await wait_until(pilot, lambda: screen.rows[0]["name"] == "zone040")
+        assert len(screen.rows) == 10 and screen.next_cursor is None
         await pilot.press("right_square_bracket")  # the last page: nowhere to go
         await pilot.press("left_square_bracket")
-        assert await wait_until(pilot, lambda: screen.rows[0]["name"] == "zone100")
+        assert await wait_until(pilot, lambda: screen.rows[0]["name"] == "zone020")
         assert "page 2/3" in screen_text(app)
         pages = [a for api, a in node.calls if api == "QueryZone" and "limit" in a]
         assert all("start" not in a for a in pages)

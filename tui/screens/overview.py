@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from tui.catalogue import CONTAINERS, PREFERRED_ORDER, Catalogue, Metric
 from tui.data import Status, gather_quietly
@@ -25,6 +25,7 @@ from tui.ipcapacity import IpSums, ip_sums
 from tui.widgets.capacity import CapacityPanel, CapacityRow
 from tui.widgets.counts import CountsTable, TypeCount
 from tui.widgets.events import EventList
+from tui.widgets.footer import KeyFooter
 from tui.widgets.header import StatusHeader
 from tui.widgets.jobs import JobList
 from tui.widgets.stats import StatsPanel
@@ -71,7 +72,7 @@ class OverviewScreen(Screen[None]):
                     yield EventList(id="event-list")
                 with Vertical(id="jobs", classes="panel"):
                     yield JobList(id="job-list")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         for panel, title in (
@@ -163,7 +164,8 @@ class OverviewScreen(Screen[None]):
             for r in results
             if isinstance(r, TypeCount) and (r.total != 0 or r.name in PREFERRED_ORDER)
         ]
-        self.query_one(CountsTable).show(shown)
+        for widget in self.query(CountsTable):  # none while the screen is being (re)built
+            widget.show(shown)
 
     # ------------------------------------------------------------------ capacity
 
@@ -190,7 +192,8 @@ class OverviewScreen(Screen[None]):
         if ips is not None and ips.sums:
             metrics = [*metrics, IP_METRIC]
         table = await self.capacity_rows(metrics, rows_by_type, ips)
-        self.query_one(CapacityPanel).show(metrics, table)
+        for panel in self.query(CapacityPanel):
+            panel.show(metrics, table)
 
     async def capacity_rows(
         self,

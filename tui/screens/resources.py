@@ -1,11 +1,13 @@
 """A view of one resource type: a server-side paged table, filter, sort, detail, actions.
 
 Columns are the catalogue's ``columns`` for the type (or a saved view's). The table holds
-one page; paging, sorting and filtering are ``Query<Type>`` options (``limit`` with the
-keyset cursor ``after``/``next`` where the API has it, else ``start``; ``sortBy``;
+one page of about a screenful (the rows the terminal has room for, so a taller terminal
+gets longer pages); paging, sorting and filtering are ``Query<Type>`` options (``limit``
+with the keyset cursor ``after``/``next`` where the API has it, else ``start``; ``sortBy``;
 ``conditions``), so a view over 100,000 rows stays as quick as one over ten. Events for the
 type update rows in place and schedule a quiet re-query of the page (at most every 0.4 s);
-a view of a type that sends no events (management nodes) re-queries on a timer instead.
+a re-query that returns the same rows changes only the cells that differ. A view of a type
+that sends no events (management nodes) re-queries on a timer instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from tui.candidates import candidates
 from tui.catalogue import Action, Drill, ResourceInfo
@@ -31,6 +33,7 @@ from tui.screens.prompt import PromptScreen
 from tui.views import View
 from tui.widgets.detail import DetailPane
 from tui.widgets.filterbar import FilterBar, QuerySuggester, to_conditions
+from tui.widgets.footer import KeyFooter
 from tui.widgets.header import StatusHeader
 from tui.widgets.jobs import JobList
 from tui.widgets.table import ResourceTable
@@ -39,7 +42,9 @@ from zmn.api.errors import ZmnError
 if TYPE_CHECKING:
     from tui.app import ZtuiApp
 
-PAGE_SIZE = 100
+PAGE_SIZE = None  # rows per page: None for a screenful
+MIN_PAGE = 10
+CHROME = 4  # lines of the screen that are not table rows: header, info, table header, footer
 WIDE = 120  # columns from which UUIDs are shown whole and the detail pane sits on the right
 
 
@@ -71,7 +76,7 @@ class ResourceScreen(Screen[None]):
         *,
         base: list[str] | None = None,
         crumb: str = "",
-        page_size: int = PAGE_SIZE,
+        page_size: int | None = PAGE_SIZE,
         view: View | None = None,
     ) -> None:
         super().__init__()
@@ -79,7 +84,8 @@ class ResourceScreen(Screen[None]):
         self.view = view
         self.base = list(base or [])
         self.crumb = crumb or (f"{info.cli} @{view.key}" if view else info.cli)
-        self.page_size = page_size
+        self.fixed_page = page_size
+        self.page_size = page_size or MIN_PAGE
         self.filter_text = ""
         self.conditions: list[str] = []
         self.sort_by: str | None = info.default_sort
@@ -108,6 +114,7 @@ class ResourceScreen(Screen[None]):
         self.loaded = False
         self.loads = 0  # pages shown so far (tests and the benchmark wait on it)
         self._pending: Timer | None = None
+        self._close_filter = False  # a submitted filter: close the bar with its first page
 
     @property
     def zapp(self) -> ZtuiApp:
@@ -144,7 +151,7 @@ class ResourceScreen(Screen[None]):
             suggester=suggester,
             id="filter",
         )
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width >= WIDE, "-wide")
@@ -160,7 +167,13 @@ class ResourceScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.width >= WIDE, "-wide")
-        self.call_after_refresh(self.redraw)
+        self.call_after_refresh(self.resized)
+
+    def resized(self) -> None:
+        if self.loaded and not self.start and self.screenful() != self.page_size:
+            self.load()  # a first page of the new height
+        else:
+            self.redraw()
 
     def on_screen_resume(self) -> None:
         if self.loads:  # shown again (a kept view, or back from a drill-down): fresh rows
@@ -185,6 +198,14 @@ class ResourceScreen(Screen[None]):
         self.cursors = [None]
         self.next_cursor = None
 
+    def screenful(self) -> int:
+        """Rows per page: a fixed size, else a screenful (at least 10)."""
+        if self.fixed_page:
+            return self.fixed_page
+        # The terminal less the lines around the table (not the table's own height, which
+        # an open filter bar or detail pane shortens for a while).
+        return max(MIN_PAGE, self.app.size.height - CHROME)
+
     async def fetch(self) -> Page:
         return await self.zapp.data.query(
             self.info.name,
@@ -199,6 +220,8 @@ class ResourceScreen(Screen[None]):
     @work(group="load", exclusive=True)
     async def load(self, cursor_uuid: str | None = None, cursor_row: int | None = None) -> None:
         data = self.zapp.data
+        if not self.start:
+            self.page_size = self.screenful()  # elsewhere the page boundaries stay put
         try:
             page = await self.fetch()
             while not page.rows and page.total and self.start:
@@ -217,9 +240,11 @@ class ResourceScreen(Screen[None]):
             await self.resolve_refs(page.rows)
         except ZmnError as exc:
             self.error = exc.message
+            self.close_filter_bar()
             self.show_info()
             return
         self.error = ""
+        self.close_filter_bar()
         self.rows, self.total, self.loaded = page.rows, page.total, True
         self.loads += 1
         table = self.query_one(ResourceTable)
@@ -469,6 +494,7 @@ class ResourceScreen(Screen[None]):
 
     def action_filter(self) -> None:
         bar = self.query_one(FilterBar)
+        self._close_filter = False
         bar.display = True  # inline, so that it is focusable at once (not at the next refresh)
         bar.value = self.filter_text
         bar.cursor_position = len(bar.value)
@@ -484,10 +510,17 @@ class ResourceScreen(Screen[None]):
             self.show_info()
             return
         self.filter_text, self.conditions = event.value.strip(), conditions
-        self.query_one(FilterBar).display = False
-        self.query_one(ResourceTable).focus()
+        # The bar closes when the filtered page is there: one redraw for both (closing it
+        # now would redraw the old rows at the new height while the query runs).
+        self._close_filter = True
         self.first_page()
         self.load(cursor_row=0)
+
+    def close_filter_bar(self) -> None:
+        if self._close_filter:
+            self._close_filter = False
+            self.query_one(FilterBar).display = False
+            self.query_one(ResourceTable).focus()
 
     def clear_filter(self) -> None:
         self.filter_text, self.conditions, self.error = "", [], ""
@@ -496,6 +529,7 @@ class ResourceScreen(Screen[None]):
 
     def action_back(self) -> None:
         bar = self.query_one(FilterBar)
+        self._close_filter = False
         if bar.display:
             bar.display = False
             self.query_one(ResourceTable).focus()

@@ -2,20 +2,85 @@
 
 Moving the cursor past the last (or first) row asks the screen for the next (or previous)
 page, so scrolling through 100,000 rows feels continuous while only a page is in memory.
+
+Drawing is the dashboard's main cost at scale, so two things are cheaper than DataTable's
+own way: a page shown again with the same rows (a live refresh) changes only the cells that
+differ, in place; and a plain one-line cell (one style, fits its column) is drawn as
+segments directly instead of through Rich's padding and line-splitting renderers (the same
+characters and styles; anything else still takes DataTable's path).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.css.styles import RenderStyles
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 from tui.catalogue import ResourceInfo
 from tui.format import cell
 
 MARK = "✓"
+
+
+def _fast_cells_supported() -> bool:
+    """The direct cell path relies on DataTable internals (those of Textual 0.80-8.x); where
+    they differ, every cell takes DataTable's own path."""
+    styles = getattr(DataTable, "_get_styles_to_render_cell", None)
+    render = getattr(DataTable, "_render_cell", None)
+    code = getattr(getattr(styles, "__wrapped__", styles), "__code__", None)
+    render_code = getattr(render, "__code__", None)
+    return (
+        code is not None
+        and render_code is not None
+        and code.co_varnames[: code.co_argcount]
+        == (
+            "self",
+            "is_header_cell",
+            "is_row_label_cell",
+            "is_fixed_style_cell",
+            "hover",
+            "cursor",
+            "show_cursor",
+            "show_hover_cursor",
+            "has_css_foreground_priority",
+            "has_css_background_priority",
+        )
+        and render_code.co_varnames[: render_code.co_argcount]
+        == ("self", "row_index", "column_index", "base_style", "width", "cursor", "hover")
+    )
+
+
+FAST_CELLS = _fast_cells_supported()
+
+
+class _PassStyles:
+    """Component styles whose ``rich_style`` is worked out once (within one drawing pass)."""
+
+    def __init__(self, styles: RenderStyles) -> None:
+        self._styles = styles
+        self.rich_style = styles.rich_style
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._styles, name)
+
+
+def same_cell(old: object, new: Text) -> bool:
+    """Whether a shown cell already looks like ``new`` (Text equality ignores the style)."""
+    return (
+        isinstance(old, Text)
+        and old.plain == new.plain
+        and old.style == new.style
+        and old.justify == new.justify
+        and old.spans == new.spans
+    )
 
 
 class ResourceTable(DataTable[Text]):
@@ -57,18 +122,30 @@ class ResourceTable(DataTable[Text]):
         cursor_uuid: str | None = None,
         cursor_row: int | None = None,
     ) -> None:
-        if wide != getattr(self, "_wide", None):
-            self.add_columns_for(wide=wide)  # column widths only grow: start afresh
+        keys = [str(row.get("uuid")) for row in rows]
+        if wide == getattr(self, "_wide", None) and keys == self.shown_keys():
+            # The same rows in the same order (a live refresh): redraw only changed cells.
+            for row in rows:
+                self.update_row(row, marks, names, wide=wide)
         else:
-            self.clear()
-        for row in rows:
-            self.add_row(*self.cells(row, marks, names, wide=wide), key=str(row.get("uuid")))
+            if wide != getattr(self, "_wide", None):
+                self.add_columns_for(wide=wide)  # column widths only grow: start afresh
+            else:
+                self.clear()
+            for key, row in zip(keys, rows, strict=True):
+                self.add_row(*self.cells(row, marks, names, wide=wide), key=key)
         if not rows:
             return
         index = cursor_row if cursor_row is not None else 0
         if cursor_uuid is not None:
             index = next((i for i, r in enumerate(rows) if r.get("uuid") == cursor_uuid), index)
-        self.move_cursor(row=max(0, min(index, len(rows) - 1)), animate=False)
+        index = max(0, min(index, len(rows) - 1))
+        if index != self.cursor_row:
+            self.move_cursor(row=index, animate=False)
+
+    def shown_keys(self) -> list[str | None]:
+        """The row keys in display order."""
+        return [key.value for key in self.rows]
 
     def cells(
         self, row: dict[str, Any], marks: set[str], names: dict[str, dict[str, str]], *, wide: bool
@@ -86,15 +163,142 @@ class ResourceTable(DataTable[Text]):
     def update_row(
         self, row: dict[str, Any], marks: set[str], names: dict[str, dict[str, str]], *, wide: bool
     ) -> bool:
-        """Redraw one row in place; False when it is not on this page."""
+        """Redraw the cells of one row that changed, in place; False when it is not on this
+        page."""
         key = str(row.get("uuid"))
         if key not in self.rows:
             return False
-        for name, value in zip(
-            ["__mark__", *self.columns_shown], self.cells(row, marks, names, wide=wide), strict=True
+        shown = self.get_row(key)
+        for name, old, new in zip(
+            ["__mark__", *self.columns_shown],
+            shown,
+            self.cells(row, marks, names, wide=wide),
+            strict=True,
         ):
-            self.update_cell(key, name, value)
+            if not same_cell(old, new):
+                self.update_cell(key, name, new, update_width=True)
         return True
+
+    # ------------------------------------------------------------------ drawing
+
+    _pass: dict[Any, Any] | None = None  # styles looked up once per drawing pass
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Draw, with this widget's styles worked out once for all lines (DataTable asks for
+        them again on every line, and each answer walks the ancestors)."""
+        self._pass = {} if FAST_CELLS else None
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass = None
+
+    @property
+    def rich_style(self) -> Style:
+        memo = self._pass
+        if memo is None:
+            return super().rich_style
+        style = memo.get("")
+        if style is None:
+            style = memo[""] = super().rich_style
+        return style  # type: ignore[no-any-return]
+
+    def get_component_styles(self, *names: str) -> RenderStyles:
+        memo = self._pass
+        if memo is None:
+            return super().get_component_styles(*names)
+        styles = memo.get(names)
+        if styles is None:
+            styles = memo[names] = _PassStyles(super().get_component_styles(*names))
+        return styles  # type: ignore[no-any-return,return-value]
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """DataTable's cell renderer, with a direct path for a plain one-line Text cell."""
+        memo = self._pass
+        if memo is None or row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        # What is the same for every cell of this pass (reactive reads are not free).
+        fixed = memo.get("fixed")
+        if fixed is None:
+            fixed = memo["fixed"] = (
+                self.cell_padding,
+                self.fixed_rows,
+                self.fixed_columns,
+                self._show_hover_cursor,
+                self._update_count,
+                self._pseudo_class_state,
+            )
+        pad, fixed_rows, fixed_columns, show_hover, updates, pseudo = fixed
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cache_key = (row_key, column_key, base_style, cursor, hover, show_hover, updates, pseudo)
+        cached = self._cell_render_cache.get(cache_key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        value = self._data.get(row_key, {}).get(column_key)
+        row = self.rows.get(row_key)
+        inner = width - 2 * pad
+        if (
+            type(value) is not Text
+            or row is None
+            or row.height != 1
+            or row_index < fixed_rows
+            or column_index < fixed_columns
+            or value.spans
+            or value.justify not in (None, "default", "left", "right")
+        ):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        plain = value.plain
+        used = cell_len(plain)
+        if used > inner or "\n" in plain or "\t" in plain:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        styles = memo.get((cursor, hover))
+        if styles is None:
+            styles = memo[cursor, hover] = self._get_styles_to_render_cell(
+                False,
+                False,
+                False,
+                hover,
+                cursor,
+                self.show_cursor,
+                show_hover,
+                self.cursor_foreground_priority == "css",
+                self.cursor_background_priority == "css",
+            )
+        component, post = styles
+        pre = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component
+        text_style = self.app.console.get_style(value.style) if value.style else None
+        outer = pre + post if post else pre
+        inside = pre + text_style if text_style else pre
+        if post:
+            inside = inside + post
+        excess = inner - used
+        line: list[Segment] = []
+        if pad:
+            line.append(Segment(" " * pad, outer))
+        if value.justify == "right":
+            line.append(Segment(" " * excess + plain, inside))
+        elif value.justify == "left":
+            line.append(Segment(plain + " " * excess, inside))
+        else:
+            if plain:
+                line.append(Segment(plain, inside))
+            if excess:
+                line.append(Segment(" " * excess, outer))
+        if pad:
+            line.append(Segment(" " * pad, outer))
+        lines = [line]
+        self._cell_render_cache[cache_key] = lines
+        return lines
 
     @property
     def current_key(self) -> str | None:
