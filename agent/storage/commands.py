@@ -18,6 +18,11 @@ Routes (all POST, JSON bodies, signed like every agent request):
   ``qemu-img snapshot -c`` when no running domain holds the file; a running or paused VM's
   volume through libvirt instead (QEMU's own internal snapshot, without libvirt metadata), as
   QEMU holds the image's write lock.
+* ``/v1/storage/volume/snapshot/delete {path, name, vmUuid?}``: the internal snapshot goes
+  (``qemu-img snapshot -d``; a running or paused VM's through QEMU's monitor, ``delvm``).
+  Idempotent: a snapshot or volume already gone is ``deleted: false``.
+* ``/v1/storage/volume/snapshot/revert {path, name, vmUuid?}``: ``qemu-img snapshot -a``;
+  refused (409 ``AGENT.VOLUME_IN_USE``) while a running or paused VM holds the file.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 from agent import validate as v
 from agent.storage import qemuimg
-from zmn.api.errors import InvalidArgument, NotFound, OperationFailed, ZmnError
+from zmn.api.errors import Conflict, InvalidArgument, NotFound, OperationFailed, ZmnError
 
 Body = dict[str, Any]
 FORMATS = ("qcow2", "raw")
@@ -77,6 +82,8 @@ class StorageCommands:
             ("POST", "/v1/storage/volume/create"): Route(self.volume_create),
             ("POST", "/v1/storage/volume/delete"): Route(self.volume_delete),
             ("POST", "/v1/storage/volume/snapshot"): Route(self.volume_snapshot),
+            ("POST", "/v1/storage/volume/snapshot/delete"): Route(self.snapshot_delete),
+            ("POST", "/v1/storage/volume/snapshot/revert"): Route(self.snapshot_revert),
         }
 
     def capacity(self, body: Body, _query: dict[str, str]) -> Body:
@@ -169,6 +176,40 @@ class StorageCommands:
             via = "qemu-img"
         return {"path": path, "name": name, "via": via}
 
+    def _snapshot_args(self, body: Body) -> tuple[str, str, str | None]:
+        path = v.abspath(body.get("path"), "path")
+        name = v.token(body.get("name"), "name")
+        vm = body.get("vmUuid")
+        return path, name, None if vm is None else v.uuid(vm, "vmUuid")
+
+    def snapshot_delete(self, body: Body, _query: dict[str, str]) -> Body:
+        path, name, vm_uuid = self._snapshot_args(body)
+        if not os.path.exists(path) or name not in qemuimg.snapshot_names(path):
+            return {"path": path, "name": name, "deleted": False}
+        if vm_uuid is not None and self._active(vm_uuid):
+            self._monitor(vm_uuid, f"delvm {name}")
+            via = "monitor"
+        else:
+            qemuimg.snapshot_delete(path, name)
+            via = "qemu-img"
+        return {"path": path, "name": name, "deleted": True, "via": via}
+
+    def snapshot_revert(self, body: Body, _query: dict[str, str]) -> Body:
+        path, name, vm_uuid = self._snapshot_args(body)
+        if not os.path.exists(path):
+            raise NotFound(f"path: {path} is not on this host", code="AGENT.NO_VOLUME",
+                           field="path")  # fmt: skip
+        if vm_uuid is not None and self._active(vm_uuid):
+            raise Conflict(
+                f"VM {vm_uuid} is running on {path}; stop it before reverting the volume",
+                code="AGENT.VOLUME_IN_USE",
+            )
+        if name not in qemuimg.snapshot_names(path):
+            raise NotFound(f"name: {path} has no snapshot {name}", code="AGENT.NO_SNAPSHOT",
+                           field="name")  # fmt: skip
+        qemuimg.snapshot_apply(path, name)
+        return {"path": path, "name": name, "reverted": True}
+
     def _active(self, vm_uuid: str) -> bool:
         if self.libvirt_uri is None:
             return False  # the fake driver holds no image open
@@ -178,6 +219,31 @@ class StorageCommands:
             if err.kind == "NotFound":
                 return False
             raise
+
+    def _monitor(self, vm_uuid: str, command: str) -> None:
+        """An HMP command to the VM's QEMU (libvirt has no API for metadata-less internal
+        snapshots); HMP answers errors as text, so any output is a failure."""
+        import libvirt
+        import libvirt_qemu  # type: ignore[import-untyped]
+
+        conn = libvirt.open(self.libvirt_uri)
+        try:
+            dom = conn.lookupByName(vm_uuid)
+            out = libvirt_qemu.qemuMonitorCommand(
+                dom, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
+            )
+        except libvirt.libvirtError as err:
+            raise OperationFailed(
+                f"QEMU of VM {vm_uuid} refused {command.split()[0]}: {err.get_error_message()}",
+                code="AGENT.SNAPSHOT_FAILED",
+            ) from None
+        finally:
+            conn.close()
+        if str(out or "").strip():
+            raise OperationFailed(
+                f"QEMU of VM {vm_uuid}: {command.split()[0]} failed: {str(out).strip()}",
+                code="AGENT.SNAPSHOT_FAILED",
+            )
 
     def _libvirt_snapshot(self, vm_uuid: str, name: str) -> None:
         import libvirt  # the host has libvirt when a domain runs

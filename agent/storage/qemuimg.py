@@ -78,5 +78,10 @@ def snapshot_delete(path: str, name: str) -> None:
     run(["snapshot", "-d", name, path])
 
 
+def snapshot_apply(path: str, name: str) -> None:
+    """Revert the image to the internal snapshot ``name`` (the image must not be in use)."""
+    run(["snapshot", "-a", name, path])
+
+
 def snapshot_names(path: str) -> list[str]:
     return [str(s.get("name")) for s in info(path).get("snapshots") or []]

@@ -114,6 +114,12 @@ def qemu_info(h: NsHost, path: str) -> dict[str, Any]:
     return json.loads(h.run(["qemu-img", "info", "-U", "--output=json", path]).stdout)
 
 
+def snapshot_list(h: NsHost, path: str) -> list[str]:
+    """Names from ``qemu-img snapshot -l`` run in the host's namespaces."""
+    out = h.run(["qemu-img", "snapshot", "-U", "-l", path]).stdout
+    return [line.split()[1] for line in out.splitlines()[2:] if line.strip()]
+
+
 async def test_local_storage_images_and_volumes_on_kvm_hosts(env: Env, images: dict) -> None:
     api = env.api
     kvm1, kvm2, store = env.ns("kvm1"), env.ns("kvm2"), env.ns("store")
@@ -203,6 +209,26 @@ async def test_local_storage_images_and_volumes_on_kvm_hosts(env: Env, images: d
         await api("MigrateVm", vmInstanceUuid=vm["uuid"], hostUuid=env.hosts["kvm2"]["uuid"])
     assert "local" in refused.value.message, refused.value
     assert kvm1.virsh("domstate", vm["uuid"]).strip() == "running"
+
+    # --- VM stopped (its transient domain gone), data volume detached: snapshots, revert
+    # and delete go to kvm1's agent, which runs qemu-img on the files
+    await api("StopVmInstance", uuid=vm["uuid"])
+    assert vm["uuid"] not in kvm1.virsh("list", "--all", "--name")
+    s2 = (await api("CreateVolumeSnapshot", volumeUuid=root["uuid"], name="s2"))["inventory"]
+    assert snapshot_list(kvm1, root["installPath"]) == [snap["uuid"], s2["uuid"]]
+    d1 = (await api("CreateVolumeSnapshot", volumeUuid=data["uuid"], name="d1"))["inventory"]
+    # the running VM's snapshot (QEMU savevm) covered every disk QEMU still had, the data
+    # volume whose unplug the guest never acknowledged included
+    assert snapshot_list(kvm1, data["installPath"]) == [snap["uuid"], d1["uuid"]]
+    assert not kvm2.exists(data["installPath"])
+    await api("RevertVolumeFromSnapshot", uuid=snap["uuid"])
+    await api("DeleteVolumeSnapshot", uuid=s2["uuid"])
+    assert snapshot_list(kvm1, root["installPath"]) == [snap["uuid"]]
+    # started again, the running VM's snapshot is deleted through QEMU's monitor
+    await api("StartVmInstance", uuid=vm["uuid"])
+    assert kvm1.virsh("domstate", vm["uuid"]).strip() == "running"
+    await api("DeleteVolumeSnapshot", uuid=snap["uuid"])
+    assert snapshot_list(kvm1, root["installPath"]) == []
 
     # --- capacity: volumes take their bytes; a reconnect reports again, nothing drifts
     ps = (await api("QueryPrimaryStorage", conditions=["name=local"]))["inventories"][0]

@@ -106,3 +106,37 @@ def test_data_volume_snapshot_and_delete(client, tmp_path: Path) -> None:
     assert not vol.exists() and not vol.parent.exists() and (root / "volumes").is_dir()
     status, body = client.post("/v1/storage/stat", {"path": str(vol)})
     assert body == {"path": str(vol), "exists": False}
+
+
+def test_snapshot_revert_and_delete(client, tmp_path: Path) -> None:
+    vol = tmp_path / "ps" / "volumes" / "d2" / "d2.qcow2"
+    client.post("/v1/storage/volume/create", {"path": str(vol), "size": 1 << 20})
+    write = ["qemu-io", "-f", "qcow2", "-c"]
+    subprocess.run([*write, "write -P 17 0 4k", str(vol)], check=True, capture_output=True)
+    client.post("/v1/storage/volume/snapshot", {"path": str(vol), "name": "s1"})
+    subprocess.run([*write, "write -P 34 0 4k", str(vol)], check=True, capture_output=True)
+    status, body = client.post(
+        "/v1/storage/volume/snapshot/revert", {"path": str(vol), "name": "s1", "vmUuid": "c" * 32}
+    )
+    assert status == 200 and body["reverted"] is True, body
+    read = subprocess.run([*write, "read -P 17 0 4k", str(vol)], capture_output=True, text=True)
+    assert read.returncode == 0 and "verification failed" not in read.stdout
+    status, body = client.post(
+        "/v1/storage/volume/snapshot/revert", {"path": str(vol), "name": "s9"}
+    )
+    assert status == 404 and body["error"]["code"] == "AGENT.NO_SNAPSHOT"
+    status, body = client.post(
+        "/v1/storage/volume/snapshot/revert", {"path": str(vol), "name": "a b"}
+    )
+    assert status == 400 and body["error"]["details"]["field"] == "name"
+    status, body = client.post(
+        "/v1/storage/volume/snapshot/delete", {"path": str(vol), "name": "s1"}
+    )
+    assert status == 200 and body == {**body, "deleted": True, "via": "qemu-img"}
+    assert "snapshots" not in info(vol) or not info(vol)["snapshots"]
+    # already gone, or no volume at all: nothing to do
+    for path in (vol, vol.with_name("none.qcow2")):
+        status, body = client.post(
+            "/v1/storage/volume/snapshot/delete", {"path": str(path), "name": "s1"}
+        )
+        assert status == 200 and body["deleted"] is False

@@ -27,10 +27,11 @@ from zmn.services.kvm.api import AddKvmHost
 from zmn.services.kvm.deploy import SshDeployer
 from zmn.services.kvm.endpoint import AgentEndpoint
 from zmn.services.kvm.hosttype import KvmHostType
-from zmn.services.kvm.storage import KvmLocalStorage
+from zmn.services.kvm.storage import KvmLocalSnapshots, KvmLocalStorage
 from zmn.services.kvm.tags import FACT_TAGS
 from zmn.services.kvm.vmsync import KvmVmSync
 from zmn.services.primary_storage.local import LocalStorageBackend
+from zmn.services.volume.snapshots import VolumeSnapshotStorage
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
@@ -119,6 +120,8 @@ class KvmService(Service):
         "KVM.IMAGE_NOT_FETCHABLE": "the image has no Ready copy on an image store",
         "KVM.IMAGE_CHECKSUM": "the image copied to the host does not match its checksum",
         "KVM.MIGRATE_LOCAL_STORAGE": "a VM with volumes on local storage cannot migrate",
+        "KVM.VOLUME_NOT_MADE": "the volume on local storage has no file on any host yet",
+        "KVM.MIGRATE_TARGET": "the migration target is not another KVM host",
         "KVM.NO_DHCP_ADDRESS": "an L3's IP ranges fill its CIDR: no address left for the hosts'"
         " DHCP server",
         "KVM.NO_SUCH_NIC": "security-group rules were sent for a NIC that does not exist",
@@ -135,6 +138,7 @@ class KvmService(Service):
         node.extensions.add(HostType, self.host_type)  # type: ignore[type-abstract]
         self.vmsync = KvmVmSync(node, self.host_type)
         node.extensions.add(LocalStorageBackend, KvmLocalStorage(self.host_type))  # type: ignore[type-abstract]
+        node.extensions.add(VolumeSnapshotStorage, KvmLocalSnapshots(self.host_type))  # type: ignore[type-abstract]
 
     def _secret_of(self, host_uuid: str) -> str | None:
         return self.host_type.secret_of(host_uuid)

@@ -9,6 +9,10 @@
   as a qcow2 overlay on its image in the host's cache (``qemu-img create -b
   DIR/cache/IMG.qcow2 -F qcow2``), a data volume empty. Volumes on other storage types keep
   the deployer's empty-file fallback.
+* :class:`KvmLocalSnapshots` is the volume service's ``VolumeSnapshotStorage`` for local
+  storage: snapshots of volumes no running domain holds (VM Stopped, volume detached), their
+  revert and deletion go to the agent of the host holding the file
+  (``/v1/storage/volume/snapshot[/delete|/revert]``: ``qemu-img snapshot -c|-d|-a``).
 * the image cache: when ``DIR/cache/<imageUuid>.qcow2`` is missing on a host, the node copies
   it there from the image store backup storage, streaming SFTP to SFTP (both machines' SSH
   host keys pinned), into a ``.part`` file that is renamed only after its SHA-256 matched the
@@ -29,6 +33,7 @@ from zmn.api.errors import InvalidArgument, OperationFailed
 from zmn.core.service import Call
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import ssh
+from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 if TYPE_CHECKING:
     from zmn.services.kvm.agentclient import AgentClient
@@ -92,6 +97,68 @@ class KvmLocalStorage:
     async def delete_volume(self, host_uuid: str, root: str, path: str) -> None:
         await self._client(host_uuid).post(
             "/v1/storage/volume/delete", {"root": root, "path": path}
+        )
+
+
+class KvmLocalSnapshots:
+    """``VolumeSnapshotStorage`` for local primary storage on KVM hosts."""
+
+    primary_storage_type = LOCAL
+
+    def __init__(self, ht: KvmHostType) -> None:
+        self.ht = ht
+
+    def _holder(self, volume: Mapping[str, Any]) -> HostRef | None:
+        """The KVM host whose directory holds the volume's file; None when the volume is on
+        a host of another hypervisor type. A volume never made on any host is refused."""
+        with self.ht.node.db.tx() as s:
+            ref = s.get(LocalStorageVolumeRefVO, str(volume["uuid"]))
+            host_uuid = None if ref is None else ref.hostUuid
+        if host_uuid is None:
+            raise OperationFailed(
+                f"volume {volume.get('name')} ({volume['uuid']}) has no file on any host yet"
+                " (a volume on local storage is made when its VM starts or it is attached);"
+                " there is nothing to snapshot",
+                code="KVM.VOLUME_NOT_MADE",
+                volumeUuid=volume["uuid"],
+            )
+        host = host_ref(self.ht, host_uuid)
+        return host if host.hypervisorType == "KVM" else None
+
+    async def _post(
+        self, path: str, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool:
+        host = self._holder(volume)
+        if host is None:
+            return False
+        body: dict[str, Any] = {"path": volume["installPath"], "name": snapshot_uuid}
+        if vm_uuid:
+            body["vmUuid"] = vm_uuid  # the agent checks no running domain holds the file
+        await self.ht.client(host, self.ht.record(host.uuid)).post(path, body)
+        return True
+
+    async def take_snapshot(
+        self, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool:
+        return await self._post("/v1/storage/volume/snapshot", volume, snapshot_uuid, vm_uuid)
+
+    async def delete_snapshot(
+        self, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool:
+        try:
+            return await self._post(
+                "/v1/storage/volume/snapshot/delete", volume, snapshot_uuid, vm_uuid
+            )
+        except OperationFailed as exc:
+            if exc.code == "KVM.VOLUME_NOT_MADE":  # no file, no snapshot in it
+                return False
+            raise
+
+    async def revert_snapshot(
+        self, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool:
+        return await self._post(
+            "/v1/storage/volume/snapshot/revert", volume, snapshot_uuid, vm_uuid
         )
 
 
@@ -247,7 +314,22 @@ def _copy(
 
 # ----------------------------------------------------------------------------- VM operations
 
-STORAGE_OPS = ("attachVolume", "detachVolume", "takeSnapshot", "migrate")
+
+def check_migratable(ht: KvmHostType, vm: Mapping[str, Any]) -> None:
+    """A VM with volumes on local storage stays on its host (no storage copy yet)."""
+    on_local = local_storages(
+        ht, {str(v.get("primaryStorageUuid")) for v in vm.get("allVolumes") or []}
+    )
+    if on_local:
+        raise OperationFailed(
+            f"VM {vm.get('name')} has volumes on local primary storage"
+            f" ({', '.join(sorted(on_local))}); migrating it needs a storage copy, which"
+            " is not implemented: stop it and keep it on its host",
+            code="KVM.MIGRATE_LOCAL_STORAGE",
+        )
+
+
+STORAGE_OPS = ("attachVolume", "detachVolume", "takeSnapshot")
 
 
 def disk_of(vol: Mapping[str, Any]) -> dict[str, Any]:
@@ -268,22 +350,6 @@ async def vm_storage_op(
     args: Mapping[str, Any],
 ) -> dict[str, Any]:
     uuid = str(vm["uuid"])
-    if op == "migrate":
-        on_local = local_storages(
-            ht, {str(v.get("primaryStorageUuid")) for v in vm.get("allVolumes") or []}
-        )
-        if on_local:
-            raise OperationFailed(
-                f"VM {vm.get('name')} has volumes on local primary storage"
-                f" ({', '.join(sorted(on_local))}); migrating it needs a storage copy, which"
-                " is not implemented: stop it and keep it on its host",
-                code="KVM.MIGRATE_LOCAL_STORAGE",
-            )
-        raise OperationFailed(
-            "live migration between KVM hosts is not supported yet",
-            code="KVM.UNSUPPORTED_OPERATION",
-            operation=op,
-        )
     vol = dict(args.get("volume") or {})
     if not vol.get("installPath"):
         raise InvalidArgument(f"{op}: the volume has no install path", field="volume")

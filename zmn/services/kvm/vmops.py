@@ -17,7 +17,16 @@ destroy take them away again (``/v1/network/vm/remove``).
 Volumes (:mod:`zmn.services.kvm.storage`): before the domain starts, volumes on local primary
 storage are made by the agent (a root volume as a qcow2 overlay on its cached image); volumes
 on other storage types are made empty by the deployer over SSH, which still gives a real
-domain. attachVolume, detachVolume, takeSnapshot and migrate go there too.
+domain. attachVolume, detachVolume and takeSnapshot go there too.
+
+Migrate (:func:`migrate`): a VM with volumes on local storage is refused
+(``KVM.MIGRATE_LOCAL_STORAGE``). Otherwise the target host gets what the VM needs before the
+domain arrives (its L2 bridges, its volumes, its network state: reservations and EIPs), the
+source agent live-migrates the domain (``/v1/vm/migrate``, long, libvirt peer-to-peer to
+``qemu+tcp://TARGET/system``), and only then does the source forget the VM's network state.
+A failed migration takes the state off the target again; the source keeps its own. The
+security-group rules follow through the VM service's after-migrate hook (the security-group
+service pushes them to the target and clears the source).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zmn.kvm.vm")
 
-SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume")
+SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume", "migrate")
 
 
 def bridge_name(physical: str, vlan: int | None) -> str:
@@ -151,6 +160,8 @@ async def vm_op(
         await client.post("/v1/vm/destroy", {"uuid": uuid})
         await _forget_network(client, uuid)
         return {"state": "Destroyed"}
+    if op == "migrate":
+        return await migrate(ht, host, client, vm, str(args.get("targetHostUuid") or ""), timeout)
     if op == "reboot":
         result = await ht.endpoint.run_task(
             client, host.uuid, "/v1/vm/reboot", {"uuid": uuid}, timeout
@@ -158,6 +169,53 @@ async def vm_op(
         return {"state": result.get("state", "Running")}
     result = await client.post(f"/v1/vm/{op}", {"uuid": uuid})  # pause, resume
     return {"state": result.get("state")}
+
+
+def migrate_uri(target: HostRef) -> str:
+    """The libvirt URI the source's libvirtd migrates to (peer to peer)."""
+    ip = target.managementIp
+    return f"qemu+tcp://{f'[{ip}]' if ':' in ip else ip}/system"
+
+
+async def migrate(
+    ht: KvmHostType,
+    host: HostRef,
+    client: Any,
+    vm: Mapping[str, Any],
+    target_uuid: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """Live-migrate ``vm`` from ``host`` to ``target_uuid``, moving its network state."""
+    storage.check_migratable(ht, vm)
+    uuid = str(vm["uuid"])
+    target = storage.host_ref(ht, target_uuid) if target_uuid else None
+    if target is None or target.hypervisorType != "KVM" or target.uuid == host.uuid:
+        raise OperationFailed(
+            f"VM {vm.get('name')}: migration target {target_uuid or '(none)'} is not another"
+            " KVM host",
+            code="KVM.MIGRATE_TARGET",
+            targetHostUuid=target_uuid,
+        )
+    tclient = ht.client(target, ht.record(target.uuid))
+    bridges = l2_of_nics(ht, list(vm.get("vmNics") or []))
+    for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
+        await tclient.post("/v1/network/bridge", dict(l2))
+    volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
+    await storage.prepare_volumes(ht, target, tclient, volumes)
+    await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
+    try:
+        result = await ht.endpoint.run_task(
+            client,
+            host.uuid,
+            "/v1/vm/migrate",
+            {"uuid": uuid, "destUri": migrate_uri(target)},
+            timeout,
+        )
+    except BaseException:
+        await _forget_network(tclient, uuid)
+        raise
+    await _forget_network(client, uuid)
+    return {"state": "Running", "migrated": result}
 
 
 async def _forget_network(client: Any, uuid: str) -> None:

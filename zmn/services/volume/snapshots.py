@@ -1,9 +1,23 @@
 """Volume snapshots: take (in the VM's queue, on its host when it runs), revert (VM Stopped),
-delete. On the simulator a snapshot is bookkeeping; it takes no primary-storage bytes."""
+delete. On the simulator a snapshot is bookkeeping; it takes no primary-storage bytes.
+
+Where the bytes are touched:
+
+* a volume of a Running or Paused VM is snapshotted by the VM's hypervisor (``HypervisorOp``
+  ``takeSnapshot``: QEMU holds the file);
+* otherwise (VM Stopped, or the volume detached), and for every revert and delete, by the
+  primary storage's :class:`VolumeSnapshotStorage` extension when its type registered one
+  (KVM registers one for ``LocalStorage``: the agent of the host holding the file runs
+  ``qemu-img snapshot``). Without one a snapshot stays bookkeeping.
+
+The storage is asked before the database changes, so a refused or failed operation leaves
+the snapshot rows as they were.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select, update
 
@@ -26,6 +40,29 @@ if TYPE_CHECKING:
     from zmn.core.node import Node
 
 
+@runtime_checkable
+class VolumeSnapshotStorage(Protocol):
+    """Snapshots a primary storage type makes itself (registered by a hypervisor plugin).
+
+    ``volume`` is the volume's inventory, ``vm_uuid`` the VM it is attached to (or None): the
+    storage side must not touch a file a running domain holds. Each method returns False when
+    the volume is not its to handle (e.g. its host is of another hypervisor type)."""
+
+    primary_storage_type: str
+
+    async def take_snapshot(
+        self, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool: ...
+
+    async def delete_snapshot(
+        self, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool: ...
+
+    async def revert_snapshot(
+        self, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
+    ) -> bool: ...
+
+
 class _NoSlot:
     async def __aenter__(self) -> None:
         return None
@@ -41,6 +78,19 @@ class SnapshotHandlers:
         if vm_uuid is None:
             return _NoSlot()
         return self.node.queues.slot(f"vm:{vm_uuid}", 1, task)
+
+    def _snapshot_storage(self, volume: Mapping[str, Any]) -> VolumeSnapshotStorage | None:
+        rt = self.node.resources.types.get("PrimaryStorage")
+        ps_uuid = volume.get("primaryStorageUuid")
+        if rt is None or not ps_uuid:
+            return None
+        with self.node.db.tx() as s:
+            ps = s.get(rt.model, ps_uuid)
+            ps_type = None if ps is None else str(ps.type)
+        for impl in self.node.extensions.all(VolumeSnapshotStorage):  # type: ignore[type-abstract]
+            if impl.primary_storage_type == ps_type:
+                return impl
+        return None
 
     @handler(CreateVolumeSnapshot)
     async def create_volume_snapshot(self, msg: CreateVolumeSnapshot, call: Call) -> dict[str, Any]:
@@ -58,6 +108,7 @@ class SnapshotHandlers:
             )
         uuid = msg.resourceUuid or new_uuid()
         async with self._vm_slot(vol["vmInstanceUuid"], "CreateVolumeSnapshot"):
+            on_hypervisor = False
             if vol["vmInstanceUuid"]:
                 vm = (
                     await send(
@@ -76,6 +127,10 @@ class SnapshotHandlers:
                         vm=vm,
                         args={"volume": vol, "snapshotUuid": uuid},
                     )
+                    on_hypervisor = True
+            storage = None if on_hypervisor else self._snapshot_storage(vol)
+            if storage is not None:
+                await storage.take_snapshot(vol, uuid, vol["vmInstanceUuid"])
             with call.tx() as s:
                 parent = s.scalar(
                     select(VolumeSnapshotVO.uuid).where(
@@ -116,6 +171,10 @@ class SnapshotHandlers:
                 await send(
                     call, "CheckVmOperation", vmInstanceUuid=vm_uuid, operation="revertVolume"
                 )
+            vol_inv = volume_inventory(call, snap.volumeUuid)
+            storage = self._snapshot_storage(vol_inv)
+            if storage is not None:
+                await storage.revert_snapshot(vol_inv, snap.uuid, vm_uuid)
             with call.tx() as s:
                 s.execute(
                     update(VolumeSnapshotVO)
@@ -134,12 +193,21 @@ class SnapshotHandlers:
         rt = self.node.resources.get("VolumeSnapshot")
         with call.tx() as s:
             snap = crud.get_row(s, rt, msg.uuid)
-            s.execute(
-                update(VolumeSnapshotVO)
-                .where(VolumeSnapshotVO.parentUuid == snap.uuid)
-                .values(parentUuid=snap.parentUuid)
-            )
-        return await crud.delete(call, "VolumeSnapshot", msg.uuid, cascade=msg.cascade)
+            vol = s.get(VolumeVO, snap.volumeUuid)
+            vm_uuid = vol.vmInstanceUuid if vol is not None else None
+        async with self._vm_slot(vm_uuid, "DeleteVolumeSnapshot"):
+            if vol is not None:
+                vol_inv = volume_inventory(call, snap.volumeUuid)
+                storage = self._snapshot_storage(vol_inv)
+                if storage is not None:
+                    await storage.delete_snapshot(vol_inv, snap.uuid, vm_uuid)
+            with call.tx() as s:
+                s.execute(
+                    update(VolumeSnapshotVO)
+                    .where(VolumeSnapshotVO.parentUuid == snap.uuid)
+                    .values(parentUuid=snap.parentUuid)
+                )
+            return await crud.delete(call, "VolumeSnapshot", msg.uuid, cascade=msg.cascade)
 
     @handler(UpdateVolumeSnapshot)
     async def update_volume_snapshot(self, msg: UpdateVolumeSnapshot, call: Call) -> dict[str, Any]:
