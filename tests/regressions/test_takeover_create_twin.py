@@ -10,7 +10,8 @@ with one VM's CPU and memory too many free). Recovery now deletes the dead run's
 while it is still ``Created`` and no other run of that UUID is recorded.
 
 A run killed in ``vm-allocate-host`` after the reservation committed (the record holds the
-data of before the step) leaked the reservation: recovery now takes the host from the row.
+data of before the step) leaked the reservation: the reservation is now recorded under the
+step's key in the transaction that takes it, and recovery releases it by that key.
 
 And a reconciler pass that saw a create between its reservation and its placement (or, on
 PostgreSQL, placements between the check's two queries) "repaired" a gap that closed a moment
@@ -30,6 +31,7 @@ from sqlalchemy import update
 
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import GiB, build_cloud, consistent
+from zmn.core import reservations
 from zmn.core.models import FlowRecordVO
 from zmn.services.host.models import HostVO
 from zmn.services.vm import recovery
@@ -111,15 +113,14 @@ async def test_takeover_gives_back_a_reservation_the_record_missed(tmp_path: Pat
         before = await free(api)
         vm_uuid = uuid.uuid4().hex
         host = cloud["h1"]
+        rec = dead_record(
+            vm_uuid,
+            "vm-allocate-host",
+            ["vm-create-record", "vm-select-backup-storage"],
+            {"name": "half", "cpuNum": 1, "memorySize": GiB},
+        )
         with node.db.tx() as s:  # killed in vm-allocate-host after the reservation and the
-            s.add(  # VM's placement committed, before the record got the step's data
-                dead_record(
-                    vm_uuid,
-                    "vm-allocate-host",
-                    ["vm-create-record", "vm-select-backup-storage"],
-                    {"name": "half", "cpuNum": 1, "memorySize": GiB},
-                )
-            )
+            s.add(rec)  # VM's placement committed, before the record got the step's data
             s.add(
                 VmInstanceVO(
                     uuid=vm_uuid,
@@ -141,6 +142,10 @@ async def test_takeover_gives_back_a_reservation_the_record_missed(tmp_path: Pat
                     availableCpuCapacity=HostVO.availableCpuCapacity - 1,
                     availableMemoryCapacity=HostVO.availableMemoryCapacity - GiB,
                 )
+            )
+            # AllocateHost records the reservation under the step's key with the UPDATE
+            reservations.add(
+                s, f"{rec.uuid}:vm-allocate-host", "Host", host, cpuNum=1, memorySize=GiB
             )
         assert (await free(api))[host] != before[host]  # reserved
         await recover(node, of_node=DEAD)

@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
 from zmn.core.db import new_uuid
 from zmn.core.models import FlowRecordVO
+from zmn.core.reservations import DELETE_OF_RECORD
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
@@ -54,6 +55,14 @@ class FlowContext:
     record_uuid: str = ""
     # Objects that do not persist (ORM-free helpers, caches) go here, not in ``data``.
     scratch: dict[str, Any] = field(default_factory=dict)
+
+    def reservation_key(self, step: str) -> str | None:
+        """The key under which ``step`` of this run takes capacity (:mod:`zmn.core.reservations`),
+        the same at recovery; None outside a recorded run."""
+        if not self.record_uuid:
+            return None
+        self.scratch[_RESERVED] = True
+        return f"{self.record_uuid}:{step}"
 
 
 Listener = Callable[[str, str, str], None]  # (chain, flow, event: run|done|fail|rollback)
@@ -92,10 +101,16 @@ class RecordWriter:
         self.batches = 0
         self.writes = 0
 
-    async def write(self, statement: Any, params: dict[str, Any]) -> None:
+    async def write(
+        self, statement: Any, params: dict[str, Any], *also: tuple[Any, dict[str, Any]]
+    ) -> None:
+        """Queue a write (and ``also`` writes, in the same transaction when the batch commits
+        as one); back when it is durable (a failure of an ``also`` write alone is ignored)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self.queue.append((statement, params, done))
+        for extra, extra_params in also:
+            self.queue.append((extra, extra_params, done))
         if not self.scheduled:
             self.scheduled = True
             loop.call_soon(self.flush)
@@ -207,7 +222,8 @@ class FlowChain:
             listener(self.name, flow, event)
 
     async def _save(self, ctx: FlowContext, **values: Any) -> None:
-        """Write the changed fields of the record; back when the write is durable."""
+        """Write the changed fields of the record; back when the write is durable. The
+        ``Done`` write drops the run's capacity reservations in the same transaction."""
         if "data" in values:
             values["data"] = json.dumps(values["data"], default=str)
         saved = ctx.scratch.setdefault(_SAVED, {})
@@ -216,7 +232,10 @@ class FlowChain:
             return
         saved.update(changed)
         row = {c: saved.get(c, _DEFAULTS[c]) for c in _COLUMNS}
-        await self.registry.writer.write(_UPDATE, {"_uuid": ctx.record_uuid, **row})
+        also = []
+        if changed.get("state") == "Done" and ctx.scratch.get(_RESERVED):
+            also.append((DELETE_OF_RECORD, {"_record": ctx.record_uuid}))
+        await self.registry.writer.write(_UPDATE, {"_uuid": ctx.record_uuid, **row}, *also)
 
     async def run(self, ctx: FlowContext) -> dict[str, Any]:
         """Run the flows in order. The record is durable before each step runs (the intent:
@@ -322,13 +341,20 @@ class FlowChain:
             except Exception as rb_exc:  # keep rolling back the others
                 log.exception("rollback of %s/%s failed", self.name, flow.name)
                 problems.append(f"{flow.name}: {rb_exc}")
-            await self._save(ctx, doneFlows=json.dumps([f.name for f in done[: done.index(flow)]]))
+            # the undo's progress and what it changed in the data, durable before the next
+            # undo (a node killed now does not undo this step again at recovery)
+            await self._save(
+                ctx,
+                doneFlows=json.dumps([f.name for f in done[: done.index(flow)]]),
+                data=ctx.data,
+            )
         state = "RolledBack" if not problems else "RollbackFailed"
         await self._save(ctx, state=state, currentFlow=None, data=ctx.data)
 
 
 # the record's progress, written with Core (cached statements) rather than an ORM session
 _SAVED = "_flow_record_saved"  # ctx.scratch key: the values last written
+_RESERVED = "_flow_reserved"  # ctx.scratch key: a step took capacity under a reservation key
 _COLUMNS = ("state", "currentFlow", "doneFlows", "data", "error")
 _DEFAULTS: dict[str, Any] = {
     "state": "Running",

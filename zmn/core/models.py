@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.core.db import Base, Timestamp, utcnow
@@ -86,6 +86,24 @@ class FlowRecordVO(Base):
     managementNodeUuid: Mapped[str] = mapped_column(String(32))
     createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class ReservationVO(Base):
+    """Capacity an operation in flight took, written in the transaction that takes it.
+
+    Keyed by the step that took it (``<flow record>:<flow>``), so the undo gives back exactly
+    what was taken, once, even when the node died before the step's record was durable
+    (:mod:`zmn.core.reservations`). Dropped with the record's ``Done`` write."""
+
+    __tablename__ = "capacity_reservation"
+    uuid: Mapped[str] = mapped_column(String(192), primary_key=True)
+    recordUuid: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    targetUuid: Mapped[str] = mapped_column(String(32))
+    cpuNum: Mapped[int] = mapped_column(BigInteger, default=0)
+    memorySize: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class ManagementNodeVO(Base):

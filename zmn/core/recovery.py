@@ -37,6 +37,7 @@ from sqlalchemy import select, update
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.models import FlowRecordVO, JobVO
+from zmn.core.reservations import DELETE_OF_RECORD
 from zmn.core.service import Call
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ async def recover_chains(
             else:
                 _close(node, rec.uuid, "Done", None, ctx.data)
                 if rec.jobUuid:
-                    _job_succeeded(node, rec.jobUuid, result)
+                    job_succeeded(node, rec.jobUuid, result)
                 out.append(
                     Recovered(rec.chain, rec.uuid, rec.jobUuid, "Done", rec.currentFlow, [], data)
                 )
@@ -112,7 +113,8 @@ async def recover_chains(
         if rec.currentFlow and rec.currentFlow not in steps:
             steps.append(rec.currentFlow)
         problems = []
-        for name in reversed(steps):
+        for index in reversed(range(len(steps))):
+            name = steps[index]
             flow_cls = node.flows.flows.get(name)
             if flow_cls is None:
                 continue
@@ -121,6 +123,18 @@ async def recover_chains(
             except Exception as exc:
                 log.exception("rolling back %s/%s after a restart failed", rec.chain, name)
                 problems.append(f"{name}: {exc}")
+            # the undo's progress, durable before the next undo: a node killed now does not
+            # undo this step again at the next recovery
+            node.db_write(
+                update(FlowRecordVO)
+                .where(FlowRecordVO.uuid == rec.uuid)
+                .values(
+                    state="RollingBack",
+                    currentFlow=None,
+                    doneFlows=json.dumps(steps[:index]),
+                    data=json.dumps(ctx.data, default=str),
+                )
+            )
         outcome = "RollbackFailed" if problems else "RolledBack"
         _close(node, rec.uuid, outcome, "interrupted: the node stopped", ctx.data)
         if rec.jobUuid:
@@ -151,9 +165,13 @@ def _close(node: Node, record: str, state: str, error: str | None, data: dict[st
         .where(FlowRecordVO.uuid == record)
         .values(state=state, currentFlow=None, error=error, data=json.dumps(data, default=str))
     )
+    if state == "Done":  # what the run reserved now belongs to the rows it made
+        with node.db.engine.begin() as conn:
+            conn.execute(DELETE_OF_RECORD, {"_record": record})
 
 
-def _job_succeeded(node: Node, job: str, result: dict[str, Any]) -> None:
+def job_succeeded(node: Node, job: str, result: dict[str, Any]) -> None:
+    """An interrupted (or running) job that recovery finished succeeds with ``result``."""
     node.db_write(
         update(JobVO)
         .where(JobVO.uuid == job, JobVO.state.in_(("Running", "Interrupted")))

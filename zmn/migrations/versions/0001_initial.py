@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 05:12:21.082329
+Create Date: 2026-11-22 06:00:30.094704
 """
 from __future__ import annotations
 
@@ -115,6 +115,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('backup_storage_zone_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_backup_storage_zone_ref_zoneUuid'), ['zoneUuid'], unique=False)
+
+    op.create_table('capacity_reservation',
+    sa.Column('uuid', sa.String(length=192), nullable=False),
+    sa.Column('recordUuid', sa.String(length=32), nullable=True),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('targetUuid', sa.String(length=32), nullable=False),
+    sa.Column('cpuNum', sa.BigInteger(), nullable=False),
+    sa.Column('memorySize', sa.BigInteger(), nullable=False),
+    sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_capacity_reservation'))
+    )
+    with op.batch_alter_table('capacity_reservation', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_capacity_reservation_recordUuid'), ['recordUuid'], unique=False)
 
     op.create_table('cluster',
     sa.Column('zoneUuid', sa.String(length=32), nullable=False),
@@ -855,6 +869,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_cluster_name'))
 
     op.drop_table('cluster')
+    with op.batch_alter_table('capacity_reservation', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_capacity_reservation_recordUuid'))
+
+    op.drop_table('capacity_reservation')
     with op.batch_alter_table('backup_storage_zone_ref', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_backup_storage_zone_ref_zoneUuid'))
 

@@ -43,6 +43,9 @@ class AllocateHost(ApiMessage, kw_only=True):
     preferHostUuid: Annotated[str | None, Doc("try this host first (e.g. the last one)")] = None
     strategy: Annotated[Strategy | None, Doc("host allocator strategy")] = None
     dryRun: Annotated[bool, Doc("choose a host without reserving anything")] = False
+    reservationKey: Annotated[
+        str | None, Doc("record the reservation under this key (released by it exactly once)")
+    ] = None
 
 
 @api(internal=True)
@@ -56,11 +59,15 @@ class ReserveHostCapacity(ApiMessage, kw_only=True):
 
 @api(internal=True)
 class ReleaseHostCapacity(ApiMessage, kw_only=True):
-    """Give a VM's CPUs and memory back to a host (a no-op when the host is gone)."""
+    """Give a VM's CPUs and memory back to a host (a no-op when the host is gone).
 
-    hostUuid: Annotated[str, Doc("host UUID")]
-    cpuNum: Annotated[int, Doc("vCPUs")]
-    memorySize: Annotated[int, Doc("bytes of memory")]
+    With ``reservationKey``: what was reserved under that key, once (the other fields are
+    ignored; a no-op when nothing is reserved under it any more)."""
+
+    hostUuid: Annotated[str, Doc("host UUID")] = ""
+    cpuNum: Annotated[int, Doc("vCPUs")] = 0
+    memorySize: Annotated[int, Doc("bytes of memory")] = 0
+    reservationKey: Annotated[str | None, Doc("release the reservation under this key")] = None
 
 
 HypervisorOperation = Literal[

@@ -6,12 +6,13 @@ Hypervisor operations on one host run at most ``host/vmOperation.parallelism`` a
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select, update
 
 from zmn.api.errors import InvalidArgument, OperationFailed, Unavailable, ZmnError, not_found
-from zmn.core import crud
+from zmn.core import crud, reservations
 from zmn.core.consistency import Violation
 from zmn.core.service import Call, handler
 from zmn.services.host.allocator import SELECT_HOST, STRATEGIES, allocate
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from zmn.core.node import Node
+
+
+log = logging.getLogger("zmn.host.vmops")
+
+
+def _held_here(driver: Any, host_uuid: str) -> bool:
+    """Whether this node holds the host's connection (for the in-process simulator: its record);
+    True for host types that do not say."""
+    records = getattr(getattr(driver, "hypervisor", None), "hosts", None)
+    return not isinstance(records, dict) or host_uuid in records
 
 
 class HostCapacityConsistency:
@@ -80,6 +91,15 @@ class HostVmHandlers:
         rt = self.node.resources.get("Host")
         with self.node.db.engine.begin() as conn:  # Core: the hot path of every VM create
             host = allocate(self.node, conn, msg, strategy)
+            if msg.reservationKey and not msg.dryRun:  # same transaction as the UPDATE
+                reservations.add(
+                    conn,
+                    msg.reservationKey,
+                    "Host",
+                    host.uuid,
+                    cpuNum=msg.cpuNum,
+                    memorySize=msg.memorySize,
+                )
             if rt.inventory_hook is None:
                 return {"host": rt.inventory(host)}
         with call.tx() as s:
@@ -92,6 +112,20 @@ class HostVmHandlers:
 
     @handler(ReleaseHostCapacity)
     async def release_host_capacity(self, msg: ReleaseHostCapacity, call: Call) -> dict[str, Any]:
+        if msg.reservationKey:  # exactly once: the ledger row goes with the release
+            with self.node.db.engine.begin() as conn:
+                held = reservations.take(conn, msg.reservationKey)
+                if held is not None:
+                    conn.execute(
+                        update(HostVO)
+                        .where(HostVO.uuid == held.targetUuid)
+                        .values(
+                            availableCpuCapacity=HostVO.availableCpuCapacity + held.cpuNum,
+                            availableMemoryCapacity=HostVO.availableMemoryCapacity
+                            + held.memorySize,
+                        )
+                    )
+            return {}
         self._adjust(msg.hostUuid, msg.cpuNum, msg.memorySize)
         return {}
 
@@ -131,19 +165,37 @@ class HostVmHandlers:
         ref, driver = self._driver(call, msg.hostUuid)
         level = int(self.node.global_config.get("host", "vmOperation.parallelism"))
         task = f"{msg.op} vm {msg.vm.get('uuid', '')}"
-        async with self.node.queues.slot(f"host-vm:{ref.uuid}", level, task):
-            try:
-                result = await driver.vm_op(ref, msg.op, msg.vm, msg.args)
-            except ZmnError as exc:
-                if exc.code in ("SIMULATOR.DISCONNECTED", "SIMULATOR.NOT_CONNECTED"):
-                    await set_status(call, ref.uuid, "disconnected")
-                    raise Unavailable(
-                        f"host {ref.name} ({ref.managementIp}) disconnected: {exc.message}",
-                        code="HOST.NOT_CONNECTED",
-                        hostUuid=ref.uuid,
-                    ) from exc
-                raise
-        return {"result": result}
+        for attempt in (1, 2):
+            async with self.node.queues.slot(f"host-vm:{ref.uuid}", level, task):
+                try:
+                    return {"result": await driver.vm_op(ref, msg.op, msg.vm, msg.args)}
+                except ZmnError as exc:
+                    if exc.code == "SIMULATOR.NOT_CONNECTED" and not _held_here(driver, ref.uuid):
+                        # not the host's fault: this node holds no connection to it (yet),
+                        # e.g. it took the host over and its reconnect has not rebuilt the
+                        # simulator's record. Marking the host Disconnected would undo that
+                        # reconnect; connect it here (below) and try once more instead
+                        if attempt == 2:
+                            raise Unavailable(
+                                f"host {ref.name} ({ref.managementIp}) is not connected to this"
+                                " management node yet; try again",
+                                code="HOST.NOT_CONNECTED",
+                                hostUuid=ref.uuid,
+                            ) from exc
+                    elif exc.code in ("SIMULATOR.DISCONNECTED", "SIMULATOR.NOT_CONNECTED"):
+                        await set_status(call, ref.uuid, "disconnected")
+                        raise Unavailable(
+                            f"host {ref.name} ({ref.managementIp}) disconnected: {exc.message}",
+                            code="HOST.NOT_CONNECTED",
+                            hostUuid=ref.uuid,
+                        ) from exc
+                    else:
+                        raise
+            log.info("host %s: not connected here for %s; reconnecting it", ref.uuid, task)
+            reconnect_api: Any = self.node.apis.get("ReconnectHost")
+            await call.call(reconnect_api(uuid=ref.uuid))
+            ref, driver = self._driver(call, msg.hostUuid)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @handler(ApplySecurityGroupRules)
     async def apply_security_group_rules(

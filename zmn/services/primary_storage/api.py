@@ -70,14 +70,21 @@ class AllocatePrimaryStorage(ApiMessage, kw_only=True):
     clusterUuid: Annotated[str | None, Doc("only storage attached to this cluster")] = None
     primaryStorageUuid: Annotated[str | None, Doc("only this primary storage")] = None
     avoidPrimaryStorageUuids: Annotated[list[str], Doc("storage not to choose")] = []
+    reservationKey: Annotated[
+        str | None, Doc("record the reservation under this key (released by it exactly once)")
+    ] = None
 
 
 @api(internal=True)
 class ReleasePrimaryStorageCapacity(ApiMessage, kw_only=True):
-    """Give ``size`` bytes back to a primary storage (a no-op when it is gone)."""
+    """Give ``size`` bytes back to a primary storage (a no-op when it is gone).
 
-    primaryStorageUuid: Annotated[str, Doc("primary storage UUID")]
-    size: Annotated[int, Doc("bytes")]
+    With ``reservationKey``: what was reserved under that key, once (the other fields are
+    ignored; a no-op when nothing is reserved under it any more)."""
+
+    primaryStorageUuid: Annotated[str, Doc("primary storage UUID")] = ""
+    size: Annotated[int, Doc("bytes")] = 0
+    reservationKey: Annotated[str | None, Doc("release the reservation under this key")] = None
 
 
 @api(resource="PrimaryStorage", verb="add-local", admin=True)

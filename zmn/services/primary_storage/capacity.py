@@ -6,11 +6,13 @@ never both take the last bytes. Volumes (read through the registry) are what is 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Float, Table, bindparam, func, select, update
 
 from zmn.api.errors import OperationFailed
+from zmn.core import reservations
 from zmn.core.consistency import Violation
 from zmn.core.service import Call, handler
 from zmn.services.primary_storage.api import AllocatePrimaryStorage, ReleasePrimaryStorageCapacity
@@ -22,9 +24,44 @@ if TYPE_CHECKING:
     from zmn.core.node import Node
 
 
-def _room(size: int, ratio: float) -> Any:
-    ps = PrimaryStorageVO
-    return ps.totalCapacity * ratio - (ps.totalCapacity - ps.availableCapacity) >= size
+_PS = cast(Table, PrimaryStorageVO.__table__)
+_REF = cast(Table, PrimaryStorageClusterRefVO.__table__)
+# what AllocatePrimaryStorage answers about the storage it chose (callers read the UUID)
+_REPLY = ("uuid", "name", "zoneUuid", "type", "url", "mountPath", "state", "status")
+
+
+@functools.cache
+def _candidates(zone: bool, ps: bool, cluster: bool, avoid: bool) -> Any:
+    """Enabled, connected storage in scope, freest first (one statement per shape)."""
+    c = _PS.c
+    cols = [c[k] for k in _REPLY] + [c.availableCapacity, c.totalCapacity]
+    stmt = select(*cols).where(c.state == "Enabled", c.status == "Connected")
+    if zone:
+        stmt = stmt.where(c.zoneUuid == bindparam("zone"))
+    if ps:
+        stmt = stmt.where(c.uuid == bindparam("ps"))
+    if cluster:
+        stmt = stmt.where(
+            c.uuid.in_(
+                select(_REF.c.primaryStorageUuid).where(_REF.c.clusterUuid == bindparam("cluster"))
+            )
+        )
+    if avoid:
+        stmt = stmt.where(c.uuid.not_in(bindparam("avoid", expanding=True)))
+    return stmt.order_by(c.availableCapacity.desc(), c.uuid)
+
+
+# one conditional UPDATE: two nodes never both take the last bytes
+_RESERVE = (
+    update(_PS)
+    .where(
+        _PS.c.uuid == bindparam("_uuid"),
+        _PS.c.totalCapacity * bindparam("ratio", type_=Float())
+        - (_PS.c.totalCapacity - _PS.c.availableCapacity)
+        >= bindparam("size"),
+    )
+    .values(availableCapacity=_PS.c.availableCapacity - bindparam("size"))
+)
 
 
 class CapacityHandlers:
@@ -34,26 +71,23 @@ class CapacityHandlers:
     async def allocate_primary_storage(
         self, msg: AllocatePrimaryStorage, call: Call
     ) -> dict[str, Any]:
+        """Core statements built once per shape of the request (every VM create passes here);
+        the reply is the chosen storage's own columns, without the inventory hooks."""
         ratio = float(self.node.global_config.get("primaryStorage", "overProvisioning.ratio"))
-        ps = PrimaryStorageVO
-        stmt = select(ps).where(ps.state == "Enabled", ps.status == "Connected")
-        if msg.zoneUuid:
-            stmt = stmt.where(ps.zoneUuid == msg.zoneUuid)
-        if msg.primaryStorageUuid:
-            stmt = stmt.where(ps.uuid == msg.primaryStorageUuid)
-        if msg.clusterUuid:
-            stmt = stmt.where(
-                ps.uuid.in_(
-                    select(PrimaryStorageClusterRefVO.primaryStorageUuid).where(
-                        PrimaryStorageClusterRefVO.clusterUuid == msg.clusterUuid
-                    )
-                )
-            )
-        if msg.avoidPrimaryStorageUuids:
-            stmt = stmt.where(ps.uuid.not_in(msg.avoidPrimaryStorageUuids))
-        rt = self.node.resources.get("PrimaryStorage")
-        with call.tx() as s:
-            rows = list(s.scalars(stmt.order_by(ps.availableCapacity.desc(), ps.uuid)))
+        params: dict[str, Any] = {
+            "zone": msg.zoneUuid,
+            "ps": msg.primaryStorageUuid,
+            "cluster": msg.clusterUuid,
+            "avoid": msg.avoidPrimaryStorageUuids,
+        }
+        stmt = _candidates(
+            bool(msg.zoneUuid),
+            bool(msg.primaryStorageUuid),
+            bool(msg.clusterUuid),
+            bool(msg.avoidPrimaryStorageUuids),
+        )
+        with self.node.db.engine.begin() as conn:
+            rows = list(conn.execute(stmt, {k: v for k, v in params.items() if v}))
             if not rows:
                 raise OperationFailed(
                     "no enabled, connected primary storage is attached where the volume must go",
@@ -61,15 +95,13 @@ class CapacityHandlers:
                     filter="state",
                 )
             for row in rows:
-                done = s.execute(
-                    update(ps)
-                    .where(ps.uuid == row.uuid, _room(msg.size, ratio))
-                    .values(availableCapacity=ps.availableCapacity - msg.size)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(done, "rowcount", 0) == 1:
-                    s.refresh(row)
-                    return {"primaryStorage": rt.inventories(s, [row])[0]}
+                done = conn.execute(_RESERVE, {"_uuid": row.uuid, "size": msg.size, "ratio": ratio})
+                if done.rowcount == 1:
+                    if msg.reservationKey:  # the ledger row, in the UPDATE's transaction
+                        reservations.add(
+                            conn, msg.reservationKey, "PrimaryStorage", row.uuid, size=msg.size
+                        )
+                    return {"primaryStorage": {k: getattr(row, k) for k in _REPLY}}
             best = rows[0]
             raise OperationFailed(
                 f"no primary storage has {msg.size} bytes free (the freest, {best.name}, has"
@@ -83,6 +115,16 @@ class CapacityHandlers:
     async def release_primary_storage_capacity(
         self, msg: ReleasePrimaryStorageCapacity, call: Call
     ) -> dict[str, Any]:
+        if msg.reservationKey:  # exactly once: the ledger row goes with the release
+            with self.node.db.engine.begin() as conn:
+                held = reservations.take(conn, msg.reservationKey)
+                if held is not None:
+                    conn.execute(
+                        update(PrimaryStorageVO)
+                        .where(PrimaryStorageVO.uuid == held.targetUuid)
+                        .values(availableCapacity=PrimaryStorageVO.availableCapacity + held.size)
+                    )
+            return {}
         self.node.db_write(
             update(PrimaryStorageVO)
             .where(PrimaryStorageVO.uuid == msg.primaryStorageUuid)

@@ -32,8 +32,9 @@ from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import AccountResourceRefVO, FlowRecordVO, JobVO, TagVO
+from zmn.core.recovery import job_succeeded
 from zmn.core.service import Call
-from zmn.services.vm.common import host_status, load_vm, send
+from zmn.services.vm.common import host_status, load_vm, send, set_state
 from zmn.services.vm.models import VmInstanceVO
 from zmn.services.vm.states import TRANSITIONAL
 
@@ -81,7 +82,8 @@ async def recover(node: Node, of_node: str | None = None) -> int:
         undo = steps
         if rec.chain == "vm-create":
             undo = _prepare_create_undo(node, rec, data, steps)
-        for name in reversed(undo):
+        for index in reversed(range(len(undo))):
+            name = undo[index]
             flow_cls = node.flows.flows.get(name)
             if flow_cls is None:
                 continue
@@ -89,6 +91,9 @@ async def recover(node: Node, of_node: str | None = None) -> int:
                 await flow_cls().rollback(ctx)
             except Exception:
                 log.exception("rolling back %s/%s after a restart failed", rec.chain, name)
+            # progress of the undo, durable before the next one: a node killed now does not
+            # undo this step again (its release is keyed and would be a no-op anyway)
+            _save_undo_progress(node, rec.uuid, undo[:index], data)
         node.db_write(
             update(FlowRecordVO)
             .where(FlowRecordVO.uuid == rec.uuid)
@@ -100,14 +105,93 @@ async def recover(node: Node, of_node: str | None = None) -> int:
         if uuid:
             back = AFTER.get(rec.chain) or data.get("from") or "Unknown"
             settled += await _settle(call, uuid, back)
+    settled += await _finish_done(call, of_node or node.uuid)
     return settled + await _stranded(call)
+
+
+def _save_undo_progress(node: Node, record: str, left: list[str], data: dict[str, Any]) -> None:
+    node.db_write(
+        update(FlowRecordVO)
+        .where(FlowRecordVO.uuid == record)
+        .values(
+            state="RollingBack",
+            currentFlow=None,
+            doneFlows=json.dumps(left),
+            data=json.dumps(data, default=str),
+        )
+    )
+
+
+# chain -> (the transitional state its handler leaves, the event it then applies)
+FINISH = {"vm-start": ("Starting", "running"), "vm-create": ("Starting", "running")}
+
+
+async def _finish_done(call: Call, of_node: str) -> int:
+    """Finish the VM operations whose chain was done when the node died but whose handler had
+    not yet moved the VM to its final state (a create left Starting becomes Running, not
+    Unknown): the record is ``Done``, its job was interrupted. The job then succeeds with the
+    VM's inventory, which a retrying client finds too."""
+    node = call.node
+    with node.db.tx() as s:
+        jobs = list(
+            s.scalars(
+                select(JobVO.uuid).where(
+                    JobVO.state == "Interrupted", JobVO.managementNodeUuid == of_node
+                )
+            )
+        )
+        done: list[tuple[str, str | None, str]] = []
+        for start in range(0, len(jobs), 500):
+            done.extend(
+                (r.chain, r.jobUuid, r.data)
+                for r in s.execute(
+                    select(FlowRecordVO.chain, FlowRecordVO.jobUuid, FlowRecordVO.data).where(
+                        FlowRecordVO.jobUuid.in_(jobs[start : start + 500]),
+                        FlowRecordVO.chain.in_(tuple(FINISH)),
+                        FlowRecordVO.state == "Done",
+                    )
+                )
+            )
+    count = 0
+    for chain, job, raw in done:
+        data: dict[str, Any] = json.loads(raw or "{}")
+        uuid = data.get("vmUuid")
+        if not uuid:
+            continue
+        state, event = FINISH[chain]
+        fields: dict[str, Any] = {}
+        if chain == "vm-create" and data.get("strategy", "InstantStart") != "InstantStart":
+            state, event = "Created", "stopped"
+        elif data.get("hostUuid"):
+            fields["lastHostUuid"] = data["hostUuid"]
+        with node.db.tx() as s:
+            current = s.scalar(select(VmInstanceVO.state).where(VmInstanceVO.uuid == uuid))
+        if current != state:
+            continue  # settled already, or changed since
+        try:
+            inv = await set_state(call, uuid, event, **fields)
+        except Exception:
+            log.exception("finishing %s of VM %s after a restart failed", chain, uuid)
+            continue
+        if chain == "vm-create":
+            await call.publish("/vm/created", {"resourceType": "VmInstance", "inventory": inv})
+        if job:
+            job_succeeded(node, job, {"inventory": inv})
+        log.warning(
+            "VM %s: %s had finished when the node stopped; the VM is now %s",
+            uuid,
+            chain,
+            inv["state"],
+        )
+        count += 1
+    return count
 
 
 def _prepare_create_undo(
     node: Node, rec: FlowRecordVO, data: dict[str, Any], steps: list[str]
 ) -> list[str]:
     """The steps of an interrupted ``vm-create`` run to undo generically, after settling the
-    two cases its record cannot tell by itself.
+    case its record cannot tell by itself.
 
     * The run had not finished ``vm-create-record``: the VM row, if there is one, may be a
       twin's. A client retrying the create (same ``resourceUuid``; or the broker redelivering
@@ -116,9 +200,11 @@ def _prepare_create_undo(
       just before the node died) is deleted only while it is still ``Created`` and no other
       ``vm-create`` run of that UUID is recorded: one conditional statement, so a twin's row
       committed meanwhile (its record is durable before its row) is never taken.
-    * The run died in ``vm-allocate-host``: the record does not hold the host it reserved
-      (the data is saved after the step), but the VM row does (set right after the reservation
-      is committed), so the reservation is given back rather than leaked.
+
+    (A run that died in ``vm-allocate-host`` or ``vm-allocate-primary-storage`` after the
+    capacity was taken but before the record named it needs nothing here: the reservation is
+    recorded under the step's key in the transaction that took it, and the undo releases by
+    that key, exactly once: :mod:`zmn.core.reservations`.)
     """
     uuid = data.get("vmUuid")
     if not uuid:
@@ -129,12 +215,6 @@ def _prepare_create_undo(
         _delete_own_row(node, rec, uuid)
         data.pop("vmUuid", None)  # nothing else of this run to settle: the VM is not its own
         return [s for s in steps if s != "vm-create-record"]
-    if rec.currentFlow == "vm-allocate-host" and not data.get("allocatedHostUuid"):
-        with node.db.tx() as s:
-            row = s.get(VmInstanceVO, uuid)
-            host = row.hostUuid if row is not None else None
-        if host and data.get("strategy", "InstantStart") == "InstantStart":
-            data["allocatedHostUuid"] = host
     return steps
 
 

@@ -18,7 +18,7 @@ from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
 from zmn.core.vmhooks import VmAfterInstantiate
 from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_fields, set_state
-from zmn.services.vm.models import VmInstanceVO
+from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.nics import create_nic, remove_nics_of
 
 
@@ -177,6 +177,7 @@ class AllocateHostForVm(Flow):
                 primaryStorageSize=d["volumeBytes"],
                 strategy=d.get("allocatorStrategy"),
                 dryRun=not _instant(ctx),
+                reservationKey=ctx.reservation_key(self.name) if _instant(ctx) else None,
             )
         )["host"]
         d["clusterUuid"] = host["clusterUuid"]
@@ -200,9 +201,14 @@ class AllocateHostForVm(Flow):
             )
 
     async def rollback(self, ctx: FlowContext) -> None:
+        # by the reservation's key: also when the node died before the step's record named
+        # the host (the reservation row is written with the capacity), and never twice
         d = ctx.data
         host = d.pop("allocatedHostUuid", None)
-        if host:
+        key = ctx.reservation_key(self.name)
+        if key is not None:
+            await send(ctx.call, "ReleaseHostCapacity", reservationKey=key)
+        elif host:
             await send(
                 ctx.call,
                 "ReleaseHostCapacity",
@@ -227,14 +233,20 @@ class AllocatePrimaryStorageForVm(Flow):
                 size=d["volumeBytes"],
                 clusterUuid=d["clusterUuid"],
                 primaryStorageUuid=d.get("psUuid"),
+                reservationKey=ctx.reservation_key(self.name),
             )
         )["primaryStorage"]
         d["psUuid"] = d["allocatedPsUuid"] = ps["uuid"]
 
     async def rollback(self, ctx: FlowContext) -> None:
+        # by the reservation's key: also when the node died after the bytes were taken but
+        # before the record named the storage, and never twice
         d = ctx.data
         ps = d.pop("allocatedPsUuid", None)
-        if ps:
+        key = ctx.reservation_key(self.name)
+        if key is not None:
+            await send(ctx.call, "ReleasePrimaryStorageCapacity", reservationKey=key)
+        elif ps:
             await send(
                 ctx.call,
                 "ReleasePrimaryStorageCapacity",
@@ -329,7 +341,31 @@ class AllocateNics(Flow):
             raise
 
     async def rollback(self, ctx: FlowContext) -> None:
+        await _release_unrecorded_ips(ctx, ctx.data["vmUuid"])
         await remove_nics_of(ctx.call, ctx.data["vmUuid"], best_effort=True)
+
+
+async def _release_unrecorded_ips(ctx: FlowContext, vm_uuid: str) -> None:
+    """Addresses taken for the VM's NICs that the NIC rows do not name yet (the node died
+    between the address's commit and the NIC's update): the address row names its NIC."""
+    used_rt = ctx.call.node.resources.types.get("UsedIp")
+    if used_rt is None or not hasattr(used_rt.model, "vmNicUuid"):
+        return
+    with ctx.call.tx() as s:
+        nics = list(
+            s.scalars(
+                select(VmNicVO.uuid).where(
+                    VmNicVO.vmInstanceUuid == vm_uuid, VmNicVO.usedIpUuid.is_(None)
+                )
+            )
+        )
+        used = (
+            list(s.scalars(select(used_rt.model.uuid).where(used_rt.model.vmNicUuid.in_(nics))))
+            if nics
+            else []
+        )
+    for uuid in used:
+        await send(ctx.call, "ReleaseIp", usedIpUuid=uuid)
 
 
 class InstantiateVm(Flow):

@@ -33,6 +33,7 @@ class MigrateAllocateHost(Flow):
                     {v["primaryStorageUuid"] for v in vm["allVolumes"] if v["primaryStorageUuid"]}
                 ),
                 strategy=vm["allocatorStrategy"],
+                reservationKey=ctx.reservation_key(self.name),
             )
         )["host"]
         d["targetHostUuid"] = host["uuid"]
@@ -40,7 +41,11 @@ class MigrateAllocateHost(Flow):
 
     async def rollback(self, ctx: FlowContext) -> None:
         d = ctx.data
-        if d.pop("targetReserved", None):
+        reserved = d.pop("targetReserved", None)
+        key = ctx.reservation_key(self.name)
+        if key is not None:  # exactly once, also when the record missed the reservation
+            await send(ctx.call, "ReleaseHostCapacity", reservationKey=key)
+        elif reserved:
             vm = load_vm(ctx.call, d["vmUuid"])
             await send(
                 ctx.call,

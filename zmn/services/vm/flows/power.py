@@ -39,6 +39,7 @@ class StartAllocateHost(Flow):
                 primaryStorageUuids=_volume_storages(vm),
                 preferHostUuid=vm["lastHostUuid"],
                 strategy=vm["allocatorStrategy"],
+                reservationKey=ctx.reservation_key(self.name),
             )
         )["host"]
         d["hostUuid"] = host["uuid"]
@@ -54,13 +55,20 @@ class StartAllocateHost(Flow):
     async def rollback(self, ctx: FlowContext) -> None:
         d = ctx.data
         reserved = d.pop("reserved", None)
-        if not reserved:
-            return
-        cpu, memory = reserved
-        await send(
-            ctx.call, "ReleaseHostCapacity", hostUuid=d["hostUuid"], cpuNum=cpu, memorySize=memory
-        )
-        set_fields(ctx.call, d["vmUuid"], hostUuid=None)
+        key = ctx.reservation_key(self.name)
+        if key is not None:  # exactly once, also when the record missed the reservation
+            await send(ctx.call, "ReleaseHostCapacity", reservationKey=key)
+        elif reserved:
+            cpu, memory = reserved
+            await send(
+                ctx.call,
+                "ReleaseHostCapacity",
+                hostUuid=d["hostUuid"],
+                cpuNum=cpu,
+                memorySize=memory,
+            )
+        if reserved:
+            set_fields(ctx.call, d["vmUuid"], hostUuid=None)
 
 
 class BeforeStart(Flow):
