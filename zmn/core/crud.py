@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, select, update
 
 from zmn.api.errors import (
     Conflict,
@@ -30,6 +30,7 @@ from zmn.core.resource import ResourceType
 from zmn.core.state import StateMachine
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from zmn.core.bus import Principal
@@ -41,7 +42,12 @@ if TYPE_CHECKING:
 
 
 def resolve(
-    session: Session, node: Node, principal: Principal, type_name: str, value: str, field: str
+    session: Session | Connection,
+    node: Node,
+    principal: Principal,
+    type_name: str,
+    value: str,
+    field: str,
 ) -> str:
     """The UUID of the resource named by ``value`` (a UUID or a unique name)."""
     rt = node.resources.types.get(type_name)
@@ -59,6 +65,13 @@ def resolve(
             field=field,
         )
     model = rt.model
+    if UUID_RE.match(value) and (principal.is_admin or rt.access_filter is None):
+        # a statement built once per type: only existence and ownership are checked
+        owned = rt.owned and not principal.is_admin
+        params = {"value": value, "account": principal.accountUuid} if owned else {"value": value}
+        if session.scalar(_uuid_check(model, owned), params) is None:
+            raise not_found(type_name, value, field)
+        return value
     owned_clause = _owned_clause(rt, principal)
     if UUID_RE.match(value):
         found = session.scalar(select(model.uuid).where(model.uuid == value, *owned_clause))
@@ -82,6 +95,25 @@ def resolve(
     return str(uuids[0])
 
 
+_UUID_CHECKS: dict[tuple[Any, bool], Any] = {}
+
+
+def _uuid_check(model: Any, owned: bool) -> Any:
+    """``SELECT uuid WHERE uuid = :value`` (and owned by ``:account``), cached per model."""
+    stmt = _UUID_CHECKS.get((model, owned))
+    if stmt is None:
+        stmt = select(model.uuid).where(model.uuid == bindparam("value"))
+        if owned:
+            ref = AccountResourceRefVO
+            stmt = stmt.where(
+                model.uuid.in_(
+                    select(ref.resourceUuid).where(ref.accountUuid == bindparam("account"))
+                )
+            )
+        _UUID_CHECKS[(model, owned)] = stmt
+    return stmt
+
+
 def _owned_clause(rt: ResourceType, principal: Principal) -> list[Any]:
     if principal.is_admin:
         return []
@@ -99,15 +131,27 @@ def _owned_clause(rt: ResourceType, principal: Principal) -> list[Any]:
     return clauses
 
 
+_REFS: dict[type, list[tuple[str, str]]] = {}
+
+
+def _refs_of(cls: type[ApiMessage]) -> list[tuple[str, str]]:
+    """(parameter, resource type) of every reference parameter of an API, cached per API."""
+    refs = _REFS.get(cls)
+    if refs is None:
+        spec = cls.__api__  # type: ignore[attr-defined]
+        refs = [(p.name, p.ref) for p in params_of(cls) if p.ref]
+        if spec.resource and spec.verb != "create" and "uuid" in cls.__struct_fields__:
+            refs.append(("uuid", spec.resource))
+        _REFS[cls] = refs
+    return refs
+
+
 def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> None:
     """Replace names by UUIDs in every reference parameter of ``msg``, checking they exist."""
-    spec = type(msg).__api__
-    refs = [(p.name, p.ref) for p in params_of(type(msg)) if p.ref]
-    if spec.resource and spec.verb != "create" and hasattr(msg, "uuid"):
-        refs.append(("uuid", spec.resource))
+    refs = _refs_of(type(msg))
     if not refs:
         return
-    with node.db.tx() as s:
+    with node.db.engine.connect() as s:  # Core: reads only, on every API call
         for name, type_name in refs:
             value = getattr(msg, name)
             if value is None:

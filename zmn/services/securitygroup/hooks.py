@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, exists, or_, select
 
 from zmn.services.securitygroup.apply import RulePusher, groups_of, members, referring_groups
 from zmn.services.securitygroup.models import SecurityGroupL3NetworkRefVO, VmNicSecurityGroupRefVO
@@ -67,6 +67,27 @@ def dependents(session: Session, groups: set[str], exclude: set[str]) -> set[str
     return members(session, referring) - exclude
 
 
+_L3_REF = cast(Table, SecurityGroupL3NetworkRefVO.__table__)
+_NIC_REF = cast(Table, VmNicSecurityGroupRefVO.__table__)
+# Core, built once: most new VMs are on L3 networks without security groups
+_ANY_GROUP = select(
+    or_(
+        exists().where(_L3_REF.c.l3NetworkUuid.in_(bindparam("l3s", expanding=True))),
+        exists().where(_NIC_REF.c.vmNicUuid.in_(bindparam("nics", expanding=True))),
+    )
+)
+
+
+def _may_have_groups(node: Node, nics: list[dict[str, Any]]) -> bool:
+    """Whether a group is attached to one of the NICs' L3 networks or a NIC is in a group."""
+    if not nics:
+        return False
+    l3s = sorted({n["l3NetworkUuid"] for n in nics if n.get("l3NetworkUuid")})
+    with node.db.engine.begin() as conn:
+        found = conn.execute(_ANY_GROUP, {"l3s": l3s, "nics": [n["uuid"] for n in nics]})
+        return bool(found.scalar())
+
+
 class SecurityGroupVmHooks:
     """Implements the VM lifecycle extension points for security groups."""
 
@@ -91,6 +112,8 @@ class SecurityGroupVmHooks:
     async def after_vm_instantiate(self, vm: dict[str, Any], host_uuid: str) -> None:
         nics = _nics(vm)
         uuids = [n["uuid"] for n in nics]
+        if not _may_have_groups(self.node, nics):
+            return  # no group on its L3 networks and no membership: nothing to join or push
         with self.node.db.tx() as s:
             joined = join_attached_groups(s, nics)
             others = dependents(s, joined, set(uuids))
