@@ -142,9 +142,9 @@ class Sizes:
     query_vms: int = 1_000_000
     query_repeats: int = 200
     jobs: int = 10_000
-    jobs_seconds: float = 30.0  # how long to wait for the held jobs' replies
-    track_hosts: int = 2_000  # 100,000 does not fit: the boot reconnect alone takes minutes
-    track_interval: float = 30.0
+    jobs_seconds: float = 300.0  # after the hold, how long the queued jobs may take to drain
+    track_hosts: int = 100_000  # the target, measured as is (bulk-loaded, resumed at boot)
+    track_interval: float = 60.0  # the target's interval: the window holds one real round
     bus_messages: int = 200_000
     bus_senders: int = 200
     bus_resources: int = 1_000

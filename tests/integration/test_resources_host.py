@@ -155,6 +155,40 @@ async def test_reconnect_and_ping_tracking(api: Api) -> None:
     assert sim(api).hosts[uuid].cpuNum == 32 and (await host(api))["status"] == "Connected"
 
 
+async def test_boot_resumes_connected_hosts_and_reconnects_only_the_others(api: Api) -> None:
+    uuids = {}
+    for i in (1, 2, 3):
+        inv = await api(
+            "AddSimulatorHost", **{**HOST, "name": f"h{i}", "managementIp": f"10.0.0.1{i}"}
+        )
+        uuids[f"h{i}"] = inv["inventory"]["uuid"]
+    with api.node.db.tx() as s:  # h3 was Disconnected when the node stopped
+        row = s.get(api.node.resources.get("Host").model, uuids["h3"])
+        assert row is not None
+        row.status = "Disconnected"
+    events: list[tuple[str, Any]] = []
+    api.node.bus.subscribe(
+        "/host/status/change", lambda e: events.append((e.data["uuid"], e.data["newState"]))
+    )
+    sim(api).hosts.clear()  # a restart: the simulator's records are gone
+    sim(api).calls.clear()
+    sim(api).inject("ping", "timeout", host=uuids["h2"])  # h2 does not answer at boot
+    tracker = api.node.services["host"].tracker  # type: ignore[attr-defined]
+    await tracker.boot()
+    assert tracker.boot_summary["hosts"] == 3
+    assert (tracker.boot_summary["resumed"], tracker.boot_summary["reconnected"]) == (1, 2)
+    # h1 was pinged, not reconnected: no status change, no connect
+    assert not [e for e in events if e[0] == uuids["h1"]]
+    assert ("connect", uuids["h1"]) not in sim(api).calls and ("ping", uuids["h1"]) in sim(
+        api
+    ).calls
+    for name in ("h2", "h3"):
+        assert [st for u, st in events if u == uuids[name]] == ["Connecting", "Connected"]
+    assert set(sim(api).hosts) == set(uuids.values())
+    assert sim(api).hosts[uuids["h1"]].cpuNum == 32
+    assert {h["status"] for h in (await api("QueryHost"))["inventories"]} == {"Connected"}
+
+
 async def test_reconnect_keeps_used_capacity_and_honours_reserved_memory(api: Api) -> None:
     inv = (await api("AddSimulatorHost", **HOST, systemTags=["reservedMemory::2147483648"]))[
         "inventory"

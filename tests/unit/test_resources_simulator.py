@@ -9,8 +9,19 @@ import pytest
 
 from zmn.api.errors import InvalidArgument, InvalidState, NotFound
 from zmn.core.extension import ExtensionRegistry
-from zmn.services.host.hosttype import HostFacts, HostRef, HostType, HostTypeRegistry
-from zmn.services.host.simulator import SimulatorError, SimulatorHostType, SimulatorHypervisor
+from zmn.services.host.hosttype import (
+    HostFacts,
+    HostRef,
+    HostType,
+    HostTypeRegistry,
+    ResumableHostType,
+)
+from zmn.services.host.simulator import (
+    CALLS_KEPT,
+    SimulatorError,
+    SimulatorHostType,
+    SimulatorHypervisor,
+)
 from zmn.services.host.states import HOST_STATE, HOST_STATUS
 
 REF = HostRef("h" * 32, "h1", "10.0.0.11", "c" * 32, "Simulator")
@@ -34,6 +45,31 @@ async def test_simulator_host_type_connects_and_reports() -> None:
     assert sim.hosts == {}
     with pytest.raises(SimulatorError):
         await host_type.ping(REF)
+
+
+async def test_resume_after_a_restart_rebuilds_the_host_and_pings_it() -> None:
+    sim = SimulatorHypervisor()
+    host_type = SimulatorHostType(sim)
+    assert isinstance(host_type, ResumableHostType)
+    ref = HostRef(**{**REF.__dict__, "totalCpuCapacity": 12, "totalMemoryCapacity": 4096})
+    await host_type.resume(ref, [("vm1", "Running", 2, 512), ("vm2", "Paused", 1, 256)])
+    record = sim.hosts[REF.uuid]
+    assert (record.cpuNum, record.memoryCapacity, record.connected) == (12, 4096, True)
+    assert sim.vm_states(REF.uuid) == {"vm1": "Running", "vm2": "Paused"}
+    assert list(sim.calls) == [("ping", REF.uuid)]  # a ping, not a connect
+    await host_type.resume(ref, [])  # a known record is kept as it is
+    assert set(sim.vm_states(REF.uuid)) == {"vm1", "vm2"}
+    sim.inject("ping", "timeout", host=REF.uuid)
+    with pytest.raises(SimulatorError):  # the tracker reconnects a host that fails it
+        await host_type.resume(ref, [])
+
+
+def test_calls_are_bounded() -> None:
+    sim = SimulatorHypervisor()
+    sim.connect(REF.uuid, REF.managementIp, 4, 1024)
+    for _ in range(CALLS_KEPT + 50):
+        sim.ping(REF.uuid)
+    assert len(sim.calls) == CALLS_KEPT and sim.calls[-1] == ("ping", REF.uuid)
 
 
 def test_failure_injection_by_operation_host_uuid_or_ip() -> None:

@@ -12,7 +12,7 @@ boot and after a host came back from a ping failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -26,6 +26,7 @@ __all__ = [
     "HostType",
     "HostTypeRegistry",
     "HypervisorDriver",
+    "ResumableHostType",
 ]
 
 if TYPE_CHECKING:
@@ -71,6 +72,20 @@ class HostType(Protocol):
 
     async def disconnect(self, host: HostRef) -> None:
         """Forget the host (it was deleted, or its add rolled back)."""
+
+
+@runtime_checkable
+class ResumableHostType(Protocol):
+    """A host type whose Connected hosts need no full reconnect after a node restart.
+
+    At boot the tracker calls ``resume`` for every host the database says is Connected (in
+    batches, in the background) instead of reconnecting it; a host for which it raises is
+    reconnected. Types without it (KVM) are reconnected at every boot.
+    """
+
+    async def resume(self, host: HostRef, vms: Sequence[tuple[str, str, int, int]]) -> None:
+        """Check the host answers (like ``ping``) and rebuild what this process keeps about
+        it; ``vms`` are (uuid, state, vCPUs, bytes) of the VMs the database places on it."""
 
 
 @runtime_checkable

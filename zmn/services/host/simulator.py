@@ -16,7 +16,8 @@ service builds its life cycle on them and adds operations the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from zmn.services.host.hosttype import HostFacts, HostRef
 
 DEFAULT_CPU = 8
 DEFAULT_MEMORY = 16 * 1024**3
+CALLS_KEPT = 10_000  # the last calls the simulator remembers (tests read them)
 
 
 class SimulatorError(OperationFailed):
@@ -89,7 +91,8 @@ class SimulatorHypervisor:
         self.hosts: dict[str, SimulatedHost] = {}
         # "operation" or "operation:<host uuid or management IP>" -> error message
         self.failures: dict[str, str] = {}
-        self.calls: list[tuple[str, str]] = []  # (operation, host uuid): what was asked, in order
+        # (operation, host uuid): the last CALLS_KEPT asked, in order (bounded: pings never stop)
+        self.calls: deque[tuple[str, str]] = deque(maxlen=CALLS_KEPT)
         self.plans: list[FailurePlan] = []
 
     def take_plan(self, host_uuid: str, operation: str) -> FailurePlan | None:
@@ -119,6 +122,8 @@ class SimulatorHypervisor:
     def check(self, operation: str, host_uuid: str, management_ip: str = "") -> None:
         """Record the call; raise if a failure is injected for it."""
         self.calls.append((operation, host_uuid))
+        if not self.failures:
+            return
         for key in (f"{operation}:{host_uuid}", f"{operation}:{management_ip}", operation):
             message = self.failures.get(key)
             if message is not None:
@@ -256,6 +261,25 @@ class SimulatorHostType:
             if uuid not in record.vms:
                 sim_state = "Paused" if state == "Paused" else "Running"
                 record.vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
+
+    async def resume(self, host: HostRef, vms: Sequence[tuple[str, str, int, int]]) -> None:
+        """At node boot, for a host the database says is Connected.
+
+        The simulated hosts live in this process, so a restart lost their records; a real
+        host would have kept running. Rebuild the record from the last known capacity with
+        the VMs the database places there (what a reconnect does, without its status changes
+        and capacity sync: the totals are the database's), then ping it.
+        """
+        sim = self.hypervisor
+        if host.uuid not in sim.hosts:
+            sim.hosts[host.uuid] = SimulatedHost(
+                host.uuid,
+                host.managementIp,
+                int(host.totalCpuCapacity or DEFAULT_CPU),
+                int(host.totalMemoryCapacity or DEFAULT_MEMORY),
+            )
+            self.adopt(host.uuid, list(vms))
+        sim.ping(host.uuid)
 
     async def facts(self, host: HostRef) -> HostFacts:
         self.hypervisor.check("facts", host.uuid, host.managementIp)

@@ -93,6 +93,9 @@ class ManagementService(Service):
         cluster = getattr(self, "cluster", None)
         if cluster is not None:
             status["ring"] = cluster.describe()
+        tracker = getattr(self.node.services.get("host"), "tracker", None)
+        if tracker is not None:  # the host tracker's boot and last ping round
+            status["hostTracking"] = tracker.describe()
         return status
 
     @handler(GetManagementNodeStats)
