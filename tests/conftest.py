@@ -64,6 +64,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def db_engine(request: pytest.FixtureRequest) -> Iterator[str]:
     """In the modules of ENGINE_MODULES: every database the tests open lives on this engine.
 
+    A module-scoped fixture of such a module that opens a database must take ``db_engine``
+    as an argument, so that it is made again for each engine rather than kept from the
+    previous one (whose databases are dropped).
+
     For MariaDB and PostgreSQL, each SQLite URL a test opens (a node home's file, an
     in-memory database) becomes a fresh database with a random name on the server, the same
     one for the same file; all are dropped when the module is done.

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cloud]:
+async def cloud(tmp_path_factory: pytest.TempPathFactory, db_engine: str) -> AsyncIterator[Cloud]:
+    # db_engine: one cloud per engine when ZMN_TEST_DB selects several (tests/conftest.py)
     home = tmp_path_factory.mktemp("vm-lifecycle") / "home"
     async with running_node(home, conf={"testing.faults": "true"}) as (node, server):
         c = await build_cloud(Api(node))

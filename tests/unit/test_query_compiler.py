@@ -71,7 +71,8 @@ def sample() -> DataSet:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def node(tmp_path_factory: pytest.TempPathFactory, db_engine: str) -> Iterator[Node]:
+    # db_engine: one node per engine when ZMN_TEST_DB selects several (tests/conftest.py)
     n = build_node(tmp_path_factory.mktemp("qc"), [QueryModelService], memory=True)
     with n.db.tx() as s:
         load(s, sample())

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String, Text, create_engine, event
+from sqlalchemy import DateTime, MetaData, String, Table, Text, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -36,6 +36,20 @@ class Base(DeclarativeBase):
     """Declarative base of every table of every service."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Text compares and sorts by code point on every engine: SQLite and PostgreSQL (C-like
+# defaults for our ASCII identifiers) do, MySQL/MariaDB's default collations ignore case, so
+# their tables are made with a binary collation. Queries, keyset cursors and unique names
+# then mean the same everywhere.
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+@event.listens_for(Table, "after_parent_attach")
+def _binary_collation_on_mysql(table: Table, parent: object) -> None:
+    if parent is Base.metadata:
+        for key, value in MYSQL_TABLE_OPTIONS.items():
+            table.dialect_kwargs.setdefault(key, value)
 
 
 def utcnow() -> dt.datetime:

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, and_, cast, false, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
 from zmn.api.querylang import TAG_FIELDS, Condition, parse_condition
@@ -209,12 +211,15 @@ class QueryCompiler:
             order: list[Any] = []
             if sort is not None:
                 col = rt.column(sort.name)
-                order.append(col.desc() if spec.sortDirection == "desc" else col.asc())
+                by = col.desc() if spec.sortDirection == "desc" else col.asc()
+                if not _nulls_low(session):  # NULL sorts low on every engine (PostgreSQL too)
+                    by = by.nulls_last() if spec.sortDirection == "desc" else by.nulls_first()
+                order.append(by)
             order.extend(rt.column(k) for k in rt.primary_key)
             page = and_(True, *self.filters(rt, spec, principal))
             if spec.after:
                 cursor = decode_cursor(rt, spec, sort, spec.after)
-                page = and_(page, keyset(rt, sort, spec.sortDirection, cursor, _nulls_low(session)))
+                page = and_(page, keyset(rt, sort, spec.sortDirection, cursor, nulls_low=True))
             stmt = select(*rt.row_columns).where(page).order_by(*order).limit(spec.limit + 1)
             if spec.start:
                 stmt = stmt.offset(spec.start)
@@ -292,8 +297,9 @@ class QueryCompiler:
 
 
 def _nulls_low(session: Session) -> bool:
-    """Whether the backend sorts NULL before every value in ascending order (SQLite, MySQL,
-    MariaDB) or after (PostgreSQL)."""
+    """Whether the backend by itself sorts NULL before every value in ascending order (SQLite,
+    MySQL, MariaDB) or after (PostgreSQL, where the compiler asks for NULLS FIRST/LAST so
+    that results and cursors are the same on every engine)."""
     bind = session.get_bind()
     return bind.dialect.name != "postgresql"
 
@@ -449,7 +455,8 @@ def leaf(col: Any, info: FieldInfo, cond: Condition) -> ColumnElement[bool]:
         pattern = value if ("%" in value or "_" in value) else f"%{value}%"
         if info.type != "string":  # LIKE is a text operator: compare the value's text form
             col = cast(col, String)
-        return col.like(pattern) if op == "~=" else col.not_like(pattern)  # type: ignore[no-any-return]
+        pattern_expr = CaseSensitive(literal(pattern, String))
+        return col.like(pattern_expr) if op == "~=" else col.not_like(pattern_expr)  # type: ignore[no-any-return]
     v = convert_value(info, value, cond.name)
     if isinstance(v, bool):  # a bare True/False only takes = and != in SQLAlchemy; bind it
         v = literal(v)
@@ -466,3 +473,27 @@ def leaf(col: Any, info: FieldInfo, cond: Condition) -> ColumnElement[bool]:
     if op == "<=":
         return col <= v  # type: ignore[no-any-return]
     raise InvalidArgument(f"unknown operator {op!r}", field=cond.name)
+
+
+# --------------------------------------------------------------------------- case-sensitive LIKE
+
+
+class CaseSensitive(FunctionElement[str]):
+    """A LIKE pattern compared case-sensitively on every engine: SQLite runs with
+    ``case_sensitive_like`` and PostgreSQL's LIKE is case-sensitive, so only MySQL/MariaDB
+    (whose default collations ignore case) need ``BINARY`` in front of the pattern."""
+
+    type = String()
+    inherit_cache = True
+    name = "case_sensitive"
+
+
+@compiles(CaseSensitive)
+def _plain_pattern(element: CaseSensitive, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(CaseSensitive, "mysql")
+@compiles(CaseSensitive, "mariadb")
+def _binary_pattern(element: CaseSensitive, compiler: Any, **kw: Any) -> str:
+    return f"BINARY {compiler.process(element.clauses, **kw)}"
