@@ -38,7 +38,7 @@ EXPECTED = {
     ("query", "first_page"),
     ("query", "deep_page"),
     ("tracking", "ping_cpu_share"),
-    ("tracking", "boot_reconnect"),
+    ("tracking", "boot_to_idle"),
 }
 BASELINES = {
     "python_pass",
