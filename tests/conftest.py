@@ -36,6 +36,7 @@ def need(condition: bool, reason: str) -> None:
 ENGINE_MODULES = {
     "tests.unit.test_crud",
     "tests.unit.test_query_compiler",
+    "tests.unit.test_query_paging",
     "tests.integration.test_resources_scenario",
     "tests.integration.test_vm_lifecycle",
 }

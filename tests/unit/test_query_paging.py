@@ -45,7 +45,8 @@ SORT_KEYS = [None, "name", "num", "label", "flag", "kind", "uuid"]
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def node(tmp_path_factory: pytest.TempPathFactory, db_engine: str) -> Iterator[Node]:
+    # db_engine: one node per engine when ZMN_TEST_DB selects several (tests/conftest.py)
     n = build_node(tmp_path_factory.mktemp("qpage"), [QueryModelService], memory=True)
     yield n
     n.db.dispose()

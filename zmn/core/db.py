@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String, Table, Text, create_engine, event
+from sqlalchemy import DateTime, MetaData, String, Text, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateTable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -38,18 +40,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# Text compares and sorts by code point on every engine: SQLite and PostgreSQL (C-like
-# defaults for our ASCII identifiers) do, MySQL/MariaDB's default collations ignore case, so
-# their tables are made with a binary collation. Queries, keyset cursors and unique names
+# Text compares and sorts by code point on every engine: SQLite and PostgreSQL (for our
+# identifiers) do; MySQL/MariaDB's default collations ignore case and trailing spaces, so every
+# table made there gets a binary, no-pad collation. Queries, keyset cursors and unique names
 # then mean the same everywhere.
-MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
-
-
-@event.listens_for(Table, "after_parent_attach")
-def _binary_collation_on_mysql(table: Table, parent: object) -> None:
-    if parent is Base.metadata:
-        for key, value in MYSQL_TABLE_OPTIONS.items():
-            table.dialect_kwargs.setdefault(key, value)
+@compiles(CreateTable, "mysql")
+@compiles(CreateTable, "mariadb")
+def _create_table_binary_collation(create: CreateTable, compiler: Any, **kw: Any) -> str:
+    text = str(compiler.visit_create_table(create, **kw)).rstrip()
+    is_mariadb = getattr(compiler.dialect, "is_mariadb", False)
+    collation = "utf8mb4_nopad_bin" if is_mariadb else "utf8mb4_0900_bin"
+    return f"{text} DEFAULT CHARSET=utf8mb4 COLLATE={collation}\n\n"
 
 
 def utcnow() -> dt.datetime:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 06:17:03.001377
+Create Date: 2026-11-22 06:27:32.145566
 """
 from __future__ import annotations
 
@@ -32,9 +32,7 @@ def upgrade() -> None:
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('uuid', name=op.f('pk_account')),
-    sa.UniqueConstraint('name', name=op.f('uq_account_name')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.UniqueConstraint('name', name=op.f('uq_account_name'))
     )
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_name'), ['name'], unique=False)
@@ -44,9 +42,7 @@ def upgrade() -> None:
     sa.Column('resourceType', sa.String(length=64), nullable=False),
     sa.Column('accountUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('resourceUuid', name=op.f('pk_account_resource_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('resourceUuid', name=op.f('pk_account_resource_ref'))
     )
     with op.batch_alter_table('account_resource_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_resource_ref_accountUuid'), ['accountUuid'], unique=False)
@@ -62,9 +58,7 @@ def upgrade() -> None:
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('uuid', name=op.f('pk_account_user')),
-    sa.UniqueConstraint('accountUuid', 'name', name=op.f('uq_account_user_accountUuid_name')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.UniqueConstraint('accountUuid', 'name', name=op.f('uq_account_user_accountUuid_name'))
     )
     with op.batch_alter_table('account_user', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_user_accountUuid'), ['accountUuid'], unique=False)
@@ -87,9 +81,7 @@ def upgrade() -> None:
     sa.Column('requestId', sa.String(length=64), nullable=True),
     sa.Column('durationMs', sa.Float(), nullable=False),
     sa.Column('managementNodeUuid', sa.String(length=32), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_log_account_create', ['accountUuid', 'createDate'], unique=False)
@@ -110,9 +102,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_backup_storage')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_backup_storage'))
     )
     with op.batch_alter_table('backup_storage', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_backup_storage_name'), ['name'], unique=False)
@@ -121,9 +111,7 @@ def upgrade() -> None:
     sa.Column('backupStorageUuid', sa.String(length=32), nullable=False),
     sa.Column('zoneUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('backupStorageUuid', 'zoneUuid', name=op.f('pk_backup_storage_zone_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('backupStorageUuid', 'zoneUuid', name=op.f('pk_backup_storage_zone_ref'))
     )
     with op.batch_alter_table('backup_storage_zone_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_backup_storage_zone_ref_zoneUuid'), ['zoneUuid'], unique=False)
@@ -137,9 +125,7 @@ def upgrade() -> None:
     sa.Column('memorySize', sa.BigInteger(), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_capacity_reservation')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_capacity_reservation'))
     )
     with op.batch_alter_table('capacity_reservation', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_capacity_reservation_recordUuid'), ['recordUuid'], unique=False)
@@ -154,9 +140,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_cluster')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_cluster'))
     )
     with op.batch_alter_table('cluster', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_cluster_name'), ['name'], unique=False)
@@ -173,9 +157,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_disk_offering')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_disk_offering'))
     )
     with op.batch_alter_table('disk_offering', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_disk_offering_name'), ['name'], unique=False)
@@ -192,9 +174,7 @@ def upgrade() -> None:
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('uuid', name=op.f('pk_eip')),
-    sa.UniqueConstraint('vipUuid', name=op.f('uq_eip_vipUuid')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.UniqueConstraint('vipUuid', name=op.f('uq_eip_vipUuid'))
     )
     with op.batch_alter_table('eip', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_eip_name'), ['name'], unique=False)
@@ -213,9 +193,7 @@ def upgrade() -> None:
     sa.Column('managementNodeUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_flow_record')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_flow_record'))
     )
     with op.batch_alter_table('flow_record', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_flow_record_jobUuid'), ['jobUuid'], unique=False)
@@ -229,9 +207,7 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=16), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('category', 'name', name=op.f('pk_global_config')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('category', 'name', name=op.f('pk_global_config'))
     )
     op.create_table('host',
     sa.Column('zoneUuid', sa.String(length=32), nullable=False),
@@ -251,9 +227,7 @@ def upgrade() -> None:
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('uuid', name=op.f('pk_host')),
-    sa.UniqueConstraint('managementIp', name=op.f('uq_host_managementIp')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.UniqueConstraint('managementIp', name=op.f('uq_host_managementIp'))
     )
     with op.batch_alter_table('host', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_host_clusterUuid'), ['clusterUuid'], unique=False)
@@ -279,9 +253,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_image')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_image'))
     )
     with op.batch_alter_table('image', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_image_name'), ['name'], unique=False)
@@ -293,9 +265,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('imageUuid', 'backupStorageUuid', name=op.f('pk_image_backup_storage_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('imageUuid', 'backupStorageUuid', name=op.f('pk_image_backup_storage_ref'))
     )
     with op.batch_alter_table('image_backup_storage_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_image_backup_storage_ref_backupStorageUuid'), ['backupStorageUuid'], unique=False)
@@ -313,9 +283,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_instance_offering')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_instance_offering'))
     )
     with op.batch_alter_table('instance_offering', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instance_offering_name'), ['name'], unique=False)
@@ -333,9 +301,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_ip_range')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_ip_range'))
     )
     with op.batch_alter_table('ip_range', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ip_range_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
@@ -357,9 +323,7 @@ def upgrade() -> None:
     sa.Column('timeout', sa.Integer(), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_job')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_job'))
     )
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_job_resourceUuid'), ['resourceUuid'], unique=False)
@@ -375,9 +339,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_l2_network')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_l2_network'))
     )
     with op.batch_alter_table('l2_network', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_l2_network_name'), ['name'], unique=False)
@@ -387,9 +349,7 @@ def upgrade() -> None:
     sa.Column('l2NetworkUuid', sa.String(length=32), nullable=False),
     sa.Column('clusterUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('l2NetworkUuid', 'clusterUuid', name=op.f('pk_l2_network_cluster_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('l2NetworkUuid', 'clusterUuid', name=op.f('pk_l2_network_cluster_ref'))
     )
     with op.batch_alter_table('l2_network_cluster_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_l2_network_cluster_ref_clusterUuid'), ['clusterUuid'], unique=False)
@@ -408,9 +368,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_l3_network')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_l3_network'))
     )
     with op.batch_alter_table('l3_network', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_l3_network_l2NetworkUuid'), ['l2NetworkUuid'], unique=False)
@@ -423,9 +381,7 @@ def upgrade() -> None:
     sa.Column('totalCapacity', sa.BigInteger(), nullable=False),
     sa.Column('availablePhysicalCapacity', sa.BigInteger(), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('primaryStorageUuid', 'hostUuid', name=op.f('pk_local_storage_host_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('primaryStorageUuid', 'hostUuid', name=op.f('pk_local_storage_host_ref'))
     )
     with op.batch_alter_table('local_storage_host_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_local_storage_host_ref_hostUuid'), ['hostUuid'], unique=False)
@@ -435,9 +391,7 @@ def upgrade() -> None:
     sa.Column('primaryStorageUuid', sa.String(length=32), nullable=False),
     sa.Column('hostUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('volumeUuid', name=op.f('pk_local_storage_volume_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('volumeUuid', name=op.f('pk_local_storage_volume_ref'))
     )
     with op.batch_alter_table('local_storage_volume_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_local_storage_volume_ref_hostUuid'), ['hostUuid'], unique=False)
@@ -454,9 +408,7 @@ def upgrade() -> None:
     sa.Column('heartbeat', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_management_node')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_management_node'))
     )
     op.create_table('primary_storage',
     sa.Column('zoneUuid', sa.String(length=32), nullable=False),
@@ -474,9 +426,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_primary_storage')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_primary_storage'))
     )
     with op.batch_alter_table('primary_storage', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_primary_storage_name'), ['name'], unique=False)
@@ -486,9 +436,7 @@ def upgrade() -> None:
     sa.Column('primaryStorageUuid', sa.String(length=32), nullable=False),
     sa.Column('clusterUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('primaryStorageUuid', 'clusterUuid', name=op.f('pk_primary_storage_cluster_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('primaryStorageUuid', 'clusterUuid', name=op.f('pk_primary_storage_cluster_ref'))
     )
     with op.batch_alter_table('primary_storage_cluster_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_primary_storage_cluster_ref_clusterUuid'), ['clusterUuid'], unique=False)
@@ -501,9 +449,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_security_group')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_security_group'))
     )
     with op.batch_alter_table('security_group', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_security_group_name'), ['name'], unique=False)
@@ -512,9 +458,7 @@ def upgrade() -> None:
     sa.Column('securityGroupUuid', sa.String(length=32), nullable=False),
     sa.Column('l3NetworkUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('securityGroupUuid', 'l3NetworkUuid', name=op.f('pk_security_group_l3_network_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('securityGroupUuid', 'l3NetworkUuid', name=op.f('pk_security_group_l3_network_ref'))
     )
     with op.batch_alter_table('security_group_l3_network_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_security_group_l3_network_ref_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
@@ -533,9 +477,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_security_group_rule')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_security_group_rule'))
     )
     with op.batch_alter_table('security_group_rule', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_security_group_rule_remoteSecurityGroupUuid'), ['remoteSecurityGroupUuid'], unique=False)
@@ -548,9 +490,7 @@ def upgrade() -> None:
     sa.Column('expiredDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_session')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_session'))
     )
     with op.batch_alter_table('session', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_session_accountUuid'), ['accountUuid'], unique=False)
@@ -566,9 +506,7 @@ def upgrade() -> None:
     sa.Column('inherent', sa.Boolean(), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_tag')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_tag'))
     )
     with op.batch_alter_table('tag', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tag_resourceUuid'), ['resourceUuid'], unique=False)
@@ -588,9 +526,7 @@ def upgrade() -> None:
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('uuid', name=op.f('pk_used_ip')),
-    sa.UniqueConstraint('l3NetworkUuid', 'ip', name=op.f('uq_used_ip_l3NetworkUuid_ip')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.UniqueConstraint('l3NetworkUuid', 'ip', name=op.f('uq_used_ip_l3NetworkUuid_ip'))
     )
     with op.batch_alter_table('used_ip', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_used_ip_ipRangeUuid'), ['ipRangeUuid'], unique=False)
@@ -610,9 +546,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_vip')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_vip'))
     )
     with op.batch_alter_table('vip', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vip_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
@@ -641,9 +575,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_vm_instance')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_vm_instance'))
     )
     with op.batch_alter_table('vm_instance', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vm_instance_clusterUuid'), ['clusterUuid'], unique=False)
@@ -670,9 +602,7 @@ def upgrade() -> None:
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('uuid', name=op.f('pk_vm_nic')),
     sa.UniqueConstraint('mac', name=op.f('uq_vm_nic_mac')),
-    sa.UniqueConstraint('vmInstanceUuid', 'deviceId', name=op.f('uq_vm_nic_vmInstanceUuid_deviceId')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.UniqueConstraint('vmInstanceUuid', 'deviceId', name=op.f('uq_vm_nic_vmInstanceUuid_deviceId'))
     )
     with op.batch_alter_table('vm_nic', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vm_nic_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
@@ -684,9 +614,7 @@ def upgrade() -> None:
     sa.Column('vmNicUuid', sa.String(length=32), nullable=False),
     sa.Column('securityGroupUuid', sa.String(length=32), nullable=False),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('vmNicUuid', 'securityGroupUuid', name=op.f('pk_vm_nic_security_group_ref')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('vmNicUuid', 'securityGroupUuid', name=op.f('pk_vm_nic_security_group_ref'))
     )
     with op.batch_alter_table('vm_nic_security_group_ref', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vm_nic_security_group_ref_securityGroupUuid'), ['securityGroupUuid'], unique=False)
@@ -710,9 +638,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_volume')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_volume'))
     )
     with op.batch_alter_table('volume', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_volume_name'), ['name'], unique=False)
@@ -736,9 +662,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_volume_snapshot')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_volume_snapshot'))
     )
     with op.batch_alter_table('volume_snapshot', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_volume_snapshot_name'), ['name'], unique=False)
@@ -751,9 +675,7 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_zone')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_zone'))
     )
     with op.batch_alter_table('zone', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_zone_name'), ['name'], unique=False)
@@ -767,9 +689,7 @@ def upgrade() -> None:
     sa.Column('sshPrivateKey', sa.String(length=1024), nullable=True),
     sa.Column('hostKey', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['uuid'], ['backup_storage.uuid'], name=op.f('fk_image_store_backup_storage_uuid_backup_storage'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_image_store_backup_storage')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_image_store_backup_storage'))
     )
     op.create_table('kvm_host',
     sa.Column('uuid', sa.String(length=32), nullable=False),
@@ -785,9 +705,7 @@ def upgrade() -> None:
     sa.Column('createDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('lastOpDate', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.ForeignKeyConstraint(['uuid'], ['host.uuid'], name=op.f('fk_kvm_host_uuid_host'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_kvm_host')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_bin'
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_kvm_host'))
     )
     # ### end Alembic commands ###
 
