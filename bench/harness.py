@@ -135,7 +135,7 @@ class Sizes:
 
     vms: int = 10_000  # VM create throughput
     vm_clients: int = 100
-    vm_seconds: float = 60.0  # the concurrent run stops taking new creates after this
+    vm_seconds: float = 120.0  # the concurrent run stops taking new creates after this
     single_creates: int = 50  # idle-node single creates for p50
     lean_vms: int = 1_000  # lean reference: VMs per mode
     query_hosts: int = 100_000
@@ -156,7 +156,7 @@ class Sizes:
     cluster_vms: int = 300  # cluster: VM creates per node count (1, 2, 3 nodes)
     cluster_clients: int = 20
     tui_vms: int = 100_000  # the dashboard benchmark's VMs
-    tui_repeats: int = 10
+    tui_repeats: int = 30  # at least 20, so that p95 is not simply the slowest sample
     kvm_vms: int = 5  # kvm: creates on one namespaced KVM host (full run only, needs root)
 
     @classmethod
