@@ -11,6 +11,11 @@ then VMs created one at a time through the API of an in-process node. Per create
   which holds the node, the in-process API caller and nothing else;
 * libvirt time: ``hypervisorSeconds`` the agent reports for define + start in libvirt.
 
+Node CPU counts the node's worker threads too (e.g. paramiko's, for the SSH command that makes
+the volume files of non-local storage); the agent, sshd and libvirtd are other processes.
+``--profile [FILE]`` prints cProfile's top functions over the measured creates (the event-loop
+thread only, so thread CPU shows as the gap to the printed node CPU) and saves them to FILE.
+
 It is the ``kvm`` family of ``python -m bench`` (skipped there, with the reason, without root
 or libvirt; left out of ``--ci``, where the KVM e2e tests drive the same path), and runs alone
 as above, printing its numbers.
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 
-async def measure(vms: int, workdir: Path) -> dict[str, Any]:
+async def measure(vms: int, workdir: Path, profile: str | None = None) -> dict[str, Any]:
     from tests.support.datacenter import Datacenter, missing_libvirt, missing_tools
     from tests.support.inproc import Api, running_node
 
@@ -79,14 +84,31 @@ async def measure(vms: int, workdir: Path) -> dict[str, Any]:
 
             endpoint.run_task = run_task
             rows = []
+            prof = None
+            if profile is not None:
+                import cProfile
+
+                prof = cProfile.Profile()
             for i in range(vms + 1):  # the first create warms caches up and is left out
+                if prof is not None and i:
+                    prof.enable()
                 c0, w0 = time.process_time(), time.perf_counter()
                 await api("CreateVmInstance", name=f"b{i}", imageUuid="empty",
                           instanceOfferingUuid="tiny", l3NetworkUuids=["l3"])  # fmt: skip
                 cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+                if prof is not None:
+                    prof.disable()
                 if i:
                     rows.append((cpu, wall, libvirt[-1]))
             endpoint.run_task = original
+            if prof is not None:
+                import pstats
+
+                if profile is not None and profile != "-":
+                    prof.dump_stats(profile)
+                stats = pstats.Stats(prof, stream=sys.stderr)
+                stats.sort_stats("cumulative").print_stats(45)
+                stats.sort_stats("tottime").print_stats(30)
     cpu = statistics.median(r[0] for r in rows)
     wall = statistics.median(r[1] for r in rows)
     virt = statistics.median(r[2] for r in rows)
@@ -131,9 +153,18 @@ async def family(run: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.kvm", description=__doc__.split("\n")[0])
     p.add_argument("--vms", type=int, default=5)
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print cProfile's top functions (cumulative, then own time) over the measured"
+        " creates to stderr, and save the stats to FILE when given; the profiler's overhead"
+        " inflates the printed share",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="zmn-bench-kvm-") as tmp:
-        out = asyncio.run(measure(args.vms, Path(tmp)))
+        out = asyncio.run(measure(args.vms, Path(tmp), profile=args.profile))
     print(
         f"kvm/create_share: {out['share'] * 100:.1f}% (goal < 10%) over {out['vms']} creates;"
         f" median node CPU {out['node_cpu_s'] * 1000:.1f} ms, agent libvirt define+start"

@@ -5,6 +5,11 @@ signature is checked (missing, forged, stale and replayed reports are refused wi
 before the body is parsed, and the body must name the same host; only then is the report
 handed on. A refused report changes nothing. A small HTTP/1.1 server on asyncio streams, one
 request a connection.
+
+Host secrets are kept for ``SECRET_TTL`` seconds after they were read, so a VM start's
+reports do not each read the database. A report that does not verify with a kept secret is
+checked again with the one read afresh (a secret that changed), and a deleted host's is
+dropped at once (:meth:`CallbackServer.forget`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +31,7 @@ log = logging.getLogger("zmn.kvm.callback")
 PATH_PREFIX = "/agent/v1/report/"
 MAX_BODY = 4 * 1024 * 1024
 _PATH = re.compile(r"^/agent/v1/report/([0-9a-f]{32})$")
+SECRET_TTL = 60.0
 
 SecretLookup = Callable[[str], str | None]
 ReportHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -45,6 +52,25 @@ class CallbackServer:
         self._server: asyncio.Server | None = None
         self.accepted = 0
         self.refused: list[str] = []  # error codes of refused reports, newest last (bounded)
+        self._secrets: dict[str, tuple[str, float]] = {}  # host -> (secret, read at)
+
+    def forget(self, host_uuid: str) -> None:
+        """Drop the kept secret of a host (it is being deleted or disconnected)."""
+        self._secrets.pop(host_uuid, None)
+
+    def _secret(self, host_uuid: str, *, fresh: bool = False) -> str | None:
+        now = time.monotonic()
+        kept = None if fresh else self._secrets.get(host_uuid)
+        if kept is not None and now - kept[1] < SECRET_TTL:
+            return kept[0]
+        secret = self._secret_of(host_uuid)
+        if secret is None:
+            self._secrets.pop(host_uuid, None)
+        else:
+            if len(self._secrets) >= 10_000:
+                self._secrets.clear()
+            self._secrets[host_uuid] = (secret, now)
+        return secret
 
     @property
     def running(self) -> bool:
@@ -108,13 +134,28 @@ class CallbackServer:
         if method != "POST" or m is None:
             return 404, {"error": NotFound(f"no such endpoint {method} {target[:100]}").to_wire()}
         host_uuid = m.group(1)
-        secret = self._secret_of(host_uuid)
+        kept = host_uuid in self._secrets
+        secret = self._secret(host_uuid)
         try:
             if secret is None:  # same answer as a bad signature: nothing to learn from it
                 raise agentauth.AuthError("bad request signature", code="AGENT.AUTH_FORGED")
-            agentauth.verify(
-                secret, method, target, _Headers(headers), body, nonces=self.nonces, skew=self._skew
-            )
+            try:
+                agentauth.verify(
+                    secret, method, target, _Headers(headers), body, nonces=self.nonces,
+                    skew=self._skew,
+                )  # fmt: skip
+            except agentauth.AuthError as err:
+                # the signature is checked before the nonce is recorded, so a kept secret
+                # that changed since can be retried with the current one
+                if err.code != "AGENT.AUTH_FORGED" or not kept:
+                    raise
+                fresh = self._secret(host_uuid, fresh=True)
+                if fresh is None or fresh == secret:
+                    raise
+                agentauth.verify(
+                    fresh, method, target, _Headers(headers), body, nonces=self.nonces,
+                    skew=self._skew,
+                )  # fmt: skip
         except agentauth.AuthError as err:
             log.warning("refused report for host %s: %s", host_uuid, err.code)
             self._refuse(err.code)

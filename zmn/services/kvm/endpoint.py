@@ -99,6 +99,7 @@ class AgentEndpoint:
         self._waiters.clear()
 
     def forget(self, host_uuid: str) -> None:
+        self.server.forget(host_uuid)
         for tid, (host, fut) in list(self._waiters.items()):
             if host == host_uuid:
                 if not fut.done():

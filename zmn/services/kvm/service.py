@@ -12,6 +12,7 @@ zmn.conf keys: ``agent.callback.listen`` (HOST:PORT, default ``0.0.0.0:7071``),
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +150,8 @@ class KvmService(Service):
     async def stop(self) -> None:
         await self.vmsync.stop()
         await self.endpoint.stop()
+        if isinstance(self.host_type.deployer, SshDeployer):
+            await asyncio.to_thread(self.host_type.deployer.close)
 
     @handler(AddKvmHost)
     async def add_kvm_host(self, msg: AddKvmHost, call: Call) -> dict[str, Any]:

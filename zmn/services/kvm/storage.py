@@ -172,7 +172,11 @@ async def sync_after_ping(ht: KvmHostType, host: HostRef) -> None:
 
 
 async def prepare_volumes(
-    ht: KvmHostType, host: HostRef, client: AgentClient, volumes: Sequence[Mapping[str, Any]]
+    ht: KvmHostType,
+    host: HostRef,
+    client: AgentClient,
+    volumes: Sequence[Mapping[str, Any]],
+    row: Any = None,
 ) -> None:
     """Make the VM's volumes exist on ``host`` (see the module docstring)."""
     locals_ = local_storages(ht, {str(v.get("primaryStorageUuid")) for v in volumes})
@@ -183,8 +187,10 @@ async def prepare_volumes(
             others.append(dict(vol))
         elif vol.get("installPath"):
             await ensure_volume(ht, host, client, vol, root)
-    row = ht.record(host.uuid)
-    if others and row.hostKey is not None:
+    if not others:
+        return
+    row = row if row is not None else ht.record(host.uuid)  # the caller's, read just before
+    if row.hostKey is not None:
         await ht.deployer.prepare_volumes(ht.ssh_target(host, row), row.hostKey, others)
 
 

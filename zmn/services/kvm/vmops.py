@@ -132,7 +132,7 @@ async def vm_op(
         for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
             await client.post("/v1/network/bridge", dict(l2))
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
-        await storage.prepare_volumes(ht, host, client, volumes)
+        await storage.prepare_volumes(ht, host, client, volumes, row)
         spec = vm_spec(vm, bridges)
         # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
         await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))

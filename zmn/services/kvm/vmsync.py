@@ -144,14 +144,18 @@ class KvmVmSync:
     # ----------------------------------------------------------------- inputs
 
     async def on_report(self, data: dict[str, Any]) -> None:
-        host = self._tracked(str(data.get("hostUuid") or ""))
+        host_uuid = str(data.get("hostUuid") or "")
         uuid = str(data.get("vmUuid") or "")
-        if host is None or not uuid:
+        model, host_rt = self._vm_model(), self.node.resources.types.get("Host")
+        if not uuid or model is None or host_rt is None:
             return
-        model = self._vm_model()
-        if model is None:
+        if not host_uuid or not self.node.owns_resource(host_uuid):
             return
-        with self.node.db.tx() as s:
+        with self.node.db.tx() as s:  # one read for the host and the VM: a report per event
+            h = s.get(host_rt.model, host_uuid)
+            if h is None or h.hypervisorType != "KVM":
+                return
+            host = HostRef(h.uuid, h.name, h.managementIp, h.clusterUuid, "KVM")
             row = s.get(model, uuid)
             placed = row is not None and row.hostUuid == host.uuid and row.state in STABLE
         if row is None:
