@@ -335,11 +335,11 @@ for i in $(seq 1 40); do
   ( if zcli -q vm create "k$i" imageUuid=img instanceOfferingUuid=small l3NetworkUuids=l3 \
         >/dev/null 2>"err$i.txt"; then echo "k$i" >> acked.txt; else echo "k$i" >> failed.txt; fi ) &
 done
-# kill -9 once a few creates are through and the others are in flight
-for _ in $(seq 1 600); do
-  n=$(cat acked.txt 2>/dev/null | wc -l)
-  [ "$n" -ge 5 ] && break
-  sleep 0.05
+# kill -9 once a few creates are through and the others are in flight (a create costs the
+# node a few ms, so look often: at 50 ms all 40 could be through before the kill)
+for _ in $(seq 1 3000); do
+  [ -f acked.txt ] && [ "$(wc -l < acked.txt)" -ge 3 ] && break
+  sleep 0.01
 done
 kill -9 "$(cat "$ZMN_HOME/zmn.pid")"
 wait
@@ -364,7 +364,7 @@ def test_kill_9_during_40_concurrent_creates(node: CrashNode, tmp_path: Path) ->
     failed = (
         set((work / "failed.txt").read_text().split()) if (work / "failed.txt").exists() else set()
     )
-    assert len(acked) + len(failed) == 40 and len(acked) >= 5, run.stdout
+    assert len(acked) + len(failed) == 40 and len(acked) >= 3, run.stdout
     assert failed, "every create finished before the kill: nothing was interrupted"
     node.acked |= acked
     node.unacked |= failed
