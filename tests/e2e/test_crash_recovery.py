@@ -353,6 +353,11 @@ def test_kill_9_during_40_concurrent_creates(node: CrashNode, tmp_path: Path) ->
     work.mkdir()
     pid = node.proc.pid()
     assert pid
+    # a create costs the node a few ms: give each host's VM start 0.3 s, as a real hypervisor
+    # takes, so that creates are still in flight when the kill comes, however loaded the machine
+    for host in node.call("QueryHost", conditions=["state=Enabled"])["inventories"]:
+        node.call("SimulatorInjectFailure", hostUuid=host["uuid"], operation="start",
+                  latency=0.3, fail=False, count=40)  # fmt: skip
     run = subprocess.run(
         ["bash", "-c", KILL_SCRIPT], cwd=work, env=env, capture_output=True, text=True, timeout=180
     )
