@@ -483,20 +483,11 @@ def connection_of(words: list[str]) -> tuple[str, str | None]:
 
 
 def _default_endpoint() -> str:
-    """:func:`zmn.client.default_endpoint` without importing the client (nor pathlib): the
-    same string, which keys the session and the name cache (a test compares the two)."""
-    env = os.environ.get("ZMN_HOME")
-    if not env:
-        home = os.path.join(os.path.expanduser("~"), ".local", "share", "zmn")
-    else:  # spelled as pathlib would: no empty or "." parts, no trailing slash
-        path = os.path.expanduser(env)
-        if path.startswith("~"):
-            raise RuntimeError("Could not determine home directory.")  # as pathlib says it
-        root = "/" if path.startswith("/") else ""
-        if path.startswith("//") and not path.startswith("///"):
-            root = "//"
-        home = (root + "/".join(p for p in path.split("/") if p and p != ".")) or "."
-    return "unix:" + (os.path.join(home, "zmn.sock") if home != "." else "zmn.sock")
+    """:func:`zmn.client.default_endpoint` without importing the client: the same string,
+    which keys the session and the name cache (a test compares the two)."""
+    from zmn.home import default_socket_endpoint
+
+    return default_socket_endpoint()
 
 
 def main(argv: list[str]) -> int:

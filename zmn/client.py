@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import Unavailable, ZmnError
 from zmn.api.wire import encode, encode_std, read_frame, read_frame_sync
+from zmn.home import default_socket_endpoint, home_str
 
 if TYPE_CHECKING:  # asyncio, ssl and pathlib are imported where used: cold CLI commands
     import asyncio  # skip them (the blocking client also frames with json, not msgspec)
@@ -30,31 +31,11 @@ if TYPE_CHECKING:  # asyncio, ssl and pathlib are imported where used: cold CLI 
 def default_home() -> Path:
     from pathlib import Path
 
-    return Path(_home())
-
-
-def _home() -> str:
-    """``str(default_home())`` without pathlib: the path as :class:`pathlib.PurePosixPath`
-    spells it (no empty or ``.`` parts, no trailing slash)."""
-    env = os.environ.get("ZMN_HOME")
-    if not env:
-        return os.path.join(os.path.expanduser("~"), ".local", "share", "zmn")
-    if os.sep != "/":  # pragma: no cover - the node and zcli run on Linux
-        return str(default_home())
-    path = os.path.expanduser(env)
-    if path.startswith("~"):
-        raise RuntimeError("Could not determine home directory.")  # as pathlib says it
-    root = "/" if path.startswith("/") else ""
-    if path.startswith("//") and not path.startswith("///"):
-        root = "//"
-    return (root + "/".join(p for p in path.split("/") if p and p != ".")) or "."
+    return Path(home_str())
 
 
 def default_endpoint() -> str:
-    home = _home()
-    return os.environ.get("ZMN_ENDPOINT") or "unix:" + (
-        os.path.join(home, "zmn.sock") if home != "." else "zmn.sock"
-    )
+    return os.environ.get("ZMN_ENDPOINT") or default_socket_endpoint()
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, Any]:
