@@ -212,14 +212,14 @@ class QueryCompiler:
             if sort is not None:
                 col = rt.column(sort.name)
                 by = col.desc() if spec.sortDirection == "desc" else col.asc()
-                if not _nulls_low(session):  # NULL sorts low on every engine (PostgreSQL too)
+                if not _backend_sorts_nulls_low(session):  # make NULL sort low everywhere
                     by = by.nulls_last() if spec.sortDirection == "desc" else by.nulls_first()
                 order.append(by)
             order.extend(rt.column(k) for k in rt.primary_key)
             page = and_(True, *self.filters(rt, spec, principal))
             if spec.after:
                 cursor = decode_cursor(rt, spec, sort, spec.after)
-                page = and_(page, keyset(rt, sort, spec.sortDirection, cursor, nulls_low=True))
+                page = and_(page, keyset(rt, sort, spec.sortDirection, cursor))
             stmt = select(*rt.row_columns).where(page).order_by(*order).limit(spec.limit + 1)
             if spec.start:
                 stmt = stmt.offset(spec.start)
@@ -296,7 +296,7 @@ class QueryCompiler:
 # --------------------------------------------------------------------------- keyset paging
 
 
-def _nulls_low(session: Session) -> bool:
+def _backend_sorts_nulls_low(session: Session) -> bool:
     """Whether the backend by itself sorts NULL before every value in ascending order (SQLite,
     MySQL, MariaDB) or after (PostgreSQL, where the compiler asks for NULLS FIRST/LAST so
     that results and cursors are the same on every engine)."""
@@ -378,10 +378,10 @@ def keyset(
     sort: FieldInfo | None,
     direction: str,
     cursor: tuple[Any, list[Any]],
-    nulls_low: bool,
 ) -> ColumnElement[bool]:
     """Rows strictly after the cursor in ``ORDER BY sort direction, key...`` (keys ascending,
-    never null; the sort column may hold NULL, which sorts where the backend puts it)."""
+    never null; the sort column may hold NULL, which sorts low on every engine: first when
+    ascending, last when descending)."""
     value, key_values = cursor
     cols = [rt.column(k) for k in rt.primary_key]
     # (k1, k2, ...) > (v1, v2, ...), spelled out so every backend can use the key's index
@@ -392,7 +392,7 @@ def keyset(
     if sort is None:
         return past_key
     col = rt.column(sort.name)
-    nulls_after = (direction == "asc") != nulls_low  # where NULLs sit in this order
+    nulls_after = direction == "desc"  # NULL sorts low: after every value when descending
     if value is None:
         same = and_(col.is_(None), past_key)
         return same if nulls_after else or_(same, col.is_not(None))
