@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from zmn.api.errors import InvalidArgument, NotFound
 from zmn.core.models import GlobalConfigVO
@@ -107,7 +108,19 @@ class GlobalConfigStore:
         return self.values[(category, name)]
 
     def load(self, db: Database) -> None:
-        """Insert missing declarations, refresh defaults and descriptions, read values."""
+        """Insert missing declarations, refresh defaults and descriptions, read values.
+
+        Nodes starting at once on a shared database may insert the same declaration: the one
+        that loses the race reads again and finds the other's rows."""
+        for attempt in range(3):
+            try:
+                self._load(db)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def _load(self, db: Database) -> None:
         with db.tx() as s:
             rows = {(r.category, r.name): r for r in s.scalars(select(GlobalConfigVO))}
             for key, d in self.defs.items():
