@@ -161,6 +161,8 @@ class FlowRegistry:
         self.chains: dict[str, list[str]] = {}
         self.listeners: list[Listener] = []
         self.faults: list[FaultPlan] = []
+        # records of the runs this process is executing: never "interrupted" (recovery)
+        self.live: set[str] = set()
 
     def take_fault(self, chain: str, flow: str, when: str) -> FaultPlan | None:
         """The fault planned for this step, if any (and count it as used)."""
@@ -258,6 +260,7 @@ class FlowChain:
         in_progress: Flow | None = self.flows[0] if self.flows else None
         rolling_back = False
         total = len(self.flows)
+        self.registry.live.add(ctx.record_uuid)
         try:
             await self.registry.writer.write(
                 _INSERT,
@@ -325,6 +328,8 @@ class FlowChain:
                 steps = [*done, in_progress] if in_progress is not None else done
                 await self._rollback(ctx, steps, failed, TimeoutError("job timed out"))
             raise
+        finally:
+            self.registry.live.discard(ctx.record_uuid)
         return ctx.data
 
     async def _rollback(

@@ -87,6 +87,8 @@ async def recover_chains(
         )
     out = []
     for rec in records:
+        if rec.uuid in node.flows.live:  # running in this process now, not interrupted
+            continue
         data: dict[str, Any] = json.loads(rec.data or "{}")
         done: list[str] = json.loads(rec.doneFlows or "[]")
         ctx = FlowContext(
