@@ -35,15 +35,22 @@ class NapZone(ApiMessage, kw_only=True):
     uuid: Annotated[str, Doc("zone UUID or name")]
     seconds: Annotated[float, Doc("how long to sleep")] = 0.3
     steps: Annotated[int, Doc("progress events to send")] = 3
+    held: Annotated[bool, Doc("after the first step, wait until the test releases the nap")] = False
 
 
 class NapService(Service):
     name = "nap"
 
+    def __init__(self, node: Any) -> None:
+        super().__init__(node)
+        self.release = asyncio.Event()  # a held nap ends only when the test says so
+
     @handler(NapZone)
     async def nap(self, msg: NapZone, call: Call) -> dict[str, Any]:
         for step in range(msg.steps):
             await call.progress(int(100 * step / msg.steps), f"step {step + 1}")
+            if msg.held:
+                await self.release.wait()
             await asyncio.sleep(msg.seconds / msg.steps)
         return {"zoneUuid": msg.uuid, "slept": msg.seconds}
 
@@ -85,26 +92,34 @@ async def test_timeout_exits_124_and_names_the_job(zcli: Zcli) -> None:
 
 
 async def test_ctrl_c_exits_130(zcli: Zcli) -> None:
+    # the nap is held after its first step until the test releases it, so the signal always
+    # lands while zcli waits (a timed nap could end first on a loaded machine)
+    nap: Any = zcli.node.services["nap"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "zcli.main",
-        "zone",
-        "nap",
-        "z1",
-        "--seconds",
-        "3",
-        "--steps",
-        "30",
+        "api",
+        "NapZone",
+        "uuid=z1",
+        "seconds=0.1",
+        "steps=2",
+        "held=true",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=zcli.env,
         cwd=ROOT,
     )
-    assert proc.stderr is not None
-    line = await asyncio.wait_for(proc.stderr.readline(), 30)  # the first progress line
-    assert b"NapZone" in line
-    proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)  # the first progress line
+        assert b"NapZone" in line
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        nap.release.set()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 130 and out == b""
     assert b"interrupted" in err
