@@ -27,7 +27,7 @@ from zmn.core.config import BootConfig
 from zmn.core.db import Base
 from zmn.core.flow import FlowContext
 from zmn.core.node import Node
-from zmn.core.recovery import recover_chains
+from zmn.core.recovery import ChainRecovery, recover_chains
 from zmn.server import ApiServer
 from zmn.services.host.service import HostService
 from zmn.services.host.simulator import SimulatorHostType
@@ -149,7 +149,7 @@ async def test_recovery_leaves_a_run_this_process_executes_alone(tmp_path: Path)
         async def finished(ctx: FlowContext) -> dict[str, Any]:
             raise AssertionError("a live run must not be finished by recovery")
 
-        settled = await recover_chains(node, ("host-add",), finish={"host-add": finished})
+        settled = await recover_chains(node, {"host-add": ChainRecovery(finish=finished)})
         go_on.set()
         host = (await asyncio.wait_for(adding, 10))["inventory"]
 
