@@ -272,10 +272,9 @@ class Reconciler:
 
     async def _loop(self) -> None:
         while True:
-            interval = int(self.node.global_config.get(*RECONCILE_INTERVAL.key))
-            await asyncio.sleep(interval or 60)
-            if not interval:
-                continue
+            await self.node.global_config.wait_interval(*RECONCILE_INTERVAL.key, when_zero=60)
+            if not int(self.node.global_config.get(*RECONCILE_INTERVAL.key)):
+                continue  # 0: off (looked at again every minute, or when it changes)
             try:
                 await self.run_once()
             except Exception:
