@@ -147,7 +147,13 @@ class KvmHostType:
                 ssh.fingerprint(row.hostKey),
             )
         request = DeployRequest(
-            host.uuid, self._target(host, row), row.hostKey, row.agentSecret, config, full
+            host.uuid,
+            self._target(host, row),
+            row.hostKey,
+            row.agentSecret,
+            config,
+            full,
+            package_mirror=str(self._cfg("kvm", "host.packageMirror") or ""),
         )
         outcome = await self.deployer.deploy(request)
         row.agentPort = outcome.agent_port

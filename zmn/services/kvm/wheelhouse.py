@@ -1,17 +1,16 @@
-"""The wheelhouse the node ships to KVM hosts, so deployment needs no network on the host.
+"""The wheelhouse the node ships to KVM hosts: one pure-Python wheel, nothing compiled.
 
-It holds:
+It holds ``zagent-<version>+<digest>-py3-none-any.whl``: the agent (package ``agent``) and the
+API contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``), built here from the
+node's own files with :mod:`zipfile` (so a node installed with a plain ``pip install .`` builds
+it, with no compiler, no libvirt headers and no package index); the digest of those files is in
+the version, so changed agent code is a new version and is redeployed.
 
-* ``zagent-<version>+<digest>-py3-none-any.whl``: the agent (package ``agent``) and the API
-  contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``), built here from the
-  node's own files with :mod:`zipfile` (so an installed node can build it too); the digest of
-  those files is in the version, so changed agent code is a new version and is redeployed;
-* the agent's dependencies and pip itself, made once with ``pip wheel`` at the versions the
-  node runs (PyYAML, libvirt-python, pip) and kept in the cache directory.
-
-The host runs pip straight from the shipped pip wheel with ``--no-index --find-links``.
-Built wheels are for the node's Python (``cp311`` ...); the playbook checks that the host's
-``python3`` matches.
+Its other needs come from the host's package manager (``playbooks/files/host-packages``): the
+distro's libvirt binding (``python3-libvirt``) and PyYAML (``python3-yaml`` /
+``python3-pyyaml``), seen through a virtualenv made with ``--system-site-packages``, and pip from
+the host Python's own ``ensurepip``. The wheel declares PyYAML (the distro's satisfies it) but
+not libvirt-python, whose distro packages do not all carry that distribution name.
 """
 
 from __future__ import annotations
@@ -20,24 +19,17 @@ import base64
 import csv
 import fcntl
 import hashlib
-import importlib.metadata
 import io
-import logging
 import os
-import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import agent
 import zmn
-from zmn.api.errors import OperationFailed
-
-log = logging.getLogger("zmn.kvm.wheelhouse")
 
 DIST = "zagent"
-DEPENDENCIES = ("PyYAML", "libvirt-python")
+DEPENDENCIES = ("PyYAML",)
 _CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py")
 
 
@@ -46,12 +38,6 @@ class Wheelhouse:
     path: Path
     agent_version: str
     agent_wheel: str
-    pip_wheel: str
-    python_tag: str
-
-
-def python_tag() -> str:
-    return f"cp{sys.version_info.major}{sys.version_info.minor}"
 
 
 def _agent_files() -> list[tuple[str, Path]]:
@@ -124,46 +110,13 @@ def build_agent_wheel(dest: Path) -> tuple[str, str]:
     return fname, version
 
 
-def _pinned(dist: str) -> str:
-    try:
-        return f"{dist}=={importlib.metadata.version(dist)}"
-    except importlib.metadata.PackageNotFoundError:
-        return dist
-
-
-def _build_dependencies(dest: Path) -> None:
-    reqs = [_pinned(d) for d in (*DEPENDENCIES, "pip")]
-    log.info("building the agent wheelhouse in %s: %s", dest, ", ".join(reqs))
-    proc = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-         "--find-links", str(dest), "--wheel-dir", str(dest), *reqs],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise OperationFailed(
-            f"cannot build the agent's wheels ({', '.join(reqs)}) in {dest}: "
-            + "\n".join(proc.stderr.strip().splitlines()[-10:])
-            + "\nPut the wheels there by hand on a node without access to a package index.",
-            code="KVM.WHEELHOUSE_FAILED",
-        )
-
-
-def _one(dest: Path, pattern: str) -> str | None:
-    found = sorted(p.name for p in dest.glob(pattern))
-    return found[-1] if found else None
-
-
 def ensure_wheelhouse(dest: Path) -> Wheelhouse:
-    """Make the wheelhouse complete (dependencies once, the agent when its code changed)."""
+    """The wheelhouse with the current agent wheel (built when the agent's code changed)."""
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / ".lock", "w") as lock:  # nodes sharing a cache directory
         fcntl.flock(lock, fcntl.LOCK_EX)
-        needed = {"pip": "pip-*.whl", "PyYAML": "[Pp][Yy][Yy][Aa][Mm][Ll]-*.whl",
-                  "libvirt-python": "libvirt_python-*.whl"}  # fmt: skip
-        if any(_one(dest, pattern) is None for pattern in needed.values()):
-            _build_dependencies(dest)
-        pip_wheel = _one(dest, "pip-*.whl")
-        if pip_wheel is None:
-            raise OperationFailed(f"no pip wheel in {dest}", code="KVM.WHEELHOUSE_FAILED")
+        for old in dest.glob("*.whl"):  # wheels of earlier releases (pip, PyYAML, libvirt)
+            if not old.name.startswith(f"{DIST}-"):
+                old.unlink()
         agent_wheel, version = build_agent_wheel(dest)
-    return Wheelhouse(dest, version, agent_wheel, pip_wheel, python_tag())
+    return Wheelhouse(dest, version, agent_wheel)
