@@ -1,6 +1,7 @@
 """``zmn``: initialise, start, stop and inspect the management node.
 
     zmn init                 create $ZMN_HOME, migrate the database, create the admin account
+    zmn upgrade              migrate the database to this release's schema (nodes may run)
     zmn start [--foreground] run the node (background by default; returns once the API answers)
     zmn stop                 graceful stop: running jobs finish (or are interrupted after the grace)
     zmn status [-o json]     exit 0 only when the node answers
@@ -92,6 +93,26 @@ def _safe_url(url: str) -> str:
     return _redact(url)
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Migrate the database to this code's schema under the cluster-wide migration lock."""
+    from zmn.migrations.schema import schema_status, upgrade
+
+    config = _config(args)
+    status, current, head = schema_status(config.db_url)
+    if status == "empty":
+        _err(f"the database at {_safe_url(config.db_url)} is not initialised; run: zmn init")
+        return EXIT_FAILED
+    if args.check:
+        print(f"database {current}, code {head}: {status}")
+        return 0 if status == "current" else EXIT_FAILED
+    before, after = upgrade(config.db_url)
+    if before == after:
+        print(f"the database is current (schema {after})")
+    else:
+        print(f"migrated the database from {before} to {after}")
+    return 0
+
+
 # --------------------------------------------------------------------------- start / stop
 
 
@@ -101,10 +122,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         from zmn.daemon import run
 
         return run(config)
-    from zmn.daemon import check_cluster, lock_is_held, read_pid
+    from zmn.daemon import check_cluster, check_schema, lock_is_held, read_pid
 
     try:
         check_cluster(config)
+        check_schema(config)
     except ZmnError as exc:
         _err(exc.message)
         return EXIT_FAILED
@@ -329,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-password", help="password for a newly created admin (default: generated)"
     )
     p.set_defaults(fn=cmd_init)
+
+    p = sub.add_parser("upgrade", help="migrate the database to this release's schema")
+    p.add_argument(
+        "--check", action="store_true", help="only say whether a migration is pending (exit 1)"
+    )
+    p.set_defaults(fn=cmd_upgrade)
 
     p = sub.add_parser("start", help="start the node")
     p.add_argument(

@@ -73,22 +73,9 @@ def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
 
 
 def check_schema(config: BootConfig) -> None:
-    from zmn.migrations.schema import current_revision, head_revision
+    from zmn.migrations.schema import check_schema_version
 
-    current = current_revision(config.db_url)
-    if current is None:
-        raise Unavailable(
-            f"the database at {config.db_url.split('@')[-1]} is not initialised; run: zmn init",
-            code="NODE.NOT_INITIALISED",
-            retryable=False,
-        )
-    head = head_revision()
-    if current != head:
-        raise Unavailable(
-            f"the database schema is at {current}, this node needs {head}; run: zmn init",
-            code="NODE.SCHEMA_OUTDATED",
-            retryable=False,
-        )
+    check_schema_version(config.db_url)
 
 
 def check_cluster(config: BootConfig) -> None:

@@ -17,6 +17,7 @@ Needs root, openssh-server, libvirt/QEMU and the distro's python3-libvirt
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,7 +48,11 @@ def _pip(python: Path, *args: str, timeout: float = 600) -> None:
 def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels = tmp_path_factory.getbasetemp() / "project-wheels"  # once per test run
     if not any(wheels.glob("zstack_terminal-*.whl")):
-        _pip(Path(sys.executable), "wheel", "--quiet", "--wheel-dir", str(wheels), str(ROOT))
+        # from a copy, so setuptools' build/ never lands in (or is reused from) the source tree
+        src = tmp_path_factory.mktemp("src") / "project"
+        junk = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__")
+        shutil.copytree(ROOT, src, ignore=junk)
+        _pip(Path(sys.executable), "wheel", "--quiet", "--wheel-dir", str(wheels), str(src))
     venv = tmp_path_factory.mktemp("plain") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     _pip(venv / "bin" / "python", "install", "--quiet", "--no-index", "--find-links",
