@@ -2,6 +2,8 @@
 
     zmn init                 create $ZMN_HOME, migrate the database, create the admin account
     zmn upgrade              migrate the database to this release's schema (nodes may run)
+    zmn backup FILE          consistent online backup: database, schema revision, zmn.conf
+    zmn restore FILE         put a backup into a stopped node's home (--force: replace data)
     zmn start [--foreground] run the node (background by default; returns once the API answers)
     zmn stop                 graceful stop: running jobs finish (or are interrupted after the grace)
     zmn status [-o json]     exit 0 only when the node answers
@@ -110,6 +112,49 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         print(f"the database is current (schema {after})")
     else:
         print(f"migrated the database from {before} to {after}")
+    return 0
+
+
+# --------------------------------------------------------------------------- backup / restore
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from zmn.ops.backup import backup
+
+    config = _config(args)
+    manifest = backup(config, Path(args.file))
+    print(
+        f"backed up the {manifest.backend} database (schema {manifest.schema}) and zmn.conf"
+        f" of {config.home} to {args.file}"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from zmn.daemon import AlreadyRunning, acquire_lock
+    from zmn.migrations.schema import schema_status
+    from zmn.ops.backup import restore
+
+    config = _config(args)
+    try:
+        lock = acquire_lock(config)  # no node starts on a half-restored database
+    except AlreadyRunning as exc:
+        _err(f"{exc.message}; stop it first: zmn stop")
+        return EXIT_FAILED
+    try:
+        manifest = restore(config, Path(args.file), force=args.force)
+        config = BootConfig.load(config.home)
+        status, current, head = schema_status(config.db_url)
+    finally:
+        lock.close()
+    print(
+        f"restored the {manifest.backend} database of {manifest.created} (zmn"
+        f" {manifest.zmn_version}, schema {manifest.schema}) into {config.home}"
+    )
+    if status == "older":
+        print(f"its schema {current} is older than this zmn's ({head}): run: zmn upgrade")
+    elif status == "newer":
+        print(f"its schema {current} is newer than this zmn's ({head}): install that release")
     return 0
 
 
@@ -357,6 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="only say whether a migration is pending (exit 1)"
     )
     p.set_defaults(fn=cmd_upgrade)
+
+    p = sub.add_parser("backup", help="back up the database and zmn.conf (while nodes run)")
+    p.add_argument("file", help="the archive to write (a .tar.gz, mode 0600)")
+    p.set_defaults(fn=cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into this (stopped) node's home")
+    p.add_argument("file", help="an archive written by zmn backup")
+    p.add_argument("--force", action="store_true", help="replace a database that holds data")
+    p.set_defaults(fn=cmd_restore)
 
     p = sub.add_parser("start", help="start the node")
     p.add_argument(
