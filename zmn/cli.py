@@ -7,7 +7,8 @@
     zmn start [--foreground] run the node (background by default; returns once the API answers)
     zmn stop                 graceful stop: running jobs finish (or are interrupted after the grace)
     zmn status [-o json]     exit 0 only when the node answers
-    zmn logs [-f] [-n N]     the node's log
+    zmn logs [-f] [-n N]     the node's log (the journal when systemd runs it, else zmn.log)
+    zmn service install      a systemd unit (Type=notify, restart on failure, journal)
     zmn plugins              installed service plugins (read from metadata, nothing imported)
     zmn replay LOG           re-run an API log (api.log=PATH in zmn.conf) against the node
 
@@ -325,7 +326,16 @@ def _tail(path: Path, n: int) -> list[str]:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from zmn.ops.service import journal_argv, journal_unit
+
     config = _config(args)
+    unit = journal_unit(config)
+    if unit is not None:
+        try:
+            argv = journal_argv(unit, args.lines, args.follow)
+            return subprocess.run(argv, check=False).returncode  # noqa: S603 - fixed argv
+        except KeyboardInterrupt:
+            return 0
     path = config.log_file
     if not path.exists():
         _err(f"no log at {path} (the node logs there when started with zmn start)")
@@ -354,6 +364,39 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for p in list_plugins():
         state = "disabled" if p.name in disabled else "enabled"
         print(f"{p.name:<16} {state:<9} {p.target}  ({p.distribution})")
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from zmn.ops import service
+
+    config = _config(args)
+    if args.print:
+        spec = service.UnitSpec(
+            "zmn.service",
+            config.home.resolve(),
+            service.zmn_executable(),
+            args.user,
+            int(float(config.get("shutdown.grace", "30"))) + 30,
+        )
+        print(service.render_unit(spec), end="")
+        return 0
+    path, taken = service.install(
+        config,
+        name=args.name,
+        user=args.user,
+        unit_dir=Path(args.unit_dir),
+        start=not args.no_start,
+    )
+    print(f"wrote {path}")
+    unit = path.name
+    if taken:
+        print(f"enabled {unit}" + ("" if args.no_start else " and started it"))
+    else:
+        print(
+            f"systemd does not run here (or {args.unit_dir} is not its unit directory):"
+            f" run systemctl daemon-reload && systemctl enable --now {unit} where it does"
+        )
     return 0
 
 
@@ -437,6 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--lines", type=int, default=50, help="lines of the end to print (default 50)"
     )
     p.set_defaults(fn=cmd_logs)
+
+    p = sub.add_parser("service", help="install the node as a systemd service")
+    ssub = p.add_subparsers(dest="service_command", required=True, metavar="COMMAND")
+    sp = ssub.add_parser("install", help="write a systemd unit for this home, enable and start it")
+    sp.add_argument("--name", default="zmn", help="unit name (default zmn.service)")
+    sp.add_argument("--user", help="run the node as this user (default root)")
+    sp.add_argument(
+        "--unit-dir", default="/etc/systemd/system", help="where to write the unit file"
+    )
+    sp.add_argument("--no-start", action="store_true", help="enable the unit but do not start it")
+    sp.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    sp.set_defaults(fn=cmd_service)
 
     p = sub.add_parser("plugins", help="list installed service plugins")
     p.set_defaults(fn=cmd_plugins)

@@ -18,6 +18,7 @@ from typing import IO
 
 from zmn.api.errors import Unavailable
 from zmn.core.config import BootConfig
+from zmn.ops.sdnotify import notify
 
 log = logging.getLogger("zmn.daemon")
 
@@ -63,9 +64,18 @@ def read_pid(config: BootConfig) -> int | None:
         return None
 
 
-def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
+def setup_logging(
+    config: BootConfig, stream: IO[str] | None = None, *, to_file: bool = False
+) -> None:
+    """Log to ``stream`` (stderr: the journal under systemd), or to the rotated file log."""
     level = getattr(logging, config.get("log.level", "INFO").upper(), logging.INFO)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler
+    if to_file:
+        from zmn.ops.logfile import file_handler
+
+        handler = file_handler(config, own_std=True)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -111,7 +121,9 @@ async def serve(config: BootConfig) -> None:
     for name, problem in node.plugin_errors.items():
         log.error("plugin %s is not loaded: %s", name, problem)
     log.info("serving on %s", ", ".join(node.endpoints))
+    notify(f"READY=1\nSTATUS=serving on {', '.join(node.endpoints)}\nMAINPID={os.getpid()}")
     await stop.wait()
+    notify("STOPPING=1")
     log.info("stopping: refusing new changes, letting running jobs finish")
     node.stopping = True
     await node.jobs.drain(float(config.get("shutdown.grace", "30")))
@@ -120,9 +132,9 @@ async def serve(config: BootConfig) -> None:
     log.info("stopped")
 
 
-def run(config: BootConfig) -> int:
+def run(config: BootConfig, *, log_to_file: bool = False) -> int:
     """Run in the foreground until SIGTERM/SIGINT; the exit status of the process."""
-    setup_logging(config)
+    setup_logging(config, to_file=log_to_file)
     try:
         lock = acquire_lock(config)
     except AlreadyRunning as exc:
@@ -145,7 +157,7 @@ def run(config: BootConfig) -> int:
 
 def main() -> None:
     home = Path(sys.argv[1]) if len(sys.argv) > 1 else None
-    sys.exit(run(BootConfig.load(home)))
+    sys.exit(run(BootConfig.load(home), log_to_file=True))  # zmn start's background node
 
 
 if __name__ == "__main__":
