@@ -5,7 +5,8 @@ The node runs from a fresh virtualenv holding the project and its declared depen
 libvirt's headers). The host is a namespaced machine with sshd whose libvirtd is configured
 but not running: the playbook checks the host's packages with its package manager, starts
 libvirtd, and installs the agent's single pure-Python wheel into a virtualenv that sees the
-distro's ``python3-libvirt``.
+distro's ``python3-libvirt`` (its command tree's typer and what that needs go along as
+pure-Python wheels written back from the node's installed files).
 
 The project's wheels are built once per test run (``pip wheel`` into a session directory,
 from pip's cache and configured index) and installed with ``--no-index``.
@@ -124,5 +125,6 @@ def test_a_plain_pip_install_adds_a_kvm_host_that_ends_connected(
     ).stdout.strip()
     assert where.startswith("/usr/lib/python3/dist-packages/"), where
     shipped = host.run(["ls", "/opt/zagent/wheelhouse"]).stdout.split()
-    assert len(shipped) == 1 and shipped[0].startswith("zagent-"), shipped
-    assert shipped[0].endswith("-py3-none-any.whl")
+    assert all(w.endswith("-py3-none-any.whl") for w in shipped), shipped
+    assert {w.split("-")[0] for w in shipped} >= {"zagent", "typer", "rich"}
+    assert host.run(["/opt/zagent/venv/bin/zagent", "--version"]).returncode == 0

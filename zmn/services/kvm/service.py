@@ -124,6 +124,7 @@ class KvmService(Service):
         "KVM.SSH_AUTH_FAILED": "SSH login was refused",
         "KVM.DEPLOY_FAILED": "a step of the deployment playbook failed (details.step)",
         "KVM.BAD_PLAYBOOK": "the deployment playbook is malformed",
+        "KVM.WHEELHOUSE_FAILED": "a wheel the agent needs cannot be shipped (not pure Python)",
         "KVM.NO_RECORD": "the host has no KVM record (credentials, key, secret)",
         "KVM.AGENT_UNREACHABLE": "the agent did not accept a connection",
         "KVM.AGENT_TIMEOUT": "the agent did not answer in time",
