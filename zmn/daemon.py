@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 from zmn.api.errors import Unavailable, ZmnError
 from zmn.core.config import BootConfig
+from zmn.ops.sdnotify import notify
 from zmn.startup import bind_failure, check_database, check_tls
 
 if TYPE_CHECKING:
@@ -67,9 +68,18 @@ def read_pid(config: BootConfig) -> int | None:
         return None
 
 
-def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
+def setup_logging(
+    config: BootConfig, stream: IO[str] | None = None, *, to_file: bool = False
+) -> None:
+    """Log to ``stream`` (stderr: the journal under systemd), or to the rotated file log."""
     level = getattr(logging, config.get("log.level", "INFO").upper(), logging.INFO)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler
+    if to_file:
+        from zmn.ops.logfile import file_handler
+
+        handler = file_handler(config, own_std=True)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -77,22 +87,9 @@ def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
 
 
 def check_schema(config: BootConfig) -> None:
-    from zmn.migrations.schema import current_revision, head_revision
+    from zmn.migrations.schema import check_schema_version
 
-    current = current_revision(config.db_url)
-    if current is None:
-        raise Unavailable(
-            f"the database at {config.db_url.split('@')[-1]} is not initialised; run: zmn init",
-            code="NODE.NOT_INITIALISED",
-            retryable=False,
-        )
-    head = head_revision()
-    if current != head:
-        raise Unavailable(
-            f"the database schema is at {current}, this node needs {head}; run: zmn init",
-            code="NODE.SCHEMA_OUTDATED",
-            retryable=False,
-        )
+    check_schema_version(config.db_url)
 
 
 def check_cluster(config: BootConfig) -> None:
@@ -136,7 +133,9 @@ async def serve(config: BootConfig) -> None:
     for name, problem in node.plugin_errors.items():
         log.error("plugin %s is not loaded: %s", name, problem)
     log.info("serving on %s", ", ".join(node.endpoints))
+    notify(f"READY=1\nSTATUS=serving on {', '.join(node.endpoints)}\nMAINPID={os.getpid()}")
     await stop.wait()
+    notify("STOPPING=1")
     log.info("stopping: refusing new changes, letting running jobs finish")
     node.stopping = True
     await node.jobs.drain(float(config.get("shutdown.grace", "30")))
@@ -163,9 +162,9 @@ async def start_server(server: ApiServer, config: BootConfig) -> None:
         raise
 
 
-def run(config: BootConfig) -> int:
+def run(config: BootConfig, *, log_to_file: bool = False) -> int:
     """Run in the foreground until SIGTERM/SIGINT; the exit status of the process."""
-    setup_logging(config)
+    setup_logging(config, to_file=log_to_file)
     try:
         lock = acquire_lock(config)
     except AlreadyRunning as exc:
@@ -187,7 +186,7 @@ def run(config: BootConfig) -> int:
 
 def main() -> None:
     home = Path(sys.argv[1]) if len(sys.argv) > 1 else None
-    sys.exit(run(BootConfig.load(home)))
+    sys.exit(run(BootConfig.load(home), log_to_file=True))  # zmn start's background node
 
 
 if __name__ == "__main__":

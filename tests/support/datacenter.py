@@ -266,14 +266,19 @@ class NsHost:
 
     # ----------------------------------------------------------------- libvirt
 
-    def start_libvirtd(self) -> None:
-        """virtlogd and libvirtd inside the host; QEMU runs as root here, on the host's files."""
+    def configure_libvirt(self) -> None:
+        """QEMU runs as root here, on the host's files (libvirtd not started: see below)."""
         conf = self.root / "etc-libvirt" / "qemu.conf"
         text = conf.read_text() if conf.exists() else ""
-        conf.write_text(
-            text + '\n# test datacenter\nuser = "root"\ngroup = "root"\n'
-            'security_driver = "none"\nnamespaces = []\n'
-        )
+        if "# test datacenter" not in text:
+            conf.write_text(
+                text + '\n# test datacenter\nuser = "root"\ngroup = "root"\n'
+                'security_driver = "none"\nnamespaces = []\n'
+            )
+
+    def start_libvirtd(self) -> None:
+        """virtlogd and libvirtd inside the host, configured by :meth:`configure_libvirt`."""
+        self.configure_libvirt()
         self.run(["virtlogd", "-d"])
         self.run(["libvirtd", "-d"])
         deadline = time.monotonic() + 30
