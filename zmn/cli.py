@@ -167,17 +167,14 @@ def cmd_restore(args: SimpleNamespace) -> int:
 
 
 def _start_config(args: SimpleNamespace) -> BootConfig | None:
-    """The boot config, after the checks that are cheap here (conf, TLS files, addresses);
-    None when one failed (said on stderr). The daemon checks the database itself."""
-    from zmn.daemon import check_cluster, check_schema
-    from zmn.startup import check_tls
+    """The boot config, after every check that can fail before the node binds anything
+    (conf, TLS files, addresses, the database and its schema revision); None when one failed
+    (said on stderr)."""
+    from zmn.daemon import check_start
 
     try:
         config = _config(args)
-        check_cluster(config)
-        config.tcp_listen  # noqa: B018 - raises on a malformed api.tcp.listen
-        check_tls(config)
-        check_schema(config)
+        check_start(config)
     except ZmnError as exc:
         _err(f"cannot start: {exc.message}")
         return None
