@@ -115,8 +115,13 @@ def decode_body_std(body: bytes) -> dict[str, Any]:
     return obj
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next frame, or None at a clean end of stream."""
+async def read_frame(
+    reader: asyncio.StreamReader, max_frame: int | None = None
+) -> dict[str, Any] | None:
+    """The next frame, or None at a clean end of stream.
+
+    The length is checked against ``max_frame`` before any of the body is read.
+    """
     import asyncio
 
     try:
@@ -126,8 +131,11 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
             raise FrameError("connection closed inside a frame header") from None
         return None
     (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise FrameError(f"frame of {length} bytes exceeds the limit of {MAX_FRAME}")
+    if max_frame is None:
+        max_frame = MAX_FRAME
+    if length > max_frame:
+        hint = "" if max_frame == MAX_FRAME else " (log in first: the limit is higher then)"
+        raise FrameError(f"frame of {length} bytes exceeds the limit of {max_frame}{hint}")
     try:
         body = await reader.readexactly(length)
     except asyncio.IncompleteReadError:
