@@ -24,9 +24,8 @@ from collections import deque
 from typing import Any
 
 from zmn.api.errors import InvalidArgument
+from zmn.api.wire import EVENTS_LOST_PATH as LOST_PATH
 from zmn.api.wire import encode
-
-LOST_PATH = "/zmn/events/lost"
 
 
 class ReplyTooLarge(InvalidArgument):

@@ -9,7 +9,8 @@ holding one object. Frames larger than :data:`MAX_FRAME` are refused. Every fram
   (default true), ``progress`` (stream job events for this request)
 * ``reply``   server -> client: ``id``, ``ok``, then ``result`` or ``error``; ``job`` when
   the API ran as a job
-* ``event``   server -> client: ``path``, ``data``, ``time`` (subscriptions and progress)
+* ``event``   server -> client: ``path``, ``data``, ``time`` (subscriptions and progress);
+  :data:`EVENTS_LOST_PATH` when the client fell behind and events were dropped
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 PROTOCOL_VERSION = 1
+# the event a subscriber gets after the node dropped events it was too slow to take:
+# ``{"lost": N}``; what it shows may be stale, so it reloads
+EVENTS_LOST_PATH = "/zmn/events/lost"
 
 
 class _Codec:
