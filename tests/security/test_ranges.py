@@ -16,7 +16,7 @@ import pytest_asyncio
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import InvalidArgument, PermissionDenied, ZmnError
 from zmn.api.limits import INT64_MAX
-from zmn.api.message import Param, params_of
+from zmn.api.message import Param, decode_args, params_of
 from zmn.core.node import Node
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -136,3 +136,17 @@ async def test_out_of_range_names_field_and_range(env: tuple[Node, str]) -> None
     with pytest.raises(InvalidArgument) as info:
         await api("CreateL2VlanNetwork", **vlan, vlan=2**70)
     assert (info.value.code, info.value.field) == ("ARG.INVALID", "vlan")
+
+
+def test_internal_messages_are_not_held_to_client_limits(env: tuple[Node, str]) -> None:
+    """Services build internal messages (decoded again on the RabbitMQ bus): a host's
+    connect parameters may hold a private key of many lines."""
+    node, _ = env
+    cls = node.apis.get("AddHost")
+    assert cls.__api__.internal
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "A" * 3000 + "\n-----END-----\n"
+    args = {"name": "h", "managementIp": "10.0.0.1", "clusterUuid": "c",
+            "hypervisorType": "KVM", "params": {"sshPrivateKey": key}}  # fmt: skip
+    assert decode_args(cls, args).params["sshPrivateKey"] == key  # type: ignore[attr-defined]
+    with pytest.raises(InvalidArgument):  # the same text from a client is refused
+        decode_args(node.apis.get("CreateZone"), {"name": "z", "description": key})
