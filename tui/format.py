@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.text import Text
 
+from zmn.api.text import inert
+
 GOOD = {"Enabled", "Connected", "Running", "Ready", "Succeeded", "Attached", "Active"}
 BUSY = {
     "Connecting",
@@ -89,14 +91,14 @@ def cell(name: str, value: Any, info: dict[str, Any] | None = None, *, wide: boo
         return Text(human_bytes(value), justify="right")
     if isinstance(value, int | float):
         return Text(f"{value:g}" if isinstance(value, float) else str(value), justify="right")
-    text = str(value)
+    text = inert(str(value))
     if (info or {}).get("enum") or name in ("state", "status"):
         return Text(text, style=state_style(text))
     if not wide and (name == "uuid" or name.endswith("Uuid")) and len(text) == 32:
         return Text(text[:8], style="dim")
     if isinstance(value, list | dict):
-        return Text(str(value)[:40])
-    return Text(text.replace("\n", " "))
+        return Text(text[:40])
+    return Text(text)
 
 
 def bar(used: float, total: float, width: int = 10) -> Text:
@@ -137,7 +139,7 @@ def event_summary(frame: dict[str, Any], names: dict[str, dict[str, str]] | None
     out.append(path, style=style)
     inv = data.get("inventory") if isinstance(data, dict) else None
     if isinstance(inv, dict):
-        out.append(f" {inv.get('name') or str(inv.get('uuid', ''))[:8]}")
+        out.append(f" {inert(str(inv.get('name') or str(inv.get('uuid', ''))[:8]))}")
     if isinstance(data, dict):
         if "oldState" in data:
             out.append(f" {data['oldState']}→", style=state_style(str(data["oldState"])))

@@ -99,6 +99,8 @@ class ResourceType:
     owned: bool = False  # rows belong to accounts; normal accounts see only their own
     admin_only: bool = False  # normal accounts cannot query it at all
     hidden_fields: tuple[str, ...] = ()
+    # fields that only admins see and query (an image's URL); dropped from tenants' rows
+    admin_fields: tuple[str, ...] = ()
     # Extra WHERE clauses limiting what a non-admin principal sees (queries and name/UUID
     # resolution), for types whose ownership is not an AccountResourceRef row: a job's
     # ``accountUuid`` column, a tag's tagged resource.
