@@ -21,6 +21,7 @@ from zmn.api.errors import InternalError, InvalidArgument, PermissionDenied, Zmn
 from zmn.api.wire import PROTOCOL_VERSION, FrameError, encode, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.jobs import FINAL_JOB_STATES
 from zmn.core.node import Node
 
 log = logging.getLogger("zmn.server")
@@ -221,7 +222,7 @@ class ApiServer:
 
         async def forward(event: Event) -> None:
             await conn.send({**event.to_wire(), "requestId": req_id})
-            if event.data.get("state") in ("Succeeded", "Failed", "Interrupted"):
+            if event.data.get("state") in FINAL_JOB_STATES:
                 sub = conn.subscriptions.pop(key, None)
                 if sub:
                     sub.cancel()
