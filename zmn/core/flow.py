@@ -321,7 +321,10 @@ class FlowChain:
                     data=ctx.data,
                 )
                 self._notify(flow.name, "done")
-                await ctx.call.progress(int((index + 1) * 100 / total), flow.name)
+                if job is not None:  # with the step's number, for live progress lines
+                    await job.progress(
+                        int((index + 1) * 100 / total), flow.name, step=index + 1, steps=total
+                    )
             await self._save(ctx, state="Done", currentFlow=None, data=ctx.data)
         except asyncio.CancelledError:
             # a job that ran out of time is cancelled (in a step, or waiting for its record to

@@ -67,7 +67,7 @@ class JobHandle:
         self.cancel_requested = False  # CancelJob: stop at the next flow step
         self._persisted_at = time.monotonic()  # the row was written at submit
 
-    async def progress(self, percent: int, text: str = "") -> None:
+    async def progress(self, percent: int, text: str = "", **extra: Any) -> None:
         """Progress is kept in memory (``GetJob``/``QueryJob`` overlay it on running jobs) and
         written to the row at most every ``PROGRESS_PERSIST_INTERVAL`` seconds (so other
         nodes see long jobs move) and with the final state."""
@@ -83,7 +83,13 @@ class JobHandle:
             )
         await self.manager.node.bus.publish(
             f"/job/{self.uuid}",
-            {"jobUuid": self.uuid, "name": self.name, "progress": self.percent, "text": text},
+            {
+                "jobUuid": self.uuid,
+                "name": self.name,
+                "progress": self.percent,
+                "text": text,
+                **extra,
+            },
         )
 
     def overlay(self, inv: dict[str, Any]) -> None:
@@ -191,6 +197,12 @@ class JobManager:
             timer = asyncio.get_running_loop().call_later(timeout, self._expire, handle, task)
         try:
             try:
+                # the job's start, for whoever follows it (the reply names the job only at
+                # its end: a client interrupted before then can still say which job goes on)
+                await self.node.bus.publish(
+                    f"/job/{handle.uuid}",
+                    {"jobUuid": handle.uuid, "name": handle.name, "state": "Running"},
+                )
                 result = await work(handle)
             finally:
                 if timer is not None:
