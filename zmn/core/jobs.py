@@ -117,6 +117,11 @@ _FINISH_JOB = (
 )
 
 
+def _outcome_recorded(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def job_inventory(row: JobVO) -> dict[str, Any]:
     return {
         "uuid": row.uuid,
@@ -184,6 +189,9 @@ class JobManager:
         handle = JobHandle(self, uuid, name)
         self.handles[uuid] = handle
         task = asyncio.get_running_loop().create_task(self._run(handle, work, timeout))
+        # a detached job may have no one awaiting it: its outcome is on the job row, so
+        # take it from the task (else asyncio logs "Task exception was never retrieved")
+        task.add_done_callback(_outcome_recorded)
         self.tasks[uuid] = task
         return uuid, task
 
