@@ -90,6 +90,7 @@ complete -c zcli -n '__zcli_at command' -a audit-log -d 'one mutating API call: 
 complete -c zcli -n '__zcli_at command' -a backup-storage -d 'storage for images, attached to zones'
 complete -c zcli -n '__zcli_at command' -a bs -d 'storage for images, attached to zones'
 complete -c zcli -n '__zcli_at command' -a cluster -d 'hosts of one hypervisor type sharing storage and networks'
+complete -c zcli -n '__zcli_at command' -a completion -d 'print the completion script for bash, zsh or fish'
 complete -c zcli -n '__zcli_at command' -a disk-offering -d 'the size of a data volume'
 complete -c zcli -n '__zcli_at command' -a eip -d 'an elastic IP: a VIP mapped onto a VM NIC'
 complete -c zcli -n '__zcli_at command' -a global-config -d 'a typed setting stored in the database'

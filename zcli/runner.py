@@ -116,6 +116,10 @@ class Runner:
                 assert isinstance(cmd, Help)  # noqa: S101 - type narrowing for mypy, not a runtime check
                 self.out.write(render_help(cmd, cat))
                 return EXIT_OK
+            if tokens[0] == "completion":
+                from zcli.completion import completion
+
+                return completion(self, tokens[1:])
             if tokens[:2] == ["job", "wait"]:  # several jobs, -q: zcli/jobs.py
                 from zcli.jobs import wait_jobs
 

@@ -32,7 +32,7 @@ def test_host_fields_through_cluster_and_zone(data: dict[str, Any]) -> None:
 
 
 def test_zone_join_to_hosts(data: dict[str, Any]) -> None:
-    assert complete(data, "QueryZone cluster.ho") == ["cluster.host"]
+    assert complete(data, "QueryZone cluster.ho") == ["cluster.host."]
     assert complete(data, "QueryZone cluster.ho", join_dot=True) == ["cluster.host."]
     assert "cluster.host.managementIp" in complete(data, "QueryZone cluster.host.man")
 
@@ -51,9 +51,9 @@ def test_every_join_names_a_resource_the_engine_can_walk(data: dict[str, Any]) -
 def test_vm_nics_join_when_the_vm_service_is_installed(data: dict[str, Any]) -> None:
     if not any(r["name"] == "VmInstance" for r in data["resources"]):
         pytest.skip("VmInstance is not in the catalogue yet")
-    assert "vmNics.l3Network" in complete(data, "QueryVmInstance vmNics.l3Net")
+    assert "vmNics.l3Network." in complete(data, "QueryVmInstance vmNics.l3Net")
     nic_fields = complete(data, "QueryVmInstance vmNics.")
-    assert "vmNics.l3Network" in nic_fields and "vmNics.uuid" in nic_fields
+    assert "vmNics.l3Network." in nic_fields and "vmNics.uuid" in nic_fields
 
 
 def test_a_cold_engine_answers_in_well_under_50ms(data: dict[str, Any]) -> None:
