@@ -329,15 +329,19 @@ class Catalogue:
         seen: set[tuple[str, str]] = set()
         for join in me.joins:
             target = self.resources.get(join.get("resource", ""))
-            if target is None or target.query_api is None:
-                continue
+            if target is None or target.query_api is None or join.get("aliasOf"):
+                continue  # (ZStack's name for a join listed under ours)
             refs = [n for n, f in target.fields.items() if f.get("resource") == type_name]
             if refs:
                 preferred = lower_camel(type_name) + "Uuid"
                 column = preferred if preferred in refs else refs[0]
                 cond = f"{column}={{value}}"
             else:
-                back = [j["name"] for j in target.joins if j.get("resource") == type_name]
+                back = [
+                    j["name"]
+                    for j in target.joins
+                    if j.get("resource") == type_name and not j.get("aliasOf")
+                ]
                 if not back or any(me.ref(n) == target.name for n in me.fields):
                     continue  # a forward join: listed as a parent below
                 cond = f"{back[0]}.uuid={{value}}"

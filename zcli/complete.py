@@ -367,9 +367,16 @@ class Engine:
                 text = prefix + j["name"] + "."  # choosing a join: its fields come next
                 meta = f"join -> {j['resource']}"
                 out.append(Candidate(text, j["name"] + ".", meta, nospace=True))
+        aliases = self.field_aliases(target)
+        out += [
+            _word(prefix + a, f"list: {p} (ZStack's name)", a)
+            for a, p in aliases.items()
+            if a.startswith(last)
+        ]
         if not path:
             out += [_word(t, "tag pseudo-field") for t in TAG_FIELDS if t.startswith(last)]
-        if any(f["name"] == last for f in target.fields) or (not path and last in TAG_FIELDS):
+        whole = any(f["name"] == last for f in target.fields) or last in aliases
+        if whole or (not path and last in TAG_FIELDS):
             out += [
                 _word(prefix + last + op, OPERATOR_DOCS[op], op)
                 for op in OPERATOR_ORDER
@@ -377,9 +384,18 @@ class Engine:
             ]
         return out
 
+    def field_aliases(self, res: Resource) -> dict[str, str]:
+        """ZStack's list fields of a type (``attachedClusterUuids`` for ``cluster.uuid``)."""
+        raw = next((r for r in self.cat.data.get("resources", []) if r["name"] == res.name), {})
+        return dict(raw.get("aliases") or {})
+
     def condition_values(self, res: Resource, path: str, op: str, value: str) -> list[Candidate]:
         *joins, last = path.split(".")
         target = self.walk(res, joins)
+        alias = self.field_aliases(target).get(last) if target is not None else None
+        if target is not None and alias:  # a list field: the values of what it stands for
+            *more, last = alias.split(".")
+            target = self.walk(target, more)
         field = next((f for f in target.fields if f["name"] == last), None) if target else None
         if target is None or field is None:
             return []

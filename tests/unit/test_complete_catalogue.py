@@ -150,3 +150,14 @@ def test_the_callback_names_the_endpoint_as_the_client_does(
             want = Path(home).expanduser()
         assert default_home() == want
         assert _default_endpoint() == default_endpoint() == f"unix:{want / 'zmn.sock'}", home
+
+
+def test_zstack_names_complete_beside_ours(data: dict[str, Any]) -> None:
+    assert complete(data, "QueryVolume ima") == ["image."]
+    assert "snapshot." in complete(data, "QueryVolume sn")
+    assert complete(data, "QueryPrimaryStorage attachedC") == ["attachedClusterUuids"]
+    assert "attachedClusterUuids?=" in complete(data, "QueryPrimaryStorage attachedClusterUuids")
+    c1 = "c" * 32
+    engine = Engine(Catalogue(data), lambda t: [(c1, "c1")] if t == "Cluster" else [])
+    cands = engine.complete(["api", "QueryL2Network", "attachedClusterUuids="])
+    assert [c.text for c in cands] == [f"attachedClusterUuids={c1}"]  # a condition: the UUID

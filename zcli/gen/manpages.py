@@ -324,11 +324,23 @@ def query_page(cat: Catalogue) -> str:
     )
     for sentence in _query_semantics():
         page.para(sentence)
+    page.para(
+        "ZStack's names work beside ours: a join under ZStack's name (``Volume.image`` is"
+        " ``rootImage``) and ZStack's list fields, which hold when some joined row matches"
+        " (``attachedClusterUuids=UUID`` is ``cluster.uuid=UUID``)."
+    )
     page.para("The joins of each resource type, and the type each reaches:")
+    raw = {r["name"]: r for r in cat.data.get("resources", [])}
     for cli in sorted(cat.resources):
         res = cat.resources[cli]
         if res.joins:
-            joins = ", ".join(f"{j['name']} ({j['resource']})" for j in res.joins)
+            joins = ", ".join(
+                f"{j['name']} ({j['resource']}"
+                + (f", ZStack's name for {j['aliasOf']})" if j.get("aliasOf") else ")")
+                for j in res.joins
+            )
+            lists = (raw.get(res.name) or {}).get("aliases") or {}
+            joins += "".join(f"; list field {a} ({p})" for a, p in sorted(lists.items()))
             page.tagged(bold(res.name), joins)
     page.section("Tag pseudo-fields")
     for tag in query.get("tagFields", []):

@@ -135,6 +135,7 @@ class ImageService(Service):
                 ImageVO,
                 self.name,
                 "image",
+                aliases={"volume": "rootVolume"},  # ZStack's name
                 columns=[
                     "uuid",
                     "name",
