@@ -53,7 +53,7 @@ async def test_attached_list_fields_are_queryable(cloud: Cloud) -> None:
     assert await uuids(cloud, "QueryBackupStorage", f"attachedZoneUuids={zone}") == [cloud["bs"]]
     assert await uuids(cloud, "QueryBackupStorage", f"attachedZoneUuids={'0' * 32}") == []
     # the inventory's list field and the query agree
-    ps = (await cloud.api("QueryPrimaryStorage", conditions=[f"uuid={cloud['ps']}"]))
+    ps = await cloud.api("QueryPrimaryStorage", conditions=[f"uuid={cloud['ps']}"])
     assert ps["inventories"][0]["attachedClusterUuids"] == [cluster]
 
 
