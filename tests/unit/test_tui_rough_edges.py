@@ -147,3 +147,24 @@ async def test_overview_at_80x24_shows_every_panel() -> None:
         for title in ("resources", "management node", "capacity", "events", "jobs"):
             assert f"─{title}─" in text, title
         assert "vm            8" in text and "c22" in text  # every row of the sample too
+
+
+async def test_job_failures_name_resources() -> None:
+    node = FakeNode.sample()
+    app = make_app(node)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_view(pilot, app, "host")
+        host = screen.rows[0]
+        app.data.jobs.apply(
+            "/job/j1",
+            {
+                "jobUuid": "j1",
+                "name": "ReconnectHost",
+                "state": "Failed",
+                "error": {"message": f"host {host['uuid']} does not answer"},
+            },
+        )
+        screen.show_jobs()
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert f"host {host['name']} does not answer" in text and host["uuid"] not in text
