@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -25,8 +26,27 @@ BUSY = {
     "Pending",
 }
 BAD = {"Disconnected", "Error", "Failed", "Unknown", "Evicted", "Interrupted", "Crashed"}
-DIM = {"Disabled", "Stopped", "Destroyed", "Expunged", "Detached"}
+DIM = {"Disabled", "Stopped", "Destroyed", "Expunged", "Detached", "Canceled"}
 SPARKS = "▁▂▃▄▅▆▇█"
+
+
+_UUID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def with_names(text: str, names: dict[str, dict[str, str]]) -> str:
+    """Known resource UUIDs in a message replaced by their names (``VM 3f2a…`` -> ``VM web1``)."""
+
+    def name(m: re.Match[str]) -> str:
+        uuid = m.group(0)
+        return next((n[uuid] for n in names.values() if n.get(uuid)), uuid[:8] + "…")
+
+    return _UUID.sub(name, text)
+
+
+def fit(text: str, width: int) -> str:
+    """One line of at most ``width`` characters (an ellipsis where it was cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def state_style(value: str) -> str:

@@ -22,6 +22,7 @@ from zmn.api.errors import InternalError, InvalidArgument, PermissionDenied, Zmn
 from zmn.api.wire import PROTOCOL_VERSION, FrameError, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.jobs import FINAL_JOB_STATES
 from zmn.core.node import Node
 from zmn.limits import ApiLimits, ConnectionGate, fit_descriptors, refusals
 from zmn.outbox import Outbox
@@ -320,7 +321,7 @@ class ApiServer:
 
         def forward(event: Event) -> None:
             conn.event({**event.to_wire(), "requestId": req_id})
-            if event.data.get("state") in ("Succeeded", "Failed", "Interrupted"):
+            if event.data.get("state") in FINAL_JOB_STATES:
                 sub = conn.subscriptions.pop(key, None)
                 if sub:
                     sub.cancel()

@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, insert, update
 
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
 from zmn.core.db import new_uuid
+from zmn.core.jobs import JobCanceled
 from zmn.core.models import FlowRecordVO
 from zmn.core.reservations import DELETE_OF_RECORD
 
@@ -278,6 +279,20 @@ class FlowChain:
             )
             for index, flow in enumerate(self.flows):
                 in_progress = flow
+                job = ctx.call.job
+                if job is not None and getattr(job, "cancel_requested", False):
+                    # CancelJob: stop before this step and undo the done ones
+                    rolling_back = True
+                    in_progress = None
+                    error = JobCanceled(
+                        f"job {job.uuid} was canceled before step {flow.name}"
+                        f" ({len(done)} done step(s) rolled back)",
+                        flow=flow.name,
+                        chain=self.name,
+                        jobUuid=job.uuid,
+                    )
+                    await self._rollback(ctx, done, flow, error, state="Canceled")
+                    raise error
                 # the intent (this step's name) is on the record already: written with the
                 # previous step's result, or with the insert for the first step
                 await self._save(ctx, currentFlow=flow.name, data=ctx.data)
@@ -309,7 +324,10 @@ class FlowChain:
                     data=ctx.data,
                 )
                 self._notify(flow.name, "done")
-                await ctx.call.progress(int((index + 1) * 100 / total), flow.name)
+                if job is not None:  # with the step's number, for live progress lines
+                    await job.progress(
+                        int((index + 1) * 100 / total), flow.name, step=index + 1, steps=total
+                    )
             await self._save(ctx, state="Done", currentFlow=None, data=ctx.data)
         except asyncio.CancelledError:
             # a job that ran out of time is cancelled (in a step, or waiting for its record to
@@ -333,7 +351,13 @@ class FlowChain:
         return ctx.data
 
     async def _rollback(
-        self, ctx: FlowContext, done: list[Flow], failed: Flow, exc: BaseException
+        self,
+        ctx: FlowContext,
+        done: list[Flow],
+        failed: Flow,
+        exc: BaseException,
+        *,
+        state: str = "RolledBack",
     ) -> None:
         await self._save(
             ctx, state="RollingBack", currentFlow=failed.name, error=f"{failed.name}: {exc}"
@@ -353,8 +377,9 @@ class FlowChain:
                 doneFlows=json.dumps([f.name for f in done[: done.index(flow)]]),
                 data=ctx.data,
             )
-        state = "RolledBack" if not problems else "RollbackFailed"
-        await self._save(ctx, state=state, currentFlow=None, data=ctx.data)
+        await self._save(
+            ctx, state=state if not problems else "RollbackFailed", currentFlow=None, data=ctx.data
+        )
 
 
 # the record's progress, written with Core (cached statements) rather than an ORM session

@@ -364,6 +364,9 @@ class Node:
             )
             service = self.route(api_name)
             if spec.long:
+                if isinstance(msg, CreateMessage) and not msg.resourceUuid:
+                    # the job names what it creates from the start (zcli job wait -q)
+                    msg.resourceUuid = new_uuid()
                 uuid = getattr(msg, "uuid", None) or getattr(msg, "resourceUuid", None)
 
                 async def work(handle: Any) -> Any:

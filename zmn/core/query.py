@@ -113,6 +113,9 @@ class QueryCompiler:
         principal: Principal | None = None,
     ) -> ColumnElement[bool]:
         head = path[0]
+        if len(path) == 1 and head not in rt.fields and head in rt.field_aliases():
+            # ZStack's list field (attachedClusterUuids): the path through a join it stands for
+            return self._path(rt, rt.aliases[head].split("."), cond, principal)
         if len(path) == 1:
             if head in TAG_FIELDS:
                 return self._tag(rt, head, cond)

@@ -129,6 +129,7 @@ class ImageService(Service):
                 ImageVO,
                 self.name,
                 "image",
+                aliases={"volume": "rootVolume"},  # ZStack's name
                 columns=[
                     "uuid",
                     "name",
