@@ -256,8 +256,8 @@ def _resources(page: Page, cat: Catalogue) -> None:
                     else f"show one {res.name} by name or UUID"
                 )
             else:
-                api = cat.apis[res.verbs[verb]]
-                text = f"{api.summary} ({api.name})"
+                summary, name = cat.verb_summary(res, verb)
+                text = summary if verb in res.groups else f"{summary} ({name})"
             page.tagged(bold(verb), text)
     other = sorted(a.name for a in cat.apis.values() if cat.resource_of_type(a.resource) is None)
     if other:
