@@ -116,6 +116,7 @@ class Api(Record):
         self.long = long
         self._params = params
         self._raw_params = raw_params or []
+        self.mutating = True  # changes something (the catalogue's "mutating")
 
     @property
     def params(self) -> dict[str, Param]:
@@ -278,7 +279,7 @@ def _param(p: dict[str, Any]) -> Param:
 
 
 def _api(a: dict[str, Any]) -> Api:
-    return Api(
+    api = Api(
         a["name"],
         a.get("resource"),
         a.get("verb"),
@@ -287,3 +288,5 @@ def _api(a: dict[str, Any]) -> Api:
         bool(a.get("long")),
         raw_params=list(a.get("params", [])),
     )
+    api.mutating = bool(a.get("mutating", True))
+    return api
