@@ -67,7 +67,7 @@ end
 
 complete -c zcli -f
 complete -c zcli -n '__zcli_at dynamic' -a '(__zcli_dynamic)'
-complete -c zcli -n '__zcli_at option-value; and contains -- (commandline -opc)[-1] -o --output' -a 'table json yaml csv value'
+complete -c zcli -n '__zcli_at option-value; and contains -- (commandline -opc)[-1] -o --output' -a 'table json yaml csv value wide'
 complete -c zcli -n '__zcli_at option-value; and contains -- (commandline -opc)[-1] -f --file' -F
 complete -c zcli -n '__zcli_at command' -l columns -r
 complete -c zcli -n '__zcli_at command' -l continue-on-error
@@ -80,10 +80,12 @@ complete -c zcli -n '__zcli_at command' -l quiet
 complete -c zcli -n '__zcli_at command' -l session -r
 complete -c zcli -n '__zcli_at command' -l timeout -r
 complete -c zcli -n '__zcli_at command' -l version
+complete -c zcli -n '__zcli_at command' -l yes
 complete -c zcli -n '__zcli_at command' -s c -r
 complete -c zcli -n '__zcli_at command' -s f -r
 complete -c zcli -n '__zcli_at command' -s o -r
 complete -c zcli -n '__zcli_at command' -s q
+complete -c zcli -n '__zcli_at command' -s y
 complete -c zcli -n '__zcli_at command' -a account -d 'a tenant or an administrator'
 complete -c zcli -n '__zcli_at command' -a api -d 'call any API by name'
 complete -c zcli -n '__zcli_at command' -a audit-log -d 'one mutating API call: who, what, when, result'
@@ -425,6 +427,8 @@ complete -c zcli -n '__zcli_at verb:host' -a list -d 'query Host'
 complete -c zcli -n '__zcli_at help-verb:host' -a list -d 'query Host'
 complete -c zcli -n '__zcli_at verb:host' -a get -d 'show one Host'
 complete -c zcli -n '__zcli_at help-verb:host' -a get -d 'show one Host'
+complete -c zcli -n '__zcli_at verb:host' -a add -d 'AddKvmHost or AddSimulatorHost, told apart by the options given'
+complete -c zcli -n '__zcli_at help-verb:host' -a add -d 'AddKvmHost or AddSimulatorHost, told apart by the options given'
 complete -c zcli -n '__zcli_at verb:host' -a add-kvm-host -d 'Add a KVM host: check SSH, deploy zagent from the playbook, connect...'
 complete -c zcli -n '__zcli_at help-verb:host' -a add-kvm-host -d 'Add a KVM host: check SSH, deploy zagent from the playbook, connect...'
 complete -c zcli -n '__zcli_at verb:host' -a add-simulator-host -d 'Add a simulated host (no agent; in-process) to a Simulator cluster.'
@@ -471,6 +475,8 @@ complete -c zcli -n '__zcli_at verb:ip-range' -a list -d 'query IpRange'
 complete -c zcli -n '__zcli_at help-verb:ip-range' -a list -d 'query IpRange'
 complete -c zcli -n '__zcli_at verb:ip-range' -a get -d 'show one IpRange'
 complete -c zcli -n '__zcli_at help-verb:ip-range' -a get -d 'show one IpRange'
+complete -c zcli -n '__zcli_at verb:ip-range' -a add -d 'AddIpRange or AddIpRangeByNetworkCidr, told apart by the options given'
+complete -c zcli -n '__zcli_at help-verb:ip-range' -a add -d 'AddIpRange or AddIpRangeByNetworkCidr, told apart by the options given'
 complete -c zcli -n '__zcli_at verb:ip-range' -a add-ip-range -d 'Add an IPv4 range to an L3 network: the addresses VMs may be given.'
 complete -c zcli -n '__zcli_at help-verb:ip-range' -a add-ip-range -d 'Add an IPv4 range to an L3 network: the addresses VMs may be given.'
 complete -c zcli -n '__zcli_at verb:ip-range' -a add-ip-range-by-network-cidr -d 'Add every usable address of a CIDR to an L3 network, except the gat...'
@@ -495,6 +501,8 @@ complete -c zcli -n '__zcli_at verb:l2' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at help-verb:l2' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at verb:l2' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
 complete -c zcli -n '__zcli_at help-verb:l2' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
+complete -c zcli -n '__zcli_at verb:l2' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
+complete -c zcli -n '__zcli_at help-verb:l2' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
 complete -c zcli -n '__zcli_at verb:l2' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at help-verb:l2' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at verb:l2' -a create-l2-vlan-network -d 'Create an L2 network on a VLAN of a physical interface of the hosts.'
@@ -511,6 +519,8 @@ complete -c zcli -n '__zcli_at verb:l2-network' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at help-verb:l2-network' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at verb:l2-network' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
 complete -c zcli -n '__zcli_at help-verb:l2-network' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
+complete -c zcli -n '__zcli_at verb:l2-network' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
+complete -c zcli -n '__zcli_at help-verb:l2-network' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
 complete -c zcli -n '__zcli_at verb:l2-network' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at help-verb:l2-network' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at verb:l2-network' -a create-l2-vlan-network -d 'Create an L2 network on a VLAN of a physical interface of the hosts.'

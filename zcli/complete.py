@@ -244,7 +244,7 @@ class Engine:
             if verb in ("list", "get"):
                 meta = f"query {res.name}" if verb == "list" else f"show one {res.name}"
             else:
-                meta = self.cat.apis[res.verbs[verb]].summary
+                meta = self.cat.verb_summary(res, verb)[0]
             out.append(_word(verb, meta))
         return _prefixed(out, cur)
 

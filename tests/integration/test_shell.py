@@ -125,7 +125,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 PROMPT = re.compile(r"admin@[\w-]+>")  # short: the full endpoint is in "status"
 # Patterns below match a command's output, never the echo of the typed line: a key sent
 # while a command runs reaches a terminal in cooked mode, where Ctrl-D is not a key.
-TABLE = re.compile(r"uuid\s+name\s+state")
+TABLE = re.compile(r"name\s+id\s+state")  # the table for people on a terminal
 
 
 def test_join_field_completes_and_live_zone_uuid_is_offered(cloud: Cloud) -> None:

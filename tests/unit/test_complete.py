@@ -140,7 +140,7 @@ def test_api_names_match_by_substring_prefix_first(cat: Catalogue) -> None:
 
 def test_global_options_and_their_values(cat: Catalogue) -> None:
     assert texts(script(cat, "--end")) == ["--endpoint"]
-    assert texts(script(cat, "-o ")) == ["table", "json", "yaml", "csv", "value"]
+    assert texts(script(cat, "-o ")) == ["table", "json", "yaml", "csv", "value", "wide"]
     assert texts(script(cat, "-o j")) == ["json"]
     assert texts(script(cat, "-o json zone li")) == ["list"]
     assert script(cat, "--endpoint ") == []

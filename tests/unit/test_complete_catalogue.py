@@ -114,6 +114,7 @@ def test_the_words_completion_repeats_are_those_of_the_contract() -> None:
     assert words.ALL_OPERATORS == querylang.ALL_OPERATORS
     assert words.OPERATOR_DOCS == querylang.OPERATOR_DOCS
     assert words.TAG_FIELDS == querylang.TAG_FIELDS
+    assert words.NOT_OPERATORS == tuple(querylang.NOT_OPERATORS)
     assert words.COND_RE.pattern == querylang._COND_RE.pattern
     assert words.COND_RE.flags == querylang._COND_RE.flags
     assert (words.GLOBAL_OPTIONS, words.OUTPUTS) == (_OPTIONS, OUTPUTS)

@@ -213,7 +213,7 @@ def test_bash_static_words(env: dict[str, str]) -> None:
     assert bash(env, "zcli zo") == ["zone"]
     assert bash(env, "zcli -o json zone ") == ["list", "get", "change-state", "create",
                                                 "delete", "update"]  # fmt: skip
-    assert bash(env, "zcli -o ") == ["table", "json", "yaml", "csv", "value"]
+    assert bash(env, "zcli -o ") == ["table", "json", "yaml", "csv", "value", "wide"]
     assert bash(env, "zcli api QueryZ") == ["QueryZone"]
     assert bash(env, "zcli help clu") == ["cluster"]
     assert bash(env, "zcli --end") == ["--endpoint"]
@@ -273,7 +273,7 @@ def zsh(env: dict[str, str], *words: str) -> list[str]:
 
 def test_zsh_script(env: dict[str, str]) -> None:
     assert "zone" in zsh(env, "zcli", "")
-    assert zsh(env, "zcli", "-o", "") == ["table", "json", "yaml", "csv", "value"]
+    assert zsh(env, "zcli", "-o", "") == ["table", "json", "yaml", "csv", "value", "wide"]
     assert zsh(env, "zcli", "zone", "")[:2] == ["list", "get"]
     assert "QueryZone" in zsh(env, "zcli", "api", "")
     assert zsh(env, "zcli", "api", "QueryHost", "cluster.zone.na") == ["cluster.zone.name"]

@@ -92,8 +92,9 @@ def test_value_csv_and_columns() -> None:
     csv_text = out_of({"inventories": ZONES}, output="csv")[0]
     assert csv_text == f"uuid,name,state\n{'a' * 32},z1,Enabled\n{'b' * 32},z2,Disabled\n"
     assert out_of({"inventories": ZONES}, output="csv", no_header=True)[0].count("\n") == 2
-    text, err = out_of({"inventories": ZONES}, output="value", columns=["nmae"])
-    assert text == "\n\n" and "no column 'nmae'; did you mean name?" in err
+    with pytest.raises(UsageError) as exc:  # an unknown column is an error, not an empty one
+        out_of({"inventories": ZONES}, output="value", columns=["nmae"])
+    assert "no column 'nmae'; did you mean name" in exc.value.message
 
 
 def test_group_by_rows_keep_their_own_columns() -> None:

@@ -55,6 +55,22 @@ ZCLI_EXAMPLES: list[tuple[str, list[str]]] = [
         ["echo 'QueryZone name=z1' | zcli shell"],
     ),
     ("Describe a verb's parameters:", ["zcli help cluster create"]),
+    (
+        "Options go after the command as well; a table can follow joins, and sort descending:",
+        [
+            "zcli host list -o wide --sort-by -name",
+            "zcli host list -c name,cluster.name,cluster.zone.name -o csv",
+        ],
+    ),
+    (
+        "Verbs shared by two APIs pick the one the options fit; sizes take suffixes:",
+        [
+            "zcli l3 create l3c --network l2",
+            "zcli ip-range add r3 --cidr 10.8.0.0/24 --l3-network l3c",
+            "zcli l2 create l2-vlan300 --zone z1 --physical-interface eth0 --vlan 300",
+            "zcli disk-offering create d20 --disk-size 20G",
+        ],
+    ),
 ]
 
 QUERY_EXAMPLES: list[tuple[str, list[str]]] = [
@@ -261,8 +277,8 @@ def _resources(page: Page, cat: Catalogue) -> None:
                     else f"show one {res.name} by name or UUID"
                 )
             else:
-                api = cat.apis[res.verbs[verb]]
-                text = f"{api.summary} ({api.name})"
+                summary, name = cat.verb_summary(res, verb)
+                text = summary if verb in res.groups else f"{summary} ({name})"
             page.tagged(bold(verb), text)
     other = sorted(a.name for a in cat.apis.values() if cat.resource_of_type(a.resource) is None)
     if other:

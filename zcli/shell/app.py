@@ -11,7 +11,6 @@ next; Ctrl-C cancels the line (or a running command), Ctrl-D or ``exit`` leaves.
 from __future__ import annotations
 
 import queue
-import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from prompt_toolkit.search import accept_search
 from zcli import cache
 from zcli.catalogue import Catalogue
 from zcli.help import render_help
+from zcli.inputs import split_line
 from zcli.options import Options, parse_globals
 from zcli.parser import ApiCall, Help, Login, Logout, UsageError, parse
 from zcli.runner import Runner
@@ -241,7 +241,7 @@ class Shell:
         """Run one (possibly continued) line; False when the shell should end."""
         text = text.replace("\\\n", " ").strip()
         try:
-            tokens = shlex.split(text, comments=True)
+            tokens = split_line(text)
         except ValueError as exc:
             self.runner.err.write(f"error: CLI.USAGE: cannot split the line: {exc}\n")
             self.failed = self.failed or EXIT_USAGE

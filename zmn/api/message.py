@@ -27,6 +27,7 @@ import msgspec
 
 from zmn.api.errors import InvalidArgument
 from zmn.api.limits import Range, Text, check_value, int_range, text_limit
+from zmn.api.querylang import split_list
 
 UUID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -154,6 +155,8 @@ class Param:
             out["resource"] = self.ref
         if self.secret:
             out["secret"] = True
+        if self.type.get("type") == "int" and byte_sized(self.name):
+            out["unit"] = "bytes"
         return out
 
     def limits(self) -> dict[str, Any]:
@@ -171,6 +174,32 @@ class Param:
     def check(self, api_name: str, value: Any) -> None:
         """Refuse a decoded value outside this parameter's limits (zmn.api.limits)."""
         check_value(api_name, self.name, value, self.range or int_range(self.name), self.text)
+
+
+def byte_sized(name: str) -> bool:
+    """A number of bytes, by ZStack's names (``memorySize``, ``diskSize``, ``size``,
+    ``totalCapacity``; not ``cpuCapacity``): the catalogue says ``"unit": "bytes"``, input
+    takes ``2G``/``20GiB``, tables print ``2.0 GiB``."""
+    return (name == "size" or name.endswith(("Size", "Capacity"))) and "cpu" not in name.lower()
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgtp]?)(i?b?)\s*$", re.I)
+
+
+def parse_size(text: str, field_name: str) -> int:
+    """``2G``, ``20GiB``, ``512M``, ``1.5T``, ``4096`` as bytes (K, M, G... are powers of
+    1024, as in ZStack); an error naming the field otherwise."""
+    match = _SIZE_RE.match(text)
+    if match is None or (match.group(3) and not match.group(2) and match.group(3).lower() != "b"):
+        raise InvalidArgument(
+            f"{field_name}: {text!r} is not a size; give bytes or a number with K, M, G, T"
+            " or P (2G, 512M, 20GiB)",
+            code="ARG.INVALID",
+            field=field_name,
+        )
+    number, unit = match.group(1), match.group(2).upper()
+    scale = 1024 ** " KMGTP".index(unit) if unit else 1
+    return int(float(number) * scale) if "." in number else int(number) * scale
 
 
 _PARAMS_CACHE: dict[type, list[Param]] = {}
@@ -283,15 +312,20 @@ def _coerce(param: Param, value: Any) -> Any:
         if value == "" and param.type.get("nullable"):
             return None
         if kind == "list":
-            return [v.strip() for v in value.split(",") if v.strip()]
+            return split_list(value)
         if kind == "map":
             return _parse_map(param.name, value)
+        if kind == "int" and byte_sized(param.name) and not value.strip().isdigit():
+            return parse_size(value, param.name)
+        if kind == "enum" and value not in param.type["enum"]:
+            same = [e for e in param.type["enum"] if str(e).lower() == value.lower()]
+            return same[0] if len(same) == 1 else value  # enum values are not case-sensitive
     return value
 
 
 def _parse_map(field_name: str, value: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in value.split(","))):
+    for part in split_list(value):
         key, sep, val = part.partition(":")
         if not sep:
             raise InvalidArgument(

@@ -73,6 +73,13 @@ def parse_conditions(items: list[Any]) -> list[Condition]:
         elif isinstance(item, dict) and "name" in item and "op" in item:
             op = str(item["op"])
             value = item.get("value")
+            if value is None and op not in ("=null", "!=null"):
+                raise InvalidArgument(
+                    f"condition on {item['name']!r} ({op}) has no value; give one, or use"
+                    " op =null or !=null",
+                    code="QUERY.BAD_CONDITION",
+                    field="conditions",
+                )
             text = (
                 f"{item['name']}{op}" if op in ("=null", "!=null") else f"{item['name']}{op}{value}"
             )

@@ -24,7 +24,7 @@ from sqlalchemy import Boolean, Column, DateTime, Float, Integer, bindparam, ins
 from sqlalchemy.orm import Session
 
 from zmn.api.errors import InvalidArgument
-from zmn.api.message import suggest
+from zmn.api.message import byte_sized, suggest
 
 if TYPE_CHECKING:
     from zmn.core.bus import Principal
@@ -238,6 +238,7 @@ class ResourceType:
                     "name": f.name,
                     "type": f.type,
                     **({"enum": f.enum} if f.enum else {}),
+                    **({"unit": "bytes"} if f.type == "int" and byte_sized(f.name) else {}),
                     **({"doc": f.doc} if f.doc else {}),
                     **({"resource": self.refs[f.name].target} if f.name in self.refs else {}),
                 }
