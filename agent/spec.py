@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import validate as v
+from agent.nocloud import Seed, parse_seed
 
 DISK_BUSES = ("virtio", "scsi", "sata", "ide")
 DISK_FORMATS = ("qcow2", "raw")
@@ -66,6 +67,7 @@ class VmSpec:
     boot_devices: tuple[str, ...] = ("hd",)
     console_mode: str = "vnc"
     console_listen: str = "0.0.0.0"  # noqa: S104 - VNC on the host's addresses, as ZStack does
+    seed: Seed | None = None  # a NoCloud seed the agent writes and attaches as a CD-ROM
 
     @property
     def domain_name(self) -> str:
@@ -140,4 +142,5 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
         boot_devices=boot or ("hd",),
         console_mode=v.choice(_opt(d, "consoleMode", "vnc"), f"{f}.consoleMode", CONSOLE_MODES),
         console_listen=str(v.ip_any(_opt(d, "consoleListen", "0.0.0.0"), f"{f}.consoleListen")),  # noqa: S104
+        seed=None if d.get("seed") is None else parse_seed(d["seed"], f"{f}.seed"),
     )

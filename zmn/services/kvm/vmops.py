@@ -39,6 +39,7 @@ from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import storage
 from zmn.services.kvm.hostnet import nic_device
+from zmn.services.kvm.seed import seed_body
 
 if TYPE_CHECKING:
     from zmn.services.kvm.hosttype import KvmHostType
@@ -134,6 +135,9 @@ async def vm_op(
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
         await storage.prepare_volumes(ht, host, client, volumes, row)
         spec = vm_spec(vm, bridges)
+        seed = seed_body(ht, vm)
+        if seed is not None:
+            spec["seed"] = seed
         # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
         await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
         try:
