@@ -58,9 +58,10 @@ def test_user_data_and_key_files_fill_the_parameters(tmp_path: Path) -> None:
 def test_a_binary_user_data_file_goes_as_base64(tmp_path: Path) -> None:
     gz = tmp_path / "ud.gz"
     gz.write_bytes(b"\x1f\x8b\x08\x00\xff")
-    assert call("web", "--user-data-file", str(gz)).args["userData"] == base64.b64encode(
-        gz.read_bytes()
-    ).decode()
+    assert (
+        call("web", "--user-data-file", str(gz)).args["userData"]
+        == base64.b64encode(gz.read_bytes()).decode()
+    )
 
 
 def test_a_missing_file_is_a_usage_error_naming_the_parameter(tmp_path: Path) -> None:
