@@ -100,6 +100,7 @@ class Commands:
             ("POST", "/v1/vm/resume"): Route(self.vm_resume),
             ("POST", "/v1/vm/attach-disk"): Route(self.vm_attach_disk),
             ("POST", "/v1/vm/detach-disk"): Route(self.vm_detach_disk),
+            ("POST", "/v1/vm/change-media"): Route(self.vm_change_media),
             ("POST", "/v1/vm/attach-nic"): Route(self.vm_attach_nic),
             ("POST", "/v1/vm/detach-nic"): Route(self.vm_detach_nic),
             ("POST", "/v1/network/bridge"): Route(self.network_bridge),
@@ -209,6 +210,15 @@ class Commands:
         with self._vm(body) as uuid:
             self.driver.detach_disk(uuid, disk.target)
             return {"uuid": uuid, "target": disk.target}
+
+    def vm_change_media(self, body: Body, _query: dict[str, str]) -> Body:
+        """``{uuid, disk}``: the CD-ROM drive ``disk`` gets ``disk.path`` ("" ejects)."""
+        disk = parse_disk(body.get("disk"), "disk")
+        if disk.device != "cdrom":
+            raise v.bad("disk.device", "media change is for a CD-ROM drive")
+        with self._vm(body) as uuid:
+            self.driver.change_media(uuid, disk)
+            return {"uuid": uuid, "target": disk.target, "path": disk.path}
 
     def vm_attach_nic(self, body: Body, _query: dict[str, str]) -> Body:
         nic = parse_nic(body.get("nic"), "nic")

@@ -30,7 +30,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class DiskSpec:
-    path: str
+    path: str  # "" for a CD-ROM drive with no medium
     device_id: int = 0
     format: str = "qcow2"
     bus: str = "virtio"
@@ -81,12 +81,14 @@ def _opt(data: Any, key: str, default: Any) -> Any:
 def parse_disk(raw: Any, f: str) -> DiskSpec:
     d = v.obj(raw, f)
     serial = d.get("serial")
+    device = v.choice(_opt(d, "device", "disk"), f"{f}.device", DISK_DEVICES)
+    empty = device == "cdrom" and d.get("path") in (None, "")
     return DiskSpec(
-        path=v.abspath(d.get("path"), f"{f}.path"),
+        path="" if empty else v.abspath(d.get("path"), f"{f}.path"),
         device_id=v.integer(_opt(d, "deviceId", 0), f"{f}.deviceId", lo=0, hi=25),
         format=v.choice(_opt(d, "format", "qcow2"), f"{f}.format", DISK_FORMATS),
         bus=v.choice(_opt(d, "bus", "virtio"), f"{f}.bus", DISK_BUSES),
-        device=v.choice(_opt(d, "device", "disk"), f"{f}.device", DISK_DEVICES),
+        device=device,
         source_type=v.choice(_opt(d, "type", "file"), f"{f}.type", ("file", "block")),
         read_only=v.boolean(_opt(d, "readOnly", False), f"{f}.readOnly"),
         cache=v.choice(_opt(d, "cache", "none"), f"{f}.cache", DISK_CACHES),

@@ -292,7 +292,9 @@ def _read_value_file(api: Api, key: str, path: str) -> Any:
         text = data.decode()
     except UnicodeDecodeError:
         if api.params[key].is_list:
-            raise UsageError(f"{key}: {path} is not a text file", code="CLI.FILE", field=key)
+            raise UsageError(
+                f"{key}: {path} is not a text file", code="CLI.FILE", field=key
+            ) from None
         return base64.b64encode(data).decode()
     if api.params[key].is_list:
         return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]

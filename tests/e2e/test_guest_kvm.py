@@ -190,3 +190,39 @@ async def test_a_vm_from_the_guest_image_boots_takes_its_seed_and_makes_a_templa
     await env.zcli.ok("vm", "start", "g2")
     out = await guest_ssh(kvm2, ip2, key2, "cat /var/lib/zguest/instance-id")
     assert out.strip().startswith("iid-")
+
+
+async def test_isos_boot_first_attach_live_and_a_simulator_only_iso_is_refused(env: Env) -> None:
+    api, kvm1, kvm2 = env.api, env.ns("kvm1"), env.ns("kvm2")
+    iso = await asyncio.to_thread(guestimage.build_iso)
+    await api("AddImage", name="ziso", url=f"file://{iso}", format="iso", mediaType="ISO",
+              backupStorageUuids=["store"])  # fmt: skip
+    await api("CreateDiskOffering", name="d64", diskSize=64 * MiB)
+    # a VM from the ISO: its root disk is empty, so only the CD-ROM (first in the boot order)
+    # can have booted the probe that takes the DHCP lease and powers off
+    vm = await create(env, "from-iso", "imageUuid=ziso", "rootDiskOfferingUuid=d64",
+                      f"hostUuid={env.hosts['kvm1']['uuid']}")  # fmt: skip
+    nic = vm["vmNics"][0]
+    leases = f"/var/lib/zagent/dnsmasq/{nic['l3NetworkUuid']}/leases"
+    deadline = time.monotonic() + 120
+    while f"{nic['mac']} {nic['ip']} " not in (kvm1.read(leases) if kvm1.exists(leases) else ""):
+        assert time.monotonic() < deadline, "the ISO did not boot"
+        await asyncio.sleep(1)
+
+    # hot: into the running g2's CD-ROM drive and out again
+    g2 = (await env.zcli.ok("-o", "json", "vm", "get", "g2")).json()
+    cache = f"{LOCAL}/cache/{(await api('QueryImage', conditions=['name=ziso']))['inventories'][0]['uuid']}.iso"
+    await env.zcli.ok("vm", "attach-iso", "g2", "isoUuid=ziso")
+    assert cache in kvm2.virsh("domblklist", g2["uuid"])
+    await env.zcli.ok("vm", "detach-iso", "g2")
+    assert cache not in kvm2.virsh("domblklist", g2["uuid"])
+
+    # an ISO only on a simulator backup storage cannot reach a KVM host: refused, not recorded
+    await api("AddSimulatorBackupStorage", name="sim", url="/sim/bs", totalCapacity=1 << 40)
+    await api("AttachBackupStorageToZone", backupStorageUuid="sim", zoneUuid="z1")
+    await api("AddImage", name="sim-iso", url="http://example.invalid/x.iso", format="iso",
+              mediaType="ISO", backupStorageUuids=["sim"])  # fmt: skip
+    refused = await env.zcli("vm", "attach-iso", "g2", "isoUuid=sim-iso")
+    assert refused.rc != 0 and "KVM.IMAGE_NOT_FETCHABLE" in refused.err, refused.err
+    tags = await api("QuerySystemTag", conditions=[f"resourceUuid={g2['uuid']}", "tag~=iso::%"])
+    assert tags["inventories"] == []

@@ -51,3 +51,30 @@ async def test_a_data_volume_is_refused(cloud: Cloud) -> None:
         await cloud.api("CreateRootVolumeTemplateFromRootVolume", name="t2",
                         rootVolumeUuid=vol["uuid"])  # fmt: skip
     assert bad.value.code == "IMAGE.NOT_ROOT_VOLUME"
+
+
+async def test_iso_drive_records_on_a_stopped_vm(cloud: Cloud) -> None:
+    api = cloud.api
+    bs = (await api("QueryBackupStorage"))["inventories"][0]["uuid"]
+    iso = (await api("AddImage", name="iso1", url="http://example.invalid/a.iso", format="iso",
+                     mediaType="ISO", backupStorageUuids=[bs]))["inventory"]  # fmt: skip
+    await api("CreateDiskOffering", name="d8", diskSize=8 << 30)
+    from_iso = await cloud.vm("from-iso", imageUuid="iso1", rootDiskOfferingUuid="d8")
+    tags = await api("QuerySystemTag", conditions=[f"resourceUuid={from_iso['uuid']}"])
+    assert [t["tag"] for t in tags["inventories"]] == [f"iso::{iso['uuid']}"]
+    vm = await cloud.vm("iso-target")
+    await api("StopVmInstance", uuid=vm["uuid"])
+    with pytest.raises(InvalidArgument) as not_iso:
+        await api("AttachIsoToVmInstance", vmInstanceUuid=vm["uuid"], isoUuid=cloud["image"])
+    assert not_iso.value.code == "VM_INSTANCE.NOT_AN_ISO"
+    await api("AttachIsoToVmInstance", vmInstanceUuid=vm["uuid"], isoUuid="iso1")
+    await api("AttachIsoToVmInstance", vmInstanceUuid=vm["uuid"], isoUuid="iso1")  # idempotent
+    got = await api("QuerySystemTag", conditions=[f"resourceUuid={vm['uuid']}"])
+    assert [t["tag"] for t in got["inventories"]] == [f"iso::{iso['uuid']}"]
+    await api("DetachIsoFromVmInstance", vmInstanceUuid=vm["uuid"])
+    with pytest.raises(InvalidArgument) as empty:
+        await api("DetachIsoFromVmInstance", vmInstanceUuid=vm["uuid"])
+    assert empty.value.code == "VM_INSTANCE.NO_ISO"
+    assert (await api("QuerySystemTag", conditions=[f"resourceUuid={vm['uuid']}"]))[
+        "inventories"
+    ] == []

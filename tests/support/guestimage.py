@@ -44,6 +44,7 @@ CACHE = _guest.CACHE
 PACKAGES = (
     "linux-image-cloud-amd64", "busybox-static", "dropbear-bin", "libtomcrypt1",
     "libtommath1", "libgmp10", "zlib1g", "libcrypt1", "libc6", "syslinux", "syslinux-common", "mtools",
+    "isolinux",
 )  # fmt: skip
 # Loaded by the initrd (with their dependencies): root disk on virtio, virtio-scsi or IDE,
 # CD-ROMs on IDE (the seed) or virtio-scsi, virtio NICs, ACPI power button for acpid.
@@ -230,6 +231,58 @@ def build(cache: Path = CACHE) -> Path:
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(tree, ignore_errors=True)
         return image
+
+
+ISOLINUX_CFG = """SERIAL 0 115200
+DEFAULT zguest
+PROMPT 0
+TIMEOUT 0
+LABEL zguest
+  KERNEL /vmlinuz
+  INITRD /initrd.gz
+  APPEND console=ttyS0,115200 loglevel=6
+"""
+
+
+def build_iso(cache: Path = CACHE) -> Path:
+    """A bootable ISO (isolinux, El Torito) with the cloud kernel and the DHCP probe initrd of
+    :mod:`tests.support.guest` (prints ``ZGUEST-INIT``, leases, powers off); cached."""
+    import io
+
+    import pycdlib
+
+    tiny = _guest.build(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "guestimage.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        debs = fetch_debs(cache, PACKAGES)
+        iso_path = cache / f"zguest-{content_key(debs)}.iso"
+        if iso_path.exists():
+            return iso_path
+        tree = cache / "iso-tree"
+        shutil.rmtree(tree, ignore_errors=True)
+        for deb in debs:
+            if "isolinux" in deb.name or "syslinux-common" in deb.name:
+                _run("dpkg-deb", "-x", str(deb), str(tree))
+        files = {
+            "isolinux.bin": (tree / "usr/lib/ISOLINUX/isolinux.bin").read_bytes(),
+            "ldlinux.c32": (tree / "usr/lib/syslinux/modules/bios/ldlinux.c32").read_bytes(),
+            "isolinux.cfg": ISOLINUX_CFG.encode(),
+            "vmlinuz": tiny.kernel.read_bytes(),
+            "initrd.gz": tiny.initrd.read_bytes(),
+        }
+        iso = pycdlib.PyCdlib()
+        iso.new(interchange_level=3, rock_ridge="1.09", vol_ident="ZGUESTISO")
+        for i, (name, data) in enumerate(files.items()):
+            iso.add_fp(io.BytesIO(data), len(data), f"/F{i}.;1", rr_name=name)
+        iso.add_eltorito("/F0.;1", bootcatfile="/BOOT.CAT;1", boot_load_size=4,
+                         boot_info_table=True)  # fmt: skip
+        tmp = iso_path.with_suffix(".tmp")
+        iso.write(str(tmp))
+        iso.close()
+        tmp.rename(iso_path)
+        shutil.rmtree(tree, ignore_errors=True)
+        return iso_path
 
 
 if __name__ == "__main__":

@@ -153,3 +153,25 @@ def test_a_vm_booting_an_iso_with_its_seed_matches_the_golden_domain(tmp_path: P
     xml = dx.pretty(dx.to_xml(dx.build_domain(nocloud.attach_seed(spec, str(tmp_path)),
                                               QEMU_TCG)))  # fmt: skip
     golden(GOLDEN / "seed_iso_boot.xml", xml.replace(str(tmp_path), "/var/lib/zagent"))
+
+
+def test_an_empty_cdrom_drive_has_no_source_and_takes_media_live() -> None:
+    from agent.drivers.fake import FakeDriver
+
+    spec = parse_vm({"uuid": UUID, "cpuNum": 1, "memorySize": 1 << 28, "disks": [
+        {"path": "/v/root.qcow2"},
+        {"device": "cdrom", "bus": "ide", "deviceId": 2, "format": "raw"},
+    ]})  # fmt: skip
+    drive = spec.disks[1]
+    assert drive.path == "" and drive.target == "hdc"
+    assert dx.Disk(drive).element().find("source") is None
+    driver = FakeDriver()
+    driver.define(spec)
+    driver.start(UUID)
+    iso = parse_vm({"uuid": UUID, "cpuNum": 1, "memorySize": 1 << 28, "disks": [
+        {"path": "/c/x.iso", "device": "cdrom", "bus": "ide", "deviceId": 2, "format": "raw"},
+    ]}).disks[0]  # fmt: skip
+    driver.change_media(UUID, iso)
+    assert "/c/x.iso" in driver.xml(UUID)
+    driver.change_media(UUID, drive)
+    assert "/c/x.iso" not in driver.xml(UUID) and 'dev="hdc"' in driver.xml(UUID).replace("'", '"')

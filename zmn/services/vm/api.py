@@ -192,3 +192,21 @@ class CheckVmOperation(ApiMessage, kw_only=True):
 
     vmInstanceUuid: Annotated[str, Doc("VM UUID")]
     operation: Annotated[str, Doc("operation name, as the state table has it")]
+
+
+@api(resource="VmInstance", verb="attach-iso", long=True)
+class AttachIsoToVmInstance(ApiMessage, kw_only=True):
+    """Put an ISO image in the VM's CD-ROM drive (at once when it runs)."""
+
+    vmInstanceUuid: Annotated[str, Doc("VM UUID or name"), Ref("VmInstance")]
+    isoUuid: Annotated[str, Doc("ISO image UUID or name (mediaType ISO)"), Ref("Image")]
+
+
+@api(resource="VmInstance", verb="detach-iso", long=True)
+class DetachIsoFromVmInstance(ApiMessage, kw_only=True):
+    """Take the ISO out of the VM's CD-ROM drive (at once when it runs)."""
+
+    vmInstanceUuid: Annotated[str, Doc("VM UUID or name"), Ref("VmInstance")]
+    isoUuid: Annotated[
+        str | None, Doc("the ISO to take out (default: whichever is in)"), Ref("Image")
+    ] = None

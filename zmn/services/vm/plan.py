@@ -120,6 +120,8 @@ def plan_create(call: Call, msg: CreateVmInstance) -> dict[str, Any]:
         }
         _size(call, s, msg, data)
         _image(call, s, msg, data)
+        if data.pop("fromIso"):  # the ISO stays in the CD-ROM drive, which boots first
+            msg.systemTags = [*msg.systemTags, f"iso::{data['imageUuid']}"]
         _disks(call, s, msg, data)
         data["zoneUuid"] = _zone(call, s, msg)
     return data
@@ -185,6 +187,7 @@ def _image(call: Call, s: Connection, msg: CreateVmInstance, data: dict[str, Any
         )
     data.update(
         imageUuid=image.uuid,
+        fromIso=image.mediaType == "ISO",
         platform=image.platform,
         format="qcow2" if image.format == "iso" else image.format,
         rootSize=root,
