@@ -12,6 +12,7 @@ the image from its builder (tests/support/guestimage.py). What ``start`` made is
 ``.demo-kvm/state.json`` so that ``stop`` can take it all down from another process.
 """
 
+# ruff: noqa: S603, S607 - argument lists of our own and Debian's tools, nothing from input
 from __future__ import annotations
 
 import json
