@@ -35,6 +35,9 @@ arguments:
   --key value, --key=value and key=value are the same; --some-key is someKey; --flag alone
   is true. NAME_OR_UUID fills the uuid parameter; names are accepted wherever a resource is
   referenced. For list and Query APIs, keys that are not parameters are query conditions.
+  --some-key-file FILE reads someKey (or someKeys) from FILE: a text parameter takes the
+  file's text (base64 when it is not UTF-8), a list one its non-empty lines not starting
+  with # (vm create --user-data-file F --ssh-key-file K).
 
 environment:
   ZMN_ENDPOINT, ZMN_SESSION, ZMN_HOME, NO_COLOR, XDG_CONFIG_HOME (zcli/sessions.json),
