@@ -175,3 +175,27 @@ def test_an_empty_cdrom_drive_has_no_source_and_takes_media_live() -> None:
     assert "/c/x.iso" in driver.xml(UUID)
     driver.change_media(UUID, drive)
     assert "/c/x.iso" not in driver.xml(UUID) and 'dev="hdc"' in driver.xml(UUID).replace("'", '"')
+
+
+def test_a_failed_start_takes_its_seed_away_and_undefine_too(tmp_path: Path) -> None:
+    from agent.commands import Commands
+    from agent.config import AgentConfig
+    from agent.drivers.fake import FakeDriver
+    from agent.network.executor import RecordingExecutor
+    from zmn.api.errors import OperationFailed
+
+    class Failing(FakeDriver):
+        def start(self, uuid: str) -> None:
+            raise OperationFailed("QEMU would not start", code="AGENT.TEST")
+
+    cfg = AgentConfig.from_mapping({"state_dir": str(tmp_path), "driver": "fake"})
+    body = {"vm": {"uuid": UUID, "cpuNum": 1, "memorySize": 1 << 28, "seed": seed()}}
+    iso = tmp_path / "seeds" / f"{UUID}.iso"
+    with pytest.raises(OperationFailed):
+        Commands(cfg, Failing(), RecordingExecutor(), "a" * 32).vm_start(body, {})
+    assert not iso.exists()
+    ok = Commands(cfg, FakeDriver(), RecordingExecutor(), "a" * 32)
+    ok.vm_start(body, {})
+    assert iso.exists()
+    ok.vm_destroy({"uuid": UUID}, {})
+    assert not iso.exists()
