@@ -252,17 +252,7 @@ async def fetch_image(ht: KvmHostType, host: HostRef, image: Mapping[str, Any], 
             code="KVM.IMAGE_NOT_FETCHABLE",
             imageUuid=image["uuid"],
         )
-    access = await _internal(ht, "GetImageStoreAccess", backupStorageUuid=source[0])
-    row = ht.record(host.uuid)
-    if row.hostKey is None:
-        raise OperationFailed(f"host {host.name} has no pinned SSH key", code="KVM.NO_RECORD")
-    src = ssh.SshTarget(
-        str(access["hostname"]),
-        int(access["sshPort"]),
-        str(access["username"]),
-        access.get("password"),
-        access.get("sshPrivateKey"),
-    )
+    src, access, row = await store_and_host(ht, host, source[0])
     await asyncio.to_thread(
         _copy,
         src,
@@ -273,6 +263,25 @@ async def fetch_image(ht: KvmHostType, host: HostRef, image: Mapping[str, Any], 
         dest,
         str(image.get("checksum") or ""),
     )
+
+
+async def store_and_host(
+    ht: KvmHostType, host: HostRef, bs_uuid: str
+) -> tuple[ssh.SshTarget, dict[str, Any], Any]:
+    """The image store's SSH target and access (credentials, pinned key), and the host's
+    record (its pinned key), for a copy between the two through the node."""
+    access = await _internal(ht, "GetImageStoreAccess", backupStorageUuid=bs_uuid)
+    row = ht.record(host.uuid)
+    if row.hostKey is None:
+        raise OperationFailed(f"host {host.name} has no pinned SSH key", code="KVM.NO_RECORD")
+    store = ssh.SshTarget(
+        str(access["hostname"]),
+        int(access["sshPort"]),
+        str(access["username"]),
+        access.get("password"),
+        access.get("sshPrivateKey"),
+    )
+    return store, access, row
 
 
 def _copy(

@@ -12,8 +12,7 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import OperationFailed
-from zmn.services.kvm import ssh
-from zmn.services.kvm.storage import _copy, _internal, host_ref, local_storages
+from zmn.services.kvm.storage import _copy, host_ref, local_storages, store_and_host
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 if TYPE_CHECKING:
@@ -58,16 +57,7 @@ async def export_volume(
         made = await ht.endpoint.run_task(
             client, host.uuid, "/v1/storage/volume/export", body, timeout
         )
-        access = await _internal(ht, "GetImageStoreAccess", backupStorageUuid=bs_uuid)
-        if row.hostKey is None:
-            raise OperationFailed(f"host {host.name} has no pinned SSH key", code="KVM.NO_RECORD")
-        store = ssh.SshTarget(
-            str(access["hostname"]),
-            int(access["sshPort"]),
-            str(access["username"]),
-            access.get("password"),
-            access.get("sshPrivateKey"),
-        )
+        store, access, row = await store_and_host(ht, host, bs_uuid)
         checksum, count = await asyncio.to_thread(
             _copy, ht.ssh_target(host, row), row.hostKey, tmp, store,
             str(access["hostKey"]), install_path, "",
