@@ -26,7 +26,8 @@ USER = "#cloud-config\nruncmd:\n  - touch /root/ran\n"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cloud]:
+async def cloud(tmp_path_factory: pytest.TempPathFactory, db_engine: str) -> AsyncIterator[Cloud]:
+    # db_engine: one cloud per engine when ZMN_TEST_DB selects several (tests/conftest.py)
     async with running_node(tmp_path_factory.mktemp("ci") / "home") as (node, _server):
         yield await build_cloud(Api(node))
 
@@ -53,6 +54,22 @@ async def test_user_data_and_keys_are_kept_with_an_instance_id(cloud: Cloud) -> 
     await consistent(cloud.api)
 
 
+async def test_the_largest_user_data_is_kept_whole(cloud: Cloud) -> None:
+    big = "#!/bin/sh\n" + "#" * (64 * 1024 - 11) + "\n"  # exactly 64 KiB
+    vm = await cloud.vm("ci-big", userData=big)
+    kept = row(cloud, vm["uuid"])
+    assert kept is not None and base64.b64decode(kept["userData"]).decode() == big
+
+
+async def test_user_data_stays_out_of_job_records_and_the_audit_log(cloud: Cloud) -> None:
+    secret = "#cloud-config\nchpasswd: {list: 'root:hunter2-secret'}\n"
+    await cloud.vm("ci-secret", userData=secret)
+    jobs = await cloud.api("QueryJob", conditions=["name=CreateVmInstance"])
+    assert jobs["inventories"] and "hunter2" not in str(jobs["inventories"])
+    audit = await cloud.api("QueryAuditLog", conditions=["apiName=CreateVmInstance"])
+    assert audit["inventories"] and "hunter2" not in str(audit["inventories"])
+
+
 async def test_zstacks_userdata_and_sshkey_tags_are_taken_in(cloud: Cloud) -> None:
     b64 = base64.b64encode(USER.encode()).decode()
     vm = await cloud.vm("ci-2", systemTags=[f"userdata::{b64}", f"sshkey::{KEY}"])
@@ -69,6 +86,7 @@ async def test_zstacks_userdata_and_sshkey_tags_are_taken_in(cloud: Cloud) -> No
         ({"sshKeys": [KEY, "-----BEGIN OPENSSH PRIVATE KEY-----"]}, "sshKeys[1]"),
         ({"systemTags": ["sshkey::not a key"]}, "systemTags"),
         ({"systemTags": ["userdata::%%%"]}, "systemTags"),
+        ({"systemTags": ["userdata::" + "QUFB" * 251]}, "systemTags"),  # over 1000 characters
         ({"userData": USER, "systemTags": ["userdata::I2Nsb3VkLWNvbmZpZwo="]}, "userData"),
     ],
 )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from zmn.api.message import ApiMessage, CreateMessage, Doc, Ref, api
+from zmn.api.message import ApiMessage, CreateMessage, Doc, Ref, Secret, api
 
 Uuid = Annotated[str, Doc("VM UUID or name")]
 
@@ -46,6 +46,7 @@ class CreateVmInstance(CreateMessage, kw_only=True):
     userData: Annotated[
         str | None,
         Doc("cloud-init user data, text or base64, at most 64 KiB (also the userdata:: tag)"),
+        Secret(),  # often holds passwords; kept out of job records and the audit log
     ] = None
     sshKeys: Annotated[list[str], Doc("SSH public keys for the guest (also sshkey:: tags)")] = []
 
@@ -134,7 +135,7 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
     cpuNum: Annotated[int | None, Doc("vCPUs (Stopped VMs only)")] = None
     memorySize: Annotated[int | None, Doc("memory in bytes (Stopped VMs only)")] = None
     userData: Annotated[
-        str | None, Doc("new cloud-init user data, text or base64 (Stopped VMs only)")
+        str | None, Doc("new cloud-init user data, text or base64 (Stopped VMs only)"), Secret()
     ] = None
     sshKeys: Annotated[
         list[str] | None, Doc("SSH public keys replacing the VM's (Stopped VMs only)")

@@ -16,6 +16,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, Text, delete
+from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.api.cloudinit import public_key, public_keys, user_data_b64
@@ -30,17 +31,26 @@ if TYPE_CHECKING:
     from zmn.core.service import Call
 
 
+# 64 KiB of user data is 87,384 characters of base64: more than MySQL's TEXT holds
+_LONG_TEXT = Text().with_variant(MEDIUMTEXT(), "mysql").with_variant(MEDIUMTEXT(), "mariadb")
+
+
 class VmCloudInitVO(Base):
     """A VM's cloud-init inputs: ``userData`` base64, ``sshKeys`` one key a line."""
 
     __tablename__ = "vm_cloud_init"
     vmInstanceUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
     instanceId: Mapped[str] = mapped_column(String(64))
-    userData: Mapped[str | None] = mapped_column(Text, default=None)
-    sshKeys: Mapped[str | None] = mapped_column(Text, default=None)
+    userData: Mapped[str | None] = mapped_column(_LONG_TEXT, default=None)
+    sshKeys: Mapped[str | None] = mapped_column(_LONG_TEXT, default=None)
+
+
+MAX_TAG = 1000  # a tag row holds 1024 characters; larger user data goes as userData
 
 
 def _userdata_tag(tokens: dict[str, str]) -> str | None:
+    if len(tokens["userdata"]) > MAX_TAG:
+        return f"a userdata:: tag holds at most {MAX_TAG} base64 characters; give userData"
     try:
         base64.b64decode(tokens["userdata"], validate=True)
     except (binascii.Error, ValueError):
@@ -135,12 +145,13 @@ def remove(session: Session, vm_uuid: str) -> None:
 
 
 class RecordCloudInit(Flow):
-    """Keep the create message's user data and keys (none: nothing to do)."""
+    """Keep the create message's user data and keys (none: nothing to do). They come in
+    ``ctx.scratch`` (up to 87 KB of base64 stays out of the persisted flow record)."""
 
     name = "vm-create-cloud-init"
 
     async def run(self, ctx: FlowContext) -> None:
-        ci = ctx.data.get("cloudInit")
+        ci = ctx.scratch.get("cloudInit")
         if not ci:
             return
         with ctx.call.tx() as s:
