@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup system-deps demo demo-stop test test-fast check lint format typecheck bench bench-ci completions man clean
+.PHONY: all setup system-deps demo demo-stop demo-kvm demo-kvm-stop test test-fast check lint format typecheck bench bench-ci completions man clean
 
 all: check
 
@@ -23,6 +23,13 @@ demo: setup
 
 demo-stop:
 	@ZMN_HOME=$(CURDIR)/.demo/home $(BIN)/zmn stop
+
+# Root: a KVM cloud in network namespaces (two hosts, an image store, two running VMs).
+demo-kvm: setup
+	@bash scripts/demo-kvm.sh start
+
+demo-kvm-stop:
+	@bash scripts/demo-kvm.sh stop
 
 # Three workers on two cores: much of the suite waits on node processes, sockets and timers.
 # --dist loadfile keeps a module's tests (and its module-scoped datacenter) on one worker.
@@ -59,4 +66,4 @@ man: $(STAMP)
 	$(BIN)/python -m zcli.gen man
 
 clean:
-	rm -rf $(VENV) .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .demo-kvm build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

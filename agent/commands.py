@@ -23,6 +23,7 @@ from agent.drivers.features import kvm_usable
 from agent.network import bridge, dhcp, firewall
 from agent.network.executor import Executor
 from agent.network.hostnet import HostNetwork
+from agent.nocloud import attach_seed, remove_seed
 from agent.spec import parse_disk, parse_nic, parse_vm
 
 Body = dict[str, Any]
@@ -99,6 +100,7 @@ class Commands:
             ("POST", "/v1/vm/resume"): Route(self.vm_resume),
             ("POST", "/v1/vm/attach-disk"): Route(self.vm_attach_disk),
             ("POST", "/v1/vm/detach-disk"): Route(self.vm_detach_disk),
+            ("POST", "/v1/vm/change-media"): Route(self.vm_change_media),
             ("POST", "/v1/vm/attach-nic"): Route(self.vm_attach_nic),
             ("POST", "/v1/vm/detach-nic"): Route(self.vm_detach_nic),
             ("POST", "/v1/network/bridge"): Route(self.network_bridge),
@@ -149,8 +151,13 @@ class Commands:
         spec = parse_vm(body.get("vm"))
         with self._vm_locks.hold(spec.uuid):
             t0 = time.perf_counter()
-            self.driver.define(spec)
-            self.driver.start(spec.uuid)
+            spec = attach_seed(spec, self.cfg.state_dir)
+            try:
+                self.driver.define(spec)
+                self.driver.start(spec.uuid)
+            except BaseException:
+                remove_seed(spec.uuid, self.cfg.state_dir)
+                raise
             took = time.perf_counter() - t0
             return self._vm_result(spec.uuid, hypervisorSeconds=round(took, 6))
 
@@ -179,6 +186,7 @@ class Commands:
     def vm_destroy(self, body: Body, _query: dict[str, str]) -> Body:
         with self._vm(body) as uuid:
             self.driver.undefine(uuid)
+            remove_seed(uuid, self.cfg.state_dir)
             return {"uuid": uuid, "state": "Destroyed"}
 
     def vm_pause(self, body: Body, _query: dict[str, str]) -> Body:
@@ -202,6 +210,15 @@ class Commands:
         with self._vm(body) as uuid:
             self.driver.detach_disk(uuid, disk.target)
             return {"uuid": uuid, "target": disk.target}
+
+    def vm_change_media(self, body: Body, _query: dict[str, str]) -> Body:
+        """``{uuid, disk}``: the CD-ROM drive ``disk`` gets ``disk.path`` ("" ejects)."""
+        disk = parse_disk(body.get("disk"), "disk")
+        if disk.device != "cdrom":
+            raise v.bad("disk.device", "media change is for a CD-ROM drive")
+        with self._vm(body) as uuid:
+            self.driver.change_media(uuid, disk)
+            return {"uuid": uuid, "target": disk.target, "path": disk.path}
 
     def vm_attach_nic(self, body: Body, _query: dict[str, str]) -> Body:
         nic = parse_nic(body.get("nic"), "nic")

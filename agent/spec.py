@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import validate as v
+from agent.nocloud import Seed, parse_seed
 
 DISK_BUSES = ("virtio", "scsi", "sata", "ide")
 DISK_FORMATS = ("qcow2", "raw")
@@ -29,7 +30,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class DiskSpec:
-    path: str
+    path: str  # "" for a CD-ROM drive with no medium
     device_id: int = 0
     format: str = "qcow2"
     bus: str = "virtio"
@@ -66,6 +67,7 @@ class VmSpec:
     boot_devices: tuple[str, ...] = ("hd",)
     console_mode: str = "vnc"
     console_listen: str = "0.0.0.0"  # noqa: S104 - VNC on the host's addresses, as ZStack does
+    seed: Seed | None = None  # a NoCloud seed the agent writes and attaches as a CD-ROM
 
     @property
     def domain_name(self) -> str:
@@ -79,12 +81,14 @@ def _opt(data: Any, key: str, default: Any) -> Any:
 def parse_disk(raw: Any, f: str) -> DiskSpec:
     d = v.obj(raw, f)
     serial = d.get("serial")
+    device = v.choice(_opt(d, "device", "disk"), f"{f}.device", DISK_DEVICES)
+    empty = device == "cdrom" and d.get("path") in (None, "")
     return DiskSpec(
-        path=v.abspath(d.get("path"), f"{f}.path"),
+        path="" if empty else v.abspath(d.get("path"), f"{f}.path"),
         device_id=v.integer(_opt(d, "deviceId", 0), f"{f}.deviceId", lo=0, hi=25),
         format=v.choice(_opt(d, "format", "qcow2"), f"{f}.format", DISK_FORMATS),
         bus=v.choice(_opt(d, "bus", "virtio"), f"{f}.bus", DISK_BUSES),
-        device=v.choice(_opt(d, "device", "disk"), f"{f}.device", DISK_DEVICES),
+        device=device,
         source_type=v.choice(_opt(d, "type", "file"), f"{f}.type", ("file", "block")),
         read_only=v.boolean(_opt(d, "readOnly", False), f"{f}.readOnly"),
         cache=v.choice(_opt(d, "cache", "none"), f"{f}.cache", DISK_CACHES),
@@ -140,4 +144,5 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
         boot_devices=boot or ("hd",),
         console_mode=v.choice(_opt(d, "consoleMode", "vnc"), f"{f}.consoleMode", CONSOLE_MODES),
         console_listen=str(v.ip_any(_opt(d, "consoleListen", "0.0.0.0"), f"{f}.consoleListen")),  # noqa: S104
+        seed=None if d.get("seed") is None else parse_seed(d["seed"], f"{f}.seed"),
     )

@@ -45,6 +45,9 @@ arguments:
   condition; --key that is not one is an error. --sort-by -name sorts descending.
   In batch files and the shell, # starts a comment at the start of a word; \\, is a comma
   inside a list item. ZStack's conditions= and timeout= (milliseconds) are accepted.
+  --some-key-file FILE reads someKey (or someKeys) from FILE: a text parameter takes the
+  file's text (base64 when it is not UTF-8), a list one its non-empty lines not starting
+  with # (vm create --user-data-file F --ssh-key-file K).
 
 environment:
   ZMN_ENDPOINT, ZMN_SESSION, ZMN_HOME, NO_COLOR, XDG_CONFIG_HOME (zcli/sessions.json),

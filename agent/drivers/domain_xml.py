@@ -119,7 +119,8 @@ class Disk:
         s = self.spec
         el = ET.Element("disk", type=s.source_type, device=s.device)
         _sub(el, "driver", name="qemu", type=s.format, cache=s.cache)
-        _sub(el, "source", **{"file" if s.source_type == "file" else "dev": s.path})
+        if s.path:  # a CD-ROM drive without a medium has no source
+            _sub(el, "source", **{"file" if s.source_type == "file" else "dev": s.path})
         _sub(el, "target", dev=s.target, bus=s.bus)
         if s.read_only or s.device == "cdrom":
             _sub(el, "readonly")

@@ -214,6 +214,13 @@ class FakeDriver:
             self._record("detach_disk", uuid)
             self._detach(uuid, "disk", target)
 
+    def change_media(self, uuid: str, disk: DiskSpec) -> None:
+        with self._lock:
+            self._record("change_media", uuid)
+            dom = self._get(uuid)
+            xml, _found = xmledit.without(dom.xml, "disk", disk.target)
+            dom.xml = xmledit.with_device(xml, Disk(disk).element())
+
     def detach_nic(self, uuid: str, mac: str) -> None:
         with self._lock:
             self._record("detach_nic", uuid)

@@ -422,6 +422,18 @@ class LibvirtDriver:
     def detach_disk(self, uuid: str, target: str) -> None:
         self._detach(uuid, "disk", target)
 
+    def change_media(self, uuid: str, disk: DiskSpec) -> None:
+        """Insert (or eject: no path) the medium of CD-ROM drive ``disk.target``, live too."""
+        dom = self._dom(uuid)
+        el = Disk(disk).element()
+        with _mapped(uuid):
+            if dom.isActive():
+                dom.updateDeviceFlags(to_xml(el), self._live_flags(dom))
+                return
+            inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            xml, _found = xmledit.without(inactive, "disk", disk.target)
+            self._c().defineXML(xmledit.with_device(xml, el))
+
     def attach_nic(self, uuid: str, nic: NicSpec) -> None:
         self._attach(uuid, Interface(nic).element(), "nic")
 

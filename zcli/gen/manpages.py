@@ -71,6 +71,18 @@ ZCLI_EXAMPLES: list[tuple[str, list[str]]] = [
             "zcli disk-offering create d20 --disk-size 20G",
         ],
     ),
+    (
+        "A VM with cloud-init user data and an SSH key read from files (a NoCloud seed on KVM"
+        " hosts), then a template of its root volume once it is stopped:",
+        [
+            "zcli vm create web7 --image-uuid img --l3-network-uuids l3"
+            " --instance-offering-uuid small --user-data-file demo/user-data.yaml"
+            " --ssh-key-file demo/demo-key.pub",
+            "zcli vm stop web7",
+            "zcli image create-template --name web7-tpl --root-volume-uuid ROOT-for-web7"
+            "   # a stopped vm's disk",
+        ],
+    ),
 ]
 
 QUERY_EXAMPLES: list[tuple[str, list[str]]] = [

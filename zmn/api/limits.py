@@ -84,6 +84,10 @@ TEXT_LENGTHS: dict[str, Text] = {
     "after": Text(4096),
     "message": Text(1024),
     "value": Text(4096),
+    # cloud-init user data: 64 KiB once decoded (zmn.api.cloudinit), so base64 may take 4/3
+    # of that; YAML and scripts need their line breaks and tabs
+    "userData": Text(88 * 1024, allow="\n\r\t"),
+    "sshKeys": Text(16384),
 }
 DEFAULT_TEXT = Text(NAME_MAX)
 

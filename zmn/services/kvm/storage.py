@@ -252,17 +252,7 @@ async def fetch_image(ht: KvmHostType, host: HostRef, image: Mapping[str, Any], 
             code="KVM.IMAGE_NOT_FETCHABLE",
             imageUuid=image["uuid"],
         )
-    access = await _internal(ht, "GetImageStoreAccess", backupStorageUuid=source[0])
-    row = ht.record(host.uuid)
-    if row.hostKey is None:
-        raise OperationFailed(f"host {host.name} has no pinned SSH key", code="KVM.NO_RECORD")
-    src = ssh.SshTarget(
-        str(access["hostname"]),
-        int(access["sshPort"]),
-        str(access["username"]),
-        access.get("password"),
-        access.get("sshPrivateKey"),
-    )
+    src, access, row = await store_and_host(ht, host, source[0])
     await asyncio.to_thread(
         _copy,
         src,
@@ -275,6 +265,25 @@ async def fetch_image(ht: KvmHostType, host: HostRef, image: Mapping[str, Any], 
     )
 
 
+async def store_and_host(
+    ht: KvmHostType, host: HostRef, bs_uuid: str
+) -> tuple[ssh.SshTarget, dict[str, Any], Any]:
+    """The image store's SSH target and access (credentials, pinned key), and the host's
+    record (its pinned key), for a copy between the two through the node."""
+    access = await _internal(ht, "GetImageStoreAccess", backupStorageUuid=bs_uuid)
+    row = ht.record(host.uuid)
+    if row.hostKey is None:
+        raise OperationFailed(f"host {host.name} has no pinned SSH key", code="KVM.NO_RECORD")
+    store = ssh.SshTarget(
+        str(access["hostname"]),
+        int(access["sshPort"]),
+        str(access["username"]),
+        access.get("password"),
+        access.get("sshPrivateKey"),
+    )
+    return store, access, row
+
+
 def _copy(
     src: ssh.SshTarget,
     src_key: str,
@@ -283,8 +292,9 @@ def _copy(
     dst_key: str,
     dst_path: str,
     checksum: str,
-) -> None:
-    """SFTP to SFTP through the node, verified, then renamed into place (blocking)."""
+) -> tuple[str, int]:
+    """SFTP to SFTP through the node, verified, then renamed into place (blocking);
+    the copy's ``sha256:<hex>`` and byte count."""
     a = ssh.open_connection(src, src_key)
     try:
         b = ssh.open_connection(dst, dst_key)
@@ -292,6 +302,7 @@ def _copy(
             sa, sb = a.sftp(), b.sftp()
             tmp = f"{dst_path}.part-{secrets.token_hex(4)}"
             digest = hashlib.sha256()
+            count = 0
             try:
                 with sa.open(src_path, "rb") as fin, sb.open(tmp, "wb") as fout:
                     fin.prefetch()
@@ -299,6 +310,7 @@ def _copy(
                     while block := fin.read(CHUNK):
                         fout.write(block)
                         digest.update(block)
+                        count += len(block)
                 got = "sha256:" + digest.hexdigest()
                 if checksum and got != checksum:
                     raise OperationFailed(
@@ -306,6 +318,7 @@ def _copy(
                         code="KVM.IMAGE_CHECKSUM",
                     )
                 sb.posix_rename(tmp, dst_path)
+                return got, count
             except BaseException:
                 try:
                     sb.remove(tmp)

@@ -39,13 +39,16 @@ from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import storage
 from zmn.services.kvm.hostnet import nic_device
+from zmn.services.kvm.iso import cdrom_for_start, change_media
+from zmn.services.kvm.seed import seed_body
 
 if TYPE_CHECKING:
     from zmn.services.kvm.hosttype import KvmHostType
 
 log = logging.getLogger("zmn.kvm.vm")
 
-SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume", "migrate")
+SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume", "migrate", "attachIso",
+             "detachIso")  # fmt: skip
 
 
 def bridge_name(physical: str, vlan: int | None) -> str:
@@ -134,6 +137,11 @@ async def vm_op(
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
         await storage.prepare_volumes(ht, host, client, volumes, row)
         spec = vm_spec(vm, bridges)
+        cdrom, spec["bootDevices"] = await cdrom_for_start(ht, host, client, vm)
+        spec["disks"].append(cdrom)
+        seed = seed_body(ht, vm)
+        if seed is not None:
+            spec["seed"] = seed
         # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
         await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
         try:
@@ -160,6 +168,9 @@ async def vm_op(
         await client.post("/v1/vm/destroy", {"uuid": uuid})
         await _forget_network(client, uuid)
         return {"state": "Destroyed"}
+    if op in ("attachIso", "detachIso"):
+        iso = str(args["iso"]["uuid"]) if op == "attachIso" else None
+        return await change_media(ht, host, client, vm, iso)
     if op == "migrate":
         return await migrate(ht, host, client, vm, str(args.get("targetHostUuid") or ""), timeout)
     if op == "reboot":

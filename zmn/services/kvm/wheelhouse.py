@@ -1,7 +1,8 @@
 """The wheelhouse the node ships to KVM hosts: pure-Python wheels only, nothing compiled.
 
 It holds ``zagent-<version>+<digest>-py3-none-any.whl``: the agent (package ``agent``) and the
-API contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``), built here from the
+API contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``,
+``zmn/api/cloudinit.py``), built here from the
 node's own files with :mod:`zipfile` (so a node installed with a plain ``pip install .`` builds
 it, with no compiler, no libvirt headers and no package index); the digest of those files is in
 the version, so changed agent code is a new version and is redeployed.
@@ -12,8 +13,8 @@ distro's libvirt binding (``python3-libvirt``) and PyYAML (``python3-yaml`` /
 the host Python's own ``ensurepip``. The wheel declares PyYAML (the distro's satisfies it) but
 not libvirt-python, whose distro packages do not all carry that distribution name.
 
-The agent's command tree is typer's: typer and what it requires (rich, shellingham, ...) go
-along as wheels written back from the node's own installed, pure-Python distributions
+The agent's command tree is typer's and its NoCloud seeds are written with pycdlib: these and
+what they require (rich, shellingham, ...) go along as wheels written back from the node's own installed, pure-Python distributions
 (:func:`repack`), so no index is asked and nothing compiled is ever shipped.
 """
 
@@ -36,10 +37,16 @@ import zmn
 from zmn.api.errors import OperationFailed
 
 DIST = "zagent"
-DEPENDENCIES = ("PyYAML", "typer")
-SHIPPED = ("typer",)  # shipped as wheels with what they need; the rest comes from the host
+DEPENDENCIES = ("PyYAML", "typer", "pycdlib")
+SHIPPED = ("typer", "pycdlib")  # shipped as wheels with what they need; the rest comes from the host
 FROM_HOST = {"pyyaml", "libvirt-python"}  # the host's python3-yaml / python3-libvirt
-_CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py")
+_CONTRACT = (
+    "zmn/__init__.py",
+    "zmn/api/__init__.py",
+    "zmn/api/errors.py",
+    "zmn/api/agentauth.py",
+    "zmn/api/cloudinit.py",
+)
 
 
 @dataclass(frozen=True)

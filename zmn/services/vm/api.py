@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from zmn.api.message import ApiMessage, CreateMessage, Doc, Ref, api
+from zmn.api.message import ApiMessage, CreateMessage, Doc, Ref, Secret, api
 
 Uuid = Annotated[str, Doc("VM UUID or name")]
 
@@ -43,6 +43,12 @@ class CreateVmInstance(CreateMessage, kw_only=True):
         Doc("InstantStart runs it now; CreateStopped leaves it Stopped"),
     ] = "InstantStart"
     type: Annotated[Literal["UserVm"], Doc("VM type")] = "UserVm"
+    userData: Annotated[
+        str | None,
+        Doc("cloud-init user data, text or base64, at most 64 KiB (also the userdata:: tag)"),
+        Secret(),  # often holds passwords; kept out of job records and the audit log
+    ] = None
+    sshKeys: Annotated[list[str], Doc("SSH public keys for the guest (also sshkey:: tags)")] = []
 
 
 @api(resource="VmInstance", verb="start", long=True)
@@ -128,6 +134,12 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
     )
     cpuNum: Annotated[int | None, Doc("vCPUs (Stopped VMs only)")] = None
     memorySize: Annotated[int | None, Doc("memory in bytes (Stopped VMs only)")] = None
+    userData: Annotated[
+        str | None, Doc("new cloud-init user data, text or base64 (Stopped VMs only)"), Secret()
+    ] = None
+    sshKeys: Annotated[
+        list[str] | None, Doc("SSH public keys replacing the VM's (Stopped VMs only)")
+    ] = None
 
 
 @api(resource="VmInstance", verb="change-offering")
@@ -181,3 +193,21 @@ class CheckVmOperation(ApiMessage, kw_only=True):
 
     vmInstanceUuid: Annotated[str, Doc("VM UUID")]
     operation: Annotated[str, Doc("operation name, as the state table has it")]
+
+
+@api(resource="VmInstance", verb="attach-iso", long=True)
+class AttachIsoToVmInstance(ApiMessage, kw_only=True):
+    """Put an ISO image in the VM's CD-ROM drive (at once when it runs)."""
+
+    vmInstanceUuid: Annotated[str, Doc("VM UUID or name"), Ref("VmInstance")]
+    isoUuid: Annotated[str, Doc("ISO image UUID or name (mediaType ISO)"), Ref("Image")]
+
+
+@api(resource="VmInstance", verb="detach-iso", long=True)
+class DetachIsoFromVmInstance(ApiMessage, kw_only=True):
+    """Take the ISO out of the VM's CD-ROM drive (at once when it runs)."""
+
+    vmInstanceUuid: Annotated[str, Doc("VM UUID or name"), Ref("VmInstance")]
+    isoUuid: Annotated[
+        str | None, Doc("the ISO to take out (default: whichever is in)"), Ref("Image")
+    ] = None

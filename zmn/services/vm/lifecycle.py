@@ -88,7 +88,8 @@ class LifecycleHandlers(VmBase):
             existing = crud.existing_inventory(call, "VmInstance", msg)
             if existing is not None:  # a twin with the same resourceUuid finished first
                 return {"inventory": existing}
-            await self.run_chain(call, "vm-create", data, msg=msg)
+            cloud_init = data.pop("cloudInit", None)  # not persisted with the flow record
+            await self.run_chain(call, "vm-create", data, msg=msg, cloudInit=cloud_init)
             if data["strategy"] == "InstantStart":
                 inv = await set_state(call, uuid, "running", lastHostUuid=data["hostUuid"])
             else:

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select
 from zmn.api.errors import InvalidArgument, not_found
 from zmn.core.db import new_uuid
 from zmn.core.tags import TagPattern
+from zmn.services.vm import cloudinit
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -115,9 +116,12 @@ def plan_create(call: Call, msg: CreateVmInstance) -> dict[str, Any]:
             "clusterUuid": msg.clusterUuid,
             "hostUuid": msg.hostUuid,
             "psUuid": msg.primaryStorageUuidForRootVolume,
+            "cloudInit": cloudinit.plan(msg),
         }
         _size(call, s, msg, data)
         _image(call, s, msg, data)
+        if data.pop("fromIso"):  # the ISO stays in the CD-ROM drive, which boots first
+            msg.systemTags = [*msg.systemTags, f"iso::{data['imageUuid']}"]
         _disks(call, s, msg, data)
         data["zoneUuid"] = _zone(call, s, msg)
     return data
@@ -183,6 +187,7 @@ def _image(call: Call, s: Connection, msg: CreateVmInstance, data: dict[str, Any
         )
     data.update(
         imageUuid=image.uuid,
+        fromIso=image.mediaType == "ISO",
         platform=image.platform,
         format="qcow2" if image.format == "iso" else image.format,
         rootSize=root,

@@ -20,6 +20,7 @@ from zmn.core.hosthooks import HostMaintenanceExtension
 from zmn.core.models import AccountResourceRefVO
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Service
+from zmn.services.vm.cloudinit import SSHKEY, USERDATA
 from zmn.services.vm.common import attach_children
 from zmn.services.vm.config import ConfigHandlers
 from zmn.services.vm.consistency import VmConsistency
@@ -32,6 +33,8 @@ from zmn.services.vm.flows.destroy import (
 )
 from zmn.services.vm.flows.migrate import VM_MIGRATE_CHAIN, VM_MIGRATE_FLOWS
 from zmn.services.vm.flows.power import CHAINS as POWER_CHAINS
+from zmn.services.vm.iso import ERRORS as ISO_ERRORS
+from zmn.services.vm.iso import ISO, IsoHandlers
 from zmn.services.vm.lifecycle import LifecycleHandlers
 from zmn.services.vm.maintenance import VmHostMaintenance
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
@@ -58,12 +61,12 @@ def _nic_access(principal: Principal) -> list[Any]:
     ]
 
 
-class VmService(LifecycleHandlers, ConfigHandlers, Service):
+class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
     name = "vm"
     summary = "virtual machines and their NICs"
     requires = ("zone", "cluster", "host", "network", "primaryStorage", "image", "volume")
     state_machines = [VM_STATE]
-    tag_patterns = [HOSTNAME, STATIC_IP]
+    tag_patterns = [HOSTNAME, STATIC_IP, USERDATA, SSHKEY, ISO]
     global_configs = [
         GlobalConfigDef(
             "vm",
@@ -120,6 +123,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
         "VM_NIC.NOT_FOUND": "no NIC with that UUID",
         "TEST.FAULT_INJECTED": "a flow failed because a test asked it to",
         "FLOW.STEP_FAILED": "a flow step failed unexpectedly; it was rolled back",
+        **ISO_ERRORS,
     }
 
     def __init__(self, node: Node) -> None:
