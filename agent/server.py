@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from agent.commands import Commands, Route
 from agent.config import AgentConfig
+from agent.console import CHANNEL, UPGRADE, ConsoleChannel, ConsoleCommands, pump
 from agent.drivers.base import Driver, LifecycleEvent
 from agent.network.executor import Executor
 from agent.reporter import Reporter
@@ -192,6 +193,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         started = time.monotonic()
         status, payload = self.server.app.handle(self.command, self.path, self.headers, body)
+        channel = payload.pop(CHANNEL, None)
+        if channel is not None:
+            self._upgrade(channel)
+            return
         self._reply(status, payload)
         log.info(
             "%s %s -> %d (%.1f ms)",
@@ -200,6 +205,22 @@ class _Handler(BaseHTTPRequestHandler):
             status,
             (time.monotonic() - started) * 1000,
         )
+
+    def _upgrade(self, channel: ConsoleChannel) -> None:
+        """Answer 101 and carry the console's bytes on this connection until it ends."""
+        try:
+            self.send_response(101)
+            self.send_header("Upgrade", UPGRADE)
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+        except OSError:
+            channel.close()
+            raise
+        self.close_connection = True
+        log.info("console attached for %s", self.path)
+        ended = pump(self.request, channel)
+        log.info("console detached (%s ended it)", ended)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -276,7 +297,7 @@ class AgentServer:
             self.tasks,
             skew=cfg.clock_skew,
             clock=clock,
-            extra_routes=self.storage.routes(),
+            extra_routes={**self.storage.routes(), **ConsoleCommands(driver).routes()},
         )
         self.httpd = _HttpServer(
             (cfg.listen, cfg.port),
