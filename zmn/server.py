@@ -21,7 +21,9 @@ from zmn.api.errors import InternalError, InvalidArgument, PermissionDenied, Zmn
 from zmn.api.wire import PROTOCOL_VERSION, FrameError, encode, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.consoles import StreamOpener
 from zmn.core.node import Node
+from zmn.streams import Streams
 
 log = logging.getLogger("zmn.server")
 
@@ -45,6 +47,7 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.streams: Streams | None = None  # byte streams (consoles), made at the first one
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self.closed:
@@ -60,6 +63,8 @@ class Connection:
         for sub in self.subscriptions.values():
             sub.cancel()
         self.subscriptions.clear()
+        if self.streams is not None:
+            self.streams.close()
 
 
 class ApiServer:
@@ -69,6 +74,7 @@ class ApiServer:
         self.connections: set[Connection] = set()
         self._catalogue: dict[str, Any] | None = None
         self._catalogue_hash = ""
+        self._stream_openers: dict[str, StreamOpener] | None = None
 
     @property
     def catalogue(self) -> dict[str, Any]:
@@ -158,6 +164,9 @@ class ApiServer:
                     break
                 if frame is None:
                     break
+                if frame.get("type") == "stream":
+                    await self._stream_frame(conn, frame)
+                    continue
                 task = asyncio.get_running_loop().create_task(self._request(conn, frame))
                 conn.tasks.add(task)
                 task.add_done_callback(conn.tasks.discard)
@@ -208,6 +217,9 @@ class ApiServer:
             reply: dict[str, Any] = {"type": "reply", "id": req_id, "ok": True, "result": result}
             if job:
                 reply["job"] = job
+            if api in self.stream_openers:
+                await self._open_stream(conn, api, reply)
+                return
             await conn.send(reply)
         except ZmnError as exc:
             await conn.send({"type": "reply", "id": req_id, "ok": False, "error": exc.to_wire()})
@@ -215,6 +227,25 @@ class ApiServer:
             log.exception("request %r failed", req_id)
             err = InternalError(f"{type(exc).__name__}: {exc}")
             await conn.send({"type": "reply", "id": req_id, "ok": False, "error": err.to_wire()})
+
+    # ----------------------------------------------------------------- streams (zmn/streams.py)
+
+    @property
+    def stream_openers(self) -> dict[str, StreamOpener]:
+        if self._stream_openers is None:
+            impls = self.node.extensions.all(StreamOpener)  # type: ignore[type-abstract]
+            self._stream_openers = {o.api: o for o in impls}
+        return self._stream_openers
+
+    async def _open_stream(self, conn: Connection, api: str, reply: dict[str, Any]) -> None:
+        pipe = await self.stream_openers[api].open_stream(self.node, reply["result"])
+        if conn.streams is None:
+            conn.streams = Streams(conn)
+        await conn.streams.start(reply, pipe)
+
+    async def _stream_frame(self, conn: Connection, frame: dict[str, Any]) -> None:
+        if conn.streams is not None:
+            await conn.streams.client_frame(frame)
 
     def _follow(self, conn: Connection, req_id: Any, job_uuid: str) -> None:
         key = f"job:{job_uuid}"

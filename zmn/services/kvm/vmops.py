@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import storage
+from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ async def vm_op(
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
         await storage.prepare_volumes(ht, host, client, volumes, row)
         spec = vm_spec(vm, bridges)
+        graphics = str(ht.node.global_config.get("kvm", "vm.graphics"))
+        spec.update(graphics_spec(graphics, host.managementIp))
         # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
         await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
         try:

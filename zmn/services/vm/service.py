@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from zmn.core.consistency import ConsistencyCheck
+from zmn.core.consoles import StreamOpener
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.hosthooks import HostMaintenanceExtension
 from zmn.core.models import AccountResourceRefVO
@@ -23,6 +24,7 @@ from zmn.core.service import Service
 from zmn.services.vm.common import attach_children
 from zmn.services.vm.config import ConfigHandlers
 from zmn.services.vm.consistency import VmConsistency
+from zmn.services.vm.console import CONSOLE_ERRORS, ConsoleHandlers, VmConsoleStream
 from zmn.services.vm.flows.create import VM_CREATE_CHAIN, VM_CREATE_FLOWS
 from zmn.services.vm.flows.destroy import (
     VM_DESTROY_CHAIN,
@@ -58,7 +60,7 @@ def _nic_access(principal: Principal) -> list[Any]:
     ]
 
 
-class VmService(LifecycleHandlers, ConfigHandlers, Service):
+class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
     name = "vm"
     summary = "virtual machines and their NICs"
     requires = ("zone", "cluster", "host", "network", "primaryStorage", "image", "volume")
@@ -118,6 +120,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
         "VM_INSTANCE.L3_ALREADY_ATTACHED": "the VM already has a NIC on that L3 network",
         "VM_INSTANCE.L3_UNREACHABLE": "the VM's cluster is not attached to the L3's L2 network",
         "VM_NIC.NOT_FOUND": "no NIC with that UUID",
+        **CONSOLE_ERRORS,
         "TEST.FAULT_INJECTED": "a flow failed because a test asked it to",
         "FLOW.STEP_FAILED": "a flow step failed unexpectedly; it was rolled back",
     }
@@ -132,6 +135,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, Service):
         node.flows.add_chain(VM_EXPUNGE_CHAIN, VM_EXPUNGE_FLOWS)
         node.extensions.add(ConsistencyCheck, VmConsistency(node))  # type: ignore[type-abstract]
         node.extensions.add(HostMaintenanceExtension, VmHostMaintenance(node))  # type: ignore[type-abstract]
+        node.extensions.add(StreamOpener, VmConsoleStream())  # type: ignore[type-abstract]
         self.reaper = ExpungeReaper(node)
         self.reconciler = Reconciler(node)
 
