@@ -50,22 +50,38 @@ def _run(*argv: str, cwd: Path | None = None) -> None:
         raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
 
 
-def _fetch(cache: Path) -> None:
+def kernel_package() -> str:
+    """The versioned package ``linux-image-cloud-amd64`` depends on (the one holding vmlinuz)."""
+    out = subprocess.run(
+        ["apt-cache", "depends", "linux-image-cloud-amd64"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in out.splitlines()
+        if line.strip().startswith("Depends:") and "linux-image-" in line
+    )
+
+
+def fetch_debs(cache: Path, packages: tuple[str, ...]) -> list[Path]:
+    """The ``.deb`` of each package in ``cache/debs``, fetched with ``apt-get download`` once.
+
+    ``linux-image-cloud-amd64`` stands for the versioned kernel package it depends on.
+    """
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    if not glob.glob(str(debs / "linux-image-*-cloud-amd64_*.deb")):
-        out = subprocess.run(
-            ["apt-cache", "depends", "linux-image-cloud-amd64"],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        image = next(
-            line.split(":", 1)[1].strip()
-            for line in out.splitlines()
-            if line.strip().startswith("Depends:") and "linux-image-" in line
-        )
-        _run("apt-get", "download", image, cwd=debs)
-    if not glob.glob(str(debs / "busybox-static_*.deb")):
-        _run("apt-get", "download", "busybox-static", cwd=debs)
+    found: list[Path] = []
+    for name in packages:
+        kernel = name == "linux-image-cloud-amd64"
+        pattern = "linux-image-*-cloud-amd64_*.deb" if kernel else f"{name}_*.deb"
+        if not glob.glob(str(debs / pattern)):
+            _run("apt-get", "download", kernel_package() if kernel else name, cwd=debs)
+        found.append(Path(sorted(glob.glob(str(debs / pattern)))[-1]))
+    return found
+
+
+def _fetch(cache: Path) -> None:
+    fetch_debs(cache, ("linux-image-cloud-amd64", "busybox-static"))
 
 
 def _cpio_newc(root: Path) -> bytes:

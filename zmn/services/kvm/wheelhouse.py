@@ -37,7 +37,7 @@ from zmn.api.errors import OperationFailed
 log = logging.getLogger("zmn.kvm.wheelhouse")
 
 DIST = "zagent"
-DEPENDENCIES = ("PyYAML", "libvirt-python")
+DEPENDENCIES = ("PyYAML", "libvirt-python", "pycdlib")
 _CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py")
 
 
@@ -159,7 +159,7 @@ def ensure_wheelhouse(dest: Path) -> Wheelhouse:
     with open(dest / ".lock", "w") as lock:  # nodes sharing a cache directory
         fcntl.flock(lock, fcntl.LOCK_EX)
         needed = {"pip": "pip-*.whl", "PyYAML": "[Pp][Yy][Yy][Aa][Mm][Ll]-*.whl",
-                  "libvirt-python": "libvirt_python-*.whl"}  # fmt: skip
+                  "libvirt-python": "libvirt_python-*.whl", "pycdlib": "pycdlib-*.whl"}  # fmt: skip
         if any(_one(dest, pattern) is None for pattern in needed.values()):
             _build_dependencies(dest)
         pip_wheel = _one(dest, "pip-*.whl")
