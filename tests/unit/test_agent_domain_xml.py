@@ -178,6 +178,8 @@ def test_element_classes_build_one_element_each():
         ({"consoleMode": "vnc", "consoleListen": "192.0.2.1"}, "vm.consolePassword"),
         ({"consoleMode": "vnc", "consoleListen": "192.0.2.1", "consolePassword": "short"},
          "vm.consolePassword"),
+        ({"consoleMode": "vnc", "consoleListen": "192.0.2.1", "consolePassword": "ninechars"},
+         "vm.consolePassword"),
         ({"consoleMode": "vnc", "consoleListen": "192.0.2.1", "consolePassword": "a'b\"<>&cdef"},
          "vm.consolePassword"),
     ],

@@ -28,7 +28,8 @@ def graphics_spec(mode: str, management_ip: str) -> dict[str, Any]:
     """The ``consoleMode``/``consoleListen``/``consolePassword`` of a ``/v1/vm/start`` body."""
     if mode == "none":
         return {"consoleMode": "none"}
-    password = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    length = 8 if mode == "vnc" else 16  # VNC authentication takes 8 characters, no more
+    password = "".join(secrets.choice(_ALPHABET) for _ in range(length))
     return {"consoleMode": mode, "consoleListen": management_ip, "consolePassword": password}
 
 
