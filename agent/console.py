@@ -86,8 +86,9 @@ CHANNEL = "$console"  # key of an answer that upgrades the connection (never sen
 
 
 class ConsoleCommands:
-    """``/v1/vm/console`` (the serial console, upgraded to a byte stream) and
-    ``/v1/vm/graphics`` (address, port and password of the VNC/SPICE console)."""
+    """How an operator reaches a guest: ``/v1/vm/console`` (the serial console, upgraded to
+    a byte stream), ``/v1/vm/graphics`` (address, port and password of the VNC/SPICE
+    console) and ``/v1/vm/probe`` (does a TCP port of the guest answer from this host)."""
 
     def __init__(self, driver: Any) -> None:
         self.driver = driver
@@ -98,6 +99,7 @@ class ConsoleCommands:
         return {
             ("POST", "/v1/vm/console"): Route(self.console),
             ("POST", "/v1/vm/graphics"): Route(self.graphics),
+            ("POST", "/v1/vm/probe"): Route(self.probe),
         }
 
     def console(self, body: dict[str, Any], _query: dict[str, str]) -> dict[str, Any]:
@@ -115,3 +117,13 @@ class ConsoleCommands:
                 uuid=uuid,
             )
         return {"uuid": uuid, **info}
+
+    def probe(self, body: dict[str, Any], _query: dict[str, str]) -> dict[str, Any]:
+        ip = str(v.ip_any(body.get("ip"), "ip"))
+        port = v.integer(body.get("port", 22), "port", lo=1, hi=65535)
+        timeout = v.integer(body.get("timeoutMs", 2000), "timeoutMs", lo=50, hi=10000) / 1000
+        try:
+            with socket.create_connection((ip, port), timeout=timeout):
+                return {"ip": ip, "port": port, "open": True}
+        except OSError as exc:
+            return {"ip": ip, "port": port, "open": False, "reason": str(exc)}

@@ -29,6 +29,7 @@ from agent.commands import Commands, Route
 from agent.config import AgentConfig
 from agent.console import CHANNEL, UPGRADE, ConsoleChannel, ConsoleCommands, pump
 from agent.drivers.base import Driver, LifecycleEvent
+from agent.leases import watcher_for
 from agent.network.executor import Executor
 from agent.reporter import Reporter
 from agent.storage.commands import StorageCommands
@@ -307,6 +308,7 @@ class AgentServer:
             tls=tls_context(cfg),
         )
         self._thread: threading.Thread | None = None
+        self.leases = watcher_for(cfg.state_dir, self.reporter.submit)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -327,12 +329,14 @@ class AgentServer:
     def _start_parts(self) -> None:
         self.reporter.start()
         self.driver.set_event_listener(self._on_event)
+        self.leases.start()
         host, port = self.address
         log.info("zagent serving on %s:%d (host %s)", host, port, self.host_uuid)
 
     def stop(self) -> None:
         """Stop serving, finish running tasks, flush reports, close the driver."""
         self.driver.set_event_listener(None)
+        self.leases.stop()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(5)

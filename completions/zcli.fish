@@ -286,6 +286,7 @@ complete -c zcli -n '__zcli_at api' -a UpdateVolumeSnapshot -d 'Rename a snapsho
 complete -c zcli -n '__zcli_at api' -a UpdateZone -d 'Rename a zone or change its description.'
 complete -c zcli -n '__zcli_at api' -a ValidateSession -d 'Whether a session is still valid, and until when (does not refresh...'
 complete -c zcli -n '__zcli_at api' -a WaitJob -d 'Wait until a job has finished and return it; a Timeout error when i...'
+complete -c zcli -n '__zcli_at api' -a WaitVmInstance -d 'Wait until VMs are running, have taken their address, or answer SSH.'
 complete -c zcli -n '__zcli_at help' -a account
 complete -c zcli -n '__zcli_at help' -a audit-log
 complete -c zcli -n '__zcli_at help' -a backup-storage
@@ -711,6 +712,8 @@ complete -c zcli -n '__zcli_at verb:vm' -a stop -d 'Stop a VM: gracefully, or at
 complete -c zcli -n '__zcli_at help-verb:vm' -a stop -d 'Stop a VM: gracefully, or at once with type=cold.'
 complete -c zcli -n '__zcli_at verb:vm' -a update -d 'Rename a VM, change its description or default L3; cpuNum/memorySiz...'
 complete -c zcli -n '__zcli_at help-verb:vm' -a update -d 'Rename a VM, change its description or default L3; cpuNum/memorySiz...'
+complete -c zcli -n '__zcli_at verb:vm' -a wait -d 'Wait until VMs are running, have taken their address, or answer SSH.'
+complete -c zcli -n '__zcli_at help-verb:vm' -a wait -d 'Wait until VMs are running, have taken their address, or answer SSH.'
 complete -c zcli -n '__zcli_at verb:vm-nic' -a list -d 'query VmNic'
 complete -c zcli -n '__zcli_at help-verb:vm-nic' -a list -d 'query VmNic'
 complete -c zcli -n '__zcli_at verb:vm-nic' -a get -d 'show one VmNic'

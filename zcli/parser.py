@@ -183,12 +183,13 @@ def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
     args, positional = parse_args(api, rest)
     if positional:
         slot = positional_slot(api)
-        if slot is None or len(positional) > 1 or slot in args:
+        many = slot is not None and api.params[slot].is_list  # vm wait A B C
+        if slot is None or (len(positional) > 1 and not many) or slot in args:
             raise UsageError(
                 f"unexpected argument {positional[-1]!r}: use key=value or --key value",
                 field=positional[-1],
             )
-        args[slot] = positional[0]
+        args[slot] = positional if many else positional[0]
     return ApiCall(api.name, args, "call", res.name, api.long)
 
 

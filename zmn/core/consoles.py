@@ -1,7 +1,8 @@
 """Extension points for VM consoles (the VM service offers them, host-type plugins fill them).
 
-* :class:`ConsoleProvider`: a host type that can open a VM's serial console as a byte stream
-  and say where its graphical console listens (the KVM plugin, through ``zagent``).
+* :class:`ConsoleProvider`: a host type that can open a VM's serial console as a byte stream,
+  say where its graphical console listens and whether a guest's TCP port answers from the
+  host (the KVM plugin, through ``zagent``).
 * :class:`StreamOpener`: an API whose successful reply turns into a byte stream relayed on
   the client's API connection (``OpenVmConsole``); the API server looks openers up by API
   name (see :mod:`zmn.streams` and ``docs/protocol.md``, "Streams").
@@ -29,6 +30,9 @@ class ConsoleProvider(Protocol):
 
     async def graphics_console(self, host_uuid: str, vm_uuid: str) -> dict[str, Any]:
         """``{"type", "host", "port", "password"}`` of the VM's VNC/SPICE console."""
+
+    async def tcp_port_open(self, host_uuid: str, ip: str, port: int) -> bool:
+        """Whether the guest's ``ip``:``port`` accepts a TCP connection from the host."""
 
 
 @runtime_checkable

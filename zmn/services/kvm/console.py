@@ -52,3 +52,7 @@ class KvmConsoles:
             "/v1/vm/graphics", {"uuid": vm_uuid}
         )
         return answer
+
+    async def tcp_port_open(self, host_uuid: str, ip: str, port: int) -> bool:
+        answer = await self._client(host_uuid).post("/v1/vm/probe", {"ip": ip, "port": port})
+        return bool(answer.get("open"))

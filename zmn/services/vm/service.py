@@ -34,6 +34,7 @@ from zmn.services.vm.flows.destroy import (
 )
 from zmn.services.vm.flows.migrate import VM_MIGRATE_CHAIN, VM_MIGRATE_FLOWS
 from zmn.services.vm.flows.power import CHAINS as POWER_CHAINS
+from zmn.services.vm.leases import LeaseTracker
 from zmn.services.vm.lifecycle import LifecycleHandlers
 from zmn.services.vm.maintenance import VmHostMaintenance
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
@@ -41,6 +42,7 @@ from zmn.services.vm.plan import HOSTNAME, STATIC_IP
 from zmn.services.vm.reaper import ExpungeReaper
 from zmn.services.vm.recovery import Reconciler, recover
 from zmn.services.vm.states import VM_STATE
+from zmn.services.vm.wait import WAIT_ERRORS, WaitHandlers
 
 if TYPE_CHECKING:
     from zmn.core.bus import Event, Principal
@@ -60,7 +62,7 @@ def _nic_access(principal: Principal) -> list[Any]:
     ]
 
 
-class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
+class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, WaitHandlers, Service):
     name = "vm"
     summary = "virtual machines and their NICs"
     requires = ("zone", "cluster", "host", "network", "primaryStorage", "image", "volume")
@@ -121,6 +123,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
         "VM_INSTANCE.L3_UNREACHABLE": "the VM's cluster is not attached to the L3's L2 network",
         "VM_NIC.NOT_FOUND": "no NIC with that UUID",
         **CONSOLE_ERRORS,
+        **WAIT_ERRORS,
         "TEST.FAULT_INJECTED": "a flow failed because a test asked it to",
         "FLOW.STEP_FAILED": "a flow step failed unexpectedly; it was rolled back",
     }
@@ -137,6 +140,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
         node.extensions.add(HostMaintenanceExtension, VmHostMaintenance(node))  # type: ignore[type-abstract]
         node.extensions.add(StreamOpener, VmConsoleStream())  # type: ignore[type-abstract]
         self.reaper = ExpungeReaper(node)
+        self.leases = LeaseTracker(node)
         self.reconciler = Reconciler(node)
 
     def declare(self, registry: ResourceRegistry) -> None:
@@ -203,6 +207,8 @@ class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
                     "ip": "the NIC's address (its UsedIp)",
                     "deviceId": "order of the NIC in the VM, from 0",
                     "internalName": "interface name on the host",
+                    "leaseDate": "when the guest took its DHCP lease of ip since the VM last"
+                    " started, as its host saw it (null: not yet)",
                 },
                 access_filter=_nic_access,
                 summary="a VM's network interface on an L3 network",
@@ -216,6 +222,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
             log.exception("recovering interrupted VM operations failed")
         self.reaper.start()
         self.reconciler.start()
+        self.leases.start()
         self._evictions = self.node.bus.subscribe("/managementNode/evicted", self._on_evicted)
 
     async def _on_evicted(self, event: Event) -> None:
@@ -235,5 +242,6 @@ class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, Service):
         evictions = getattr(self, "_evictions", None)
         if evictions is not None:
             evictions.cancel()
+        self.leases.stop()
         await self.reconciler.stop()
         await self.reaper.stop()
