@@ -13,6 +13,7 @@ Needs root, openssh-server, libvirt/QEMU and qemu-img (scripts/system-deps.sh).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -127,6 +128,25 @@ async def test_console_login_command_reboot_banner_and_detach(cloud: Any) -> Non
 
     status, _ = await asyncio.to_thread(drive)
     assert status == 0
+
+
+async def test_vm_wait_for_ip_and_ssh_then_get_shows_the_lease(cloud: Any) -> None:
+    def run(*args: str) -> tuple[str, int]:
+        out, status = pexpect.run(" ".join([zcli(), *args]), env=zcli_env(cloud),
+                                  withexitstatus=True, timeout=200, encoding="utf-8")  # fmt: skip
+        return str(out), int(status)
+
+    out, status = await asyncio.to_thread(run, "vm", "wait", "tty1", "--for", "ssh",
+                                          "--timeout", "180")  # fmt: skip
+    assert status == 0, out
+    out, status = await asyncio.to_thread(run, "-o", "json", "vm", "get", "tty1")
+    assert status == 0, out
+    data = json.loads(out)
+    nic = data.get("inventory", data)["vmNics"][0]
+    assert nic["ip"].startswith("10.79.0.") and nic["leaseDate"], nic
+    # the address dnsmasq gave is the node's, as the agent saw it in the lease file
+    leases = cloud["host"].read(f"/var/lib/zagent/dnsmasq/{nic['l3NetworkUuid']}/leases")
+    assert f"{nic['mac']} {nic['ip']} " in leases
 
 
 async def test_a_second_console_is_refused_unless_forced(cloud: Any) -> None:
