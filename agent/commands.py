@@ -23,6 +23,7 @@ from agent.drivers.features import kvm_usable
 from agent.network import bridge, dhcp, firewall
 from agent.network.executor import Executor
 from agent.network.hostnet import HostNetwork
+from agent.nocloud import attach_seed, remove_seed
 from agent.spec import parse_disk, parse_nic, parse_vm
 
 Body = dict[str, Any]
@@ -149,8 +150,13 @@ class Commands:
         spec = parse_vm(body.get("vm"))
         with self._vm_locks.hold(spec.uuid):
             t0 = time.perf_counter()
-            self.driver.define(spec)
-            self.driver.start(spec.uuid)
+            spec = attach_seed(spec, self.cfg.state_dir)
+            try:
+                self.driver.define(spec)
+                self.driver.start(spec.uuid)
+            except BaseException:
+                remove_seed(spec.uuid, self.cfg.state_dir)
+                raise
             took = time.perf_counter() - t0
             return self._vm_result(spec.uuid, hypervisorSeconds=round(took, 6))
 
@@ -179,6 +185,7 @@ class Commands:
     def vm_destroy(self, body: Body, _query: dict[str, str]) -> Body:
         with self._vm(body) as uuid:
             self.driver.undefine(uuid)
+            remove_seed(uuid, self.cfg.state_dir)
             return {"uuid": uuid, "state": "Destroyed"}
 
     def vm_pause(self, body: Body, _query: dict[str, str]) -> Body:

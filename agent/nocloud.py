@@ -2,7 +2,7 @@
 
 The node sends a ``seed`` object with the VM description (``/v1/vm/start``)::
 
-    {"instanceId": "iid-...", "hostname": "web-1", "userData": "#cloud-config\\n...",
+    {"instanceId": "iid-...", "hostname": "web-1", "userData": "<base64>",
      "sshKeys": ["ssh-ed25519 AAAA... me@laptop"],
      "nics": [{"mac": "52:54:00:..", "address": "10.0.0.5", "prefix": 24,
                "gateway": "10.0.0.1", "dns": ["10.0.0.1"]}, {"mac": "52:54:00:..", "dhcp": true}]}
@@ -12,7 +12,7 @@ and the agent writes, as cloud-init's NoCloud datasource reads them from a volum
 
 - ``meta-data``: ``instance-id``, ``local-hostname`` and ``public-keys`` (the SSH keys, which
   cloud-init installs for the default user);
-- ``user-data``: the user's data byte for byte (empty when none was given);
+- ``user-data``: the user's data (sent base64) byte for byte, empty when none was given;
 - ``network-config``: version 2, one ``ethernets`` entry per NIC matched by MAC, a static
   address when the node allocated one on a static L3, ``dhcp4: true`` otherwise.
 
@@ -25,22 +25,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import dataclasses
 import io
 import ipaddress
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import validate as v
+from zmn.api.cloudinit import MAX_SSH_KEYS, MAX_USER_DATA, public_key
+
+if TYPE_CHECKING:
+    from agent.spec import VmSpec
 
 LABEL = "cidata"
-MAX_USER_DATA = 64 * 1024
-MAX_KEYS = 32
-KEY_TYPES = (
-    "ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,21 +59,6 @@ class Seed:
     user_data: bytes = b""
     ssh_keys: tuple[str, ...] = ()
     nics: tuple[SeedNic, ...] = ()
-
-
-def public_key(value: Any, field: str) -> str:
-    """One OpenSSH public key line (``type base64 [comment]``); a private key is refused."""
-    s = v.text_line(value, field, max_len=16384).strip()
-    parts = s.split(None, 2)
-    if "PRIVATE KEY" in s or len(parts) < 2 or parts[0] not in KEY_TYPES:
-        raise v.bad(field, "is not an OpenSSH public key ('ssh-ed25519 AAAA... comment')")
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except (binascii.Error, ValueError):
-        raise v.bad(field, "the key's base64 part does not decode") from None
-    if blob[4 : 4 + len(parts[0])] != parts[0].encode():
-        raise v.bad(field, "the key's base64 part does not hold a key of its type")
-    return s
 
 
 def _nic(raw: Any, f: str) -> SeedNic:
@@ -100,10 +85,13 @@ def parse_seed(raw: Any, f: str = "seed") -> Seed:
     d = v.obj(raw, f)
     user = v.string(d.get("userData", ""), f"{f}.userData", max_len=MAX_USER_DATA * 2,
                     allow_empty=True)  # fmt: skip
-    data = user.encode()
+    try:
+        data = base64.b64decode(user, validate=True)
+    except (binascii.Error, ValueError):
+        raise v.bad(f"{f}.userData", "must be base64") from None
     if len(data) > MAX_USER_DATA:
         raise v.bad(f"{f}.userData", f"larger than {MAX_USER_DATA} bytes")
-    keys = v.items(d.get("sshKeys", []), f"{f}.sshKeys", max_items=MAX_KEYS)
+    keys = v.items(d.get("sshKeys", []), f"{f}.sshKeys", max_items=MAX_SSH_KEYS)
     nics = v.items(d.get("nics", []), f"{f}.nics", max_items=32)
     return Seed(
         instance_id=v.token(d.get("instanceId"), f"{f}.instanceId"),
@@ -184,3 +172,30 @@ def read_iso(path: str) -> dict[str, bytes]:
         return out
     finally:
         iso.close()
+
+
+SEED_DEVICE_ID = 3  # hdd: the second IDE channel's slave; an ISO the VM boots from is hdc
+
+
+def seed_path(uuid: str, state_dir: str) -> str:
+    return os.path.join(state_dir, "seeds", f"{uuid}.iso")
+
+
+def attach_seed(spec: VmSpec, state_dir: str) -> VmSpec:
+    """Write the spec's seed ISO and add it as a read-only IDE CD-ROM (no seed: unchanged)."""
+    if spec.seed is None:
+        return spec
+    path = seed_path(spec.uuid, state_dir)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    write_iso(path, spec.seed)
+    from agent.spec import DiskSpec  # spec imports this module for Seed
+
+    cdrom = DiskSpec(path=path, device_id=SEED_DEVICE_ID, format="raw", bus="ide",
+                     device="cdrom", read_only=True)  # fmt: skip
+    disks = (*(d for d in spec.disks if d.target != cdrom.target), cdrom)
+    return dataclasses.replace(spec, disks=disks)
+
+
+def remove_seed(uuid: str, state_dir: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(seed_path(uuid, state_dir))

@@ -12,8 +12,7 @@ hex digits; the operator's VM name goes into ``<title>`` and may hold any printa
 Graphical consoles are off unless asked for (``consoleMode`` defaults to ``none``). A VNC or
 SPICE console needs a ``consoleListen`` address that is not a wildcard (``0.0.0.0``, ``::``)
 and a ``consolePassword`` (8 characters for VNC, whose authentication takes no more; 8 to 64
-for SPICE), so no
-domain the agent writes listens everywhere or without a password.
+for SPICE), so no domain the agent writes listens everywhere or without a password.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import validate as v
+from agent.nocloud import Seed, parse_seed
 
 DISK_BUSES = ("virtio", "scsi", "sata", "ide")
 DISK_FORMATS = ("qcow2", "raw")
@@ -74,6 +74,7 @@ class VmSpec:
     console_mode: str = "none"
     console_listen: str = ""
     console_password: str = ""
+    seed: Seed | None = None  # a NoCloud seed the agent writes and attaches as a CD-ROM
 
     @property
     def domain_name(self) -> str:
@@ -177,4 +178,5 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
         console_mode=mode,
         console_listen=listen,
         console_password=password,
+        seed=None if d.get("seed") is None else parse_seed(d["seed"], f"{f}.seed"),
     )

@@ -205,6 +205,9 @@ def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
             key, sep, value = token[2:].partition("=")
             key = camel(key)
             value_: Any = value
+            from_file = _file_param(api, key)
+            if from_file is not None:
+                key = from_file
             if not sep:
                 param = api.params.get(key)
                 nxt = tokens[i] if i < len(tokens) else None
@@ -218,6 +221,11 @@ def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
                     raise UsageError(f"--{token[2:]} needs a value", field=key)
                 else:
                     value_, i = nxt, i + 1
+            if from_file is not None:
+                value_ = _read_value_file(api, key, str(value_))
+                if key in args and isinstance(value_, list):
+                    prev = args.pop(key)
+                    value_ = (prev if isinstance(prev, list) else [prev]) + value_
             _put(api, args, key, "=", value_)
         elif api.is_query and _CONDITION_RE.match(token):
             try:
@@ -255,6 +263,41 @@ def _put(
         args[key] = (prev if isinstance(prev, list) else [prev]) + [value]
         return
     args[key] = value
+
+
+def _file_param(api: Api, key: str) -> str | None:
+    """``--user-data-file F`` gives ``userData``; ``--ssh-key-file F`` gives ``sshKeys``."""
+    if key in api.params or not key.endswith("File"):
+        return None
+    base = key[: -len("File")]
+    for name in (base, base + "s"):
+        param = api.params.get(name)
+        if param is not None and (param.is_list or param.type == "string"):
+            return name
+    return None
+
+
+def _read_value_file(api: Api, key: str, path: str) -> Any:
+    """A string parameter: the file's text (base64 when it is not UTF-8); a list parameter:
+    one item a non-empty line not starting with ``#`` (an authorized_keys file)."""
+    import base64
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError(
+            f"{key}: cannot read {path}: {exc.strerror or exc}", code="CLI.FILE", field=key
+        ) from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        if api.params[key].is_list:
+            raise UsageError(f"{key}: {path} is not a text file", code="CLI.FILE", field=key)
+        return base64.b64encode(data).decode()
+    if api.params[key].is_list:
+        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return text
 
 
 def _unknown(api: Api, key: str) -> None:

@@ -14,6 +14,9 @@ Routes (all POST, JSON bodies, signed like every agent request):
 * ``/v1/storage/volume/create {path, size, format, backingFile?, backingFormat?}``: idempotent.
 * ``/v1/storage/volume/delete {root, path}``: the file (and its empty directory); only inside
   ``root``.
+* ``/v1/storage/volume/export {root, path, dest}`` (long): ``qemu-img convert -O qcow2`` of the
+  volume with its backing chain into one stand-alone qcow2 ``dest`` (inside ``root``), the
+  source of a template; refused while a running or paused VM holds the volume.
 * ``/v1/storage/volume/snapshot {path, name, vmUuid?}``: an internal qcow2 snapshot. With
   ``qemu-img snapshot -c`` when no running domain holds the file; a running or paused VM's
   volume through libvirt instead (QEMU's own internal snapshot, without libvirt metadata), as
@@ -81,6 +84,7 @@ class StorageCommands:
             ("POST", "/v1/storage/stat"): Route(self.stat),
             ("POST", "/v1/storage/volume/create"): Route(self.volume_create),
             ("POST", "/v1/storage/volume/delete"): Route(self.volume_delete),
+            ("POST", "/v1/storage/volume/export"): Route(self.volume_export, long=True),
             ("POST", "/v1/storage/volume/snapshot"): Route(self.volume_snapshot),
             ("POST", "/v1/storage/volume/snapshot/delete"): Route(self.snapshot_delete),
             ("POST", "/v1/storage/volume/snapshot/revert"): Route(self.snapshot_revert),
@@ -140,6 +144,34 @@ class StorageCommands:
                     os.unlink(tmp)
                 raise
             return stat(path)
+
+    def volume_export(self, body: Body, _query: dict[str, str]) -> Body:
+        root = v.abspath(body.get("root"), "root")
+        path = v.abspath(body.get("path"), "path")
+        dest = v.abspath(body.get("dest"), "dest")
+        for field, p in (("path", path), ("dest", dest)):
+            if not _inside(root, p):
+                raise InvalidArgument(f"{field}: {p} is not inside {root}", field=field)
+        if not os.path.exists(path):
+            raise NotFound(f"path: {path} is not on this host", code="AGENT.VOLUME_MISSING",
+                           field="path")  # fmt: skip
+        vm = body.get("vmUuid")
+        if vm is not None and self._active(v.uuid(vm, "vmUuid")):
+            raise Conflict(
+                f"vmUuid: VM {vm} is running; stop it before making a template of its volume",
+                code="AGENT.VOLUME_IN_USE",
+                field="vmUuid",
+            )
+        os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+        tmp = f"{dest}.exporting"
+        try:
+            qemuimg.run(["convert", "-q", "-O", "qcow2", path, tmp], timeout=3600)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return stat(dest)
 
     def volume_delete(self, body: Body, _query: dict[str, str]) -> Body:
         root = v.abspath(body.get("root"), "root")

@@ -9,6 +9,7 @@ shapes cloud-init accepts. Needs root (the shared image cache) and qemu-system-x
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -114,7 +115,7 @@ def booted(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     seed = nocloud.parse_seed({
         "instanceId": "iid-e2e-1", "hostname": "seeded-1",
-        "userData": "#!/bin/sh\necho ran-once >> /root/script.log\n",
+        "userData": base64.b64encode(b"#!/bin/sh\necho ran-once >> /root/script.log\n").decode(),
         "sshKeys": [key.with_suffix(".pub").read_text().strip()],
         "nics": [{"mac": "52:54:00:12:34:56"}],
     })  # fmt: skip

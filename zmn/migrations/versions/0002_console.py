@@ -1,7 +1,7 @@
 """vm_nic.leaseDate: when the guest took its DHCP lease (as the host's agent saw it)
 
 Revision ID: 0002_console
-Revises: 0001
+Revises: 0002_guest
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision: str = "0002_console"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_guest"  # re-chained after merging h/guest
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -48,3 +48,32 @@ class ChangeImageState(ApiMessage, kw_only=True):
 
     uuid: Annotated[str, Doc("image UUID or name")]
     stateEvent: Annotated[Literal["enable", "disable"], Doc("enable or disable")]
+
+
+@api(resource="Image", verb="create-template", long=True)
+class CreateRootVolumeTemplateFromRootVolume(CreateMessage, kw_only=True):
+    """Make a root volume template from a stopped VM's root volume (its disk, flattened).
+
+    The VM must be Stopped. A new VM from the template starts with the disk as it was.
+    """
+
+    name: Annotated[str, Doc("template name")]
+    rootVolumeUuid: Annotated[str, Doc("the VM's root volume (UUID)"), Ref("Volume")]
+    backupStorageUuids: Annotated[
+        list[str],
+        Doc("backup storages to put it on (default: those holding the VM's image)"),
+        Ref("BackupStorage"),
+    ] = []
+    platform: Annotated[Platform, Doc("guest platform")] = "Linux"
+    guestOsType: Annotated[str | None, Doc("guest OS, e.g. Debian 12")] = None
+    system: Annotated[bool, Doc("a system image")] = False
+
+
+@api(internal=True)
+class ExportVolumeToImageStore(ApiMessage, kw_only=True):
+    """The hypervisor's part of a template: the volume's bytes, flattened, into an image
+    store at ``installPath``; answers ``size`` (virtual), ``actualSize`` and ``checksum``."""
+
+    volumeUuid: Annotated[str, Doc("volume UUID")]
+    backupStorageUuid: Annotated[str, Doc("image store backup storage UUID")]
+    installPath: Annotated[str, Doc("the file to write on the image store")]

@@ -29,6 +29,8 @@ from zmn.services.backup_storage import imagestore
 from zmn.services.image import download
 from zmn.services.image.api import AddImage, ChangeImageState, DeleteImage, UpdateImage
 from zmn.services.image.models import ImageBackupStorageRefVO, ImageVO
+from zmn.services.image.template import ERRORS as TEMPLATE_ERRORS
+from zmn.services.image.template import TemplateHandlers
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -110,7 +112,7 @@ def check_image_args(msg: AddImage) -> None:
         )
 
 
-class ImageService(Service):
+class ImageService(TemplateHandlers, Service):
     name = "image"
     summary = "images: VM templates and ISOs"
     requires = ("backupStorage",)
@@ -126,6 +128,7 @@ class ImageService(Service):
         "BACKUP_STORAGE.INVALID_STATE": "the backup storage is not Enabled and Connected",
         "IMAGE.DOWNLOAD_FAILED": "the download broke off or could not be stored",
         "IMAGE.MIXED_BACKUP_STORAGE": "simulator and real backup storages in one AddImage",
+        **TEMPLATE_ERRORS,
     }
 
     def declare(self, registry: ResourceRegistry) -> None:
@@ -173,40 +176,27 @@ class ImageService(Service):
             return {"inventory": existing}
         check_image_args(msg)
         size, actual = SIMULATED_SIZE[msg.mediaType]
-        rt = self.node.resources.get("Image")
         uuid = msg.resourceUuid or new_uuid()
         bs_uuids = list(dict.fromkeys(msg.backupStorageUuids))
         real = self._real_stores(call, bs_uuids)
         if real:
             hint = await asyncio.to_thread(download.probe, msg.url)  # refused before recording
             size, actual = 0, hint or 0
-        with call.tx() as s:
-            crud.unique_name(s, rt, msg.name)
-            row = ImageVO(
-                uuid=uuid,
-                name=msg.name,
-                url=msg.url,
-                format=msg.format,
-                mediaType=msg.mediaType,
-                platform=msg.platform,
-                guestOsType=msg.guestOsType,
-                architecture=msg.architecture,
-                system=msg.system,
-                state="Enabled",
-                status="Downloading",
-                actualSize=actual if real else 0,
-            )
-            crud.insert(call, s, "Image", row, msg)
-            for bs_uuid in bs_uuids:
-                install_path = self._reserve(call, s, bs_uuid, uuid, msg.format, actual)
-                s.add(
-                    ImageBackupStorageRefVO(
-                        imageUuid=uuid, backupStorageUuid=bs_uuid, installPath=install_path
-                    )
-                )
-            s.flush()
-            inv = rt.inventories(s, [row])[0]
-        await call.publish("/image/created", {"resourceType": "Image", "inventory": inv})
+        row = ImageVO(
+            uuid=uuid,
+            name=msg.name,
+            url=msg.url,
+            format=msg.format,
+            mediaType=msg.mediaType,
+            platform=msg.platform,
+            guestOsType=msg.guestOsType,
+            architecture=msg.architecture,
+            system=msg.system,
+            state="Enabled",
+            status="Downloading",
+            actualSize=actual if real else 0,
+        )
+        await self.record(call, row, msg, bs_uuids, actual)
         await call.progress(50, "downloading")
         checksum = None
         if real:
@@ -217,6 +207,34 @@ class ImageService(Service):
                 raise
             self._adjust(bs_uuids, stored - actual)
             actual = stored
+        return {"inventory": await self.ready(call, uuid, size, actual, checksum)}
+
+    async def record(
+        self, call: Call, row: ImageVO, msg: Any, bs_uuids: list[str], reserve: int
+    ) -> dict[str, Any]:
+        """Insert the image (status Downloading) with a copy on each backup storage, taking
+        ``reserve`` bytes of each; publishes ``/image/created``."""
+        rt = self.node.resources.get("Image")
+        with call.tx() as s:
+            crud.unique_name(s, rt, row.name)
+            crud.insert(call, s, "Image", row, msg)
+            for bs_uuid in bs_uuids:
+                install_path = self._reserve(call, s, bs_uuid, row.uuid, row.format, reserve)
+                s.add(
+                    ImageBackupStorageRefVO(
+                        imageUuid=row.uuid, backupStorageUuid=bs_uuid, installPath=install_path
+                    )
+                )
+            s.flush()
+            inv = rt.inventories(s, [row])[0]
+        await call.publish("/image/created", {"resourceType": "Image", "inventory": inv})
+        return inv
+
+    async def ready(
+        self, call: Call, uuid: str, size: int, actual: int, checksum: str | None
+    ) -> dict[str, Any]:
+        """Sizes and checksum recorded, the image and its copies Ready."""
+        rt = self.node.resources.get("Image")
         with call.tx() as s:
             row = crud.get_row(s, rt, uuid)
             row.size, row.actualSize, row.status = size, actual, "Ready"
@@ -230,7 +248,7 @@ class ImageService(Service):
             s.flush()
             inv = rt.inventories(s, [row])[0]
         await crud.publish_state_change(call, rt, inv, "Downloading", "Ready", "status")
-        return {"inventory": inv}
+        return inv
 
     def _real_stores(self, call: Call, bs_uuids: list[str]) -> bool:
         """True when the image goes to image stores (real bytes), False for simulators."""

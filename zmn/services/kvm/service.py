@@ -24,6 +24,7 @@ from zmn.core.consoles import ConsoleProvider
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.service import Call, Service, handler
 from zmn.services.host.hosttype import HostType
+from zmn.services.image.api import ExportVolumeToImageStore
 from zmn.services.kvm import models as _models  # noqa: F401 - the kvm_host table
 from zmn.services.kvm.api import AddKvmHost
 from zmn.services.kvm.console import KvmConsoles
@@ -32,6 +33,7 @@ from zmn.services.kvm.endpoint import AgentEndpoint
 from zmn.services.kvm.hosttype import KvmHostType
 from zmn.services.kvm.storage import KvmLocalSnapshots, KvmLocalStorage
 from zmn.services.kvm.tags import FACT_TAGS
+from zmn.services.kvm.template import export_volume
 from zmn.services.kvm.vmsync import KvmVmSync
 from zmn.services.primary_storage.local import LocalStorageBackend
 from zmn.services.volume.snapshots import VolumeSnapshotStorage
@@ -164,6 +166,12 @@ class KvmService(Service):
         await self.endpoint.stop()
         if isinstance(self.host_type.deployer, SshDeployer):
             await asyncio.to_thread(self.host_type.deployer.close)
+
+    @handler(ExportVolumeToImageStore)
+    async def export_volume(self, msg: ExportVolumeToImageStore, call: Call) -> dict[str, Any]:
+        return await export_volume(
+            self.host_type, msg.volumeUuid, msg.backupStorageUuid, msg.installPath
+        )
 
     @handler(AddKvmHost)
     async def add_kvm_host(self, msg: AddKvmHost, call: Call) -> dict[str, Any]:

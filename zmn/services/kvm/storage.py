@@ -283,8 +283,9 @@ def _copy(
     dst_key: str,
     dst_path: str,
     checksum: str,
-) -> None:
-    """SFTP to SFTP through the node, verified, then renamed into place (blocking)."""
+) -> tuple[str, int]:
+    """SFTP to SFTP through the node, verified, then renamed into place (blocking);
+    the copy's ``sha256:<hex>`` and byte count."""
     a = ssh.open_connection(src, src_key)
     try:
         b = ssh.open_connection(dst, dst_key)
@@ -292,6 +293,7 @@ def _copy(
             sa, sb = a.sftp(), b.sftp()
             tmp = f"{dst_path}.part-{secrets.token_hex(4)}"
             digest = hashlib.sha256()
+            count = 0
             try:
                 with sa.open(src_path, "rb") as fin, sb.open(tmp, "wb") as fout:
                     fin.prefetch()
@@ -299,6 +301,7 @@ def _copy(
                     while block := fin.read(CHUNK):
                         fout.write(block)
                         digest.update(block)
+                        count += len(block)
                 got = "sha256:" + digest.hexdigest()
                 if checksum and got != checksum:
                     raise OperationFailed(
@@ -306,6 +309,7 @@ def _copy(
                         code="KVM.IMAGE_CHECKSUM",
                     )
                 sb.posix_rename(tmp, dst_path)
+                return got, count
             except BaseException:
                 try:
                     sb.remove(tmp)

@@ -40,6 +40,7 @@ from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import storage
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
+from zmn.services.kvm.seed import seed_body
 
 if TYPE_CHECKING:
     from zmn.services.kvm.hosttype import KvmHostType
@@ -137,6 +138,9 @@ async def vm_op(
         spec = vm_spec(vm, bridges)
         graphics = str(ht.node.global_config.get("kvm", "vm.graphics"))
         spec.update(graphics_spec(graphics, host.managementIp))
+        seed = seed_body(ht, vm)
+        if seed is not None:
+            spec["seed"] = seed
         # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
         await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
         try:

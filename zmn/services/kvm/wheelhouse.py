@@ -3,11 +3,12 @@
 It holds:
 
 * ``zagent-<version>+<digest>-py3-none-any.whl``: the agent (package ``agent``) and the API
-  contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``), built here from the
+  contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``,
+  ``zmn/api/cloudinit.py``), built here from the
   node's own files with :mod:`zipfile` (so an installed node can build it too); the digest of
   those files is in the version, so changed agent code is a new version and is redeployed;
 * the agent's dependencies and pip itself, made once with ``pip wheel`` at the versions the
-  node runs (PyYAML, libvirt-python, pip) and kept in the cache directory.
+  node runs (PyYAML, libvirt-python, pycdlib, pip) and kept in the cache directory.
 
 The host runs pip straight from the shipped pip wheel with ``--no-index --find-links``.
 Built wheels are for the node's Python (``cp311`` ...); the playbook checks that the host's
@@ -38,7 +39,8 @@ log = logging.getLogger("zmn.kvm.wheelhouse")
 
 DIST = "zagent"
 DEPENDENCIES = ("PyYAML", "libvirt-python", "pycdlib")
-_CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py")
+_CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py",
+             "zmn/api/cloudinit.py")  # fmt: skip
 
 
 @dataclass(frozen=True)

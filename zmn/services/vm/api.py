@@ -43,6 +43,11 @@ class CreateVmInstance(CreateMessage, kw_only=True):
         Doc("InstantStart runs it now; CreateStopped leaves it Stopped"),
     ] = "InstantStart"
     type: Annotated[Literal["UserVm"], Doc("VM type")] = "UserVm"
+    userData: Annotated[
+        str | None,
+        Doc("cloud-init user data, text or base64, at most 64 KiB (also the userdata:: tag)"),
+    ] = None
+    sshKeys: Annotated[list[str], Doc("SSH public keys for the guest (also sshkey:: tags)")] = []
 
 
 @api(resource="VmInstance", verb="start", long=True)
@@ -128,6 +133,12 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
     )
     cpuNum: Annotated[int | None, Doc("vCPUs (Stopped VMs only)")] = None
     memorySize: Annotated[int | None, Doc("memory in bytes (Stopped VMs only)")] = None
+    userData: Annotated[
+        str | None, Doc("new cloud-init user data, text or base64 (Stopped VMs only)")
+    ] = None
+    sshKeys: Annotated[
+        list[str] | None, Doc("SSH public keys replacing the VM's (Stopped VMs only)")
+    ] = None
 
 
 @api(resource="VmInstance", verb="change-offering")

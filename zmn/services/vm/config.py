@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from zmn.api.errors import Conflict, InvalidArgument, not_found
+from zmn.api.errors import Conflict, InvalidArgument, InvalidState, not_found
 from zmn.core import crud, links
 from zmn.core.service import Call, handler
+from zmn.services.vm import cloudinit
 from zmn.services.vm.api import (
     AttachL3NetworkToVm,
     ChangeInstanceOffering,
@@ -43,6 +44,15 @@ class ConfigHandlers(VmBase):
             vm = check_op(call, msg.uuid, "update")
             if (msg.cpuNum is not None or msg.memorySize is not None) and vm["state"] != "Stopped":
                 check_op(call, msg.uuid, "changeInstanceOffering")
+            if msg.userData is not None or msg.sshKeys is not None:
+                if vm["state"] != "Stopped":
+                    raise InvalidState(
+                        f"VM {vm['name']} is {vm['state']}: userData and sshKeys change only"
+                        " while it is Stopped (the seed is rebuilt at its next start)",
+                        code="VM_INSTANCE.INVALID_STATE",
+                        field="userData" if msg.userData is not None else "sshKeys",
+                    )
+                cloudinit.update(call, msg.uuid, msg.userData, msg.sshKeys)
             for field, value in (("cpuNum", msg.cpuNum), ("memorySize", msg.memorySize)):
                 if value is not None and value <= 0:
                     raise InvalidArgument(f"{field} must be positive, got {value}", field=field)

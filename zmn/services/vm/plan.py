@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select
 from zmn.api.errors import InvalidArgument, not_found
 from zmn.core.db import new_uuid
 from zmn.core.tags import TagPattern
+from zmn.services.vm import cloudinit
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -115,6 +116,7 @@ def plan_create(call: Call, msg: CreateVmInstance) -> dict[str, Any]:
             "clusterUuid": msg.clusterUuid,
             "hostUuid": msg.hostUuid,
             "psUuid": msg.primaryStorageUuidForRootVolume,
+            "cloudInit": cloudinit.plan(msg),
         }
         _size(call, s, msg, data)
         _image(call, s, msg, data)

@@ -21,6 +21,7 @@ from zmn.core.hosthooks import HostMaintenanceExtension
 from zmn.core.models import AccountResourceRefVO
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Service
+from zmn.services.vm.cloudinit import SSHKEY, USERDATA
 from zmn.services.vm.common import attach_children
 from zmn.services.vm.config import ConfigHandlers
 from zmn.services.vm.consistency import VmConsistency
@@ -67,7 +68,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, ConsoleHandlers, WaitHandlers
     summary = "virtual machines and their NICs"
     requires = ("zone", "cluster", "host", "network", "primaryStorage", "image", "volume")
     state_machines = [VM_STATE]
-    tag_patterns = [HOSTNAME, STATIC_IP]
+    tag_patterns = [HOSTNAME, STATIC_IP, USERDATA, SSHKEY]
     global_configs = [
         GlobalConfigDef(
             "vm",

@@ -17,6 +17,7 @@ from zmn.core.db import utcnow
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
 from zmn.core.vmhooks import VmAfterInstantiate
+from zmn.services.vm.cloudinit import RecordCloudInit
 from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_fields, set_state
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.nics import create_nic, remove_nics_of
@@ -429,6 +430,7 @@ class PostInstantiate(Flow):
 VM_CREATE_CHAIN = "vm-create"
 VM_CREATE_FLOWS: list[type[Flow]] = [
     RecordVm,
+    RecordCloudInit,
     SelectBackupStorage,
     AllocateHostForVm,
     AllocatePrimaryStorageForVm,

@@ -13,6 +13,7 @@ from sqlalchemy import delete
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
 from zmn.core.vmhooks import VmAfterDestroy, VmBeforeExpunge
+from zmn.services.vm import cloudinit
 from zmn.services.vm.common import host_status, hypervisor, load_vm, quietly, send, set_fields
 from zmn.services.vm.models import VmInstanceVO
 from zmn.services.vm.nics import remove_nics_of
@@ -128,6 +129,7 @@ class ExpungeRecord(Flow):
             s.execute(delete(TagVO).where(TagVO.resourceUuid == uuid))
             s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
             s.execute(delete(VmInstanceVO).where(VmInstanceVO.uuid == uuid))
+            cloudinit.remove(s, uuid)
 
 
 VM_DESTROY_CHAIN = "vm-destroy"

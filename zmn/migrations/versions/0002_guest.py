@@ -1,0 +1,32 @@
+"""vm_cloud_init: a VM's cloud-init user data and SSH keys
+
+Revision ID: 0002_guest
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002_guest"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "vm_cloud_init",
+        sa.Column("vmInstanceUuid", sa.String(length=32), nullable=False),
+        sa.Column("instanceId", sa.String(length=64), nullable=False),
+        sa.Column("userData", sa.Text(), nullable=True),
+        sa.Column("sshKeys", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("vmInstanceUuid", name=op.f("pk_vm_cloud_init")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("vm_cloud_init")

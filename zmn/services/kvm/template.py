@@ -1,0 +1,77 @@
+"""The KVM part of a template (``ExportVolumeToImageStore``): a root volume on a host's local
+storage flattened on the host (``/v1/storage/volume/export``: ``qemu-img convert`` of the
+overlay and its image into one qcow2 under ``ROOT/export/``), copied to the image store over
+SFTP through the node (both SSH host keys pinned, SHA-256 computed on the way), the host's
+temporary file removed whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+from zmn.api.errors import OperationFailed
+from zmn.services.kvm import ssh
+from zmn.services.kvm.storage import _copy, _internal, host_ref, local_storages
+from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
+
+if TYPE_CHECKING:
+    from zmn.services.kvm.hosttype import KvmHostType
+
+
+async def export_volume(
+    ht: KvmHostType, volume_uuid: str, bs_uuid: str, install_path: str
+) -> dict[str, Any]:
+    rt = ht.node.resources.get("Volume")
+    with ht.node.db.tx() as s:
+        vol = s.get(rt.model, volume_uuid)
+        ref = s.get(LocalStorageVolumeRefVO, volume_uuid)
+        if vol is None or not vol.installPath or ref is None or ref.hostUuid is None:
+            raise OperationFailed(
+                f"volume {volume_uuid} has no file on a KVM host's local storage (a volume is"
+                " made there when its VM first starts)",
+                code="KVM.VOLUME_NOT_MADE",
+                volumeUuid=volume_uuid,
+            )
+        path, ps_uuid, vm_uuid = (
+            str(vol.installPath),
+            str(vol.primaryStorageUuid),
+            vol.vmInstanceUuid,
+        )
+        host_uuid = str(ref.hostUuid)
+    root = local_storages(ht, {ps_uuid}).get(ps_uuid)
+    if root is None:
+        raise OperationFailed(
+            f"volume {volume_uuid} is not on local primary storage; templates of KVM volumes"
+            " need local storage",
+            code="KVM.UNSUPPORTED_OPERATION",
+            operation="export",
+        )
+    host = host_ref(ht, host_uuid)
+    row = ht.record(host.uuid)
+    client = ht.client(host, row)
+    tmp = posixpath.join(root, "export", f"{volume_uuid}.qcow2")
+    timeout = float(ht.node.global_config.get("kvm", "task.timeout"))
+    body = {"root": root, "path": path, "dest": tmp, "vmUuid": vm_uuid}
+    try:
+        made = await ht.endpoint.run_task(
+            client, host.uuid, "/v1/storage/volume/export", body, timeout
+        )
+        access = await _internal(ht, "GetImageStoreAccess", backupStorageUuid=bs_uuid)
+        if row.hostKey is None:
+            raise OperationFailed(f"host {host.name} has no pinned SSH key", code="KVM.NO_RECORD")
+        store = ssh.SshTarget(
+            str(access["hostname"]),
+            int(access["sshPort"]),
+            str(access["username"]),
+            access.get("password"),
+            access.get("sshPrivateKey"),
+        )
+        checksum, count = await asyncio.to_thread(
+            _copy, ht.ssh_target(host, row), row.hostKey, tmp, store,
+            str(access["hostKey"]), install_path, "",
+        )  # fmt: skip
+    finally:
+        await client.post("/v1/storage/volume/delete", {"root": root, "path": tmp})
+    return {"size": int(made["virtualSize"]), "actualSize": count, "checksum": checksum}
