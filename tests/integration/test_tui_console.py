@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pexpect
 
+from tests.integration import test_vm_console
 from tests.integration.test_kvm_host import Env
-from tests.integration.test_vm_console import endpoint, env, make_vm  # noqa: F401 - fixture
+from tests.integration.test_vm_console import endpoint, make_vm
 from tui.catalogue import Catalogue
+
+env = test_vm_console.env  # the fixture
 
 
 async def test_console_action_suspends_the_dashboard_and_comes_back(
-    env: Env,  # noqa: F811 - the fixture
+    env: Env,
     tmp_path: Path,
 ) -> None:
     await make_vm(env, "dash-vm")

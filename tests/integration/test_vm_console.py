@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,13 @@ import pexpect
 import pytest
 from sqlalchemy import text
 
-from tests.integration.test_kvm_host import Env, LocalDeployer, build_kvm_cloud
-from tests.support.inproc import Api, running_node
+from tests.integration import test_kvm_host
+from tests.integration.test_kvm_host import Env, build_kvm_cloud
 from zcli.console import attach
 from zmn.api.errors import ZmnError
 from zmn.client import Client
 
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    deployer = LocalDeployer(tmp_path / "agents")
-    try:
-        async with running_node(
-            tmp_path / "home", conf={"agent.callback.listen": "127.0.0.1:0"}
-        ) as (node, _server):
-            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
-            api = Api(node)
-            await api("CreateZone", name="z1")
-            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            yield Env(api, deployer)
-    finally:
-        deployer.close()
+env = test_kvm_host.env  # the fixture: a node with in-process KVM agents (fake driver)
 
 
 async def make_vm(env: Env, name: str = "vm1") -> dict[str, Any]:

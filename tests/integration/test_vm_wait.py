@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration import test_vm_console
 from tests.integration.test_kvm_host import Env, build_kvm_cloud
-from tests.integration.test_vm_console import endpoint, env, make_vm  # noqa: F401 - fixture
+from tests.integration.test_vm_console import endpoint, make_vm
 from zmn.api.errors import ZmnError
+
+env = test_vm_console.env  # the fixture
 
 
 async def make_loopback_vm(cloud: Env) -> dict[str, Any]:
@@ -51,7 +54,7 @@ async def nic_of(cloud: Env, vm: dict[str, Any]) -> dict[str, Any]:
     return dict(found["inventories"][0])
 
 
-async def test_wait_for_running_ip_and_ssh(env: Env) -> None:  # noqa: F811 - the fixture
+async def test_wait_for_running_ip_and_ssh(env: Env) -> None:
     vm = await make_loopback_vm(env)
     done = await env.api("WaitVmInstance", uuids=[vm["uuid"]], **{"for": "running"})
     assert [v["uuid"] for v in done["inventories"]] == [vm["uuid"]]
@@ -88,7 +91,7 @@ async def test_wait_for_running_ip_and_ssh(env: Env) -> None:  # noqa: F811 - th
     await env.api("WaitVmInstance", uuids=["vm1"], timeout=15, **{"for": "ip"})
 
 
-async def test_zcli_vm_wait_several_vms_and_exit_124(env: Env, tmp_path: Path) -> None:  # noqa: F811
+async def test_zcli_vm_wait_several_vms_and_exit_124(env: Env, tmp_path: Path) -> None:
     vm = await make_vm(env)
     zcli = str(Path(sys.executable).with_name("zcli"))
     envvars = {**os.environ, "ZMN_ENDPOINT": endpoint(env), "ZMN_HOME": str(tmp_path / "zh")}

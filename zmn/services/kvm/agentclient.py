@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from zmn.api import agentauth
 from zmn.api.errors import InternalError, Timeout, Unavailable, ZmnError
 
 MAX_RESPONSE = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 class AgentClient:
@@ -54,22 +56,9 @@ class AgentClient:
         *,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        limit = self.timeout if timeout is None else timeout
-        try:
-            status, payload = await asyncio.wait_for(self._exchange(method, path, body), limit)
-        except TimeoutError:
-            raise Timeout(
-                f"agent {self.host}:{self.port} did not answer {method} {path} in {limit:g} s",
-                code="KVM.AGENT_TIMEOUT",
-                retryable=True,
-            ) from None
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            raise Unavailable(
-                f"agent {self.host}:{self.port} unreachable ({method} {path}):"
-                f" {type(exc).__name__}: {exc}",
-                code="KVM.AGENT_UNREACHABLE",
-                retryable=True,
-            ) from None
+        status, payload = await self._bounded(
+            self._exchange(method, path, body), method, path, timeout
+        )
         if 200 <= status < 300:
             return payload
         self._raise_for(status, payload, method, path)
@@ -80,18 +69,27 @@ class AgentClient:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """POST a command the agent answers with ``101 Switching Protocols`` (the serial
         console) and return the connection, which then carries raw bytes both ways."""
+        pipe: tuple[asyncio.StreamReader, asyncio.StreamWriter] = await self._bounded(
+            self._upgrade(path, body), "POST", path, timeout
+        )
+        return pipe
+
+    async def _bounded(
+        self, work: Awaitable[T], method: str, path: str, timeout: float | None
+    ) -> T:
+        """``work`` within the timeout; transport failures as the API's error kinds."""
         limit = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(self._upgrade(path, body), limit)
+            return await asyncio.wait_for(work, limit)
         except TimeoutError:
             raise Timeout(
-                f"agent {self.host}:{self.port} did not answer POST {path} in {limit:g} s",
+                f"agent {self.host}:{self.port} did not answer {method} {path} in {limit:g} s",
                 code="KVM.AGENT_TIMEOUT",
                 retryable=True,
             ) from None
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             raise Unavailable(
-                f"agent {self.host}:{self.port} unreachable (POST {path}):"
+                f"agent {self.host}:{self.port} unreachable ({method} {path}):"
                 f" {type(exc).__name__}: {exc}",
                 code="KVM.AGENT_UNREACHABLE",
                 retryable=True,
