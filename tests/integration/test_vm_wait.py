@@ -108,3 +108,13 @@ async def test_zcli_vm_wait_several_vms_and_exit_124(env: Env, tmp_path: Path) -
     assert "VM_INSTANCE.WAIT_TIMEOUT" in late.stderr
     bad = await asyncio.to_thread(run, "vm", "wait", "vm1", "--for", "pingable")
     assert bad.returncode == 2 and "for" in bad.stderr
+
+
+async def test_a_host_speaks_only_for_its_own_vms(env: Env) -> None:
+    vm = await make_vm(env)
+    nic = vm["vmNics"][0]
+    lease = {"mac": nic["mac"], "ip": nic["ip"]}
+    await env.node.bus.publish("/host/nic/leased", {"hostUuid": "f" * 32, "leases": [lease]})
+    assert (await nic_of(env, vm))["leaseDate"] is None
+    await env.node.bus.publish("/host/nic/leased", {"hostUuid": vm["hostUuid"], "leases": [lease]})
+    assert (await nic_of(env, vm))["leaseDate"] is not None
