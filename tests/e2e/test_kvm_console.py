@@ -105,7 +105,7 @@ def zcli() -> str:
 async def test_console_login_command_reboot_banner_and_detach(cloud: Any) -> None:
     def drive() -> tuple[int, str]:
         child = pexpect.spawn(zcli(), ["vm", "console", "tty1"], env=zcli_env(cloud),
-                              timeout=180, encoding="utf-8", codec_errors="replace")  # fmt: skip
+                              timeout=480, encoding="utf-8", codec_errors="replace")  # fmt: skip
         seen = []
         try:
             child.expect("Escape character is")
@@ -133,11 +133,11 @@ async def test_console_login_command_reboot_banner_and_detach(cloud: Any) -> Non
 async def test_vm_wait_for_ip_and_ssh_then_get_shows_the_lease(cloud: Any) -> None:
     def run(*args: str) -> tuple[str, int]:
         out, status = pexpect.run(" ".join([zcli(), *args]), env=zcli_env(cloud),
-                                  withexitstatus=True, timeout=200, encoding="utf-8")  # fmt: skip
+                                  withexitstatus=True, timeout=500, encoding="utf-8")  # fmt: skip
         return str(out), int(status)
 
     out, status = await asyncio.to_thread(run, "vm", "wait", "tty1", "--for", "ssh",
-                                          "--timeout", "180")  # fmt: skip
+                                          "--timeout", "480")  # fmt: skip
     assert status == 0, out
     out, status = await asyncio.to_thread(run, "-o", "json", "vm", "get", "tty1")
     assert status == 0, out
