@@ -55,6 +55,11 @@ class Streams:
         self.conn = conn
         self.open: dict[str, Stream] = {}
 
+    @property
+    def active(self) -> bool:
+        """A console is attached: the connection is in use even when no request runs."""
+        return bool(self.open)
+
     async def start(self, reply: dict[str, Any], pipe: Pipe) -> None:
         """Send ``reply`` with the new stream's ID, then relay the backend to the client."""
         reader, writer = pipe
