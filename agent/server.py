@@ -28,7 +28,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from agent.commands import Commands, Route
 from agent.config import AgentConfig
+from agent.console import CHANNEL, UPGRADE, ConsoleChannel, ConsoleCommands, pump
 from agent.drivers.base import Driver, LifecycleEvent
+from agent.leases import watcher_for
 from agent.network.executor import Executor
 from agent.reporter import Reporter
 from agent.storage.commands import StorageCommands
@@ -220,6 +222,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.deadlines.clear(self.request)
         started = time.monotonic()
         status, payload = self.server.app.handle(self.command, self.path, self.headers, body)
+        channel = payload.pop(CHANNEL, None)
+        if channel is not None:
+            self._upgrade(channel)
+            return
         self._reply(status, payload)
         log.info(
             "%s %s -> %d (%.1f ms)",
@@ -228,6 +234,22 @@ class _Handler(BaseHTTPRequestHandler):
             status,
             (time.monotonic() - started) * 1000,
         )
+
+    def _upgrade(self, channel: ConsoleChannel) -> None:
+        """Answer 101 and carry the console's bytes on this connection until it ends."""
+        try:
+            self.send_response(101)
+            self.send_header("Upgrade", UPGRADE)
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+        except OSError:
+            channel.close()
+            raise
+        self.close_connection = True
+        log.info("console attached for %s", self.path)
+        ended = pump(self.request, channel)
+        log.info("console detached (%s ended it)", ended)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -382,7 +404,7 @@ class AgentServer:
             self.tasks,
             skew=cfg.clock_skew,
             clock=clock,
-            extra_routes=self.storage.routes(),
+            extra_routes={**self.storage.routes(), **ConsoleCommands(driver).routes()},
             nonces=self.nonces,
         )
         self.httpd = _HttpServer(
@@ -395,6 +417,7 @@ class AgentServer:
             header_timeout=cfg.header_timeout,
         )
         self._thread: threading.Thread | None = None
+        self.leases = watcher_for(cfg.state_dir, self.reporter.submit)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -415,12 +438,14 @@ class AgentServer:
     def _start_parts(self) -> None:
         self.reporter.start()
         self.driver.set_event_listener(self._on_event)
+        self.leases.start()
         host, port = self.address
         log.info("zagent serving on %s:%d (host %s)", host, port, self.host_uuid)
 
     def stop(self) -> None:
         """Stop serving, finish running tasks, flush reports, close the driver."""
         self.driver.set_event_listener(None)
+        self.leases.stop()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(5)

@@ -6,7 +6,13 @@ hex digits; the operator's VM name goes into ``<title>`` and may hold any printa
     {"uuid": "...", "name": "web-1", "cpuNum": 2, "memorySize": 1073741824,
      "disks": [{"path": "/var/lib/zstack/v.qcow2", "format": "qcow2", "deviceId": 0}],
      "nics": [{"mac": "52:54:00:12:34:56", "bridge": "br_eth0", "deviceName": "vnic1.0"}],
-     "bootDevices": ["hd"], "consoleMode": "vnc"}
+     "bootDevices": ["hd"], "consoleMode": "vnc", "consoleListen": "192.0.2.10",
+     "consolePassword": "k3Xp9qTz"}
+
+Graphical consoles are off unless asked for (``consoleMode`` defaults to ``none``). A VNC or
+SPICE console needs a ``consoleListen`` address that is not a wildcard (``0.0.0.0``, ``::``)
+and a ``consolePassword`` (8 characters for VNC, whose authentication takes no more; 8 to 64
+for SPICE), so no domain the agent writes listens everywhere or without a password.
 """
 
 from __future__ import annotations
@@ -65,8 +71,9 @@ class VmSpec:
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
     boot_devices: tuple[str, ...] = ("hd",)
-    console_mode: str = "vnc"
-    console_listen: str = "0.0.0.0"  # noqa: S104 - VNC on the host's addresses, as ZStack does
+    console_mode: str = "none"
+    console_listen: str = ""
+    console_password: str = ""
     seed: Seed | None = None  # a NoCloud seed the agent writes and attaches as a CD-ROM
 
     @property
@@ -109,6 +116,33 @@ def parse_nic(raw: Any, f: str) -> NicSpec:
     )
 
 
+_PASSWORD_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+=@%"
+)
+
+
+def parse_graphics(d: Any, f: str) -> tuple[str, str, str]:
+    """(mode, listen address, password) of the graphical console; see the module docstring."""
+    mode = v.choice(_opt(d, "consoleMode", "none"), f"{f}.consoleMode", CONSOLE_MODES)
+    if mode == "none":
+        return mode, "", ""
+    listen = v.ip_any(d.get("consoleListen"), f"{f}.consoleListen")
+    if listen.is_unspecified:
+        raise v.bad(
+            f"{f}.consoleListen",
+            f"a {mode} console must listen on the host's management address, not {listen}",
+        )
+    password = d.get("consolePassword")
+    longest = 8 if mode == "vnc" else 64  # VNC's authentication takes 8 characters, no more
+    if not isinstance(password, str) or not 8 <= len(password) <= longest:
+        raise v.bad(
+            f"{f}.consolePassword", f"a {mode} console needs a password of 8-{longest} chars"
+        )
+    if not set(password) <= _PASSWORD_CHARS:
+        raise v.bad(f"{f}.consolePassword", "use letters, digits and -_.~+=@% only")
+    return mode, str(listen), password
+
+
 def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
     """Validate a VM description; raise InvalidArgument naming the first bad field."""
     d = v.obj(raw, f)
@@ -133,6 +167,7 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
         for i, x in enumerate(v.items(_opt(d, "bootDevices", ["hd"]), f"{f}.bootDevices"))
     )
     uuid = v.uuid(d.get("uuid"), f"{f}.uuid")
+    mode, listen, password = parse_graphics(d, f)
     return VmSpec(
         uuid=uuid,
         name=v.text_line(_opt(d, "name", uuid), f"{f}.name"),
@@ -142,7 +177,8 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
         disks=disks,
         nics=nics,
         boot_devices=boot or ("hd",),
-        console_mode=v.choice(_opt(d, "consoleMode", "vnc"), f"{f}.consoleMode", CONSOLE_MODES),
-        console_listen=str(v.ip_any(_opt(d, "consoleListen", "0.0.0.0"), f"{f}.consoleListen")),  # noqa: S104
+        console_mode=mode,
+        console_listen=listen,
+        console_password=password,
         seed=None if d.get("seed") is None else parse_seed(d["seed"], f"{f}.seed"),
     )

@@ -6,7 +6,7 @@
     python -m bench --size vms=2000 --size query_vms=200000
     python -m bench --json results.json   the results as JSON as well
 
-Families: cli, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm.
+Families: cli, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot.
 Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
@@ -26,14 +26,29 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api, baselines, bus, cli, cluster, jobs, kvm, profile, query, tracking, tui, vm
+from bench import (
+    api,
+    baselines,
+    boot,
+    bus,
+    cli,
+    cluster,
+    jobs,
+    kvm,
+    profile,
+    query,
+    tracking,
+    tui,
+    vm,
+)
 from bench.harness import Result, Run, Sizes
 from bench.machine import cpu_pressure, load_average
 from bench.node import NodeProcess, wait_idle
 from bench.report import render, write
 
 FAMILIES = [
-    "cli", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster", "kvm"
+    "cli", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster", "kvm",
+    "boot",
 ]  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -163,6 +178,8 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(run, "cluster", lambda: cluster.measure(run))
         if "kvm" in chosen and not args.ci:  # a minute of set-up; the KVM e2e covers it in CI
             ok &= await guarded(run, "kvm", lambda: kvm.family(run))
+        if "boot" in chosen and not args.ci:  # VMs booted to SSH: minutes; e2e covers it in CI
+            ok &= await guarded(run, "boot", lambda: boot.family(run))
     finally:
         load_after = load_average()
         run.facts_text["psi_after"] = cpu_pressure()

@@ -158,6 +158,7 @@ class Sizes:
     tui_vms: int = 100_000  # the dashboard benchmark's VMs
     tui_repeats: int = 30  # at least 20, so that p95 is not simply the slowest sample
     kvm_vms: int = 5  # kvm: creates on one namespaced KVM host (full run only, needs root)
+    boot_vms: int = 3  # boot: guest-image VMs booted to an SSH login (full run only, root)
 
     @classmethod
     def ci(cls) -> Sizes:

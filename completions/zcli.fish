@@ -225,6 +225,7 @@ complete -c zcli -n '__zcli_at api' -a LogInByAccount -d 'Log in with an account
 complete -c zcli -n '__zcli_at api' -a LogInByUser -d 'Log in as a user of an account; the replys inventory.uuid is the s...'
 complete -c zcli -n '__zcli_at api' -a LogOut -d 'End a session (succeeds as well when it has already ended).'
 complete -c zcli -n '__zcli_at api' -a MigrateVm -d 'Live-migrate a running VM to another host of its cluster.'
+complete -c zcli -n '__zcli_at api' -a OpenVmConsole -d 'Attach to a running VMs serial console (zcli: raw terminal, Ctrl-]...'
 complete -c zcli -n '__zcli_at api' -a PauseVmInstance -d 'Pause a running VM (it keeps its memory and host).'
 complete -c zcli -n '__zcli_at api' -a Ping -d 'Check that the node answers.'
 complete -c zcli -n '__zcli_at api' -a QueryAccount -d 'Query Account resources: a tenant or an administrator.'
@@ -259,6 +260,7 @@ complete -c zcli -n '__zcli_at api' -a QueryZone -d 'Query Zone resources: a fai
 complete -c zcli -n '__zcli_at api' -a RebootVmInstance -d 'Reboot a running VM.'
 complete -c zcli -n '__zcli_at api' -a ReconnectHost -d 'Connect to a host again and resynchronise its capacity.'
 complete -c zcli -n '__zcli_at api' -a RecoverVmInstance -d 'Bring a destroyed (not yet expunged) VM back, Stopped.'
+complete -c zcli -n '__zcli_at api' -a RequestConsoleAccess -d 'Where a running VMs graphical (VNC/SPICE) console listens, and its...'
 complete -c zcli -n '__zcli_at api' -a ResetGlobalConfig -d 'Set a global config back to its default value.'
 complete -c zcli -n '__zcli_at api' -a ResumeVmInstance -d 'Resume a paused VM.'
 complete -c zcli -n '__zcli_at api' -a RevertVolumeFromSnapshot -d 'Put a volume back to a snapshot (its VM must be Stopped).'
@@ -291,6 +293,7 @@ complete -c zcli -n '__zcli_at api' -a UpdateVolumeSnapshot -d 'Rename a snapsho
 complete -c zcli -n '__zcli_at api' -a UpdateZone -d 'Rename a zone or change its description.'
 complete -c zcli -n '__zcli_at api' -a ValidateSession -d 'Whether a session is still valid, and until when (does not refresh...'
 complete -c zcli -n '__zcli_at api' -a WaitJob -d 'Wait until a job has finished and return it; a Timeout error when i...'
+complete -c zcli -n '__zcli_at api' -a WaitVmInstance -d 'Wait until VMs are running, have taken their address, or answer SSH.'
 complete -c zcli -n '__zcli_at help' -a account
 complete -c zcli -n '__zcli_at help' -a audit-log
 complete -c zcli -n '__zcli_at help' -a backup-storage
@@ -704,6 +707,10 @@ complete -c zcli -n '__zcli_at verb:vm' -a attach-l3 -d 'Add a NIC on an L3 netw
 complete -c zcli -n '__zcli_at help-verb:vm' -a attach-l3 -d 'Add a NIC on an L3 network to a VM (hot-plugged when it runs).'
 complete -c zcli -n '__zcli_at verb:vm' -a change-offering -d 'Give a stopped VM the vCPUs and memory of another instance offering.'
 complete -c zcli -n '__zcli_at help-verb:vm' -a change-offering -d 'Give a stopped VM the vCPUs and memory of another instance offering.'
+complete -c zcli -n '__zcli_at verb:vm' -a console -d 'Attach to a running VMs serial console (zcli: raw terminal, Ctrl-]...'
+complete -c zcli -n '__zcli_at help-verb:vm' -a console -d 'Attach to a running VMs serial console (zcli: raw terminal, Ctrl-]...'
+complete -c zcli -n '__zcli_at verb:vm' -a console-access -d 'Where a running VMs graphical (VNC/SPICE) console listens, and its...'
+complete -c zcli -n '__zcli_at help-verb:vm' -a console-access -d 'Where a running VMs graphical (VNC/SPICE) console listens, and its...'
 complete -c zcli -n '__zcli_at verb:vm' -a create -d 'Create a VM: choose a host and storage, make its volumes and NICs,...'
 complete -c zcli -n '__zcli_at help-verb:vm' -a create -d 'Create a VM: choose a host and storage, make its volumes and NICs,...'
 complete -c zcli -n '__zcli_at verb:vm' -a destroy -d 'Destroy a VM; by vm/deletionPolicy it is expunged now (Direct), lat...'
@@ -728,6 +735,8 @@ complete -c zcli -n '__zcli_at verb:vm' -a stop -d 'Stop a VM: gracefully, or at
 complete -c zcli -n '__zcli_at help-verb:vm' -a stop -d 'Stop a VM: gracefully, or at once with type=cold.'
 complete -c zcli -n '__zcli_at verb:vm' -a update -d 'Rename a VM, change its description or default L3; cpuNum/memorySiz...'
 complete -c zcli -n '__zcli_at help-verb:vm' -a update -d 'Rename a VM, change its description or default L3; cpuNum/memorySiz...'
+complete -c zcli -n '__zcli_at verb:vm' -a wait -d 'Wait until VMs are running, have taken their address, or answer SSH.'
+complete -c zcli -n '__zcli_at help-verb:vm' -a wait -d 'Wait until VMs are running, have taken their address, or answer SSH.'
 complete -c zcli -n '__zcli_at verb:vm-nic' -a list -d 'query VmNic'
 complete -c zcli -n '__zcli_at help-verb:vm-nic' -a list -d 'query VmNic'
 complete -c zcli -n '__zcli_at verb:vm-nic' -a get -d 'show one VmNic'

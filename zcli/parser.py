@@ -225,14 +225,15 @@ def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
     if positional:
         slot = positional_slot(api)
         several = slot == "uuid" or (slot is not None and slot.endswith("Uuid"))
-        if slot is None or slot in args or (len(positional) > 1 and not several):
+        many = slot is not None and api.params[slot].is_list  # vm wait A B C: one call
+        if slot is None or slot in args or (len(positional) > 1 and not (several or many)):
             raise UsageError(
                 f"unexpected argument {positional[-1]!r}: use key=value or --key value",
                 field=positional[-1],
             )
-        args[slot] = positional[0]
+        args[slot] = positional if many else positional[0]
         call.target = positional[0]
-        call.more = positional[1:]
+        call.more = [] if many else positional[1:]
         call._slot = slot  # type: ignore[attr-defined] # read through ApiCall.slot
     return call
 

@@ -130,6 +130,11 @@ class Runner:
             if isinstance(cmd, Logout):
                 return self.logout()
             assert isinstance(cmd, ApiCall)  # noqa: S101 - type narrowing for mypy, not a runtime check
+            if cmd.api == "OpenVmConsole":  # composite: the terminal on a byte stream
+                from zcli.console import attach
+
+                force = str(cmd.args.get("force", False)).lower() == "true"
+                return attach(self.connect(), str(cmd.args.get("uuid", "")), force=force)
             return self.call(cmd, opts)
         except ZmnError as exc:
             self.progress.done()

@@ -229,6 +229,38 @@ class Client:
             if self._sock is not None:
                 self._sock.settimeout(None)
 
+    # --- byte streams (docs/protocol.md, "Streams"): the VM serial console -------------------
+
+    def open_stream(self, api: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Call an API whose reply opens a stream; the reply carries ``stream`` (its ID)."""
+        reply = self.request(api, args)
+        if not reply.get("stream"):
+            raise Unavailable(f"{api} opened no stream", code="NODE.NO_STREAM")
+        return reply
+
+    def send_stream(self, stream: str, data: bytes) -> None:
+        import base64
+
+        self.send({"type": "stream", "stream": stream, "data": base64.b64encode(data).decode()})
+
+    def end_stream(self, stream: str) -> None:
+        self.send({"type": "stream", "stream": stream, "end": True})
+
+    def read_frame(self) -> dict[str, Any] | None:
+        """The next frame of any type (None: the node closed the connection)."""
+        try:
+            return read_frame_sync(self._sock)
+        except OSError as exc:
+            raise _unavailable(self.endpoint, exc) from None
+
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def buffered(self) -> bool:
+        """Bytes already read from the socket (TLS) that ``select`` cannot see."""
+        pending = getattr(self._sock, "pending", None)
+        return bool(pending and pending())
+
     def events(self, paths: list[str]) -> Iterator[dict[str, Any]]:
         """Subscribe and yield events until the connection closes."""
         self.call("Subscribe", {"paths": paths})

@@ -22,10 +22,12 @@ from zmn.api.errors import InternalError, InvalidArgument, PermissionDenied, Zmn
 from zmn.api.wire import PROTOCOL_VERSION, FrameError, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
+from zmn.core.consoles import StreamOpener
 from zmn.core.jobs import FINAL_JOB_STATES
 from zmn.core.node import Node
 from zmn.limits import ApiLimits, ConnectionGate, fit_descriptors, refusals
 from zmn.outbox import Outbox
+from zmn.streams import Streams
 
 log = logging.getLogger("zmn.server")
 
@@ -61,6 +63,7 @@ class Connection:
             max_bytes=limits.buffer if peer_admin else limits.anonymous_buffer,
             max_frame=limits.frame,
         )
+        self.streams: Streams | None = None  # byte streams (consoles), made at the first one
 
     @property
     def frame_limit(self) -> int:
@@ -72,7 +75,8 @@ class Connection:
         limits = self.server.limits
         if not self.authenticated and self.kind == "tcp" and limits.auth_timeout:
             return self.opened + limits.auth_timeout, "not authenticated in time"
-        if limits.idle_timeout and not self.tasks and not self.subscriptions:
+        streaming = self.streams is not None and self.streams.active
+        if limits.idle_timeout and not self.tasks and not self.subscriptions and not streaming:
             return max(self.last_frame, self.outbox.sent_at) + limits.idle_timeout, "idle"
         return None
 
@@ -98,6 +102,8 @@ class Connection:
         for sub in self.subscriptions.values():
             sub.cancel()
         self.subscriptions.clear()
+        if self.streams is not None:
+            self.streams.close()
 
 
 class ApiServer:
@@ -109,6 +115,7 @@ class ApiServer:
         self._catalogue_hash = ""
         self.limits = ApiLimits.from_config(node.config)
         self.gate = ConnectionGate(self.limits)
+        self._stream_openers: dict[str, StreamOpener] | None = None
 
     @property
     def catalogue(self) -> dict[str, Any]:
@@ -208,6 +215,22 @@ class ApiServer:
         )
         try:
             await self._read_requests(conn, reader)
+            while not conn.closed:
+                try:
+                    frame = await read_frame(reader)
+                except FrameError as exc:
+                    await conn.send(
+                        {"type": "reply", "id": None, "ok": False, "error": exc.to_wire()}
+                    )
+                    break
+                if frame is None:
+                    break
+                if frame.get("type") == "stream":
+                    await self._stream_frame(conn, frame)
+                    continue
+                task = asyncio.get_running_loop().create_task(self._request(conn, frame))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -264,6 +287,10 @@ class ApiServer:
             if frame is None:
                 return
             conn.last_frame = time.monotonic()
+            if frame.get("type") == "stream":  # console bytes: no request slot, no task
+                conn.slots.release()
+                await self._stream_frame(conn, frame)
+                continue
             task = loop.create_task(self._request(conn, frame))
             conn.tasks.add(task)
             task.add_done_callback(conn.finished)
@@ -308,6 +335,9 @@ class ApiServer:
             reply: dict[str, Any] = {"type": "reply", "id": req_id, "ok": True, "result": result}
             if job:
                 reply["job"] = job
+            if api in self.stream_openers:
+                await self._open_stream(conn, api, reply)
+                return
             await conn.send(reply)
         except ZmnError as exc:
             await conn.send({"type": "reply", "id": req_id, "ok": False, "error": exc.to_wire()})
@@ -315,6 +345,25 @@ class ApiServer:
             log.exception("request %r failed", req_id)
             err = InternalError(f"{type(exc).__name__}: {exc}")
             await conn.send({"type": "reply", "id": req_id, "ok": False, "error": err.to_wire()})
+
+    # ----------------------------------------------------------------- streams (zmn/streams.py)
+
+    @property
+    def stream_openers(self) -> dict[str, StreamOpener]:
+        if self._stream_openers is None:
+            impls = self.node.extensions.all(StreamOpener)  # type: ignore[type-abstract]
+            self._stream_openers = {o.api: o for o in impls}
+        return self._stream_openers
+
+    async def _open_stream(self, conn: Connection, api: str, reply: dict[str, Any]) -> None:
+        pipe = await self.stream_openers[api].open_stream(self.node, reply["result"])
+        if conn.streams is None:
+            conn.streams = Streams(conn)
+        await conn.streams.start(reply, pipe)
+
+    async def _stream_frame(self, conn: Connection, frame: dict[str, Any]) -> None:
+        if conn.streams is not None:
+            await conn.streams.client_frame(frame)
 
     def _follow(self, conn: Connection, req_id: Any, job_uuid: str) -> None:
         key = f"job:{job_uuid}"

@@ -10,8 +10,10 @@ form used by golden files and logs.
 
 from __future__ import annotations
 
+import ipaddress
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.drivers.features import DriverFeatures
 from agent.spec import DiskSpec, NicSpec, VmSpec
@@ -164,13 +166,33 @@ class Console:
 
 @dataclass(frozen=True)
 class Graphics:
+    """A VNC or SPICE console on one address with a password: never a wildcard address,
+    never without a password (refused here too, not only by :func:`agent.spec.parse_vm`)."""
+
     kind: str  # vnc | spice
     listen: str
+    password: str
 
     def element(self) -> ET.Element:
-        el = ET.Element("graphics", type=self.kind, autoport="yes", listen=self.listen)
+        if not self.password or ipaddress.ip_address(self.listen).is_unspecified:
+            raise ValueError("a graphics console needs a password and a specific address")
+        el = ET.Element(
+            "graphics", type=self.kind, autoport="yes", listen=self.listen, passwd=self.password
+        )
         _sub(el, "listen", type="address", address=self.listen)
         return el
+
+
+def graphics_of(xml: str) -> dict[str, Any] | None:
+    """Type, address, port and password of a running domain's first graphics device (its
+    XML read with ``VIR_DOMAIN_XML_SECURE``), or None when it has none."""
+    el = ET.fromstring(xml).find("devices/graphics")  # noqa: S314 - libvirtd's own answer
+    if el is None:
+        return None
+    listen = el.find("listen")
+    host = (listen.get("address") if listen is not None else None) or el.get("listen") or ""
+    port = int(el.get("port") or -1)
+    return {"type": el.get("type"), "host": host, "port": port, "password": el.get("passwd")}
 
 
 @dataclass(frozen=True)
@@ -231,7 +253,7 @@ def devices_for(spec: VmSpec, features: DriverFeatures) -> tuple[Device, ...]:
     devs += [Interface(n) for n in spec.nics]
     devs += [Serial(), Console()]
     if spec.console_mode != "none":
-        devs.append(Graphics(spec.console_mode, spec.console_listen))
+        devs.append(Graphics(spec.console_mode, spec.console_listen, spec.console_password))
         if features.video_model:
             devs.append(Video(features.video_model))
     if features.memballoon:

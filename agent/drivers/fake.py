@@ -23,10 +23,11 @@ from agent.drivers.base import (
     EventListener,
     LifecycleEvent,
 )
-from agent.drivers.domain_xml import Disk, Interface, build_domain, to_xml
+from agent.drivers.domain_xml import Disk, Interface, build_domain, graphics_of, to_xml
+from agent.drivers.fake_console import FakeConsole
 from agent.drivers.features import TEST, DriverFeatures
 from agent.spec import DiskSpec, NicSpec, VmSpec
-from zmn.api.errors import InvalidState, OperationFailed, not_found
+from zmn.api.errors import Conflict, InvalidState, OperationFailed, not_found
 
 
 @dataclass
@@ -46,6 +47,7 @@ class FakeDriver:
         self.shutdown_ignored: set[str] = set()
         self._listener: EventListener | None = None
         self._lock = threading.RLock()
+        self.consoles: dict[str, FakeConsole] = {}
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -252,6 +254,36 @@ class FakeDriver:
     def xml(self, uuid: str) -> str:
         with self._lock:
             return self._get(uuid).xml
+
+    def open_console(self, uuid: str, force: bool) -> FakeConsole:
+        with self._lock:
+            dom = self._need(uuid, "open the console of", RUNNING, PAUSED)
+            self._record("console", uuid)
+            held = self.consoles.get(uuid)
+            if held is not None and not held.closed:
+                if not force:
+                    raise Conflict(
+                        f"VM {uuid}: another session holds the console; attach with force to"
+                        " take it over",
+                        code="VM_INSTANCE.CONSOLE_BUSY",
+                        uuid=uuid,
+                    )
+                held.close()
+
+            def running() -> bool:
+                return self.domains.get(uuid) is dom and dom.state in (RUNNING, PAUSED)
+
+            title = ET.fromstring(dom.xml).findtext("title") or ""  # noqa: S314 - our own XML
+            console = self.consoles[uuid] = FakeConsole(uuid, running, title)
+            return console
+
+    def graphics(self, uuid: str) -> dict[str, Any] | None:
+        with self._lock:
+            dom = self._need(uuid, "open the graphical console of", RUNNING, PAUSED)
+            info = graphics_of(dom.xml)
+            if info is not None:
+                info["port"] = 5900  # libvirt's first autoport
+            return info
 
     def set_event_listener(self, listener: EventListener | None) -> None:
         self._listener = listener

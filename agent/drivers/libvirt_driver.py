@@ -33,13 +33,14 @@ from agent.drivers.base import (
     EventListener,
     LifecycleEvent,
 )
-from agent.drivers.domain_xml import Disk, Interface, build_domain, to_xml
+from agent.drivers.domain_xml import Disk, Interface, build_domain, graphics_of, to_xml
 from agent.drivers.features import (
     DriverFeatures,
     features_for,
     kvm_host_cpu_works,
     kvm_usable,
 )
+from agent.drivers.libvirt_console import LibvirtConsole
 from agent.spec import DiskSpec, NicSpec, VmSpec
 from agent.validate import dashed
 from zmn.api.errors import InvalidArgument, InvalidState, OperationFailed, ZmnError, not_found
@@ -470,6 +471,20 @@ class LibvirtDriver:
         dom = self._dom(uuid)
         with _mapped(uuid):
             return str(dom.XMLDesc(0))
+
+    # --- consoles ----------------------------------------------------------------------------
+
+    def open_console(self, uuid: str, force: bool) -> LibvirtConsole:
+        dom = self._dom(uuid)
+        with _mapped(uuid):
+            self._need_active(uuid, dom, "open the console of")
+        return LibvirtConsole(self._c(), dom, uuid, force=force)
+
+    def graphics(self, uuid: str) -> dict[str, Any] | None:
+        dom = self._dom(uuid)
+        with _mapped(uuid):
+            self._need_active(uuid, dom, "open the graphical console of")
+            return graphics_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
 
     def set_event_listener(self, listener: EventListener | None) -> None:
         self._listener = listener

@@ -46,6 +46,7 @@ FULL = vm(
     bootDevices=["cdrom", "hd"],
     consoleMode="spice",
     consoleListen="192.0.2.10",
+    consolePassword="spice-pw-1234",
     disks=[
         {"path": "/var/lib/zstack/volumes/root.qcow2", "deviceId": 0, "serial": "root"},
         {"path": "/dev/vg0/data", "type": "block", "format": "raw", "deviceId": 1,
@@ -62,7 +63,10 @@ FULL = vm(
 )  # fmt: skip
 
 CASES = {
-    "kvm_minimal": (vm(), QEMU_KVM),
+    "kvm_minimal": (
+        vm(consoleMode="vnc", consoleListen="192.0.2.10", consolePassword="k3Xp9qTz"),
+        QEMU_KVM,
+    ),
     "tcg_full": (FULL, QEMU_TCG),
     "test_driver": (vm(consoleMode="none"), TEST),
     "hostile_names": (vm(name=HOSTILE, description=HOSTILE + "\n<!-- -->"), QEMU_TCG),
@@ -165,7 +169,19 @@ def test_element_classes_build_one_element_each():
                    {"mac": "52:54:00:12:34:56", "bridge": "br1"}]}, "vm.nics"),
         ({"bootDevices": ["floppy"]}, "vm.bootDevices[0]"),
         ({"consoleMode": "rdp"}, "vm.consoleMode"),
-        ({"consoleListen": "0.0.0.0; rm -rf /"}, "vm.consoleListen"),
+        ({"consoleMode": "vnc", "consoleListen": "0.0.0.0; rm -rf /"}, "vm.consoleListen"),
+        ({"consoleMode": "vnc", "consoleListen": "0.0.0.0", "consolePassword": "p" * 8},
+         "vm.consoleListen"),
+        ({"consoleMode": "spice", "consoleListen": "::", "consolePassword": "p" * 8},
+         "vm.consoleListen"),
+        ({"consoleMode": "vnc", "consolePassword": "p" * 8}, "vm.consoleListen"),
+        ({"consoleMode": "vnc", "consoleListen": "192.0.2.1"}, "vm.consolePassword"),
+        ({"consoleMode": "vnc", "consoleListen": "192.0.2.1", "consolePassword": "short"},
+         "vm.consolePassword"),
+        ({"consoleMode": "vnc", "consoleListen": "192.0.2.1", "consolePassword": "ninechars"},
+         "vm.consolePassword"),
+        ({"consoleMode": "vnc", "consoleListen": "192.0.2.1", "consolePassword": "a'b\"<>&cdef"},
+         "vm.consolePassword"),
     ],
 )  # fmt: skip
 def test_bad_specs_are_rejected_naming_the_field(over, field):

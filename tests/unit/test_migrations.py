@@ -53,3 +53,25 @@ def test_upgrade_twice_joins_without_recreating(tmp_path: Path) -> None:
 @pytest.mark.parametrize("missing", ["no-such-table"])
 def test_current_revision_of_empty_database_is_none(tmp_path: Path, missing: str) -> None:
     assert current_revision(f"sqlite:///{tmp_path / (missing + '.db')}") is None
+
+
+def test_0002_console_adds_nic_lease_dates_and_keeps_the_nics(tmp_path: Path) -> None:
+    """A database at 0001 holding a NIC upgrades to head: the NIC is kept, not yet leased."""
+    from alembic import command
+
+    from zmn.migrations.schema import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO vm_nic (uuid, vmInstanceUuid, l3NetworkUuid, ip, mac, deviceId,"
+            " internalName, createDate, lastOpDate) VALUES ('n1', 'v1', 'l1', '10.0.0.5',"
+            " '52:54:00:00:00:01', 0, 'vnic1.0', '2026-01-01', '2026-01-01')"
+        )
+    upgrade(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT uuid, ip, mac, leaseDate FROM vm_nic").all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("n1", "10.0.0.5", "52:54:00:00:00:01", None)]

@@ -134,7 +134,12 @@ def test_did_you_mean_for_verbs() -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("2G", 2 * 1024**3), ("20GiB", 20 * 1024**3), ("512m", 512 * 1024**2), ("33554432", 32 * 1024**2)],
+    [
+        ("2G", 2 * 1024**3),
+        ("20GiB", 20 * 1024**3),
+        ("512m", 512 * 1024**2),
+        ("33554432", 32 * 1024**2),
+    ],
 )
 def test_sizes_take_suffixes(text: str, size: int) -> None:
     assert parse_size(text, "memorySize") == size

@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tui.candidates import candidates
 from tui.catalogue import Action, Drill, ResourceInfo
+from tui.console import CONSOLE_API, attach_console
 from tui.data import Page, Status, gather_quietly
 from tui.screens.form import Choices, FormScreen
 from tui.screens.menus import action_items, confirm_screen, drill_items, outcome
@@ -670,6 +671,9 @@ class ResourceScreen(Screen[None]):
         def chosen(action: Action | None) -> None:
             if action is None:
                 return
+            if action.api == CONSOLE_API:  # no confirmation: attaching changes nothing
+                self.console(first, force=action.label.endswith("…"))
+                return
             able = allowed[action]
             if action.form:
                 self.open_form(action, able, who)
@@ -680,6 +684,13 @@ class ResourceScreen(Screen[None]):
             [a for a, _ in offered], [len(able) for _, able in offered], len(targets)
         )
         self.app.push_screen(Picker(f"{self.info.cli}: {who}", items), chosen)
+
+    def console(self, row: dict[str, Any], *, force: bool) -> None:
+        data = self.zapp.data
+        problem = attach_console(self.app, data.endpoint, data.session, str(row["uuid"]),
+                                 force=force)  # fmt: skip
+        if problem:
+            self.notify(markup=False, message=problem, severity="error")
 
     def confirm(
         self, action: Action, targets: list[dict[str, Any]], values: dict[str, Any]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from zmn.api import agentauth
 from zmn.api.errors import InternalError, Timeout, Unavailable, ZmnError
 
 MAX_RESPONSE = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 class AgentClient:
@@ -54,9 +56,31 @@ class AgentClient:
         *,
         timeout: float | None = None,
     ) -> dict[str, Any]:
+        status, payload = await self._bounded(
+            self._exchange(method, path, body), method, path, timeout
+        )
+        if 200 <= status < 300:
+            return payload
+        self._raise_for(status, payload, method, path)
+        return payload  # not reached: _raise_for always raises
+
+    async def open_stream(
+        self, path: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """POST a command the agent answers with ``101 Switching Protocols`` (the serial
+        console) and return the connection, which then carries raw bytes both ways."""
+        pipe: tuple[asyncio.StreamReader, asyncio.StreamWriter] = await self._bounded(
+            self._upgrade(path, body), "POST", path, timeout
+        )
+        return pipe
+
+    async def _bounded(
+        self, work: Awaitable[T], method: str, path: str, timeout: float | None
+    ) -> T:
+        """``work`` within the timeout; transport failures as the API's error kinds."""
         limit = self.timeout if timeout is None else timeout
         try:
-            status, payload = await asyncio.wait_for(self._exchange(method, path, body), limit)
+            return await asyncio.wait_for(work, limit)
         except TimeoutError:
             raise Timeout(
                 f"agent {self.host}:{self.port} did not answer {method} {path} in {limit:g} s",
@@ -70,8 +94,23 @@ class AgentClient:
                 code="KVM.AGENT_UNREACHABLE",
                 retryable=True,
             ) from None
-        if 200 <= status < 300:
-            return payload
+
+    async def _upgrade(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
+        try:
+            status, payload = await self._send_and_read(reader, writer, "POST", path, body, True)
+            if status == 101:
+                return reader, writer
+        except BaseException:
+            await _close(writer)
+            raise
+        await _close(writer)
+        self._raise_for(status, payload, "POST", path)
+        raise ValueError(f"answered {status} instead of switching protocols")
+
+    def _raise_for(self, status: int, payload: dict[str, Any], method: str, path: str) -> None:
         err = payload.get("error")
         if isinstance(err, dict):
             raise ZmnError.from_wire(err)
@@ -83,46 +122,64 @@ class AgentClient:
     async def _exchange(
         self, method: str, path: str, body: dict[str, Any] | None
     ) -> tuple[int, dict[str, Any]]:
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
+        try:
+            return await self._send_and_read(reader, writer, method, path, body, False)
+        finally:
+            await _close(writer)
+
+    async def _send_and_read(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        upgrade: bool,
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one signed request; read the status and, unless it is 101, the JSON body."""
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {
             "Host": f"{self.host}:{self.port}",
             "Content-Type": "application/json",
             "Content-Length": str(len(data)),
-            "Connection": "close",
+            "Connection": "Upgrade" if upgrade else "close",
             **agentauth.sign(self._secret, method, path, data),
         }
         head = f"{method} {path} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()
         )
-        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
-        try:
-            writer.write(head.encode("latin-1") + b"\r\n" + data)
-            await writer.drain()
-            status_line = await reader.readline()
-            parts = status_line.decode("latin-1").split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-                raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
-            length: int | None = None
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b"\n", b""):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            if length is not None:
-                if length > MAX_RESPONSE:
-                    raise ValueError(f"answer of {length} bytes is too large")
-                raw = await reader.readexactly(length)
-            else:
-                raw = await reader.read(MAX_RESPONSE)
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+        writer.write(head.encode("latin-1") + b"\r\n" + data)
+        await writer.drain()
+        status_line = await reader.readline()
+        parts = status_line.decode("latin-1").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
+        length: int | None = None
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if upgrade and parts[1] == "101":
+            return 101, {}
+        if length is not None:
+            if length > MAX_RESPONSE:
+                raise ValueError(f"answer of {length} bytes is too large")
+            raw = await reader.readexactly(length)
+        else:
+            raw = await reader.read(MAX_RESPONSE)
         payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("answer is not a JSON object")
         return int(parts[1]), payload
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass

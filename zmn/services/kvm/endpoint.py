@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zmn.kvm.endpoint")
 
 REPORT_EVENT = "/host/vm/report"
+LEASES_EVENT = "/host/nic/leased"
 DEFAULT_LISTEN = "0.0.0.0:7071"
 _WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104
 
@@ -136,6 +137,12 @@ class AgentEndpoint:
                     "time": report.get("time"),
                 },
             )
+        elif kind == "network.leases":  # guests took DHCP leases (zmn/services/vm/leases.py)
+            leases = report.get("leases")
+            if isinstance(leases, list):
+                await self.node.bus.publish(
+                    LEASES_EVENT, {"hostUuid": host_uuid, "leases": leases[:4096]}
+                )
         else:
             log.info("report of unknown type %r from host %s", kind, host_uuid)
 

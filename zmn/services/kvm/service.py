@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 import zmn
 from zmn.api.errors import InvalidArgument
 from zmn.core import crud
+from zmn.core.consoles import ConsoleProvider
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.service import Call, Service, handler
 from zmn.services.host.hosttype import HostType
 from zmn.services.image.api import ExportVolumeToImageStore
 from zmn.services.kvm import models as _models  # noqa: F401 - the kvm_host table
 from zmn.services.kvm.api import AddKvmHost
+from zmn.services.kvm.console import KvmConsoles
 from zmn.services.kvm.deploy import SshDeployer
 from zmn.services.kvm.endpoint import AgentEndpoint
 from zmn.services.kvm.hosttype import KvmHostType
@@ -72,6 +74,15 @@ class KvmService(Service):
             "libvirt connection URI the agents use (test:///default for tests); pushed to"
             " each agent at its next reconnect",
             validator=_uri,
+        ),
+        GlobalConfigDef(
+            "kvm",
+            "vm.graphics",
+            "none",
+            "string",
+            "graphical console of VMs started from now on: none, or vnc/spice on the host's"
+            " management address with a random password per start (RequestConsoleAccess)",
+            choices=("none", "vnc", "spice"),
         ),
         GlobalConfigDef(
             "kvm", "agent.port", 7070, "int", "port zagent listens on", min=1, max=65535
@@ -161,6 +172,7 @@ class KvmService(Service):
         self.vmsync = KvmVmSync(node, self.host_type)
         node.extensions.add(LocalStorageBackend, KvmLocalStorage(self.host_type))  # type: ignore[type-abstract]
         node.extensions.add(VolumeSnapshotStorage, KvmLocalSnapshots(self.host_type))  # type: ignore[type-abstract]
+        node.extensions.add(ConsoleProvider, KvmConsoles(self.host_type))  # type: ignore[type-abstract]
 
     def _secret_of(self, host_uuid: str) -> str | None:
         return self.host_type.secret_of(host_uuid)

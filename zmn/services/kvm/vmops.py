@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import storage
+from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 from zmn.services.kvm.iso import cdrom_for_start, change_media
 from zmn.services.kvm.seed import seed_body
@@ -139,6 +140,8 @@ async def vm_op(
         spec = vm_spec(vm, bridges)
         cdrom, spec["bootDevices"] = await cdrom_for_start(ht, host, client, vm)
         spec["disks"].append(cdrom)
+        graphics = str(ht.node.global_config.get("kvm", "vm.graphics"))
+        spec.update(graphics_spec(graphics, host.managementIp))
         seed = seed_body(ht, vm)
         if seed is not None:
             spec["seed"] = seed

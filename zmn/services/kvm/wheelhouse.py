@@ -38,7 +38,10 @@ from zmn.api.errors import OperationFailed
 
 DIST = "zagent"
 DEPENDENCIES = ("PyYAML", "typer", "pycdlib")
-SHIPPED = ("typer", "pycdlib")  # shipped as wheels with what they need; the rest comes from the host
+SHIPPED = (
+    "typer",
+    "pycdlib",
+)  # shipped as wheels with what they need; the rest comes from the host
 FROM_HOST = {"pyyaml", "libvirt-python"}  # the host's python3-yaml / python3-libvirt
 _CONTRACT = (
     "zmn/__init__.py",

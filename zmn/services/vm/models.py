@@ -51,5 +51,7 @@ class VmNicVO(Base):
     deviceId: Mapped[int] = mapped_column(Integer, default=0)
     internalName: Mapped[str] = mapped_column(String(64))
     hypervisorType: Mapped[str | None] = mapped_column(String(32), default=None)
+    # when the guest took its DHCP lease for ``ip`` since the VM last started (None: not yet)
+    leaseDate: Mapped[dt.datetime | None] = mapped_column(Timestamp, default=None)
     createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

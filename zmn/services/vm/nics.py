@@ -64,6 +64,7 @@ async def create_nic(
         "deviceId": device_id,
         "internalName": f"vnic{vm_uuid[:8]}.{device_id}",
         "hypervisorType": hypervisor_type,
+        "leaseDate": None,
         "createDate": now,
         "lastOpDate": now,
     }

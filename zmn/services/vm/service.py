@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from zmn.core.consistency import ConsistencyCheck
+from zmn.core.consoles import StreamOpener
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.hosthooks import HostMaintenanceExtension
 from zmn.core.models import AccountResourceRefVO
@@ -24,6 +25,7 @@ from zmn.services.vm.cloudinit import SSHKEY, USERDATA
 from zmn.services.vm.common import attach_children
 from zmn.services.vm.config import ConfigHandlers
 from zmn.services.vm.consistency import VmConsistency
+from zmn.services.vm.console import CONSOLE_ERRORS, ConsoleHandlers, VmConsoleStream
 from zmn.services.vm.flows.create import VM_CREATE_CHAIN, VM_CREATE_FLOWS
 from zmn.services.vm.flows.destroy import (
     VM_DESTROY_CHAIN,
@@ -35,6 +37,7 @@ from zmn.services.vm.flows.migrate import VM_MIGRATE_CHAIN, VM_MIGRATE_FLOWS
 from zmn.services.vm.flows.power import CHAINS as POWER_CHAINS
 from zmn.services.vm.iso import ERRORS as ISO_ERRORS
 from zmn.services.vm.iso import ISO, IsoHandlers
+from zmn.services.vm.leases import LeaseTracker
 from zmn.services.vm.lifecycle import LifecycleHandlers
 from zmn.services.vm.maintenance import VmHostMaintenance
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
@@ -42,6 +45,7 @@ from zmn.services.vm.plan import HOSTNAME, STATIC_IP
 from zmn.services.vm.reaper import ExpungeReaper
 from zmn.services.vm.recovery import Reconciler, recover
 from zmn.services.vm.states import VM_STATE
+from zmn.services.vm.wait import WAIT_ERRORS, WaitHandlers
 
 if TYPE_CHECKING:
     from zmn.core.bus import Event, Principal
@@ -61,7 +65,9 @@ def _nic_access(principal: Principal) -> list[Any]:
     ]
 
 
-class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
+class VmService(
+    LifecycleHandlers, ConfigHandlers, IsoHandlers, ConsoleHandlers, WaitHandlers, Service
+):
     name = "vm"
     summary = "virtual machines and their NICs"
     requires = ("zone", "cluster", "host", "network", "primaryStorage", "image", "volume")
@@ -121,6 +127,8 @@ class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
         "VM_INSTANCE.L3_ALREADY_ATTACHED": "the VM already has a NIC on that L3 network",
         "VM_INSTANCE.L3_UNREACHABLE": "the VM's cluster is not attached to the L3's L2 network",
         "VM_NIC.NOT_FOUND": "no NIC with that UUID",
+        **CONSOLE_ERRORS,
+        **WAIT_ERRORS,
         "TEST.FAULT_INJECTED": "a flow failed because a test asked it to",
         "FLOW.STEP_FAILED": "a flow step failed unexpectedly; it was rolled back",
         **ISO_ERRORS,
@@ -136,7 +144,9 @@ class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
         node.flows.add_chain(VM_EXPUNGE_CHAIN, VM_EXPUNGE_FLOWS)
         node.extensions.add(ConsistencyCheck, VmConsistency(node))  # type: ignore[type-abstract]
         node.extensions.add(HostMaintenanceExtension, VmHostMaintenance(node))  # type: ignore[type-abstract]
+        node.extensions.add(StreamOpener, VmConsoleStream())  # type: ignore[type-abstract]
         self.reaper = ExpungeReaper(node)
+        self.leases = LeaseTracker(node)
         self.reconciler = Reconciler(node)
 
     def declare(self, registry: ResourceRegistry) -> None:
@@ -203,6 +213,8 @@ class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
                     "ip": "the NIC's address (its UsedIp)",
                     "deviceId": "order of the NIC in the VM, from 0",
                     "internalName": "interface name on the host",
+                    "leaseDate": "when the guest took its DHCP lease of ip since the VM last"
+                    " started, as its host saw it (null: not yet)",
                 },
                 access_filter=_nic_access,
                 summary="a VM's network interface on an L3 network",
@@ -216,6 +228,7 @@ class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
             log.exception("recovering interrupted VM operations failed")
         self.reaper.start()
         self.reconciler.start()
+        self.leases.start()
         self._evictions = self.node.bus.subscribe("/managementNode/evicted", self._on_evicted)
 
     async def _on_evicted(self, event: Event) -> None:
@@ -235,5 +248,6 @@ class VmService(LifecycleHandlers, ConfigHandlers, IsoHandlers, Service):
         evictions = getattr(self, "_evictions", None)
         if evictions is not None:
             evictions.cancel()
+        self.leases.stop()
         await self.reconciler.stop()
         await self.reaper.stop()
