@@ -236,7 +236,10 @@ class ApiServer:
             try:
                 while not read.done():
                     due = conn.deadline()
-                    timeout = None if due is None else max(0.0, due[0] - time.monotonic())
+                    # no deadline while a call runs or a subscription is open: look again
+                    # now and then, since neither ends by itself waking this loop
+                    recheck = min(5.0, self.limits.idle_timeout or 5.0)
+                    timeout = recheck if due is None else max(0.0, due[0] - time.monotonic())
                     await asyncio.wait(
                         {read, writing}, timeout=timeout, return_when="FIRST_COMPLETED"
                     )

@@ -15,7 +15,7 @@ import pytest_asyncio
 from tests.support.inproc import running_node
 from zmn.api.errors import ZmnError
 from zmn.api.wire import read_frame
-from zmn.client import AsyncClient
+from zmn.client import AsyncClient, Client
 from zmn.core.node import Node
 from zmn.server import ApiServer
 from zmn.services.identity.service import IdentityService
@@ -124,3 +124,22 @@ async def test_connections_over_the_limit_are_refused_but_the_local_admin_gets_i
     finally:
         for s in held:
             s.close()
+
+
+async def test_an_idle_connection_is_closed_and_the_client_reconnects(tmp_path: Path) -> None:
+    services = [IdentityService, ManagementService, QueryService, ZoneService]
+    conf = {"api.timeout.idle": "1"}
+    async with running_node(tmp_path / "home", services=services, conf=conf) as (node, _):
+        async with AsyncClient(unix(node)) as idle, AsyncClient(unix(node)) as subscribed:
+            await subscribed.call("Subscribe", {"paths": ["/zone/**"]})
+            await idle.call("Ping")
+            await asyncio.sleep(2.5)
+            assert not idle.connected  # closed by the node
+            assert subscribed.connected  # a subscriber waits for events, it is not idle
+        blocking = Client(unix(node))
+        await asyncio.to_thread(blocking.connect)  # (blocking: off the node's loop)
+        await asyncio.to_thread(blocking.call, "Ping")
+        await asyncio.sleep(2.5)
+        # the node closed it meanwhile; the next call reconnects instead of failing
+        assert await asyncio.to_thread(blocking.call, "Ping") is not None
+        blocking.close()
