@@ -282,6 +282,8 @@ class ApiServer:
             session = frame.get("session")
             if session is not None and not isinstance(session, str):
                 raise InvalidArgument("session must be a string", field="session")
+            if not conn.authenticated and session is not None:
+                self._try_session(conn, session)
             if api in CONNECTION_APIS:
                 result: Any = self._connection_api(conn, api, args, session)
                 job = None
@@ -317,6 +319,15 @@ class ApiServer:
             log.exception("request %r failed", req_id)
             err = InternalError(f"{type(exc).__name__}: {exc}")
             await conn.send({"type": "reply", "id": req_id, "ok": False, "error": err.to_wire()})
+
+    def _try_session(self, conn: Connection, session: str) -> None:
+        """A valid session authenticates the connection before its call runs (a long first
+        call must not outlast ``api.timeout.auth``); a bad one is the call's to refuse."""
+        try:
+            self.node.authenticate(session, False)
+        except ZmnError:
+            return
+        conn.authenticate()
 
     def _follow(self, conn: Connection, req_id: Any, job_uuid: str) -> None:
         key = f"job:{job_uuid}"

@@ -99,6 +99,18 @@ async def test_an_unauthenticated_tcp_connection_is_closed_after_the_auth_timeou
         assert time.monotonic() - started < 3
         assert idle.closed_error is not None
         assert idle.closed_error.code == "NODE.CONNECTION_CLOSED"
+        # a connection whose calls carry a valid session is never timed out
+        await admin.call("CreateAccount", {"name": "alice", "password": "alice-password"})
+        async with AsyncClient(tcp(node)) as anonymous:
+            login = {"accountName": "alice", "password": "alice-password"}
+            session = (await anonymous.call("LogInByAccount", login))["inventory"]["uuid"]
+            await asyncio.sleep(1.5)
+            assert anonymous.connected  # logging in on it authenticated it
+        async with AsyncClient(tcp(node), session) as alice:
+            await alice.call("Ping")  # public, but with a valid session
+            await asyncio.sleep(1.5)
+            assert alice.connected
+            await alice.call("QueryZone", {})
         await admin.call("Ping")  # the local admin is never timed out
 
 
