@@ -54,6 +54,7 @@ SPEC: dict[str, tuple[int, int, int]] = {
 }
 # file descriptors the node needs besides API connections (database, bus, logs, agents)
 FD_SLACK = 256
+MAX_PEERS = 1000  # distinct peers a summary line counts
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ class RefusalLog:
         self.totals[reason] += 1
         self.counts[reason] += 1
         if peer:
-            self.peers[_host_of(peer)] += 1
+            host = _host_of(peer)
+            if host in self.peers or len(self.peers) < MAX_PEERS:  # bounded under any flood
+                self.peers[host] += 1
         if time.monotonic() - self._since >= self.interval:
             self.flush()
 
