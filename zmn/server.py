@@ -9,12 +9,15 @@ connection is closed; the node keeps serving everyone else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from zmn.api.wire import PROTOCOL_VERSION, FrameError, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
 from zmn.core.node import Node
-from zmn.limits import ApiLimits, ConnectionGate, fit_descriptors, refusals
+from zmn.limits import ApiLimits, ConnectionGate, FrameBudget, fit_descriptors, refusals
 from zmn.outbox import Outbox
 
 log = logging.getLogger("zmn.server")
@@ -108,6 +111,7 @@ class ApiServer:
         self._catalogue_hash = ""
         self.limits = ApiLimits.from_config(node.config)
         self.gate = ConnectionGate(self.limits)
+        self.anonymous_frames = FrameBudget(self.limits.anonymous_total)
 
     @property
     def catalogue(self) -> dict[str, Any]:
@@ -232,7 +236,9 @@ class ApiServer:
             await conn.slots.acquire()
             if writing.done():
                 return
-            read = loop.create_task(read_frame(reader, conn.frame_limit))
+            held: list[Callable[[], None]] = []  # budget a large anonymous frame holds
+            admit = None if conn.authenticated else functools.partial(self._hold, held)
+            read = loop.create_task(read_frame(reader, conn.frame_limit, admit))
             try:
                 while not read.done():
                     due = conn.deadline()
@@ -254,21 +260,29 @@ class ApiServer:
             finally:
                 if not read.done():
                     read.cancel()
+                elif not read.cancelled():
+                    read.exception()  # seen, even when returning without it (peer gone)
             try:
                 frame = read.result()
             except FrameError as exc:
+                _release(held)
                 if not conn.authenticated:
                     refusals.note("bad frames before authentication", conn.peer)
                 conn.outbox.send_now(
                     {"type": "reply", "id": None, "ok": False, "error": exc.to_wire()}
                 )
                 return
+            except BaseException:
+                _release(held)
+                raise
             if frame is None:
                 return
             conn.last_frame = time.monotonic()
             task = loop.create_task(self._request(conn, frame))
             conn.tasks.add(task)
             task.add_done_callback(conn.finished)
+            if held:  # the request keeps the frame (and its decoded args) until it ends
+                task.add_done_callback(functools.partial(_release_after, held))
 
     async def _request(self, conn: Connection, frame: dict[str, Any]) -> None:
         req_id = frame.get("id")
@@ -319,6 +333,18 @@ class ApiServer:
             log.exception("request %r failed", req_id)
             err = InternalError(f"{type(exc).__name__}: {exc}")
             await conn.send({"type": "reply", "id": req_id, "ok": False, "error": err.to_wire()})
+
+    @contextlib.contextmanager
+    def _hold(self, held: list[Callable[[], None]], length: int) -> Iterator[None]:
+        """Reserve a large anonymous frame's bytes while it is read, and keep them (in
+        ``held``) for its request if the read succeeds."""
+        release = self.anonymous_frames.reserve(length)
+        try:
+            yield
+        except BaseException:
+            release()
+            raise
+        held.append(release)
 
     def _try_session(self, conn: Connection, session: str) -> None:
         """A valid session authenticates the connection before its call runs (a long first
@@ -378,6 +404,15 @@ class ApiServer:
                 if sub:
                     sub.cancel()
         return {"subscriptions": sorted(k for k in conn.subscriptions if not k.startswith("job:"))}
+
+
+def _release(held: list[Callable[[], None]]) -> None:
+    for release in held:
+        release()
+
+
+def _release_after(held: list[Callable[[], None]], _task: asyncio.Task[Any]) -> None:
+    _release(held)
 
 
 def _drop_unread(reader: asyncio.StreamReader) -> None:

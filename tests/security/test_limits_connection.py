@@ -155,3 +155,41 @@ async def test_an_idle_connection_is_closed_and_the_client_reconnects(tmp_path: 
         # the node closed it meanwhile; the next call reconnects instead of failing
         assert await asyncio.to_thread(blocking.call, "Ping") is not None
         blocking.close()
+
+
+async def test_a_large_first_request_with_a_session_is_read_within_the_shared_budget(
+    tmp_path: Path,
+) -> None:
+    services = [IdentityService, ManagementService, QueryService, ZoneService]
+    conf = {"api.tcp.listen": "127.0.0.1:0", "api.limit.anonymous.total": str(1 << 20)}
+    async with running_node(tmp_path / "home", services=services, conf=conf) as (node, server):
+        async with AsyncClient(unix(node)) as admin:
+            await admin.call("CreateAccount", {"name": "alice", "password": "alice-password"})
+        async with AsyncClient(tcp(node)) as c:
+            login = {"accountName": "alice", "password": "alice-password"}
+            session = (await c.call("LogInByAccount", login))["inventory"]["uuid"]
+        big = {"name": "z", "description": "d" * (512 * 1024)}  # over 64 KiB, under 1 MiB
+        async with AsyncClient(tcp(node), session) as alice:  # its first frame is the big one
+            try:
+                await alice.call("CreateZone", big)
+            except ZmnError as err:  # judged by the API's own rules, not refused as a frame
+                assert not err.code.startswith("WIRE."), err
+            assert await alice.call("QueryZone", {"count": True}) is not None
+        assert server.anonymous_frames.used == 0
+        # two such frames at once from connections that have not logged in: one is refused
+        host, port = tcp(node).removeprefix("tcp://").rsplit(":", 1)
+        streams = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
+        for reader, writer in streams:
+            assert (await read_frame(reader))["type"] == "hello"  # type: ignore[index]
+            writer.write(struct.pack(">I", 700 * 1024) + b"{")  # the rest never comes
+            await writer.drain()
+        await asyncio.sleep(0.3)
+        codes = []
+        for reader, writer in streams:
+            try:
+                reply = await asyncio.wait_for(read_frame(reader), 0.5)
+                codes.append(reply and reply["error"]["code"])
+            except TimeoutError:
+                codes.append("still reading")
+            writer.close()
+        assert sorted(map(str, codes)) == ["WIRE.BAD_FRAME", "still reading"]

@@ -8,8 +8,9 @@ import resource
 import pytest
 
 from zmn.api.errors import InvalidArgument
+from zmn.api.wire import FrameError
 from zmn.core.config import BootConfig
-from zmn.limits import ApiLimits, ConnectionGate, RefusalLog, fit_descriptors
+from zmn.limits import ApiLimits, ConnectionGate, FrameBudget, RefusalLog, fit_descriptors
 
 
 def limits_of(tmp_path, **values: str) -> ApiLimits:
@@ -69,3 +70,14 @@ def test_refusals_become_one_summary_line(caplog: pytest.LogCaptureFixture) -> N
     assert len(caplog.records) == 1
     assert "5000 bad frames" in caplog.records[0].getMessage()
     assert summary.totals["bad frames"] == 5000
+
+
+def test_the_frame_budget_admits_small_frames_always_and_large_ones_within_it() -> None:
+    budget = FrameBudget(100_000)
+    with budget.admit(1000), budget.admit(64 * 1024):
+        assert budget.used == 0  # small frames do not count
+    with budget.admit(70_000):
+        assert budget.used == 70_000
+        with pytest.raises(FrameError, match=r"api\.limit\.anonymous\.total"), budget.admit(70_000):
+            pass
+    assert budget.used == 0

@@ -27,12 +27,14 @@ Keys (defaults in :data:`DEFAULTS`):
 ``api.limit.inflight``  requests running per connection; at the limit the node stops reading
                       that connection
 ``api.limit.buffer``  bytes of replies and events queued per connection (before it logged
-                      in: four ``api.limit.anonymous.frame``)
+                      in: 256 KiB)
 ``api.limit.events``  events queued per subscribed connection; a client further behind
                       loses them and gets ``/zmn/events/lost``
 ``api.limit.frame``   largest frame in bytes either way; a larger reply becomes the
                       error ``WIRE.REPLY_TOO_LARGE``
 ``api.limit.anonymous.frame``  largest frame a connection sends before it logged in
+``api.limit.anonymous.total``  bytes of frames over 64 KiB that all connections which have
+                      not logged in may hold at once (smaller frames are always read)
 ``api.timeout.auth``  seconds a TCP connection may stay without logging in (0: no limit)
 ``api.timeout.idle``  seconds a connection may stay without a request, a running call or a
                       subscription (0: no limit)
