@@ -4,6 +4,13 @@ Each connection gets a ``hello`` frame, then sends ``request`` frames; requests 
 connection run concurrently and replies carry the request ``id``. ``Subscribe`` and
 ``Unsubscribe`` act on the connection itself. A malformed frame gets an error reply and the
 connection is closed; the node keeps serving everyone else.
+
+Every connection is held to the limits of :mod:`zmn.limits` (``api.limit.*``,
+``api.timeout.*``): the gate refuses connections over the per-endpoint limit (the unix
+socket's admin has a reserve), a request slot is taken before each frame is read (so a
+connection at its in-flight limit is not read at all), frames are checked on their header,
+and everything sent goes through the connection's :class:`~zmn.outbox.Outbox`, so an event
+publisher never waits on a client's socket.
 """
 
 from __future__ import annotations
