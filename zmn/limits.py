@@ -9,12 +9,14 @@ unauthenticated traffic nor a stalled client reaches the operator on the unix so
 ``api.limit.inflight``          requests running per connection; at the limit the node stops
                                 reading that socket (backpressure) instead of queueing
 ``api.limit.buffer``            bytes of replies and events queued per connection (before
-                                it authenticated: four anonymous frames)
+                                it authenticated: 256 KiB)
 ``api.limit.events``            events queued per subscribed connection; beyond it they are
                                 dropped and the client is told how many it lost
 ``api.limit.frame``             largest frame either way (checked on the header, before the
                                 body is read; a larger reply becomes ``WIRE.REPLY_TOO_LARGE``)
 ``api.limit.anonymous.frame``   largest frame a connection may send before it authenticated
+``api.limit.anonymous.total``   bytes all such connections may be reading at once in frames
+                                over 64 KiB (smaller ones are always read)
 ``api.timeout.auth``            seconds a TCP connection may stay unauthenticated
 ``api.timeout.idle``            seconds a connection may stay without a frame, a running
                                 request or a subscription
@@ -29,11 +31,13 @@ import logging
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zmn.api.errors import InvalidArgument
-from zmn.api.wire import MAX_FRAME
+from zmn.api.wire import MAX_FRAME, FrameError
 
 if TYPE_CHECKING:
     from zmn.core.config import BootConfig
@@ -48,12 +52,17 @@ SPEC: dict[str, tuple[int, int, int]] = {
     "api.limit.buffer": (8 * 1024 * 1024, 64 * 1024, 1024**3),
     "api.limit.events": (1000, 10, 1_000_000),
     "api.limit.frame": (MAX_FRAME, 64 * 1024, MAX_FRAME),
-    "api.limit.anonymous.frame": (64 * 1024, 1024, MAX_FRAME),
+    "api.limit.anonymous.frame": (4 * 1024 * 1024, 1024, MAX_FRAME),
+    "api.limit.anonymous.total": (16 * 1024 * 1024, 0, 1024**3),
     "api.timeout.auth": (10, 0, 86_400),
     "api.timeout.idle": (900, 0, 86_400 * 7),
 }
 # file descriptors the node needs besides API connections (database, bus, logs, agents)
 FD_SLACK = 256
+MAX_PEERS = 1000  # distinct peers a summary line counts
+# a frame up to this size is read from any connection; a larger one from a connection that
+# has not logged in only within the shared api.limit.anonymous.total
+SMALL_FRAME = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,10 +77,12 @@ class ApiLimits:
     auth_timeout: float = SPEC["api.timeout.auth"][0]
     idle_timeout: float = SPEC["api.timeout.idle"][0]
 
+    anonymous_total: int = SPEC["api.limit.anonymous.total"][0]
+
     @property
     def anonymous_buffer(self) -> int:
         """Bytes queued for a connection that has not authenticated yet."""
-        return min(self.buffer, 4 * self.anonymous_frame)
+        return min(self.buffer, 4 * SMALL_FRAME)
 
     @classmethod
     def from_config(cls, config: BootConfig) -> ApiLimits:
@@ -86,6 +97,7 @@ class ApiLimits:
             anonymous_frame=min(v["api.limit.anonymous.frame"], v["api.limit.frame"]),
             auth_timeout=v["api.timeout.auth"],
             idle_timeout=v["api.timeout.idle"],
+            anonymous_total=v["api.limit.anonymous.total"],
         )
 
 
@@ -132,6 +144,50 @@ def fit_descriptors(limits: ApiLimits, endpoints: int) -> ApiLimits:
     return ApiLimits(**{**limits.__dict__, "connections": fitted})
 
 
+class FrameBudget:
+    """Bytes of frames over :data:`SMALL_FRAME` that connections which have not logged in
+    may hold at once, from the first byte read until their request ends: a large first
+    request (a big user-data, say) still works, and a flood of large anonymous frames holds
+    at most ``total`` bytes (a few times that while decoded), not so much per connection."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+
+    def reserve(self, length: int) -> Callable[[], None]:
+        """Take ``length`` bytes (raises FrameError when they do not fit); returns the
+        function that gives them back (once, however often it is called)."""
+        if length <= SMALL_FRAME:
+            return _nothing
+        if self.used + length > self.total:
+            raise FrameError(
+                f"frame of {length} bytes refused: the node holds as much as it may from"
+                " connections that have not logged in (api.limit.anonymous.total);"
+                " log in first (LogInByAccount) or retry"
+            )
+        self.used += length
+        held = [length]
+
+        def release() -> None:
+            if held:
+                self.used -= held.pop()
+
+        return release
+
+    @contextmanager
+    def admit(self, length: int) -> Iterator[None]:
+        """Hold ``length`` bytes for the duration of the block."""
+        release = self.reserve(length)
+        try:
+            yield
+        finally:
+            release()
+
+
+def _nothing() -> None:
+    pass
+
+
 class ConnectionGate:
     """Counts open connections per endpoint; the unix socket's admin has a reserve."""
 
@@ -167,7 +223,9 @@ class RefusalLog:
         self.totals[reason] += 1
         self.counts[reason] += 1
         if peer:
-            self.peers[_host_of(peer)] += 1
+            host = _host_of(peer)
+            if host in self.peers or len(self.peers) < MAX_PEERS:  # bounded under any flood
+                self.peers[host] += 1
         if time.monotonic() - self._since >= self.interval:
             self.flush()
 

@@ -4,17 +4,27 @@ Each connection gets a ``hello`` frame, then sends ``request`` frames; requests 
 connection run concurrently and replies carry the request ``id``. ``Subscribe`` and
 ``Unsubscribe`` act on the connection itself. A malformed frame gets an error reply and the
 connection is closed; the node keeps serving everyone else.
+
+Every connection is held to the limits of :mod:`zmn.limits` (``api.limit.*``,
+``api.timeout.*``): the gate refuses connections over the per-endpoint limit (the unix
+socket's admin has a reserve), a request slot is taken before each frame is read (so a
+connection at its in-flight limit is not read at all), frames are checked on their header,
+and everything sent goes through the connection's :class:`~zmn.outbox.Outbox`, so an event
+publisher never waits on a client's socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +35,7 @@ from zmn.core.catalogue import build_catalogue, catalogue_hash
 from zmn.core.consoles import StreamOpener
 from zmn.core.jobs import FINAL_JOB_STATES
 from zmn.core.node import Node
-from zmn.limits import ApiLimits, ConnectionGate, fit_descriptors, refusals
+from zmn.limits import ApiLimits, ConnectionGate, FrameBudget, fit_descriptors, refusals
 from zmn.outbox import Outbox
 from zmn.streams import Streams
 
@@ -116,6 +126,7 @@ class ApiServer:
         self.limits = ApiLimits.from_config(node.config)
         self.gate = ConnectionGate(self.limits)
         self._stream_openers: dict[str, StreamOpener] | None = None
+        self.anonymous_frames = FrameBudget(self.limits.anonymous_total)
 
     @property
     def catalogue(self) -> dict[str, Any]:
@@ -256,11 +267,16 @@ class ApiServer:
             await conn.slots.acquire()
             if writing.done():
                 return
-            read = loop.create_task(read_frame(reader, conn.frame_limit))
+            held: list[Callable[[], None]] = []  # budget a large anonymous frame holds
+            admit = None if conn.authenticated else functools.partial(self._hold, held)
+            read = loop.create_task(read_frame(reader, conn.frame_limit, admit))
             try:
                 while not read.done():
                     due = conn.deadline()
-                    timeout = None if due is None else max(0.0, due[0] - time.monotonic())
+                    # no deadline while a call runs or a subscription is open: look again
+                    # now and then, since neither ends by itself waking this loop
+                    recheck = min(5.0, self.limits.idle_timeout or 5.0)
+                    timeout = recheck if due is None else max(0.0, due[0] - time.monotonic())
                     await asyncio.wait(
                         {read, writing}, timeout=timeout, return_when="FIRST_COMPLETED"
                     )
@@ -275,15 +291,21 @@ class ApiServer:
             finally:
                 if not read.done():
                     read.cancel()
+                elif not read.cancelled():
+                    read.exception()  # seen, even when returning without it (peer gone)
             try:
                 frame = read.result()
             except FrameError as exc:
+                _release(held)
                 if not conn.authenticated:
                     refusals.note("bad frames before authentication", conn.peer)
                 conn.outbox.send_now(
                     {"type": "reply", "id": None, "ok": False, "error": exc.to_wire()}
                 )
                 return
+            except BaseException:
+                _release(held)
+                raise
             if frame is None:
                 return
             conn.last_frame = time.monotonic()
@@ -294,6 +316,8 @@ class ApiServer:
             task = loop.create_task(self._request(conn, frame))
             conn.tasks.add(task)
             task.add_done_callback(conn.finished)
+            if held:  # the request keeps the frame (and its decoded args) until it ends
+                task.add_done_callback(functools.partial(_release_after, held))
 
     async def _request(self, conn: Connection, frame: dict[str, Any]) -> None:
         req_id = frame.get("id")
@@ -307,6 +331,8 @@ class ApiServer:
             session = frame.get("session")
             if session is not None and not isinstance(session, str):
                 raise InvalidArgument("session must be a string", field="session")
+            if not conn.authenticated and session is not None:
+                self._try_session(conn, session)
             if api in CONNECTION_APIS:
                 result: Any = self._connection_api(conn, api, args, session)
                 job = None
@@ -365,6 +391,27 @@ class ApiServer:
         if conn.streams is not None:
             await conn.streams.client_frame(frame)
 
+    @contextlib.contextmanager
+    def _hold(self, held: list[Callable[[], None]], length: int) -> Iterator[None]:
+        """Reserve a large anonymous frame's bytes while it is read, and keep them (in
+        ``held``) for its request if the read succeeds."""
+        release = self.anonymous_frames.reserve(length)
+        try:
+            yield
+        except BaseException:
+            release()
+            raise
+        held.append(release)
+
+    def _try_session(self, conn: Connection, session: str) -> None:
+        """A valid session authenticates the connection before its call runs (a long first
+        call must not outlast ``api.timeout.auth``); a bad one is the call's to refuse."""
+        try:
+            self.node.authenticate(session, False)
+        except ZmnError:
+            return
+        conn.authenticate()
+
     def _follow(self, conn: Connection, req_id: Any, job_uuid: str) -> None:
         key = f"job:{job_uuid}"
 
@@ -414,6 +461,15 @@ class ApiServer:
                 if sub:
                     sub.cancel()
         return {"subscriptions": sorted(k for k in conn.subscriptions if not k.startswith("job:"))}
+
+
+def _release(held: list[Callable[[], None]]) -> None:
+    for release in held:
+        release()
+
+
+def _release_after(held: list[Callable[[], None]], _task: asyncio.Task[Any]) -> None:
+    _release(held)
 
 
 def _drop_unread(reader: asyncio.StreamReader) -> None:

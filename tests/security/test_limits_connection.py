@@ -15,7 +15,7 @@ import pytest_asyncio
 from tests.support.inproc import running_node
 from zmn.api.errors import ZmnError
 from zmn.api.wire import read_frame
-from zmn.client import AsyncClient
+from zmn.client import AsyncClient, Client
 from zmn.core.node import Node
 from zmn.server import ApiServer
 from zmn.services.identity.service import IdentityService
@@ -99,6 +99,18 @@ async def test_an_unauthenticated_tcp_connection_is_closed_after_the_auth_timeou
         assert time.monotonic() - started < 3
         assert idle.closed_error is not None
         assert idle.closed_error.code == "NODE.CONNECTION_CLOSED"
+        # a connection whose calls carry a valid session is never timed out
+        await admin.call("CreateAccount", {"name": "alice", "password": "alice-password"})
+        async with AsyncClient(tcp(node)) as anonymous:
+            login = {"accountName": "alice", "password": "alice-password"}
+            session = (await anonymous.call("LogInByAccount", login))["inventory"]["uuid"]
+            await asyncio.sleep(1.5)
+            assert anonymous.connected  # logging in on it authenticated it
+        async with AsyncClient(tcp(node), session) as alice:
+            await alice.call("Ping")  # public, but with a valid session
+            await asyncio.sleep(1.5)
+            assert alice.connected
+            await alice.call("QueryZone", {})
         await admin.call("Ping")  # the local admin is never timed out
 
 
@@ -124,3 +136,60 @@ async def test_connections_over_the_limit_are_refused_but_the_local_admin_gets_i
     finally:
         for s in held:
             s.close()
+
+
+async def test_an_idle_connection_is_closed_and_the_client_reconnects(tmp_path: Path) -> None:
+    services = [IdentityService, ManagementService, QueryService, ZoneService]
+    conf = {"api.timeout.idle": "1"}
+    async with running_node(tmp_path / "home", services=services, conf=conf) as (node, _):
+        async with AsyncClient(unix(node)) as idle, AsyncClient(unix(node)) as subscribed:
+            await subscribed.call("Subscribe", {"paths": ["/zone/**"]})
+            await idle.call("Ping")
+            await asyncio.sleep(2.5)
+            assert not idle.connected  # closed by the node
+            assert subscribed.connected  # a subscriber waits for events, it is not idle
+        blocking = Client(unix(node))
+        await asyncio.to_thread(blocking.connect)  # (blocking: off the node's loop)
+        await asyncio.to_thread(blocking.call, "Ping")
+        await asyncio.sleep(2.5)
+        # the node closed it meanwhile; the next call reconnects instead of failing
+        assert await asyncio.to_thread(blocking.call, "Ping") is not None
+        blocking.close()
+
+
+async def test_a_large_first_request_with_a_session_is_read_within_the_shared_budget(
+    tmp_path: Path,
+) -> None:
+    services = [IdentityService, ManagementService, QueryService, ZoneService]
+    conf = {"api.tcp.listen": "127.0.0.1:0", "api.limit.anonymous.total": str(1 << 20)}
+    async with running_node(tmp_path / "home", services=services, conf=conf) as (node, server):
+        async with AsyncClient(unix(node)) as admin:
+            await admin.call("CreateAccount", {"name": "alice", "password": "alice-password"})
+        async with AsyncClient(tcp(node)) as c:
+            login = {"accountName": "alice", "password": "alice-password"}
+            session = (await c.call("LogInByAccount", login))["inventory"]["uuid"]
+        big = {"name": "z", "description": "d" * (512 * 1024)}  # over 64 KiB, under 1 MiB
+        async with AsyncClient(tcp(node), session) as alice:  # its first frame is the big one
+            try:
+                await alice.call("CreateZone", big)
+            except ZmnError as err:  # judged by the API's own rules, not refused as a frame
+                assert not err.code.startswith("WIRE."), err
+            assert await alice.call("QueryZone", {"count": True}) is not None
+        assert server.anonymous_frames.used == 0
+        # two such frames at once from connections that have not logged in: one is refused
+        host, port = tcp(node).removeprefix("tcp://").rsplit(":", 1)
+        streams = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
+        for reader, writer in streams:
+            assert (await read_frame(reader))["type"] == "hello"  # type: ignore[index]
+            writer.write(struct.pack(">I", 700 * 1024) + b"{")  # the rest never comes
+            await writer.drain()
+        await asyncio.sleep(0.3)
+        codes = []
+        for reader, writer in streams:
+            try:
+                reply = await asyncio.wait_for(read_frame(reader), 0.5)
+                codes.append(reply and reply["error"]["code"])
+            except TimeoutError:
+                codes.append("still reading")
+            writer.close()
+        assert sorted(map(str, codes)) == ["WIRE.BAD_FRAME", "still reading"]

@@ -141,7 +141,11 @@ class NonceCache:
             if len(self._expiry) >= self._max or self._adds % 1024 == 0:
                 self._purge(now)
             self._expiry[nonce] = expires_at
+            self._remembered(nonce, expires_at, now)
             return True
+
+    def _remembered(self, nonce: str, expires_at: float, now: float) -> None:
+        """Called under the lock after ``nonce`` was added (a hook for persistence)."""
 
     def _purge(self, now: float) -> None:
         for key in [k for k, exp in self._expiry.items() if exp < now]:
@@ -181,23 +185,14 @@ class PersistentNonceCache(NonceCache):
         self._fd = -1
         self._rewrite()
 
-    def add(self, nonce: str, expires_at: float, now: float) -> bool:
-        with self._lock:
-            seen = self._expiry.get(nonce)
-            if seen is not None and seen >= now:
-                return False
-            self._adds += 1
-            if len(self._expiry) >= self._max or self._adds % 1024 == 0:
-                self._purge(now)
-            self._expiry[nonce] = expires_at
-            if self._fd < 0:  # closed (its owner stopped) and used again
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.write(self._fd, f"{expires_at:.0f} {nonce}\n".encode())
-            self._lines += 1
-            if self._lines > max(1024, 2 * len(self._expiry)):
-                self._purge(now)
-                self._rewrite()
-            return True
+    def _remembered(self, nonce: str, expires_at: float, now: float) -> None:
+        if self._fd < 0:  # closed (its owner stopped) and used again
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(self._fd, f"{expires_at:.0f} {nonce}\n".encode())
+        self._lines += 1
+        if self._lines > max(1024, 2 * len(self._expiry)):
+            self._purge(now)
+            self._rewrite()
 
     def _rewrite(self) -> None:
         tmp = f"{self.path}.tmp"

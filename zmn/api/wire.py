@@ -22,6 +22,8 @@ from zmn.api.errors import InvalidArgument
 
 if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never need it
     import asyncio
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
 
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
@@ -120,11 +122,14 @@ def decode_body_std(body: bytes) -> dict[str, Any]:
 
 
 async def read_frame(
-    reader: asyncio.StreamReader, max_frame: int | None = None
+    reader: asyncio.StreamReader,
+    max_frame: int | None = None,
+    admit: Callable[[int], AbstractContextManager[object]] | None = None,
 ) -> dict[str, Any] | None:
     """The next frame, or None at a clean end of stream.
 
-    The length is checked against ``max_frame`` before any of the body is read.
+    The length is checked against ``max_frame`` before any of the body is read; the body is
+    read inside ``admit(length)`` when given (a shared budget, which may refuse it).
     """
     import asyncio
 
@@ -141,7 +146,11 @@ async def read_frame(
         hint = "" if max_frame == MAX_FRAME else " (log in first: the limit is higher then)"
         raise FrameError(f"frame of {length} bytes exceeds the limit of {max_frame}{hint}")
     try:
-        body = await reader.readexactly(length)
+        if admit is None:
+            body = await reader.readexactly(length)
+        else:
+            with admit(length):
+                body = await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise FrameError("connection closed inside a frame") from None
     return decode_body(body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,7 +76,7 @@ class _Budget:
         return self.used <= self.rows
 
 
-_budget = _Budget()
+_budgets: weakref.WeakKeyDictionary[Node, _Budget] = weakref.WeakKeyDictionary()  # per node
 
 
 def notify(node: Node, record: ApiCallRecord) -> None:
@@ -83,7 +84,11 @@ def notify(node: Node, record: ApiCallRecord) -> None:
     spec = record.spec
     if spec is None or not spec.mutating or spec.internal:
         return
-    if record.principal is None and record.error in SESSION_REFUSALS and not _budget.take():
+    if (
+        record.principal is None
+        and record.error in SESSION_REFUSALS
+        and not _budgets.setdefault(node, _Budget()).take()
+    ):
         from zmn.limits import refusals
 
         refusals.note("calls without a valid session not audited", record.peer)

@@ -3,6 +3,9 @@
 An environment variable overrides a key by upper-casing it and replacing dots with
 underscores: ``ZMN_DB_URL`` overrides ``db.url``, ``ZMN_API_TCP_LISTEN`` ``api.tcp.listen``.
 
+The ``api.limit.*`` and ``api.timeout.*`` keys are explained in :mod:`zmn.limits` and
+``docs/security.md``.
+
 Keys (defaults in :data:`DEFAULTS`):
 
 ``db.url``            SQLAlchemy URL; default ``sqlite:///$ZMN_HOME/zmn.db``
@@ -17,6 +20,24 @@ Keys (defaults in :data:`DEFAULTS`):
 ``log.level``         DEBUG, INFO, WARNING, ERROR
 ``shutdown.grace``    seconds ``zmn stop`` lets running jobs finish
 ``flowchain.<name>``  replace a flow chain's steps
+``api.limit.connections``  connections at a time per API endpoint (unix socket, TCP); more
+                      are closed unread (lowered to fit ``RLIMIT_NOFILE`` if needed)
+``api.limit.admin.reserve``  unix-socket connections of the node's own user or root accepted
+                      beyond ``api.limit.connections``
+``api.limit.inflight``  requests running per connection; at the limit the node stops reading
+                      that connection
+``api.limit.buffer``  bytes of replies and events queued per connection (before it logged
+                      in: 256 KiB)
+``api.limit.events``  events queued per subscribed connection; a client further behind
+                      loses them and gets ``/zmn/events/lost``
+``api.limit.frame``   largest frame in bytes either way; a larger reply becomes the
+                      error ``WIRE.REPLY_TOO_LARGE``
+``api.limit.anonymous.frame``  largest frame a connection sends before it logged in
+``api.limit.anonymous.total``  bytes of frames over 64 KiB that all connections which have
+                      not logged in may hold at once (smaller frames are always read)
+``api.timeout.auth``  seconds a TCP connection may stay without logging in (0: no limit)
+``api.timeout.idle``  seconds a connection may stay without a request, a running call or a
+                      subscription (0: no limit)
 """
 
 from __future__ import annotations
@@ -27,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zmn.api.errors import InvalidArgument
+from zmn.limits import SPEC as LIMITS
 
 DEFAULTS = {
     "db.url": "",
@@ -39,6 +61,7 @@ DEFAULTS = {
     "node.name": "",
     "log.level": "INFO",
     "shutdown.grace": "30",
+    **{key: str(default) for key, (default, _lo, _hi) in LIMITS.items()},
 }
 
 CONF_TEMPLATE = """\

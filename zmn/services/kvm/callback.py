@@ -25,6 +25,7 @@ from typing import Any
 
 from zmn.api import agentauth
 from zmn.api.errors import InvalidArgument, NotFound, ZmnError
+from zmn.limits import refusals
 
 log = logging.getLogger("zmn.kvm.callback")
 
@@ -100,6 +101,7 @@ class CallbackServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.active >= MAX_CONNECTIONS:
             self.busy += 1
+            refusals.note("agent report connections over the limit")
             writer.transport.abort()
             return
         self.active += 1
@@ -176,7 +178,7 @@ class CallbackServer:
             self._verified(host_uuid, lambda key: agentauth.verify(
                 key, method, target, signed, body, nonces=self.nonces, skew=self._skew))  # fmt: skip
         except agentauth.AuthError as err:
-            log.warning("refused report for host %s: %s", host_uuid, err.code)
+            refusals.note(f"agent reports ({err.code})")  # a summary line, not a line each
             self._refuse(err.code)
             return 401, {"error": err.to_wire()}
         try:
