@@ -55,7 +55,11 @@ async def measure(vms: int, workdir: Path) -> dict[str, Any]:
             h.start_sshd()
         kvm.add_nic("eth1")
         kvm.start_libvirtd()
-        conf = {"agent.callback.listen": f"{dc.gateway}:0", "kvm.wheelhouse": str(workdir / "wh")}
+        conf = {
+            "agent.callback.listen": f"{dc.gateway}:0",
+            "kvm.wheelhouse": str(workdir / "wh"),
+            "image.file.allowedDirs": str(guestimage.CACHE),
+        }
         async with running_node(workdir / "home", conf=conf) as (node, _server):
             api = Api(node)
             ssh_key = str(dc.client_key)

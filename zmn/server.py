@@ -226,22 +226,6 @@ class ApiServer:
         )
         try:
             await self._read_requests(conn, reader)
-            while not conn.closed:
-                try:
-                    frame = await read_frame(reader)
-                except FrameError as exc:
-                    await conn.send(
-                        {"type": "reply", "id": None, "ok": False, "error": exc.to_wire()}
-                    )
-                    break
-                if frame is None:
-                    break
-                if frame.get("type") == "stream":
-                    await self._stream_frame(conn, frame)
-                    continue
-                task = asyncio.get_running_loop().create_task(self._request(conn, frame))
-                conn.tasks.add(task)
-                task.add_done_callback(conn.tasks.discard)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

@@ -63,6 +63,7 @@ async def cloud(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Asy
     conf = {
         "agent.callback.listen": f"{dc.gateway}:0",
         "kvm.wheelhouse": str(tmp_path_factory.mktemp("wheelhouse")),
+        "image.file.allowedDirs": str(guestimage.CACHE),  # AddImage file:// of the guest image
     }
     async with running_node(tmp_path_factory.mktemp("home"), conf=conf) as (node, _server):
         api = Api(node)
