@@ -39,6 +39,7 @@ ENGINE_MODULES = {
     "tests.unit.test_query_paging",
     "tests.integration.test_resources_scenario",
     "tests.integration.test_vm_lifecycle",
+    "tests.security.test_lockout_concurrency",
 }
 ENGINE_SERVERS = {
     "mysql": ("mysql+pymysql://root@127.0.0.1:3306/", 3306),

@@ -24,6 +24,14 @@ class UpdateAccount(ApiMessage, kw_only=True):
     password: Annotated[str | None, Doc("new password; also lifts a login lockout"), Secret()] = (
         None
     )
+    currentPassword: Annotated[
+        str | None,
+        Doc(
+            "the current password: needed to change one's own password in a session (not over"
+            " the unix socket as its owner, nor by an admin changing another login's)"
+        ),
+        Secret(),
+    ] = None
     name: Annotated[str | None, Doc("new name")] = None
     description: Annotated[str | None, Doc("new description")] = None
 
@@ -60,6 +68,14 @@ class UpdateUser(ApiMessage, kw_only=True):
     password: Annotated[str | None, Doc("new password; also lifts a login lockout"), Secret()] = (
         None
     )
+    currentPassword: Annotated[
+        str | None,
+        Doc(
+            "the current password: needed to change one's own password in a session (not over"
+            " the unix socket as its owner, nor by an admin changing another login's)"
+        ),
+        Secret(),
+    ] = None
     name: Annotated[str | None, Doc("new name")] = None
     description: Annotated[str | None, Doc("new description")] = None
 
