@@ -21,6 +21,7 @@ from zmn.services.identity import lockout, passwords
 from zmn.services.identity.api import LogInByAccount, LogInByUser, LogOut, ValidateSession
 from zmn.services.identity.lockout import LockoutPolicy
 from zmn.services.identity.models import AccountVO, SessionVO, UserVO
+from zmn.services.identity.sessions import digest
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -121,9 +122,12 @@ class LoginHandlers:
                 raise PermissionDenied(
                     f"account {account.name} is disabled", code="IDENTITY.ACCOUNT_DISABLED"
                 )
-            row = self.sessions.open(s, account_uuid, user_uuid, self._gc("session.maxConcurrent"))
+            row, token = self.sessions.open(
+                s, account_uuid, user_uuid, self._gc("session.maxConcurrent")
+            )
             s.flush()
             inv = self.node.resources.get("Session").inventory(row)
+            inv["uuid"] = token  # the bearer secret: the client keeps it, the table has its digest
             account_inv = self.node.resources.get("Account").inventory(account)
         inv.update(accountName=account_inv["name"], accountType=account_inv["type"])
         # Not the session UUID: it is the bearer secret, and events reach subscribers.
@@ -132,9 +136,10 @@ class LoginHandlers:
 
     @handler(LogOut)
     async def log_out(self, msg: LogOut, call: Call) -> dict[str, Any]:
+        key = digest(msg.sessionUuid)
         with call.tx() as s:
-            ended = self.sessions.end(s, SessionVO.uuid == msg.sessionUuid)
-        self.sessions.forget([msg.sessionUuid])
+            ended = self.sessions.end(s, SessionVO.uuid == key)
+        self.sessions.forget([key])
         await self._ended(ended)
         return {}
 
