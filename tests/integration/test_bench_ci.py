@@ -119,6 +119,11 @@ def test_every_benchmark_has_sane_numbers_and_full_success(ci_run: CiRun) -> Non
     got = {(r["family"], r["name"]): r for r in data["results"]}
     assert EXPECTED <= set(got), sorted(EXPECTED - set(got))
     for key, r in got.items():
+        if key == ("tracking", "ping_cpu_share") and r["value"] == 0.0:
+            # one round of the CI size's 200 hosts costs about one 10 ms clock tick of CPU:
+            # the window may count none (it did, loaded); the round itself is checked below
+            assert "holding 1 ping round(s)" in r["note"], r["note"]
+            continue
         assert _sane(r["value"]), (key, r["value"])
         if r["tried"] is not None:
             assert r["tried"] > 0, key
