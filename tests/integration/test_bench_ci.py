@@ -64,6 +64,11 @@ class CiRun:
     work: Path
 
 
+# the whole CI bench run is one module fixture: about 160 s on a quiet machine, more than the
+# suite's 300 s per test when the cores are shared (it timed out beside stress-ng --cpu 2)
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory: pytest.TempPathFactory) -> CiRun:
     out = tmp_path_factory.mktemp("bench")
@@ -85,7 +90,7 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory) -> CiRun:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=840,
     )
     data = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     report = (out / "benchmarks.md").read_text() if (out / "benchmarks.md").exists() else ""
@@ -114,6 +119,11 @@ def test_every_benchmark_has_sane_numbers_and_full_success(ci_run: CiRun) -> Non
     got = {(r["family"], r["name"]): r for r in data["results"]}
     assert EXPECTED <= set(got), sorted(EXPECTED - set(got))
     for key, r in got.items():
+        if key == ("tracking", "ping_cpu_share") and r["value"] == 0.0:
+            # one round of the CI size's 200 hosts costs about one 10 ms clock tick of CPU:
+            # the window may count none (it did, loaded); the round itself is checked below
+            assert "holding 1 ping round(s)" in r["note"], r["note"]
+            continue
         assert _sane(r["value"]), (key, r["value"])
         if r["tried"] is not None:
             assert r["tried"] > 0, key

@@ -21,6 +21,7 @@ from zmn.services.identity import passwords
 from zmn.services.identity.bootstrap import ensure_admin
 from zmn.services.identity.models import AccountVO
 from zmn.services.identity.service import IdentityService
+from zmn.services.identity.sessions import digest
 from zmn.services.job.service import JobService
 from zmn.services.management.service import ManagementService
 from zmn.services.query.service import QueryService
@@ -88,7 +89,8 @@ async def test_login_gives_a_session_for_the_account(env: tuple[Node, ApiServer,
     sessions = (await api("QuerySession", conditions=[f"accountUuid={alice['uuid']}"]))[
         "inventories"
     ]
-    assert [s["uuid"] for s in sessions] == [inv["uuid"]]
+    # the table keys the session by the token's digest: it holds no usable token
+    assert [s["uuid"] for s in sessions] == [digest(inv["uuid"])] != [inv["uuid"]]
 
 
 async def test_password_hash_never_leaves_the_node(env: tuple[Node, ApiServer, Api]) -> None:
@@ -217,9 +219,27 @@ async def test_password_change_by_the_account_ends_its_other_sessions(
     async with client_for(server, session=mine) as c:
         err = await error_of(c.call("UpdateAccount", {"uuid": "bob", "password": "hijacked-pw"}))
         assert err.code == "ACCOUNT.NOT_FOUND"  # other accounts are invisible
-        err = await error_of(c.call("UpdateAccount", {"uuid": "alice", "password": "short"}))
+        # one's own password: the current one is needed (a stolen session cannot take over)
+        err = await error_of(c.call("UpdateAccount", {"uuid": "alice", "password": "new-pass-1"}))
+        assert err.code == "IDENTITY.CURRENT_PASSWORD_REQUIRED" and err.field == "currentPassword"
+        err = await error_of(
+            c.call(
+                "UpdateAccount",
+                {"uuid": "alice", "password": "new-pass-1", "currentPassword": "not-alices"},
+            )
+        )
+        assert err.code == "IDENTITY.LOGIN_FAILED" and err.field == "currentPassword"
+        err = await error_of(
+            c.call(
+                "UpdateAccount",
+                {"uuid": "alice", "password": "short", "currentPassword": "alice-pass"},
+            )
+        )
         assert isinstance(err, InvalidArgument) and err.code == "IDENTITY.WEAK_PASSWORD"
-        await c.call("UpdateAccount", {"uuid": "alice", "password": "new-alice-pass"})
+        await c.call(
+            "UpdateAccount",
+            {"uuid": "alice", "password": "new-alice-pass", "currentPassword": "alice-pass"},
+        )
         await c.call("QueryZone")  # the session that changed it stays
     async with client_for(server, session=other) as c:
         err = await error_of(c.call("QueryZone"))
@@ -252,7 +272,14 @@ async def test_users_log_in_and_act_as_their_account(env: tuple[Node, ApiServer,
         assert [a["name"] for a in (await c.call("QueryAccount"))["inventories"]] == ["alice"]
         err = await error_of(c.call("UpdateAccount", {"uuid": "alice", "password": "taken-over"}))
         assert err.code == "IDENTITY.PERMISSION_DENIED"  # a user cannot manage its account
-        await c.call("UpdateUser", {"uuid": user["uuid"], "password": "ops-password-2"})
+        err = await error_of(
+            c.call("UpdateUser", {"uuid": user["uuid"], "password": "ops-password-2"})
+        )
+        assert err.code == "IDENTITY.CURRENT_PASSWORD_REQUIRED"
+        await c.call(
+            "UpdateUser",
+            {"uuid": user["uuid"], "password": "ops-password-2", "currentPassword": "ops-password"},
+        )
     wrong = await error_of(
         api("LogInByUser", accountName="alice", userName="ops", password="ops-password")
     )

@@ -39,7 +39,9 @@ from zmn.api.errors import ZmnError
 from zmn.services.testing.replay import Replayer, read_log
 from zmn.services.vm.states import TRANSITIONAL
 
-pytestmark = pytest.mark.slow
+# 20 sequences of 30 steps with node restarts: under a minute on a quiet machine, more than
+# the suite's 300 s hang guard beside stress-ng --cpu 2 at load average 20
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 # what each operation needs and leaves (deletion policy Delay: destroy keeps the VM)
 OPS: dict[str, tuple[str, tuple[str, ...], str | None]] = {

@@ -34,6 +34,7 @@ from zmn.limits import refusals
 from zmn.services.identity import passwords
 from zmn.services.identity.bootstrap import ensure_admin
 from zmn.services.identity.models import SessionVO
+from zmn.services.identity.sessions import digest
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -104,10 +105,10 @@ async def world(
         with node.db.tx() as s:
             s.execute(
                 update(SessionVO)
-                .where(SessionVO.uuid == expired)
+                .where(SessionVO.uuid == digest(expired))
                 .values(expiredDate=utcnow() - dt.timedelta(minutes=1))
             )
-        node.services["identity"].sessions.forget([expired])  # type: ignore[attr-defined]
+        node.services["identity"].sessions.forget([digest(expired)])  # type: ignore[attr-defined]
         logged_out = await login(tcp, "admin", "admin-password")
         async with AsyncClient(tcp, logged_out) as c:
             await c.call("LogOut", {"sessionUuid": logged_out})

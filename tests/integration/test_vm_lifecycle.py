@@ -471,12 +471,19 @@ async def test_host_parallelism_comes_from_global_config(cloud: Cloud) -> None:
     vms = [await cloud.vm(f"par-{i}", hostUuid=cloud["h2"]) for i in range(3)]
     await api("UpdateGlobalConfig", category="host", name="vmOperation.parallelism", value="2")
     try:
-        await api("SimulatorInjectFailure", hostUuid="h2", operation="reboot", count=3, latency=1.0)
+        await api("SimulatorInjectFailure", hostUuid="h2", operation="reboot", count=3, latency=5.0)
         reboots = [asyncio.ensure_future(api("RebootVmInstance", uuid=v["uuid"])) for v in vms]
-        await asyncio.sleep(0.1)
-        queues = {q["signature"]: q for q in (await api("GetTaskQueues"))["queues"]}
-        queue = queues[f"host-vm:{cloud['h2']}"]
-        assert (queue["level"], queue["running"], queue["pending"]) == (2, 2, 1)
+        # the three reach the host's queue when their chains get there (slower on a loaded
+        # machine); then two run and one waits for the 5 s the simulator holds each
+        seen = None
+        for _ in range(200):
+            queues = {q["signature"]: q for q in (await api("GetTaskQueues"))["queues"]}
+            queue = queues.get(f"host-vm:{cloud['h2']}")
+            seen = queue and (queue["level"], queue["running"], queue["pending"])
+            if seen == (2, 2, 1):
+                break
+            await asyncio.sleep(0.02)
+        assert seen == (2, 2, 1)
         assert all(r["inventory"]["state"] == "Running" for r in await asyncio.gather(*reboots))
     finally:
         await api("UpdateGlobalConfig", category="host", name="vmOperation.parallelism", value="10")

@@ -15,7 +15,7 @@ from zmn.core.db import Database, utcnow
 from zmn.core.globalconfig import GlobalConfigDef, GlobalConfigStore
 from zmn.services.identity import sessions as sessions_mod
 from zmn.services.identity.models import AccountVO, SessionVO, UserVO
-from zmn.services.identity.sessions import SessionManager
+from zmn.services.identity.sessions import SessionManager, digest
 
 
 class StubNode:
@@ -49,24 +49,28 @@ def _statements(db: Database) -> list[str]:
     return seen
 
 
-def _open(manager: SessionManager, db: Database, user: str | None = None) -> SessionVO:
+def _open(manager: SessionManager, db: Database, user: str | None = None) -> Any:
+    """The new row (``uuid``: the digest the table keys it by) with the client's ``token``."""
     with db.tx() as s:
-        return manager.open(s, "a" * 32, user, 0)
+        row, token = manager.open(s, "a" * 32, user, 0)
+    row.token = token
+    return row
 
 
 def test_principal_is_cached_between_calls(db: Database) -> None:
     manager = SessionManager(StubNode(db, 7200))  # type: ignore[arg-type]
     row = _open(manager, db)
-    principal = manager.principal(row.uuid)
+    principal = manager.principal(row.token)
     assert (principal.accountUuid, principal.accountName, principal.accountType) == (
         "a" * 32,
         "alice",
         "Normal",
     )
     assert principal.sessionUuid == row.uuid and principal.userUuid is None
+    assert row.uuid == digest(row.token) != row.token  # the table holds no usable token
     seen = _statements(db)
     for _ in range(100):
-        assert manager.principal(row.uuid) is principal
+        assert manager.principal(row.token) is principal
     assert seen == []  # no database round trip on the hot path
 
 
@@ -85,34 +89,34 @@ def test_expired_session_says_expired_and_is_not_revived(db: Database) -> None:
         s.get(SessionVO, row.uuid).expiredDate = utcnow() - dt.timedelta(seconds=1)
     for _ in range(2):
         with pytest.raises(PermissionDenied) as err:
-            manager.principal(row.uuid)
+            manager.principal(row.token)
         assert err.value.code == "IDENTITY.SESSION_EXPIRED"
 
 
 def test_cached_expiry_is_honoured_without_the_database(db: Database) -> None:
     manager = SessionManager(StubNode(db, 7200))  # type: ignore[arg-type]
     row = _open(manager, db)
-    manager.principal(row.uuid)
+    manager.principal(row.token)
     past = utcnow() - dt.timedelta(seconds=1)
     manager.cache[row.uuid].expires = past
     with db.tx() as s:
         s.get(SessionVO, row.uuid).expiredDate = past
     with pytest.raises(PermissionDenied) as err:
-        manager.principal(row.uuid)
+        manager.principal(row.token)
     assert err.value.code == "IDENTITY.SESSION_EXPIRED"
 
 
 def test_use_refreshes_expiry_but_writes_rarely(db: Database) -> None:
     manager = SessionManager(StubNode(db, 7200))  # type: ignore[arg-type]
     row = _open(manager, db)
-    manager.principal(row.uuid)
+    manager.principal(row.token)
     entry = manager.cache[row.uuid]
     seen = _statements(db)
-    manager.principal(row.uuid)
+    manager.principal(row.token)
     assert entry.expires > row.expiredDate
     assert not any(s.startswith("UPDATE") for s in seen)  # moved by less than a minute
     entry.persisted -= dt.timedelta(seconds=61)  # as if the last write was a minute ago
-    manager.principal(row.uuid)
+    manager.principal(row.token)
     assert any(s.startswith("UPDATE session") for s in seen)
     with db.tx() as s:
         assert s.get(SessionVO, row.uuid).expiredDate == entry.expires
@@ -123,25 +127,25 @@ def test_cache_entries_are_rechecked_after_a_while(
 ) -> None:
     manager = SessionManager(StubNode(db, 7200))  # type: ignore[arg-type]
     row = _open(manager, db)
-    manager.principal(row.uuid)
+    manager.principal(row.token)
     with db.tx() as s:  # another node logs the session out
         s.delete(s.get(SessionVO, row.uuid))
-    manager.principal(row.uuid)  # still trusted from the cache
+    manager.principal(row.token)  # still trusted from the cache
     monkeypatch.setattr(sessions_mod, "REVALIDATE", -1.0)
     with pytest.raises(PermissionDenied) as err:
-        manager.principal(row.uuid)
+        manager.principal(row.token)
     assert err.value.code == "IDENTITY.SESSION_INVALID"
 
 
 def test_end_forgets_cached_sessions(db: Database) -> None:
     manager = SessionManager(StubNode(db, 7200))  # type: ignore[arg-type]
     row = _open(manager, db)
-    manager.principal(row.uuid)
+    manager.principal(row.token)
     with db.tx() as s:
         assert manager.end(s, SessionVO.accountUuid == "a" * 32) == [row.uuid]
     assert row.uuid not in manager.cache
     with pytest.raises(PermissionDenied):
-        manager.principal(row.uuid)
+        manager.principal(row.token)
 
 
 def test_disabled_account_or_deleted_user_invalidates(db: Database) -> None:
@@ -149,17 +153,17 @@ def test_disabled_account_or_deleted_user_invalidates(db: Database) -> None:
     with db.tx() as s:
         s.add(UserVO(uuid="c" * 32, name="bob", accountUuid="a" * 32, passwordHash="!"))
     user_session = _open(manager, db, user="c" * 32)
-    assert manager.principal(user_session.uuid).userUuid == "c" * 32
+    assert manager.principal(user_session.token).userUuid == "c" * 32
     with db.tx() as s:
         s.delete(s.get(UserVO, "c" * 32))
     manager.forget([user_session.uuid])
     with pytest.raises(PermissionDenied):
-        manager.principal(user_session.uuid)
+        manager.principal(user_session.token)
     row = _open(manager, db)
     with db.tx() as s:
         s.get(AccountVO, "a" * 32).state = "Disabled"
     with pytest.raises(PermissionDenied) as err:
-        manager.principal(row.uuid)
+        manager.principal(row.token)
     assert err.value.code == "IDENTITY.SESSION_INVALID"
 
 

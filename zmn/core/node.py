@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -157,6 +158,9 @@ class Node:
         # a call that came in meanwhile would race start-up work (recovery of the chains a
         # previous life left open took a live run for one of those); such calls wait.
         self._starting: asyncio.Future[None] | None = None
+        # API name -> a context manager factory run around its calls with the caller's peer
+        # label (the identity service limits logins per address this way)
+        self.gates: dict[str, Callable[[str], AbstractAsyncContextManager[None]]] = {}
 
     @staticmethod
     def _persistent_uuid(home: Path) -> str:
@@ -385,7 +389,12 @@ class Node:
                 result = record.result = await asyncio.shield(task)
                 ok = True
                 return result, job_uuid
-            result = record.result = await self.bus.call(service, env)
+            gate = self.gates.get(api_name)
+            if gate is None:
+                result = record.result = await self.bus.call(service, env)
+            else:
+                async with gate(peer):
+                    result = record.result = await self.bus.call(service, env)
             ok = True
             return result, None
         except ZmnError as exc:

@@ -6,6 +6,16 @@ from typing import Annotated, Literal
 
 from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, Ref, Secret, api
 
+# UpdateAccount and UpdateUser: changing one's own password in a session needs the current one
+CurrentPassword = Annotated[
+    str | None,
+    Doc(
+        "the current password: needed to change one's own password in a session (not over"
+        " the unix socket as its owner, nor by an admin changing another login's)"
+    ),
+    Secret(),
+]
+
 
 @api(resource="Account", verb="create", admin=True)
 class CreateAccount(CreateMessage, kw_only=True):
@@ -24,6 +34,7 @@ class UpdateAccount(ApiMessage, kw_only=True):
     password: Annotated[str | None, Doc("new password; also lifts a login lockout"), Secret()] = (
         None
     )
+    currentPassword: CurrentPassword = None
     name: Annotated[str | None, Doc("new name")] = None
     description: Annotated[str | None, Doc("new description")] = None
 
@@ -60,6 +71,7 @@ class UpdateUser(ApiMessage, kw_only=True):
     password: Annotated[str | None, Doc("new password; also lifts a login lockout"), Secret()] = (
         None
     )
+    currentPassword: CurrentPassword = None
     name: Annotated[str | None, Doc("new name")] = None
     description: Annotated[str | None, Doc("new description")] = None
 

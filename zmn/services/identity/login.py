@@ -17,10 +17,11 @@ from zmn.api.errors import PermissionDenied
 from zmn.core import crud
 from zmn.core.db import utcnow
 from zmn.core.service import Call, handler
-from zmn.services.identity import passwords
+from zmn.services.identity import lockout, passwords
 from zmn.services.identity.api import LogInByAccount, LogInByUser, LogOut, ValidateSession
 from zmn.services.identity.lockout import LockoutPolicy
 from zmn.services.identity.models import AccountVO, SessionVO, UserVO
+from zmn.services.identity.sessions import digest
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -81,41 +82,34 @@ class LoginHandlers:
     async def _check_password(
         self, model: type[AccountVO] | type[UserVO], find: Callable[[Session], Any], password: str
     ) -> str:
-        """The UUID of the login ``find`` returns if ``password`` is right and it is not locked."""
+        """The UUID of the login ``find`` returns if ``password`` is right and it is not locked.
+
+        The attempt is reserved before the hash is verified (:mod:`lockout`), so concurrent
+        guesses cannot exceed ``login.maxFailures``; a refused attempt costs the same time."""
         policy = LockoutPolicy(self._gc("login.maxFailures"), self._gc("login.lockoutSeconds"))
-        now = utcnow()
         with self.node.db.tx() as s:
             row = find(s)
-            uuid = row.uuid if row is not None else None
+            uuid = str(row.uuid) if row is not None else None
             stored = row.passwordHash if row is not None else passwords.dummy_hash()
-            locked = row is not None and policy.locked(row.lockedUntil, now)
-        ok = await passwords.verify_async(stored, password)
-        if uuid is None or locked or not ok:
-            if uuid is not None and not locked:
-                with self.node.db.tx() as s:
-                    row = s.get(model, uuid)
-                    if row is not None:
-                        row.failedLogins, until = policy.after_failure(
-                            row.failedLogins or 0, utcnow()
-                        )
-                        if until is not None:
-                            row.lockedUntil = until
-                            log.warning(
-                                "%s %s locked until %s after failed logins",
-                                model.__name__,
-                                uuid,
-                                until,
-                            )
+        reserved = False
+        if uuid is not None:
+            with self.node.db.engine.begin() as conn:
+                reserved = lockout.reserve(conn, model, uuid, policy, utcnow())
+        ok = await passwords.verify_async(stored if reserved else passwords.dummy_hash(), password)
+        if uuid is None or not reserved or not ok:
+            if reserved and uuid is not None:  # a wrong password: its attempt stays counted
+                with self.node.db.engine.begin() as conn:
+                    until = lockout.lock_if_full(conn, model, uuid, policy, utcnow())
+                if until is not None:
+                    log.warning(
+                        "%s %s locked until %s after failed logins", model.__name__, uuid, until
+                    )
             raise login_failed()
         rehashed = await passwords.hash_async(password) if passwords.needs_rehash(stored) else None
-        with self.node.db.tx() as s:
-            row = s.get(model, uuid)
-            if row is not None:
-                row.failedLogins = 0
-                row.lockedUntil = None
-                if rehashed is not None:
-                    row.passwordHash = rehashed
-        return str(uuid)
+        with self.node.db.engine.begin() as conn:
+            extra = {"passwordHash": rehashed} if rehashed is not None else {}
+            lockout.clear(conn, model, uuid, **extra)
+        return uuid
 
     async def _open_session(
         self, call: Call, account_uuid: str, user_uuid: str | None
@@ -128,9 +122,12 @@ class LoginHandlers:
                 raise PermissionDenied(
                     f"account {account.name} is disabled", code="IDENTITY.ACCOUNT_DISABLED"
                 )
-            row = self.sessions.open(s, account_uuid, user_uuid, self._gc("session.maxConcurrent"))
+            row, token = self.sessions.open(
+                s, account_uuid, user_uuid, self._gc("session.maxConcurrent")
+            )
             s.flush()
             inv = self.node.resources.get("Session").inventory(row)
+            inv["uuid"] = token  # the bearer secret: the client keeps it, the table has its digest
             account_inv = self.node.resources.get("Account").inventory(account)
         inv.update(accountName=account_inv["name"], accountType=account_inv["type"])
         # Not the session UUID: it is the bearer secret, and events reach subscribers.
@@ -139,9 +136,10 @@ class LoginHandlers:
 
     @handler(LogOut)
     async def log_out(self, msg: LogOut, call: Call) -> dict[str, Any]:
+        key = digest(msg.sessionUuid)
         with call.tx() as s:
-            ended = self.sessions.end(s, SessionVO.uuid == msg.sessionUuid)
-        self.sessions.forget([msg.sessionUuid])
+            ended = self.sessions.end(s, SessionVO.uuid == key)
+        self.sessions.forget([key])
         await self._ended(ended)
         return {}
 

@@ -38,7 +38,8 @@ class UserVO(ResourceMixin, Base):
 
 
 class SessionVO(Base):
-    """A login session; its UUID is the bearer secret a client sends with every request."""
+    """A login session; its UUID is the SHA-256 digest of the bearer token the client sends
+    with every request (the token itself is never stored)."""
 
     __tablename__ = "session"
     uuid: Mapped[str] = mapped_column(String(32), primary_key=True)

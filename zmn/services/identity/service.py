@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from zmn.api.errors import Conflict, PermissionDenied
+from zmn.api.errors import Conflict, InvalidArgument, PermissionDenied
 from zmn.core import crud
 from zmn.core.bus import Event, Principal, Subscription
 from zmn.core.db import new_uuid, utcnow
@@ -24,7 +24,7 @@ from zmn.core.models import AccountResourceRefVO
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.core.state import StateMachine
-from zmn.services.identity import passwords
+from zmn.services.identity import gate, passwords
 from zmn.services.identity.api import (
     ChangeAccountState,
     CreateAccount,
@@ -62,6 +62,16 @@ def may_manage(principal: Principal, account_uuid: str) -> bool:
     """Admins manage everything; an account (not its users) manages itself and its users."""
     return principal.is_admin or (
         principal.accountUuid == account_uuid and principal.userUuid is None
+    )
+
+
+def _itself(principal: Principal, account_uuid: str, user_uuid: str | None) -> bool:
+    """The caller is that login, in a session (the unix-socket owner has no session: it can
+    always reset a password, a locked admin's too)."""
+    return (
+        principal.sessionUuid is not None
+        and principal.accountUuid == account_uuid
+        and principal.userUuid == user_uuid
     )
 
 
@@ -114,9 +124,13 @@ class IdentityService(LoginHandlers, Service):
             "shortest password accepted for new passwords",
             min=1,
         ),
+        *gate.CONFIGS,
     ]
     error_codes = {
         "IDENTITY.LOGIN_FAILED": "wrong name or password, or the login is locked for a while",
+        "IDENTITY.LOGIN_RATE_LIMITED": "too many login attempts from this address (retryAfter)",
+        "IDENTITY.LOGIN_BUSY": "too many logins from this address are in progress; retry",
+        "IDENTITY.CURRENT_PASSWORD_REQUIRED": "changing one's own password needs the current one",
         "IDENTITY.SESSION_INVALID": "the session does not exist (logged out, account gone)",
         "IDENTITY.SESSION_EXPIRED": "the session was idle longer than identity/session.timeout",
         "IDENTITY.SESSION_REQUIRED": "this endpoint needs a session: log in first",
@@ -138,6 +152,9 @@ class IdentityService(LoginHandlers, Service):
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.sessions = SessionManager(node)
+        self.gate = gate.LoginGate(node)
+        for api_name in gate.LOGIN_APIS:
+            node.gates[api_name] = self.gate
         self._admin: Principal | None = None
         self._subscription: Subscription | None = None
         self._purge_task: asyncio.Task[None] | None = None
@@ -270,9 +287,32 @@ class IdentityService(LoginHandlers, Service):
             raise PermissionDenied(
                 "the admin account cannot be renamed", code="IDENTITY.ADMIN_PROTECTED"
             )
+        if msg.password is not None and _itself(call.principal, msg.uuid, None):
+            await self._current_password(AccountVO, msg.uuid, msg.currentPassword)
         return await self._update_login(
             call, "Account", msg.uuid, msg.name, msg.description, msg.password
         )
+
+    async def _current_password(
+        self, model: type[AccountVO] | type[UserVO], uuid: str, current: str | None
+    ) -> None:
+        """Changing one's own password in a session needs the current one, checked like a
+        login (it counts toward the lockout): a stolen session cannot take the login over."""
+        if current is None:
+            raise InvalidArgument(
+                "currentPassword: changing your own password needs the current one",
+                code="IDENTITY.CURRENT_PASSWORD_REQUIRED",
+                field="currentPassword",
+            )
+        try:
+            await self._check_password(model, lambda s: s.get(model, uuid), current)
+        except PermissionDenied:
+            raise PermissionDenied(
+                "currentPassword: wrong password, or the login is locked after too many"
+                " failures (identity/login.maxFailures)",
+                code="IDENTITY.LOGIN_FAILED",
+                field="currentPassword",
+            ) from None
 
     async def _update_login(
         self,
@@ -415,6 +455,8 @@ class IdentityService(LoginHandlers, Service):
         itself = call.principal.userUuid == msg.uuid
         if not may_manage(call.principal, account_uuid) and not (itself and msg.name is None):
             raise _denied("change a user")
+        if msg.password is not None and _itself(call.principal, account_uuid, msg.uuid):
+            await self._current_password(UserVO, msg.uuid, msg.currentPassword)
         return await self._update_login(
             call, "User", msg.uuid, msg.name, msg.description, msg.password
         )

@@ -8,11 +8,17 @@ most a minute), so a busy session costs one write a minute, not one per call.
 
 Expired sessions stay in the table for :data:`GRACE` so that a client is told "expired"
 rather than "invalid"; :meth:`purge` removes them later.
+
+The table never holds a usable token: a session's row is keyed by :func:`digest` of the
+token (SHA-256), which only the client keeps (the login's reply is the one time it is
+sent). Whoever reads the table, a backup or ``QuerySession`` learns no bearer secret. The
+principal of a call carries the digest (``sessionUuid``), which is the row's UUID.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +39,11 @@ if TYPE_CHECKING:
 REVALIDATE = 10.0  # seconds a cached session is trusted without reading the table
 MAX_CACHED = 10_000
 GRACE = dt.timedelta(hours=1)
+
+
+def digest(token: str) -> str:
+    """The row key of the session whose bearer token is ``token``."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 @dataclass
@@ -70,14 +81,22 @@ class SessionManager:
 
     # ----------------------------------------------------------------- look-up
 
-    def principal(self, uuid: str) -> Principal:
+    def principal(self, token: str) -> Principal:
         """Who the session acts for; refreshes its expiry. Raises PermissionDenied."""
         now = utcnow()
-        entry = self.entry(uuid, now)
-        self._touch(uuid, entry, now)
+        key = self.key(token)
+        entry = self.entry(key, now)
+        self._touch(key, entry, now)
         return entry.principal
 
+    @staticmethod
+    def key(token: str) -> str:
+        if not isinstance(token, str) or not 0 < len(token) <= 64:
+            raise session_invalid("")
+        return digest(token)
+
     def entry(self, uuid: str, now: dt.datetime) -> CachedSession:
+        """The session whose row key (digest) is ``uuid``."""
         entry = self.cache.get(uuid)
         if entry is None or entry.expires <= now or time.monotonic() - entry.checked > REVALIDATE:
             entry = self._load(uuid, now, entry)
@@ -86,7 +105,7 @@ class SessionManager:
     def _load(self, uuid: str, now: dt.datetime, previous: CachedSession | None) -> CachedSession:
         self.cache.pop(uuid, None)
         with self.node.db.tx() as s:
-            row = s.get(SessionVO, uuid) if isinstance(uuid, str) and len(uuid) <= 64 else None
+            row = s.get(SessionVO, uuid)
             if row is None:
                 raise session_invalid(uuid)
             account = s.get(AccountVO, row.accountUuid)
@@ -117,9 +136,9 @@ class SessionManager:
             )
             entry.persisted = new
 
-    def validate(self, uuid: str) -> dict[str, Any]:
+    def validate(self, token: str) -> dict[str, Any]:
         try:
-            entry = self.entry(uuid, utcnow())
+            entry = self.entry(self.key(token), utcnow())
         except PermissionDenied as exc:
             return {"valid": False, "code": exc.code}
         return {
@@ -133,8 +152,9 @@ class SessionManager:
 
     def open(
         self, s: Session, account_uuid: str, user_uuid: str | None, max_concurrent: int
-    ) -> SessionVO:
-        """A new session row in the caller's transaction, within ``maxConcurrent``."""
+    ) -> tuple[SessionVO, str]:
+        """A new session row in the caller's transaction, within ``maxConcurrent``; with the
+        token, which is not stored."""
         now = utcnow()
         if max_concurrent:
             live = s.scalar(
@@ -154,8 +174,9 @@ class SessionManager:
                     " (global config identity/session.maxConcurrent); log out of one first",
                     code="IDENTITY.TOO_MANY_SESSIONS",
                 )
+        token = new_uuid()
         row = SessionVO(
-            uuid=new_uuid(),
+            uuid=digest(token),
             accountUuid=account_uuid,
             userUuid=user_uuid,
             expiredDate=now + dt.timedelta(seconds=self.timeout()),
@@ -163,7 +184,7 @@ class SessionManager:
             lastOpDate=now,
         )
         s.add(row)
-        return row
+        return row, token
 
     def forget(self, uuids: Iterable[str]) -> None:
         for uuid in uuids:
