@@ -15,6 +15,8 @@ Keys (defaults in :data:`DEFAULTS`):
 ``plugins.disabled``  comma-separated service names not to load
 ``node.name``         display name of this node (default: the host name)
 ``log.level``         DEBUG, INFO, WARNING, ERROR
+``log.rotate.bytes``  size at which a background node's zmn.log is rotated (0: never)
+``log.rotate.keep``   rotated logs kept (zmn.log.1 ...)
 ``shutdown.grace``    seconds ``zmn stop`` lets running jobs finish
 ``flowchain.<name>``  replace a flow chain's steps
 """
@@ -38,6 +40,8 @@ DEFAULTS = {
     "plugins.disabled": "",
     "node.name": "",
     "log.level": "INFO",
+    "log.rotate.bytes": "10485760",
+    "log.rotate.keep": "5",
     "shutdown.grace": "30",
 }
 
