@@ -18,6 +18,7 @@ Keys (defaults in :data:`DEFAULTS`):
 ``log.rotate.bytes``  size at which a background node's zmn.log is rotated (0: never)
 ``log.rotate.keep``   rotated logs kept (zmn.log.1 ...)
 ``shutdown.grace``    seconds ``zmn stop`` lets running jobs finish
+``metrics.listen``    ``HOST:PORT`` of the Prometheus exposition (empty: none)
 ``flowchain.<name>``  replace a flow chain's steps
 """
 
@@ -43,6 +44,7 @@ DEFAULTS = {
     "log.rotate.bytes": "10485760",
     "log.rotate.keep": "5",
     "shutdown.grace": "30",
+    "metrics.listen": "",
 }
 
 CONF_TEMPLATE = """\

@@ -1,0 +1,74 @@
+"""Usage metrics of a simulator cloud: rates by API and the Prometheus endpoint, scraped and
+parsed with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.inproc import Api, running_node
+from tests.support.vmcloud import GiB, build_cloud
+from zmn.api.errors import NotFound
+
+
+async def test_simulated_usage_is_served_as_rates_and_scraped_by_prometheus(
+    tmp_path: Path,
+) -> None:
+    conf = {"metrics.listen": "127.0.0.1:0"}
+    async with running_node(tmp_path / "home", conf=conf) as (node, _server):
+        api = Api(node)
+        await api("UpdateGlobalConfig", category="metrics", name="simulator.interval", value="1")
+        cloud = await build_cloud(api, hosts=((8, 16 * GiB),))
+        vms = [await cloud.vm(f"vm-{i}") for i in range(2)]
+        await asyncio.sleep(3.6)  # three synthetic rounds at least
+
+        got = await api("GetVmMetrics", uuid="vm-0")  # a name resolves like any VM reference
+        assert got["uuid"] == vms[0]["uuid"] and got["hostUuid"] == cloud["h1"]
+        latest = got["latest"]
+        assert 0 < latest["cpuPercent"] <= 90
+        assert latest["diskReadBytesPerSecond"] > 0 and latest["netRxBytesPerSecond"] > 0
+        assert 0 < latest["memoryUsed"] <= latest["memoryTotal"] == GiB
+        assert len(got["samples"]) >= 2 and got["samples"][-1] == latest
+        host = await api("GetHostMetrics", uuid="h1")
+        assert 0 < host["latest"]["cpuPercent"] <= 100
+        assert host["latest"]["memoryTotal"] == 16 * GiB and host["latest"]["cpuNum"] == 8
+
+        # the window is bounded by global config
+        await api("UpdateGlobalConfig", category="metrics", name="window.samples", value="2")
+        await asyncio.sleep(1.5)
+        assert len((await api("GetVmMetrics", uuid="vm-0"))["samples"]) == 1
+
+        port = node.services["metrics"].port  # type: ignore[attr-defined]
+        text = await asyncio.to_thread(scrape, port)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    info = families["zmn_node_info"].samples[0]
+    assert info.labels["node"] == node.uuid and info.value == 1
+    cpu = families["zmn_vm_cpu_seconds"]
+    assert cpu.type == "counter"
+    seen = {s.labels["vm_uuid"]: s for s in cpu.samples if s.name == "zmn_vm_cpu_seconds_total"}
+    assert set(seen) == {v["uuid"] for v in vms}
+    assert all(s.value > 0 and s.labels["host_uuid"] == cloud["h1"] for s in seen.values())
+    mem = families["zmn_host_memory_total_bytes"].samples
+    assert [(s.labels["host_uuid"], s.value) for s in mem] == [(cloud["h1"], 16 * GiB)]
+    assert families["zmn_node_api_calls"].samples[0].value > 0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+async def test_metrics_of_an_unknown_vm_are_refused_like_any_vm_reference(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "home") as (node, _server):
+        api = Api(node)
+        await build_cloud(api, hosts=((8, 16 * GiB),))
+        with pytest.raises(NotFound) as missing:
+            await api("GetVmMetrics", uuid="no-such-vm")
+        assert missing.value.code == "VM_INSTANCE.NOT_FOUND"
+        vm = await (await build_cloud(api, prefix="b")).vm("fresh")
+        got = await api("GetVmMetrics", uuid=vm["uuid"])  # not sampled yet: empty, not an error
+        assert (got["latest"], got["samples"]) == (None, [])
