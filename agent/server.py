@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from agent.commands import Commands, Route
 from agent.config import AgentConfig
 from agent.drivers.base import Driver, LifecycleEvent
+from agent.metrics import MetricsSampler
 from agent.network.executor import Executor
 from agent.reporter import Reporter
 from agent.storage.commands import StorageCommands
@@ -285,6 +286,7 @@ class AgentServer:
             request_timeout=cfg.request_timeout,
             tls=tls_context(cfg),
         )
+        self.metrics = MetricsSampler(driver, self.reporter, cfg.metrics_interval)
         self._thread: threading.Thread | None = None
 
     @property
@@ -306,12 +308,14 @@ class AgentServer:
     def _start_parts(self) -> None:
         self.reporter.start()
         self.driver.set_event_listener(self._on_event)
+        self.metrics.start()
         host, port = self.address
         log.info("zagent serving on %s:%d (host %s)", host, port, self.host_uuid)
 
     def stop(self) -> None:
         """Stop serving, finish running tasks, flush reports, close the driver."""
         self.driver.set_event_listener(None)
+        self.metrics.stop()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(5)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zmn.kvm.endpoint")
 
 REPORT_EVENT = "/host/vm/report"
+METRICS_EVENT = "/host/metrics"  # an agent's usage sample (the metrics service keeps it)
 DEFAULT_LISTEN = "0.0.0.0:7071"
 _WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104
 
@@ -128,6 +129,16 @@ class AgentEndpoint:
                     "state": report.get("state"),
                     "seq": report.get("seq"),
                     "time": report.get("time"),
+                },
+            )
+        elif kind == "metrics":
+            await self.node.bus.publish(
+                METRICS_EVENT,
+                {
+                    "hostUuid": host_uuid,
+                    "time": report.get("time"),
+                    "host": report.get("host") or {},
+                    "vms": report.get("vms") or {},
                 },
             )
         else:

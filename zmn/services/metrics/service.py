@@ -1,7 +1,7 @@
 """The metrics service: ``GetVmMetrics``, ``GetHostMetrics``, the Prometheus endpoint.
 
-Samples arrive from KVM agents' reports (:meth:`MetricsService.ingest`, called by the KVM
-plugin) and, for simulator hosts, from :class:`SyntheticUsage` every
+Samples arrive from KVM agents' reports (the KVM plugin publishes each on the bus as
+``/host/metrics``; this service never imports it) and, for simulator hosts, from :class:`SyntheticUsage` every
 ``metrics/simulator.interval`` seconds. They are kept in a :class:`MetricsWindow` of
 ``metrics/window.samples`` samples per resource: memory only, lost at restart, never a row.
 
@@ -25,6 +25,8 @@ from zmn.services.metrics.synthetic import SyntheticUsage
 from zmn.services.metrics.window import MetricsWindow, Sample, series
 
 log = logging.getLogger("zmn.metrics")
+
+METRICS_EVENT = "/host/metrics"  # published by the KVM plugin for each agent report
 
 
 class MetricsService(Service):
@@ -58,6 +60,7 @@ class MetricsService(Service):
         self.synthetic = SyntheticUsage()
         self._task: asyncio.Task[None] | None = None
         self._server: Any = None
+        self._sub: Any = None
 
     async def start(self) -> None:
         listen = self.node.config.get("metrics.listen", "")
@@ -74,6 +77,7 @@ class MetricsService(Service):
             self._server = await asyncio.to_thread(serve, self.window, self._node_stats, listen)
             log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
         self._task = asyncio.get_running_loop().create_task(self._simulate())
+        self._sub = self.node.bus.subscribe(METRICS_EVENT, self._on_report)
 
     @property
     def port(self) -> int:
@@ -81,6 +85,9 @@ class MetricsService(Service):
         return int(self._server.server_port) if self._server is not None else 0
 
     async def stop(self) -> None:
+        if self._sub is not None:
+            self.node.bus.unsubscribe(self._sub)
+            self._sub = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -105,6 +112,18 @@ class MetricsService(Service):
         self.window.size = int(self.node.global_config.get("metrics", "window.samples"))
         clean = {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
         self.window.add(kind, uuid, Sample(float(at), clean, host_uuid))
+
+    def _on_report(self, event: Any) -> None:
+        """An agent's sample (published by the KVM plugin): the host's and its domains'."""
+        data = event.data
+        host_uuid, at = str(data.get("hostUuid") or ""), data.get("time")
+        if not host_uuid or not isinstance(at, int | float):
+            return
+        if isinstance(data.get("host"), dict) and data["host"]:
+            self.ingest("host", host_uuid, at, data["host"], None)
+        for vm_uuid, values in (data.get("vms") or {}).items():
+            if isinstance(values, dict):
+                self.ingest("vm", str(vm_uuid), at, values, host_uuid)
 
     # ------------------------------------------------------------------ simulator usage
 
