@@ -41,3 +41,11 @@ def test_the_window_keeps_the_last_samples_and_ignores_old_ones() -> None:
     assert [s.time for s in w.samples("v")] == [4.0, 5.0]
     w.forget("v")
     assert w.samples("v") == []
+
+
+def test_resources_without_recent_samples_are_pruned() -> None:
+    w = MetricsWindow(5)
+    w.add("vm", "old", Sample(10.0, {}))
+    w.add("host", "new", Sample(100.0, {}))
+    assert w.prune(50.0) == 1
+    assert w.samples("old") == [] and set(w.latest("host")) == {"new"}

@@ -27,6 +27,7 @@ from zmn.services.metrics.window import MetricsWindow, Sample, series
 log = logging.getLogger("zmn.metrics")
 
 METRICS_EVENT = "/host/metrics"  # published by the KVM plugin for each agent report
+STALE_SECONDS = 3600.0  # a resource without a sample this long is dropped from the window
 
 
 class MetricsService(Service):
@@ -136,6 +137,7 @@ class MetricsService(Service):
                 self._simulate_once(now, now - last)
             except Exception:  # a failed round is logged; the next one tries again
                 log.exception("synthetic usage round failed")
+            self.window.prune(now - STALE_SECONDS)
             last = now
 
     def _simulate_once(self, now: float, dt: float) -> None:

@@ -58,6 +58,16 @@ class MetricsWindow:
             self._samples.pop(uuid, None)
             self._kind.pop(uuid, None)
 
+    def prune(self, before: float) -> int:
+        """Forget resources whose newest sample is older than ``before`` (deleted VMs, gone
+        hosts), so the window stays bounded however many come and go; returns how many."""
+        with self._lock:
+            stale = [u for u, q in self._samples.items() if not q or q[-1].time < before]
+            for u in stale:
+                del self._samples[u]
+                self._kind.pop(u, None)
+            return len(stale)
+
     def samples(self, uuid: str) -> list[Sample]:
         with self._lock:
             return list(self._samples.get(uuid, ()))
