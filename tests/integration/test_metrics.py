@@ -4,6 +4,7 @@ parsed with prometheus_client's own parser."""
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from pathlib import Path
 
@@ -72,3 +73,34 @@ async def test_metrics_of_an_unknown_vm_are_refused_like_any_vm_reference(tmp_pa
         vm = await (await build_cloud(api, prefix="b")).vm("fresh")
         got = await api("GetVmMetrics", uuid=vm["uuid"])  # not sampled yet: empty, not an error
         assert (got["latest"], got["samples"]) == (None, [])
+
+
+async def test_zcli_vm_top_and_host_top_sort_by_usage(tmp_path: Path) -> None:
+    from tests.integration.test_zcli import Zcli
+
+    async with running_node(tmp_path / "home") as (node, server):
+        api = Api(node)
+        await api("UpdateGlobalConfig", category="metrics", name="simulator.interval", value="1")
+        cloud = await build_cloud(api, hosts=((8, 16 * GiB), (8, 16 * GiB)))
+        for i in range(3):
+            await cloud.vm(f"vm-{i}")
+        await asyncio.sleep(2.6)
+        zcli = Zcli(tmp_path, node, server)
+        got = await zcli("-o", "json", "vm", "top", "--limit", "2")
+        assert got.rc == 0, got.err
+        rows = json.loads(got.out)
+        assert len(rows) == 2 and all(r["name"].startswith("vm-") for r in rows)
+        assert rows[0]["cpuPercent"] >= rows[1]["cpuPercent"] > 0
+        table = await zcli("vm", "top", "--sort", "memory", f"hostUuid={cloud['h1']}")
+        assert table.rc == 0 and "CPU%" in table.out.splitlines()[0], table.err
+        listed = [ln.split()[0] for ln in table.out.splitlines()[2:]]
+        on_h1 = (await api("QueryVmInstance", conditions=[f"hostUuid={cloud['h1']}"]))[
+            "inventories"
+        ]
+        assert sorted(listed) == sorted(v["name"] for v in on_h1)
+        hosts = json.loads((await zcli("-o", "json", "host", "top", "--sort", "load")).out)
+        loads = [h["load1"] for h in hosts]
+        assert loads == sorted(loads, reverse=True)
+        assert {h["name"] for h in hosts} == {"h1", "h2"}
+        bad = await zcli("vm", "top", "--sort", "colour")
+        assert bad.rc == 2 and "--sort is one of cpu, memory, disk, net" in bad.err
