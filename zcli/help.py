@@ -12,6 +12,7 @@ usage: zcli [OPTIONS] <resource> <verb> [NAME_OR_UUID] [key=value ...] [--key va
        zcli [OPTIONS] api <ApiName> [key=value ...]
        zcli login --account NAME [--password P]   |   zcli logout
        zcli shell (also bare zcli on a terminal)   |   zcli dashboard
+       zcli vm top | zcli host top [--sort KEY] [--limit N] [--interval S] [--count N] [COND ...]
        zcli help [<resource> [<verb>]]   |   zcli <resource> [<verb>] --help
        zcli api [<ApiName>] --help
 """
