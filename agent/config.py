@@ -51,6 +51,8 @@ class AgentConfig:
     task_workers: int = 8
     request_timeout: float = 30.0
     metrics_interval: float = 10.0  # seconds between usage reports to the node; 0: none
+    header_timeout: float = 10.0  # request line and headers must arrive within this
+    max_connections: int = 64  # connections (and threads) served at once; more are closed
     log_level: str = "INFO"
 
     @classmethod
@@ -86,6 +88,7 @@ class AgentConfig:
             or not 0 <= self.metrics_interval <= 3600
         ):
             raise v.bad("metrics_interval", "must be seconds between 0 (no reports) and 3600")
+        v.integer(self.max_connections, "max_connections", lo=1, hi=4096)
         if self.callback_url is not None and not self.callback_url.startswith(
             ("http://", "https://")
         ):

@@ -67,7 +67,7 @@ end
 
 complete -c zcli -f
 complete -c zcli -n '__zcli_at dynamic' -a '(__zcli_dynamic)'
-complete -c zcli -n '__zcli_at option-value; and contains -- (commandline -opc)[-1] -o --output' -a 'table json yaml csv value'
+complete -c zcli -n '__zcli_at option-value; and contains -- (commandline -opc)[-1] -o --output' -a 'table json yaml csv value wide'
 complete -c zcli -n '__zcli_at option-value; and contains -- (commandline -opc)[-1] -f --file' -F
 complete -c zcli -n '__zcli_at command' -l columns -r
 complete -c zcli -n '__zcli_at command' -l continue-on-error
@@ -80,16 +80,19 @@ complete -c zcli -n '__zcli_at command' -l quiet
 complete -c zcli -n '__zcli_at command' -l session -r
 complete -c zcli -n '__zcli_at command' -l timeout -r
 complete -c zcli -n '__zcli_at command' -l version
+complete -c zcli -n '__zcli_at command' -l yes
 complete -c zcli -n '__zcli_at command' -s c -r
 complete -c zcli -n '__zcli_at command' -s f -r
 complete -c zcli -n '__zcli_at command' -s o -r
 complete -c zcli -n '__zcli_at command' -s q
+complete -c zcli -n '__zcli_at command' -s y
 complete -c zcli -n '__zcli_at command' -a account -d 'a tenant or an administrator'
 complete -c zcli -n '__zcli_at command' -a api -d 'call any API by name'
 complete -c zcli -n '__zcli_at command' -a audit-log -d 'one mutating API call: who, what, when, result'
 complete -c zcli -n '__zcli_at command' -a backup-storage -d 'storage for images, attached to zones'
 complete -c zcli -n '__zcli_at command' -a bs -d 'storage for images, attached to zones'
 complete -c zcli -n '__zcli_at command' -a cluster -d 'hosts of one hypervisor type sharing storage and networks'
+complete -c zcli -n '__zcli_at command' -a completion -d 'print the completion script for bash, zsh or fish'
 complete -c zcli -n '__zcli_at command' -a disk-offering -d 'the size of a data volume'
 complete -c zcli -n '__zcli_at command' -a eip -d 'an elastic IP: a VIP mapped onto a VM NIC'
 complete -c zcli -n '__zcli_at command' -a global-config -d 'a typed setting stored in the database'
@@ -141,6 +144,7 @@ complete -c zcli -n '__zcli_at api' -a AttachL2NetworkToCluster -d 'Attach an L2
 complete -c zcli -n '__zcli_at api' -a AttachL3NetworkToVm -d 'Add a NIC on an L3 network to a VM (hot-plugged when it runs).'
 complete -c zcli -n '__zcli_at api' -a AttachPrimaryStorageToCluster -d 'Attach a primary storage to a cluster of the same zone.'
 complete -c zcli -n '__zcli_at api' -a AttachSecurityGroupToL3Network -d 'Attach a security group to an L3 network: NICs created on it later...'
+complete -c zcli -n '__zcli_at api' -a CancelJob -d 'Ask a running job to stop: its flow stops before its next step and...'
 complete -c zcli -n '__zcli_at api' -a ChangeAccountState -d 'Enable or disable an account; disabling ends its sessions and refus...'
 complete -c zcli -n '__zcli_at api' -a ChangeBackupStorageState -d 'Enable or disable a backup storage (a disabled one takes no new ima...'
 complete -c zcli -n '__zcli_at api' -a ChangeClusterState -d 'Enable or disable a cluster (a disabled cluster takes no new VMs).'
@@ -425,6 +429,8 @@ complete -c zcli -n '__zcli_at verb:host' -a list -d 'query Host'
 complete -c zcli -n '__zcli_at help-verb:host' -a list -d 'query Host'
 complete -c zcli -n '__zcli_at verb:host' -a get -d 'show one Host'
 complete -c zcli -n '__zcli_at help-verb:host' -a get -d 'show one Host'
+complete -c zcli -n '__zcli_at verb:host' -a add -d 'AddKvmHost or AddSimulatorHost, told apart by the options given'
+complete -c zcli -n '__zcli_at help-verb:host' -a add -d 'AddKvmHost or AddSimulatorHost, told apart by the options given'
 complete -c zcli -n '__zcli_at verb:host' -a add-kvm-host -d 'Add a KVM host: check SSH, deploy zagent from the playbook, connect...'
 complete -c zcli -n '__zcli_at help-verb:host' -a add-kvm-host -d 'Add a KVM host: check SSH, deploy zagent from the playbook, connect...'
 complete -c zcli -n '__zcli_at verb:host' -a add-simulator-host -d 'Add a simulated host (no agent; in-process) to a Simulator cluster.'
@@ -473,6 +479,8 @@ complete -c zcli -n '__zcli_at verb:ip-range' -a list -d 'query IpRange'
 complete -c zcli -n '__zcli_at help-verb:ip-range' -a list -d 'query IpRange'
 complete -c zcli -n '__zcli_at verb:ip-range' -a get -d 'show one IpRange'
 complete -c zcli -n '__zcli_at help-verb:ip-range' -a get -d 'show one IpRange'
+complete -c zcli -n '__zcli_at verb:ip-range' -a add -d 'AddIpRange or AddIpRangeByNetworkCidr, told apart by the options given'
+complete -c zcli -n '__zcli_at help-verb:ip-range' -a add -d 'AddIpRange or AddIpRangeByNetworkCidr, told apart by the options given'
 complete -c zcli -n '__zcli_at verb:ip-range' -a add-ip-range -d 'Add an IPv4 range to an L3 network: the addresses VMs may be given.'
 complete -c zcli -n '__zcli_at help-verb:ip-range' -a add-ip-range -d 'Add an IPv4 range to an L3 network: the addresses VMs may be given.'
 complete -c zcli -n '__zcli_at verb:ip-range' -a add-ip-range-by-network-cidr -d 'Add every usable address of a CIDR to an L3 network, except the gat...'
@@ -485,6 +493,8 @@ complete -c zcli -n '__zcli_at verb:job' -a list -d 'query Job'
 complete -c zcli -n '__zcli_at help-verb:job' -a list -d 'query Job'
 complete -c zcli -n '__zcli_at verb:job' -a get -d 'show one Job'
 complete -c zcli -n '__zcli_at help-verb:job' -a get -d 'show one Job'
+complete -c zcli -n '__zcli_at verb:job' -a cancel -d 'Ask a running job to stop: its flow stops before its next step and...'
+complete -c zcli -n '__zcli_at help-verb:job' -a cancel -d 'Ask a running job to stop: its flow stops before its next step and...'
 complete -c zcli -n '__zcli_at verb:job' -a get-job -d 'A jobs state, progress, result or error, now.'
 complete -c zcli -n '__zcli_at help-verb:job' -a get-job -d 'A jobs state, progress, result or error, now.'
 complete -c zcli -n '__zcli_at verb:job' -a wait -d 'Wait until a job has finished and return it; a Timeout error when i...'
@@ -495,6 +505,8 @@ complete -c zcli -n '__zcli_at verb:l2' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at help-verb:l2' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at verb:l2' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
 complete -c zcli -n '__zcli_at help-verb:l2' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
+complete -c zcli -n '__zcli_at verb:l2' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
+complete -c zcli -n '__zcli_at help-verb:l2' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
 complete -c zcli -n '__zcli_at verb:l2' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at help-verb:l2' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at verb:l2' -a create-l2-vlan-network -d 'Create an L2 network on a VLAN of a physical interface of the hosts.'
@@ -511,6 +523,8 @@ complete -c zcli -n '__zcli_at verb:l2-network' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at help-verb:l2-network' -a get -d 'show one L2Network'
 complete -c zcli -n '__zcli_at verb:l2-network' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
 complete -c zcli -n '__zcli_at help-verb:l2-network' -a attach -d 'Attach an L2 network to a cluster of the same zone (its hosts get t...'
+complete -c zcli -n '__zcli_at verb:l2-network' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
+complete -c zcli -n '__zcli_at help-verb:l2-network' -a create -d 'CreateL2NoVlanNetwork or CreateL2VlanNetwork, told apart by the opt...'
 complete -c zcli -n '__zcli_at verb:l2-network' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at help-verb:l2-network' -a create-l2-no-vlan-network -d 'Create an L2 network straight on a physical interface of the hosts...'
 complete -c zcli -n '__zcli_at verb:l2-network' -a create-l2-vlan-network -d 'Create an L2 network on a VLAN of a physical interface of the hosts.'

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(tmux pkg-config libvirt-dev libvirt-clients libxml2-utils dnsmasq-base nftables iproute2 bridge-utils zsh fish man-db groff-base
     openssh-server openssh-client libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
-    python3-venv python3-libvirt python3-yaml mariadb-client postgresql-client)
+    stress-ng python3-venv python3-libvirt python3-yaml mariadb-client postgresql-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

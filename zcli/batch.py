@@ -1,6 +1,7 @@
 """Batch files: ``zcli -f FILE`` (or ``-f -`` for stdin), one command a line, one connection.
 
-Lines are split like a shell would (``shlex``); blank lines and ``#`` comments are skipped;
+Lines are split like a shell would (``shlex``); blank lines and ``#`` comments are skipped
+(``#`` starts a comment at the start of a word only: ``name=z#1`` is a value);
 a leading ``zcli`` is optional and a line may start with its own output options
 (``-o json zone list``). The run stops at the first failing line unless
 ``--continue-on-error``; its exit status is that of the first failing line.
@@ -8,10 +9,10 @@ a leading ``zcli`` is optional and a line may start with its own output options
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Iterable
 
+from zcli.inputs import split_line
 from zcli.options import Options, parse_globals
 from zcli.runner import Runner
 from zmn.api.errors import EXIT_OK, EXIT_USAGE, ZmnError
@@ -37,7 +38,7 @@ def run_lines(runner: Runner, opts: Options, lines: Iterable[str]) -> int:
     for number, line in enumerate(lines, 1):
         where = f"line {number}: {line.strip()}"
         try:
-            tokens = shlex.split(line, comments=True)
+            tokens = split_line(line)
         except ValueError as exc:
             runner.err.write(f"error: CLI.USAGE: cannot split the line: {exc}\nat {where}\n")
             code = EXIT_USAGE

@@ -116,6 +116,7 @@ class Api(Record):
         self.long = long
         self._params = params
         self._raw_params = raw_params or []
+        self.mutating = True  # changes something (the catalogue's "mutating")
 
     @property
     def params(self) -> dict[str, Param]:
@@ -135,7 +136,7 @@ class Api(Record):
 
 
 class Resource(Record):
-    _fields = ("name", "cli", "summary", "columns", "fields", "joins", "verbs", "query")
+    _fields = ("name", "cli", "summary", "columns", "fields", "joins", "verbs", "query", "groups")
 
     def __init__(
         self,
@@ -147,6 +148,8 @@ class Resource(Record):
         joins: list[dict[str, Any]] | None = None,
         verbs: dict[str, str] | None = None,  # verb -> API name
         query: str | None = None,  # Query<Type> API name
+        groups: dict[str, list[str]] | None = None,  # verb shared by APIs -> their names
+        display: dict[str, Any] | None = None,  # the catalogue's display metadata
     ) -> None:
         self.name = name
         self.cli = cli
@@ -156,6 +159,8 @@ class Resource(Record):
         self.joins: list[dict[str, Any]] = [] if joins is None else joins
         self.verbs: dict[str, str] = {} if verbs is None else verbs
         self.query = query
+        self.groups: dict[str, list[str]] = {} if groups is None else groups
+        self.display: dict[str, Any] = {} if display is None else display
 
 
 class Catalogue:
@@ -175,6 +180,7 @@ class Catalogue:
                 list(r.get("columns") or ["uuid", "name"]),
                 list(r.get("fields", [])),
                 list(r.get("joins", [])),
+                display=dict(r.get("display") or {}),
             )
             self._add(res)
         for a in self.apis.values():
@@ -203,6 +209,8 @@ class Catalogue:
             else:
                 for a in apis:
                     res.verbs[kebab(a.name)] = a.name
+                if verb not in (*BUILTIN_VERBS, "help"):  # the API is told by the arguments
+                    res.groups[verb] = [a.name for a in apis]
 
     def resource(self, word: str) -> Resource | None:
         """A resource by cli name, short alias, type name or kebab type name."""
@@ -223,7 +231,16 @@ class Catalogue:
     def verbs(self, res: Resource) -> list[str]:
         """Every verb of a resource, ``list`` and ``get`` first."""
         builtin = list(BUILTIN_VERBS) if res.query else []
-        return builtin + sorted(res.verbs)
+        return builtin + sorted({*res.verbs, *res.groups})
+
+    def verb_summary(self, res: Resource, verb: str) -> tuple[str, str]:
+        """(summary, API name) of a verb; a shared verb names its APIs."""
+        group = res.groups.get(verb)
+        if group is not None:
+            names = " or ".join(group)
+            return f"{names}, told apart by the options given", names
+        api = self.apis[res.verbs[verb]]
+        return api.summary, api.name
 
     def resource_words(self) -> list[str]:
         """Words that name a resource on the command line (for did-you-mean)."""
@@ -262,7 +279,7 @@ def _param(p: dict[str, Any]) -> Param:
 
 
 def _api(a: dict[str, Any]) -> Api:
-    return Api(
+    api = Api(
         a["name"],
         a.get("resource"),
         a.get("verb"),
@@ -271,3 +288,5 @@ def _api(a: dict[str, Any]) -> Api:
         bool(a.get("long")),
         raw_params=list(a.get("params", [])),
     )
+    api.mutating = bool(a.get("mutating", True))
+    return api

@@ -12,15 +12,18 @@ usage: zcli [OPTIONS] <resource> <verb> [NAME_OR_UUID] [key=value ...] [--key va
        zcli [OPTIONS] api <ApiName> [key=value ...]
        zcli login --account NAME [--password P]   |   zcli logout
        zcli shell (also bare zcli on a terminal)   |   zcli dashboard
+       zcli completion bash|zsh|fish   |   zcli job wait JOB... [-q]   |   zcli job cancel JOB
        zcli vm top | zcli host top [--sort KEY] [--limit N] [--interval S] [--count N] [COND ...]
        zcli help [<resource> [<verb>]]   |   zcli <resource> [<verb>] --help
        zcli api [<ApiName>] --help
 """
 
 OPTIONS = """\
-global options (before the command):
-  -o, --output FORMAT    table (default), json, yaml, csv or value (tab-separated, no header)
-  -c, --columns A,B      columns to print (repeatable); default: the resource type's columns
+global options (before or after the command; -- ends the options):
+  -o, --output FORMAT    table (default), wide (a table with more columns), json, yaml, csv
+                         or value (tab-separated, no header)
+  -c, --columns A,B      columns to print (repeatable), join paths too (host.name,
+                         vmNics.ip); default: the resource type's columns
   -q, --quiet            print only UUIDs, one per line
   --no-header            no header line in table and csv output
   --endpoint ENDPOINT    unix:PATH or tcp://HOST:PORT (env ZMN_ENDPOINT; default $ZMN_HOME/zmn.sock)
@@ -29,13 +32,20 @@ global options (before the command):
   --timeout SECONDS      give up waiting after this long (exit status 124)
   -f, --file FILE        run commands from FILE (- for stdin), one per line, on one connection
   --continue-on-error    with -f: run the remaining lines after a failing one
+  -y, --yes              destroy or delete without asking (a terminal asks first)
   --version              print the version
   -h, --help             this help
 
 arguments:
   --key value, --key=value and key=value are the same; --some-key is someKey; --flag alone
-  is true. NAME_OR_UUID fills the uuid parameter; names are accepted wherever a resource is
-  referenced. For list and Query APIs, keys that are not parameters are query conditions.
+  is true. NAME_OR_UUID fills the uuid parameter (several: one call each, vm stop a b c);
+  names are accepted wherever a resource is referenced. --image, --offering, --network,
+  --host, --zone, --cidr, --vm... name the parameter they end (imageUuid,
+  instanceOfferingUuid, l3NetworkUuids...). Sizes take K, M, G, T (--memory-size 2G); enum
+  values any case. For list and Query APIs, key=value that is not a parameter is a query
+  condition; --key that is not one is an error. --sort-by -name sorts descending.
+  In batch files and the shell, # starts a comment at the start of a word; \\, is a comma
+  inside a list item. ZStack's conditions= and timeout= (milliseconds) are accepted.
 
 environment:
   ZMN_ENDPOINT, ZMN_SESSION, ZMN_HOME, NO_COLOR, XDG_CONFIG_HOME (zcli/sessions.json),
@@ -89,6 +99,10 @@ def render_help(req: Help, catalogue: Catalogue | None) -> str:
     if verb in ("list", "get") and res.query:
         return query_text(res, verb, catalogue)
     name = res.verbs.get(verb)
+    if verb in res.groups:
+        return "\n".join(
+            api_text(catalogue.apis[n], f"zcli {res.cli} {verb}", res) for n in res.groups[verb]
+        )
     if name is None:
         verbs = catalogue.verbs(res)
         raise UsageError(
@@ -130,9 +144,10 @@ def resource_text(res: Resource, catalogue: Catalogue) -> str:
             f"  {'list':<28} query {res.name} resources ({res.query}); conditions FIELD OP VALUE"
         )
         lines.append(f"  {'get NAME_OR_UUID':<28} show one {res.name}")
-    for verb in sorted(res.verbs):
-        api = catalogue.apis[res.verbs[verb]]
-        lines.append(f"  {verb:<28} {api.summary} ({api.name})")
+    for verb in sorted({*res.verbs, *res.groups}):
+        summary, name = catalogue.verb_summary(res, verb)
+        text = summary if verb in res.groups else f"{summary} ({name})"
+        lines.append(f"  {verb:<28} {text}")
     lines += ["", f"table columns: {', '.join(res.columns)}"]
     return "\n".join(lines) + "\n"
 

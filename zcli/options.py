@@ -1,7 +1,8 @@
-"""Global options: the ones before the command (``zcli -o json zone list``).
+"""Global options: accepted anywhere on the line, before or after the command and its
+arguments (``zcli -o json zone list`` = ``zcli zone list -o json``); ``--`` ends them.
 
-A batch line may repeat the output options for itself; the connection options (endpoint,
-session, batch file) are fixed for the whole run.
+A batch line (and a shell line) may repeat the output options for itself; the connection
+options (endpoint, session, batch file) are fixed for the whole run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Options(Record):
         "file",
         "continue_on_error",
         "version",
+        "yes",
     )
 
     def __init__(
@@ -43,6 +45,7 @@ class Options(Record):
         file: str | None = None,
         continue_on_error: bool = False,
         version: bool = False,
+        yes: bool = False,
     ) -> None:
         self.output = output
         self.columns: list[str] = [] if columns is None else columns
@@ -55,6 +58,7 @@ class Options(Record):
         self.file = file
         self.continue_on_error = continue_on_error
         self.version = version
+        self.yes = yes  # destroy/delete without asking, even on a terminal
 
     def copy(self) -> Options:
         """A copy with its own list of columns."""
@@ -66,22 +70,44 @@ class Options(Record):
 def parse_globals(
     argv: list[str], base: Options | None = None, *, in_batch: bool = False
 ) -> tuple[Options, list[str]]:
-    """Options before the command, and the command tokens (``["help"]`` for ``--help``)."""
+    """The global options found anywhere in ``argv`` and the command tokens left
+    (``["help", ...]`` for a ``--help`` before the command).
+
+    ``--`` ends the options: it stays in the command tokens, so that the command parser
+    reads what follows as plain words. An unknown ``-x`` is an error wherever it stands, an
+    unknown ``--key`` before the command too; after it, ``--key`` is the command's own
+    option (the command parser refuses it if the command has no such option)."""
     opts = base.copy() if base else Options()
     fresh_columns = True  # a line's -c replaces the run's -c instead of adding to it
+    rest: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("-h", "--help"):
-            return opts, ["help", *argv[i + 1 :]]
-        if not arg.startswith("-") or arg == "-":
+        if arg == "--":
+            rest.extend(argv[i:])
             break
+        if arg in ("-h", "--help") and not rest:
+            return opts, ["help", *argv[i + 1 :]]
+        if not arg.startswith("-") or arg == "-" or arg in ("-h", "--help") or _number(arg):
+            rest.append(arg)
+            i += 1
+            continue
         name, sep, value = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
         spec = _OPTIONS.get(name)
         if spec is None:
+            if rest and arg.startswith("--"):  # the command's own option
+                rest.append(arg)
+                i += 1
+                nxt = argv[i] if i < len(argv) else ""
+                if not sep and _dash_value(nxt):
+                    rest.append(nxt)  # its value: --sort-by -name, --sort-by -createDate
+                    i += 1
+                continue
+            where = f" after {' '.join(rest[:2])!r}" if rest else ""
             raise UsageError(
-                f"unknown option {arg!r}{did_you_mean(name, list(_OPTIONS))}"
-                " (global options go before the command; see zcli help)",
+                f"unknown option {arg!r}{where}{did_you_mean(name, list(_OPTIONS))}"
+                " (global options: zcli help; a value starting with - goes after --)",
+                code="CLI.UNKNOWN_OPTION",
                 field=name,
             )
         attr, takes_value = spec
@@ -100,7 +126,18 @@ def parse_globals(
         if attr == "columns" and fresh_columns:
             opts.columns, fresh_columns = [], False
         _set(opts, attr, name, value)
-    return opts, argv[i:]
+    return opts, rest
+
+
+def _dash_value(arg: str) -> bool:
+    """After a command's ``--key``, ``-word`` is its value (``-createDate``: descending), not
+    ``-c reateDate``; a short option there is written alone (``-c name``)."""
+    return arg[:1] == "-" and arg[1:2].isalpha() and len(arg) > 2
+
+
+def _number(arg: str) -> bool:
+    """``-1``, ``-0.5``: a negative value, not an option."""
+    return arg[1:2].isdigit() or arg[1:2] == "."
 
 
 def _set(opts: Options, attr: str, name: str, value: str) -> None:

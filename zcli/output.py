@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 
-from zcli.catalogue import Record, suggest
+from zcli.catalogue import Record
+from zmn.api.text import inert
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-    from zcli.catalogue import Resource
+    from zcli.catalogue import Catalogue, Resource
+    from zcli.columns import Lookup
     from zcli.options import Options
 
 
@@ -56,7 +58,21 @@ def rows_of(shaped: Shaped) -> list[Any]:
     return []
 
 
-def render(result: Any, opts: Options, resource: Resource | None, out: TextIO, err: TextIO) -> None:
+def render(
+    result: Any,
+    opts: Options,
+    resource: Resource | None,
+    out: TextIO,
+    err: TextIO,
+    *,
+    cat: Catalogue | None = None,
+    lookup: Lookup | None = None,
+    keep_order: bool = True,
+) -> None:
+    """Print a result. ``-o table`` on a terminal and ``-o wide`` anywhere are for people
+    (:mod:`zcli.people`); the rest is the script contract, unchanged: ``-c`` may name join
+    paths (``host.name``, fetched with ``lookup``, one query per joined type) and an unknown
+    column is an error."""
     shaped = shape(result)
     if opts.quiet:
         for row in rows_of(shaped):
@@ -82,17 +98,33 @@ def render(result: Any, opts: Options, resource: Resource | None, out: TextIO, e
         for row in rows:
             out.write(cell(row) + "\n")
         return
+    res = None if shaped.own_columns else resource
+    people = opts.output == "wide" or (opts.output == "table" and out.isatty())
+    from zcli.columns import Resolver
+
+    resolver = Resolver(cat, lookup)
+    if people:
+        _for_people(shaped, rows, opts, res, resolver, out, lookup, keep_order)
+        return
+    if opts.columns and rows:
+        from zcli.columns import chosen_columns
+
+        chosen_columns(res, opts.columns, rows)  # an unknown column is an error
     if shaped.kind != "rows" and opts.output == "table":
         obj = rows[0]
         keys = opts.columns or list(obj)
-        _warn_unknown(opts.columns, [obj], resource, err)
         from zcli.table import print_properties
 
-        print_properties([(k, cell(obj.get(k))) for k in keys], out)
+        got = _values(keys, [obj], resolver, res)
+        print_properties([(k, cell(v[0])) for k, v in zip(keys, got, strict=True)], out)
         return
-    columns = opts.columns or default_columns(rows, None if shaped.own_columns else resource)
-    _warn_unknown(opts.columns, rows, resource, err)
-    matrix = [[cell(r.get(c)) for c in columns] for r in rows]
+    columns = opts.columns or default_columns(rows, res)
+    values = _values(columns, rows, resolver, res) if opts.columns else None
+    matrix = (
+        [[cell(v[i]) for v in values] for i in range(len(rows))]
+        if values is not None
+        else [[cell(r.get(c)) for c in columns] for r in rows]
+    )
     if opts.output == "value":
         for line in matrix:
             out.write("\t".join(line) + "\n")
@@ -109,6 +141,44 @@ def render(result: Any, opts: Options, resource: Resource | None, out: TextIO, e
         print_table(columns, matrix, out, header=not opts.no_header)
 
 
+def _for_people(
+    shaped: Shaped,
+    rows: list[dict[str, Any]],
+    opts: Options,
+    res: Resource | None,
+    resolver: Any,
+    out: TextIO,
+    lookup: Lookup | None,
+    keep_order: bool,
+) -> None:
+    from zcli import people
+
+    if shaped.kind == "rows" or opts.columns:
+        people.print_rows(
+            rows,
+            res,
+            resolver,
+            out,
+            columns=opts.columns,
+            wide=opts.output == "wide",
+            header=not opts.no_header,
+            keep_order=keep_order or shaped.kind != "rows",
+        )
+        return
+    obj = rows[0]
+    tags: list[str] = []
+    if lookup is not None and obj.get("uuid") and res is not None:
+        from zmn.api.errors import ZmnError
+
+        for kind in ("SystemTag", "UserTag"):
+            try:
+                found = lookup(kind, "resourceUuid", [str(obj["uuid"])])
+            except ZmnError:  # tags this account may not read: the summary goes without
+                continue
+            tags += [str(t.get("tag")) for t in found]
+    people.print_summary(people.summary_pairs(obj, res, resolver, tags), out)
+
+
 def default_columns(rows: list[dict[str, Any]], resource: Resource | None) -> list[str]:
     """The resource type's catalogue columns that the rows carry, else the rows' own keys."""
     present: dict[str, None] = {}
@@ -122,28 +192,18 @@ def default_columns(rows: list[dict[str, Any]], resource: Resource | None) -> li
 
 
 def cell(value: Any) -> str:
+    """A table, summary or value cell: control and bidi characters shown as escapes."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return str(value)
+        return inert(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+    return inert(str(value))
 
 
-def _warn_unknown(
-    columns: list[str], rows: list[dict[str, Any]], resource: Resource | None, err: TextIO
-) -> None:
-    """A typo in ``-c`` prints an empty column; say so on stderr instead of failing late."""
-    if not columns or not rows:
-        return
-    known: dict[str, None] = {}
-    for row in rows:
-        known.update(dict.fromkeys(row))
-    if resource is not None:
-        known.update(dict.fromkeys(f["name"] for f in resource.fields))
-    for col in columns:
-        if col not in known:
-            close = suggest(col, known)
-            hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            err.write(f"warning: no column {col!r}{hint}\n")
+def _values(
+    columns: list[str], rows: list[dict[str, Any]], resolver: Any, res: Resource | None
+) -> list[list[Any]]:
+    """Column-major values of fields, embedded paths and joins (see zcli.columns)."""
+    return [resolver.values(res, rows, c) for c in columns]

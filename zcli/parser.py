@@ -11,15 +11,29 @@ a command object; it never talks to the node. The forms::
     help [resource [verb]]   |   ... --help
 
 ``--key value``, ``--key=value`` and ``key=value`` are the same; ``--some-key`` is
-``someKey``; ``--flag`` alone is ``true``. For Query APIs, a key that is not a parameter is a
-query condition (``name=z1``, ``cpuNum>=2``, ``vmNics.l3Network.name~=pub%``).
+``someKey``; ``--flag`` alone is ``true``; ``--image`` names ``imageUuid`` (see
+:func:`zcli.inputs.alias`). For Query APIs, a ``key=value`` that is not a parameter is a
+query condition (``name=z1``, ``cpuNum>=2``, ``vmNics.l3Network.name~=pub%``); a ``--key``
+that is not a parameter is an error, never a condition. ``--`` ends the options: what
+follows is plain words. ZStack's ``conditions=`` (a condition, or a JSON list of condition
+objects) and ``timeout=`` (milliseconds, or with ``s``/``m``) are accepted too.
 """
 
 from __future__ import annotations
 
 import re
 
-from zcli.catalogue import Api, Catalogue, Record, Resource, camel, positional_slot, suggest
+from zcli.catalogue import (
+    Api,
+    Catalogue,
+    Record,
+    Resource,
+    camel,
+    kebab,
+    positional_slot,
+    suggest,
+)
+from zcli.inputs import UsageError, alias, condition_objects, pick_api, zstack_timeout
 from zcli.words import ALL_OPERATORS, condition, condition_text
 from zmn.api.errors import InvalidArgument
 
@@ -27,25 +41,20 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["positional_slot"]  # re-exported: it moved to zcli.catalogue
+__all__ = ["UsageError", "positional_slot"]  # re-exported from where they live
 
 UUID_RE = re.compile(r"^[0-9a-f]{32}$")
 _KEY_VALUE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _CONDITION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)", re.S)
 HELP_FLAGS = ("--help", "-h")
+END_OF_OPTIONS = "--"
 BOOL_WORDS = ("true", "false")
-
-
-class UsageError(InvalidArgument):
-    """The command line does not fit the grammar (exit status 2); says what is valid."""
-
-    default_code = "CLI.USAGE"
 
 
 class ApiCall(Record):
     """Call one API. ``action`` is ``call``, ``list`` (a query) or ``get`` (one resource)."""
 
-    _fields = ("api", "args", "action", "resource", "long", "target")
+    _fields = ("api", "args", "action", "resource", "long", "target", "more", "timeout", "verb")
 
     def __init__(
         self,
@@ -55,6 +64,9 @@ class ApiCall(Record):
         resource: str | None = None,  # resource type name, for table columns
         long: bool = False,
         target: str | None = None,  # get: the NAME_OR_UUID asked for
+        more: list[str] | None = None,  # further targets: one call (one job) each
+        timeout: float | None = None,  # ZStack's timeout= key, in seconds
+        verb: str | None = None,  # the verb typed (destroy, delete...), for confirmations
     ) -> None:
         self.api = api
         self.args: dict[str, Any] = {} if args is None else args
@@ -62,6 +74,21 @@ class ApiCall(Record):
         self.resource = resource
         self.long = long
         self.target = target
+        self.more: list[str] = [] if more is None else more
+        self.timeout = timeout
+        self.verb = verb
+
+    def each(self) -> list[dict[str, Any]]:
+        """The arguments of every call: one per target (``vm stop a b c``)."""
+        if not self.more:
+            return [self.args]
+        slot = self.slot or ""
+        return [self.args, *({**self.args, slot: t} for t in self.more)]
+
+    @property
+    def slot(self) -> str | None:
+        """The parameter the targets fill (set by the parser when there are several)."""
+        return getattr(self, "_slot", None)
 
 
 class Help(Record):
@@ -140,7 +167,8 @@ def _raw(rest: list[str], catalogue: Catalogue) -> ApiCall:
             f"unexpected argument {positional[0]!r}: use key=value", field=positional[0]
         )
     action = "list" if api.is_query else "call"
-    return ApiCall(api.name, args, action, api.resource, api.long)
+    timeout = args.pop(_TIMEOUT, None)
+    return ApiCall(api.name, args, action, api.resource, api.long, timeout=timeout)
 
 
 def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
@@ -156,6 +184,7 @@ def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
     if verb in ("list", "get") and res.query:
         api = catalogue.apis[res.query]
         args, positional = parse_args(api, rest)
+        timeout = args.pop(_TIMEOUT, None)
         if verb == "list":
             if positional:
                 raise UsageError(
@@ -163,15 +192,19 @@ def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
                     f" (operators: {' '.join(ALL_OPERATORS)})",
                     field=positional[0],
                 )
-            return ApiCall(api.name, args, "list", res.name)
+            sort = args.get("sortBy")
+            if isinstance(sort, str) and sort.startswith("-"):  # --sort-by -name: descending
+                args["sortBy"], args["sortDirection"] = sort[1:], "desc"
+            return ApiCall(api.name, args, "list", res.name, timeout=timeout, verb=verb)
         if len(positional) != 1:
             raise UsageError(f"{res.cli} get takes one NAME_OR_UUID", field="uuid")
         target = positional[0]
         key = "uuid" if UUID_RE.match(target) else "name"
         args["conditions"] = [f"{key}={target}", *args.get("conditions", [])]
-        return ApiCall(api.name, args, "get", res.name, target=target)
+        return ApiCall(api.name, args, "get", res.name, target=target, timeout=timeout, verb=verb)
+    group = res.groups.get(verb)
     api_name = res.verbs.get(verb)
-    if api_name is None:
+    if api_name is None and group is None:
         raise UsageError(
             f"{res.cli} has no verb {verb!r}{did_you_mean(verb, verbs)}"
             f" (verbs: {', '.join(verbs)})",
@@ -179,17 +212,32 @@ def _resource(res: Resource, rest: list[str], catalogue: Catalogue) -> ApiCall:
             field="verb",
             choices=verbs,
         )
-    api = catalogue.apis[api_name]
-    args, positional = parse_args(api, rest)
+    if group is not None:
+        api, args, positional = pick_api(
+            [catalogue.apis[n] for n in group], rest, parse_args, f"{res.cli} {verb}"
+        )
+    else:
+        assert api_name is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
+        api = catalogue.apis[api_name]
+        args, positional = parse_args(api, rest)
+    timeout = args.pop(_TIMEOUT, None)
+    call = ApiCall(api.name, args, "call", res.name, api.long, timeout=timeout, verb=verb)
     if positional:
         slot = positional_slot(api)
-        if slot is None or len(positional) > 1 or slot in args:
+        several = slot == "uuid" or (slot is not None and slot.endswith("Uuid"))
+        if slot is None or slot in args or (len(positional) > 1 and not several):
             raise UsageError(
                 f"unexpected argument {positional[-1]!r}: use key=value or --key value",
                 field=positional[-1],
             )
         args[slot] = positional[0]
-    return ApiCall(api.name, args, "call", res.name, api.long)
+        call.target = positional[0]
+        call.more = positional[1:]
+        call._slot = slot  # type: ignore[attr-defined] # read through ApiCall.slot
+    return call
+
+
+_TIMEOUT = "\0timeout"  # ZStack's timeout= key among the parsed arguments (no API's name)
 
 
 def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -200,9 +248,12 @@ def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
     while i < len(tokens):
         token = tokens[i]
         i += 1
+        if token == END_OF_OPTIONS:  # the rest are plain words
+            positional.extend(tokens[i:])
+            break
         if token.startswith("--") and len(token) > 2:
             key, sep, value = token[2:].partition("=")
-            key = camel(key)
+            key = _param_name(api, camel(key), token)
             value_: Any = value
             if not sep:
                 param = api.params.get(key)
@@ -211,24 +262,64 @@ def parse_args(api: Api, tokens: list[str]) -> tuple[dict[str, Any], list[str]]:
                     value_ = True
                     if nxt is not None and nxt.lower() in BOOL_WORDS:
                         value_, i = nxt.lower(), i + 1
-                elif nxt is None or (nxt.startswith("--") and len(nxt) > 2):
-                    if param is None and not api.is_query:
-                        _unknown(api, key)
+                elif nxt is None or nxt == "--" or (nxt.startswith("--") and len(nxt) > 2):
                     raise UsageError(f"--{token[2:]} needs a value", field=key)
                 else:
                     value_, i = nxt, i + 1
             _put(api, args, key, "=", value_)
+        elif token.startswith("-") and len(token) > 1 and not token[1].isdigit():
+            raise UsageError(
+                f"unknown option {token!r} for {api.name} (a value starting with - goes"
+                " after --, or as --key=VALUE)",
+                code="CLI.UNKNOWN_OPTION",
+                field=token,
+            )
         elif api.is_query and _CONDITION_RE.match(token):
-            try:
-                field, op, operand = condition(token)
-            except InvalidArgument as exc:  # ``a.=1`` looks like a condition but is none
-                raise UsageError(exc.message, code=exc.code, **exc.details) from None
-            _put(api, args, field, op, operand, text=condition_text(field, op, operand))
+            field, op, operand = _condition(token)
+            if field == "conditions" and op == "=":
+                for text in condition_objects(operand or ""):
+                    args.setdefault("conditions", []).append(text)
+            elif field == "timeout" and op == "=" and "timeout" not in api.params:
+                args[_TIMEOUT] = zstack_timeout(operand or "")
+            else:
+                _put(api, args, field, op, operand, text=condition_text(field, op, operand))
         elif not api.is_query and (m := _KEY_VALUE_RE.match(token)):
-            _put(api, args, m.group(1), "=", m.group(2))
+            key, value = m.group(1), m.group(2)
+            if key == "timeout" and "timeout" not in api.params:
+                args[_TIMEOUT] = zstack_timeout(value)
+                continue
+            _put(api, args, _param_name(api, key, key), "=", value)
         else:
             positional.append(token)
     return args, positional
+
+
+def _condition(token: str) -> tuple[str, str, str | None]:
+    try:
+        return condition(token)
+    except InvalidArgument as exc:  # ``a.=1`` looks like a condition but is none
+        raise UsageError(exc.message, code=exc.code, **exc.details) from None
+
+
+def _param_name(api: Api, key: str, typed: str) -> str:
+    """The parameter ``key`` names: itself, or the one its alias stands for (``image``);
+    a ``--key`` of a query that is no parameter is an error naming it."""
+    if key in api.params:
+        return key
+    found = alias(api, key)
+    if found is not None:
+        return found
+    if api.is_query and typed.startswith("--"):
+        names = [f"--{kebab(n)}" for n in api.params if n != "conditions"]
+        raise UsageError(
+            f"{api.name} has no option {typed.split('=', 1)[0]!r}"
+            f"{did_you_mean(typed.split('=', 1)[0], names)} (options: {', '.join(names)};"
+            " a condition is FIELD=VALUE, not --FIELD)",
+            code="CLI.UNKNOWN_OPTION",
+            field=key,
+            choices=names,
+        )
+    return key
 
 
 def _put(
@@ -236,7 +327,7 @@ def _put(
 ) -> None:
     param = api.params.get(key)
     if api.is_query and key == "conditions":
-        args.setdefault("conditions", []).append(value)
+        args.setdefault("conditions", []).extend(condition_objects(str(value)))
         return
     if param is None:
         if not api.is_query:

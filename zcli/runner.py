@@ -12,12 +12,12 @@ import os
 import sys
 from typing import Any, TextIO
 
-from zcli import cache, session
-from zcli.catalogue import Catalogue
+from zcli import act, cache, session
+from zcli.catalogue import Catalogue, kebab
 from zcli.options import Options
 from zcli.output import render
 from zcli.parser import HELP_FLAGS, ApiCall, Help, Login, Logout, UsageError, parse
-from zcli.progress import Progress
+from zcli.progress import Progress, follow_hint
 from zmn.api.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -116,6 +116,14 @@ class Runner:
                 assert isinstance(cmd, Help)  # noqa: S101 - type narrowing for mypy, not a runtime check
                 self.out.write(render_help(cmd, cat))
                 return EXIT_OK
+            if tokens[0] == "completion":
+                from zcli.completion import completion
+
+                return completion(self, tokens[1:])
+            if tokens[:2] == ["job", "wait"]:  # several jobs, -q: zcli/jobs.py
+                from zcli.jobs import wait_jobs
+
+                return wait_jobs(self, tokens[2:], opts)
             cmd = parse(tokens, self._require_catalogue())
             if isinstance(cmd, Login):
                 return self.login(cmd, opts)
@@ -133,20 +141,56 @@ class Runner:
         return cat
 
     def call(self, cmd: ApiCall, opts: Options) -> int:
+        """Run the command's call, or one call per target (``vm stop a b c``: one job each);
+        the exit status is the worst of them."""
+        calls = cmd.each()
+        if len(calls) == 1:
+            return self.call_one(cmd, calls[0], opts)
+        status = EXIT_OK
+        for args in calls:
+            try:
+                code = self.call_one(cmd, args, opts)
+            except ZmnError as exc:
+                self.progress.done()
+                code = self.report(exc, f"{cmd.verb or cmd.api} {args.get(cmd.slot or '', '')}")
+            status = max(status, code)
+        return status
+
+    def call_one(self, cmd: ApiCall, args: dict[str, Any], opts: Options) -> int:
         client = self.connect()
+        cat = self._require_catalogue()
+        res = cat.resource_of_type(cmd.resource)
+        api = cat.apis[cmd.api]
+        target = str(args.get(cmd.slot or "uuid") or cmd.target or "")
+        people = cmd.action == "call" and api.mutating and act.on_terminal(self.err)
+        verb = cmd.verb or api.verb or kebab(cmd.api)
+        if cmd.action == "call":
+            args = act.nic_targets(client, api, args)
+            if people and not opts.yes and verb in act.DESTRUCTIVE and target:
+                if not act.confirm(client, cat, res, verb, target, self.err):
+                    self.err.write("nothing done\n")
+                    return EXIT_FAILED
         wait = not (cmd.long and opts.no_wait)
+        timeout = opts.timeout if opts.timeout is not None else cmd.timeout
         try:
-            with self._deadline(opts.timeout):
+            with self._deadline(timeout):
                 reply = client.request(
-                    cmd.api, cmd.args, wait=wait, progress=cmd.long and wait, timeout=opts.timeout
+                    cmd.api, args, wait=wait, progress=cmd.long and wait, timeout=timeout
                 )
+        except KeyboardInterrupt:
+            self.close()
+            job = self.progress.job
+            if job:
+                self.progress.done()  # end the live line first
+                self.err.write(f"interrupted: {follow_hint(job)}\n")
+            raise
         except Timeout as exc:
             self.close()  # a reply may still arrive on this connection; start afresh
             job = self.progress.job
             if job:
-                exc.message += f"; it continues as job {job}"
+                exc.message += f"; {follow_hint(job)}"
                 exc.details["jobUuid"] = job
-            elif cmd.long or opts.timeout:
+            elif cmd.long or timeout:
                 exc.message += "; the operation may still finish"
             raise
         finally:
@@ -158,13 +202,31 @@ class Runner:
         result = reply.get("result")
         if cmd.action == "get":
             result = self._one(cmd, result)
-        cat = self._require_catalogue()
-        render(result, opts, cat.resource_of_type(cmd.resource), self.out, self.err)
+        if people:
+            self.err.write(act.said(res, verb, args, target, result))
+        keep = cmd.action != "list" or "sortBy" in args
+        render(result, opts, res, self.out, self.err, cat=cat, lookup=self.lookup, keep_order=keep)
         self.out.flush()
         if cmd.action == "list" and isinstance(result, dict) and result.get("next"):
             if not opts.quiet:  # stdout stays data; the way to the next page goes to stderr
                 self.err.write(f"more rows: the next page is --after {result['next']}\n")
         return EXIT_OK
+
+    def lookup(self, type_name: str, field: str, values: list[str]) -> list[dict[str, Any]]:
+        """Rows of ``type_name`` whose ``field`` is one of ``values``: one query per 500
+        values (table columns of names and joins; never one query per row)."""
+        res = self._require_catalogue().resource_of_type(type_name)
+        if res is None or not res.query:
+            return []
+        client = self.connect()
+        rows: list[dict[str, Any]] = []
+        for at in range(0, len(values), 500):
+            chunk = [v.replace(",", "\\,") for v in values[at : at + 500]]
+            reply = client.call(
+                res.query, {"conditions": [f"{field}?={','.join(chunk)}"], "limit": 1000}
+            )
+            rows += reply.get("inventories", []) if isinstance(reply, dict) else []
+        return rows
 
     def _one(self, cmd: ApiCall, result: Any) -> dict[str, Any]:
         rows = result.get("inventories", []) if isinstance(result, dict) else []

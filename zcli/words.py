@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-OUTPUTS = ("table", "json", "yaml", "csv", "value")
+OUTPUTS = ("table", "json", "yaml", "csv", "value", "wide")
 # global option -> (Options attribute, takes a value)
 GLOBAL_OPTIONS: dict[str, tuple[str, bool]] = {
     "-o": ("output", True),
@@ -29,6 +29,8 @@ GLOBAL_OPTIONS: dict[str, tuple[str, bool]] = {
     "--file": ("file", True),
     "--continue-on-error": ("continue_on_error", False),
     "--version": ("version", False),
+    "-y": ("yes", False),
+    "--yes": ("yes", False),
 }
 
 # --- the query language (zmn.api.querylang), repeated -------------------------------------
@@ -50,6 +52,7 @@ OPERATOR_DOCS = {
     "!=null": "is not null",
 }
 TAG_FIELDS = ("__userTag__", "__systemTag__")
+NOT_OPERATORS = ("<>",)
 COND_RE = re.compile(
     r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)(.*)$",
     re.S,
@@ -77,6 +80,10 @@ def condition(text: str) -> tuple[str, str, str | None]:
         parse_condition(text)  # raises the contract's error for a bad condition
         raise AssertionError(text)  # pragma: no cover - parse_condition has raised
     name, op, value = match.groups()
+    if op + value[:1] in NOT_OPERATORS:  # a<>1 is not a < ">1"
+        from zmn.api.querylang import check_operator
+
+        check_operator(name, op, value)
     if op in ("=", "!=") and value == "null":
         return name, op + "null", None
     return name, op, value

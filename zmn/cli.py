@@ -166,20 +166,43 @@ def cmd_restore(args: SimpleNamespace) -> int:
 # --------------------------------------------------------------------------- start / stop
 
 
+def _start_config(args: SimpleNamespace) -> BootConfig | None:
+    """The boot config, after every check that can fail before the node binds anything
+    (conf, TLS files, addresses, the database and its schema revision); None when one failed
+    (said on stderr)."""
+    from zmn.daemon import check_start
+
+    try:
+        config = _config(args)
+        check_start(config)
+    except ZmnError as exc:
+        _err(f"cannot start: {exc.message}")
+        return None
+    return config
+
+
+def _start_errors(log_file: Path, offset: int) -> list[str]:
+    """What the node logged since ``offset``: its errors, else the last lines."""
+    try:
+        with open(log_file, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    errors = [line for line in lines if " ERROR " in line or " CRITICAL " in line]
+    return errors or lines[-15:]
+
+
 def cmd_start(args: SimpleNamespace) -> int:
-    config = _config(args)
+    config = _start_config(args)
+    if config is None:
+        return EXIT_FAILED
     if args.foreground:
         from zmn.daemon import run
 
         return run(config)
-    from zmn.daemon import check_cluster, check_schema, lock_is_held, read_pid
+    from zmn.daemon import lock_is_held, read_pid
 
-    try:
-        check_cluster(config)
-        check_schema(config)
-    except ZmnError as exc:
-        _err(exc.message)
-        return EXIT_FAILED
     if lock_is_held(config):
         pid = read_pid(config)
         _err(
@@ -189,6 +212,7 @@ def cmd_start(args: SimpleNamespace) -> int:
         return EXIT_FAILED
     config.home.mkdir(parents=True, exist_ok=True)
     log = open(config.log_file, "ab")
+    offset = log.tell()
     env = dict(os.environ, ZMN_HOME=str(config.home))
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "zmn.daemon", str(config.home)],
@@ -203,8 +227,8 @@ def cmd_start(args: SimpleNamespace) -> int:
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _err(f"the node exited with status {proc.returncode}; last lines of {config.log_file}:")
-            for line in _tail(config.log_file, 15):
+            _err(f"the node exited with status {proc.returncode}; from {config.log_file}:")
+            for line in _start_errors(config.log_file, offset):
                 print(line, file=sys.stderr)
             return EXIT_FAILED
         status = _ping(config)

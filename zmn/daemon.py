@@ -14,11 +14,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from zmn.api.errors import Unavailable
+from zmn.api.errors import Unavailable, ZmnError
 from zmn.core.config import BootConfig
 from zmn.ops.sdnotify import notify
+from zmn.startup import bind_failure, check_database, check_tls
+
+if TYPE_CHECKING:
+    from zmn.server import ApiServer
 
 log = logging.getLogger("zmn.daemon")
 
@@ -100,6 +104,14 @@ def check_cluster(config: BootConfig) -> None:
         )
 
 
+def check_start(config: BootConfig) -> None:
+    """Everything that can be known to fail before the node binds anything."""
+    check_cluster(config)
+    config.tcp_listen  # noqa: B018 - raises on a malformed api.tcp.listen
+    check_tls(config)
+    check_database(config)
+
+
 async def serve(config: BootConfig) -> None:
     from zmn.core.node import Node
     from zmn.server import ApiServer
@@ -112,7 +124,7 @@ async def serve(config: BootConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node.on_fenced = stop.set  # evicted by the cluster: stop serving (zmn.core.cluster)
-    await server.start()
+    await start_server(server, config)
     try:
         await node.start()
     except Exception:
@@ -132,6 +144,24 @@ async def serve(config: BootConfig) -> None:
     log.info("stopped")
 
 
+async def start_server(server: ApiServer, config: BootConfig) -> None:
+    """Bind the endpoints; on failure none stays bound and no socket file stays behind."""
+    try:
+        await server.start()
+    except BaseException as exc:
+        await server.stop()
+        if isinstance(exc, OSError):
+            tcp = config.get("api.tcp.listen")
+            bound_unix = any(e.startswith("unix:") for e in server.node.endpoints)
+            where, setting = (
+                (f"tcp {tcp}", "api.tcp.listen")
+                if tcp and bound_unix
+                else (f"unix socket {config.unix_path}", "ZMN_HOME")
+            )
+            raise bind_failure(exc, where, setting) from None
+        raise
+
+
 def run(config: BootConfig, *, log_to_file: bool = False) -> int:
     """Run in the foreground until SIGTERM/SIGINT; the exit status of the process."""
     setup_logging(config, to_file=log_to_file)
@@ -141,13 +171,12 @@ def run(config: BootConfig, *, log_to_file: bool = False) -> int:
         log.error("%s", exc.message)
         return 1
     try:
-        check_cluster(config)
-        check_schema(config)
+        check_start(config)
         config.pid_file.write_text(f"{os.getpid()}\n")
         asyncio.run(serve(config))
         return 0
-    except Unavailable as exc:
-        log.error("%s", exc.message)
+    except ZmnError as exc:  # a reason with its fix, never a traceback
+        log.error("cannot start: %s", exc.message)
         return 1
     finally:
         if read_pid(config) == os.getpid():

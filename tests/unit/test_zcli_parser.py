@@ -233,8 +233,10 @@ def test_positional_fills_uuid_else_name(cat: Catalogue) -> None:
         "stateEvent": "disable",
     }
     assert call("zone create z1", cat).args == {"name": "z1"}
+    several = call("zone delete z1 z2 --cascade", cat)  # several targets: one call each
+    assert several.each() == [{"uuid": "z1", "cascade": True}, {"uuid": "z2", "cascade": True}]
     with pytest.raises(UsageError):
-        parse(["zone", "delete", "z1", "z2"], cat)
+        parse(["zone", "create", "z1", "z2"], cat)  # names of a create are not targets
     with pytest.raises(UsageError):
         parse(["zone", "delete", "z1", "uuid=z2"], cat)
 
@@ -274,7 +276,7 @@ def test_aliases_and_long_apis(cat: Catalogue) -> None:
 
 
 def test_list_conditions_and_options(cat: Catalogue) -> None:
-    cmd = call("zone list name~=z% --count --limit 5 --sort-by name --state Enabled", cat)
+    cmd = call("zone list name~=z% --count --limit 5 --sort-by name state=Enabled", cat)
     assert cmd.action == "list" and cmd.api == "QueryZone"
     assert cmd.args == {
         "conditions": ["name~=z%", "state=Enabled"],
@@ -282,6 +284,8 @@ def test_list_conditions_and_options(cat: Catalogue) -> None:
         "limit": "5",
         "sortBy": "name",
     }
+    desc = call("zone list --sort-by -name", cat)
+    assert desc.args == {"sortBy": "name", "sortDirection": "desc"}
 
 
 def test_get_by_uuid_or_name(cat: Catalogue) -> None:
@@ -349,7 +353,7 @@ def test_global_options() -> None:
         True,
         2.5,
     )
-    assert rest == ["zone", "list", "-q"]
+    assert rest == ["zone", "list"]  # options anywhere: the -q after the command too
     assert parse_globals(["--help"])[1] == ["help"]
     with pytest.raises(UsageError):
         parse_globals(["-o", "jsn"])

@@ -40,7 +40,7 @@ class Model:
                 if verb in ("list", "get"):
                     doc = f"query {res.name}" if verb == "list" else f"show one {res.name}"
                 else:
-                    doc = cat.apis[res.verbs[verb]].summary
+                    doc = cat.verb_summary(res, verb)[0]
                 verbs.append((verb, _one_line(doc)))
             self.verbs[word] = verbs
         self.commands.update(self.resources)

@@ -26,6 +26,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_ori
 import msgspec
 
 from zmn.api.errors import InvalidArgument
+from zmn.api.limits import Range, Text, check_value, int_range, text_limit
+from zmn.api.querylang import split_list
 
 UUID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -139,9 +141,12 @@ class Param:
     doc: str = ""
     ref: str | None = None
     secret: bool = False
+    range: Range | None = None  # declared on the field; else zmn.api.limits by name
+    text: Text | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "required": self.required, **self.type}
+        out.update(self.limits())
         if not self.required:
             out["default"] = self.default
         if self.doc:
@@ -150,7 +155,51 @@ class Param:
             out["resource"] = self.ref
         if self.secret:
             out["secret"] = True
+        if self.type.get("type") == "int" and byte_sized(self.name):
+            out["unit"] = "bytes"
         return out
+
+    def limits(self) -> dict[str, Any]:
+        """The catalogue's ``min``/``max`` (numbers) or ``maxLength`` (text) of this parameter."""
+        kind = self.type.get("type")
+        if kind == "list":
+            kind = self.type.get("items", {}).get("type")
+        if kind in ("int", "float"):
+            rng = int_range(self.name, self.range)
+            return {"min": rng.min, "max": rng.max}
+        if kind == "string":
+            return {"maxLength": text_limit(self.name, self.text).max_length}
+        return {}
+
+    def check(self, api_name: str, value: Any) -> None:
+        """Refuse a decoded value outside this parameter's limits (zmn.api.limits)."""
+        check_value(api_name, self.name, value, self.range or int_range(self.name), self.text)
+
+
+def byte_sized(name: str) -> bool:
+    """A number of bytes, by ZStack's names (``memorySize``, ``diskSize``, ``size``,
+    ``totalCapacity``; not ``cpuCapacity``): the catalogue says ``"unit": "bytes"``, input
+    takes ``2G``/``20GiB``, tables print ``2.0 GiB``."""
+    return (name == "size" or name.endswith(("Size", "Capacity"))) and "cpu" not in name.lower()
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgtp]?)(i?b?)\s*$", re.I)
+
+
+def parse_size(text: str, field_name: str) -> int:
+    """``2G``, ``20GiB``, ``512M``, ``1.5T``, ``4096`` as bytes (K, M, G... are powers of
+    1024, as in ZStack); an error naming the field otherwise."""
+    match = _SIZE_RE.match(text)
+    if match is None or (match.group(3) and not match.group(2) and match.group(3).lower() != "b"):
+        raise InvalidArgument(
+            f"{field_name}: {text!r} is not a size; give bytes or a number with K, M, G, T"
+            " or P (2G, 512M, 20GiB)",
+            code="ARG.INVALID",
+            field=field_name,
+        )
+    number, unit = match.group(1), match.group(2).upper()
+    scale = 1024 ** " KMGTP".index(unit) if unit else 1
+    return int(float(number) * scale) if "." in number else int(number) * scale
 
 
 _PARAMS_CACHE: dict[type, list[Param]] = {}
@@ -166,6 +215,8 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
     for f in msgspec.structs.fields(cls):
         hint = hints[f.name]
         doc, ref, secret = "", None, False
+        rng: Range | None = None
+        text: Text | None = None
         base = hint
         if get_origin(hint) is Annotated:
             base, *extras = get_args(hint)
@@ -176,11 +227,17 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
                     ref = extra.resource
                 elif isinstance(extra, Secret):
                     secret = True
+                elif isinstance(extra, Range):
+                    rng = extra
+                elif isinstance(extra, Text):
+                    text = extra
         required = f.required
         default = None
         if not required:
             default = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
-        result.append(Param(f.name, describe_type(base), required, default, doc, ref, secret))
+        result.append(
+            Param(f.name, describe_type(base), required, default, doc, ref, secret, rng, text)
+        )
     own = set(getattr(cls, "__annotations__", {}))
     result.sort(key=lambda p: 0 if p.name in own else 1)
     _PARAMS_CACHE[cls] = result
@@ -239,9 +296,13 @@ def decode_args(cls: type[ApiMessage], args: dict[str, Any]) -> ApiMessage:
     for key, value in args.items():
         coerced[key] = _coerce(params[key], value)
     try:
-        return msgspec.convert(coerced, cls, strict=False)
+        msg = msgspec.convert(coerced, cls, strict=False)
     except msgspec.ValidationError as exc:
         raise _field_error(name, params, str(exc)) from None
+    if not cls.__api__.internal:  # internal messages are built by services, not clients
+        for key in args:
+            params[key].check(name, getattr(msg, key))
+    return msg
 
 
 def _coerce(param: Param, value: Any) -> Any:
@@ -251,15 +312,20 @@ def _coerce(param: Param, value: Any) -> Any:
         if value == "" and param.type.get("nullable"):
             return None
         if kind == "list":
-            return [v.strip() for v in value.split(",") if v.strip()]
+            return split_list(value)
         if kind == "map":
             return _parse_map(param.name, value)
+        if kind == "int" and byte_sized(param.name) and not value.strip().isdigit():
+            return parse_size(value, param.name)
+        if kind == "enum" and value not in param.type["enum"]:
+            same = [e for e in param.type["enum"] if str(e).lower() == value.lower()]
+            return same[0] if len(same) == 1 else value  # enum values are not case-sensitive
     return value
 
 
 def _parse_map(field_name: str, value: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in value.split(","))):
+    for part in split_list(value):
         key, sep, val = part.partition(":")
         if not sep:
             raise InvalidArgument(

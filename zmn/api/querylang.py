@@ -49,6 +49,11 @@ QUERY_OPTIONS = (
 )
 TAG_FIELDS = ("__userTag__", "__systemTag__")
 
+# An operator of other languages that the regular expression would read as one of ours
+# followed by a value (``a<>1`` as ``a < ">1"``): refused, naming the one to use. (``a==1``
+# stays the value ``=1``: a value may hold operator characters.)
+NOT_OPERATORS = {"<>": "!="}
+
 _COND_RE = re.compile(
     r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)(.*)$",
     re.S,
@@ -68,13 +73,35 @@ class Condition:
         return self.name.split(".")
 
     def values(self) -> list[str]:
-        """The items of an in / not-in list."""
-        return [v.strip() for v in (self.value or "").split(",") if v.strip()]
+        """The items of an in / not-in list; ``\\,`` is a comma inside an item."""
+        return split_list(self.value or "")
 
     def __str__(self) -> str:
         if self.op in NULL_OPERATORS:
             return f"{self.name}{self.op}"
         return f"{self.name}{self.op}{self.value}"
+
+
+def split_list(text: str) -> list[str]:
+    """``a, b\\,c`` -> ``["a", "b,c"]``: items split at commas not escaped by a backslash
+    (zstack-cli's ``\\,``), stripped, empty ones dropped."""
+    if "\\" not in text:
+        return [v.strip() for v in text.split(",") if v.strip()]
+    items, current, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and text[i + 1 : i + 2] == ",":
+            current.append(",")
+            i += 2
+            continue
+        if ch == ",":
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    items.append("".join(current))
+    return [v.strip() for v in items if v.strip()]
 
 
 def parse_condition(text: str) -> Condition:
@@ -89,9 +116,23 @@ def parse_condition(text: str) -> Condition:
             choices=list(ALL_OPERATORS),
         )
     name, op, value = match.groups()
+    check_operator(name, op, value)
     if op in ("=", "!=") and value == "null":
         return Condition(name, op + "null", None)
     return Condition(name, op, value)
+
+
+def check_operator(name: str, op: str, value: str) -> None:
+    """Refuse ``a<>1``: an operator we do not have, never read as ``a < ">1"``."""
+    typed = op + value[:1]
+    if typed in NOT_OPERATORS:
+        raise InvalidArgument(
+            f"bad query condition {name}{op}{value!s}: there is no operator {typed!r}"
+            f"; use {NOT_OPERATORS[typed]!r} (operators: {' '.join(ALL_OPERATORS)})",
+            code="QUERY.BAD_OPERATOR",
+            field=name,
+            choices=list(ALL_OPERATORS),
+        )
 
 
 def split_field(token: str) -> tuple[str, str | None, str]:
