@@ -50,6 +50,7 @@ class AgentConfig:
     max_body: int = 4 * 1024 * 1024
     task_workers: int = 8
     request_timeout: float = 30.0
+    metrics_interval: float = 10.0  # seconds between usage reports to the node; 0: none
     header_timeout: float = 10.0  # request line and headers must arrive within this
     max_connections: int = 64  # connections (and threads) served at once; more are closed
     log_level: str = "INFO"
@@ -82,6 +83,11 @@ class AgentConfig:
         v.choice(self.network, "network", ("system", "dry-run"))
         v.integer(self.clock_skew, "clock_skew", lo=10, hi=3600)
         v.integer(self.task_workers, "task_workers", lo=1, hi=256)
+        if (
+            not isinstance(self.metrics_interval, int | float)
+            or not 0 <= self.metrics_interval <= 3600
+        ):
+            raise v.bad("metrics_interval", "must be seconds between 0 (no reports) and 3600")
         v.integer(self.max_connections, "max_connections", lo=1, hi=4096)
         if self.callback_url is not None and not self.callback_url.startswith(
             ("http://", "https://")

@@ -8,7 +8,8 @@ callback URL's path, so the node verifies it exactly as the agent verifies comma
 
 Body::
 
-    {"type": "vm.lifecycle" | "task.result", "hostUuid": ..., "seq": n, "time": unix-seconds,
+    {"type": "vm.lifecycle" | "task.result" | "metrics", "hostUuid": ..., "seq": n,
+     "time": unix-seconds,
      ...type-specific fields}
 """
 

@@ -31,6 +31,7 @@ from agent.config import AgentConfig
 from agent.console import CHANNEL, UPGRADE, ConsoleChannel, ConsoleCommands, pump
 from agent.drivers.base import Driver, LifecycleEvent
 from agent.leases import watcher_for
+from agent.metrics import MetricsSampler
 from agent.network.executor import Executor
 from agent.reporter import Reporter
 from agent.storage.commands import StorageCommands
@@ -416,6 +417,7 @@ class AgentServer:
             max_connections=cfg.max_connections,
             header_timeout=cfg.header_timeout,
         )
+        self.metrics = MetricsSampler(driver, self.reporter, cfg.metrics_interval)
         self._thread: threading.Thread | None = None
         self.leases = watcher_for(cfg.state_dir, self.reporter.submit)
 
@@ -439,6 +441,7 @@ class AgentServer:
         self.reporter.start()
         self.driver.set_event_listener(self._on_event)
         self.leases.start()
+        self.metrics.start()
         host, port = self.address
         log.info("zagent serving on %s:%d (host %s)", host, port, self.host_uuid)
 
@@ -446,6 +449,7 @@ class AgentServer:
         """Stop serving, finish running tasks, flush reports, close the driver."""
         self.driver.set_event_listener(None)
         self.leases.stop()
+        self.metrics.stop()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(5)

@@ -13,6 +13,7 @@ usage: zcli [OPTIONS] <resource> <verb> [NAME_OR_UUID] [key=value ...] [--key va
        zcli login --account NAME [--password P]   |   zcli logout
        zcli shell (also bare zcli on a terminal)   |   zcli dashboard
        zcli completion bash|zsh|fish   |   zcli job wait JOB... [-q]   |   zcli job cancel JOB
+       zcli vm top | zcli host top [--sort KEY] [--limit N] [--interval S] [--count N] [COND ...]
        zcli help [<resource> [<verb>]]   |   zcli <resource> [<verb>] --help
        zcli api [<ApiName>] --help
 """

@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             from zcli.batch import run_file
 
             return run_file(runner, opts)
+        if len(rest) >= 2 and rest[0] in ("vm", "host") and rest[1] == "top":
+            from zcli.top import top  # hand-written: many calls per refresh
+
+            return top(runner, opts, rest[0], rest[2:])
         return runner.run(rest)
     except KeyboardInterrupt:
         if runner is not None:

@@ -43,6 +43,7 @@ class FakeDriver:
         self.features = features
         self.hostname = hostname
         self.domains: dict[str, _Dom] = {}
+        self._usage_rounds: dict[str, int] = {}  # usage() calls per domain: its counters
         self.calls: list[tuple[str, str]] = []
         self.shutdown_ignored: set[str] = set()
         self._listener: EventListener | None = None
@@ -246,6 +247,19 @@ class FakeDriver:
                 DomainInfo(u, u, xmledit.text_of(d.xml, "title"), d.state)
                 for u, d in sorted(self.domains.items())
             ]
+
+    def usage(self) -> dict[str, dict[str, float]]:
+        """Running domains' counters, each call one second of a steady 10% CPU and some I/O."""
+        with self._lock:
+            running = [u for u, d in sorted(self.domains.items()) if d.state == RUNNING]
+            out = {}
+            for u in running:
+                n = self._usage_rounds[u] = self._usage_rounds.get(u, 0) + 1
+                out[u] = {"cpuTime": n * 1e8, "cpuNum": 1.0, "memoryTotal": 64 * 2.0**20,
+                          "memoryUsed": 32 * 2.0**20, "diskReadBytes": n * 4096.0,
+                          "diskWriteBytes": n * 8192.0, "netRxBytes": n * 1500.0,
+                          "netTxBytes": n * 500.0}  # fmt: skip
+            return out
 
     def state(self, uuid: str) -> str:
         with self._lock:

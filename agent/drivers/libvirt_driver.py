@@ -462,6 +462,32 @@ class LibvirtDriver:
                 )
         return sorted(out, key=lambda d: d.name)
 
+    def usage(self) -> dict[str, dict[str, float]]:
+        """Counters of every running domain (agent/metrics.py), keyed by domain name."""
+        from agent.metrics import from_domain_stats
+
+        conn = self._c()
+        stats = (
+            libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+            | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU
+            | libvirt.VIR_DOMAIN_STATS_INTERFACE | libvirt.VIR_DOMAIN_STATS_BLOCK
+        )  # fmt: skip
+        with _mapped(""):
+            try:
+                records = conn.getAllDomainStats(
+                    stats, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+                )
+                return {dom.name(): from_domain_stats(rec) for dom, rec in records}
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+            out = {}  # a driver without bulk stats: CPU and memory from virDomainGetInfo
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                _state, max_kib, kib, vcpus, cpu_ns = dom.info()
+                out[dom.name()] = {"cpuTime": float(cpu_ns), "cpuNum": float(vcpus),
+                                   "memoryTotal": max_kib * 1024.0, "memoryUsed": kib * 1024.0}  # fmt: skip
+            return out
+
     def state(self, uuid: str) -> str:
         dom = self._dom(uuid)
         with _mapped(uuid):

@@ -103,9 +103,11 @@ async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Async
     conf = {
         "agent.callback.listen": f"{dc.gateway}:0",
         "kvm.wheelhouse": str(tmp_path_factory.mktemp("wheelhouse")),
+        "metrics.listen": "127.0.0.1:0",
     }
     async with running_node(tmp_path_factory.mktemp("home"), conf=conf) as (node, _server):
         api = Api(node)
+        await api("UpdateGlobalConfig", category="kvm", name="agent.metricsInterval", value="1")
         await api("CreateZone", name="z1")
         await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
         added = await asyncio.gather(
@@ -291,6 +293,43 @@ async def test_a_guest_kernel_leases_the_address_the_node_allocated(env: Env) ->
         assert f"{nic['mac']} {nic['ip']} " in text  # dnsmasq's lease: the node's address
     finally:
         h.virsh("destroy", "zguest-probe", check=False)
+
+
+async def test_usage_of_a_real_domain_reaches_the_api_and_prometheus(env: Env) -> None:
+    """libvirt's counters of the running VM on kvm2, through the agent's reports, as rates
+    and as Prometheus samples parsed by prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    vm_uuid = env.vms.get("kvm2")
+    if not vm_uuid:
+        pytest.skip("no VM on kvm2 (the VM test did not run)")
+    deadline = time.monotonic() + 30
+    while True:
+        got = await env.api("GetVmMetrics", uuid=vm_uuid)
+        if len(got["samples"]) >= 2:
+            break
+        assert time.monotonic() < deadline, got
+        await asyncio.sleep(0.5)
+    latest = got["latest"]
+    assert got["hostUuid"] == env.hosts["kvm2"]["uuid"]
+    assert 0 <= latest["cpuPercent"] <= 100 and latest["cpuNum"] == 1
+    assert latest["memoryTotal"] == 64 << 20  # the offering's memory, as libvirt reports it
+    assert "diskReadBytesPerSecond" in latest and "netRxBytesPerSecond" in latest
+    host = await env.api("GetHostMetrics", uuid="kvm2")
+    assert host["latest"] is not None and 0 <= host["latest"]["cpuPercent"] <= 100
+    port = env.node.services["metrics"].port  # type: ignore[attr-defined]
+
+    def scrape() -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            return str(resp.read().decode())
+
+    families = {f.name: f for f in text_string_to_metric_families(await asyncio.to_thread(scrape))}
+    cpu = [s for s in families["zmn_vm_cpu_seconds"].samples if s.labels["vm_uuid"] == vm_uuid]
+    assert cpu and cpu[0].value > 0 and cpu[0].labels["host_uuid"] == env.hosts["kvm2"]["uuid"]
+    hosts = {s.labels["host_uuid"] for s in families["zmn_host_load1"].samples}
+    assert {env.hosts["kvm1"]["uuid"], env.hosts["kvm2"]["uuid"]} <= hosts
 
 
 async def test_redeployment_is_idempotent(env: Env) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +24,8 @@ import pytest
 from sqlalchemy import select, text
 
 from agent.config import AgentConfig
-from agent.drivers.fake import FakeDriver
+from agent.drivers.base import RUNNING
+from agent.drivers.fake import FakeDriver, _Dom
 from agent.network.executor import RecordingExecutor
 from agent.server import AgentServer
 from agent.spec import parse_vm
@@ -36,6 +38,7 @@ from zmn.services.kvm.deploy import DeployOutcome, DeployRequest
 from zmn.services.kvm.models import KvmHostVO
 from zmn.services.kvm.ssh import SshTarget, key_to_text
 from zmn.services.kvm.wheelhouse import agent_version
+from zmn.services.metrics.window import series
 
 HOST_KEY = key_to_text(paramiko.RSAKey.generate(1024))
 
@@ -70,6 +73,7 @@ class LocalDeployer:
                     "driver": "fake",
                     "callback_url": req.agent_config["callback_url"],
                     "host_uuid": req.host_uuid,
+                    "metrics_interval": req.agent_config.get("metrics_interval", 10),
                 }
             )
             links = '[{"ifname": "lo"}, {"ifname": "eth0"}]'  # the host's NIC, for bridges
@@ -578,3 +582,30 @@ async def test_forged_stale_and_replayed_vm_reports_change_no_vm(env: Env) -> No
     await env.kvm.vmsync.idle()
     assert env.snapshot() == before
     assert env.kvm.endpoint.server.refused[-1] == "AGENT.AUTH_REPLAYED"
+
+
+async def test_agent_usage_reports_become_host_and_vm_rates(env: Env) -> None:
+    await env.api("UpdateGlobalConfig", category="kvm", name="agent.metricsInterval", value="1")
+    inv = await env.add("kvm1", "127.0.0.2")
+    assert env.deployer.requests[-1].agent_config["metrics_interval"] == 1
+    agent = env.deployer.agents[inv["uuid"]]
+    dom = "d" * 32  # a running domain of the agent's (fake) hypervisor
+    agent.driver.domains[dom] = _Dom("<domain><name>x</name></domain>", RUNNING)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        host = await env.api("GetHostMetrics", uuid="kvm1")
+        if (
+            host["latest"] is not None
+            and len(env.node.services["metrics"].window.samples(dom)) >= 2
+        ):  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.3)
+    latest = host["latest"]
+    assert latest is not None, "no usage report arrived"
+    # the agent's host is this machine: its /proc figures
+    assert 0 <= latest["cpuPercent"] <= 100 and latest["cpuNum"] == os.cpu_count()
+    assert 0 < latest["memoryUsed"] < latest["memoryTotal"] and latest["load1"] >= 0
+    window = env.node.services["metrics"].window  # type: ignore[attr-defined]
+    rates = series(window.samples(dom), "vm")
+    assert rates and rates[-1]["cpuPercent"] > 0 and rates[-1]["diskWriteBytesPerSecond"] > 0
+    assert window.samples(dom)[-1].host_uuid == inv["uuid"]

@@ -18,7 +18,10 @@ Keys (defaults in :data:`DEFAULTS`):
 ``plugins.disabled``  comma-separated service names not to load
 ``node.name``         display name of this node (default: the host name)
 ``log.level``         DEBUG, INFO, WARNING, ERROR
+``log.rotate.bytes``  size at which a background node's zmn.log is rotated (0: never)
+``log.rotate.keep``   rotated logs kept (zmn.log.1 ...)
 ``shutdown.grace``    seconds ``zmn stop`` lets running jobs finish
+``metrics.listen``    ``HOST:PORT`` of the Prometheus exposition (empty: none)
 ``flowchain.<name>``  replace a flow chain's steps
 ``api.limit.connections``  connections at a time per API endpoint (unix socket, TCP); more
                       are closed unread (lowered to fit ``RLIMIT_NOFILE`` if needed)
@@ -60,8 +63,11 @@ DEFAULTS = {
     "plugins.disabled": "",
     "node.name": "",
     "log.level": "INFO",
+    "log.rotate.bytes": "10485760",
+    "log.rotate.keep": "5",
     "shutdown.grace": "30",
     **{key: str(default) for key, (default, _lo, _hi) in LIMITS.items()},
+    "metrics.listen": "",
 }
 
 CONF_TEMPLATE = """\

@@ -15,7 +15,7 @@ from logging.handlers import RotatingFileHandler
 
 from zmn.core.config import BootConfig
 
-DEFAULT_BYTES = 10 * 1024 * 1024
+DEFAULT_BYTES = 10 * 1024 * 1024  # as zmn.core.config.DEFAULTS
 DEFAULT_KEEP = 5
 
 

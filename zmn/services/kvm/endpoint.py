@@ -33,6 +33,7 @@ log = logging.getLogger("zmn.kvm.endpoint")
 
 REPORT_EVENT = "/host/vm/report"
 LEASES_EVENT = "/host/nic/leased"
+METRICS_EVENT = "/host/metrics"  # an agent's usage sample (the metrics service keeps it)
 DEFAULT_LISTEN = "0.0.0.0:7071"
 _WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104
 
@@ -143,6 +144,16 @@ class AgentEndpoint:
                 await self.node.bus.publish(
                     LEASES_EVENT, {"hostUuid": host_uuid, "leases": leases[:4096]}
                 )
+        elif kind == "metrics":
+            await self.node.bus.publish(
+                METRICS_EVENT,
+                {
+                    "hostUuid": host_uuid,
+                    "time": report.get("time"),
+                    "host": report.get("host") or {},
+                    "vms": report.get("vms") or {},
+                },
+            )
         else:
             log.info("report of unknown type %r from host %s", kind, host_uuid)
 

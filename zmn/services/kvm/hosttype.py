@@ -295,6 +295,7 @@ class KvmHostType:
             "port": int(self._cfg("kvm", "agent.port")),
             "callback_url": self.endpoint.callback_url(host.uuid, host.managementIp),
             "libvirt_uri": str(self._cfg("kvm", "libvirt.uri")),
+            "metrics_interval": int(self._cfg("kvm", "agent.metricsInterval")),
         }
 
     async def _echo(self, host: HostRef, row: KvmHostVO, timeout: float | None = None) -> None:

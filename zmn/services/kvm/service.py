@@ -111,6 +111,16 @@ class KvmService(Service):
         ),
         GlobalConfigDef(
             "kvm",
+            "agent.metricsInterval",
+            10,
+            "int",
+            "seconds between the usage reports (CPU, memory, disk, network) of each agent;"
+            " 0: none. Pushed to each agent at its next reconnect",
+            min=0,
+            max=3600,
+        ),
+        GlobalConfigDef(
+            "kvm",
             "host.packageMirror",
             "",
             "string",
