@@ -50,6 +50,8 @@ class AgentConfig:
     max_body: int = 4 * 1024 * 1024
     task_workers: int = 8
     request_timeout: float = 30.0
+    header_timeout: float = 10.0  # request line and headers must arrive within this
+    max_connections: int = 64  # connections (and threads) served at once; more are closed
     log_level: str = "INFO"
 
     @classmethod
@@ -80,6 +82,7 @@ class AgentConfig:
         v.choice(self.network, "network", ("system", "dry-run"))
         v.integer(self.clock_skew, "clock_skew", lo=10, hi=3600)
         v.integer(self.task_workers, "task_workers", lo=1, hi=256)
+        v.integer(self.max_connections, "max_connections", lo=1, hi=4096)
         if self.callback_url is not None and not self.callback_url.startswith(
             ("http://", "https://")
         ):

@@ -3,19 +3,21 @@
     zagent run [-c /etc/zagent/zagent.yaml]     serve until SIGTERM/SIGINT
     zagent check [-c CONFIG]                    validate config, secret and libvirt, then exit
     zagent gen-secret PATH                      create a fresh secret file (mode 0600)
-    zagent version
+    zagent version                              (also zagent --version)
 
 Exit statuses: 0 ok, 1 failure at run time, 2 bad configuration or usage.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import Annotated
+
+import typer
 
 from agent import __version__
 from agent.config import AgentConfig, host_uuid, read_secret, write_secret
@@ -75,33 +77,68 @@ def _check(cfg: AgentConfig) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zagent", description="zstack-terminal host agent")
-    sub = p.add_subparsers(dest="cmd")
-    for name, help_ in (("run", "serve the agent API"), ("check", "validate and exit")):
-        sp = sub.add_parser(name, help=help_)
-        sp.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    gs = sub.add_parser("gen-secret", help="create a secret file (mode 0600)")
-    gs.add_argument("path")
-    sub.add_parser("version", help="print the version")
-    return p
+# --------------------------------------------------------------------------- the command tree
+# typer builds the static tree (help, shell completion, --version); the work is above.
+
+app = typer.Typer(
+    name="zagent",
+    help="The zstack-terminal host agent (with no command: run).",
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+ConfigOption = Annotated[str, typer.Option("-c", "--config", help="the agent's YAML config")]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    cmd = args.cmd or "run"
-    if cmd == "version":
+def _version(value: bool) -> None:
+    if value:
         print(__version__)
-        return 0
-    if cmd == "gen-secret":
-        try:
-            write_secret(args.path, agentauth.new_secret())
-        except FileExistsError:
-            print(f"zagent: {args.path} exists; not overwritten", file=sys.stderr)
-            return 2
-        print(args.path)
-        return 0
-    config_path = getattr(args, "config", DEFAULT_CONFIG)
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    if ctx.invoked_subcommand is None:
+        raise typer.Exit(_configured("run", DEFAULT_CONFIG))
+
+
+@app.command("run", help="serve the agent API until SIGTERM/SIGINT")
+def _run_cmd(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    raise typer.Exit(_configured("run", config))
+
+
+@app.command("check", help="validate config, secret and libvirt, then exit")
+def _check_cmd(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    raise typer.Exit(_configured("check", config))
+
+
+@app.command("gen-secret", help="create a secret file (mode 0600)")
+def _gen_secret(
+    path: Annotated[str, typer.Argument(metavar="PATH", help="the file to create")],
+) -> None:
+    try:
+        write_secret(path, agentauth.new_secret())
+    except FileExistsError:
+        print(f"zagent: {path} exists; not overwritten", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(path)
+
+
+@app.command("version", help="print the version")
+def _version_cmd() -> None:
+    print(__version__)
+
+
+def _configured(cmd: str, config_path: str) -> int:
     try:
         cfg = AgentConfig.load(config_path)
     except (OSError, ZmnError, ValueError) as exc:
@@ -117,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     except ZmnError as exc:
         print(f"zagent: {exc}", file=sys.stderr)
         return 2 if exc.kind == "InvalidArgument" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The exit status of one ``zagent`` command (usage errors: 2)."""
+    try:
+        app(args=argv, prog_name="zagent")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

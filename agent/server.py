@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -70,13 +71,24 @@ class AgentApp:
         skew: int = agentauth.DEFAULT_SKEW,
         clock: Callable[[], float] = time.time,
         extra_routes: dict[tuple[str, str], Route] | None = None,
+        nonces: agentauth.NonceCache | None = None,
     ) -> None:
         self._secret = secret
         self._routes = {**commands.routes(), **(extra_routes or {})}
         self._tasks = tasks
         self._skew = skew
         self._clock = clock
-        self.nonces = agentauth.NonceCache()
+        self.nonces = nonces if nonces is not None else agentauth.NonceCache()
+
+    def precheck(self, method: str, target: str, headers: Any) -> tuple[int, dict[str, Any]] | None:
+        """Before a large body is read: refuse unless its declared hash is signed."""
+        try:
+            agentauth.verify_head(
+                self._secret, method, target, headers, now=self._clock(), skew=self._skew
+            )
+        except agentauth.AuthError as err:
+            return 401, {"error": err.to_wire()}
+        return None
 
     def handle(
         self, method: str, target: str, headers: Any, body: bytes
@@ -153,6 +165,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.request.settimeout(self.server.request_timeout)  # no idle client holds a thread
         super().setup()
 
+    def handle_one_request(self) -> None:
+        # the request line and headers must all arrive within header_timeout: a client
+        # dripping a byte at a time cannot keep one of the few threads
+        self.server.deadlines.set(self.request, self.server.header_timeout)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.clear(self.request)
+
     def do_GET(self) -> None:
         self._serve()
 
@@ -189,7 +210,14 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._reply(413, {"error": err.to_wire()}, close=True)
             return
+        if length > agentauth.PREAUTH_BODY:
+            refused = self.server.app.precheck(self.command, self.path, self.headers)
+            if refused is not None:
+                self._reply(*refused, close=True)  # the body is never read
+                return
+        self.server.deadlines.set(self.request, self.server.request_timeout)
         body = self.rfile.read(length) if length else b""
+        self.server.deadlines.clear(self.request)
         started = time.monotonic()
         status, payload = self.server.app.handle(self.command, self.path, self.headers, body)
         self._reply(status, payload)
@@ -205,9 +233,48 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+class _Deadlines:
+    """Sockets that must finish reading by a time; one thread shuts down the late ones."""
+
+    def __init__(self) -> None:
+        self._due: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zagent-deadlines", daemon=True)
+        self._thread.start()
+
+    def set(self, sock: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._due[sock] = time.monotonic() + seconds
+
+    def clear(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(sock, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [s for s, due in self._due.items() if due <= now]
+                for s in late:
+                    del self._due[s]
+            for s in late:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)  # the blocked read returns; the thread ends
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class _HttpServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` of them: a connection over
+    the cap is closed at once, before any of it is read, and costs no thread."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -217,14 +284,51 @@ class _HttpServer(ThreadingHTTPServer):
         max_body: int,
         request_timeout: float,
         tls: ssl.SSLContext | None,
+        max_connections: int = 64,
+        header_timeout: float = 10.0,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.request_timeout = request_timeout
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.active = 0
+        self.refused = 0
+        self._count = threading.Lock()
+        self.deadlines = _Deadlines()
         self._tls = tls
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._count:
+            full = self.active >= self.max_connections
+            if not full:
+                self.active += 1
+        if full:
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._count:
+            self.active -= 1
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.deadlines.stop()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -270,6 +374,8 @@ class AgentServer:
         self.commands = Commands(cfg, driver, executor, host_uuid)
         self.storage = StorageCommands(driver, getattr(driver, "uri", None))
         self.tasks = TaskRunner(self.reporter, cfg.task_workers)
+        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+        self.nonces = agentauth.PersistentNonceCache(os.path.join(cfg.state_dir, "nonces"))
         self.app = AgentApp(
             secret,
             self.commands,
@@ -277,6 +383,7 @@ class AgentServer:
             skew=cfg.clock_skew,
             clock=clock,
             extra_routes=self.storage.routes(),
+            nonces=self.nonces,
         )
         self.httpd = _HttpServer(
             (cfg.listen, cfg.port),
@@ -284,6 +391,8 @@ class AgentServer:
             max_body=cfg.max_body,
             request_timeout=cfg.request_timeout,
             tls=tls_context(cfg),
+            max_connections=cfg.max_connections,
+            header_timeout=cfg.header_timeout,
         )
         self._thread: threading.Thread | None = None
 
@@ -319,3 +428,4 @@ class AgentServer:
         self.tasks.shutdown(wait=True)
         self.reporter.stop()
         self.driver.close()
+        self.nonces.close()

@@ -35,6 +35,12 @@ FORM_TYPES = {"string", "int", "bool", "enum"}
 _CAPACITY = re.compile(r"^total(\w*)Capacity$")
 
 
+def camel_case(verb: str) -> str:
+    """``attach-l3`` -> ``attachL3``: a CLI verb as the state machine names the operation."""
+    head, *rest = verb.split("-")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
 @dataclass
 class ResourceInfo:
     """One resource type as the dashboard shows it."""
@@ -284,8 +290,33 @@ class Catalogue:
                         ),
                     )
                 )
+        # one entry a verb: where a form exists it also takes the defaults (Enter through it)
+        forms = {(a.api, a.label.rstrip("…")) for a in out if a.form}
+        out = [a for a in out if a.form or (a.api, a.label) not in forms]
         out.sort(key=lambda a: (a.dangerous, a.form, a.api, a.label))
         return out
+
+    def permits(self, type_name: str, action: Action, row: dict[str, Any]) -> bool:
+        """Whether the row's state allows the action, by the type's state machine in the
+        catalogue: its operations table, and for a ``stateEvent`` action its transitions (an
+        event that leaves the state as it is is not offered; the API may map an event to
+        several internal ones, so only a no-op hides it). What the catalogue does not
+        describe is allowed."""
+        machine = self.raw.get("stateMachines", {}).get(type_name)
+        state = row.get("state")
+        if not machine or not isinstance(state, str):
+            return True
+        op = camel_case(action.label.rstrip("…"))
+        allowed = machine.get("allowed", {})
+        if op in allowed:
+            return state in allowed[op]
+        event = dict(action.args).get("stateEvent")
+        if event:  # an event that leaves the state as it is (enable an Enabled zone)
+            return not any(
+                t.get("state") == state and t.get("event") == event and t.get("next") == state
+                for t in machine.get("transitions", [])
+            )
+        return True
 
     # ------------------------------------------------------------------ drill-downs
 
@@ -298,15 +329,19 @@ class Catalogue:
         seen: set[tuple[str, str]] = set()
         for join in me.joins:
             target = self.resources.get(join.get("resource", ""))
-            if target is None or target.query_api is None:
-                continue
+            if target is None or target.query_api is None or join.get("aliasOf"):
+                continue  # (ZStack's name for a join listed under ours)
             refs = [n for n, f in target.fields.items() if f.get("resource") == type_name]
             if refs:
                 preferred = lower_camel(type_name) + "Uuid"
                 column = preferred if preferred in refs else refs[0]
                 cond = f"{column}={{value}}"
             else:
-                back = [j["name"] for j in target.joins if j.get("resource") == type_name]
+                back = [
+                    j["name"]
+                    for j in target.joins
+                    if j.get("resource") == type_name and not j.get("aliasOf")
+                ]
                 if not back or any(me.ref(n) == target.name for n in me.fields):
                     continue  # a forward join: listed as a parent below
                 cond = f"{back[0]}.uuid={{value}}"

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from tui.catalogue import Catalogue
 from zmn.api.errors import Unavailable, ZmnError
+from zmn.api.wire import EVENTS_LOST_PATH
 from zmn.client import AsyncClient
 
 STATS_KEYS = (
@@ -240,6 +241,11 @@ class DataSource:
             except TimeoutError:
                 if not client.connected:
                     return
+                continue
+            if frame.get("path") == EVENTS_LOST_PATH:
+                # the node dropped events this dashboard was too slow to take: what it
+                # shows may be stale, so every screen reloads as after a reconnect
+                self._set_status("live")
                 continue
             self._record(frame)
             if self.on_event:

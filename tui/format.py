@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
 from rich.text import Text
+
+from zmn.api.text import inert
 
 GOOD = {"Enabled", "Connected", "Running", "Ready", "Succeeded", "Attached", "Active"}
 BUSY = {
@@ -23,8 +26,27 @@ BUSY = {
     "Pending",
 }
 BAD = {"Disconnected", "Error", "Failed", "Unknown", "Evicted", "Interrupted", "Crashed"}
-DIM = {"Disabled", "Stopped", "Destroyed", "Expunged", "Detached"}
+DIM = {"Disabled", "Stopped", "Destroyed", "Expunged", "Detached", "Canceled"}
 SPARKS = "▁▂▃▄▅▆▇█"
+
+
+_UUID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def with_names(text: str, names: dict[str, dict[str, str]]) -> str:
+    """Known resource UUIDs in a message replaced by their names (``VM 3f2a…`` -> ``VM web1``)."""
+
+    def name(m: re.Match[str]) -> str:
+        uuid = m.group(0)
+        return next((n[uuid] for n in names.values() if n.get(uuid)), uuid[:8] + "…")
+
+    return _UUID.sub(name, text)
+
+
+def fit(text: str, width: int) -> str:
+    """One line of at most ``width`` characters (an ellipsis where it was cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def state_style(value: str) -> str:
@@ -89,14 +111,14 @@ def cell(name: str, value: Any, info: dict[str, Any] | None = None, *, wide: boo
         return Text(human_bytes(value), justify="right")
     if isinstance(value, int | float):
         return Text(f"{value:g}" if isinstance(value, float) else str(value), justify="right")
-    text = str(value)
+    text = inert(str(value))
     if (info or {}).get("enum") or name in ("state", "status"):
         return Text(text, style=state_style(text))
     if not wide and (name == "uuid" or name.endswith("Uuid")) and len(text) == 32:
         return Text(text[:8], style="dim")
     if isinstance(value, list | dict):
-        return Text(str(value)[:40])
-    return Text(text.replace("\n", " "))
+        return Text(text[:40])
+    return Text(text)
 
 
 def bar(used: float, total: float, width: int = 10) -> Text:
@@ -137,7 +159,7 @@ def event_summary(frame: dict[str, Any], names: dict[str, dict[str, str]] | None
     out.append(path, style=style)
     inv = data.get("inventory") if isinstance(data, dict) else None
     if isinstance(inv, dict):
-        out.append(f" {inv.get('name') or str(inv.get('uuid', ''))[:8]}")
+        out.append(f" {inert(str(inv.get('name') or str(inv.get('uuid', ''))[:8]))}")
     if isinstance(data, dict):
         if "oldState" in data:
             out.append(f" {data['oldState']}→", style=state_style(str(data["oldState"])))

@@ -157,7 +157,26 @@ def sample_catalogue() -> dict[str, Any]:
         "apis": apis,
         "resources": resources,
         "query": {"operators": operators},
-        "stateMachines": {},
+        "stateMachines": {
+            "Zone": {
+                "states": STATE,
+                "transitions": [
+                    {"state": state, "event": event, "next": NEXT_STATE[event]}
+                    for state in STATE
+                    for event in ("enable", "disable")
+                ],
+                "allowed": {},
+            },
+            "VmInstance": {
+                "states": VM_STATE,
+                "transitions": [],
+                "allowed": {
+                    "start": ["Stopped"],
+                    "stop": ["Running"],
+                    "destroy": ["Running", "Stopped"],
+                },
+            },
+        },
     }
 
 

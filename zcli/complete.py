@@ -41,13 +41,27 @@ if TYPE_CHECKING:  # every import costs each Tab: typing, contextlib, dataclasse
 OPERATOR_ORDER = ("=", "!=", ">", ">=", "<", "<=", "?=", "!?=", "~=", "!~=", "=null", "!=null")
 COMMANDS = {
     "api": "call any API by name",
+    "completion": "print the completion script for bash, zsh or fish",
     "help": "help on a resource, verb or API",
     "login": "log in and keep the session",
     "logout": "end the kept session",
 }
 SCRIPT_COMMANDS = {"shell": "the interactive shell"}
-SHELL_COMMANDS = {"exit": "leave the shell", "quit": "leave the shell"}
-NO_ARGS = ("logout", "exit", "quit", "shell", "__complete")
+SHELL_COMMANDS = {
+    "exit": "leave the shell",
+    "quit": "leave the shell",
+    "set": "set an option for the session (set output json)",
+    "status": "who you are, at which endpoint, with which options",
+}
+SET_OPTIONS = {
+    "output": "output format",
+    "columns": "columns to show",
+    "timeout": "seconds to wait",
+    "quiet": "UUIDs only",
+    "no-header": "tables without a header",
+    "no-wait": "long operations print their job and return",
+}
+NO_ARGS = ("logout", "exit", "quit", "shell", "status", "__complete")
 DEFAULT_BUDGET = 0.5
 REFRESH_SECONDS = 5.0  # a background refresh of stale names gives up after this long
 
@@ -135,8 +149,8 @@ def skip_globals(words: list[str]) -> tuple[int, str | None]:
 
 class Engine:
     """Completion over one catalogue. ``interactive`` (the shell) allows API names as
-    commands, the ``api`` keyword being optional there; ``join_dot`` ends join candidates
-    with ``.`` (for shell scripts, where a bare word would get a space after it)."""
+    commands, the ``api`` keyword being optional there. A join candidate ends with ``.``
+    (``join_dot`` is kept for callers; every join now inserts its dot)."""
 
     def __init__(
         self,
@@ -198,6 +212,18 @@ class Engine:
             return self._login(rest[1:], cur)
         if head in NO_ARGS:
             return []
+        if head == "completion":
+            return (
+                _prefixed([_word(sh) for sh in ("bash", "zsh", "fish")], cur)
+                if not rest[1:]
+                else []
+            )
+        if head == "set" and self.shell:
+            if len(rest) == 1:
+                return _prefixed([_word(k, m) for k, m in SET_OPTIONS.items()], cur)
+            if len(rest) == 2 and rest[1] in ("output", "-o", "--output"):
+                return _prefixed([_word(o) for o in OUTPUTS], cur)
+            return []
         res = self.cat.resource(head)
         if res is None:
             api = self.cat.apis.get(head) if self.shell else None
@@ -234,7 +260,7 @@ class Engine:
 
     def _login(self, args: list[str], cur: str) -> list[Candidate]:
         if args and args[-1] == "--account":
-            return self.rows("Account", cur, "", insert_name=True)
+            return self.rows("Account", cur, "")
         return _prefixed([_word("--account"), _word("--password")], cur)
 
     # ----------------------------------------------------------------- arguments
@@ -336,15 +362,21 @@ class Engine:
             for f in target.fields
             if f["name"].startswith(last)
         ]
-        dot = "." if self.join_dot else ""
         for j in target.joins:
             if j["name"].startswith(last):
-                text = prefix + j["name"] + dot
+                text = prefix + j["name"] + "."  # choosing a join: its fields come next
                 meta = f"join -> {j['resource']}"
                 out.append(Candidate(text, j["name"] + ".", meta, nospace=True))
+        aliases = self.field_aliases(target)
+        out += [
+            _word(prefix + a, f"list: {p} (ZStack's name)", a)
+            for a, p in aliases.items()
+            if a.startswith(last)
+        ]
         if not path:
             out += [_word(t, "tag pseudo-field") for t in TAG_FIELDS if t.startswith(last)]
-        if any(f["name"] == last for f in target.fields) or (not path and last in TAG_FIELDS):
+        whole = any(f["name"] == last for f in target.fields) or last in aliases
+        if whole or (not path and last in TAG_FIELDS):
             out += [
                 _word(prefix + last + op, OPERATOR_DOCS[op], op)
                 for op in OPERATOR_ORDER
@@ -352,9 +384,18 @@ class Engine:
             ]
         return out
 
+    def field_aliases(self, res: Resource) -> dict[str, str]:
+        """ZStack's list fields of a type (``attachedClusterUuids`` for ``cluster.uuid``)."""
+        raw = next((r for r in self.cat.data.get("resources", []) if r["name"] == res.name), {})
+        return dict(raw.get("aliases") or {})
+
     def condition_values(self, res: Resource, path: str, op: str, value: str) -> list[Candidate]:
         *joins, last = path.split(".")
         target = self.walk(res, joins)
+        alias = self.field_aliases(target).get(last) if target is not None else None
+        if target is not None and alias:  # a list field: the values of what it stands for
+            *more, last = alias.split(".")
+            target = self.walk(target, more)
         field = next((f for f in target.fields if f["name"] == last), None) if target else None
         if target is None or field is None:
             return []
@@ -369,19 +410,23 @@ class Engine:
         if field.get("type") == "bool":
             return _prefixed([_word(prefix + v, "", v) for v in ("true", "false")], prefix + value)
         if field.get("resource"):
-            return self.rows(str(field["resource"]), value, prefix)
+            # a condition compares the column itself: the node does not resolve names there
+            return self.rows(str(field["resource"]), value, prefix, uuids=True)
         if last == "uuid":
-            return self.rows(target.name, value, prefix)
+            return self.rows(target.name, value, prefix, uuids=True)
         if last == "name":
-            return self.rows(target.name, value, prefix, insert_name=True)
+            return self.rows(target.name, value, prefix)
         return []
 
     # ----------------------------------------------------------------- live names
 
     def rows(
-        self, type_name: str, typed: str, prefix: str, *, insert_name: bool = False
+        self, type_name: str, typed: str, prefix: str, *, uuids: bool = False
     ) -> list[Candidate]:
-        """Live resources of a type whose UUID or name starts with ``typed``."""
+        """Live resources of a type whose UUID or name starts with ``typed``. A candidate
+        inserts the name (the node resolves names wherever a parameter takes a UUID or
+        name), the UUID where the name is shared by several rows or missing, where the
+        user is typing a UUID, or everywhere with ``uuids`` (query conditions)."""
         if self.names is None:
             return []
         try:
@@ -390,15 +435,25 @@ class Engine:
             return []
         out: list[Candidate] = []
         seen: set[str] = set()
+        counts: dict[str, int] = {}
+        for _uuid, name in rows:
+            counts[name] = counts.get(name, 0) + 1
         for uuid, name in rows:
-            if typed and not (uuid.startswith(typed) or name.startswith(typed)):
+            by_name = name.startswith(typed)
+            if typed and not (uuid.startswith(typed) or by_name):
                 continue
-            text = prefix + (name if insert_name and name else uuid)
+            if uuids or not name or counts[name] > 1 or not by_name:
+                text = prefix + uuid
+                display = f"{uuid} ({name})" if name else uuid
+                label = name or type_name
+            else:
+                text = prefix + name
+                display = f"{name} ({uuid[:8]})"
+                label = f"{type_name} {uuid[:8]}"
             if text in seen:
                 continue
             seen.add(text)
-            display = f"{uuid} ({name})" if name else uuid
-            out.append(Candidate(text, display, type_name, label=name or type_name))
+            out.append(Candidate(text, display, type_name, label=label))
         return out
 
 

@@ -12,6 +12,7 @@ usage: zcli [OPTIONS] <resource> <verb> [NAME_OR_UUID] [key=value ...] [--key va
        zcli [OPTIONS] api <ApiName> [key=value ...]
        zcli login --account NAME [--password P]   |   zcli logout
        zcli shell (also bare zcli on a terminal)   |   zcli dashboard
+       zcli completion bash|zsh|fish   |   zcli job wait JOB... [-q]   |   zcli job cancel JOB
        zcli help [<resource> [<verb>]]   |   zcli <resource> [<verb>] --help
        zcli api [<ApiName>] --help
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from zcli.catalogue import Record, suggest
+from zmn.api.text import inert
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -122,13 +123,14 @@ def default_columns(rows: list[dict[str, Any]], resource: Resource | None) -> li
 
 
 def cell(value: Any) -> str:
+    """A table, summary or value cell: control and bidi characters shown as escapes."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return str(value)
+        return inert(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+    return inert(str(value))
 
 
 def _warn_unknown(

@@ -17,7 +17,7 @@ from zcli.catalogue import Catalogue
 from zcli.options import Options
 from zcli.output import render
 from zcli.parser import HELP_FLAGS, ApiCall, Help, Login, Logout, UsageError, parse
-from zcli.progress import Progress
+from zcli.progress import Progress, follow_hint
 from zmn.api.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -116,6 +116,14 @@ class Runner:
                 assert isinstance(cmd, Help)  # noqa: S101 - type narrowing for mypy, not a runtime check
                 self.out.write(render_help(cmd, cat))
                 return EXIT_OK
+            if tokens[0] == "completion":
+                from zcli.completion import completion
+
+                return completion(self, tokens[1:])
+            if tokens[:2] == ["job", "wait"]:  # several jobs, -q: zcli/jobs.py
+                from zcli.jobs import wait_jobs
+
+                return wait_jobs(self, tokens[2:], opts)
             cmd = parse(tokens, self._require_catalogue())
             if isinstance(cmd, Login):
                 return self.login(cmd, opts)
@@ -140,11 +148,18 @@ class Runner:
                 reply = client.request(
                     cmd.api, cmd.args, wait=wait, progress=cmd.long and wait, timeout=opts.timeout
                 )
+        except KeyboardInterrupt:
+            self.close()
+            job = self.progress.job
+            if job:
+                self.progress.done()  # end the live line first
+                self.err.write(f"interrupted: {follow_hint(job)}\n")
+            raise
         except Timeout as exc:
             self.close()  # a reply may still arrive on this connection; start afresh
             job = self.progress.job
             if job:
-                exc.message += f"; it continues as job {job}"
+                exc.message += f"; {follow_hint(job)}"
                 exc.details["jobUuid"] = job
             elif cmd.long or opts.timeout:
                 exc.message += "; the operation may still finish"

@@ -1,10 +1,14 @@
 """``zmn``: initialise, start, stop and inspect the management node.
 
     zmn init                 create $ZMN_HOME, migrate the database, create the admin account
+    zmn upgrade              migrate the database to this release's schema (nodes may run)
+    zmn backup FILE          consistent online backup: database, schema revision, zmn.conf
+    zmn restore FILE         put a backup into a stopped node's home (--force: replace data)
     zmn start [--foreground] run the node (background by default; returns once the API answers)
     zmn stop                 graceful stop: running jobs finish (or are interrupted after the grace)
     zmn status [-o json]     exit 0 only when the node answers
-    zmn logs [-f] [-n N]     the node's log
+    zmn logs [-f] [-n N]     the node's log (the journal when systemd runs it, else zmn.log)
+    zmn service install      a systemd unit (Type=notify, restart on failure, journal)
     zmn plugins              installed service plugins (read from metadata, nothing imported)
     zmn replay LOG           re-run an API log (api.log=PATH in zmn.conf) against the node
 
@@ -13,22 +17,26 @@ Exit statuses: 0 ok, 1 failed, 2 usage, 5 not running / unreachable.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Annotated, Any
+
+import typer
 
 from zmn import __version__
 from zmn.api.errors import EXIT_FAILED, EXIT_UNAVAILABLE, ZmnError
 from zmn.core.config import CONF_TEMPLATE, BootConfig
 
 
-def _config(args: argparse.Namespace) -> BootConfig:
+def _config(args: SimpleNamespace) -> BootConfig:
     home = Path(args.home).expanduser() if args.home else None
     return BootConfig.load(home)
 
@@ -40,7 +48,7 @@ def _err(text: str) -> None:
 # --------------------------------------------------------------------------- init
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def cmd_init(args: SimpleNamespace) -> int:
     from zmn.migrations.schema import upgrade
     from zmn.services.identity.bootstrap import ensure_admin
 
@@ -92,22 +100,109 @@ def _safe_url(url: str) -> str:
     return _redact(url)
 
 
+def cmd_upgrade(args: SimpleNamespace) -> int:
+    """Migrate the database to this code's schema under the cluster-wide migration lock."""
+    from zmn.migrations.schema import schema_status, upgrade
+
+    config = _config(args)
+    status, current, head = schema_status(config.db_url)
+    if status == "empty":
+        _err(f"the database at {_safe_url(config.db_url)} is not initialised; run: zmn init")
+        return EXIT_FAILED
+    if args.check:
+        print(f"database {current}, code {head}: {status}")
+        return 0 if status == "current" else EXIT_FAILED
+    before, after = upgrade(config.db_url)
+    if before == after:
+        print(f"the database is current (schema {after})")
+    else:
+        print(f"migrated the database from {before} to {after}")
+    return 0
+
+
+# --------------------------------------------------------------------------- backup / restore
+
+
+def cmd_backup(args: SimpleNamespace) -> int:
+    from zmn.ops.backup import backup
+
+    config = _config(args)
+    manifest = backup(config, Path(args.file))
+    print(
+        f"backed up the {manifest.backend} database (schema {manifest.schema}) and zmn.conf"
+        f" of {config.home} to {args.file}"
+    )
+    return 0
+
+
+def cmd_restore(args: SimpleNamespace) -> int:
+    from zmn.daemon import AlreadyRunning, acquire_lock
+    from zmn.migrations.schema import schema_status
+    from zmn.ops.backup import restore
+
+    config = _config(args)
+    try:
+        lock = acquire_lock(config)  # no node starts on a half-restored database
+    except AlreadyRunning as exc:
+        _err(f"{exc.message}; stop it first: zmn stop")
+        return EXIT_FAILED
+    try:
+        manifest = restore(config, Path(args.file), force=args.force)
+        config = BootConfig.load(config.home)
+        status, current, head = schema_status(config.db_url)
+    finally:
+        lock.close()
+    print(
+        f"restored the {manifest.backend} database of {manifest.created} (zmn"
+        f" {manifest.zmn_version}, schema {manifest.schema}) into {config.home}"
+    )
+    if status == "older":
+        print(f"its schema {current} is older than this zmn's ({head}): run: zmn upgrade")
+    elif status == "newer":
+        print(f"its schema {current} is newer than this zmn's ({head}): install that release")
+    return 0
+
+
 # --------------------------------------------------------------------------- start / stop
 
 
-def cmd_start(args: argparse.Namespace) -> int:
-    config = _config(args)
+def _start_config(args: SimpleNamespace) -> BootConfig | None:
+    """The boot config, after every check that can fail before the node binds anything
+    (conf, TLS files, addresses, the database and its schema revision); None when one failed
+    (said on stderr)."""
+    from zmn.daemon import check_start
+
+    try:
+        config = _config(args)
+        check_start(config)
+    except ZmnError as exc:
+        _err(f"cannot start: {exc.message}")
+        return None
+    return config
+
+
+def _start_errors(log_file: Path, offset: int) -> list[str]:
+    """What the node logged since ``offset``: its errors, else the last lines."""
+    try:
+        with open(log_file, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    errors = [line for line in lines if " ERROR " in line or " CRITICAL " in line]
+    return errors or lines[-15:]
+
+
+def cmd_start(args: SimpleNamespace) -> int:
+    config = _start_config(args)
+    if config is None:
+        return EXIT_FAILED
     if args.foreground:
         from zmn.daemon import run
 
         return run(config)
-    from zmn.daemon import check_cluster, lock_is_held, read_pid
+    from zmn.daemon import lock_is_held, read_pid
 
-    try:
-        check_cluster(config)
-    except ZmnError as exc:
-        _err(exc.message)
-        return EXIT_FAILED
     if lock_is_held(config):
         pid = read_pid(config)
         _err(
@@ -117,6 +212,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     config.home.mkdir(parents=True, exist_ok=True)
     log = open(config.log_file, "ab")
+    offset = log.tell()
     env = dict(os.environ, ZMN_HOME=str(config.home))
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "zmn.daemon", str(config.home)],
@@ -131,8 +227,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _err(f"the node exited with status {proc.returncode}; last lines of {config.log_file}:")
-            for line in _tail(config.log_file, 15):
+            _err(f"the node exited with status {proc.returncode}; from {config.log_file}:")
+            for line in _start_errors(config.log_file, offset):
                 print(line, file=sys.stderr)
             return EXIT_FAILED
         status = _ping(config)
@@ -157,7 +253,7 @@ def _ping(config: BootConfig) -> dict[str, Any] | None:
         return None
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
+def cmd_stop(args: SimpleNamespace) -> int:
     from zmn.daemon import lock_is_held, read_pid
 
     config = _config(args)
@@ -191,7 +287,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- status / logs
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: SimpleNamespace) -> int:
     from zmn.daemon import lock_is_held, read_pid
 
     config = _config(args)
@@ -257,8 +353,17 @@ def _tail(path: Path, n: int) -> list[str]:
         return []
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
+def cmd_logs(args: SimpleNamespace) -> int:
+    from zmn.ops.service import journal_argv, journal_unit
+
     config = _config(args)
+    unit = journal_unit(config)
+    if unit is not None:
+        try:
+            argv = journal_argv(unit, args.lines, args.follow)
+            return subprocess.run(argv, check=False).returncode  # noqa: S603 - fixed argv
+        except KeyboardInterrupt:
+            return 0
     path = config.log_file
     if not path.exists():
         _err(f"no log at {path} (the node logs there when started with zmn start)")
@@ -280,7 +385,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             return 0
 
 
-def cmd_plugins(args: argparse.Namespace) -> int:
+def cmd_plugins(args: SimpleNamespace) -> int:
     from zmn.core.plugins import list_plugins
 
     disabled = _config(args).disabled_plugins
@@ -290,10 +395,43 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: SimpleNamespace) -> int:
+    from zmn.ops import service
+
+    config = _config(args)
+    if args.print:
+        spec = service.UnitSpec(
+            "zmn.service",
+            config.home.resolve(),
+            service.zmn_executable(),
+            args.user,
+            int(float(config.get("shutdown.grace", "30"))) + 30,
+        )
+        print(service.render_unit(spec), end="")
+        return 0
+    path, taken = service.install(
+        config,
+        name=args.name,
+        user=args.user,
+        unit_dir=Path(args.unit_dir),
+        start=not args.no_start,
+    )
+    print(f"wrote {path}")
+    unit = path.name
+    if taken:
+        print(f"enabled {unit}" + ("" if args.no_start else " and started it"))
+    else:
+        print(
+            f"systemd does not run here (or {args.unit_dir} is not its unit directory):"
+            f" run systemctl daemon-reload && systemctl enable --now {unit} where it does"
+        )
+    return 0
+
+
 # --------------------------------------------------------------------------- replay
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: SimpleNamespace) -> int:
     from zmn.client import Client
     from zmn.services.testing.replay import read_log, replay_with_client
 
@@ -314,72 +452,184 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zmn", description="The management node.")
-    parser.add_argument("--version", action="version", version=f"zmn {__version__}")
-    parser.add_argument("--home", help="state directory (default $ZMN_HOME or ~/.local/share/zmn)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# --------------------------------------------------------------------------- the command tree
+# typer builds the static tree (help, shell completion, --version); each command hands a
+# namespace of its options to the cmd_* function above, which is where the work is.
 
-    p = sub.add_parser(
-        "init", help="create the home, migrate the database, create the admin account"
-    )
-    p.add_argument("--db-url", help="db.url to write into a new zmn.conf")
-    p.add_argument("--bus-url", help="bus.url to write into a new zmn.conf")
-    p.add_argument(
-        "--admin-password", help="password for a newly created admin (default: generated)"
-    )
-    p.set_defaults(fn=cmd_init)
-
-    p = sub.add_parser("start", help="start the node")
-    p.add_argument(
-        "--foreground", action="store_true", help="stay in the foreground (service managers)"
-    )
-    p.add_argument(
-        "--wait", type=float, default=60, help="seconds to wait for the API (default 60)"
-    )
-    p.set_defaults(fn=cmd_start)
-
-    p = sub.add_parser("stop", help="stop the node gracefully")
-    p.add_argument("--wait", type=float, default=15, help="extra seconds after the grace period")
-    p.set_defaults(fn=cmd_stop)
-
-    p = sub.add_parser("status", help="show the node's status (exit 0 only when it answers)")
-    p.add_argument(
-        "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
-    )
-    p.set_defaults(fn=cmd_status)
-
-    p = sub.add_parser("logs", help="print the node's log")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p.add_argument(
-        "-n", "--lines", type=int, default=50, help="lines of the end to print (default 50)"
-    )
-    p.set_defaults(fn=cmd_logs)
-
-    p = sub.add_parser("plugins", help="list installed service plugins")
-    p.set_defaults(fn=cmd_plugins)
-
-    p = sub.add_parser("replay", help="re-run an API log against the node")
-    p.add_argument("log", help="JSON-lines API log (written when zmn.conf has api.log=PATH)")
-    p.add_argument("--endpoint", help="node to replay against (default: this home's socket)")
-    p.add_argument("--stop", action="store_true", help="stop at the first mismatch")
-    p.add_argument("--timeout", type=float, default=300, help="seconds per call (default 300)")
-    p.set_defaults(fn=cmd_replay)
-    return parser
+app = typer.Typer(
+    name="zmn",
+    help="The zstack-terminal management node: initialise, start, stop, upgrade, back up.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+service_app = typer.Typer(
+    help="install the node as a systemd service", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(service_app, name="service")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if args.home:
-        os.environ["ZMN_HOME"] = str(Path(args.home).expanduser())
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"zmn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        str | None, typer.Option(help="state directory (default $ZMN_HOME or ~/.local/share/zmn)")
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    if home:
+        os.environ["ZMN_HOME"] = str(Path(home).expanduser())
+
+
+def _finish(fn: Callable[[SimpleNamespace], int], **options: Any) -> None:
+    """Run a command; a ZmnError becomes its message on stderr and its exit status."""
     try:
-        code = args.fn(args)
+        code = fn(SimpleNamespace(home=os.environ.get("ZMN_HOME"), **options))
     except ZmnError as exc:
         _err(exc.message)
         code = exc.exit_status
     except KeyboardInterrupt:
         code = 130
-    sys.exit(code)
+    raise typer.Exit(code)
+
+
+@app.command("init", help="create the home, migrate the database, create the admin account")
+def _init(
+    db_url: Annotated[str | None, typer.Option(help="db.url to write into a new zmn.conf")] = None,
+    bus_url: Annotated[
+        str | None, typer.Option(help="bus.url to write into a new zmn.conf")
+    ] = None,
+    admin_password: Annotated[
+        str | None, typer.Option(help="password for a newly created admin (default: generated)")
+    ] = None,
+) -> None:
+    _finish(cmd_init, db_url=db_url, bus_url=bus_url, admin_password=admin_password)
+
+
+@app.command("upgrade", help="migrate the database to this release's schema")
+def _upgrade(
+    check: Annotated[
+        bool, typer.Option("--check", help="only say whether a migration is pending (exit 1)")
+    ] = False,
+) -> None:
+    _finish(cmd_upgrade, check=check)
+
+
+@app.command("backup", help="back up the database and zmn.conf (while nodes run)")
+def _backup(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="the archive to write (a .tar.gz, mode 0600)")
+    ],
+) -> None:
+    _finish(cmd_backup, file=file)
+
+
+@app.command("restore", help="restore a backup into this (stopped) node's home")
+def _restore(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="an archive written by zmn backup")],
+    force: Annotated[
+        bool, typer.Option("--force", help="replace a database that holds data")
+    ] = False,
+) -> None:
+    _finish(cmd_restore, file=file, force=force)
+
+
+@app.command("start", help="start the node")
+def _start(
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="stay in the foreground (service managers)")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the API (default 60)")] = 60,
+) -> None:
+    _finish(cmd_start, foreground=foreground, wait=wait)
+
+
+@app.command("stop", help="stop the node gracefully")
+def _stop(
+    wait: Annotated[float, typer.Option(help="extra seconds after the grace period")] = 15,
+) -> None:
+    _finish(cmd_stop, wait=wait)
+
+
+@app.command("status", help="show the node's status (exit 0 only when it answers)")
+def _status(
+    output: Annotated[
+        Output, typer.Option("-o", "--output", help="text (default) or json")
+    ] = Output.text,
+) -> None:
+    _finish(cmd_status, output=output.value)
+
+
+@app.command("logs", help="print the node's log (the journal when systemd runs the node)")
+def _logs(
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing new lines")] = False,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", help="lines of the end to print (default 50)")
+    ] = 50,
+) -> None:
+    _finish(cmd_logs, follow=follow, lines=lines)
+
+
+@service_app.command("install", help="write a systemd unit for this home, enable and start it")
+def _service_install(
+    name: Annotated[str, typer.Option(help="unit name (default zmn.service)")] = "zmn",
+    user: Annotated[
+        str | None, typer.Option(help="run the node as this user (default root)")
+    ] = None,
+    unit_dir: Annotated[
+        str, typer.Option(help="where to write the unit file")
+    ] = "/etc/systemd/system",
+    no_start: Annotated[
+        bool, typer.Option("--no-start", help="enable the unit but do not start it")
+    ] = False,
+    print_: Annotated[
+        bool, typer.Option("--print", help="print the unit instead of writing it")
+    ] = False,
+) -> None:
+    _finish(cmd_service, name=name, user=user, unit_dir=unit_dir, no_start=no_start, print=print_)
+
+
+@app.command("plugins", help="list installed service plugins")
+def _plugins() -> None:
+    _finish(cmd_plugins)
+
+
+@app.command("replay", help="re-run an API log against the node")
+def _replay(
+    log: Annotated[
+        str,
+        typer.Argument(
+            metavar="LOG", help="JSON-lines API log (written when zmn.conf has api.log=PATH)"
+        ),
+    ],
+    endpoint: Annotated[
+        str | None, typer.Option(help="node to replay against (default: this home's socket)")
+    ] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="stop at the first mismatch")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds per call (default 300)")] = 300,
+) -> None:
+    _finish(cmd_replay, log=log, endpoint=endpoint, stop=stop, timeout=timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="zmn")
 
 
 if __name__ == "__main__":

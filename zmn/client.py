@@ -75,6 +75,25 @@ def _tls_context() -> ssl.SSLContext:
     return ctx
 
 
+def _closed_by_peer(sock: Any) -> bool:
+    """True when the node has closed this connection and sent nothing we have not read."""
+    import select
+
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        if hasattr(sock, "pending") and sock.pending():  # TLS: decrypted bytes are waiting
+            return False
+        import _socket
+
+        # the raw descriptor's view (for TLS too): end of stream, or bytes still to read
+        peek: bytes = _socket.socket.recv(sock, 1, _socket.MSG_PEEK)
+        return peek == b""
+    except (OSError, ValueError):
+        return True
+
+
 class Client:
     """Blocking client: one connection, one request at a time, events to a callback."""
 
@@ -135,6 +154,8 @@ class Client:
                 self._sock = None
 
     def send(self, frame: dict[str, Any]) -> None:
+        if self._sock is not None and _closed_by_peer(self._sock):
+            self.close()  # the node closed an idle connection (api.timeout.idle): reconnect
         if self._sock is None:
             self.connect()
         try:

@@ -14,10 +14,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from zmn.api.errors import Unavailable
+from zmn.api.errors import Unavailable, ZmnError
 from zmn.core.config import BootConfig
+from zmn.ops.sdnotify import notify
+from zmn.startup import bind_failure, check_database, check_tls
+
+if TYPE_CHECKING:
+    from zmn.server import ApiServer
 
 log = logging.getLogger("zmn.daemon")
 
@@ -63,9 +68,18 @@ def read_pid(config: BootConfig) -> int | None:
         return None
 
 
-def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
+def setup_logging(
+    config: BootConfig, stream: IO[str] | None = None, *, to_file: bool = False
+) -> None:
+    """Log to ``stream`` (stderr: the journal under systemd), or to the rotated file log."""
     level = getattr(logging, config.get("log.level", "INFO").upper(), logging.INFO)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler
+    if to_file:
+        from zmn.ops.logfile import file_handler
+
+        handler = file_handler(config, own_std=True)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -73,22 +87,9 @@ def setup_logging(config: BootConfig, stream: IO[str] | None = None) -> None:
 
 
 def check_schema(config: BootConfig) -> None:
-    from zmn.migrations.schema import current_revision, head_revision
+    from zmn.migrations.schema import check_schema_version
 
-    current = current_revision(config.db_url)
-    if current is None:
-        raise Unavailable(
-            f"the database at {config.db_url.split('@')[-1]} is not initialised; run: zmn init",
-            code="NODE.NOT_INITIALISED",
-            retryable=False,
-        )
-    head = head_revision()
-    if current != head:
-        raise Unavailable(
-            f"the database schema is at {current}, this node needs {head}; run: zmn init",
-            code="NODE.SCHEMA_OUTDATED",
-            retryable=False,
-        )
+    check_schema_version(config.db_url)
 
 
 def check_cluster(config: BootConfig) -> None:
@@ -103,6 +104,14 @@ def check_cluster(config: BootConfig) -> None:
         )
 
 
+def check_start(config: BootConfig) -> None:
+    """Everything that can be known to fail before the node binds anything."""
+    check_cluster(config)
+    config.tcp_listen  # noqa: B018 - raises on a malformed api.tcp.listen
+    check_tls(config)
+    check_database(config)
+
+
 async def serve(config: BootConfig) -> None:
     from zmn.core.node import Node
     from zmn.server import ApiServer
@@ -115,7 +124,7 @@ async def serve(config: BootConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node.on_fenced = stop.set  # evicted by the cluster: stop serving (zmn.core.cluster)
-    await server.start()
+    await start_server(server, config)
     try:
         await node.start()
     except Exception:
@@ -124,7 +133,9 @@ async def serve(config: BootConfig) -> None:
     for name, problem in node.plugin_errors.items():
         log.error("plugin %s is not loaded: %s", name, problem)
     log.info("serving on %s", ", ".join(node.endpoints))
+    notify(f"READY=1\nSTATUS=serving on {', '.join(node.endpoints)}\nMAINPID={os.getpid()}")
     await stop.wait()
+    notify("STOPPING=1")
     log.info("stopping: refusing new changes, letting running jobs finish")
     node.stopping = True
     await node.jobs.drain(float(config.get("shutdown.grace", "30")))
@@ -133,22 +144,39 @@ async def serve(config: BootConfig) -> None:
     log.info("stopped")
 
 
-def run(config: BootConfig) -> int:
+async def start_server(server: ApiServer, config: BootConfig) -> None:
+    """Bind the endpoints; on failure none stays bound and no socket file stays behind."""
+    try:
+        await server.start()
+    except BaseException as exc:
+        await server.stop()
+        if isinstance(exc, OSError):
+            tcp = config.get("api.tcp.listen")
+            bound_unix = any(e.startswith("unix:") for e in server.node.endpoints)
+            where, setting = (
+                (f"tcp {tcp}", "api.tcp.listen")
+                if tcp and bound_unix
+                else (f"unix socket {config.unix_path}", "ZMN_HOME")
+            )
+            raise bind_failure(exc, where, setting) from None
+        raise
+
+
+def run(config: BootConfig, *, log_to_file: bool = False) -> int:
     """Run in the foreground until SIGTERM/SIGINT; the exit status of the process."""
-    setup_logging(config)
+    setup_logging(config, to_file=log_to_file)
     try:
         lock = acquire_lock(config)
     except AlreadyRunning as exc:
         log.error("%s", exc.message)
         return 1
     try:
-        check_cluster(config)
-        check_schema(config)
+        check_start(config)
         config.pid_file.write_text(f"{os.getpid()}\n")
         asyncio.run(serve(config))
         return 0
-    except Unavailable as exc:
-        log.error("%s", exc.message)
+    except ZmnError as exc:  # a reason with its fix, never a traceback
+        log.error("cannot start: %s", exc.message)
         return 1
     finally:
         if read_pid(config) == os.getpid():
@@ -158,7 +186,7 @@ def run(config: BootConfig) -> int:
 
 def main() -> None:
     home = Path(sys.argv[1]) if len(sys.argv) > 1 else None
-    sys.exit(run(BootConfig.load(home)))
+    sys.exit(run(BootConfig.load(home), log_to_file=True))  # zmn start's background node
 
 
 if __name__ == "__main__":

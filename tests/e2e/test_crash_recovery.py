@@ -353,11 +353,14 @@ def test_kill_9_during_40_concurrent_creates(node: CrashNode, tmp_path: Path) ->
     work.mkdir()
     pid = node.proc.pid()
     assert pid
-    # a create costs the node a few ms: give each host's VM start 0.3 s, as a real hypervisor
-    # takes, so that creates are still in flight when the kill comes, however loaded the machine
+    # the first three VM starts on each host answer at once, every later one hangs for a
+    # minute: the kill always lands with creates in flight, however slowly the 40 zcli
+    # processes get going on a loaded machine (with 0.3 s per start all 40 could be through)
     for host in node.call("QueryHost", conditions=["state=Enabled"])["inventories"]:
         node.call("SimulatorInjectFailure", hostUuid=host["uuid"], operation="start",
-                  latency=0.3, fail=False, count=40)  # fmt: skip
+                  fail=False, count=3)  # fmt: skip
+        node.call("SimulatorInjectFailure", hostUuid=host["uuid"], operation="start",
+                  latency=60, fail=False, count=40)  # fmt: skip
     run = subprocess.run(
         ["bash", "-c", KILL_SCRIPT], cwd=work, env=env, capture_output=True, text=True, timeout=180
     )

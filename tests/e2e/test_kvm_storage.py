@@ -90,10 +90,15 @@ class Env:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+async def env(
+    dc: Datacenter, images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Env]:
     conf = {
         "agent.callback.listen": f"{dc.gateway}:0",
         "kvm.wheelhouse": str(tmp_path_factory.mktemp("wheelhouse")),
+        # the test's images: a directory on the node's machine and a loopback http server
+        "image.file.allowedDirs": str(images["path"].parent),
+        "image.url.allowedHosts": "127.0.0.1",
     }
     async with running_node(tmp_path_factory.mktemp("home"), conf=conf) as (node, _server):
         api = Api(node)

@@ -122,7 +122,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         yield Cloud(env, tmp / "state")
 
 
-PROMPT = re.compile(r"admin@unix:\S*zmn\.sock>")
+PROMPT = re.compile(r"admin@[\w-]+>")  # short: the full endpoint is in "status"
 # Patterns below match a command's output, never the echo of the typed line: a key sent
 # while a command runs reaches a terminal in cooked mode, where Ctrl-D is not a key.
 TABLE = re.compile(r"uuid\s+name\s+state")
@@ -142,9 +142,9 @@ def test_join_field_completes_and_live_zone_uuid_is_offered(cloud: Cloud) -> Non
         child.expect(r"(?s)\bh[123]\b.*\bh[123]\b.*\bh[123]\b")  # the hosts of z1
         assert set(re.findall(r"\bh[123]\b", child.after)) == {"h1", "h2", "h3"}
         child.expect(PROMPT)
-        # a UUID parameter offers the live zones as "uuid (name)"; Tab inserts the UUID
+        # a UUID parameter offers the live zones as "name (short uuid)"; Tab inserts the name
         child.send("CreateCluster name=cx zoneUuid=")
-        child.expect(re.escape(f"{zone['uuid']} (z1)"))
+        child.expect(re.escape(f"z1 ({zone['uuid'][:8]})"))
         child.send("\t")
         time.sleep(0.3)
         child.send(" hypervisorType=Simulator\r")
@@ -229,21 +229,22 @@ def test_complete_callback_fetches_then_refreshes_names_in_the_background(
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         return proc.stdout.splitlines()
 
-    assert complete("api", "CreateCluster", "zoneUuid=") == [f"zoneUuid={zone['uuid']}\tz1"]
+    short = zone["uuid"][:8]
+    assert complete("api", "CreateCluster", "zoneUuid=") == [f"zoneUuid=z1\tZone {short}"]
     # make the cached names stale and wrong: the next answer is the cache, then it heals
     files = list((tmp_path / "cache" / "zcli").glob("names-*.json"))
     assert len(files) == 1
     state = json.loads(files[0].read_text())
     state["types"]["Zone"] = {"at": 0, "rows": [["f" * 32, "old"]]}
     files[0].write_text(json.dumps(state))
-    assert complete("zone", "get", "") == [f"{'f' * 32}\told"]
+    assert complete("zone", "get", "") == [f"old\tZone {'f' * 8}"]
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         rows = json.loads(files[0].read_text())["types"]["Zone"]["rows"]
         if rows == [[zone["uuid"], "z1"]]:
             break
         time.sleep(0.1)
-    assert complete("zone", "get", "") == [f"{zone['uuid']}\tz1"]
+    assert complete("zone", "get", "") == [f"z1\tZone {short}"]
 
 
 def test_shell_reads_a_pipe_and_returns_the_first_failure(cloud: Cloud) -> None:
@@ -255,3 +256,55 @@ def test_shell_reads_a_pipe_and_returns_the_first_failure(cloud: Cloud) -> None:
     assert proc.returncode == 2, proc.stderr  # the unknown field, a usage error
     assert "total" in proc.stdout and "z1" in proc.stdout  # every line ran
     assert "QUERY.UNKNOWN_FIELD" in proc.stderr
+
+
+def test_ctrl_r_then_enter_runs_the_found_line(cloud: Cloud) -> None:
+    child = cloud.shell("shell")
+    try:
+        child.expect(PROMPT)
+        child.send("QueryZone name=z1 fields=uuid,name\r")
+        child.expect(r"uuid\s+name")
+        child.expect(PROMPT)
+        child.send("QueryHost count=true\r")
+        child.expect(r"\d+")
+        child.expect(PROMPT)
+        child.sendcontrol("r")
+        time.sleep(0.2)
+        child.send("fields=uuid")
+        time.sleep(0.3)
+        child.send("\r")  # runs the line found, not just the end of the search
+        child.expect(r"uuid\s+name\s*\r?\n.*z1")
+        child.expect(PROMPT)
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_set_output_for_the_session_and_status(cloud: Cloud) -> None:
+    child = cloud.shell("shell")
+    try:
+        child.expect(PROMPT)
+        child.send("set output json\r")
+        child.expect("output=json")
+        child.expect(PROMPT)
+        child.send("zone get z1\r")
+        child.expect(r'"name": "z1"')  # JSON now, without -o on the line
+        child.expect(PROMPT)
+        child.send("-o table zone get z1\r")  # a line's own option still wins
+        child.expect(r"name\s+z1")
+        child.expect(PROMPT)
+        child.send("set output yml\r")
+        child.expect("error: CLI.USAGE: --output: unknown output 'yml'")
+        child.expect(PROMPT)
+        child.send("status\r")
+        child.expect(r"endpoint\s+unix:\S*zmn\.sock")
+        child.expect(r"account\s+admin")
+        child.expect(r"options\s+output=json")
+        child.expect(PROMPT)
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0

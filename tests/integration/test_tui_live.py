@@ -138,7 +138,8 @@ async def test_confirmation_gates_a_host_action(cloud) -> None:
         picker = app.screen
         assert isinstance(picker, Picker)
         labels = [a.label for _l, a in picker.items]
-        assert {"enable", "disable", "maintain", "reconnect"} <= set(labels)
+        assert {"disable", "maintain", "reconnect"} <= set(labels)
+        assert "enable" not in labels  # the host is Enabled: a no-op is not offered
         await pilot.press(*["down"] * labels.index("disable"), "enter")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("escape")

@@ -19,8 +19,11 @@ run sees exactly that host's files.
 Addresses come from a private test subnet used only on the bridge and veths made here: the
 first of ``172.31.240.0/24`` .. ``172.31.254.0/24`` that no interface of the machine uses
 (chosen under a lock, so datacenters of parallel test runs never share one), or the one told. :meth:`Datacenter.close` kills every process in each
-namespace, removes namespaces, veths and the bridge, and removes mount-point directories it
-had to create on the machine.
+namespace, removes namespaces, veths and the bridge. The mount-point directories it had to
+create on the machine (``/etc/zagent``...) stay: every datacenter on the machine (parallel test
+workers, other checkouts' runs) binds its hosts' private copies onto the same paths, and
+removing a directory that is a mount point in another mount namespace detaches that mount
+there (Linux >= 3.18): another run's hosts lost their ``/var/lib/zagent`` mid-test.
 """
 
 from __future__ import annotations
@@ -263,14 +266,19 @@ class NsHost:
 
     # ----------------------------------------------------------------- libvirt
 
-    def start_libvirtd(self) -> None:
-        """virtlogd and libvirtd inside the host; QEMU runs as root here, on the host's files."""
+    def configure_libvirt(self) -> None:
+        """QEMU runs as root here, on the host's files (libvirtd not started: see below)."""
         conf = self.root / "etc-libvirt" / "qemu.conf"
         text = conf.read_text() if conf.exists() else ""
-        conf.write_text(
-            text + '\n# test datacenter\nuser = "root"\ngroup = "root"\n'
-            'security_driver = "none"\nnamespaces = []\n'
-        )
+        if "# test datacenter" not in text:
+            conf.write_text(
+                text + '\n# test datacenter\nuser = "root"\ngroup = "root"\n'
+                'security_driver = "none"\nnamespaces = []\n'
+            )
+
+    def start_libvirtd(self) -> None:
+        """virtlogd and libvirtd inside the host, configured by :meth:`configure_libvirt`."""
+        self.configure_libvirt()
         self.run(["virtlogd", "-d"])
         self.run(["libvirtd", "-d"])
         deadline = time.monotonic() + 30
@@ -335,7 +343,6 @@ class Datacenter:
         self.prefix = 24
         self.gateway = ""
         self.hosts: list[NsHost] = []
-        self._created_dirs: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
         self.client_key = root / "id_ed25519"
         self.authorized_keys = root / "authorized_keys"
@@ -359,15 +366,9 @@ class Datacenter:
         return self
 
     def mountpoint(self, path: str) -> None:
-        """Make sure ``path`` exists on the machine to bind-mount onto (remembered for close)."""
-        if not os.path.isdir(path):
-            missing = []
-            p = Path(path)
-            while not p.exists():
-                missing.append(str(p))
-                p = p.parent
-            os.makedirs(path, exist_ok=True)
-            self._created_dirs.extend(missing)
+        """Make sure ``path`` exists on the machine to bind-mount onto; it is never removed
+        (see the module docstring: another datacenter's hosts may be mounted on it)."""
+        os.makedirs(path, exist_ok=True)
 
     def add_host(self, name: str) -> NsHost:
         index = len(self.hosts) + 1
@@ -390,9 +391,6 @@ class Datacenter:
                 host.close()
         if self._started:
             sh("ip", "link", "del", self.bridge, check=False)
-        for path in self._created_dirs:  # deepest first, only while empty
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
 
     def __enter__(self) -> Datacenter:
         try:

@@ -31,6 +31,7 @@ class ZmnProcess:
 
     home: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    bin_dir: Path = BIN  # the virtualenv whose zmn/zcli run (another install than the suite's)
 
     @property
     def env(self) -> dict[str, str]:
@@ -48,7 +49,7 @@ class ZmnProcess:
 
     def run(self, *argv: str, stdin: str | None = None, timeout: float = 60) -> Result:
         exe = argv[0]
-        path = str(BIN / exe) if (BIN / exe).exists() else exe
+        path = str(self.bin_dir / exe) if (self.bin_dir / exe).exists() else exe
         proc = subprocess.run(
             [path, *argv[1:]],
             input=stdin,

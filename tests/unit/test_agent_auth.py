@@ -44,6 +44,8 @@ def test_known_answer_vector_pins_the_string_to_sign():
         "X-Zagent-Timestamp": str(NOW),
         "X-Zagent-Nonce": NONCE,
         "X-Zagent-Signature": hmac.new(SECRET, expected_msg, hashlib.sha256).hexdigest(),
+        # the body hash again, so that a receiver can check the signature before the body
+        "X-Zagent-Content-Sha256": hashlib.sha256(b"").hexdigest(),
     }
 
 
@@ -58,7 +60,10 @@ def test_str_and_bytes_secrets_agree():
     assert a == b
 
 
-@pytest.mark.parametrize("missing", list(_headers()))
+@pytest.mark.parametrize(
+    "missing",
+    [agentauth.HEADER_TIMESTAMP, agentauth.HEADER_NONCE, agentauth.HEADER_SIGNATURE],
+)
 def test_missing_header_is_refused(missing):
     headers = _headers()
     del headers[missing]
@@ -163,3 +168,35 @@ def test_secrets_are_long_and_short_secrets_are_refused():
     assert agentauth.new_secret() != agentauth.new_secret()
     with pytest.raises(ValueError):
         sign(b"short", "GET", "/v1/ping")
+
+
+def test_the_head_of_a_large_request_is_checked_before_its_body():
+    headers = sign(SECRET, "POST", "/v1/x", b"y" * 100_000, timestamp=NOW, nonce=NONCE)
+    agentauth.verify_head(SECRET, "POST", "/v1/x", headers, now=NOW)  # no body needed
+    with pytest.raises(AuthError) as exc:
+        agentauth.verify_head(b"z" * 32, "POST", "/v1/x", headers, now=NOW)
+    assert exc.value.code == "AGENT.AUTH_FORGED"
+    bare = {k: v for k, v in headers.items() if k != agentauth.HEADER_CONTENT}
+    with pytest.raises(AuthError) as exc:
+        agentauth.verify_head(SECRET, "POST", "/v1/x", bare, now=NOW)
+    assert exc.value.code == "AGENT.AUTH_MISSING"
+    # a body other than the declared one fails the full check afterwards
+    with pytest.raises(AuthError) as exc:
+        verify(SECRET, "POST", "/v1/x", headers, b"y" * 99_999, nonces=NonceCache(), now=NOW)
+    assert exc.value.code == "AGENT.AUTH_FORGED"
+
+
+def test_persistent_nonces_survive_a_restart_and_forget_expired_ones(tmp_path):
+    path = str(tmp_path / "nonces")
+    first = agentauth.PersistentNonceCache(path, now=NOW)
+    assert first.add("a" * 16, NOW + 300, NOW)
+    assert first.add("b" * 16, NOW + 10, NOW)
+    first.close()
+    later = agentauth.PersistentNonceCache(path, now=NOW + 100)
+    assert not later.add("a" * 16, NOW + 300, NOW + 100)  # still inside its window
+    assert later.add("b" * 16, NOW + 400, NOW + 100)  # expired: forgotten
+    for i in range(3000):  # the file is compacted, not grown without bound
+        later.add(f"n{i:015d}", NOW + 101, NOW + 100)
+    later.close()
+    lines = (tmp_path / "nonces").read_text().splitlines()
+    assert len(lines) <= 2 * 3002 and len(lines) >= 3002

@@ -186,28 +186,36 @@ def test_enum_and_bool_values(cat: Catalogue) -> None:
     assert texts(script(cat, "api DeleteZone cascade=")) == ["cascade=true", "cascade=false"]
 
 
-def test_reference_values_are_live_uuids_shown_with_names(cat: Catalogue) -> None:
+def test_reference_values_insert_names_shown_with_short_uuids(cat: Catalogue) -> None:
     cands = shell(cat, "CreateCluster name=x zoneUuid=")
-    assert texts(cands) == [f"zoneUuid={Z1}", f"zoneUuid={Z2}"]
-    assert cands[0].shown == f"{Z1} (z1)" and cands[0].label == "z1"
-    # typed text matches a UUID prefix or a name prefix; the UUID is inserted either way
-    assert texts(shell(cat, "CreateCluster zoneUuid=zet")) == [f"zoneUuid={Z2}"]
+    assert texts(cands) == ["zoneUuid=z1", "zoneUuid=zeta"]  # the node resolves names
+    assert cands[0].shown == f"z1 ({Z1[:8]})" and cands[0].label == f"Zone {Z1[:8]}"
+    # typed text matches a name prefix (the name goes in) or a UUID prefix (the UUID does)
+    assert texts(shell(cat, "CreateCluster zoneUuid=zet")) == ["zoneUuid=zeta"]
     assert texts(shell(cat, "CreateCluster zoneUuid=a1")) == [f"zoneUuid={Z1}"]
-    assert texts(script(cat, "cluster create --zone-uuid z")) == [Z1, Z2]
+    assert texts(script(cat, "cluster create --zone-uuid z")) == ["z1", "zeta"]
+
+
+def test_ambiguous_or_missing_names_insert_uuids(cat: Catalogue) -> None:
+    twins = {"Zone": [(Z1, "same"), (Z2, "same"), ("c" * 32, "")]}
+    engine = Engine(cat, lambda t: twins.get(t, []), interactive=True)
+    cands = engine.complete(["CreateCluster", "zoneUuid="])
+    assert texts(cands) == [f"zoneUuid={Z1}", f"zoneUuid={Z2}", f"zoneUuid={'c' * 32}"]
+    assert cands[0].shown == f"{Z1} (same)" and cands[2].shown == "c" * 32
 
 
 def test_list_reference_completes_the_last_item(cat: Catalogue) -> None:
-    assert texts(script(cat, f"api AttachThing zoneUuids={Z1},ze")) == [f"zoneUuids={Z1},{Z2}"]
+    assert texts(script(cat, f"api AttachThing zoneUuids={Z1},ze")) == [f"zoneUuids={Z1},zeta"]
 
 
 def test_positional_slot_offers_live_resources(cat: Catalogue) -> None:
-    assert {Z1, Z2} <= set(texts(script(cat, "zone delete ")))
-    assert texts(script(cat, "zone get z1")) == [Z1]
+    assert {"z1", "zeta"} <= set(texts(script(cat, "zone delete ")))
+    assert texts(script(cat, "zone get z1")) == ["z1"]
     assert script(cat, f"zone get {Z1} ") == []  # filled
     # a create's slot is a new name: nothing to offer
     assert texts(script(cat, "zone create ")) == ["name=", "description="]
     # the one reference to the API's own resource is the slot (cluster attach CLUSTER)
-    assert C1 in texts(script(cat, "cluster attach "))
+    assert "c1" in texts(script(cat, "cluster attach "))
 
 
 def test_login_account_names(cat: Catalogue) -> None:
@@ -231,21 +239,21 @@ def test_fields_through_joins(cat: Catalogue) -> None:
     assert texts(shell(cat, "QueryHost cluster.zone.na")) == ["cluster.zone.name"]
     assert texts(shell(cat, "host list cluster.zone.na")) == ["cluster.zone.name"]
     joined = texts(shell(cat, "QueryZone cluster."))
-    assert "cluster.zoneUuid" in joined and "cluster.host" in joined and "cluster.zone" in joined
+    assert "cluster.zoneUuid" in joined and "cluster.host." in joined and "cluster.zone." in joined
 
 
-def test_join_candidates_end_with_a_dot_only_for_shell_scripts(cat: Catalogue) -> None:
+def test_choosing_a_join_inserts_the_trailing_dot(cat: Catalogue) -> None:
     inter = shell(cat, "QueryZone cluster.ho")
-    assert texts(inter) == ["cluster.host"] and inter[0].nospace
+    assert texts(inter) == ["cluster.host."] and inter[0].nospace
     assert texts(script(cat, "api QueryZone cluster.ho")) == ["cluster.host."]
 
 
 def test_vm_nics_offers_the_nic_fields_and_joins(cat: Catalogue) -> None:
     nics = texts(shell(cat, "QueryVmInstance vmNics."))
     assert nics[:3] == ["vmNics.uuid", "vmNics.ip", "vmNics.l3NetworkUuid"]
-    assert {"vmNics.l3Network", "vmNics.vmInstance"} <= set(nics)
+    assert {"vmNics.l3Network.", "vmNics.vmInstance."} <= set(nics)
     assert texts(shell(cat, "QueryVmInstance vmNics.l3Net")) == [
-        "vmNics.l3NetworkUuid", "vmNics.l3Network",
+        "vmNics.l3NetworkUuid", "vmNics.l3Network.",
     ]  # fmt: skip
     deep = texts(shell(cat, "QueryVmInstance vmNics.l3Network.na"))
     assert deep == ["vmNics.l3Network.name"]
@@ -292,5 +300,5 @@ def test_condition_values(cat: Catalogue) -> None:
 
 
 def test_zone_get_positional_in_query_mode(cat: Catalogue) -> None:
-    assert texts(script(cat, "zone get ")) == [Z1, Z2]
+    assert texts(script(cat, "zone get ")) == ["z1", "zeta"]
     assert "name=" not in texts(script(cat, "zone get "))

@@ -32,7 +32,7 @@ def test_host_fields_through_cluster_and_zone(data: dict[str, Any]) -> None:
 
 
 def test_zone_join_to_hosts(data: dict[str, Any]) -> None:
-    assert complete(data, "QueryZone cluster.ho") == ["cluster.host"]
+    assert complete(data, "QueryZone cluster.ho") == ["cluster.host."]
     assert complete(data, "QueryZone cluster.ho", join_dot=True) == ["cluster.host."]
     assert "cluster.host.managementIp" in complete(data, "QueryZone cluster.host.man")
 
@@ -51,9 +51,9 @@ def test_every_join_names_a_resource_the_engine_can_walk(data: dict[str, Any]) -
 def test_vm_nics_join_when_the_vm_service_is_installed(data: dict[str, Any]) -> None:
     if not any(r["name"] == "VmInstance" for r in data["resources"]):
         pytest.skip("VmInstance is not in the catalogue yet")
-    assert "vmNics.l3Network" in complete(data, "QueryVmInstance vmNics.l3Net")
+    assert "vmNics.l3Network." in complete(data, "QueryVmInstance vmNics.l3Net")
     nic_fields = complete(data, "QueryVmInstance vmNics.")
-    assert "vmNics.l3Network" in nic_fields and "vmNics.uuid" in nic_fields
+    assert "vmNics.l3Network." in nic_fields and "vmNics.uuid" in nic_fields
 
 
 def test_a_cold_engine_answers_in_well_under_50ms(data: dict[str, Any]) -> None:
@@ -150,3 +150,14 @@ def test_the_callback_names_the_endpoint_as_the_client_does(
             want = Path(home).expanduser()
         assert default_home() == want
         assert _default_endpoint() == default_endpoint() == f"unix:{want / 'zmn.sock'}", home
+
+
+def test_zstack_names_complete_beside_ours(data: dict[str, Any]) -> None:
+    assert complete(data, "QueryVolume ima") == ["image."]
+    assert "snapshot." in complete(data, "QueryVolume sn")
+    assert complete(data, "QueryPrimaryStorage attachedC") == ["attachedClusterUuids"]
+    assert "attachedClusterUuids?=" in complete(data, "QueryPrimaryStorage attachedClusterUuids")
+    c1 = "c" * 32
+    engine = Engine(Catalogue(data), lambda t: [(c1, "c1")] if t == "Cluster" else [])
+    cands = engine.complete(["api", "QueryL2Network", "attachedClusterUuids="])
+    assert [c.text for c in cands] == [f"attachedClusterUuids={c1}"]  # a condition: the UUID

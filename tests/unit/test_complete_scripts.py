@@ -95,7 +95,7 @@ def test_callback_prints_text_and_description(env: dict[str, str]) -> None:
     lines, _ = callback(env, "api", "QueryHost", "cluster.zone.na")
     assert lines == ["cluster.zone.name\tstring"]
     lines, _ = callback(env, "api", "CreateCluster", "name=x", "zoneUuid=")
-    assert lines == [f"zoneUuid={Z1}\tz1"]
+    assert lines == [f"zoneUuid=z1\tZone {Z1[:8]}"]  # the name goes in, the UUID is shown
     lines, _ = callback(env, "zone", "li")
     assert [line.split("\t")[0] for line in lines] == ["list"]
     lines, _ = callback(env, "api", "QueryZone", "cluster.ho")
@@ -107,7 +107,7 @@ def test_callback_follows_the_endpoint_option(env: dict[str, str]) -> None:
     lines, _ = callback(env, "--endpoint", other, "cluster", "create", "--zone-uuid", "")
     assert lines == []  # no names known for that endpoint, and it does not answer
     lines, _ = callback(env, "cluster", "create", "--zone-uuid", "")
-    assert lines == [f"{Z1}\tz1"]
+    assert lines == [f"z1\tZone {Z1[:8]}"]
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_a_callback_imports_nothing_heavy(env: dict[str, str]) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
     )
     assert proc.returncode == 0, proc.stderr
-    assert "name\tstring" in proc.stdout and f"{Z1}\tz1" in proc.stdout
+    assert "name\tstring" in proc.stdout and f"z1\tZone {Z1[:8]}" in proc.stdout
     loaded = proc.stderr.split()
     heavy = [m for m in loaded if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))]
     assert heavy == [], loaded
@@ -222,10 +222,12 @@ def test_bash_static_words(env: dict[str, str]) -> None:
 def test_bash_dynamic_words(env: dict[str, str]) -> None:
     assert bash(env, "zcli api QueryHost cluster.zone.na") == ["cluster.zone.name"]
     # bash replaces only what follows the last '=': the script drops what precedes it
-    assert bash(env, "zcli api CreateCluster name=x zoneUuid=") == [Z1]
-    assert bash(env, "zcli cluster create --zone-uuid ") == [Z1]
+    assert bash(env, "zcli api CreateCluster name=x zoneUuid=") == ["z1"]
+    assert bash(env, "zcli cluster create --zone-uuid ") == ["z1"]
+    assert bash(env, "zcli api QueryCluster zoneUuid=") == [Z1]  # a condition takes the UUID
     assert bash(env, "zcli host list state=Ena") == ["Enabled"]
-    assert bash(env, "zcli cluster get ") == [C1]
+    assert bash(env, "zcli cluster get ") == ["c1"]
+    assert bash(env, "zcli cluster get c3") == [C1]  # typing a UUID completes the UUID
 
 
 # --------------------------------------------------------------------------- zsh
@@ -275,7 +277,7 @@ def test_zsh_script(env: dict[str, str]) -> None:
     assert zsh(env, "zcli", "zone", "")[:2] == ["list", "get"]
     assert "QueryZone" in zsh(env, "zcli", "api", "")
     assert zsh(env, "zcli", "api", "QueryHost", "cluster.zone.na") == ["cluster.zone.name"]
-    assert zsh(env, "zcli", "api", "CreateCluster", "zoneUuid=") == [f"zoneUuid={Z1}"]
+    assert zsh(env, "zcli", "api", "CreateCluster", "zoneUuid=") == ["zoneUuid=z1"]
     assert zsh(env, "zcli", "-f", "") == ["FILES"]
 
 
@@ -311,4 +313,4 @@ def test_fish_script(env: dict[str, str]) -> None:
     assert "json" in fish(env, "zcli -o ")
     assert fish(env, "zcli api QueryZ") == ["QueryZone"]
     assert fish(env, "zcli api QueryHost cluster.zone.na") == ["cluster.zone.name"]
-    assert fish(env, "zcli api CreateCluster zoneUuid=") == [f"zoneUuid={Z1}"]
+    assert fish(env, "zcli api CreateCluster zoneUuid=") == ["zoneUuid=z1"]

@@ -35,9 +35,14 @@ NAMES = sorted(APIS)
 # What a shell or a careless script sends: numbers as text, comma lists, k:v maps, empties.
 shellish = st.sampled_from(
     ["", "1", "-1", "0", "1.5", "1e400", "nan", "true", "False", "null", "a,b", ",", "k:v",
-     "k:v,x", "k", "0" * 32, "é", "Ingress", "TCP", "asc", "x" * 300, "\x00", "9" * 40]
+     "k:v,x", "k", "0" * 32, "é", "Ingress", "TCP", "asc", "x" * 300, "\x00", "9" * 40,
+     "\x1b[2J", "a\u202eb", "x" * 70_000, "-inf"]
 )  # fmt: skip
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | shellish
+# Big integers: wider than any database column, on both sides.
+big = st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**40, -(10**40)])
+scalars = (
+    st.none() | st.booleans() | st.integers() | big | st.floats() | st.text(max_size=20) | shellish
+)
 values = (
     scalars
     | st.lists(scalars, max_size=3)

@@ -15,6 +15,7 @@ FUZZ_MODULES = [
     "tests.unit.test_fuzz_query",
     "tests.unit.test_fuzz_cli",
     "tests.integration.test_security_frames",
+    "tests.security.test_ranges_fuzz",
 ]
 MINIMUM = 10_000
 

@@ -61,9 +61,11 @@ async def test_submit_and_wait_records_the_result(node: Node) -> None:
     assert node.jobs.in_flight == 0
     assert node.jobs.finished == 1
     paths = [e.path for e in events]
-    assert paths == [f"/job/{uuid}", "/job/state/change", f"/job/{uuid}"]
-    assert events[0].data["progress"] == 40
-    assert events[1].data == {"jobUuid": uuid, "name": "MakeThing", "state": "Succeeded"}
+    assert paths == [f"/job/{uuid}", f"/job/{uuid}", "/job/state/change", f"/job/{uuid}"]
+    # the start names the job for its followers before any progress
+    assert events[0].data == {"jobUuid": uuid, "name": "MakeThing", "state": "Running"}
+    assert events[1].data["progress"] == 40
+    assert events[2].data == {"jobUuid": uuid, "name": "MakeThing", "state": "Succeeded"}
 
 
 async def test_failure_is_recorded_with_the_error(node: Node) -> None:

@@ -169,6 +169,8 @@ def test_params_of_metadata() -> None:
         "type": "int",
         "default": 1,
         "doc": "number of CPUs",
+        "min": 1,
+        "max": 1024,
     }
     assert params["limit"].type == {"type": "int", "nullable": True}
     assert params["nums"].type == {"type": "list", "items": {"type": "int"}}

@@ -88,7 +88,27 @@ def test_api_with_other_required_params_is_not_an_action() -> None:
     )
     assert "migrate" not in [a.label for a in Catalogue(raw).actions("VmInstance")]
     raw["apis"][-1]["params"][1]["required"] = False
-    assert "migrate" in [a.label for a in Catalogue(raw).actions("VmInstance")]
+    labels = [a.label for a in Catalogue(raw).actions("VmInstance")]
+    # one entry a verb: the form (which also takes the defaults), not a plain twin beside it
+    assert labels.count("migrate…") == 1 and "migrate" not in labels
+
+
+def test_actions_are_offered_by_the_state_machine(cat: Catalogue) -> None:
+    zone = {a.label: a for a in cat.actions("Zone")}
+    assert not cat.permits("Zone", zone["enable"], {"state": "Enabled"})  # a no-op event
+    assert cat.permits("Zone", zone["disable"], {"state": "Enabled"})
+    assert cat.permits("Zone", zone["enable"], {"state": "Disabled"})
+    vm = {a.label: a for a in cat.actions("VmInstance")}
+    running = {"state": "Running"}
+    assert [n for n, a in vm.items() if cat.permits("VmInstance", a, running)] == [
+        "stop",
+        "destroy",
+    ]
+    assert cat.permits("VmInstance", vm["start"], {"state": "Stopped"})
+    # what the catalogue does not describe stays offered
+    host = {a.label: a for a in cat.actions("Host")}
+    assert cat.permits("Host", host["maintain"], {"state": "Enabled"})
+    assert cat.permits("VmInstance", vm["start"], {"name": "no state field"})
 
 
 def test_drills_children_then_parents(cat: Catalogue) -> None:

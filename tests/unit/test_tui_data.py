@@ -124,3 +124,22 @@ async def test_a_socket_error_on_a_dead_connection_is_unavailable() -> None:
     finally:
         data.stop()
         await task
+
+
+async def test_lost_events_make_every_screen_reload() -> None:
+    node = FakeNode.sample()
+    data = DataSource("fake:", client_factory=node.client, backoff=(0.05, 0.2))
+    statuses: list[Status] = []
+    seen: list[dict] = []
+    data.on_event = seen.append
+    task = asyncio.create_task(data.run())
+    try:
+        await until(lambda: data.status.live)
+        data.on_status = statuses.append
+        node.publish("/zmn/events/lost", {"lost": 12})
+        await until(lambda: statuses)
+        assert statuses[-1].live  # screens reload on a live status, as after a reconnect
+        assert seen == []  # not an event to list
+    finally:
+        data.stop()
+        await task

@@ -50,6 +50,20 @@ async def test_snapshot_overview() -> None:
         check("overview_80x24", screen_text(app))
 
 
+async def test_snapshot_overview_wide() -> None:
+    """At 140x40 the panels keep their boxes and sit side by side."""
+    app = make_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        assert await wait_until(
+            pilot,
+            lambda: all(t in screen_text(app) for t in ("48/128", "8 Running", "fake 0.0.0")),
+        )
+        for _ in range(3):
+            await app.poll_stats().wait()
+        await pilot.pause(0.2)
+        check("overview_140x40", screen_text(app))
+
+
 async def test_snapshot_host_view_with_detail() -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:

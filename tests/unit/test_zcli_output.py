@@ -23,7 +23,7 @@ from zcli.help import render_help
 from zcli.options import Options
 from zcli.output import render, shape
 from zcli.parser import Help, UsageError
-from zcli.progress import Progress
+from zcli.progress import Progress, follow_hint
 
 ZONES = [
     {"uuid": "a" * 32, "name": "z1", "description": None, "state": "Enabled", "createDate": "2024"},
@@ -157,13 +157,50 @@ class Tty(io.StringIO):
         return True
 
 
-def test_progress_rewrites_one_line_on_a_terminal() -> None:
+def test_progress_rewrites_one_line_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("zcli.progress.TICK", 3600)  # no spinner frame during the test
     err = Tty()
     progress = Progress(err)
+    progress({"path": "/job/j1", "data": {"jobUuid": "j1", "name": "StartVm", "state": "Running"}})
+    assert progress.job == "j1"  # known from the job's start, before any progress
     for pct in (10, 50):
-        progress({"path": "/job/j1", "data": {"jobUuid": "j1", "name": "StartVm", "progress": pct}})
+        data = {"jobUuid": "j1", "name": "StartVm", "progress": pct, "text": "boot"}
+        progress({"path": "/job/j1", "data": {**data, "step": pct // 10, "steps": 10}})
     progress.done()
-    assert err.getvalue() == "\r\x1b[KStartVm: 10%\r\x1b[KStartVm: 50%\r\x1b[K"
+    lines = err.getvalue().split("\r\x1b[K")
+    assert lines[0] == "" and lines[-1] == ""  # every line rewritten in place, then cleared
+    assert lines[1].startswith("⠋  StartVm  ") and lines[1].endswith("  0s")
+    assert "  1/10 boot  10%  " in lines[2] and "  5/10 boot  50%  " in lines[3]
+    assert "\n" not in err.getvalue() and progress.job is None
+
+
+def test_progress_line_counts_elapsed_time_and_turns() -> None:
+    progress = Progress(Tty())
+    progress._state = {"name": "CreateVmInstance", "progress": 42, "text": "alloc", "step": 3}
+    progress._state["steps"] = 7
+    progress._started = 100.0
+    assert progress.line(now=172.5) == "⠋  CreateVmInstance  3/7 alloc  42%  1m12s"
+    progress._frame = 1
+    assert progress.line(now=100.0 + 3 * 3600).startswith("⠙  ")
+    assert progress.line(now=100.0 + 3 * 3600).endswith("  3h00m")
+
+
+def test_progress_spinner_turns_while_a_step_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("zcli.progress.TICK", 0.01)
+    err = Tty()
+    progress = Progress(err)
+    progress({"path": "/job/j1", "data": {"jobUuid": "j1", "name": "StartVm", "progress": 5}})
+    import time
+
+    time.sleep(0.2)
+    progress.done()
+    frames = {line[:1] for line in err.getvalue().split("\r\x1b[K") if line}
+    assert len(frames) > 1  # redrawn with other spinner frames without any new event
+
+
+def test_follow_hint_names_the_commands() -> None:
+    hint = follow_hint("j1")
+    assert "zcli job wait j1" in hint and "zcli job cancel j1" in hint
 
 
 def test_no_color_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,6 +65,7 @@ def bindings_table(active: dict[str, ActiveBinding]) -> Table:
     ):
         table.add_row(", ".join(sorted(keys, key=len)), does, where)
     table.add_row("↑ ↓ pgup pgdn", "move; past the first or last row loads the next page", "tables")
+    table.add_row("g G home end", "first or last row of the page", "tables")
     return table
 
 

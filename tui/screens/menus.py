@@ -11,23 +11,25 @@ from typing import Any
 from rich.text import Text
 
 from tui.catalogue import Action, Drill
+from tui.format import fit, with_names
 from tui.screens.confirm import ConfirmScreen
 from zmn.api.errors import ZmnError
 
 Items = list[tuple[Text | str, Any]]
 
 
-def action_items(actions: list[Action]) -> Items:
-    return [
-        (
-            Text.assemble(
-                (f"{a.label:<12}", "bold red" if a.dangerous else "bold"),
-                (f" {a.describe()}", "dim"),
-            ),
-            a,
+def action_items(actions: list[Action], counts: list[int] | None = None, of: int = 1) -> Items:
+    """One line an action; ``counts[i]`` of the ``of`` targets allow action ``i`` (shown when
+    not all do)."""
+    items: Items = []
+    for i, a in enumerate(actions):
+        label = Text.assemble(
+            (f"{a.label:<12}", "bold red" if a.dangerous else "bold"), (f" {a.describe()}", "dim")
         )
-        for a in actions
-    ]
+        if counts is not None and counts[i] < of:
+            label.append(f"  ({counts[i]} of {of})", style="yellow")
+        items.append((label, a))
+    return items
 
 
 def drill_items(
@@ -67,11 +69,29 @@ def confirm_screen(
     return ConfirmScreen(f"confirm {label}", body, confirm_label=label, dangerous=action.dangerous)
 
 
-def outcome(action: Action, results: list[tuple[str, ZmnError | None]]) -> tuple[str, bool]:
-    """The notification after a (bulk) action, and whether it reports a failure."""
-    failed = [e for _u, e in results if e is not None]
+# characters a notification line holds without wrapping on an 80-column terminal (a toast
+# is 60 wide there, less its border and padding)
+NOTE_WIDTH = 56
+NOTE_FAILURES = 3  # failures named one a line; the rest counted
+
+
+def outcome(
+    action: Action,
+    results: list[tuple[str, ZmnError | None]],
+    names: dict[str, dict[str, str]] | None = None,
+) -> tuple[str, bool]:
+    """The notification after a (bulk) action, and whether it reports a failure: a count,
+    then the first failures one a line, each naming its resource (not its UUID) and cut to
+    fit an 80-column terminal."""
+    names = names or {}
+    failed = [(u, e) for u, e in results if e is not None]
     verb = "started" if action.long else "done"
-    message = f"{action.label.rstrip('…')}: {len(results) - len(failed)} {verb}"
+    lines = [f"{action.label.rstrip('…')}: {len(results) - len(failed)} {verb}"]
     if failed:
-        message += f", {len(failed)} failed: {failed[0].code} {failed[0].message}"
-    return message, bool(failed)
+        lines[0] += f", {len(failed)} failed"
+        for uuid, exc in failed[:NOTE_FAILURES]:
+            who = with_names(uuid, names)
+            lines.append(fit(f"{who}: {with_names(exc.message, names)} ({exc.code})", NOTE_WIDTH))
+        if len(failed) > NOTE_FAILURES:
+            lines.append(f"and {len(failed) - NOTE_FAILURES} more")
+    return "\n".join(fit(line, NOTE_WIDTH) for line in lines), bool(failed)

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 CAPACITY_ROWS = 100_000
 NARROW = 110  # below this many columns the panels stack instead of sitting side by side
+# below this many lines every panel gets a one-line title bar instead of a box, capped
+# heights (they scroll) and events beside jobs, so that all of them show at 80x24
+COMPACT = 34
 
 
 def overview_types(catalogue: Catalogue) -> list[str]:
@@ -97,6 +100,12 @@ class OverviewScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.width < NARROW, "-narrow")
+        compact = self.app.size.height < COMPACT
+        self.set_class(compact, "-compact")
+        stats = self.query_one(StatsPanel)
+        if stats.compact != compact:
+            stats.compact = compact
+            stats.show(self.zapp.data.stats)
 
     def status_changed(self, status: Status) -> None:
         if status.live:

@@ -536,6 +536,9 @@ class ResourceScreen(Screen[None]):
             if self.conditions or self.error:
                 self.clear_filter()
             return
+        if self.has_class("-detail"):  # the pane first: the filter and cursor stay
+            self.action_toggle_detail()
+            return
         if self.conditions or self.error:
             self.clear_filter()
         elif self.marks:
@@ -648,16 +651,34 @@ class ResourceScreen(Screen[None]):
             return
         first = targets[0]
         who = f"{len(targets)} marked" if self.marks else str(first.get("name") or first["uuid"])
+        # only what the targets' states allow (with how many of them, when not all)
+        offered: list[tuple[Action, list[dict[str, Any]]]] = []
+        for action in catalogue.actions(self.info.name):
+            able = [t for t in targets if catalogue.permits(self.info.name, action, t)]
+            if able:
+                offered.append((action, able))
+        if not offered:
+            states = sorted({str(t.get("state")) for t in targets})
+            self.notify(
+                markup=False,
+                message=f"no action is allowed for {who} in state {', '.join(states)}",
+                severity="warning",
+            )
+            return
+        allowed = dict((a, able) for a, able in offered)
 
         def chosen(action: Action | None) -> None:
             if action is None:
                 return
+            able = allowed[action]
             if action.form:
-                self.open_form(action, targets, who)
+                self.open_form(action, able, who)
             else:
-                self.confirm(action, targets, {})
+                self.confirm(action, able, {})
 
-        items = action_items(catalogue.actions(self.info.name))
+        items = action_items(
+            [a for a, _ in offered], [len(able) for _, able in offered], len(targets)
+        )
         self.app.push_screen(Picker(f"{self.info.cli}: {who}", items), chosen)
 
     def confirm(
@@ -703,7 +724,12 @@ class ResourceScreen(Screen[None]):
             long=action.long,
             subject=action.subject,
         )
-        message, failed = outcome(action, results)
+        names = dict(self.zapp.data.names)
+        here = {
+            str(r["uuid"]): str(r["name"]) for r in self.rows if r.get("uuid") and r.get("name")
+        }
+        names[self.info.name] = {**names.get(self.info.name, {}), **here}
+        message, failed = outcome(action, results, names)
         self.notify(
             markup=False,
             message=message,

@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.format import bar, state_style
+from tui.format import bar, state_style, with_names
 
 
 class JobList(Static):
@@ -31,6 +31,8 @@ class JobList(Static):
             else:
                 line.append(job["state"], style=state_style(job["state"]))
             detail = job.get("text") or (job.get("error") or {}).get("message", "")
+            names = getattr(getattr(self.app, "data", None), "names", None) or {}
+            detail = with_names(str(detail), names)  # resources by name, not UUID
             if detail:
                 line.append(f" {detail}", style="dim")
             line.truncate(width)

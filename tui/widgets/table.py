@@ -18,6 +18,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.css.styles import RenderStyles
 from textual.geometry import Region
 from textual.message import Message
@@ -90,6 +91,11 @@ class ResourceTable(DataTable[Text]):
         def __init__(self, direction: int) -> None:
             super().__init__()
             self.direction = direction
+
+    BINDINGS = [
+        Binding("g,home", "first_row", "First row", show=False),
+        Binding("G,end", "last_row", "Last row", show=False),
+    ]
 
     def __init__(self, info: ResourceInfo, columns: list[str] | None = None, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
@@ -308,6 +314,14 @@ class ResourceTable(DataTable[Text]):
             return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         except Exception:
             return None
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
     def action_cursor_down(self) -> None:
         if self.row_count and self.cursor_row >= self.row_count - 1:

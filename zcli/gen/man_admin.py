@@ -1,14 +1,14 @@
 """The administrators' man pages, ``zmn(8)`` and ``zagent(8)``: commands and options from
-their argparse parsers, settings from :mod:`zmn.core.config` and :mod:`agent.config`, exit
+their typer command trees, settings from :mod:`zmn.core.config` and :mod:`agent.config`, exit
 statuses from their module docstrings. The EXAMPLES run in the test suite.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import re
+from typing import Any
 
 from zcli.gen.manpages import SOURCE, _examples
 from zcli.gen.roff import Page, bold, italic, line
@@ -17,6 +17,16 @@ ZMN_EXAMPLES: list[tuple[str, list[str]]] = [
     (
         "Create the home, start the node, look at it, stop it:",
         ["zmn init", "zmn start", "zmn status", "zmn plugins", "zmn logs -n 5", "zmn stop"],
+    ),
+    (
+        "See the systemd unit zmn service install would write (Type=notify, restart on"
+        " failure, log in the journal):",
+        ["zmn service install --print"],
+    ),
+    (
+        "After installing a new release: back up, migrate (one node of a cluster migrates, the"
+        " others wait), start again:",
+        ["zmn backup zmn-backup.tar.gz", "zmn upgrade", "zmn start", "zmn stop"],
     ),
 ]
 
@@ -51,48 +61,75 @@ def _docstring_list(doc: str, start: str) -> list[tuple[str, str]]:
     return out
 
 
-def _argparse_options(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+def _root(app: Any) -> Any:
+    """The click command typer builds from ``app`` (imported here only: generation time)."""
+    import typer
+
+    return typer.main.get_command(app)
+
+
+def _leaves(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """(``name`` or ``group name``, command) of every command, in declaration order."""
+    out: list[tuple[str, Any]] = []
+    for name, cmd in group.commands.items():
+        path = (*prefix, name)
+        if getattr(cmd, "commands", None) is not None:
+            out += _leaves(cmd, path)
+        else:
+            out.append((" ".join(path), cmd))
+    return out
+
+
+def _takes_value(param: Any) -> bool:
+    return not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+
+
+def _options(cmd: Any) -> list[tuple[str, str]]:
     out = []
-    for action in parser._actions:
-        if not action.option_strings or isinstance(action, argparse._HelpAction):
+    for param in cmd.params:
+        if param.param_type_name != "option" or getattr(param, "hidden", False):
             continue
-        takes = action.nargs != 0
-        metavar = action.metavar or (action.dest.upper() if takes else "")
-        tag = ", ".join(bold(o) for o in action.option_strings)
+        takes = _takes_value(param)
+        tag = ", ".join(bold(o) for o in [*param.opts, *param.secondary_opts])
         if takes:
-            tag += " " + italic(str(metavar))
-        text = action.help or ""
-        if action.choices:
-            text += f"{'; ' if text else ''}one of {', '.join(map(str, action.choices))}"
-        if takes and action.default not in (None, argparse.SUPPRESS) and "default" not in text:
-            text += f"{'; ' if text else ''}default {action.default}"
+            tag += " " + italic(str(param.name).upper())
+        text = param.help or ""
+        choices = getattr(param.type, "choices", None)
+        if choices:
+            text += f"{'; ' if text else ''}one of {', '.join(map(str, choices))}"
+        default = getattr(param.default, "value", param.default)
+        if takes and default not in (None, "") and "default" not in text:
+            text += f"{'; ' if text else ''}default {default}"
         out.append((tag, text))
     return out
 
 
-def _subcommands(
-    parser: argparse.ArgumentParser,
-) -> list[tuple[str, str, argparse.ArgumentParser]]:
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {c.dest: c.help or "" for c in sub._choices_actions}
-    return [(name, helps.get(name, ""), p) for name, p in sub.choices.items()]
+def _usage(prog: str, name: str, cmd: Any) -> str:
+    pieces = [prog, name]
+    for param in cmd.params:
+        if param.param_type_name == "argument":
+            pieces.append(str(param.metavar or param.name).upper())
+            continue
+        if getattr(param, "hidden", False):
+            continue
+        opt = min(param.opts, key=len) if not param.secondary_opts else param.opts[0]
+        choices = getattr(param.type, "choices", None)
+        value = "{" + ",".join(map(str, choices)) + "}" if choices else str(param.name).upper()
+        pieces.append(f"[{opt} {value}]" if _takes_value(param) else f"[{opt}]")
+    return " ".join(pieces)
 
 
-def _usages(parser: argparse.ArgumentParser) -> list[str]:
-    """One usage line a subcommand, from argparse (``-h`` left out)."""
-    out = []
-    for _name, _help, subparser in _subcommands(parser):
-        usage = " ".join(subparser.format_usage().split()).removeprefix("usage: ")
-        out.append(usage.replace(" [-h]", ""))
-    return out
+def _usages(prog: str, app: Any) -> list[str]:
+    return [_usage(prog, name, cmd) for name, cmd in _leaves(_root(app))]
 
 
-def _commands(page: Page, parser: argparse.ArgumentParser) -> None:
+def _commands(page: Page, app: Any) -> None:
     page.section("Commands")
-    for name, text, subparser in _subcommands(parser):
+    for name, cmd in _leaves(_root(app)):
         page.subsection(name)
+        text = cmd.help or ""
         page.para(text[:1].upper() + text[1:] + "." if text else name)
-        for tag, doc in _argparse_options(subparser):
+        for tag, doc in _options(cmd):
             page.tagged(tag, doc)
 
 
@@ -100,11 +137,10 @@ def zmn_page() -> str:
     from zmn import cli
     from zmn.core import config
 
-    parser = cli.build_parser()
     page = Page("zmn", 8, SOURCE, "System Administration")
     page.section("Name").raw("zmn \\- the zstack\\-terminal management node")
     page.section("Synopsis").raw(".nf")
-    for usage in _usages(parser):
+    for usage in _usages("zmn", cli.app):
         page.raw(line(usage))
     page.raw(".fi")
     page.section("Description")
@@ -115,9 +151,9 @@ def zmn_page() -> str:
         " clients. Services are plugins found through Python entry points."
     )
     page.section("Options")
-    for tag, text in _argparse_options(parser):
+    for tag, text in _options(_root(cli.app)):
         page.tagged(tag, text)
-    _commands(page, parser)
+    _commands(page, cli.app)
     page.section("Configuration")
     page.para(
         "Boot settings are ``key=value`` lines in ``$ZMN_HOME/zmn.conf``; a variable"
@@ -155,7 +191,8 @@ ZMN_FILES = [
     ("zmn.db", "the SQLite database (the default db.url)"),
     ("zmn.sock", "the API socket, mode 0660"),
     ("zmn.pid, zmn.lock", "the running node's pid, and the lock that keeps a second one out"),
-    ("zmn.log", "the log of a node started in the background"),
+    ("zmn.log", "the log of a node started in the background (rotated: zmn.log.1 ...)"),
+    ("service-unit", "the systemd unit zmn service install wrote; zmn logs reads its journal"),
     ("admin-password", "the admin password zmn init generated, mode 0600"),
     ("node.uuid", "this node's UUID"),
 ]
@@ -185,7 +222,7 @@ def zagent_page() -> str:
         return page.text()
     doc = agent_main.__doc__ or ""
     page.section("Synopsis").raw(".nf")
-    for usage in _usages(agent_main.parser()):
+    for usage in _usages("zagent", agent_main.app):
         page.raw(line(usage))
     page.raw(".fi")
     page.section("Description")
@@ -194,7 +231,7 @@ def zagent_page() -> str:
         " HTTP(S)+JSON commands; it drives libvirt, bridges, DHCP and the firewall, and"
         " reports VM state changes back. AddKvmHost installs and starts it over SSH."
     )
-    _commands(page, agent_main.parser())
+    _commands(page, agent_main.app)
     page.section("Configuration")
     page.para(
         f"A YAML mapping, by default ``{agent_main.DEFAULT_CONFIG}``; unknown keys are refused."

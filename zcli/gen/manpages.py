@@ -198,17 +198,22 @@ def zcli_page(cat: Catalogue) -> str:
         " the leading ``zcli`` implied and the ``api`` keyword optional, so"
         " ``QueryHost state=Enabled`` runs as typed in ZStack's CLI. Tab completes API names"
         " (by substring), resources, verbs, parameters, query fields through joins, operators,"
-        " enum values, and the UUIDs of live resources (shown as uuid (name)), from names kept"
-        " fresh in the background. A line ending in a backslash continues on the next; Ctrl-C"
-        " cancels the line; Ctrl-D or ``exit`` leaves; ``help <ApiName>`` describes an API."
-        " The prompt shows the account and the endpoint. History is kept with secret"
+        " enum values, and live resources by name (the UUID where a name is shared, or in a"
+        " query condition on a UUID field), from names kept fresh in the background; a join"
+        " is inserted with its dot. A line ending in a backslash continues on the next; Ctrl-C"
+        " cancels the line; Ctrl-R searches the history and Enter runs the line found; Ctrl-D"
+        " or ``exit`` leaves; ``help <ApiName>`` describes an API. The prompt shows the"
+        " account and the node's host; ``status`` shows the full endpoint, the session and"
+        " the options; ``set output json`` (or columns, timeout, quiet, no-header, no-wait)"
+        " keeps an option for the session. History is kept with secret"
         " parameters (``password`` and the others the catalogue marks secret) replaced by"
         " ``***``."
     )
     page.section("Completion")
     page.para(
-        "Scripts for bash, zsh and fish are in ``completions/`` (``zcli.bash``, ``_zcli``,"
-        " ``zcli.fish``). They complete commands, resources, verbs and API names by"
+        "``zcli completion bash|zsh|fish`` prints the script for the node's catalogue"
+        " (install it as the README says); the same scripts are in ``completions/``"
+        " (``zcli.bash``, ``_zcli``, ``zcli.fish``). They complete commands, resources, verbs and API names by"
         " themselves and ask ``zcli __complete`` for the rest, bounded by timeout(1) and"
         " ``ZCLI_COMPLETE_BUDGET`` seconds (default 0.5): a node that does not answer"
         " yields no candidates, never a hang."
@@ -331,11 +336,23 @@ def query_page(cat: Catalogue) -> str:
     )
     for sentence in _query_semantics():
         page.para(sentence)
+    page.para(
+        "ZStack's names work beside ours: a join under ZStack's name (``Volume.image`` is"
+        " ``rootImage``) and ZStack's list fields, which hold when some joined row matches"
+        " (``attachedClusterUuids=UUID`` is ``cluster.uuid=UUID``)."
+    )
     page.para("The joins of each resource type, and the type each reaches:")
+    raw = {r["name"]: r for r in cat.data.get("resources", [])}
     for cli in sorted(cat.resources):
         res = cat.resources[cli]
         if res.joins:
-            joins = ", ".join(f"{j['name']} ({j['resource']})" for j in res.joins)
+            joins = ", ".join(
+                f"{j['name']} ({j['resource']}"
+                + (f", ZStack's name for {j['aliasOf']})" if j.get("aliasOf") else ")")
+                for j in res.joins
+            )
+            lists = (raw.get(res.name) or {}).get("aliases") or {}
+            joins += "".join(f"; list field {a} ({p})" for a, p in sorted(lists.items()))
             page.tagged(bold(res.name), joins)
     page.section("Tag pseudo-fields")
     for tag in query.get("tagFields", []):

@@ -19,13 +19,15 @@ from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.filters import is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.search import accept_search
 
 from zcli import cache
 from zcli.catalogue import Catalogue
 from zcli.help import render_help
 from zcli.options import Options, parse_globals
-from zcli.parser import ApiCall, Help, Login, Logout, parse
+from zcli.parser import ApiCall, Help, Login, Logout, UsageError, parse
 from zcli.runner import Runner
 from zcli.shell.completer import ShellCompleter
 from zcli.shell.history import ScrubbingFileHistory, history_path, secret_names
@@ -35,11 +37,18 @@ from zmn.api.errors import EXIT_OK, EXIT_USAGE, ZmnError
 SHELL_HELP = """\
 zcli shell: zcli's commands without the leading "zcli"; the "api" keyword is optional
 (QueryZone state=Enabled). Tab completes APIs, resources, verbs, parameters, query fields
-through joins (cluster.zone.name), operators, values and live UUIDs. A line ending in \\
-continues on the next; Ctrl-C cancels the line; Ctrl-D or "exit" leaves.
+through joins (cluster.zone.name), operators, values and live names. A line ending in \\
+continues on the next; Ctrl-C cancels the line; Ctrl-R searches the history (Enter runs
+the line found); Ctrl-D or "exit" leaves.
 "help <ApiName>" describes an API, "help <resource> [<verb>]" a command.
+"set output json" (or -c, --timeout, -q, --no-header, --no-wait) sets an option for the
+rest of the session ("set" alone shows them, "set -q off" clears a flag); "status" shows
+who you are at which endpoint.
 
 """
+# ``set`` takes the global options a line may take, by their long or short name
+SETTABLE = ("output", "columns", "timeout", "quiet", "no-header", "no-wait")
+OFF_WORDS = ("off", "false", "no", "0")
 
 
 class Refresher(threading.Thread):
@@ -163,7 +172,55 @@ class Shell:
             self.session.app.invalidate()
 
     def prompt(self) -> str:
-        return f"{self.account}@{self.runner.endpoint}> "
+        return f"{self.account}@{short_endpoint(self.runner.endpoint)}> "
+
+    def status(self) -> str:
+        """``status``: the full endpoint, who, the session and the options set."""
+        client = self.runner.client
+        hello = client.hello if client is not None else {}
+        lines = [
+            f"endpoint  {self.runner.endpoint}",
+            f"account   {self.account}",
+            f"session   {self.runner.session_source or 'none (peer credentials)'}",
+            f"node      {hello.get('node') or '-'} (zmn {hello.get('version') or '?'})",
+            f"options   {self.settings()}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def settings(self) -> str:
+        o = self.opts
+        parts = [f"output={o.output}"]
+        if o.columns:
+            parts.append("columns=" + ",".join(o.columns))
+        if o.timeout:
+            parts.append(f"timeout={o.timeout:g}")
+        parts += [name for name in ("quiet", "no-header", "no-wait") if getattr(o, _attr(name))]
+        return " ".join(parts)
+
+    def set_option(self, args: list[str]) -> int:
+        """``set output json``: a global option for the rest of the session."""
+        if not args:
+            self.runner.out.write(self.settings() + "\n")
+            return EXIT_OK
+        name = args[0].lstrip("-")
+        name = {"o": "output", "c": "columns", "q": "quiet"}.get(name, name)
+        if name not in SETTABLE or len(args) > 2:
+            raise UsageError(
+                f"set takes one of {', '.join(SETTABLE)} and a value (set output json)",
+                field=args[0],
+            )
+        attr = _attr(name)
+        if attr in ("quiet", "no_header", "no_wait"):
+            value = not (len(args) == 2 and args[1].lower() in OFF_WORDS)
+            setattr(self.opts, attr, value)
+        elif len(args) != 2:
+            raise UsageError(f"set {name} needs a value", field=name)
+        else:
+            if attr == "columns":
+                self.opts.columns = []
+            self.opts, _ = parse_globals([f"--{name}", args[1]], self.opts, in_batch=True)
+        self.runner.err.write(f"{self.settings()}\n")
+        return EXIT_OK
 
     # ----------------------------------------------------------------- lines
 
@@ -193,6 +250,15 @@ class Shell:
             return True
         if tokens[0] in ("exit", "quit"):
             return False
+        if tokens[0] in ("set", "status"):
+            try:
+                if tokens[0] == "status":
+                    self.runner.out.write(self.status())
+                else:
+                    self.set_option(tokens[1:])
+            except ZmnError as exc:
+                self.failed = self.failed or self.runner.report(exc)
+            return True
         try:
             opts, tokens = parse_globals(tokens, self.opts, in_batch=True)
         except ZmnError as exc:
@@ -286,10 +352,32 @@ class Shell:
         return self.failed
 
 
+def short_endpoint(endpoint: str) -> str:
+    """The prompt's name for an endpoint: the host of ``tcp://``/``tls://`` (its first label
+    unless it is an address), this machine's short host name for a unix socket."""
+    if endpoint.startswith(("tcp://", "tls://")):
+        host = endpoint.split("://", 1)[1].rpartition(":")[0].strip("[]") or "localhost"
+        is_address = host.replace(".", "").isdigit() or ":" in host
+        return host if is_address else host.split(".")[0]
+    import socket
+
+    return socket.gethostname().split(".")[0] or "local"
+
+
+def _attr(name: str) -> str:
+    return name.replace("-", "_")
+
+
 def _bindings() -> KeyBindings:
     kb = KeyBindings()
 
-    @kb.add("enter")
+    @kb.add("enter", filter=is_searching)
+    def _run_found(event: KeyPressEvent) -> None:
+        """Enter during Ctrl-R: take the line found and run it (not just end the search)."""
+        accept_search()
+        event.app.current_buffer.validate_and_handle()
+
+    @kb.add("enter", filter=~is_searching)
     def _enter(event: KeyPressEvent) -> None:
         """Enter runs the line, except after a trailing backslash, which continues it."""
         buf = event.current_buffer

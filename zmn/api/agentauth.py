@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import threading
@@ -47,7 +48,11 @@ SCHEME = "ZAGENT-HMAC-SHA256"
 HEADER_TIMESTAMP = "X-Zagent-Timestamp"
 HEADER_NONCE = "X-Zagent-Nonce"
 HEADER_SIGNATURE = "X-Zagent-Signature"
+HEADER_CONTENT = "X-Zagent-Content-Sha256"
 DEFAULT_SKEW = 300
+# a body up to this size may be read before its signature is checked; a larger one only
+# after the signature over its declared hash (HEADER_CONTENT) checked out
+PREAUTH_BODY = 64 * 1024
 MIN_SECRET_BYTES = 16
 
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -106,6 +111,7 @@ def sign(
         HEADER_TIMESTAMP: ts,
         HEADER_NONCE: n,
         HEADER_SIGNATURE: signature(secret, method, path, ts, n, body),
+        HEADER_CONTENT: hashlib.sha256(body).hexdigest(),
     }
 
 
@@ -146,12 +152,102 @@ class NonceCache:
                 del self._expiry[key]
 
 
+class PersistentNonceCache(NonceCache):
+    """A :class:`NonceCache` that outlives its process: a request captured and replayed
+    after a restart, inside its timestamp's window, is still refused.
+
+    Each remembered nonce is appended to ``path`` (``EXPIRES NONCE`` lines, one ``write``
+    each, so a crash loses no line the kernel took); a start reads back the lines that have
+    not expired, and the file is rewritten with only the live entries once it holds more
+    than twice as many lines as there are entries (and at least 1,024).
+    """
+
+    def __init__(self, path: str, max_entries: int = 100_000, *, now: float | None = None) -> None:
+        super().__init__(max_entries)
+        self.path = path
+        clock = time.time() if now is None else now
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                for line in f:
+                    expires, _, nonce = line.strip().partition(" ")
+                    try:
+                        if float(expires) >= clock and _NONCE_RE.fullmatch(nonce):
+                            self._expiry[nonce] = float(expires)
+                    except ValueError:
+                        continue  # a torn last line
+        except FileNotFoundError:
+            pass
+        self._lines = 0
+        self._fd = -1
+        self._rewrite()
+
+    def add(self, nonce: str, expires_at: float, now: float) -> bool:
+        with self._lock:
+            seen = self._expiry.get(nonce)
+            if seen is not None and seen >= now:
+                return False
+            self._adds += 1
+            if len(self._expiry) >= self._max or self._adds % 1024 == 0:
+                self._purge(now)
+            self._expiry[nonce] = expires_at
+            if self._fd < 0:  # closed (its owner stopped) and used again
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self._fd, f"{expires_at:.0f} {nonce}\n".encode())
+            self._lines += 1
+            if self._lines > max(1024, 2 * len(self._expiry)):
+                self._purge(now)
+                self._rewrite()
+            return True
+
+    def _rewrite(self) -> None:
+        tmp = f"{self.path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = "".join(f"{exp:.0f} {n}\n" for n, exp in self._expiry.items())
+            os.write(fd, data.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._lines = len(self._expiry)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
 def _header(headers: _Headers, name: str) -> str | None:
     wanted = name.lower()
     for key, value in headers.items():
         if key.lower() == wanted:
             return str(value)
     return None
+
+
+def verify_head(
+    secret: bytes | str,
+    method: str,
+    path: str,
+    headers: _Headers,
+    *,
+    now: float | None = None,
+    skew: int = DEFAULT_SKEW,
+) -> None:
+    """Check a request's signature before reading its body, over the body hash it declares
+    in ``X-Zagent-Content-Sha256`` (required here). :func:`verify` still checks the body
+    read afterwards against the signature, and records the nonce."""
+    declared = _header(headers, HEADER_CONTENT)
+    if declared is None or not _SIGNATURE_RE.fullmatch(declared):
+        raise AuthError(
+            f"a body over {PREAUTH_BODY} bytes needs a valid {HEADER_CONTENT} header",
+            code="AGENT.AUTH_MISSING",
+        )
+    _check(secret, method, path, headers, declared, now=now, skew=skew)
 
 
 def verify(
@@ -166,6 +262,24 @@ def verify(
     skew: int = DEFAULT_SKEW,
 ) -> None:
     """Return if the request is signed with ``secret``, fresh and new; raise AuthError if not."""
+    nonce, expires, clock = _check(
+        secret, method, path, headers, hashlib.sha256(body).hexdigest(), now=now, skew=skew
+    )
+    if not nonces.add(nonce, expires, clock):
+        raise AuthError("request was already seen (replay)", code="AGENT.AUTH_REPLAYED")
+
+
+def _check(
+    secret: bytes | str,
+    method: str,
+    path: str,
+    headers: _Headers,
+    body_hash: str,
+    *,
+    now: float | None,
+    skew: int,
+) -> tuple[str, float, float]:
+    """Signature and freshness; returns (nonce, when it may be forgotten, the clock)."""
     ts = _header(headers, HEADER_TIMESTAMP)
     nonce = _header(headers, HEADER_NONCE)
     sig = _header(headers, HEADER_SIGNATURE)
@@ -183,7 +297,8 @@ def verify(
         _TIMESTAMP_RE.fullmatch(ts) and _NONCE_RE.fullmatch(nonce) and _SIGNATURE_RE.fullmatch(sig)
     ):
         raise AuthError("malformed signature headers", code="AGENT.AUTH_MISSING")
-    expected = signature(secret, method, path, ts, nonce, body)
+    msg = "\n".join((SCHEME, method.upper(), path, ts, nonce, body_hash)).encode()
+    expected = hmac.new(_key(secret), msg, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, sig):
         raise AuthError("bad request signature", code="AGENT.AUTH_FORGED")
     clock = time.time() if now is None else now
@@ -194,5 +309,4 @@ def verify(
             f" (window {skew} s)",
             code="AGENT.AUTH_STALE",
         )
-    if not nonces.add(nonce, signed_at + skew, clock):
-        raise AuthError("request was already seen (replay)", code="AGENT.AUTH_REPLAYED")
+    return nonce, signed_at + skew, clock

@@ -26,6 +26,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_ori
 import msgspec
 
 from zmn.api.errors import InvalidArgument
+from zmn.api.limits import Range, Text, check_value, int_range, text_limit
 
 UUID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -139,9 +140,12 @@ class Param:
     doc: str = ""
     ref: str | None = None
     secret: bool = False
+    range: Range | None = None  # declared on the field; else zmn.api.limits by name
+    text: Text | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "required": self.required, **self.type}
+        out.update(self.limits())
         if not self.required:
             out["default"] = self.default
         if self.doc:
@@ -151,6 +155,22 @@ class Param:
         if self.secret:
             out["secret"] = True
         return out
+
+    def limits(self) -> dict[str, Any]:
+        """The catalogue's ``min``/``max`` (numbers) or ``maxLength`` (text) of this parameter."""
+        kind = self.type.get("type")
+        if kind == "list":
+            kind = self.type.get("items", {}).get("type")
+        if kind in ("int", "float"):
+            rng = int_range(self.name, self.range)
+            return {"min": rng.min, "max": rng.max}
+        if kind == "string":
+            return {"maxLength": text_limit(self.name, self.text).max_length}
+        return {}
+
+    def check(self, api_name: str, value: Any) -> None:
+        """Refuse a decoded value outside this parameter's limits (zmn.api.limits)."""
+        check_value(api_name, self.name, value, self.range or int_range(self.name), self.text)
 
 
 _PARAMS_CACHE: dict[type, list[Param]] = {}
@@ -166,6 +186,8 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
     for f in msgspec.structs.fields(cls):
         hint = hints[f.name]
         doc, ref, secret = "", None, False
+        rng: Range | None = None
+        text: Text | None = None
         base = hint
         if get_origin(hint) is Annotated:
             base, *extras = get_args(hint)
@@ -176,11 +198,17 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
                     ref = extra.resource
                 elif isinstance(extra, Secret):
                     secret = True
+                elif isinstance(extra, Range):
+                    rng = extra
+                elif isinstance(extra, Text):
+                    text = extra
         required = f.required
         default = None
         if not required:
             default = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
-        result.append(Param(f.name, describe_type(base), required, default, doc, ref, secret))
+        result.append(
+            Param(f.name, describe_type(base), required, default, doc, ref, secret, rng, text)
+        )
     own = set(getattr(cls, "__annotations__", {}))
     result.sort(key=lambda p: 0 if p.name in own else 1)
     _PARAMS_CACHE[cls] = result
@@ -239,9 +267,13 @@ def decode_args(cls: type[ApiMessage], args: dict[str, Any]) -> ApiMessage:
     for key, value in args.items():
         coerced[key] = _coerce(params[key], value)
     try:
-        return msgspec.convert(coerced, cls, strict=False)
+        msg = msgspec.convert(coerced, cls, strict=False)
     except msgspec.ValidationError as exc:
         raise _field_error(name, params, str(exc)) from None
+    if not cls.__api__.internal:  # internal messages are built by services, not clients
+        for key in args:
+            params[key].check(name, getattr(msg, key))
+    return msg
 
 
 def _coerce(param: Param, value: Any) -> Any:

@@ -9,7 +9,8 @@ holding one object. Frames larger than :data:`MAX_FRAME` are refused. Every fram
   (default true), ``progress`` (stream job events for this request)
 * ``reply``   server -> client: ``id``, ``ok``, then ``result`` or ``error``; ``job`` when
   the API ran as a job
-* ``event``   server -> client: ``path``, ``data``, ``time`` (subscriptions and progress)
+* ``event``   server -> client: ``path``, ``data``, ``time`` (subscriptions and progress);
+  :data:`EVENTS_LOST_PATH` when the client fell behind and events were dropped
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 PROTOCOL_VERSION = 1
+# the event a subscriber gets after the node dropped events it was too slow to take:
+# ``{"lost": N}``; what it shows may be stale, so it reloads
+EVENTS_LOST_PATH = "/zmn/events/lost"
 
 
 class _Codec:
@@ -115,8 +119,13 @@ def decode_body_std(body: bytes) -> dict[str, Any]:
     return obj
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next frame, or None at a clean end of stream."""
+async def read_frame(
+    reader: asyncio.StreamReader, max_frame: int | None = None
+) -> dict[str, Any] | None:
+    """The next frame, or None at a clean end of stream.
+
+    The length is checked against ``max_frame`` before any of the body is read.
+    """
     import asyncio
 
     try:
@@ -126,8 +135,11 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
             raise FrameError("connection closed inside a frame header") from None
         return None
     (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise FrameError(f"frame of {length} bytes exceeds the limit of {MAX_FRAME}")
+    if max_frame is None:
+        max_frame = MAX_FRAME
+    if length > max_frame:
+        hint = "" if max_frame == MAX_FRAME else " (log in first: the limit is higher then)"
+        raise FrameError(f"frame of {length} bytes exceeds the limit of {max_frame}{hint}")
     try:
         body = await reader.readexactly(length)
     except asyncio.IncompleteReadError:

@@ -14,7 +14,10 @@ does. Topology (``<ns>.`` prefixes every name when a namespace is given):
   binds ``vm.#``. Each node has one ``events.<nodeUuid>`` queue bound with the union of its
   subscriptions; the broker narrows, :class:`~zmn.core.bus.Subscription` decides exactly.
   Local subscribers are called directly inside :meth:`AmqpBus.publish`, as on the local bus,
-  and a node skips its own events when they come back from the broker.
+  and a node skips its own events when they come back from the broker. The queue holds at
+  most ``events_queued`` events (``x-max-length``, oldest dropped first) and the node takes
+  ``prefetch`` at a time, so a slow node never makes the broker or a publisher wait on it;
+  API clients behind it have their own bounded queues (:mod:`zmn.outbox`).
 * ``reply.<nodeUuid>``      replies, matched to waiting calls by correlation id.
 
 Delivery: publisher confirms (a request counts as sent once the broker took it; ``mandatory``
@@ -149,6 +152,7 @@ class AmqpBus(Bus):
         start_timeout: float = 30.0,
         direct_local: bool = True,
         outbox_size: int = 10_000,
+        events_queued: int = 10_000,
     ) -> None:
         self.node_uuid = node_uuid
         self.ring = ring
@@ -168,6 +172,14 @@ class AmqpBus(Bus):
             backoff_max=backoff_max,
         )
         self._queue_args = {"x-expires": int(queue_expires * 1000)}
+        # a node that falls behind loses its oldest events at the broker instead of making
+        # it hold them without bound (which ends in a memory alarm that blocks every
+        # publisher); what it took in waits for delivery in at most ``prefetch`` messages
+        self._event_queue_args = {
+            **self._queue_args,
+            "x-max-length": events_queued,
+            "x-overflow": "drop-head",
+        }
         self._start_timeout = start_timeout
         self._services: dict[str, Dispatch] = {}
         self._portal: PortalHandler | None = None
@@ -262,7 +274,7 @@ class AmqpBus(Bus):
         await op("exchange_declare", self.exchange, "topic", durable=True)
         await op("queue_declare", self.reply_queue, arguments=self._queue_args)
         await op("basic_consume", self.reply_queue, self._on_reply)
-        await op("queue_declare", self.event_queue, arguments=self._queue_args)
+        await op("queue_declare", self.event_queue, arguments=self._event_queue_args)
         for key in list(self._bindings):
             await op("queue_bind", self.event_queue, self.exchange, key)
         await op("basic_consume", self.event_queue, self._on_event)

@@ -3,7 +3,9 @@
 :meth:`Node.execute <zmn.core.node.Node.execute>` fills an :class:`ApiCallRecord` as the call
 goes (API, caller, peer, decoded message, job, result or error code) and, when the API is a
 mutating one, hands it to every :class:`ApiCallObserver` registered as an extension, for
-successes and failures alike, refusals before authentication included. With no observer
+successes and failures alike, refusals before authentication included (the first 20 a
+minute of calls refused for want of a valid session; the rest of such a flood only counts in
+the node log's summary line, :data:`zmn.limits.refusals`). With no observer
 registered (the audit plugin disabled) the cost is one dictionary look-up per call.
 
 Observers run inline on the event loop after the call, so they must be quick (one insert)
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,10 +54,39 @@ class ApiCallObserver(Protocol):
     def api_called(self, record: ApiCallRecord) -> None: ...
 
 
+SESSION_REFUSALS = frozenset(
+    ("IDENTITY.SESSION_REQUIRED", "IDENTITY.SESSION_INVALID", "IDENTITY.SESSION_EXPIRED")
+)
+
+
+class _Budget:
+    """So many rows per window for calls refused for want of a session; an anonymous flood
+    gets its first rows recorded and the rest counted in the node log's summary line."""
+
+    def __init__(self, rows: int = 20, window: float = 60.0) -> None:
+        self.rows, self.window = rows, window
+        self.used, self.since = 0, 0.0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if now - self.since >= self.window:
+            self.used, self.since = 0, now
+        self.used += 1
+        return self.used <= self.rows
+
+
+_budget = _Budget()
+
+
 def notify(node: Node, record: ApiCallRecord) -> None:
     """Hand a finished mutating call to every observer; read-only and internal calls skip."""
     spec = record.spec
     if spec is None or not spec.mutating or spec.internal:
+        return
+    if record.principal is None and record.error in SESSION_REFUSALS and not _budget.take():
+        from zmn.limits import refusals
+
+        refusals.note("calls without a valid session not audited", record.peer)
         return
     for observer in node.extensions.all(ApiCallObserver):  # type: ignore[type-abstract]
         try:

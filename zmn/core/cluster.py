@@ -169,6 +169,8 @@ class Cluster:
         membership = self.membership
         loop = asyncio.get_running_loop()
         due = loop.time()
+        # a new heartbeat interval takes effect at once: a round now, the next ones at the new rate
+        self.node.global_config.watch([("managementNode", "heartbeat.interval")], self._wake)
         while not membership.fenced:
             due += _setting(membership.interval)
             delay = due - loop.time()
@@ -193,6 +195,7 @@ class Cluster:
             self._wake.set()
 
     async def stop(self) -> None:
+        self.node.global_config.unwatch([("managementNode", "heartbeat.interval")], self._wake)
         self._beater_stop.set()
         if self._beater is not None:
             await asyncio.to_thread(self._beater.join, 5)

@@ -76,6 +76,19 @@ def parse_conf(text: str, source: str = "zmn.conf") -> dict[str, str]:
     return values
 
 
+def _read_conf(conf: Path) -> str:
+    try:
+        return conf.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidArgument(
+            f"cannot read {conf}: {why}; it must be a UTF-8 text file of key=value lines"
+            " readable by the user running zmn (zmn init writes a fresh one when it is absent)",
+            code="NODE.CONFIG_UNREADABLE",
+            field=str(conf),
+        ) from None
+
+
 @dataclass
 class BootConfig:
     home: Path
@@ -88,7 +101,7 @@ class BootConfig:
         values = dict(DEFAULTS)
         conf = home / "zmn.conf"
         if conf.exists():
-            values.update(parse_conf(conf.read_text(), str(conf)))
+            values.update(parse_conf(_read_conf(conf), str(conf)))
         for name, value in env.items():
             if name.startswith("ZMN_") and name not in ("ZMN_HOME", "ZMN_ENDPOINT", "ZMN_SESSION"):
                 values[name[4:].lower().replace("_", ".")] = value

@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, insert, update
 
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
 from zmn.core.db import new_uuid
+from zmn.core.jobs import JobCanceled
 from zmn.core.models import FlowRecordVO
 from zmn.core.reservations import DELETE_OF_RECORD
 
@@ -161,6 +162,8 @@ class FlowRegistry:
         self.chains: dict[str, list[str]] = {}
         self.listeners: list[Listener] = []
         self.faults: list[FaultPlan] = []
+        # records of the runs this process is executing: never "interrupted" (recovery)
+        self.live: set[str] = set()
 
     def take_fault(self, chain: str, flow: str, when: str) -> FaultPlan | None:
         """The fault planned for this step, if any (and count it as used)."""
@@ -258,6 +261,7 @@ class FlowChain:
         in_progress: Flow | None = self.flows[0] if self.flows else None
         rolling_back = False
         total = len(self.flows)
+        self.registry.live.add(ctx.record_uuid)
         try:
             await self.registry.writer.write(
                 _INSERT,
@@ -275,6 +279,20 @@ class FlowChain:
             )
             for index, flow in enumerate(self.flows):
                 in_progress = flow
+                job = ctx.call.job
+                if job is not None and getattr(job, "cancel_requested", False):
+                    # CancelJob: stop before this step and undo the done ones
+                    rolling_back = True
+                    in_progress = None
+                    error = JobCanceled(
+                        f"job {job.uuid} was canceled before step {flow.name}"
+                        f" ({len(done)} done step(s) rolled back)",
+                        flow=flow.name,
+                        chain=self.name,
+                        jobUuid=job.uuid,
+                    )
+                    await self._rollback(ctx, done, flow, error, state="Canceled")
+                    raise error
                 # the intent (this step's name) is on the record already: written with the
                 # previous step's result, or with the insert for the first step
                 await self._save(ctx, currentFlow=flow.name, data=ctx.data)
@@ -306,7 +324,10 @@ class FlowChain:
                     data=ctx.data,
                 )
                 self._notify(flow.name, "done")
-                await ctx.call.progress(int((index + 1) * 100 / total), flow.name)
+                if job is not None:  # with the step's number, for live progress lines
+                    await job.progress(
+                        int((index + 1) * 100 / total), flow.name, step=index + 1, steps=total
+                    )
             await self._save(ctx, state="Done", currentFlow=None, data=ctx.data)
         except asyncio.CancelledError:
             # a job that ran out of time is cancelled (in a step, or waiting for its record to
@@ -325,10 +346,18 @@ class FlowChain:
                 steps = [*done, in_progress] if in_progress is not None else done
                 await self._rollback(ctx, steps, failed, TimeoutError("job timed out"))
             raise
+        finally:
+            self.registry.live.discard(ctx.record_uuid)
         return ctx.data
 
     async def _rollback(
-        self, ctx: FlowContext, done: list[Flow], failed: Flow, exc: BaseException
+        self,
+        ctx: FlowContext,
+        done: list[Flow],
+        failed: Flow,
+        exc: BaseException,
+        *,
+        state: str = "RolledBack",
     ) -> None:
         await self._save(
             ctx, state="RollingBack", currentFlow=failed.name, error=f"{failed.name}: {exc}"
@@ -348,8 +377,9 @@ class FlowChain:
                 doneFlows=json.dumps([f.name for f in done[: done.index(flow)]]),
                 data=ctx.data,
             )
-        state = "RolledBack" if not problems else "RollbackFailed"
-        await self._save(ctx, state=state, currentFlow=None, data=ctx.data)
+        await self._save(
+            ctx, state=state if not problems else "RollbackFailed", currentFlow=None, data=ctx.data
+        )
 
 
 # the record's progress, written with Core (cached statements) rather than an ORM session

@@ -3,12 +3,18 @@
 A service declares ``GlobalConfigDef(category, name, default, type, ...)``; the node writes
 missing rows at start, keeps values in memory, validates updates and publishes
 ``/globalconfig/change`` with the old and new value.
+
+Loops that sleep on a setting (host pings, the reconciler, the reaper, heartbeats) sleep
+through :meth:`GlobalConfigStore.wait_interval` or :meth:`GlobalConfigStore.sleep` (or
+:meth:`GlobalConfigStore.watch` an event): a change of the value wakes them, so a new
+interval takes effect at once instead of after the old sleep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +90,7 @@ class GlobalConfigStore:
     def __init__(self) -> None:
         self.defs: dict[tuple[str, str], GlobalConfigDef] = {}
         self.values: dict[tuple[str, str], Any] = {}
+        self._watchers: dict[tuple[str, str], set[asyncio.Event]] = {}
 
     def declare(self, d: GlobalConfigDef) -> None:
         if d.key in self.defs:
@@ -149,4 +156,53 @@ class GlobalConfigStore:
     def set_cached(self, category: str, name: str, text: str) -> None:
         d = self.defs.get((category, name))
         if d is not None:
-            self.values[d.key] = d.parse(text)
+            value = d.parse(text)
+            changed = self.values.get(d.key) != value
+            self.values[d.key] = value
+            if changed:
+                for event in list(self._watchers.get(d.key, ())):
+                    event.set()
+
+    # ----------------------------------------------------------------- waking on changes
+
+    def watch(self, keys: Iterable[tuple[str, str]], event: asyncio.Event) -> None:
+        """Set ``event`` whenever one of ``keys`` (category, name) changes value."""
+        for key in keys:
+            self._watchers.setdefault(key, set()).add(event)
+
+    def unwatch(self, keys: Iterable[tuple[str, str]], event: asyncio.Event) -> None:
+        for key in keys:
+            watchers = self._watchers.get(key)
+            if watchers is not None:
+                watchers.discard(event)
+                if not watchers:
+                    del self._watchers[key]
+
+    async def sleep(self, seconds: float, *keys: tuple[str, str]) -> bool:
+        """Sleep ``seconds``, less when one of ``keys`` changes; True when a change woke it."""
+        event = asyncio.Event()
+        self.watch(keys, event)
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.unwatch(keys, event)
+
+    async def wait_interval(
+        self, category: str, name: str, *, minimum: float = 0.0, when_zero: float | None = None
+    ) -> None:
+        """Sleep the interval the setting gives, from now. A change while sleeping re-times the
+        sleep from the same start: a shorter interval that has already passed ends it at once,
+        a longer one sleeps the difference. ``when_zero`` is slept while the value is 0 (a
+        setting where 0 turns the loop off)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            interval = float(self.get(category, name))
+            if interval == 0 and when_zero is not None:
+                interval = when_zero
+            remaining = start + max(minimum, interval) - loop.time()
+            if remaining <= 0 or not await self.sleep(remaining, (category, name)):
+                return

@@ -7,6 +7,10 @@ Every job has a time limit: the caller's, else the global config ``job/defaultTi
 turns the default off). A job that runs out is cancelled with ``handle.timed_out`` set, so a
 flow chain it was running rolls its done steps back (see ``zmn.core.flow``) before the job
 ends Failed with ``JOB.TIMEOUT``; a job never stays Running.
+
+``CancelJob`` asks a running job to stop (``handle.cancel_requested``): a flow chain it runs
+checks before each step, rolls its done steps back and raises :class:`JobCanceled`, and the
+job ends ``Canceled``. A job past its last step (or running no chain) finishes as it would.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 
-from zmn.api.errors import InternalError, NotFound, Timeout, ZmnError
+from zmn.api.errors import InternalError, NotFound, OperationFailed, Timeout, ZmnError
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import JobVO
@@ -31,7 +35,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zmn.jobs")
 
-JOB_STATES = ["Running", "Succeeded", "Failed", "Interrupted"]
+JOB_STATES = ["Running", "Succeeded", "Failed", "Interrupted", "Canceled"]
+FINAL_JOB_STATES = tuple(s for s in JOB_STATES if s != "Running")
+
+
+class JobCanceled(OperationFailed):
+    """A job stopped at a flow step because ``CancelJob`` asked it to (its steps rolled back)."""
+
+    default_code = "JOB.CANCELED"
+
 
 DEFAULT_TIMEOUT = GlobalConfigDef(
     "job",
@@ -52,9 +64,10 @@ class JobHandle:
         self.percent = 0
         self.text = ""
         self.timed_out = False  # set just before the job is cancelled for running too long
+        self.cancel_requested = False  # CancelJob: stop at the next flow step
         self._persisted_at = time.monotonic()  # the row was written at submit
 
-    async def progress(self, percent: int, text: str = "") -> None:
+    async def progress(self, percent: int, text: str = "", **extra: Any) -> None:
         """Progress is kept in memory (``GetJob``/``QueryJob`` overlay it on running jobs) and
         written to the row at most every ``PROGRESS_PERSIST_INTERVAL`` seconds (so other
         nodes see long jobs move) and with the final state."""
@@ -70,7 +83,13 @@ class JobHandle:
             )
         await self.manager.node.bus.publish(
             f"/job/{self.uuid}",
-            {"jobUuid": self.uuid, "name": self.name, "progress": self.percent, "text": text},
+            {
+                "jobUuid": self.uuid,
+                "name": self.name,
+                "progress": self.percent,
+                "text": text,
+                **extra,
+            },
         )
 
     def overlay(self, inv: dict[str, Any]) -> None:
@@ -96,6 +115,11 @@ _FINISH_JOB = (
         }
     )
 )
+
+
+def _outcome_recorded(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def job_inventory(row: JobVO) -> dict[str, Any]:
@@ -165,6 +189,9 @@ class JobManager:
         handle = JobHandle(self, uuid, name)
         self.handles[uuid] = handle
         task = asyncio.get_running_loop().create_task(self._run(handle, work, timeout))
+        # a detached job may have no one awaiting it: its outcome is on the job row, so
+        # take it from the task (else asyncio logs "Task exception was never retrieved")
+        task.add_done_callback(_outcome_recorded)
         self.tasks[uuid] = task
         return uuid, task
 
@@ -178,6 +205,12 @@ class JobManager:
             timer = asyncio.get_running_loop().call_later(timeout, self._expire, handle, task)
         try:
             try:
+                # the job's start, for whoever follows it (the reply names the job only at
+                # its end: a client interrupted before then can still say which job goes on)
+                await self.node.bus.publish(
+                    f"/job/{handle.uuid}",
+                    {"jobUuid": handle.uuid, "name": handle.name, "state": "Running"},
+                )
                 result = await work(handle)
             finally:
                 if timer is not None:
@@ -200,7 +233,8 @@ class JobManager:
             await self._finish(handle, "Failed", None, err)
             raise err from None
         except ZmnError as exc:
-            await self._finish(handle, "Failed", None, exc)
+            state = "Canceled" if isinstance(exc, JobCanceled) else "Failed"
+            await self._finish(handle, state, None, exc)
             raise
         except Exception as exc:
             log.exception("job %s (%s) failed", handle.uuid, handle.name)
@@ -241,6 +275,15 @@ class JobManager:
         await self.node.bus.publish(
             f"/job/{handle.uuid}", {**data, "progress": values.get("progress", handle.percent)}
         )
+
+    def request_cancel(self, uuid: str) -> bool:
+        """Ask the job running here to stop at its next flow step; False when it does not
+        run here."""
+        handle = self.handles.get(uuid)
+        if handle is None:
+            return False
+        handle.cancel_requested = True
+        return True
 
     def get(self, uuid: str) -> dict[str, Any]:
         with self.node.db.tx() as s:

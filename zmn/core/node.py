@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from sqlalchemy import text
 
 from zmn import __version__
-from zmn.api.errors import InternalError, InvalidArgument, NotFound, PermissionDenied, ZmnError
+from zmn.api.errors import (
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    ZmnError,
+)
 from zmn.api.message import ApiMessage, ApiTable, CreateMessage, decode_args, redacted_args
 from zmn.core import plugins
 from zmn.core.audit import ApiCallRecord, notify
@@ -146,6 +153,10 @@ class Node:
         # single node owns everything). Trackers use it so that each host is pinged by one node.
         self.owns_resource: Callable[[str], bool] = lambda _uuid: True
         self.connection_apis: dict[str, type[ApiMessage]] = {}
+        # Pending while start() runs: the API socket is bound before the services start, and
+        # a call that came in meanwhile would race start-up work (recovery of the chains a
+        # previous life left open took a live run for one of those); such calls wait.
+        self._starting: asyncio.Future[None] | None = None
 
     @staticmethod
     def _persistent_uuid(home: Path) -> str:
@@ -240,6 +251,21 @@ class Node:
 
     async def start(self) -> None:
         self.started_at = time.time()
+        starting = self._starting = asyncio.get_running_loop().create_future()
+        try:
+            await self._start_services()
+        except BaseException as exc:
+            starting.set_exception(
+                Unavailable(
+                    f"the management node failed to start: {type(exc).__name__}: {exc}",
+                    code="NODE.START_FAILED",
+                )
+            )
+            starting.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        starting.set_result(None)
+
+    async def _start_services(self) -> None:
         if not self.services:
             self.load_services()
         await self.bus.start()
@@ -306,6 +332,8 @@ class Node:
 
         ``peer`` names the connection the call came in on, for the audit trail.
         """
+        if self._starting is not None and not self._starting.done():
+            await asyncio.shield(self._starting)  # start-up first (see __init__)
         started = time.perf_counter()
         ok = False
         self.stats.in_flight += 1
@@ -325,8 +353,6 @@ class Node:
                     f"{api_name} needs an admin account", code="IDENTITY.ADMIN_ONLY"
                 )
             if self.stopping and spec.mutating:
-                from zmn.api.errors import Unavailable
-
                 raise Unavailable("the management node is stopping", code="NODE.STOPPING")
             if not isinstance(args, dict):
                 raise InvalidArgument("args must be a JSON object", field="args")
@@ -338,6 +364,9 @@ class Node:
             )
             service = self.route(api_name)
             if spec.long:
+                if isinstance(msg, CreateMessage) and not msg.resourceUuid:
+                    # the job names what it creates from the start (zcli job wait -q)
+                    msg.resourceUuid = new_uuid()
                 uuid = getattr(msg, "uuid", None) or getattr(msg, "resourceUuid", None)
 
                 async def work(handle: Any) -> Any:

@@ -86,6 +86,14 @@ def parse_conditions(items: list[Any]) -> list[Condition]:
     return out
 
 
+def admin_field(rt: ResourceType, name: str, principal: Principal | None, where: str) -> None:
+    """Refuse a normal account's condition, sort or selection on an admin-only field."""
+    if name in rt.admin_fields and principal is not None and not principal.is_admin:
+        raise PermissionDenied(
+            f"{rt.name}.{name} is shown to admins only", code="IDENTITY.ADMIN_ONLY", field=where
+        )
+
+
 class QueryCompiler:
     def __init__(self, registry: ResourceRegistry) -> None:
         self.registry = registry
@@ -105,10 +113,14 @@ class QueryCompiler:
         principal: Principal | None = None,
     ) -> ColumnElement[bool]:
         head = path[0]
+        if len(path) == 1 and head not in rt.fields and head in rt.field_aliases():
+            # ZStack's list field (attachedClusterUuids): the path through a join it stands for
+            return self._path(rt, rt.aliases[head].split("."), cond, principal)
         if len(path) == 1:
             if head in TAG_FIELDS:
                 return self._tag(rt, head, cond)
             info = rt.field_or_error(head, cond.name)
+            admin_field(rt, head, principal, cond.name)
             return leaf(rt.column(head), info, cond)
         exp = rt.expansions.get(head)
         if exp is None:
@@ -187,6 +199,7 @@ class QueryCompiler:
         if spec.groupBy:
             where = and_(True, *self.filters(rt, spec, principal))
             info = rt.field_or_error(spec.groupBy, "groupBy")
+            admin_field(rt, info.name, principal, "groupBy")
             col = rt.column(info.name)
             stmt = select(col, func.count()).where(where).group_by(col).order_by(col)
             groups = [{info.name: _out(v), "total": n} for v, n in session.execute(stmt)]
@@ -204,6 +217,8 @@ class QueryCompiler:
                 "give start (OFFSET) or after (a cursor), not both", field="after"
             )
         sort = rt.field_or_error(spec.sortBy, "sortBy") if spec.sortBy else None
+        if sort is not None:
+            admin_field(rt, sort.name, principal, "sortBy")
         key = self._key_lookup(rt, spec, principal)
         if key is not None:  # `uuid=X`: one prepared statement, at most one row
             rows = rt.rows_where(session, rt.primary_key[0], [key])
@@ -227,6 +242,10 @@ class QueryCompiler:
         cut = len(rows) > spec.limit
         rows = rows[: spec.limit]
         invs = rt.inventories(session, rows)
+        if rt.admin_fields and principal is not None and not principal.is_admin:
+            for name in spec.fields or ():
+                admin_field(rt, name, principal, "fields")
+            invs = [{k: v for k, v in inv.items() if k not in rt.admin_fields} for inv in invs]
         if spec.fields:
             for name in spec.fields:
                 if name not in rt.fields and not any(name in inv for inv in invs[:1]):

@@ -3,37 +3,45 @@
 A chain's record holds its data, the step in progress (``currentFlow``) and the steps that
 finished (``doneFlows``), written before and after every step (:mod:`zmn.core.flow`). When a
 node dies in the middle of a chain the record stays ``Running`` (or ``RollingBack``). The
-service owning the chain calls :func:`recover_chains` when it starts; the policy is:
+service owning a chain calls :func:`recover_chains` when it starts (and when it takes over an
+evicted node's work), with a :class:`ChainRecovery` per chain: its hooks. The policy:
 
 ===========================================  ==========================================
 record left                                  recovery
 ===========================================  ==========================================
-``Running``, every step of the chain done    finished: the service's ``finish`` hook
-                                             settles it, the record becomes ``Done``
-                                             and the job ``Succeeded`` with its result
-``Running`` with a step to go, or any chain  rolled back: every done step and the one in
-without a ``finish`` hook                    progress are undone in reverse (each undo
-                                             undoes only what its run recorded, so undoing
-                                             a step that never ran is harmless); the
-                                             record becomes ``RolledBack`` (or
-                                             ``RollbackFailed``) and the job
-                                             ``Interrupted``, naming the steps undone
+``Running``, every step of the chain done,   finished: the chain's ``finish`` hook
+and the chain finishes such runs             settles it, the record becomes ``Done``
+(``finish_running``)                         and the job ``Succeeded`` with its result
+``Done``, its job ``Interrupted`` (the       finished the same way: the chain ran to its
+node died in the handler after the chain)    end, only the handler's tail was lost
+``Running`` with a step to go, or any chain  rolled back: ``prepare`` may first settle what
+without a ``finish`` hook                    the record cannot tell and name the steps to
+                                             undo; every done step and the one in progress
+                                             are undone in reverse (each undo undoes only
+                                             what its run recorded, so undoing a step that
+                                             never ran is harmless); the record becomes
+                                             ``RolledBack`` (or ``RollbackFailed``), the
+                                             job ``Interrupted``, naming the steps undone,
+                                             and ``settle`` puts the resource in the state
+                                             the failed operation leaves it in
 ``RollingBack``                              the rollback is carried on the same way
 ===========================================  ==========================================
 
-Either way no record and no job stays ``Running``.
+Either way no record and no job stays ``Running``. A record of a run this process is
+executing right now (``node.flows.live``) is never touched: it is not interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
+from zmn.api.errors import ZmnError
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.models import FlowRecordVO, JobVO
@@ -45,8 +53,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zmn.recovery")
 
-# finish(ctx) -> the job's result; raising makes recovery roll the chain back instead
-Finish = Callable[[FlowContext], Awaitable[dict[str, Any]]]
+# finish(ctx) -> the job's result; None (nothing to finish: the resource moved on) or raising
+# leaves the run to the rollback (a Running record) or as it is (a Done record)
+Finish = Callable[[FlowContext], Awaitable[dict[str, Any] | None]]
+# prepare(ctx, record, steps) -> the steps to undo (it may change ctx.data)
+Prepare = Callable[[FlowContext, FlowRecordVO, list[str]], list[str]]
+# settle(ctx) after the undo: the resource's state after the failed operation
+Settle = Callable[[FlowContext], Awaitable[None]]
+
+JOB_BATCH = 500  # interrupted jobs looked up per statement
+
+
+@dataclass(frozen=True)
+class ChainRecovery:
+    """How recovery settles the interrupted runs of one chain (its service's hooks)."""
+
+    finish: Finish | None = None
+    # also finish a Running record whose every step was done (False: roll it back; the
+    # caller was never answered, so e.g. a VM create cut there is undone)
+    finish_running: bool = True
+    prepare: Prepare | None = None
+    settle: Settle | None = None
 
 
 @dataclass
@@ -64,90 +91,162 @@ class Recovered:
 
 async def recover_chains(
     node: Node,
-    chains: Sequence[str],
+    chains: Mapping[str, ChainRecovery] | Sequence[str],
     *,
     of_node: str | None = None,
-    finish: dict[str, Finish] | None = None,
     scratch: dict[str, Any] | None = None,
     api: str = "RecoverInterruptedOperations",
 ) -> list[Recovered]:
     """Finish or roll back the runs of ``chains`` a node (this one by default) left open."""
+    specs = chains if isinstance(chains, Mapping) else dict.fromkeys(chains, ChainRecovery())
+    owner = of_node or node.uuid
     call = Call(node, node.admin_principal(), api)
     with node.db.tx() as s:
         records = list(
             s.scalars(
                 select(FlowRecordVO)
                 .where(
-                    FlowRecordVO.chain.in_(tuple(chains)),
+                    FlowRecordVO.chain.in_(tuple(specs)),
                     FlowRecordVO.state.in_(("Running", "RollingBack")),
-                    FlowRecordVO.managementNodeUuid == (of_node or node.uuid),
+                    FlowRecordVO.managementNodeUuid == owner,
                 )
                 .order_by(FlowRecordVO.createDate)
             )
         )
     out = []
     for rec in records:
-        data: dict[str, Any] = json.loads(rec.data or "{}")
+        if rec.uuid in node.flows.live:  # running in this process now, not interrupted
+            continue
+        spec = specs[rec.chain]
+        ctx = _context(call, rec, scratch)
         done: list[str] = json.loads(rec.doneFlows or "[]")
-        ctx = FlowContext(
-            call, data=data, chain=rec.chain, record_uuid=rec.uuid, scratch=dict(scratch or {})
-        )
-        hook = (finish or {}).get(rec.chain)
-        if rec.state == "Running" and hook is not None and _complete(node, rec.chain, done):
-            try:
-                result = await hook(ctx)
-            except Exception:
-                log.exception(
-                    "finishing %s (record %s) after a restart failed", rec.chain, rec.uuid
-                )
-            else:
+        if (
+            rec.state == "Running"
+            and spec.finish is not None
+            and spec.finish_running
+            and _complete(node, rec.chain, done)
+        ):
+            finished = await _finish(node, spec.finish, ctx, rec)
+            if finished is not None:
                 _close(node, rec.uuid, "Done", None, ctx.data)
-                if rec.jobUuid:
-                    job_succeeded(node, rec.jobUuid, result)
-                out.append(
-                    Recovered(rec.chain, rec.uuid, rec.jobUuid, "Done", rec.currentFlow, [], data)
-                )
-                log.warning("%s was complete when the node stopped: finished", rec.chain)
+                out.append(finished)
                 continue
-        steps = list(done)
-        if rec.currentFlow and rec.currentFlow not in steps:
-            steps.append(rec.currentFlow)
-        problems = []
-        for index in reversed(range(len(steps))):
-            name = steps[index]
-            flow_cls = node.flows.flows.get(name)
-            if flow_cls is None:
-                continue
-            try:
-                await flow_cls().rollback(ctx)
-            except Exception as exc:
-                log.exception("rolling back %s/%s after a restart failed", rec.chain, name)
-                problems.append(f"{name}: {exc}")
-            # the undo's progress, durable before the next undo: a node killed now does not
-            # undo this step again at the next recovery
-            node.db_write(
-                update(FlowRecordVO)
-                .where(FlowRecordVO.uuid == rec.uuid)
-                .values(
-                    state="RollingBack",
-                    currentFlow=None,
-                    doneFlows=json.dumps(steps[:index]),
-                    data=json.dumps(ctx.data, default=str),
+        out.append(await _roll_back(node, spec, ctx, rec, done))
+    out += await _finish_done(node, specs, owner, call, scratch)
+    return out
+
+
+def _context(call: Call, rec: FlowRecordVO, scratch: dict[str, Any] | None) -> FlowContext:
+    data: dict[str, Any] = json.loads(rec.data or "{}")
+    return FlowContext(
+        call, data=data, chain=rec.chain, record_uuid=rec.uuid, scratch=dict(scratch or {})
+    )
+
+
+async def _finish(
+    node: Node, finish: Finish, ctx: FlowContext, rec: FlowRecordVO
+) -> Recovered | None:
+    """Run the chain's finish hook; the job succeeds with its result (None when it failed)."""
+    try:
+        result = await finish(ctx)
+    except ZmnError as exc:  # e.g. the resource is gone since
+        log.warning("cannot finish %s (record %s): %s", rec.chain, rec.uuid, exc)
+        return None
+    except Exception:
+        log.exception("finishing %s (record %s) after a restart failed", rec.chain, rec.uuid)
+        return None
+    if result is None:
+        return None
+    if rec.jobUuid:
+        job_succeeded(node, rec.jobUuid, result)
+    log.warning("%s was complete when the node stopped: finished", rec.chain)
+    return Recovered(rec.chain, rec.uuid, rec.jobUuid, "Done", rec.currentFlow, [], ctx.data)
+
+
+async def _roll_back(
+    node: Node, spec: ChainRecovery, ctx: FlowContext, rec: FlowRecordVO, done: list[str]
+) -> Recovered:
+    steps = list(done)
+    if rec.currentFlow and rec.currentFlow not in steps:
+        steps.append(rec.currentFlow)
+    undo = spec.prepare(ctx, rec, steps) if spec.prepare is not None else steps
+    problems = []
+    for index in reversed(range(len(undo))):
+        name = undo[index]
+        flow_cls = node.flows.flows.get(name)
+        if flow_cls is None:
+            continue
+        try:
+            await flow_cls().rollback(ctx)
+        except Exception as exc:
+            log.exception("rolling back %s/%s after a restart failed", rec.chain, name)
+            problems.append(f"{name}: {exc}")
+        # the undo's progress, durable before the next undo: a node killed now does not
+        # undo this step again at the next recovery
+        node.db_write(
+            update(FlowRecordVO)
+            .where(FlowRecordVO.uuid == rec.uuid)
+            .values(
+                state="RollingBack",
+                currentFlow=None,
+                doneFlows=json.dumps(undo[:index]),
+                data=json.dumps(ctx.data, default=str),
+            )
+        )
+    outcome = "RollbackFailed" if problems else "RolledBack"
+    _close(node, rec.uuid, outcome, "interrupted: the node stopped", ctx.data)
+    if rec.jobUuid:
+        annotate_job(node, rec.jobUuid, rec.chain, rec.currentFlow, steps, problems)
+    log.warning(
+        "%s was interrupted at %s when the node stopped: %s", rec.chain, rec.currentFlow, outcome
+    )
+    if spec.settle is not None:
+        try:
+            await spec.settle(ctx)
+        except Exception:
+            log.exception("settling %s (record %s) after its rollback failed", rec.chain, rec.uuid)
+    return Recovered(rec.chain, rec.uuid, rec.jobUuid, outcome, rec.currentFlow, steps, ctx.data)
+
+
+async def _finish_done(
+    node: Node,
+    specs: Mapping[str, ChainRecovery],
+    owner: str,
+    call: Call,
+    scratch: dict[str, Any] | None,
+) -> list[Recovered]:
+    """The runs whose chain was done when the node died but whose handler had not answered:
+    the record is ``Done``, its job ``Interrupted``. Their finish hook does the handler's tail
+    and the job succeeds (a retrying client finds the result too)."""
+    finishing = tuple(name for name, spec in specs.items() if spec.finish is not None)
+    if not finishing:
+        return []
+    with node.db.tx() as s:
+        jobs = list(
+            s.scalars(
+                select(JobVO.uuid).where(
+                    JobVO.state == "Interrupted", JobVO.managementNodeUuid == owner
                 )
             )
-        outcome = "RollbackFailed" if problems else "RolledBack"
-        _close(node, rec.uuid, outcome, "interrupted: the node stopped", ctx.data)
-        if rec.jobUuid:
-            annotate_job(node, rec.jobUuid, rec.chain, rec.currentFlow, steps, problems)
-        log.warning(
-            "%s was interrupted at %s when the node stopped: %s",
-            rec.chain,
-            rec.currentFlow,
-            outcome,
         )
-        out.append(
-            Recovered(rec.chain, rec.uuid, rec.jobUuid, outcome, rec.currentFlow, steps, data)
-        )
+        records: list[FlowRecordVO] = []
+        for start in range(0, len(jobs), JOB_BATCH):
+            records.extend(
+                s.scalars(
+                    select(FlowRecordVO).where(
+                        FlowRecordVO.jobUuid.in_(jobs[start : start + JOB_BATCH]),
+                        FlowRecordVO.chain.in_(finishing),
+                        FlowRecordVO.state == "Done",
+                    )
+                )
+            )
+    out = []
+    for rec in records:
+        finish = specs[rec.chain].finish
+        assert finish is not None  # noqa: S101 - selected by it above (type narrowing)
+        finished = await _finish(node, finish, _context(call, rec, scratch), rec)
+        if finished is not None:
+            out.append(finished)
     return out
 
 

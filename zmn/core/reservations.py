@@ -20,12 +20,16 @@ the rows it made: the VM placed on the host, its volumes on the storage).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from zmn.core.db import utcnow
 from zmn.core.models import ReservationVO
+
+if TYPE_CHECKING:
+    from zmn.core.node import Node
 
 _T = cast(Table, ReservationVO.__table__)
 _INSERT = insert(_T)
@@ -74,3 +78,42 @@ def take(conn: Any, key: str) -> Any | None:
         return None
     gone = conn.execute(_DELETE, {"key": key})
     return row if getattr(gone, "rowcount", 0) == 1 else None
+
+
+def give_back(model: Any, target: str, amounts: Mapping[str, int]) -> Any:
+    """``UPDATE model SET column = column + amount ... WHERE uuid = target`` (a negative amount
+    takes capacity)."""
+    return (
+        update(model)
+        .where(model.uuid == target)
+        .values({column: getattr(model, column) + amount for column, amount in amounts.items()})
+    )
+
+
+def release(
+    node: Node,
+    key: str | None,
+    model: Any,
+    target: str,
+    amounts: Mapping[str, int],
+    ledger: Mapping[str, str],
+) -> None:
+    """Give capacity back to a ``model`` row, the one helper of every ``Release*Capacity``.
+
+    With a reservation ``key``: exactly once, what the ledger row holds (``ledger`` maps each
+    capacity column to the row's field), in the transaction that removes the row; nothing
+    when another release took it first. Without: ``amounts`` to ``target``.
+    """
+    if key:
+        with node.db.engine.begin() as conn:
+            held = take(conn, key)
+            if held is not None:
+                conn.execute(
+                    give_back(
+                        model,
+                        held.targetUuid,
+                        {column: getattr(held, name) for column, name in ledger.items()},
+                    )
+                )
+        return
+    node.db_write(give_back(model, target, amounts))

@@ -7,14 +7,17 @@ columns. A service declares its resource types; the registry derives
 * a *forward* expansion for every reference column (``Cluster.zoneUuid`` -> ``cluster.zone``),
 * a *reverse* expansion on the referenced type (``zone.cluster``),
 * expansions through link tables (``cluster.primaryStorage``), and
-* expansions that plugins inject into other services' types (``vmNic.eip``).
+* expansions that plugins inject into other services' types (``vmNic.eip``), and
+* ZStack's names beside ours (``aliases``): a join under another name (``Volume.image`` for
+  ``rootImage``) or a list field that is a path through a join (``PrimaryStorage.
+  attachedClusterUuids`` for ``cluster.uuid``), so queries written for ZStack run as written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Boolean, Column, DateTime, Float, Integer, bindparam, inspect, select
@@ -73,6 +76,7 @@ class Expansion:
     plugin: str = ""
     doc: str = ""
     guaranteed: bool = False  # reverse join whose ``remote`` column always names a source row
+    alias_of: str = ""  # ZStack's name for the join named here (same rows)
 
 
 @dataclass
@@ -99,6 +103,8 @@ class ResourceType:
     owned: bool = False  # rows belong to accounts; normal accounts see only their own
     admin_only: bool = False  # normal accounts cannot query it at all
     hidden_fields: tuple[str, ...] = ()
+    # fields that only admins see and query (an image's URL); dropped from tenants' rows
+    admin_fields: tuple[str, ...] = ()
     # Extra WHERE clauses limiting what a non-admin principal sees (queries and name/UUID
     # resolution), for types whose ownership is not an AccountResourceRef row: a job's
     # ``accountUuid`` column, a tag's tagged resource.
@@ -108,6 +114,9 @@ class ResourceType:
     summary: str = ""
     expansions: dict[str, Expansion] = field(default_factory=dict)
     fields: dict[str, FieldInfo] = field(default_factory=dict)
+    # ZStack's names: alias -> one of our joins (``rootImage``) or a path ending in a field
+    # (``cluster.uuid``: a list field, true when some joined row matches)
+    aliases: dict[str, str] = field(default_factory=dict)
     # statements of :meth:`rows_where`, built once: SQLAlchemy then skips rebuilding and
     # re-keying them on every call (most of the cost of a one-row select)
     _statements: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -239,10 +248,18 @@ class ResourceType:
                     "name": e.name,
                     "resource": e.target,
                     **({"plugin": e.plugin} if e.plugin else {}),
+                    **({"aliasOf": e.alias_of} if e.alias_of else {}),
                     **({"doc": e.doc} if e.doc else {}),
                 }
                 for e in self.expansions.values()
             ],
+            **({"aliases": self.field_aliases()} if self.field_aliases() else {}),
+        }
+
+    def field_aliases(self) -> dict[str, str]:
+        """Aliases that stand for a field through a join (joins' aliases are expansions)."""
+        return {
+            a: p for a, p in self.aliases.items() if "." in p and p.split(".")[0] in self.expansions
         }
 
 
@@ -326,6 +343,11 @@ class ResourceRegistry:
         for type_name, expansion in self._injected:
             if type_name in self.types and expansion.target in self.types:
                 self.types[type_name].expansions[expansion.name] = expansion
+        for rt in self.types.values():
+            for alias, path in rt.aliases.items():
+                of = rt.expansions.get(path)
+                if of is not None and alias not in rt.expansions and alias not in rt.fields:
+                    rt.expansions[alias] = replace(of, name=alias, alias_of=of.name)
 
     def get(self, name: str) -> ResourceType:
         rt = self.types.get(name)

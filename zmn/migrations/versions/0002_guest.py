@@ -1,7 +1,7 @@
 """vm_cloud_init: a VM's cloud-init user data and SSH keys
 
 Revision ID: 0002_guest
-Revises: 0001
+Revises: 0002_ops
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _LONG_TEXT = (
 )
 
 revision: str = "0002_guest"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_ops"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

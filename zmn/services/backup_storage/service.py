@@ -83,6 +83,7 @@ class BackupStorageService(Service):
                 BackupStorageVO,
                 self.name,
                 "backup-storage",
+                aliases={"attachedZoneUuids": "zone.uuid"},  # ZStack's list field
                 columns=[
                     "uuid",
                     "name",

@@ -21,7 +21,7 @@ from zmn.api.errors import Conflict
 from zmn.core import crud
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
-from zmn.core.recovery import Recovered, recover_chains
+from zmn.core.recovery import ChainRecovery, Recovered, recover_chains
 from zmn.services.host.hosttype import HostRef, HostType, HostTypeRegistry
 from zmn.services.host.models import HostVO
 from zmn.services.host.ops import connect, set_status, sync_capacity
@@ -121,9 +121,8 @@ async def recover(
     """Finish or roll back the host adds a node (this one, or an evicted one) left open."""
     return await recover_chains(
         node,
-        (HOST_ADD_CHAIN,),
+        {HOST_ADD_CHAIN: ChainRecovery(finish=_finished)},
         of_node=of_node,
-        finish={HOST_ADD_CHAIN: _finished},
         scratch={"types": types},
         api="RecoverInterruptedHostAdds",
     )

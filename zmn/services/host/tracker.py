@@ -287,7 +287,7 @@ class HostTracker:
         except Exception:
             log.exception("host boot round failed")
         while True:
-            await asyncio.sleep(self._config("ping.interval"))
+            await self.node.global_config.wait_interval("host", "ping.interval")
             try:
                 await self.ping_all()
             except Exception:

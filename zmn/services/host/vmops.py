@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from zmn.api.errors import InvalidArgument, OperationFailed, Unavailable, ZmnError, not_found
 from zmn.core import crud, reservations
@@ -79,6 +79,14 @@ class HostCapacityConsistency:
         return out
 
 
+# host capacity columns and the reservation ledger's fields that hold them
+_HOST_LEDGER = {"availableCpuCapacity": "cpuNum", "availableMemoryCapacity": "memorySize"}
+
+
+def _amounts(cpu: int, memory: int) -> dict[str, int]:
+    return {"availableCpuCapacity": cpu, "availableMemoryCapacity": memory}
+
+
 class HostVmHandlers:
     node: Node
     types: HostTypeRegistry
@@ -112,32 +120,18 @@ class HostVmHandlers:
 
     @handler(ReleaseHostCapacity)
     async def release_host_capacity(self, msg: ReleaseHostCapacity, call: Call) -> dict[str, Any]:
-        if msg.reservationKey:  # exactly once: the ledger row goes with the release
-            with self.node.db.engine.begin() as conn:
-                held = reservations.take(conn, msg.reservationKey)
-                if held is not None:
-                    conn.execute(
-                        update(HostVO)
-                        .where(HostVO.uuid == held.targetUuid)
-                        .values(
-                            availableCpuCapacity=HostVO.availableCpuCapacity + held.cpuNum,
-                            availableMemoryCapacity=HostVO.availableMemoryCapacity
-                            + held.memorySize,
-                        )
-                    )
-            return {}
-        self._adjust(msg.hostUuid, msg.cpuNum, msg.memorySize)
+        reservations.release(
+            self.node,
+            msg.reservationKey,
+            HostVO,
+            msg.hostUuid,
+            _amounts(msg.cpuNum, msg.memorySize),
+            _HOST_LEDGER,
+        )
         return {}
 
     def _adjust(self, host_uuid: str, cpu: int, memory: int) -> None:
-        self.node.db_write(
-            update(HostVO)
-            .where(HostVO.uuid == host_uuid)
-            .values(
-                availableCpuCapacity=HostVO.availableCpuCapacity + cpu,
-                availableMemoryCapacity=HostVO.availableMemoryCapacity + memory,
-            )
-        )
+        self.node.db_write(reservations.give_back(HostVO, host_uuid, _amounts(cpu, memory)))
 
     def _driver(self, call: Call, host_uuid: str) -> tuple[Any, HypervisorDriver]:
         with self.node.db.engine.begin() as conn:  # Core: every VM operation passes here

@@ -12,7 +12,12 @@ class AddImage(CreateMessage, kw_only=True):
     """Add an image (VM template or ISO) by downloading it to one or more backup storages."""
 
     name: Annotated[str, Doc("image name")]
-    url: Annotated[str, Doc("where to download it from: http://, https://, ftp://, file://")]
+    url: Annotated[
+        str,
+        Doc(
+            "where to download it from: http://, https://, or file:// under image.file.allowedDirs"
+        ),
+    ]
     format: Annotated[Literal["qcow2", "raw", "iso"], Doc("disk format")]
     mediaType: Annotated[
         Literal["RootVolumeTemplate", "DataVolumeTemplate", "ISO"], Doc("what the image is for")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from sqlalchemy import select, update
 
@@ -31,6 +31,7 @@ from zmn.services.image.api import AddImage, ChangeImageState, DeleteImage, Upda
 from zmn.services.image.models import ImageBackupStorageRefVO, ImageVO
 from zmn.services.image.template import ERRORS as TEMPLATE_ERRORS
 from zmn.services.image.template import TemplateHandlers
+from zmn.services.image.urlpolicy import UrlPolicy, check_source
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -53,7 +54,6 @@ BS_LINK = LinkSpec(
     ImageBackupStorageRefVO, "Image", "imageUuid", "BackupStorage", "backupStorageUuid"
 )
 
-URL_SCHEMES = ("http", "https", "ftp", "file")
 GiB = 1024**3
 # What a simulator backup storage reports for any download: (virtual size, bytes stored).
 SIMULATED_SIZE = {
@@ -91,14 +91,8 @@ def _bs_refs(session: Session, invs: list[dict[str, Any]]) -> None:
         inv["backupStorageRefs"] = by_image[inv["uuid"]]
 
 
-def check_image_args(msg: AddImage) -> None:
-    parsed = urlparse(msg.url)
-    if parsed.scheme not in URL_SCHEMES or not (parsed.netloc or parsed.path):
-        raise InvalidArgument(
-            f"url: {msg.url!r} is not a {', '.join(s + '://' for s in URL_SCHEMES)} URL",
-            code="IMAGE.INVALID_URL",
-            field="url",
-        )
+def check_image_args(msg: AddImage, policy: UrlPolicy, *, admin: bool) -> None:
+    check_source(msg.url, policy, admin=admin)
     if (msg.format == "iso") != (msg.mediaType == "ISO"):
         raise InvalidArgument(
             f"mediaType: an image of format {msg.format} cannot have mediaType {msg.mediaType}"
@@ -138,6 +132,7 @@ class ImageService(TemplateHandlers, Service):
                 ImageVO,
                 self.name,
                 "image",
+                aliases={"volume": "rootVolume"},  # ZStack's name
                 columns=[
                     "uuid",
                     "name",
@@ -161,7 +156,9 @@ class ImageService(TemplateHandlers, Service):
                     "size": "virtual size in bytes",
                     "actualSize": "bytes stored on each backup storage",
                     "checksum": "sha256:<hex> of the stored bytes (real backup storages)",
+                    "url": "where the image was downloaded from (admins only)",
                 },
+                admin_fields=("url",),  # a URL may carry credentials or internal host names
                 inventory_hook=_bs_refs,
                 state_field="state",
                 summary="a VM template or ISO on backup storages",
@@ -174,13 +171,16 @@ class ImageService(TemplateHandlers, Service):
         existing = crud.existing_inventory(call, "Image", msg)
         if existing is not None:
             return {"inventory": existing}
-        check_image_args(msg)
+        policy = UrlPolicy.from_config(self.node.config)
+        check_image_args(msg, policy, admin=call.principal.is_admin)
         size, actual = SIMULATED_SIZE[msg.mediaType]
         uuid = msg.resourceUuid or new_uuid()
         bs_uuids = list(dict.fromkeys(msg.backupStorageUuids))
         real = self._real_stores(call, bs_uuids)
         if real:
-            hint = await asyncio.to_thread(download.probe, msg.url)  # refused before recording
+            hint = await asyncio.to_thread(  # refused before recording
+                partial(download.probe, msg.url, policy, admin=call.principal.is_admin)
+            )
             size, actual = 0, hint or 0
         row = ImageVO(
             uuid=uuid,
@@ -278,7 +278,8 @@ class ImageService(TemplateHandlers, Service):
             dest = access.image_path(uuid, msg.format)
 
             def transfer(access: imagestore.Access = access, dest: str = dest) -> Any:
-                meter = download.Meter(download.chunks(msg.url))
+                policy = UrlPolicy.from_config(self.node.config)
+                meter = download.Meter(download.chunks(msg.url, policy))
                 imagestore.upload(access, meter, dest)
                 return meter
 

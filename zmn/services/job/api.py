@@ -22,3 +22,11 @@ class WaitJob(ApiMessage, kw_only=True):
     timeout: Annotated[
         float | None, Doc("seconds to wait at most (default: until it finishes)")
     ] = None
+
+
+@api(resource="Job", verb="cancel")
+class CancelJob(ApiMessage, kw_only=True):
+    """Ask a running job to stop: its flow stops before its next step and rolls back what it
+    did, and the job ends Canceled (a job past its last step finishes as it would)."""
+
+    uuid: Annotated[str, Doc("job UUID")]

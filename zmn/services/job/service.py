@@ -4,6 +4,8 @@ A job belongs to the account that started it (``JobVO.accountUuid``): normal acc
 and wait on their own jobs only, through the type's access filter, which also hides other
 accounts' jobs from name/UUID resolution (so ``WaitJob`` answers NotFound for them).
 A job's ``args`` are not exposed: they may hold secrets given to the API.
+``CancelJob`` sets the cancel request of a job running here, or publishes it on
+``/internal/job/cancel`` for the node that runs it.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import asyncio
 import json
 from typing import Any
 
-from zmn.api.errors import Timeout, not_found
-from zmn.core.bus import Principal
+from zmn.api.errors import Conflict, Timeout, not_found
+from zmn.core.bus import Event, Principal
 from zmn.core.jobs import JOB_STATES
 from zmn.core.models import JobVO
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
-from zmn.services.job.api import GetJob, WaitJob
+from zmn.services.job.api import CancelJob, GetJob, WaitJob
 
 POLL_MAX = 1.0  # seconds between looks at a job that runs on another node
+CANCEL_PATH = "/internal/job/cancel"  # a cancel request for the node running the job
 
 
 def own_jobs(principal: Principal) -> list[Any]:
@@ -46,7 +49,17 @@ class JobService(Service):
         "JOB.WAIT_TIMEOUT": "the job was still running when the wait ended; it may still finish",
         "JOB.TIMEOUT": "the job ran longer than its own time limit and failed",
         "JOB.INTERRUPTED": "the management node stopped while the job ran",
+        "JOB.CANCELED": "CancelJob stopped the job before a step; its done steps rolled back",
+        "JOB.NOT_RUNNING": "CancelJob on a job that has already finished",
     }
+
+    async def start(self) -> None:
+        self.node.bus.subscribe(CANCEL_PATH, self._cancel_event)
+
+    def _cancel_event(self, event: Event) -> None:
+        uuid = event.data.get("jobUuid")
+        if isinstance(uuid, str):
+            self.node.jobs.request_cancel(uuid)
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(
@@ -91,6 +104,20 @@ class JobService(Service):
     @handler(GetJob)
     async def get_job(self, msg: GetJob, call: Call) -> dict[str, Any]:
         return {"inventory": self._inventory(msg.uuid)}
+
+    @handler(CancelJob)
+    async def cancel_job(self, msg: CancelJob, call: Call) -> dict[str, Any]:
+        inv = self._inventory(msg.uuid)  # NotFound for other accounts' jobs too
+        if inv["state"] != "Running":
+            raise Conflict(
+                f"job {msg.uuid} is {inv['state']}: only a running job can be canceled",
+                code="JOB.NOT_RUNNING",
+                field="uuid",
+                state=inv["state"],
+            )
+        if not self.node.jobs.request_cancel(msg.uuid):  # it runs on another node
+            await self.node.bus.publish(CANCEL_PATH, {"jobUuid": msg.uuid})
+        return {"inventory": inv, "cancelRequested": True}
 
     @handler(WaitJob)
     async def wait_job(self, msg: WaitJob, call: Call) -> dict[str, Any]:

@@ -32,6 +32,7 @@ PATH_PREFIX = "/agent/v1/report/"
 MAX_BODY = 4 * 1024 * 1024
 _PATH = re.compile(r"^/agent/v1/report/([0-9a-f]{32})$")
 SECRET_TTL = 60.0
+MAX_CONNECTIONS = 256  # reports being received at once; more are closed unread
 
 SecretLookup = Callable[[str], str | None]
 ReportHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -44,11 +45,14 @@ class CallbackServer:
         on_report: ReportHandler,
         *,
         skew: int = agentauth.DEFAULT_SKEW,
+        nonces: agentauth.NonceCache | None = None,
     ) -> None:
         self._secret_of = secret_of
         self._on_report = on_report
         self._skew = skew
-        self.nonces = agentauth.NonceCache()
+        self.nonces = nonces if nonces is not None else agentauth.NonceCache()
+        self.active = 0
+        self.busy = 0  # connections closed unread because MAX_CONNECTIONS were open
         self._server: asyncio.Server | None = None
         self.accepted = 0
         self.refused: list[str] = []  # error codes of refused reports, newest last (bounded)
@@ -94,6 +98,17 @@ class CallbackServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= MAX_CONNECTIONS:
+            self.busy += 1
+            writer.transport.abort()
+            return
+        self.active += 1
+        try:
+            await self._answer(reader, writer)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, payload = await asyncio.wait_for(self._request(reader), 30)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
@@ -110,6 +125,24 @@ class CallbackServer:
             await writer.drain()
             writer.close()
             await writer.wait_closed()
+
+    def _verified(self, host_uuid: str, check: Callable[[str], None]) -> None:
+        """Run ``check`` with the host's secret (raises AuthError when it fails)."""
+        kept = host_uuid in self._secrets
+        secret = self._secret(host_uuid)
+        if secret is None:  # same answer as a bad signature: nothing to learn from it
+            raise agentauth.AuthError("bad request signature", code="AGENT.AUTH_FORGED")
+        try:
+            check(secret)
+        except agentauth.AuthError as err:
+            # the signature is checked before the nonce is recorded, so a kept secret
+            # that changed since can be retried with the current one
+            if err.code != "AGENT.AUTH_FORGED" or not kept:
+                raise
+            fresh = self._secret(host_uuid, fresh=True)
+            if fresh is None or fresh == secret:
+                raise
+            check(fresh)
 
     def _refuse(self, code: str) -> None:
         self.refused.append(code)
@@ -129,33 +162,19 @@ class CallbackServer:
         length_text = next((v for k, v in headers if k.lower() == "content-length"), "0")
         if not length_text.isdigit() or int(length_text) > MAX_BODY:
             raise ValueError("bad Content-Length")
-        body = await reader.readexactly(int(length_text))
+        length = int(length_text)
         m = _PATH.match(target)
         if method != "POST" or m is None:
             return 404, {"error": NotFound(f"no such endpoint {method} {target[:100]}").to_wire()}
         host_uuid = m.group(1)
-        kept = host_uuid in self._secrets
-        secret = self._secret(host_uuid)
+        signed = _Headers(headers)
         try:
-            if secret is None:  # same answer as a bad signature: nothing to learn from it
-                raise agentauth.AuthError("bad request signature", code="AGENT.AUTH_FORGED")
-            try:
-                agentauth.verify(
-                    secret, method, target, _Headers(headers), body, nonces=self.nonces,
-                    skew=self._skew,
-                )  # fmt: skip
-            except agentauth.AuthError as err:
-                # the signature is checked before the nonce is recorded, so a kept secret
-                # that changed since can be retried with the current one
-                if err.code != "AGENT.AUTH_FORGED" or not kept:
-                    raise
-                fresh = self._secret(host_uuid, fresh=True)
-                if fresh is None or fresh == secret:
-                    raise
-                agentauth.verify(
-                    fresh, method, target, _Headers(headers), body, nonces=self.nonces,
-                    skew=self._skew,
-                )  # fmt: skip
+            if length > agentauth.PREAUTH_BODY:  # a large body is read only once signed
+                self._verified(host_uuid, lambda key: agentauth.verify_head(
+                    key, method, target, signed, skew=self._skew))  # fmt: skip
+            body = await reader.readexactly(length)
+            self._verified(host_uuid, lambda key: agentauth.verify(
+                key, method, target, signed, body, nonces=self.nonces, skew=self._skew))  # fmt: skip
         except agentauth.AuthError as err:
             log.warning("refused report for host %s: %s", host_uuid, err.code)
             self._refuse(err.code)

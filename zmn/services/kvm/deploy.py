@@ -47,6 +47,7 @@ class DeployRequest:
     secret: str
     agent_config: dict[str, Any]  # zagent.yaml settings; the deployer adds its paths
     full: bool  # run the deploy play even when the right agent is installed
+    package_mirror: str = ""  # global config kvm/host.packageMirror; empty: the host's repos
 
     def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
         return f"DeployRequest({self.host_uuid}, {self.target!r}, full={self.full})"
@@ -170,7 +171,12 @@ class SshDeployer:
         text = "# written by the management node; changes are overwritten\n" + yaml.safe_dump(
             config, sort_keys=True
         )
-        return {"secret": req.secret + "\n", "config": text, "host_uuid": req.host_uuid}
+        return {
+            "secret": req.secret + "\n",
+            "config": text,
+            "host_uuid": req.host_uuid,
+            "package_mirror": req.package_mirror,
+        }
 
     def _deploy(self, book: Playbook, req: DeployRequest, version: str) -> DeployOutcome:
         remote = ssh.Remote(ssh.open_connection(req.target, req.host_key), sudo=_sudo(req))
@@ -185,8 +191,6 @@ class SshDeployer:
                     wheelhouse=str(wh.path),
                     agent_version=wh.agent_version,
                     agent_wheel=wh.agent_wheel,
-                    pip_wheel=wh.pip_wheel,
-                    python_tag=wh.python_tag,
                 )
                 run.play("deploy")
             run.play("configure")

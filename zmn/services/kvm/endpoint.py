@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from zmn.api import agentauth
 from zmn.api.errors import InvalidArgument, Timeout, ZmnError
 from zmn.core.db import new_uuid
 from zmn.services.kvm.agentclient import AgentClient
@@ -61,7 +62,10 @@ def _url_host(host: str) -> str:
 class AgentEndpoint:
     def __init__(self, node: Node, secret_of: Callable[[str], str | None]) -> None:
         self.node = node
-        self.server = CallbackServer(secret_of, self.on_report)
+        # nonces of accepted reports outlive a restart of the node: a captured report
+        # replayed then is still refused
+        nonces = agentauth.PersistentNonceCache(str(node.config.home / "agent-report-nonces"))
+        self.server = CallbackServer(secret_of, self.on_report, nonces=nonces)
         self._waiters: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._lock = asyncio.Lock()
 
@@ -93,6 +97,8 @@ class AgentEndpoint:
 
     async def stop(self) -> None:
         await self.server.stop()
+        if isinstance(self.server.nonces, agentauth.PersistentNonceCache):
+            self.server.nonces.close()
         for _host, fut in self._waiters.values():
             if not fut.done():
                 fut.cancel()

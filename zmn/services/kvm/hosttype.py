@@ -39,7 +39,7 @@ from zmn.api.errors import (
     Unavailable,
     ZmnError,
 )
-from zmn.core.db import new_uuid
+from zmn.core.db import new_uuid, utcnow
 from zmn.core.models import TagVO
 from zmn.services.host.hosttype import HostFacts, HostRef
 from zmn.services.kvm import ssh, storage, vmops
@@ -147,7 +147,13 @@ class KvmHostType:
                 ssh.fingerprint(row.hostKey),
             )
         request = DeployRequest(
-            host.uuid, self._target(host, row), row.hostKey, row.agentSecret, config, full
+            host.uuid,
+            self._target(host, row),
+            row.hostKey,
+            row.agentSecret,
+            config,
+            full,
+            package_mirror=str(self._cfg("kvm", "host.packageMirror") or ""),
         )
         outcome = await self.deployer.deploy(request)
         row.agentPort = outcome.agent_port
@@ -156,6 +162,7 @@ class KvmHostType:
             agentPort=outcome.agent_port,
             agentVersion=outcome.agent_version,
             configDigest=digest,
+            **({"deployDate": utcnow()} if outcome.deployed else {}),
         )
         await self._wait_echo(host, row, float(self._cfg("kvm", "agent.startTimeout")))
         self._health.pop(host.uuid, None)

@@ -30,5 +30,7 @@ class KvmHostVO(Base):
     # what was deployed last: the agent wheel version and a digest of its config
     agentVersion: Mapped[str | None] = mapped_column(String(64), default=None)
     configDigest: Mapped[str | None] = mapped_column(String(64), default=None)
+    # when the deploy play last ran to its end (migration 0002_ops)
+    deployDate: Mapped[dt.datetime | None] = mapped_column(Timestamp, default=None)
     createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

@@ -6,7 +6,7 @@ the host service never knows about KVM and this plugin can be left out.
 
 zmn.conf keys: ``agent.callback.listen`` (HOST:PORT, default ``0.0.0.0:7071``),
 ``agent.callback.advertise`` (the address agents report to, default: found per host),
-``kvm.playbook`` (default ``playbooks/kvm-agent.yaml`` of the source tree) and
+``kvm.playbook`` (default ``playbooks/kvm-agent.yaml``, installed beside ``zmn``) and
 ``kvm.wheelhouse`` (default ``$ZMN_HOME/cache/wheelhouse``).
 """
 
@@ -47,6 +47,16 @@ def _uri(value: Any) -> str | None:
     return (
         None if "://" in text and " " not in text else "must be a libvirt URI like qemu:///system"
     )
+
+
+def _mirror(value: Any) -> str | None:
+    text = str(value)
+    if not text:
+        return None
+    ok = text.startswith(("http://", "https://", "file:/")) and not any(
+        c.isspace() or c in "'\"\\;`$" for c in text
+    )
+    return None if ok else "must be empty or an http(s):// or file:/ URL without spaces or quotes"
 
 
 class KvmService(Service):
@@ -90,6 +100,15 @@ class KvmService(Service):
         ),
         GlobalConfigDef(
             "kvm",
+            "host.packageMirror",
+            "",
+            "string",
+            "package repository URL a host installs QEMU/libvirt/Python from when it deploys"
+            " (apt: a Debian/Ubuntu archive; dnf: a repository); empty: the host's own sources",
+            validator=_mirror,
+        ),
+        GlobalConfigDef(
+            "kvm",
             "reconnect.maxBackoff",
             300,
             "int",
@@ -107,7 +126,7 @@ class KvmService(Service):
         "KVM.SSH_AUTH_FAILED": "SSH login was refused",
         "KVM.DEPLOY_FAILED": "a step of the deployment playbook failed (details.step)",
         "KVM.BAD_PLAYBOOK": "the deployment playbook is malformed",
-        "KVM.WHEELHOUSE_FAILED": "the agent's wheels could not be built on the node",
+        "KVM.WHEELHOUSE_FAILED": "a wheel the agent needs cannot be shipped (not pure Python)",
         "KVM.NO_RECORD": "the host has no KVM record (credentials, key, secret)",
         "KVM.AGENT_UNREACHABLE": "the agent did not accept a connection",
         "KVM.AGENT_TIMEOUT": "the agent did not answer in time",

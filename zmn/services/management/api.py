@@ -17,12 +17,20 @@ class GetApiCatalogue(ApiMessage, kw_only=True):
 
 @api(mutating=False)
 class GetManagementNodeStatus(ApiMessage, kw_only=True):
-    """Version, uptime, database and bus backends, services loaded, endpoints."""
+    """Version, uptime, database and bus backends, services loaded, endpoints.
+
+    Normal accounts get the version, uptime and whether the node is stopping (``adminView``
+    false); database URLs, paths, pids, endpoints and the ring are for admins.
+    """
 
 
 @api(mutating=False)
 class GetManagementNodeStats(ApiMessage, kw_only=True):
-    """API rate and latency percentiles, messages and jobs in flight, queue depths."""
+    """API rate and latency percentiles, messages and jobs in flight, queue depths.
+
+    Normal accounts get the node-wide rate and latency percentiles (``adminView`` false);
+    per-API counts, the bus, jobs and queues are for admins.
+    """
 
 
 @api(mutating=False)

@@ -32,6 +32,12 @@ from zmn.services.management.api import (
 
 log = logging.getLogger("zmn.management")
 
+# What a normal account sees of the node: enough to tell it is up and which version it runs.
+# Database URLs, paths, pids, endpoints, plugin errors, ring members and per-API counts (which
+# tell what other tenants do) are for admins only.
+TENANT_STATUS = ("version", "uptimeSeconds", "stopping")
+TENANT_STATS = ("apiRatePerSecond", "p50ms", "p95ms", "p99ms")
+
 
 class ManagementService(Service):
     name = "management"
@@ -90,6 +96,8 @@ class ManagementService(Service):
     @handler(GetManagementNodeStatus)
     async def get_status(self, msg: GetManagementNodeStatus, call: Call) -> dict[str, Any]:
         status = self.node.status()
+        if not call.principal.is_admin:
+            return {k: status[k] for k in TENANT_STATUS} | {"adminView": False}
         cluster = getattr(self, "cluster", None)
         if cluster is not None:
             status["ring"] = cluster.describe()
@@ -100,8 +108,11 @@ class ManagementService(Service):
 
     @handler(GetManagementNodeStats)
     async def get_stats(self, msg: GetManagementNodeStats, call: Call) -> dict[str, Any]:
+        snapshot = self.node.stats.snapshot()
+        if not call.principal.is_admin:
+            return {k: snapshot[k] for k in TENANT_STATS} | {"adminView": False}
         return {
-            **self.node.stats.snapshot(),
+            **snapshot,
             "bus": self.node.bus.stats(),
             "jobsInFlight": self.node.jobs.in_flight,
             "jobsFinished": self.node.jobs.finished,

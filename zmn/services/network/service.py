@@ -67,6 +67,7 @@ class NetworkService(L2Handlers, L3Handlers, IpamHandlers, Service):
                 L2NetworkVO,
                 self.name,
                 "l2-network",
+                aliases={"attachedClusterUuids": "cluster.uuid"},  # ZStack's list field
                 columns=["uuid", "name", "zoneUuid", "type", "physicalInterface", "vlan"],
                 refs={"zoneUuid": RefSpec("Zone", on_delete="cascade")},
                 enums={"type": ["L2NoVlanNetwork", "L2VlanNetwork"]},

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from zmn.api.limits import BYTES_MAX, Range
 from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, api
+
+MiB = 1024**2
+SIZE_CODE = "INSTANCE_OFFERING.INVALID_SIZE"
 
 HostAllocator = Literal[
     "DefaultHostAllocatorStrategy",
@@ -19,9 +23,13 @@ class CreateInstanceOffering(CreateMessage, kw_only=True):
     """Create an instance offering: the vCPUs and memory of a VM."""
 
     name: Annotated[str, Doc("offering name")]
-    cpuNum: Annotated[int, Doc("number of vCPUs")]
-    memorySize: Annotated[int, Doc("memory in bytes")]
-    cpuSpeed: Annotated[int, Doc("CPU speed in MHz (informational)")] = 0
+    cpuNum: Annotated[int, Doc("number of vCPUs"), Range(1, 1024, SIZE_CODE)]
+    memorySize: Annotated[
+        int, Doc("memory in bytes (at least 16 MiB)"), Range(16 * MiB, 2**50, SIZE_CODE)
+    ]
+    cpuSpeed: Annotated[
+        int, Doc("CPU speed in MHz (informational)"), Range(0, 1_000_000, SIZE_CODE)
+    ] = 0
     allocatorStrategy: Annotated[HostAllocator, Doc("how a host is chosen")] = (
         "DefaultHostAllocatorStrategy"
     )
@@ -57,7 +65,11 @@ class CreateDiskOffering(CreateMessage, kw_only=True):
     """Create a disk offering: the size of a data volume."""
 
     name: Annotated[str, Doc("offering name")]
-    diskSize: Annotated[int, Doc("volume size in bytes")]
+    diskSize: Annotated[
+        int,
+        Doc("volume size in bytes (at least 1 MiB)"),
+        Range(MiB, BYTES_MAX, "DISK_OFFERING.INVALID_SIZE"),
+    ]
     allocatorStrategy: Annotated[
         Literal["DefaultPrimaryStorageAllocationStrategy"], Doc("how primary storage is chosen")
     ] = "DefaultPrimaryStorageAllocationStrategy"

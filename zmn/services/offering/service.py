@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from zmn.api.errors import InvalidArgument
 from zmn.core import crud, links
 from zmn.core.resource import ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
@@ -20,8 +19,6 @@ from zmn.services.offering.api import (
     UpdateInstanceOffering,
 )
 from zmn.services.offering.models import DiskOfferingVO, InstanceOfferingVO
-
-MiB = 1024**2
 
 
 def _enable_table(resource: str) -> StateMachine:
@@ -39,13 +36,6 @@ def _enable_table(resource: str) -> StateMachine:
 
 INSTANCE_OFFERING_STATE = _enable_table("InstanceOffering")
 DISK_OFFERING_STATE = _enable_table("DiskOffering")
-
-
-def at_least(field: str, value: int, minimum: int, what: str, code: str) -> None:
-    if value < minimum:
-        raise InvalidArgument(
-            f"{field} must be at least {minimum} ({what}), got {value}", code=code, field=field
-        )
 
 
 class OfferingService(Service):
@@ -97,15 +87,7 @@ class OfferingService(Service):
     async def create_instance_offering(
         self, msg: CreateInstanceOffering, call: Call
     ) -> dict[str, Any]:
-        at_least("cpuNum", msg.cpuNum, 1, "one vCPU", "INSTANCE_OFFERING.INVALID_SIZE")
-        at_least(
-            "memorySize",
-            msg.memorySize,
-            16 * MiB,
-            "16 MiB, in bytes",
-            "INSTANCE_OFFERING.INVALID_SIZE",
-        )
-        at_least("cpuSpeed", msg.cpuSpeed, 0, "MHz", "INSTANCE_OFFERING.INVALID_SIZE")
+        # sizes: the catalogue ranges on CreateInstanceOffering (zmn.api.limits)
         rt = self.node.resources.get("InstanceOffering")
         row = InstanceOfferingVO(
             name=msg.name,
@@ -151,7 +133,6 @@ class OfferingService(Service):
 
     @handler(CreateDiskOffering)
     async def create_disk_offering(self, msg: CreateDiskOffering, call: Call) -> dict[str, Any]:
-        at_least("diskSize", msg.diskSize, 1 * MiB, "1 MiB, in bytes", "DISK_OFFERING.INVALID_SIZE")
         rt = self.node.resources.get("DiskOffering")
         row = DiskOfferingVO(
             name=msg.name,

@@ -115,20 +115,13 @@ class CapacityHandlers:
     async def release_primary_storage_capacity(
         self, msg: ReleasePrimaryStorageCapacity, call: Call
     ) -> dict[str, Any]:
-        if msg.reservationKey:  # exactly once: the ledger row goes with the release
-            with self.node.db.engine.begin() as conn:
-                held = reservations.take(conn, msg.reservationKey)
-                if held is not None:
-                    conn.execute(
-                        update(PrimaryStorageVO)
-                        .where(PrimaryStorageVO.uuid == held.targetUuid)
-                        .values(availableCapacity=PrimaryStorageVO.availableCapacity + held.size)
-                    )
-            return {}
-        self.node.db_write(
-            update(PrimaryStorageVO)
-            .where(PrimaryStorageVO.uuid == msg.primaryStorageUuid)
-            .values(availableCapacity=PrimaryStorageVO.availableCapacity + msg.size)
+        reservations.release(
+            self.node,
+            msg.reservationKey,
+            PrimaryStorageVO,
+            msg.primaryStorageUuid,
+            {"availableCapacity": msg.size},
+            {"availableCapacity": "size"},
         )
         return {}
 

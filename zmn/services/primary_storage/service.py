@@ -105,6 +105,7 @@ class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
                 PrimaryStorageVO,
                 self.name,
                 "primary-storage",
+                aliases={"attachedClusterUuids": "cluster.uuid"},  # ZStack's list field
                 columns=[
                     "uuid",
                     "name",

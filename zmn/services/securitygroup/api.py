@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from zmn.api.limits import Range
 from zmn.api.message import ApiMessage, CreateMessage, DeleteMessage, Doc, Ref, api
+
+RULE_CODE = "SECURITY_GROUP.INVALID_RULE"
 
 
 @api(resource="SecurityGroup", verb="create")
@@ -52,8 +55,12 @@ class AddSecurityGroupRule(ApiMessage, kw_only=True):
         Literal["Ingress", "Egress"] | None, Doc("direction: Ingress (to the VM) or Egress")
     ] = None
     protocol: Annotated[Literal["TCP", "UDP", "ICMP", "ALL"] | None, Doc("protocol")] = None
-    startPort: Annotated[int | None, Doc("first port, 0-65535 (TCP and UDP only)")] = None
-    endPort: Annotated[int | None, Doc("last port, >= startPort (default startPort)")] = None
+    startPort: Annotated[
+        int | None, Doc("first port, 0-65535 (TCP and UDP only)"), Range(0, 65535, RULE_CODE)
+    ] = None
+    endPort: Annotated[
+        int | None, Doc("last port, >= startPort (default startPort)"), Range(0, 65535, RULE_CODE)
+    ] = None
     allowedCidr: Annotated[
         str | None, Doc("addresses the rule allows, e.g. 10.0.0.0/24 (default 0.0.0.0/0)")
     ] = None

@@ -63,7 +63,7 @@ class ExpungeReaper:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(max(1, self._config("expungeInterval")))
+            await self.node.global_config.wait_interval("vm", "expungeInterval", minimum=1)
             try:
                 await self.run_once()
             except Exception:

@@ -1,9 +1,11 @@
 """After a crash: roll back the VM chains this node was running, and settle stranded VMs.
 
-The flow record of each chain run holds its data and the steps that finished. At start the
-VM service rolls back, in reverse, every step of every VM chain this node left Running or
-RollingBack (the step in progress too: each undo only undoes what its run recorded), then
-puts the VM in the state the failed operation would have left it in. A VM still in a
+The VM chains go through the shared recovery (:func:`zmn.core.recovery.recover_chains`) with
+their hooks: every run this node left Running or RollingBack is rolled back in reverse (the
+step in progress too: each undo only undoes what its run recorded; ``vm-create`` first settles
+a row a twin may own), then ``settle`` puts the VM in the state the failed operation would
+have left it in; a ``vm-start``/``vm-create`` run that was done when the node died is
+finished (``finish``: the VM becomes Running, the job succeeds). A VM still in a
 transitional state with no running job anywhere (the node died between two steps of a
 handler) becomes Unknown when it holds a host, Stopped otherwise, Error if never created.
 The job that ran the chain (already Interrupted by the core) gets the recovery written into
@@ -24,7 +26,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select
 
 from zmn.core import crud
 from zmn.core.consistency import ConsistencyCheck, Violation
@@ -32,7 +34,7 @@ from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import AccountResourceRefVO, FlowRecordVO, JobVO, TagVO
-from zmn.core.recovery import job_succeeded
+from zmn.core.recovery import ChainRecovery, recover_chains
 from zmn.core.service import Call
 from zmn.services.vm.common import host_status, load_vm, send, set_state
 from zmn.services.vm.models import VmInstanceVO
@@ -60,136 +62,67 @@ AFTER = {"vm-start": "Stopped", "vm-expunge": "Destroyed", "vm-create": "Error"}
 
 async def recover(node: Node, of_node: str | None = None) -> int:
     """Roll back interrupted VM chains of a node (this one by default, or an evicted one this
-    node took over), settle stranded VMs; returns how many."""
-    call = Call(node, node.admin_principal(), "RecoverInterruptedVmOperations")
-    with node.db.tx() as s:
-        records = list(
-            s.scalars(
-                select(FlowRecordVO).where(
-                    FlowRecordVO.chain.in_(VM_CHAINS),
-                    FlowRecordVO.state.in_(("Running", "RollingBack")),
-                    FlowRecordVO.managementNodeUuid == (of_node or node.uuid),
-                )
-            )
-        )
+    node took over), finish the runs whose chain was done, settle stranded VMs; returns how
+    many VMs changed state."""
     settled = 0
-    for rec in records:
-        data: dict[str, Any] = json.loads(rec.data or "{}")
-        steps: list[str] = json.loads(rec.doneFlows or "[]")
-        if rec.currentFlow and rec.currentFlow not in steps:
-            steps.append(rec.currentFlow)
-        ctx = FlowContext(call, data=data, chain=rec.chain, record_uuid=rec.uuid)
-        undo = steps
-        if rec.chain == "vm-create":
-            undo = _prepare_create_undo(node, rec, data, steps)
-        for index in reversed(range(len(undo))):
-            name = undo[index]
-            flow_cls = node.flows.flows.get(name)
-            if flow_cls is None:
-                continue
-            try:
-                await flow_cls().rollback(ctx)
-            except Exception:
-                log.exception("rolling back %s/%s after a restart failed", rec.chain, name)
-            # progress of the undo, durable before the next one: a node killed now does not
-            # undo this step again (its release is keyed and would be a no-op anyway)
-            _save_undo_progress(node, rec.uuid, undo[:index], data)
-        node.db_write(
-            update(FlowRecordVO)
-            .where(FlowRecordVO.uuid == rec.uuid)
-            .values(state="RolledBack", currentFlow=None, error="interrupted: the node stopped")
-        )
-        if rec.jobUuid:
-            _annotate_job(node, rec.jobUuid, rec.chain, rec.currentFlow, steps)
-        uuid = data.get("vmUuid")
+
+    async def settle(ctx: FlowContext) -> None:
+        nonlocal settled
+        uuid = ctx.data.get("vmUuid")
         if uuid:
-            back = AFTER.get(rec.chain) or data.get("from") or "Unknown"
-            settled += await _settle(call, uuid, back)
-    settled += await _finish_done(call, of_node or node.uuid)
-    return settled + await _stranded(call)
+            back = AFTER.get(ctx.chain) or ctx.data.get("from") or "Unknown"
+            settled += await _settle(ctx.call, uuid, back)
 
-
-def _save_undo_progress(node: Node, record: str, left: list[str], data: dict[str, Any]) -> None:
-    node.db_write(
-        update(FlowRecordVO)
-        .where(FlowRecordVO.uuid == record)
-        .values(
-            state="RollingBack",
-            currentFlow=None,
-            doneFlows=json.dumps(left),
-            data=json.dumps(data, default=str),
+    specs = {
+        chain: ChainRecovery(
+            finish=_finish if chain in FINISH else None,
+            finish_running=False,  # the caller was never answered: a run cut there is undone
+            prepare=_prepare_create_undo if chain == "vm-create" else None,
+            settle=settle,
         )
-    )
+        for chain in VM_CHAINS
+    }
+    done = await recover_chains(node, specs, of_node=of_node, api="RecoverInterruptedVmOperations")
+    finished = sum(1 for r in done if r.outcome == "Done")
+    call = Call(node, node.admin_principal(), "RecoverInterruptedVmOperations")
+    return settled + finished + await _stranded(call)
 
 
 # chain -> (the transitional state its handler leaves, the event it then applies)
 FINISH = {"vm-start": ("Starting", "running"), "vm-create": ("Starting", "running")}
 
 
-async def _finish_done(call: Call, of_node: str) -> int:
-    """Finish the VM operations whose chain was done when the node died but whose handler had
-    not yet moved the VM to its final state (a create left Starting becomes Running, not
-    Unknown): the record is ``Done``, its job was interrupted. The job then succeeds with the
-    VM's inventory, which a retrying client finds too."""
-    node = call.node
-    with node.db.tx() as s:
-        jobs = list(
-            s.scalars(
-                select(JobVO.uuid).where(
-                    JobVO.state == "Interrupted", JobVO.managementNodeUuid == of_node
-                )
-            )
-        )
-        done: list[tuple[str, str | None, str]] = []
-        for start in range(0, len(jobs), 500):
-            done.extend(
-                (r.chain, r.jobUuid, r.data)
-                for r in s.execute(
-                    select(FlowRecordVO.chain, FlowRecordVO.jobUuid, FlowRecordVO.data).where(
-                        FlowRecordVO.jobUuid.in_(jobs[start : start + 500]),
-                        FlowRecordVO.chain.in_(tuple(FINISH)),
-                        FlowRecordVO.state == "Done",
-                    )
-                )
-            )
-    count = 0
-    for chain, job, raw in done:
-        data: dict[str, Any] = json.loads(raw or "{}")
-        uuid = data.get("vmUuid")
-        if not uuid:
-            continue
-        state, event = FINISH[chain]
-        fields: dict[str, Any] = {}
-        if chain == "vm-create" and data.get("strategy", "InstantStart") != "InstantStart":
-            state, event = "Created", "stopped"
-        elif data.get("hostUuid"):
-            fields["lastHostUuid"] = data["hostUuid"]
-        with node.db.tx() as s:
-            current = s.scalar(select(VmInstanceVO.state).where(VmInstanceVO.uuid == uuid))
-        if current != state:
-            continue  # settled already, or changed since
-        try:
-            inv = await set_state(call, uuid, event, **fields)
-        except Exception:
-            log.exception("finishing %s of VM %s after a restart failed", chain, uuid)
-            continue
-        if chain == "vm-create":
-            await call.publish("/vm/created", {"resourceType": "VmInstance", "inventory": inv})
-        if job:
-            job_succeeded(node, job, {"inventory": inv})
-        log.warning(
-            "VM %s: %s had finished when the node stopped; the VM is now %s",
-            uuid,
-            chain,
-            inv["state"],
-        )
-        count += 1
-    return count
+async def _finish(ctx: FlowContext) -> dict[str, Any] | None:
+    """Finish a VM operation whose chain was done when the node died but whose handler had not
+    yet moved the VM to its final state (a create left Starting becomes Running, not
+    Unknown). None when the VM is settled already, or changed since."""
+    data, chain = ctx.data, ctx.chain
+    uuid = data.get("vmUuid")
+    if not uuid:
+        return None
+    state, event = FINISH[chain]
+    fields: dict[str, Any] = {}
+    if chain == "vm-create" and data.get("strategy", "InstantStart") != "InstantStart":
+        state, event = "Created", "stopped"
+    elif data.get("hostUuid"):
+        fields["lastHostUuid"] = data["hostUuid"]
+    with ctx.call.tx() as s:
+        current = s.scalar(select(VmInstanceVO.state).where(VmInstanceVO.uuid == uuid))
+    if current != state:
+        return None
+    inv = await set_state(ctx.call, uuid, event, **fields)
+    if chain == "vm-create":
+        await ctx.call.publish("/vm/created", {"resourceType": "VmInstance", "inventory": inv})
+    log.warning(
+        "VM %s: %s had finished when the node stopped; the VM is now %s",
+        uuid,
+        chain,
+        inv["state"],
+    )
+    return {"inventory": inv}
 
 
-def _prepare_create_undo(
-    node: Node, rec: FlowRecordVO, data: dict[str, Any], steps: list[str]
-) -> list[str]:
+def _prepare_create_undo(ctx: FlowContext, rec: FlowRecordVO, steps: list[str]) -> list[str]:
     """The steps of an interrupted ``vm-create`` run to undo generically, after settling the
     case its record cannot tell by itself.
 
@@ -206,14 +139,14 @@ def _prepare_create_undo(
     recorded under the step's key in the transaction that took it, and the undo releases by
     that key, exactly once: :mod:`zmn.core.reservations`.)
     """
-    uuid = data.get("vmUuid")
+    uuid = ctx.data.get("vmUuid")
     if not uuid:
         return steps
     if rec.currentFlow == "vm-create-record" and "vm-create-record" not in json.loads(
         rec.doneFlows or "[]"
     ):
-        _delete_own_row(node, rec, uuid)
-        data.pop("vmUuid", None)  # nothing else of this run to settle: the VM is not its own
+        _delete_own_row(ctx.call.node, rec, uuid)
+        ctx.data.pop("vmUuid", None)  # nothing else of this run to settle: the VM is not its own
         return [s for s in steps if s != "vm-create-record"]
     return steps
 
@@ -250,25 +183,6 @@ def _delete_own_row(node: Node, rec: FlowRecordVO, uuid: str) -> bool:
         s.execute(delete(AccountResourceRefVO).where(AccountResourceRefVO.resourceUuid == uuid))
     log.warning("VM %s: removed the row of a create interrupted at its first step", uuid)
     return True
-
-
-def _annotate_job(
-    node: Node, job_uuid: str, chain: str, flow: str | None, undone: list[str]
-) -> None:
-    """The interrupted job says why it ended and what recovery did (never left Running)."""
-    error = {
-        "code": "JOB.INTERRUPTED",
-        "message": f"the node stopped while this job ran {chain}"
-        + (f" at step {flow}" if flow else "")
-        + "; the steps it had done were rolled back at restart",
-        "details": {"chain": chain, "flow": flow, "rolledBack": list(reversed(undone))},
-        "retryable": True,
-    }
-    node.db_write(
-        update(JobVO)
-        .where(JobVO.uuid == job_uuid, JobVO.state.in_(("Running", "Interrupted")))
-        .values(state="Interrupted", error=json.dumps(error), lastOpDate=utcnow())
-    )
 
 
 async def _settle(call: Call, uuid: str, state: str) -> int:
@@ -358,10 +272,9 @@ class Reconciler:
 
     async def _loop(self) -> None:
         while True:
-            interval = int(self.node.global_config.get(*RECONCILE_INTERVAL.key))
-            await asyncio.sleep(interval or 60)
-            if not interval:
-                continue
+            await self.node.global_config.wait_interval(*RECONCILE_INTERVAL.key, when_zero=60)
+            if not int(self.node.global_config.get(*RECONCILE_INTERVAL.key)):
+                continue  # 0: off (looked at again every minute, or when it changes)
             try:
                 await self.run_once()
             except Exception:

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from zmn.api.errors import Conflict, InvalidArgument
 from zmn.core import links
 from zmn.core.flow import Flow, FlowContext
-from zmn.core.recovery import Recovered, recover_chains
+from zmn.core.recovery import ChainRecovery, Recovered, recover_chains
 from zmn.core.service import Call
 from zmn.services.volume.models import VolumeVO
 from zmn.services.volume.store import install_path, send, volume_inventory
@@ -250,8 +250,7 @@ async def recover(node: Node, of_node: str | None = None) -> list[Recovered]:
     left unfinished."""
     return await recover_chains(
         node,
-        VOLUME_CHAINS,
+        {chain: ChainRecovery(finish=_finished) for chain in VOLUME_CHAINS},
         of_node=of_node,
-        finish={ATTACH_CHAIN: _finished, DETACH_CHAIN: _finished},
         api="RecoverInterruptedVolumeOperations",
     )

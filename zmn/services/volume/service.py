@@ -172,6 +172,7 @@ class VolumeService(DataVolumeHandlers, SnapshotHandlers, StoreHandlers, Service
                 VolumeVO,
                 self.name,
                 "volume",
+                aliases={"image": "rootImage", "snapshot": "volumeSnapshot"},  # ZStack's
                 columns=["uuid", "name", "type", "size", "status", "vmInstanceUuid", "deviceId"],
                 refs={
                     "primaryStorageUuid": RefSpec("PrimaryStorage", on_delete="cascade"),

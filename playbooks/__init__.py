@@ -1,0 +1,1 @@
+"""Agent deployment recipes (``kvm-agent.yaml`` and ``files/``), installed with the node as data."""

@@ -1,0 +1,1 @@
+"""Operator tooling of the management node: backup/restore, service units, log files."""
