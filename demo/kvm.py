@@ -100,6 +100,7 @@ def node(dc: Datacenter) -> None:
     subprocess.run([str(BIN / "zmn"), "init"], env=env(), check=True, capture_output=True)
     with (HOME / "zmn.conf").open("a") as conf:
         conf.write(f"agent.callback.listen={dc.gateway}:0\n")
+        conf.write(f"image.file.allowedDirs={guestimage.CACHE}\n")  # AddImage url=file://
     subprocess.run([str(BIN / "zmn"), "start"], env=env(), check=True)
 
 
