@@ -90,7 +90,9 @@ def start() -> None:
         node(dc)
         build_cloud(dc, hosts, image_path)
     except BaseException:
-        stop()
+        subprocess.run([str(BIN / "zmn"), "stop"], env=env(), check=False, capture_output=True)
+        dc.close()  # whatever was made, also before state.json was written
+        (STATE / "state.json").unlink(missing_ok=True)
         raise
     state = save(dc)
     show(state)
@@ -100,7 +102,7 @@ def node(dc: Datacenter) -> None:
     subprocess.run([str(BIN / "zmn"), "init"], env=env(), check=True, capture_output=True)
     with (HOME / "zmn.conf").open("a") as conf:
         conf.write(f"agent.callback.listen={dc.gateway}:0\n")
-        conf.write(f"image.file.allowedDirs={guestimage.CACHE}\n")  # the guest image's home
+        conf.write(f"image.file.allowedDirs={guestimage.CACHE}\n")  # AddImage url=file://
     subprocess.run([str(BIN / "zmn"), "start"], env=env(), check=True)
 
 
@@ -135,7 +137,6 @@ def build_cloud(dc: Datacenter, hosts: list[NsHost], image: Path) -> None:
 def save(dc: Datacenter) -> dict[str, object]:
     state: dict[str, object] = {
         "tag": dc.tag, "bridge": dc.bridge, "gateway": dc.gateway, "prefix": dc.prefix,
-        "createdDirs": dc._created_dirs,
         "hosts": [{"name": h.name, "index": h.index, "ip": h.ip, "netns": h.netns,
                    "root": str(h.root)} for h in dc.hosts],
     }  # fmt: skip
@@ -170,7 +171,6 @@ def stop() -> None:
     state = json.loads(state_file.read_text())
     dc = Datacenter(STATE / "dc")
     dc.tag, dc.bridge, dc._started = state["tag"], state["bridge"], True
-    dc._created_dirs = list(state["createdDirs"])
     for h in state["hosts"]:
         dc.hosts.append(NsHost(dc, h["name"], h["index"], h["ip"], h["netns"], Path(h["root"])))
     dc.close()  # every process in each namespace, the namespaces, the bridge

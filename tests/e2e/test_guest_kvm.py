@@ -81,7 +81,7 @@ async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Async
     conf = {
         "agent.callback.listen": f"{dc.gateway}:0",
         "kvm.wheelhouse": str(tmp_path_factory.mktemp("wheelhouse")),
-        "image.file.allowedDirs": str(guestimage.CACHE),  # AddImage file:// of the guest images
+        "image.file.allowedDirs": str(guestimage.CACHE),  # the guest image and ISO
     }
     async with running_node(tmp / "home", conf=conf) as (node, server):
         api = Api(node)

@@ -1,4 +1,5 @@
-"""Revision 0002_guest adds vm_cloud_init to a database made by 0001, keeping its rows."""
+"""Revision 0002_guest adds vm_cloud_init to a database made by 0001 (through the revisions
+between), keeping its rows."""
 
 from __future__ import annotations
 

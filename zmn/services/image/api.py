@@ -55,7 +55,7 @@ class ChangeImageState(ApiMessage, kw_only=True):
     stateEvent: Annotated[Literal["enable", "disable"], Doc("enable or disable")]
 
 
-@api(resource="Image", verb="create-template", long=True)
+@api(resource="Image", verb="create-template", admin=True, long=True)
 class CreateRootVolumeTemplateFromRootVolume(CreateMessage, kw_only=True):
     """Make a root volume template from a stopped VM's root volume (its disk, flattened).
 

@@ -13,8 +13,8 @@ distro's libvirt binding (``python3-libvirt``) and PyYAML (``python3-yaml`` /
 the host Python's own ``ensurepip``. The wheel declares PyYAML (the distro's satisfies it) but
 not libvirt-python, whose distro packages do not all carry that distribution name.
 
-The agent's command tree is typer's and its NoCloud seeds are written with pycdlib: these and
-what they require (rich, shellingham, ...) go along as wheels written back from the node's own installed, pure-Python distributions
+The agent's command tree is typer's: typer and what it requires (rich, shellingham, ...) go
+along, with pycdlib (the NoCloud seed ISOs), as wheels written back from the node's own installed, pure-Python distributions
 (:func:`repack`), so no index is asked and nothing compiled is ever shipped.
 """
 
@@ -38,18 +38,12 @@ from zmn.api.errors import OperationFailed
 
 DIST = "zagent"
 DEPENDENCIES = ("PyYAML", "typer", "pycdlib")
-SHIPPED = (
-    "typer",
-    "pycdlib",
-)  # shipped as wheels with what they need; the rest comes from the host
+# shipped as wheels with what they need; the rest comes from the host (pycdlib writes the
+# NoCloud seed ISOs, agent/nocloud.py)
+SHIPPED = ("typer", "pycdlib")
 FROM_HOST = {"pyyaml", "libvirt-python"}  # the host's python3-yaml / python3-libvirt
-_CONTRACT = (
-    "zmn/__init__.py",
-    "zmn/api/__init__.py",
-    "zmn/api/errors.py",
-    "zmn/api/agentauth.py",
-    "zmn/api/cloudinit.py",
-)
+_CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py",
+             "zmn/api/cloudinit.py")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from zmn.api.cloudinit import MAX_USER_DATA
+from zmn.api.limits import Text
 from zmn.api.message import ApiMessage, CreateMessage, Doc, Ref, Secret, api
+
+# user data: text with its newlines and tabs, or base64 (4/3 of 64 KiB, with line breaks)
+USER_DATA_TEXT = Text(MAX_USER_DATA * 2, allow="\n\r\t")
+SSH_KEY_TEXT = Text(16384)  # one OpenSSH public key line (an RSA-16384 key fits)
 
 Uuid = Annotated[str, Doc("VM UUID or name")]
 
@@ -47,8 +53,11 @@ class CreateVmInstance(CreateMessage, kw_only=True):
         str | None,
         Doc("cloud-init user data, text or base64, at most 64 KiB (also the userdata:: tag)"),
         Secret(),  # often holds passwords; kept out of job records and the audit log
+        USER_DATA_TEXT,
     ] = None
-    sshKeys: Annotated[list[str], Doc("SSH public keys for the guest (also sshkey:: tags)")] = []
+    sshKeys: Annotated[
+        list[str], Doc("SSH public keys for the guest (also sshkey:: tags)"), SSH_KEY_TEXT
+    ] = []
 
 
 @api(resource="VmInstance", verb="start", long=True)
@@ -135,10 +144,15 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
     cpuNum: Annotated[int | None, Doc("vCPUs (Stopped VMs only)")] = None
     memorySize: Annotated[int | None, Doc("memory in bytes (Stopped VMs only)")] = None
     userData: Annotated[
-        str | None, Doc("new cloud-init user data, text or base64 (Stopped VMs only)"), Secret()
+        str | None,
+        Doc("new cloud-init user data, text or base64 (Stopped VMs only)"),
+        Secret(),
+        USER_DATA_TEXT,
     ] = None
     sshKeys: Annotated[
-        list[str] | None, Doc("SSH public keys replacing the VM's (Stopped VMs only)")
+        list[str] | None,
+        Doc("SSH public keys replacing the VM's (Stopped VMs only)"),
+        SSH_KEY_TEXT,
     ] = None
 
 
