@@ -80,3 +80,23 @@ async def test_sleep_says_whether_a_change_woke_it() -> None:
     assert not waking.done()
     store.set_cached("t", "a", "2")
     assert await asyncio.wait_for(waking, 1) is True
+
+
+async def test_a_stop_right_after_a_change_still_stops_the_loop() -> None:
+    """A change wakes the sleeper; a cancellation in the same moment (a tracker restarted
+    right after UpdateGlobalConfig) must still end it. ``asyncio.wait_for`` on Python 3.11
+    returned the woken result and lost the cancellation: the loop ran on, and stopping it
+    hung (the KVM e2e's tracker restart)."""
+    store = GlobalConfigStore()
+    store.declare(GlobalConfigDef("t", "interval", 60, "int", min=0))
+
+    async def loop() -> None:
+        while True:
+            await store.wait_interval("t", "interval")
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.05)
+    store.set_cached("t", "interval", "30")
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done and task.cancelled()

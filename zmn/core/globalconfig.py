@@ -182,12 +182,14 @@ class GlobalConfigStore:
         """Sleep ``seconds``, less when one of ``keys`` changes; True when a change woke it."""
         event = asyncio.Event()
         self.watch(keys, event)
+        waiter = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait_for(event.wait(), max(0.0, seconds))
-            return True
-        except TimeoutError:
-            return False
+            # not asyncio.wait_for: on 3.11 it loses a cancellation that arrives as the event
+            # is set (the loop then never stopped: a change followed at once by a stop)
+            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, seconds))
+            return bool(done)
         finally:
+            waiter.cancel()
             self.unwatch(keys, event)
 
     async def wait_interval(
