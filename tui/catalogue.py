@@ -306,10 +306,11 @@ class Catalogue:
         state = row.get("state")
         if not machine or not isinstance(state, str):
             return True
-        op = camel_case(action.label.rstrip("…"))
         allowed = machine.get("allowed", {})
-        if op in allowed:
-            return state in allowed[op]
+        # the operation by the verb (attach-l3: attachL3) or by the API (changeInstanceOffering)
+        for op in (camel_case(action.label.rstrip("…")), lower_camel(action.api)):
+            if op in allowed:
+                return state in allowed[op]
         event = dict(action.args).get("stateEvent")
         if event:  # an event that leaves the state as it is (enable an Enabled zone)
             return not any(

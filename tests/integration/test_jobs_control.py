@@ -164,3 +164,17 @@ async def test_a_create_job_names_its_resource_from_the_start(
     chosen = "ab" * 16
     result, _ = await node.execute("CreateThing", {"resourceUuid": chosen}, peer_admin=True)
     assert result["inventory"]["uuid"] == result["jobResourceUuid"] == chosen
+
+
+async def test_the_dashboard_offers_cancel_on_running_jobs_only(
+    env: tuple[Node, ApiServer, Api],
+) -> None:
+    from tui.catalogue import Catalogue as TuiCatalogue
+    from zmn.core.catalogue import build_catalogue
+
+    node, _server, _api = env
+    cat = TuiCatalogue(build_catalogue(node))
+    cancel = next(a for a in cat.actions("Job") if a.api == "CancelJob")
+    assert cat.permits("Job", cancel, {"state": "Running"})
+    assert not cat.permits("Job", cancel, {"state": "Succeeded"})
+    assert not cat.permits("Job", cancel, {"state": "Canceled"})

@@ -105,6 +105,22 @@ def test_actions_are_offered_by_the_state_machine(cat: Catalogue) -> None:
         "destroy",
     ]
     assert cat.permits("VmInstance", vm["start"], {"state": "Stopped"})
+    # an operation named after the API rather than the verb
+    raw = copy.deepcopy(cat.raw)
+    raw["apis"].append(
+        {
+            "name": "ChangeInstanceOffering",
+            "resource": "VmInstance",
+            "verb": "change-offering",
+            "mutating": True,
+            "params": [{"name": "uuid", "required": True, "type": "string"}],
+        }
+    )
+    raw["stateMachines"]["VmInstance"]["allowed"]["changeInstanceOffering"] = ["Stopped"]
+    wider = Catalogue(raw)
+    change = next(a for a in wider.actions("VmInstance") if a.api == "ChangeInstanceOffering")
+    assert not wider.permits("VmInstance", change, running)
+    assert wider.permits("VmInstance", change, {"state": "Stopped"})
     # what the catalogue does not describe stays offered
     host = {a.label: a for a in cat.actions("Host")}
     assert cat.permits("Host", host["maintain"], {"state": "Enabled"})

@@ -28,6 +28,7 @@ from zmn.api.errors import InternalError, NotFound, OperationFailed, Timeout, Zm
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import JobVO
+from zmn.core.state import StateMachine
 
 if TYPE_CHECKING:
     from zmn.core.bus import Principal
@@ -37,6 +38,17 @@ log = logging.getLogger("zmn.jobs")
 
 JOB_STATES = ["Running", "Succeeded", "Failed", "Interrupted", "Canceled"]
 FINAL_JOB_STATES = tuple(s for s in JOB_STATES if s != "Running")
+# for the catalogue (clients offer CancelJob on running jobs only); the manager sets states
+JOB_STATE = StateMachine(
+    "Job",
+    {
+        ("Running", "succeed"): "Succeeded",
+        ("Running", "fail"): "Failed",
+        ("Running", "interrupt"): "Interrupted",
+        ("Running", "cancel"): "Canceled",
+    },
+    {"cancel": {"Running"}},
+)
 
 
 class JobCanceled(OperationFailed):

@@ -16,7 +16,7 @@ from typing import Any
 
 from zmn.api.errors import Conflict, Timeout, not_found
 from zmn.core.bus import Event, Principal
-from zmn.core.jobs import JOB_STATES
+from zmn.core.jobs import JOB_STATE, JOB_STATES
 from zmn.core.models import JobVO
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
@@ -44,6 +44,7 @@ def decode_results(_session: Any, invs: list[dict[str, Any]]) -> None:
 class JobService(Service):
     name = "job"
     summary = "long-running API calls"
+    state_machines = [JOB_STATE]
     error_codes = {
         "JOB.NOT_FOUND": "no job with that UUID (or it belongs to another account)",
         "JOB.WAIT_TIMEOUT": "the job was still running when the wait ended; it may still finish",
