@@ -3,9 +3,10 @@
 A column is a path through a row: a field (``state``), a field of embedded rows
 (``vmNics.ip``), or a join (``host.name``, ``cluster.zone.name``, ``zone -c cluster.name``)
 answered by one query per joined type and level, never one per row. The default columns of
-a resource type for people come from the catalogue: its ``display`` metadata when it has
-some, else its ``columns`` read for people -- ``uuid`` becomes a short ``id``, a reference
-(``hostUuid``) the referenced resource's name (``host``), byte counts human sizes, dates ages.
+a resource type for people come from the catalogue: its ``columns`` read for people --
+``uuid`` becomes a short ``id``, a reference (``hostUuid``, a field whose catalogue entry
+names a ``resource``) the referenced resource's name (``host``), fields with ``"unit":
+"bytes"`` human sizes, timestamps ages -- plus ``ip`` for rows carrying NICs.
 
 A :data:`Lookup` fetches rows of a type by one field: ``lookup("Host", "uuid", uuids)``.
 """
@@ -94,7 +95,7 @@ def people_header(name: str, kind: str) -> str:
 def default_columns(res: Resource | None, rows: list[dict[str, Any]], wide: bool) -> list[Column]:
     """The columns a person reads: name first, a short id, references as names, an ``ip``
     for rows that carry NICs, an age; ``wide`` adds the full UUID and every reference."""
-    shown: list[str] = list(res.display.get("columns") or res.columns) if res else []
+    shown: list[str] = list(res.columns) if res else []
     present: dict[str, None] = {}
     for row in rows:
         present.update(dict.fromkeys(row))

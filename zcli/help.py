@@ -45,6 +45,12 @@ arguments:
   In batch files and the shell, # starts a comment at the start of a word; \\, is a comma
   inside a list item. ZStack's conditions= and timeout= (milliseconds) are accepted.
 
+on a terminal:
+  tables show names for references, a short id, sizes, ages and coloured states (NO_COLOR),
+  sorted by name and cut to the width; -o wide shows more; get prints a summary. Destroying
+  a running VM or deleting what others depend on asks first (-y does not); each change is
+  told in one line on stderr. Into a pipe the output stays what scripts read.
+
 environment:
   ZMN_ENDPOINT, ZMN_SESSION, ZMN_HOME, NO_COLOR, XDG_CONFIG_HOME (zcli/sessions.json),
   XDG_CACHE_HOME (zcli/catalogue-HASH.json)
