@@ -171,7 +171,7 @@ class Resolver:
                     if isinstance(item, dict):
                         flat.append(item)
                         owners.append(i)
-            got = self.values(self._join_target(res, head), flat, rest) if flat else []
+            got = self.values(self.join_target(res, head), flat, rest) if flat else []
             per: list[list[Any]] = [[] for _ in rows]
             for i, value in zip(owners, got, strict=True):
                 per[i].append(value)
@@ -181,7 +181,7 @@ class Resolver:
             ]
         return self._joined(res, rows, head, rest)
 
-    def _join_target(self, res: Resource | None, join: str) -> Resource | None:
+    def join_target(self, res: Resource | None, join: str) -> Resource | None:
         if res is None or self.cat is None:
             return None
         for j in res.joins:
@@ -192,7 +192,7 @@ class Resolver:
     def _joined(
         self, res: Resource | None, rows: list[dict[str, Any]], join: str, rest: str
     ) -> list[Any]:
-        target = self._join_target(res, join)
+        target = self.join_target(res, join)
         if res is None or target is None or self.lookup is None or not target.query:
             return [None for _ in rows]
         local = f"{join}Uuid"

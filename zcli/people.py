@@ -212,7 +212,8 @@ def summary_pairs(
         elif kind == "bytes":
             pairs.append((key, human_size(value)))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            pairs.append((key, "\n".join(_item(v) for v in value)))
+            names = _networks(resolver, res, key, value)
+            pairs.append((key, "\n".join(_item(v, n) for v, n in zip(value, names, strict=True))))
         elif isinstance(value, list):
             pairs.append((key, ", ".join(cell(v) for v in value)))
         else:
@@ -225,10 +226,18 @@ def summary_pairs(
 _ITEM_KEYS = ("ip", "mac", "type", "size", "deviceId", "state", "status")
 
 
-def _item(row: dict[str, Any]) -> str:
-    """One nested row (a NIC, a volume) on one line."""
+def _networks(resolver: Resolver, res: Resource | None, key: str, rows: list[Any]) -> list[Any]:
+    """The L3 network names of nested rows that have one (a VM's NICs: its addresses), in
+    one lookup for them all."""
+    if not any(r.get("l3NetworkUuid") for r in rows):
+        return [None for _ in rows]
+    return resolver.values(resolver.join_target(res, key), rows, "l3Network.name")
+
+
+def _item(row: dict[str, Any], network: Any = None) -> str:
+    """One nested row (a NIC, a volume) on one line; a NIC's network first."""
     head = row.get("name") or row.get("ip") or str(row.get("uuid") or "")[:8]
-    parts = [str(head)]
+    parts = [str(head), *([f"on {network}"] if network else [])]
     for key in _ITEM_KEYS:
         value = row.get(key)
         if value in (None, "") or value == head:
