@@ -114,6 +114,8 @@ def default_columns(res: Resource | None, rows: list[dict[str, Any]], wide: bool
             continue
         ref = ref_column(res, name)
         kind = kind_of(res, name)
+        if kind == "text" and name.endswith("Uuid"):  # a UUID of no declared type: short
+            kind = "short"
         cols.append(ref or Column(people_header(name, kind), name, kind))
         if name in STATE_FIELDS and "vmNics" in present and "ip" not in shown:
             cols.append(Column("ip", "vmNics.ip"))
