@@ -20,6 +20,8 @@ from zmn.api.errors import EXIT_OK, EXIT_USAGE, ZmnError
 
 def run_file(runner: Runner, opts: Options) -> int:
     path = opts.file or "-"
+    opts = opts.copy()
+    opts.yes = True  # a batch is a script: it never stops to ask, even run from a terminal
     if path == "-":
         runner.stdin_busy = True
         return run_lines(runner, opts, sys.stdin)

@@ -149,7 +149,6 @@ class Resource(Record):
         verbs: dict[str, str] | None = None,  # verb -> API name
         query: str | None = None,  # Query<Type> API name
         groups: dict[str, list[str]] | None = None,  # verb shared by APIs -> their names
-        display: dict[str, Any] | None = None,  # the catalogue's display metadata
     ) -> None:
         self.name = name
         self.cli = cli
@@ -160,7 +159,6 @@ class Resource(Record):
         self.verbs: dict[str, str] = {} if verbs is None else verbs
         self.query = query
         self.groups: dict[str, list[str]] = {} if groups is None else groups
-        self.display: dict[str, Any] = {} if display is None else display
 
 
 class Catalogue:
@@ -180,7 +178,6 @@ class Catalogue:
                 list(r.get("columns") or ["uuid", "name"]),
                 list(r.get("fields", [])),
                 list(r.get("joins", [])),
-                display=dict(r.get("display") or {}),
             )
             self._add(res)
         for a in self.apis.values():

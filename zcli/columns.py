@@ -3,9 +3,10 @@
 A column is a path through a row: a field (``state``), a field of embedded rows
 (``vmNics.ip``), or a join (``host.name``, ``cluster.zone.name``, ``zone -c cluster.name``)
 answered by one query per joined type and level, never one per row. The default columns of
-a resource type for people come from the catalogue: its ``display`` metadata when it has
-some, else its ``columns`` read for people -- ``uuid`` becomes a short ``id``, a reference
-(``hostUuid``) the referenced resource's name (``host``), byte counts human sizes, dates ages.
+a resource type for people come from the catalogue: its ``columns`` read for people --
+``uuid`` becomes a short ``id``, a reference (``hostUuid``, a field whose catalogue entry
+names a ``resource``) the referenced resource's name (``host``), fields with ``"unit":
+"bytes"`` human sizes, timestamps ages -- plus ``ip`` for rows carrying NICs.
 
 A :data:`Lookup` fetches rows of a type by one field: ``lookup("Host", "uuid", uuids)``.
 """
@@ -94,7 +95,7 @@ def people_header(name: str, kind: str) -> str:
 def default_columns(res: Resource | None, rows: list[dict[str, Any]], wide: bool) -> list[Column]:
     """The columns a person reads: name first, a short id, references as names, an ``ip``
     for rows that carry NICs, an age; ``wide`` adds the full UUID and every reference."""
-    shown: list[str] = list(res.display.get("columns") or res.columns) if res else []
+    shown: list[str] = list(res.columns) if res else []
     present: dict[str, None] = {}
     for row in rows:
         present.update(dict.fromkeys(row))
@@ -113,6 +114,8 @@ def default_columns(res: Resource | None, rows: list[dict[str, Any]], wide: bool
             continue
         ref = ref_column(res, name)
         kind = kind_of(res, name)
+        if kind == "text" and name.endswith("Uuid"):  # a UUID of no declared type: short
+            kind = "short"
         cols.append(ref or Column(people_header(name, kind), name, kind))
         if name in STATE_FIELDS and "vmNics" in present and "ip" not in shown:
             cols.append(Column("ip", "vmNics.ip"))
@@ -170,7 +173,7 @@ class Resolver:
                     if isinstance(item, dict):
                         flat.append(item)
                         owners.append(i)
-            got = self.values(self._join_target(res, head), flat, rest) if flat else []
+            got = self.values(self.join_target(res, head), flat, rest) if flat else []
             per: list[list[Any]] = [[] for _ in rows]
             for i, value in zip(owners, got, strict=True):
                 per[i].append(value)
@@ -180,7 +183,7 @@ class Resolver:
             ]
         return self._joined(res, rows, head, rest)
 
-    def _join_target(self, res: Resource | None, join: str) -> Resource | None:
+    def join_target(self, res: Resource | None, join: str) -> Resource | None:
         if res is None or self.cat is None:
             return None
         for j in res.joins:
@@ -191,7 +194,7 @@ class Resolver:
     def _joined(
         self, res: Resource | None, rows: list[dict[str, Any]], join: str, rest: str
     ) -> list[Any]:
-        target = self._join_target(res, join)
+        target = self.join_target(res, join)
         if res is None or target is None or self.lookup is None or not target.query:
             return [None for _ in rows]
         local = f"{join}Uuid"

@@ -50,6 +50,12 @@ arguments:
   file's text (base64 when it is not UTF-8), a list one its non-empty lines not starting
   with # (vm create --user-data-file F --ssh-key-file K).
 
+on a terminal:
+  tables show names for references, a short id, sizes, ages and coloured states (NO_COLOR),
+  sorted by name and cut to the width; -o wide shows more; get prints a summary. Destroying
+  a running VM or deleting what others depend on asks first (-y does not); each change is
+  told in one line on stderr. Into a pipe the output stays what scripts read.
+
 environment:
   ZMN_ENDPOINT, ZMN_SESSION, ZMN_HOME, NO_COLOR, XDG_CONFIG_HOME (zcli/sessions.json),
   XDG_CACHE_HOME (zcli/catalogue-HASH.json)

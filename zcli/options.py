@@ -83,8 +83,8 @@ def parse_globals(
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--":
-            rest.extend(argv[i:])
+        if arg == "--":  # before the command it only ends the global options
+            rest.extend(argv[i:] if rest else argv[i + 1 :])
             break
         if arg in ("-h", "--help") and not rest:
             return opts, ["help", *argv[i + 1 :]]

@@ -7,7 +7,6 @@ what scripts read (see :mod:`zcli.output`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 
@@ -20,6 +19,7 @@ from zcli.columns import (
     kind_of,
     short_header,
 )
+from zcli.output import cell
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -87,16 +87,6 @@ def age(value: Any, now: dt.datetime | None = None) -> str:
     return f"{seconds}s"
 
 
-def plain(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return str(value)
-
-
 def text_of(kind: str, value: Any) -> str:
     if kind == "short":
         return str(value or "")[:8]
@@ -104,7 +94,7 @@ def text_of(kind: str, value: Any) -> str:
         return human_size(value)
     if kind == "age":
         return age(value)
-    return plain(value)
+    return cell(value)
 
 
 def paint(kind: str, text: str, colour: bool) -> str:
@@ -222,11 +212,12 @@ def summary_pairs(
         elif kind == "bytes":
             pairs.append((key, human_size(value)))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            pairs.append((key, "\n".join(_item(v) for v in value)))
+            names = _networks(resolver, res, key, value)
+            pairs.append((key, "\n".join(_item(v, n) for v, n in zip(value, names, strict=True))))
         elif isinstance(value, list):
-            pairs.append((key, ", ".join(plain(v) for v in value)))
+            pairs.append((key, ", ".join(cell(v) for v in value)))
         else:
-            pairs.append((key, plain(value)))
+            pairs.append((key, cell(value)))
     if tags:
         pairs.append(("tags", "\n".join(tags)))
     return pairs
@@ -235,15 +226,23 @@ def summary_pairs(
 _ITEM_KEYS = ("ip", "mac", "type", "size", "deviceId", "state", "status")
 
 
-def _item(row: dict[str, Any]) -> str:
-    """One nested row (a NIC, a volume) on one line."""
+def _networks(resolver: Resolver, res: Resource | None, key: str, rows: list[Any]) -> list[Any]:
+    """The L3 network names of nested rows that have one (a VM's NICs: its addresses), in
+    one lookup for them all."""
+    if not any(r.get("l3NetworkUuid") for r in rows):
+        return [None for _ in rows]
+    return resolver.values(resolver.join_target(res, key), rows, "l3Network.name")
+
+
+def _item(row: dict[str, Any], network: Any = None) -> str:
+    """One nested row (a NIC, a volume) on one line; a NIC's network first."""
     head = row.get("name") or row.get("ip") or str(row.get("uuid") or "")[:8]
-    parts = [str(head)]
+    parts = [str(head), *([f"on {network}"] if network else [])]
     for key in _ITEM_KEYS:
         value = row.get(key)
         if value in (None, "") or value == head:
             continue
-        parts.append(human_size(value) if key == "size" else f"{key} {plain(value)}")
+        parts.append(human_size(value) if key == "size" else f"{key} {cell(value)}")
     if row.get("uuid") and head != str(row["uuid"])[:8]:
         parts.append(f"({str(row['uuid'])[:8]})")
     return "  ".join(parts)

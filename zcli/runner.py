@@ -209,7 +209,9 @@ class Runner:
             result = self._one(cmd, result)
         if people:
             self.err.write(act.said(res, verb, args, target, result))
-        keep = cmd.action != "list" or "sortBy" in args
+        # a table for people is sorted by name, unless the rows come in an order asked for
+        # or are a page of more (a page sorted on its own would not follow the next one)
+        keep = cmd.action != "list" or bool({"sortBy", "limit", "after", "start"} & set(args))
         render(result, opts, res, self.out, self.err, cat=cat, lookup=self.lookup, keep_order=keep)
         self.out.flush()
         if cmd.action == "list" and isinstance(result, dict) and result.get("next"):

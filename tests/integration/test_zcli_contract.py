@@ -11,11 +11,11 @@ Regenerate with ``ZCLI_RECORD=1`` only when the contract is meant to change.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from tests.integration.test_zcli import Zcli, zcli  # noqa: F401 - the fixture
+from tests.support.snapshots import check as snapshot
 
 SNAP = Path(__file__).resolve().parents[1] / "snapshots" / "zcli_contract"
 # types whose rows grow with every call the test makes (audit) or whose rows are made by
@@ -87,11 +87,7 @@ def normalise(text: str) -> str:
 
 
 def check(name: str, text: str) -> None:
-    path = SNAP / name
-    if os.environ.get("ZCLI_RECORD"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} changed; the contract says it must not"
+    snapshot(SNAP / name, text, "; the contract says it must not")
 
 
 def dump(doc: object) -> str:

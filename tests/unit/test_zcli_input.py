@@ -45,6 +45,8 @@ def test_double_dash_ends_options_and_values_may_start_with_a_dash() -> None:
     assert not opts.quiet and cmd.args == {"name": "-q"}  # type: ignore[attr-defined]
     _, cmd = line("zone update z1 --description=-o")
     assert cmd.args == {"uuid": "z1", "description": "-o"}
+    opts, rest = parse_globals(["-o", "json", "--", "zone", "list", "-q"])
+    assert opts.output == "json" and not opts.quiet and rest == ["zone", "list", "-q"]
     _, cmd = line("vm list --sort-by -createDate")  # -field: descending
     assert cmd.args == {"sortBy": "createDate", "sortDirection": "desc"}
 
@@ -208,3 +210,13 @@ def test_an_operator_we_do_not_have_is_an_error() -> None:
         assert exc.value.code == "QUERY.BAD_OPERATOR" and "'!='" in exc.value.message
     with pytest.raises(InvalidArgument):
         parse_condition("name<>x")  # the node's parser too
+
+
+def test_query_conditions_on_sizes_take_suffixes() -> None:
+    from zmn.core.query import convert_value
+    from zmn.core.resource import FieldInfo
+
+    assert convert_value(FieldInfo("memorySize", "int"), "2G", "memorySize") == 2 * 1024**3
+    assert convert_value(FieldInfo("memorySize", "int"), "1024", "memorySize") == 1024
+    with pytest.raises(InvalidArgument):
+        convert_value(FieldInfo("cpuNum", "int"), "2G", "cpuNum")  # not a size

@@ -198,7 +198,11 @@ def zcli_page(cat: Catalogue) -> str:
     )
     sections = _help_sections(zhelp.OPTIONS)
     page.section("Options")
-    page.para("Global options go before the command.")
+    page.para(
+        "Global options go before or after the command and its arguments, in one-shot"
+        " commands, batch files and the shell; ``--`` ends them. An unknown or misplaced"
+        " option is a usage error naming it."
+    )
     for term, text in _two_columns(sections.get("global options", [])):
         page.tagged(_option_tag(term), text)
     page.section("Arguments")
@@ -206,6 +210,24 @@ def zcli_page(cat: Catalogue) -> str:
     page.para(
         "Query conditions are FIELD OP VALUE with the operators of zcli-query(7); a field may"
         " pass through joins (``cluster.zone.name=z1``)."
+    )
+    page.section("Tables")
+    page.para(
+        "On a terminal (and with ``-o wide`` anywhere) a table is for people: names instead"
+        " of UUIDs in reference columns (one query per referenced type, never one per row), a"
+        " short ``id`` (``-c uuid`` for the full UUID), an ``ip`` column for VMs, sizes such as"
+        " ``1.0 GiB``, ages such as ``3m``, states in colour unless ``NO_COLOR`` is set, rows"
+        " sorted by name (``--sort-by F``, ``--sort-by -F`` descending) and cut with an"
+        " ellipsis to the terminal's width; ``get`` prints a summary with addresses, volumes"
+        " and tags. ``-c`` takes join paths (``host.name``, ``vmNics.ip``,"
+        " ``host.cluster.zone.name``); an unknown column is an error. Into a pipe, and in"
+        " ``-o json|yaml|csv|value``, the output is what scripts have always read."
+    )
+    page.para(
+        "On a terminal, destroying a running VM or deleting something other resources depend"
+        " on asks first unless ``--yes``; each change is told in one line on standard error."
+        " Without a terminal nothing is asked and nothing more is said; a batch file (-f) is"
+        " never asked."
     )
     _resources(page, cat)
     page.section("Shell")

@@ -35,6 +35,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
+from zmn.api.message import byte_sized, parse_size
 from zmn.api.querylang import TAG_FIELDS, Condition, parse_condition
 from zmn.core.models import AccountResourceRefVO, TagVO
 from zmn.core.resource import FieldInfo, ResourceRegistry, ResourceType
@@ -440,7 +441,9 @@ def convert_value(info: FieldInfo, text: str, field_name: str) -> Any:
     """A condition's text as the column's type, or an error naming the field."""
     try:
         if info.type == "int":
-            number = int(text)
+            # memorySize>2G: a size with its suffix, as everywhere a size is taken
+            sized = byte_sized(info.name) and text.strip()[-1:].isalpha()
+            number = parse_size(text, field_name) if sized else int(text)
             if not -MAX_INT - 1 <= number <= MAX_INT:
                 raise ValueError(text)  # no column holds it; the database would overflow
             return number
