@@ -3,7 +3,8 @@
 Enabled by ``api.log=PATH`` in ``zmn.conf`` (relative paths are under the node's home). It
 rides on the audit hook (:class:`~zmn.core.audit.ApiCallObserver`), so read-only calls are
 not logged: replaying them changes nothing. Secret parameters are masked as in the job table.
-A line holds the API, its arguments, the UUID the call created or acted on (so a replay can
+A line holds the API, its arguments (as the caller gave them: not a ``resourceUuid`` the node
+chose for a long create), the UUID the call created or acted on (so a replay can
 map recorded UUIDs to new ones), the error code or null, and the time it took.
 """
 
@@ -44,6 +45,12 @@ def result_uuid(result: Any) -> str | None:
 
 def entry(record: ApiCallRecord) -> dict[str, Any]:
     args = redacted_args(record.message) if record.message is not None else record.raw_args
+    raw = record.raw_args if isinstance(record.raw_args, dict) else {}
+    if isinstance(args, dict) and args.get("resourceUuid") and not raw.get("resourceUuid"):
+        # the node chose it (a long create names its resource from the start), the caller did
+        # not: logged, a replay would create the resource under the recorded UUID instead of
+        # a new one, and clash with it when replayed on the node the log came from
+        args = {k: v for k, v in args.items() if k != "resourceUuid"}
     return {
         "time": record.started.isoformat(timespec="milliseconds"),
         "api": record.api,
