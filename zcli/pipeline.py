@@ -29,6 +29,7 @@ class PipelinedClient(Client):
         self._cond = threading.Condition()
         self._replies: dict[int, dict[str, Any] | ZmnError] = {}
         self._waiting: set[int] = set()
+        self._wake: dict[int, threading.Event] = {}
         self._reading = False
 
     def request(
@@ -45,17 +46,18 @@ class PipelinedClient(Client):
             frame["session"] = self.session
         if not wait:
             frame["wait"] = False
-        if progress:
-            frame["progress"] = True
+        # no progress events: nobody shows them, and every frame read costs the readers
         with self._send_lock:
             req_id = frame["id"] = next(self._ids)
             with self._cond:
                 self._waiting.add(req_id)
+                self._wake[req_id] = threading.Event()
             try:
                 self.send(frame)
             except ZmnError:
                 with self._cond:
                     self._waiting.discard(req_id)
+                    self._wake.pop(req_id, None)
                 raise
         limit = timeout if timeout is not None else self.timeout
         reply = self._wait(req_id, api, time.monotonic() + limit if limit else None)
@@ -79,38 +81,63 @@ class PipelinedClient(Client):
         super().send(frame)
 
     def _wait(self, req_id: int, api: str, deadline: float | None) -> dict[str, Any]:
-        cond = self._cond
-        with cond:
-            try:
-                while req_id not in self._replies:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise Timeout(
-                            f"{api}: no reply within the time limit; the operation may still"
-                            " finish",
-                            code="CLIENT.TIMEOUT",
-                        )
-                    if self._reading:
-                        cond.wait(left)
-                        continue
-                    self._reading = True
-                    cond.release()
-                    try:
-                        self._read_one(left)
-                    finally:
-                        cond.acquire()
-                        self._reading = False
-                        cond.notify_all()
+        """Wait for the reply to ``req_id``: as the reader when nobody reads (reading every
+        frame until its own reply comes, waking only the owner of each), else until woken by
+        the reader with the reply or with the reader's role to take over."""
+        wake = self._wake[req_id]
+        try:
+            while True:
+                wake.clear()
+                with self._cond:
+                    if req_id in self._replies:
+                        break
+                    lead = not self._reading
+                    self._reading = self._reading or lead
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    if lead:
+                        self._hand_off(req_id)
+                    raise Timeout(
+                        f"{api}: no reply within the time limit; the operation may still finish",
+                        code="CLIENT.TIMEOUT",
+                    )
+                if not lead:
+                    wake.wait(left)
+                    continue
+                try:
+                    while self._read_one(left) and req_id not in self._replies:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            break
+                finally:
+                    self._hand_off(req_id)
+            with self._cond:
                 found = self._replies.pop(req_id)
-            finally:
+        finally:
+            with self._cond:
                 self._waiting.discard(req_id)
                 self._replies.pop(req_id, None)
+                self._wake.pop(req_id, None)
         if isinstance(found, ZmnError):
             raise found
         return found
 
-    def _read_one(self, left: float | None) -> None:
-        """Read one frame (waiting at most ``left`` seconds for it to start) and file it."""
+    def _hand_off(self, me: int) -> None:
+        """Stop reading; wake one other waiter still without its reply to read next."""
+        with self._cond:
+            self._reading = False
+            for other in self._waiting:
+                if other != me and other not in self._replies:
+                    self._wake[other].set()
+                    break
+
+    def _deliver(self, owner: int, reply: dict[str, Any] | ZmnError) -> None:
+        self._replies[owner] = reply
+        self._wake[owner].set()
+
+    def _read_one(self, left: float | None) -> bool:
+        """Read one frame (waiting at most ``left`` seconds for it to start) and hand it to
+        its owner; False when the connection failed (every waiter has the error)."""
         import select
 
         sock = self._sock
@@ -123,7 +150,7 @@ class PipelinedClient(Client):
             if not self.buffered():
                 ready, _, _ = select.select([sock], [], [], left)
                 if not ready:
-                    return  # the caller checks its deadline
+                    return True  # the caller checks its deadline
             frame = read_frame_sync(sock)
             if frame is None:
                 raise Unavailable(
@@ -136,16 +163,17 @@ class PipelinedClient(Client):
             )
             with self._cond:
                 for waiting in self._waiting:
-                    self._replies[waiting] = err
+                    self._deliver(waiting, err)
                 self.close()
-            return
+            return False
         if frame.get("type") == "event":
-            return
+            return True
         with self._cond:
             owner = frame.get("id")
             if owner is None:  # the node could not read a frame: nobody's reply in particular
                 failed = ZmnError.from_wire(frame.get("error") or {})
                 for waiting in self._waiting:
-                    self._replies[waiting] = failed
+                    self._deliver(waiting, failed)
             elif owner in self._waiting:
-                self._replies[owner] = frame  # replies to abandoned (timed out) requests drop
+                self._deliver(owner, frame)  # replies to abandoned (timed out) requests drop
+        return True
