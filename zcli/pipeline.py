@@ -15,7 +15,7 @@ from typing import Any
 
 from zmn.api.errors import Timeout, Unavailable, ZmnError
 from zmn.api.wire import read_frame_sync
-from zmn.client import Client
+from zmn.client import Client, request_frame
 
 
 class PipelinedClient(Client):
@@ -41,14 +41,10 @@ class PipelinedClient(Client):
         progress: bool = False,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "request", "api": api, "args": args or {}}
-        if self.session:
-            frame["session"] = self.session
-        if not wait:
-            frame["wait"] = False
-        # no progress events: nobody shows them, and every frame read costs the readers
         with self._send_lock:
-            req_id = frame["id"] = next(self._ids)
+            req_id = next(self._ids)
+            # no progress events: nobody shows them, and every frame read costs the readers
+            frame = request_frame(req_id, api, args, self.session, wait=wait, progress=False)
             with self._cond:
                 self._waiting.add(req_id)
                 self._wake[req_id] = threading.Event()
