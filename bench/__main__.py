@@ -6,7 +6,7 @@
     python -m bench --size vms=2000 --size query_vms=200000
     python -m bench --json results.json   the results as JSON as well
 
-Families: cli, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot.
+Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot.
 Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
@@ -29,6 +29,7 @@ from typing import Any
 from bench import (
     api,
     baselines,
+    batch,
     boot,
     bus,
     cli,
@@ -47,8 +48,8 @@ from bench.node import NodeProcess, wait_idle
 from bench.report import render, write
 
 FAMILIES = [
-    "cli", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster", "kvm",
-    "boot",
+    "cli", "batch", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster",
+    "kvm", "boot",
 ]  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -127,6 +128,14 @@ async def start_main(run: Run, node: NodeProcess) -> None:
     run.facts["empty_boot_cpu"] = node.cpu_seconds()
 
 
+async def batch_family(run: Run, node: NodeProcess) -> None:
+    node.start()
+    try:
+        await batch.measure(run, node)
+    finally:
+        node.stop()
+
+
 async def main_async(args: argparse.Namespace) -> int:
     chosen = [f for f in (args.only.split(",") if args.only else FAMILIES) if f]
     chosen = [f for f in chosen if f not in set(args.skip.split(","))]
@@ -162,6 +171,8 @@ async def main_async(args: argparse.Namespace) -> int:
                     ok &= await guarded(run, "jobs", lambda: jobs.measure(run, node))
             finally:
                 node.stop()
+        if "batch" in chosen:
+            ok &= await guarded(run, "batch", lambda: batch_family(run, homes.new("batch")))
         if "bus" in chosen:
             ok &= await guarded(run, "bus", lambda: bus.measure(run))
         if "query" in chosen:

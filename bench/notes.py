@@ -32,6 +32,10 @@ def _fixed(run: Run) -> list[str]:
         " (the bus is in-process by design; the profiler needs the node's frames).",
         "- Wall-clock figures depend on what else the machine runs: the load average before and"
         " after the run is in the machine table. Node CPU per operation (in the notes) does not.",
+        "- Batch creates (`bench/batch.py`): `batch_streams` `zcli -q -f -` processes of `batch_vms`"
+        " `api CreateVmInstance` lines each, one line at a time and with `--parallel"
+        " batch_parallel`, against `AsyncClient` with as many connections and requests in flight,"
+        " measured before and after the zcli runs (their mean); zcli's start-up is included.",
         "",
         "## Bulk-load fast path (`bench/fastpath.py`)\n",
         "`bulk_load(db_url, Layout(zones, hosts, vms))` writes a simulated data centre straight into"

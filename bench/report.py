@@ -20,6 +20,7 @@ The ratio is figure / baseline. Latencies are per call; p50/p95/p99 are nearest-
 FAMILY_TITLES = {
     "api": "API round trip",
     "cli": "Cold CLI",
+    "batch": "Batch creates through zcli",
     "bus": "In-process bus",
     "query": "Query at scale",
     "vm": "VM create",

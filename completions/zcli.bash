@@ -5,7 +5,7 @@
 # Dynamic (parameters, query fields and joins, values, live UUIDs): `zcli __complete`,
 # bounded by `timeout` and ZCLI_COMPLETE_BUDGET so that Tab never hangs.
 
-_zcli_options='--columns --continue-on-error --endpoint --file --no-header --no-wait --output --quiet --session --timeout --version --yes -c -f -o -q -y'
+_zcli_options='--columns --continue-on-error --endpoint --file --no-header --no-wait --output --parallel --quiet --session --timeout --version --yes -c -f -o -q -y'
 _zcli_commands='account api audit-log backup-storage bs cluster completion disk-offering eip global-config help host image instance-offering ip-range job l2 l2-network l3 l3-network login logout management-node primary-storage ps security-group security-group-rule session sg shell system-tag used-ip user user-tag vip vm vm-nic volume volume-snapshot zone'
 _zcli_resources='account audit-log backup-storage bs cluster disk-offering eip global-config host image instance-offering ip-range job l2 l2-network l3 l3-network management-node primary-storage ps security-group security-group-rule session sg system-tag used-ip user user-tag vip vm vm-nic volume volume-snapshot zone'
 _zcli_apis='AddImage AddImageStoreBackupStorage AddIpRange AddIpRangeByNetworkCidr AddKvmHost AddLocalPrimaryStorage AddSecurityGroupRule AddSimulatorBackupStorage AddSimulatorHost AddSimulatorPrimaryStorage AddVmNicToSecurityGroup AttachBackupStorageToZone AttachDataVolumeToVm AttachEip AttachIsoToVmInstance AttachL2NetworkToCluster AttachL3NetworkToVm AttachPrimaryStorageToCluster AttachSecurityGroupToL3Network CancelJob ChangeAccountState ChangeBackupStorageState ChangeClusterState ChangeDiskOfferingState ChangeHostState ChangeImageState ChangeInstanceOffering ChangeInstanceOfferingState ChangeL3NetworkState ChangePrimaryStorageState ChangeSecurityGroupState ChangeVolumeState ChangeZoneState CheckConsistency ClearCrashPoints ClearFlowFaults CreateAccount CreateCluster CreateDataVolume CreateDiskOffering CreateEip CreateInstanceOffering CreateL2NoVlanNetwork CreateL2VlanNetwork CreateL3Network CreateRootVolumeTemplateFromRootVolume CreateSecurityGroup CreateSystemTag CreateUser CreateUserTag CreateVip CreateVmInstance CreateVolumeSnapshot CreateZone DeleteAccount DeleteBackupStorage DeleteCluster DeleteDataVolume DeleteDiskOffering DeleteEip DeleteHost DeleteImage DeleteInstanceOffering DeleteIpRange DeleteL2Network DeleteL3Network DeletePrimaryStorage DeleteSecurityGroup DeleteSecurityGroupRule DeleteTag DeleteUser DeleteVip DeleteVmNicFromSecurityGroup DeleteVolumeSnapshot DeleteZone DestroyVmInstance DetachBackupStorageFromZone DetachDataVolumeFromVm DetachEip DetachIsoFromVmInstance DetachL2NetworkFromCluster DetachL3NetworkFromVm DetachPrimaryStorageFromCluster DetachSecurityGroupFromL3Network ExpungeVmInstance GetApiCatalogue GetFlowChains GetGlobalConfigOptions GetHostMetrics GetJob GetManagementNodeStats GetManagementNodeStatus GetSimulatorHostState GetTaskQueues GetVmMetrics InjectCrash InjectFlowFault LogInByAccount LogInByUser LogOut MigrateVm OpenVmConsole PauseVmInstance Ping QueryAccount QueryAuditLog QueryBackupStorage QueryCluster QueryDiskOffering QueryEip QueryGlobalConfig QueryHost QueryImage QueryInstanceOffering QueryIpRange QueryJob QueryL2Network QueryL3Network QueryManagementNode QueryPrimaryStorage QuerySecurityGroup QuerySecurityGroupRule QuerySession QuerySystemTag QueryUsedIp QueryUser QueryUserTag QueryVip QueryVmInstance QueryVmNic QueryVolume QueryVolumeSnapshot QueryZone RebootVmInstance ReconnectHost RecoverVmInstance RequestConsoleAccess ResetGlobalConfig ResumeVmInstance RevertVolumeFromSnapshot SimulatorClearFailures SimulatorInjectFailure StartVmInstance StopVmInstance Subscribe Unsubscribe UpdateAccount UpdateBackupStorage UpdateCluster UpdateDiskOffering UpdateEip UpdateGlobalConfig UpdateHost UpdateImage UpdateInstanceOffering UpdateIpRange UpdateL2Network UpdateL3Network UpdatePrimaryStorage UpdateSecurityGroup UpdateSystemTag UpdateUser UpdateVip UpdateVmInstance UpdateVolume UpdateVolumeSnapshot UpdateZone ValidateSession WaitJob WaitVmInstance'
@@ -91,7 +91,7 @@ _zcli() {
     while (( i < n )); do
         case "${words[i]}" in
             --*=*) ;;
-            --columns|--endpoint|--file|--output|--session|--timeout|-c|-f|-o) (( i++ )) ;;
+            --columns|--endpoint|--file|--output|--parallel|--session|--timeout|-c|-f|-o) (( i++ )) ;;
             -*) ;;
             *) break ;;
         esac
@@ -102,7 +102,7 @@ _zcli() {
         case "${words[n-1]}" in
             -o|--output) _zcli_words 'table json yaml csv value wide' "$cur"; return 0 ;;
             -f|--file) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
-            --columns|--endpoint|--file|--output|--session|--timeout|-c|-f|-o) [[ $n -gt 1 ]] && return 0 ;;
+            --columns|--endpoint|--file|--output|--parallel|--session|--timeout|-c|-f|-o) [[ $n -gt 1 ]] && return 0 ;;
         esac
         if [[ "$cur" == -* ]]; then
             _zcli_words "$_zcli_options" "$cur"

@@ -13,7 +13,7 @@ function __zcli_position
     while test $i -le $n
         switch $words[$i]
             case '--*=*'
-            case --columns --endpoint --file --output --session --timeout -c -f -o
+            case --columns --endpoint --file --output --parallel --session --timeout -c -f -o
                 if test $i -eq $n
                     echo option-value
                     return
@@ -76,6 +76,7 @@ complete -c zcli -n '__zcli_at command' -l file -r
 complete -c zcli -n '__zcli_at command' -l no-header
 complete -c zcli -n '__zcli_at command' -l no-wait
 complete -c zcli -n '__zcli_at command' -l output -r
+complete -c zcli -n '__zcli_at command' -l parallel -r
 complete -c zcli -n '__zcli_at command' -l quiet
 complete -c zcli -n '__zcli_at command' -l session -r
 complete -c zcli -n '__zcli_at command' -l timeout -r

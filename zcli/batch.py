@@ -5,17 +5,29 @@ Lines are split like a shell would (``shlex``); blank lines and ``#`` comments a
 a leading ``zcli`` is optional and a line may start with its own output options
 (``-o json zone list``). The run stops at the first failing line unless
 ``--continue-on-error``; its exit status is that of the first failing line.
+
+``--parallel N`` keeps N lines in flight on the connection (:mod:`zcli.parallel`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from zcli.inputs import split_line
 from zcli.options import Options, parse_globals
 from zcli.runner import Runner
 from zmn.api.errors import EXIT_OK, EXIT_USAGE, ZmnError
+
+
+class Line(NamedTuple):
+    """One command of a batch: where it stands, its tokens and options, or its error."""
+
+    where: str
+    tokens: list[str]
+    opts: Options
+    error: ZmnError | str | None = None  # str: a line that cannot be split
 
 
 def run_file(runner: Runner, opts: Options) -> int:
@@ -35,26 +47,45 @@ def run_file(runner: Runner, opts: Options) -> int:
         return EXIT_USAGE
 
 
-def run_lines(runner: Runner, opts: Options, lines: Iterable[str]) -> int:
-    status = EXIT_OK
+def commands(opts: Options, lines: Iterable[str]) -> Iterator[Line]:
+    """The batch's commands in order (blank lines and comments left out)."""
     for number, line in enumerate(lines, 1):
         where = f"line {number}: {line.strip()}"
         try:
             tokens = split_line(line)
         except ValueError as exc:
-            runner.err.write(f"error: CLI.USAGE: cannot split the line: {exc}\nat {where}\n")
-            code = EXIT_USAGE
+            yield Line(where, [], opts, f"cannot split the line: {exc}")
+            continue
+        if not tokens:
+            continue
+        if tokens[0] == "zcli":
+            tokens = tokens[1:]
+        try:
+            line_opts, rest = parse_globals(tokens, opts, in_batch=True)
+        except ZmnError as exc:
+            yield Line(where, tokens, opts, exc)
         else:
-            if not tokens:
-                continue
-            if tokens[0] == "zcli":
-                tokens = tokens[1:]
-            try:
-                line_opts, rest = parse_globals(tokens, opts, in_batch=True)
-            except ZmnError as exc:
-                code = runner.report(exc, where)
-            else:
-                code = runner.run(rest, line_opts, where)
+            yield Line(where, rest, line_opts)
+
+
+def run_line(runner: Runner, line: Line) -> int:
+    """Run one command of the batch with ``runner``; its exit status."""
+    if isinstance(line.error, str):
+        runner.err.write(f"error: CLI.USAGE: {line.error}\nat {line.where}\n")
+        return EXIT_USAGE
+    if line.error is not None:
+        return runner.report(line.error, line.where)
+    return runner.run(line.tokens, line.opts, line.where)
+
+
+def run_lines(runner: Runner, opts: Options, lines: Iterable[str]) -> int:
+    if opts.parallel > 1:
+        from zcli.parallel import run_parallel
+
+        return run_parallel(runner, opts, commands(opts, lines))
+    status = EXIT_OK
+    for line in commands(opts, lines):
+        code = run_line(runner, line)
         if code != EXIT_OK:
             status = status or code
             if not opts.continue_on_error:

@@ -32,6 +32,8 @@ global options (before or after the command; -- ends the options):
   --timeout SECONDS      give up waiting after this long (exit status 124)
   -f, --file FILE        run commands from FILE (- for stdin), one per line, on one connection
   --continue-on-error    with -f: run the remaining lines after a failing one
+  --parallel N           with -f: keep N lines in flight on the connection (1-64; default 1,
+                         one at a time); output in line order, exit status the worst
   -y, --yes              destroy or delete without asking (a terminal asks first)
   --version              print the version
   -h, --help             this help

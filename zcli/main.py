@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
             from zcli.shell.app import main as shell
 
             return shell(opts, rest[1:])
+        if opts.parallel != 1 and opts.file is None:
+            sys.stderr.write(
+                "error: CLI.USAGE: --parallel needs a batch: -f FILE\nfield: parallel\n"
+            )
+            return 2
         runner = Runner(opts)
         if opts.file is not None:
             if rest:

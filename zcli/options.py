@@ -13,7 +13,15 @@ from zcli.words import GLOBAL_OPTIONS as _OPTIONS
 from zcli.words import OUTPUTS
 
 __all__ = ["CONNECTION_OPTIONS", "OUTPUTS", "_OPTIONS", "Options", "parse_globals"]
-CONNECTION_OPTIONS = ("endpoint", "session", "file", "continue_on_error", "version")
+CONNECTION_OPTIONS = (
+    "endpoint",
+    "session",
+    "file",
+    "continue_on_error",
+    "parallel",
+    "version",
+)
+MAX_PARALLEL = 64  # requests in flight on a batch's connection (zcli -f FILE --parallel N)
 
 
 class Options(Record):
@@ -30,6 +38,7 @@ class Options(Record):
         "continue_on_error",
         "version",
         "yes",
+        "parallel",
     )
 
     def __init__(
@@ -46,6 +55,7 @@ class Options(Record):
         continue_on_error: bool = False,
         version: bool = False,
         yes: bool = False,
+        parallel: int = 1,
     ) -> None:
         self.output = output
         self.columns: list[str] = [] if columns is None else columns
@@ -59,6 +69,7 @@ class Options(Record):
         self.continue_on_error = continue_on_error
         self.version = version
         self.yes = yes  # destroy/delete without asking, even on a terminal
+        self.parallel = parallel  # batch lines in flight at once (1: one at a time, in order)
 
     def copy(self) -> Options:
         """A copy with its own list of columns."""
@@ -158,5 +169,13 @@ def _set(opts: Options, attr: str, name: str, value: str) -> None:
             raise UsageError(f"{name}: expected seconds, got {value!r}", field="timeout") from None
         if opts.timeout <= 0:
             raise UsageError(f"{name}: must be more than 0 seconds", field="timeout")
+    elif attr == "parallel":
+        if not value.isdigit() or not 1 <= int(value) <= MAX_PARALLEL:
+            raise UsageError(
+                f"{name}: expected a whole number of requests in flight from 1 to"
+                f" {MAX_PARALLEL}, got {value!r}",
+                field="parallel",
+            )
+        opts.parallel = int(value)
     else:
         setattr(opts, attr, value)

@@ -45,6 +45,8 @@ def session_rejected(exc: ZmnError) -> bool:
 
 
 class Runner:
+    client_class: type[Client] = Client  # zcli -f FILE --parallel N: a pipelined client
+
     def __init__(self, opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.opts = opts
         self.out = out or sys.stdout
@@ -69,7 +71,7 @@ class Runner:
     def connect(self) -> Client:
         """The connection; after :meth:`close` the client reconnects on its next request."""
         if self.client is None:
-            client = Client(self.endpoint, self.session, on_event=self.progress)
+            client = self.client_class(self.endpoint, self.session, on_event=self.progress)
             client.connect()
             self.client = client
         return self.client

@@ -28,6 +28,7 @@ GLOBAL_OPTIONS: dict[str, tuple[str, bool]] = {
     "-f": ("file", True),
     "--file": ("file", True),
     "--continue-on-error": ("continue_on_error", False),
+    "--parallel": ("parallel", True),
     "--version": ("version", False),
     "-y": ("yes", False),
     "--yes": ("yes", False),

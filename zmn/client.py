@@ -94,6 +94,26 @@ def _closed_by_peer(sock: Any) -> bool:
         return True
 
 
+def request_frame(
+    req_id: int,
+    api: str,
+    args: dict[str, Any] | None,
+    session: str | None,
+    *,
+    wait: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """The request frame of one call (both clients)."""
+    frame: dict[str, Any] = {"type": "request", "id": req_id, "api": api, "args": args or {}}
+    if session:
+        frame["session"] = session
+    if not wait:
+        frame["wait"] = False
+    if progress:
+        frame["progress"] = True
+    return frame
+
+
 class Client:
     """Blocking client: one connection, one request at a time, events to a callback."""
 
@@ -187,14 +207,7 @@ class Client:
     ) -> dict[str, Any]:
         """Like :meth:`call` but returns the whole reply frame (``result`` and ``job``)."""
         req_id = next(self._ids)
-        frame: dict[str, Any] = {"type": "request", "id": req_id, "api": api, "args": args or {}}
-        if self.session:
-            frame["session"] = self.session
-        if not wait:
-            frame["wait"] = False
-        if progress:
-            frame["progress"] = True
-        self.send(frame)
+        self.send(request_frame(req_id, api, args, self.session, wait=wait, progress=progress))
         limit = timeout if timeout is not None else self.timeout
         self._sock.settimeout(limit)
         try:
@@ -377,13 +390,7 @@ class AsyncClient:
         req_id = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
-        frame: dict[str, Any] = {"type": "request", "id": req_id, "api": api, "args": args or {}}
-        if self.session:
-            frame["session"] = self.session
-        if not wait:
-            frame["wait"] = False
-        if progress:
-            frame["progress"] = True
+        frame = request_frame(req_id, api, args, self.session, wait=wait, progress=progress)
         try:
             self._writer.write(encode(frame))
             await self._writer.drain()

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     ("cli", "zone_list_json"),
     ("cli", "api_query_count"),
+    ("batch", "zcli_batch_serial"),
+    ("batch", "zcli_batch_parallel"),
     ("api", "ping_rtt"),
     ("api", "ping_concurrent"),
     ("vm", "single_create_p50"),
@@ -48,6 +50,7 @@ BASELINES = {
     "socket_rtt_concurrent",
     "lean_create",
     "lean_create_concurrent",
+    "asyncclient_batch_create",
     "direct_await",
     "sql_get_by_uuid",
     "sql_join3_count",
@@ -147,6 +150,8 @@ def test_baselines_are_measured_in_the_same_run(ci_run: CiRun) -> None:
     vm = {r["name"]: r for r in data["results"] if r["family"] == "vm"}
     assert vm["single_create_p50"]["baseline"] == "lean_create"
     assert vm["create_throughput"]["baseline"] == "lean_create_concurrent"
+    batch = {r["name"]: r for r in data["results"] if r["family"] == "batch"}
+    assert {r["baseline"] for r in batch.values()} == {"asyncclient_batch_create"}
 
 
 @pytest.mark.slow
@@ -175,6 +180,7 @@ def test_report_describes_the_machine_and_every_family(ci_run: CiRun) -> None:
         "## Machine",
         "## Baselines",
         "## Cold CLI",
+        "## Batch creates through zcli",
         "## VM create",
         "## In-process bus",
         "## Query at scale",

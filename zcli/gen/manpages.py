@@ -51,6 +51,10 @@ ZCLI_EXAMPLES: list[tuple[str, list[str]]] = [
         ["printf 'zone list\\ncluster list\\n' | zcli -f -"],
     ),
     (
+        "Keep 8 lines of a batch in flight on its connection (the output stays in line order):",
+        ["printf 'zone create z7\\nzone create z8\\n' | zcli -q -f - --parallel 8"],
+    ),
+    (
         "Feed the shell's grammar (the api keyword is optional) from a pipe:",
         ["echo 'QueryZone name=z1' | zcli shell"],
     ),
