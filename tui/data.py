@@ -51,6 +51,9 @@ class ClientLike(Protocol):
 ClientFactory = Callable[[str, "str | None"], ClientLike]
 
 
+METRICS_APIS = {"VmInstance": "GetVmMetrics", "Host": "GetHostMetrics"}
+
+
 @dataclass
 class Status:
     """Connection state for the header: ``connecting``, ``live`` or ``stale``."""
@@ -375,6 +378,16 @@ class DataSource:
                 for uuid in chunk:
                     cache.setdefault(uuid, "")  # gone or nameless: do not ask again
         return {u: cache.get(u, "") for u in uuids}
+
+    async def usage(self, type_name: str, uuids: list[str]) -> dict[str, dict[str, Any]]:
+        """Recent usage of a page of VMs or hosts: one ``GetVmMetrics``/``GetHostMetrics``
+        call for all of them, ``{uuid: {"latest": {...} | None, "samples": [...]}}``; empty
+        for other types."""
+        api = METRICS_APIS.get(type_name)
+        if api is None or not uuids:
+            return {}
+        reply = await self.call(api, {"uuids": uuids})
+        return {str(r["uuid"]): r for r in reply.get("results", []) if r.get("uuid")}
 
     async def poll_stats(self) -> dict[str, Any] | None:
         if self.client is None:

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Input, Static
 from tui.candidates import candidates
 from tui.catalogue import Action, Drill, ResourceInfo
 from tui.console import CONSOLE_API, attach_console
-from tui.data import Page, Status, gather_quietly
+from tui.data import METRICS_APIS, Page, Status, gather_quietly
 from tui.screens.form import Choices, FormScreen
 from tui.screens.menus import action_items, confirm_screen, drill_items, outcome
 from tui.screens.picker import Picker
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 PAGE_SIZE = None  # rows per page: None for a screenful
 MIN_PAGE = 10
 CHROME = 4  # lines of the screen that are not table rows: header, info, table header, footer
+USAGE_EVERY = 5.0  # seconds between refreshes of the usage columns (one metrics call each)
 WIDE = 120  # columns from which UUIDs are shown whole and the detail pane sits on the right
 
 
@@ -142,7 +143,9 @@ class ResourceScreen(Screen[None]):
         yield StatusHeader(self.crumb)
         yield Static(id="info")
         with Horizontal(id="main"):
-            yield ResourceTable(self.info, self.columns, id="table")
+            table = ResourceTable(self.info, self.columns, id="table")
+            table.usage_columns = self.has_usage
+            yield table
             yield DetailPane(id="detail")
         yield JobList(id="view-jobs")
         catalogue = self.zapp.data.catalogue
@@ -162,6 +165,8 @@ class ResourceScreen(Screen[None]):
         self.set_interval(1.0, self.show_jobs)
         if self.refresh_every:
             self.set_interval(self.refresh_every, self.schedule_reload)
+        if self.has_usage:
+            self.set_interval(USAGE_EVERY, self.refresh_usage)
         self.query_one(ResourceTable).focus()
         self.show_info()
         self.load()
@@ -239,6 +244,7 @@ class ResourceScreen(Screen[None]):
                     break
             self.next_cursor = page.next
             await self.resolve_refs(page.rows)
+            usage = await self.fetch_usage(page.rows)
         except ZmnError as exc:
             self.error = exc.message
             self.close_filter_bar()
@@ -249,6 +255,7 @@ class ResourceScreen(Screen[None]):
         self.rows, self.total, self.loaded = page.rows, page.total, True
         self.loads += 1
         table = self.query_one(ResourceTable)
+        table.usage = usage
         if cursor_uuid is None and cursor_row is None:
             cursor_uuid = table.current_key
         table.show(
@@ -260,6 +267,40 @@ class ResourceScreen(Screen[None]):
             cursor_row=cursor_row,
         )
         self.show_info()
+        self.show_detail()
+
+    @property
+    def has_usage(self) -> bool:
+        """VMs and hosts on a node whose metrics APIs answer for a page in one call."""
+        catalogue = self.zapp.data.catalogue
+        api = METRICS_APIS.get(self.info.name)
+        return bool(api and catalogue and catalogue.has_param(api, "uuids"))
+
+    async def fetch_usage(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The page's usage in one GetVmMetrics/GetHostMetrics call; none when it fails (the
+        columns show ``-``, the rows still load)."""
+        if not self.has_usage:
+            return {}
+        try:
+            return await self.zapp.data.usage(
+                self.info.name, [str(r["uuid"]) for r in rows if r.get("uuid")]
+            )
+        except ZmnError:
+            return {}
+
+    @work(group="usage", exclusive=True)
+    async def refresh_usage(self) -> None:
+        """New usage for the rows shown (the page itself is not re-queried)."""
+        if not self.is_current or not self.rows or not self.zapp.data.status.live:
+            return
+        rows = self.rows
+        usage = await self.fetch_usage(rows)
+        if rows is not self.rows:
+            return  # a new page arrived meanwhile, with its own usage
+        table = self.query_one(ResourceTable)
+        table.usage = usage
+        for row in rows:
+            table.update_row(row, self.marks, self.zapp.data.names, wide=self.wide)
         self.show_detail()
 
     async def resolve_refs(self, rows: list[dict[str, Any]]) -> None:
@@ -360,7 +401,11 @@ class ResourceScreen(Screen[None]):
 
     def show_detail(self) -> None:
         if self.has_class("-detail"):
-            self.query_one(DetailPane).show(self.info, self.current_row(), self.zapp.data.names)
+            row = self.current_row()
+            pane = self.query_one(DetailPane)
+            pane.show(self.info, row, self.zapp.data.names)
+            usage = self.query_one(ResourceTable).usage
+            pane.show_usage(usage.get(str(row.get("uuid"))) if row and self.has_usage else None)
 
     def show_jobs(self) -> None:
         jobs = self.zapp.data.jobs.visible()

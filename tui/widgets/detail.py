@@ -15,7 +15,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widgets import Sparkline, Static
 
 from tui.catalogue import ResourceInfo
 from tui.format import cell, human_bytes, is_bytes_field
@@ -24,10 +24,41 @@ from tui.format import cell, human_bytes, is_bytes_field
 class DetailPane(VerticalScroll):
     DEFAULT_CSS = """
     DetailPane > Static { height: auto; }
+    DetailPane > #usage-label { display: none; }
+    DetailPane > Sparkline { display: none; height: 2; margin-bottom: 1; }
+    DetailPane.-usage > #usage-label { display: block; }
+    DetailPane.-usage > Sparkline { display: block; }
     """
 
     def compose(self):  # type: ignore[no-untyped-def]
+        yield Static(id="usage-label")
+        yield Sparkline([], id="usage-spark")
         yield Static(Text("no row selected", style="dim"), id="detail-body")
+
+    def show_usage(self, usage: dict[str, Any] | None) -> None:
+        """Recent CPU of the row (a metrics answer: its window's samples) as a sparkline;
+        hidden for rows without usage."""
+        self.set_class(usage is not None, "-usage")
+        if usage is None:
+            return
+        cpu = [float(s["cpuPercent"]) for s in usage.get("samples") or [] if "cpuPercent" in s]
+        self.query_one("#usage-spark", Sparkline).data = cpu
+        label = Text("cpu% ", style="bold cyan")
+        latest = usage.get("latest") or {}
+        if cpu:
+            label.append(f"{cpu[-1]:.1f} now", style="bold")
+            label.append(f" · max {max(cpu):.1f} · last {len(cpu)} samples", style="dim")
+        else:
+            label.append("no samples yet", style="dim")
+        if isinstance(latest.get("memoryUsed"), int | float):
+            label.append("\nmemory ", style="bold cyan")
+            label.append(human_bytes(latest["memoryUsed"]))
+            if latest.get("memoryTotal"):
+                label.append(f" of {human_bytes(latest['memoryTotal'])}", style="dim")
+        if isinstance(latest.get("load1"), int | float):
+            label.append("\nload ", style="bold cyan")
+            label.append(" ".join(f"{latest.get(k, 0):g}" for k in ("load1", "load5", "load15")))
+        self.query_one("#usage-label", Static).update(label)
 
     def show(
         self, info: ResourceInfo, row: dict[str, Any] | None, names: dict[str, dict[str, str]]

@@ -26,7 +26,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable
 
 from tui.catalogue import ResourceInfo
-from tui.format import cell
+from tui.format import cell, human_bytes
 
 MARK = "✓"
 
@@ -84,6 +84,22 @@ def same_cell(old: object, new: Text) -> bool:
     )
 
 
+USAGE_COLUMNS = [("__cpu__", "cpu%"), ("__memory__", "memory")]
+
+
+def usage_cells(usage: dict[str, Any] | None) -> list[Text]:
+    """The cpu% and memory cells of one row from its metrics answer (``-``: no sample yet)."""
+    latest = (usage or {}).get("latest") or {}
+    cpu, used = latest.get("cpuPercent"), latest.get("memoryUsed")
+    out = [Text("-", style="dim", justify="right")] * 2
+    if isinstance(cpu, int | float):
+        style = "green" if cpu < 70 else "yellow" if cpu < 90 else "bold red"
+        out[0] = Text(f"{cpu:.1f}", style=style, justify="right")
+    if isinstance(used, int | float):
+        out[1] = Text(human_bytes(used), justify="right")
+    return out
+
+
 class ResourceTable(DataTable[Text]):
     class EdgeReached(Message):
         """The cursor tried to leave the page: ``direction`` is +1 (down) or -1 (up)."""
@@ -101,6 +117,13 @@ class ResourceTable(DataTable[Text]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.info = info
         self.columns_shown = list(columns or info.columns)
+        # Usage columns (VMs and hosts on a node with the metrics APIs): the screen sets
+        # usage_columns on, and fills usage from one metrics call per page.
+        self.usage_columns = False
+        self.usage: dict[str, dict[str, Any]] = {}
+
+    def extra_keys(self) -> list[str]:
+        return [key for key, _ in USAGE_COLUMNS] if self.usage_columns else []
 
     def set_columns(self, columns: list[str]) -> None:
         self.columns_shown = list(columns)
@@ -117,6 +140,9 @@ class ResourceTable(DataTable[Text]):
             # A reference column shows names, so its header names the thing: zoneUuid -> zone.
             label = name[: -len("Uuid")] if self.info.ref(name) and name.endswith("Uuid") else name
             self.add_column(label, key=name)
+        if self.usage_columns:
+            for key, label in USAGE_COLUMNS:
+                self.add_column(label, key=key)
 
     def show(
         self,
@@ -164,6 +190,8 @@ class ResourceTable(DataTable[Text]):
                 out.append(Text(names[target][value]))
                 continue
             out.append(cell(name, value, self.info.fields.get(name), wide=wide))
+        if self.usage_columns:
+            out.extend(usage_cells(self.usage.get(str(row.get("uuid")))))
         return out
 
     def update_row(
@@ -176,7 +204,7 @@ class ResourceTable(DataTable[Text]):
             return False
         shown = self.get_row(key)
         for name, old, new in zip(
-            ["__mark__", *self.columns_shown],
+            ["__mark__", *self.columns_shown, *self.extra_keys()],
             shown,
             self.cells(row, marks, names, wide=wide),
             strict=True,

@@ -184,10 +184,21 @@ class MetricsService(Service):
             "window": self.window.size,
         }
 
+    def _reply(self, kind: str, uuid: str | None, uuids: list[str] | None) -> dict[str, Any]:
+        """One resource's answer for ``uuid``; for ``uuids`` (at most 1000) ``results``, one
+        answer each in the order asked."""
+        if uuids is not None:
+            if uuid is not None or len(uuids) > 1000:
+                raise InvalidArgument("give uuid or uuids (at most 1000), not both", field="uuids")
+            return {"results": [self._answer(kind, u) for u in uuids]}
+        if not uuid:
+            raise InvalidArgument("uuid (or uuids) is required", field="uuid")
+        return self._answer(kind, uuid)
+
     @handler(GetVmMetrics)
     async def get_vm_metrics(self, msg: GetVmMetrics, call: Call) -> dict[str, Any]:
-        return self._answer("vm", msg.uuid)
+        return self._reply("vm", msg.uuid, msg.uuids)
 
     @handler(GetHostMetrics)
     async def get_host_metrics(self, msg: GetHostMetrics, call: Call) -> dict[str, Any]:
-        return self._answer("host", msg.uuid)
+        return self._reply("host", msg.uuid, msg.uuids)
