@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui.console import CONSOLE_API
+
 # Order of the overview's resource list and of equal-rank alias conflicts. Types not named
 # here still appear, after these, alphabetically: this only orders, it never filters.
 PREFERRED_ORDER = (
@@ -290,8 +292,9 @@ class Catalogue:
                         ),
                     )
                 )
-        # one entry a verb: where a form exists it also takes the defaults (Enter through it)
-        forms = {(a.api, a.label.rstrip("…")) for a in out if a.form}
+        # one entry a verb: where a form exists it also takes the defaults (Enter through it);
+        # but the console's "console…" is no form, it takes the console over: "console" stays
+        forms = {(a.api, a.label.rstrip("…")) for a in out if a.form and a.api != CONSOLE_API}
         out = [a for a in out if a.form or (a.api, a.label) not in forms]
         out.sort(key=lambda a: (a.dangerous, a.form, a.api, a.label))
         return out

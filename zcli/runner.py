@@ -32,6 +32,8 @@ from zmn.api.errors import (
 )
 from zmn.client import Client, default_endpoint
 
+SERVER_WAIT_GRACE = 10.0  # seconds the client waits past an API's own timeout for its reply
+
 SESSION_REJECTED = ("SESSION_EXPIRED", "SESSION_INVALID", "SESSION_NOT_FOUND", "INVALID_SESSION")
 
 
@@ -179,6 +181,11 @@ class Runner:
                     return EXIT_FAILED
         wait = not (cmd.long and opts.no_wait)
         timeout = opts.timeout if opts.timeout is not None else cmd.timeout
+        if opts.timeout is not None and "timeout" in api.params and "timeout" not in args:
+            # an API that waits itself (vm wait): --timeout is its bound, and the client
+            # waits a little longer, for the node's own answer (its WAIT_TIMEOUT error)
+            args = {**args, "timeout": opts.timeout}
+            timeout = opts.timeout + SERVER_WAIT_GRACE
         try:
             with self._deadline(timeout):
                 reply = client.request(
@@ -197,7 +204,7 @@ class Runner:
             if job:
                 exc.message += f"; {follow_hint(job)}"
                 exc.details["jobUuid"] = job
-            elif cmd.long or timeout:
+            elif (cmd.long or timeout) and exc.code == "CLIENT.TIMEOUT":  # not the node's own
                 exc.message += "; the operation may still finish"
             raise
         finally:

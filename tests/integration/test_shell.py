@@ -126,6 +126,7 @@ PROMPT = re.compile(r"admin@[\w-]+>")  # short: the full endpoint is in "status"
 # Patterns below match a command's output, never the echo of the typed line: a key sent
 # while a command runs reaches a terminal in cooked mode, where Ctrl-D is not a key.
 TABLE = re.compile(r"name\s+id\s+state")  # the table for people on a terminal
+ZONE_ROW = re.compile(r"name\s+id\b[^\r\n]*\r?\nz1\s+[0-9a-f]{8}\b")  # z1 in such a table
 
 
 def test_join_field_completes_and_live_zone_uuid_is_offered(cloud: Cloud) -> None:
@@ -263,17 +264,17 @@ def test_ctrl_r_then_enter_runs_the_found_line(cloud: Cloud) -> None:
     try:
         child.expect(PROMPT)
         child.send("QueryZone name=z1 fields=uuid,name\r")
-        child.expect(r"uuid\s+name")
+        child.expect(ZONE_ROW)  # a table for people: name first, then the short id
         child.expect(PROMPT)
         child.send("QueryHost count=true\r")
-        child.expect(r"\d+")
+        child.expect(r"\d+\r?\n")  # the count; the digits of an escape sequence end in a letter
         child.expect(PROMPT)
         child.sendcontrol("r")
         time.sleep(0.2)
         child.send("fields=uuid")
         time.sleep(0.3)
         child.send("\r")  # runs the line found, not just the end of the search
-        child.expect(r"uuid\s+name\s*\r?\n.*z1")
+        child.expect(ZONE_ROW)
         child.expect(PROMPT)
         child.sendcontrol("d")
         child.expect(pexpect.EOF)

@@ -93,6 +93,25 @@ def test_api_with_other_required_params_is_not_an_action() -> None:
     assert labels.count("migrate…") == 1 and "migrate" not in labels
 
 
+def test_console_keeps_its_plain_entry_beside_the_take_over() -> None:
+    raw = copy.deepcopy(sample_catalogue())
+    raw["apis"].append(
+        {
+            "name": "OpenVmConsole",
+            "resource": "VmInstance",
+            "verb": "console",
+            "mutating": True,
+            "params": [
+                {"name": "uuid", "required": True, "type": "string"},
+                {"name": "force", "required": False, "type": "bool"},
+            ],
+        }
+    )
+    labels = [a.label for a in Catalogue(raw).actions("VmInstance")]
+    # "console…" is not a form but the take-over (force): attaching plainly is still offered
+    assert labels.count("console") == 1 and labels.count("console…") == 1
+
+
 def test_actions_are_offered_by_the_state_machine(cat: Catalogue) -> None:
     zone = {a.label: a for a in cat.actions("Zone")}
     assert not cat.permits("Zone", zone["enable"], {"state": "Enabled"})  # a no-op event
