@@ -39,9 +39,13 @@ async def test_console_action_suspends_the_dashboard_and_comes_back(
                               dimensions=(40, 120), encoding="utf-8", codec_errors="replace")  # fmt: skip
         try:
             child.expect("Overview|overview")
+            child.expect("Quit")  # the footer: the screen is mounted and takes keys
             child.send(":")
             child.send("vm\r")
-            child.expect("dash-vm")
+            try:
+                child.expect("dash-vm")
+            except pexpect.TIMEOUT:
+                raise AssertionError(f"no dash-vm on the screen; it showed: {child.before!r}")
             child.send("a")
             child.expect("console")
             child.send("\x1b[B" * index)  # down to "console"
