@@ -99,3 +99,46 @@ def test_state_survives_a_restart_and_a_tampered_file_is_ignored(tmp_path: Path)
     state["vms"][VM_A]["nics"][0]["hostname"] = "x\ndhcp-script=/bin/sh"
     ex.files[path] = json.dumps(state)
     assert HostNetwork(ex, str(tmp_path)).snapshot()["vms"] == {}
+
+
+def addr_commands(net: HostNetwork) -> list[list[str]]:
+    ex: RecordingExecutor = net.executor  # type: ignore[assignment]
+    return [c[1:] for c in ex.commands if c[:2] == ["ip", "addr"] and "br_pub" in c
+            or c[:2] == ["ip", "addr"] and "10.5.0.1/32" in c]  # fmt: skip
+
+
+def test_a_routed_eip_puts_the_vip_and_the_gateway_on_the_bridges(net: HostNetwork) -> None:
+    """The host answers for the VIP on the public bridge and for the guest's gateway on the
+    VM's bridge, routes (ip_forward) and lets routing reach the EIPs only."""
+    pub = {"bridgeName": "br_pub", "prefixLen": 24}
+    a = {**vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10"),
+         "eips": [{"vipIp": "203.0.113.5", "vmIp": "10.5.0.10", **pub}]}  # fmt: skip
+    b = {**vm(VM_B, "52:54:00:00:00:0b", "10.5.0.11"),
+         "eips": [{"vipIp": "203.0.113.6", "vmIp": "10.5.0.11", **pub}]}  # fmt: skip
+    out = net.set_vm(a)
+    assert out["eipAddresses"] == {"added": 2, "removed": 0}
+    ex: RecordingExecutor = net.executor  # type: ignore[assignment]
+    assert ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"] in ex.commands
+    assert addr_commands(net) == [["addr", "replace", "10.5.0.1/32", "dev", "br_eth1"],
+                                  ["addr", "replace", "203.0.113.5/24", "dev", "br_pub"]]  # fmt: skip
+    doc = json.dumps([json.loads(s or "{}") for c, s in zip(ex.commands, ex.stdins, strict=True)
+                      if c[:2] == ["nft", "-j"]][-1])  # fmt: skip
+    # routed into br_eth1 only when DNAT-ed, out of it only from an EIP's address
+    assert '"routed-in"' in doc and '"right": "dnat"' in doc
+    assert '{"set": ["10.5.0.10"]}' in doc and '"right": "br_eth1"' in doc
+    net.set_vm(b)
+    net.remove_vm({"uuid": VM_A})  # the gateway stays: B's EIP needs it
+    assert addr_commands(net)[2:] == [["addr", "replace", "203.0.113.6/24", "dev", "br_pub"],
+                                      ["addr", "del", "203.0.113.5/24", "dev", "br_pub"]]  # fmt: skip
+    net.remove_vm({"uuid": VM_B})
+    assert addr_commands(net)[4:] == [["addr", "del", "10.5.0.1/32", "dev", "br_eth1"],
+                                      ["addr", "del", "203.0.113.6/24", "dev", "br_pub"]]  # fmt: skip
+    # a bad public side is refused before anything runs
+    before = len(ex.commands)
+    for bad in (
+        {"bridgeName": "br pub;x", "prefixLen": 24},
+        {"bridgeName": "br_pub", "prefixLen": 33},
+    ):
+        with pytest.raises(InvalidArgument):
+            net.set_vm({**a, "eips": [{"vipIp": "203.0.113.5", "vmIp": "10.5.0.10", **bad}]})
+    assert len(ex.commands) == before
