@@ -103,8 +103,8 @@ def test_state_survives_a_restart_and_a_tampered_file_is_ignored(tmp_path: Path)
 
 def addr_commands(net: HostNetwork) -> list[list[str]]:
     ex: RecordingExecutor = net.executor  # type: ignore[assignment]
-    return [c[1:] for c in ex.commands if c[:2] == ["ip", "addr"] and "br_pub" in c
-            or c[:2] == ["ip", "addr"] and "10.5.0.1/32" in c]  # fmt: skip
+    return [c[1:] for c in ex.commands
+            if c[:2] == ["ip", "addr"] and ("br_pub" in c or "10.5.0.1/32" in c)]  # fmt: skip
 
 
 def test_a_routed_eip_puts_the_vip_and_the_gateway_on_the_bridges(net: HostNetwork) -> None:
