@@ -68,6 +68,7 @@ class Eip:
     prefix: int | None = None  # the VIP's L3 prefix length
     vm_bridge: str | None = None  # the VM NIC's bridge
     gateway: ipaddress.IPv4Address | None = None  # the VM NIC's L3 gateway
+    vm_device: str | None = None  # the VM NIC's tap
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def parse_eip(raw: Any, f: str) -> Eip:
     """An EIP: ``vipIp``, ``vmIp`` and, to route it, optional ``bridgeName`` + ``prefixLen``
     (the VIP's side) and ``vmBridge`` + ``vmGateway`` (the VM's side)."""
     d = v.obj(raw, f)
-    opt = {k: d.get(k) for k in ("bridgeName", "prefixLen", "vmBridge", "vmGateway")}
+    opt = {k: d.get(k) for k in ("bridgeName", "prefixLen", "vmBridge", "vmGateway", "vmDevice")}
     return Eip(
         vip=v.ipv4(d.get("vipIp"), f"{f}.vipIp"),
         vm_ip=v.ipv4(d.get("vmIp"), f"{f}.vmIp"),
@@ -146,6 +147,7 @@ def parse_eip(raw: Any, f: str) -> Eip:
         else v.integer(opt["prefixLen"], f"{f}.prefixLen", lo=1, hi=32),
         vm_bridge=None if opt["vmBridge"] is None else v.ifname(opt["vmBridge"], f"{f}.vmBridge"),
         gateway=None if opt["vmGateway"] is None else v.ipv4(opt["vmGateway"], f"{f}.vmGateway"),
+        vm_device=None if opt["vmDevice"] is None else v.ifname(opt["vmDevice"], f"{f}.vmDevice"),
     )
 
 
@@ -280,6 +282,29 @@ def _routed(doc: _Doc, eips: tuple[Eip, ...], vm_bridges: tuple[str, ...]) -> No
                  _match(_payload("ip", "saddr"), {"set": vm_ips}, "!="), DROP)  # fmt: skip
 
 
+def _gateway_arp(doc: _Doc, eips: tuple[Eip, ...]) -> None:
+    """The host stands in for an L3's gateway towards the taps of VMs with EIPs only: it
+    answers no one else's ARP for it, its own ARP for it goes to those taps only, and those
+    VMs' ARP for it stays on the host (a real router on the L2 keeps serving the rest)."""
+    taps: dict[str, set[str]] = {}
+    for e in eips:
+        if e.bridge and e.prefix and e.gateway is not None and e.vm_device:
+            taps.setdefault(str(e.gateway), set()).add(e.vm_device)
+    if not taps:
+        return
+    fam, tbl = "bridge", FILTER_TABLE
+    doc.chain(fam, tbl, "input", type="filter", hook="input", prio=-200, policy="accept")
+    doc.chain(fam, tbl, "output", type="filter", hook="output", prio=-200, policy="accept")
+    for gw, devs in sorted(taps.items()):
+        names = {"set": sorted(devs)}
+        doc.rule(fam, tbl, "input", ARP, _match(_payload("arp", "daddr ip"), gw),
+                 _match(_meta("iifname"), names, "!="), DROP)  # fmt: skip
+        doc.rule(fam, tbl, "output", ARP, _match(_payload("arp", "saddr ip"), gw),
+                 _match(_meta("oifname"), names, "!="), DROP)  # fmt: skip
+        doc.rule(fam, tbl, "forward", ARP, _match(_payload("arp", "daddr ip"), gw),
+                 _match(_meta("iifname"), names), DROP)  # fmt: skip
+
+
 def _filter(
     doc: _Doc,
     nics: tuple[NicRules, ...],
@@ -334,6 +359,7 @@ def build(spec: FirewallSpec) -> Json:
     doc = _Doc()
     doc.items.append({"metainfo": {"json_schema_version": 1}})
     _guard(doc, spec.nics)
+    _gateway_arp(doc, spec.eips)
     _filter(doc, spec.nics, spec.eips, spec.vm_bridges)
     _nat(doc, spec.eips)
     return {"nftables": doc.items}

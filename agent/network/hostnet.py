@@ -134,7 +134,7 @@ def compile_state(state: Json) -> Compiled:
     eips: list[Json] = []
     rules: dict[str, list[Json]] = state.get("rules", {})
     for _uuid, vm in sorted(state.get("vms", {}).items()):
-        by_ip = {n["ip"]: l3s.get(n["l3Uuid"], {}) for n in vm.get("nics", [])}
+        by_ip = {n["ip"]: (l3s.get(n["l3Uuid"], {}), n["device"]) for n in vm.get("nics", [])}
         for nic in vm.get("nics", []):
             row = {"mac": nic["mac"], "ip": nic["ip"]}
             if nic.get("hostname"):
@@ -144,8 +144,9 @@ def compile_state(state: Json) -> Compiled:
                 fw_nics.append({"device": nic["device"], "mac": nic["mac"], "ip": nic["ip"],
                                 "rules": rules[nic["mac"]]})  # fmt: skip
         for e in vm.get("eips", []):  # the VM side of a routed EIP comes from the NIC's L3
-            l3 = by_ip.get(e["vmIp"], {})
-            side = {"vmBridge": l3.get("bridgeName"), "vmGateway": l3.get("gateway")}
+            l3, device = by_ip.get(e["vmIp"], ({}, None))
+            side = {"vmBridge": l3.get("bridgeName"), "vmGateway": l3.get("gateway"),
+                    "vmDevice": device}  # fmt: skip
             eips.append({**e, **{k: x for k, x in side.items() if x is not None}})
     specs = {
         l3: dhcp.parse_l3({**l3s[l3], "hosts": rows}, f"l3s[{l3}]")

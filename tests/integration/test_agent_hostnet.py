@@ -126,6 +126,12 @@ def test_a_routed_eip_puts_the_vip_and_the_gateway_on_the_bridges(net: HostNetwo
     # routed into br_eth1 only when DNAT-ed, out of it only from an EIP's address
     assert '"routed-in"' in doc and '"right": "dnat"' in doc
     assert '{"set": ["10.5.0.10"]}' in doc and '"right": "br_eth1"' in doc
+    # the host stands in for the gateway towards A's tap only (ARP in, out and forwarded)
+    gw_arp = [r["add"]["rule"] for r in json.loads(doc)["nftables"] if "rule" in r.get("add", {})
+              and '"10.5.0.1"' in json.dumps(r)]  # fmt: skip
+    assert [(r["family"], r["chain"]) for r in gw_arp] == [
+        ("bridge", "input"), ("bridge", "output"), ("bridge", "forward")]  # fmt: skip
+    assert all(f"v{VM_A[:8]}.0" in json.dumps(r) for r in gw_arp)
     net.set_vm(b)
     net.remove_vm({"uuid": VM_A})  # the gateway stays: B's EIP needs it
     assert addr_commands(net)[2:] == [["addr", "replace", "203.0.113.6/24", "dev", "br_pub"],
