@@ -9,7 +9,8 @@ SNAT-ed back to the VIP). IPv4 forwarding is switched on while there are such EI
 filter table keeps routing to the EIPs only (see :func:`firewall._routed`).
 
 Addresses are changed by difference between the previous and the new state, so an address
-still needed by another EIP (two EIPs of one L3 share its gateway) stays.
+still needed by another EIP (two EIPs of one L3 share its gateway) stays. When an address
+cannot be added the ones this call added are taken back (the caller restores the firewall).
 """
 
 from __future__ import annotations
@@ -43,8 +44,15 @@ def apply(
     if added:
         for key in SYSCTLS:
             executor.run(["sysctl", "-q", "-w", key])
-    for dev, addr in added:
-        executor.run([ip, "addr", "replace", addr, "dev", dev])
+    done: list[Address] = []
+    try:
+        for dev, addr in added:
+            executor.run([ip, "addr", "replace", addr, "dev", dev])
+            done.append((dev, addr))
+    except Exception:  # a missing bridge, say: take back what this call added
+        for dev, addr in done:
+            executor.run([ip, "addr", "del", addr, "dev", dev], check=False)
+        raise
     for dev, addr in removed:
         executor.run([ip, "addr", "del", addr, "dev", dev], check=False)
     return {"added": len(added), "removed": len(removed)}

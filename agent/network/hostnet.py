@@ -300,7 +300,13 @@ class HostNetwork:
             firewall.apply(new.firewall, self.executor, nft=self._nft)
             self._applied_fw = doc
             fw = "applied"
-        routed = eipnet.apply(old.firewall, new.firewall, self.executor, ip=self._ip)
+        try:
+            routed = eipnet.apply(old.firewall, new.firewall, self.executor, ip=self._ip)
+        except Exception:
+            if fw == "applied":  # back to the document of the state that stays
+                firewall.apply(old.firewall, self.executor, nft=self._nft)
+                self._applied_fw = firewall.build(old.firewall)
+            raise
         self.state = candidate
         self._save()
         return {"dhcp": dhcp_actions, "firewall": fw, "eipAddresses": routed}

@@ -31,6 +31,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import need
+from tests.e2e.test_guest_kvm import LOCAL, STORE, MiB
 from tests.integration.test_zcli import Zcli
 from tests.support import guestimage
 from tests.support.datacenter import Datacenter, missing_libvirt, missing_tools, sh
@@ -44,9 +45,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
-LOCAL = "/var/lib/zagent/local"
-STORE = "/var/lib/zagent/images"
-MiB = 1 << 20
 PUBLIC_NS_IP = "198.51.100.2"
 SSH = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
        "-o", "BatchMode=yes", "-o", "ConnectTimeout=4", "-o", "LogLevel=ERROR")  # fmt: skip

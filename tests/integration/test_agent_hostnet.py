@@ -10,7 +10,7 @@ import pytest
 
 from agent.network.executor import RecordingExecutor
 from agent.network.hostnet import HostNetwork
-from zmn.api.errors import InvalidArgument
+from zmn.api.errors import InvalidArgument, OperationFailed
 
 L3 = "1" * 32
 VM_A, VM_B = "a" * 32, "b" * 32
@@ -148,3 +148,23 @@ def test_a_routed_eip_puts_the_vip_and_the_gateway_on_the_bridges(net: HostNetwo
         with pytest.raises(InvalidArgument):
             net.set_vm({**a, "eips": [{"vipIp": "203.0.113.5", "vmIp": "10.5.0.10", **bad}]})
     assert len(ex.commands) == before
+
+
+def test_an_eip_address_that_cannot_be_added_changes_nothing(tmp_path: Path) -> None:
+    """The VIP's bridge is missing: the gateway added before it is taken back, the firewall
+    document goes back to the old state's and the state is not saved."""
+    ex = RecordingExecutor(fail={("ip", "addr", "replace", "203.0.113.5/24")})
+    net = HostNetwork(ex, str(tmp_path), sleep=lambda _s: None)
+    net.set_vm(vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10"))
+    body = {**vm(VM_A, "52:54:00:00:00:0a", "10.5.0.10"), "eips": [
+        {"vipIp": "203.0.113.5", "vmIp": "10.5.0.10", "bridgeName": "br_pub", "prefixLen": 24}]}  # fmt: skip
+    with pytest.raises(OperationFailed):
+        net.set_vm(body)
+    addr = [c[2:] for c in ex.commands if c[:2] == ["ip", "addr"] and "br_pub" not in c[-1:]]
+    assert addr[-2:] == [["replace", "10.5.0.1/32", "dev", "br_eth1"],
+                         ["del", "10.5.0.1/32", "dev", "br_eth1"]]  # fmt: skip
+    last = [s for c, s in zip(ex.commands, ex.stdins, strict=True) if c[:2] == ["nft", "-j"]][-1]
+    assert "dnat" not in (last or "")
+    assert net.snapshot()["vms"][VM_A]["eips"] == []
+    saved = json.loads(next(v for p, v in ex.files.items() if p.endswith("state.json")))
+    assert saved["vms"][VM_A]["eips"] == []
