@@ -17,6 +17,12 @@ carries the complete desired state for the host (every guarded NIC, every EIP):
 ``ip zagent_nat``
     ``prerouting`` DNAT ``vipIp -> vmIp`` and ``postrouting`` SNAT ``vmIp -> vipIp``.
 
+EIPs are routed by the host (see :mod:`agent.network.eipnet` for the addresses that make
+the host answer for the VIP and the VM's gateway). Routing must not open more than the
+EIPs: while there are EIPs, ``inet zagent`` also drops traffic routed *into* a VM bridge
+that is not DNAT-ed to an EIP (``vmBridges``) and traffic routed *out of* one from an address
+that has no EIP; traffic bridged between ports of one bridge is not routed and not touched.
+
 Values only ever appear as JSON values after validation; chain names are made from
 indexes, never from user data.
 """
@@ -58,12 +64,18 @@ class NicRules:
 class Eip:
     vip: ipaddress.IPv4Address
     vm_ip: ipaddress.IPv4Address
+    bridge: str | None = None  # the VIP's L2 bridge on this host (public side)
+    prefix: int | None = None  # the VIP's L3 prefix length
+    vm_bridge: str | None = None  # the VM NIC's bridge
+    gateway: ipaddress.IPv4Address | None = None  # the VM NIC's L3 gateway
+    vm_device: str | None = None  # the VM NIC's tap
 
 
 @dataclass(frozen=True)
 class FirewallSpec:
     nics: tuple[NicRules, ...]
     eips: tuple[Eip, ...]
+    vm_bridges: tuple[str, ...] = ()
 
 
 def parse_rule(raw: Any, f: str) -> Rule:
@@ -103,15 +115,40 @@ def parse(raw: Any, f: str = "firewall") -> FirewallSpec:
     if len({n.device for n in nics}) != len(nics):
         raise v.bad(f"{f}.nics", "a device is listed twice")
     eips = tuple(
-        Eip(
-            vip=v.ipv4(v.obj(e, f"{f}.eips[{i}]").get("vipIp"), f"{f}.eips[{i}].vipIp"),
-            vm_ip=v.ipv4(e.get("vmIp"), f"{f}.eips[{i}].vmIp"),
-        )
+        parse_eip(e, f"{f}.eips[{i}]")
         for i, e in enumerate(v.items(d.get("eips", []), f"{f}.eips", max_items=4096))
     )
     if len({e.vip for e in eips}) != len(eips) or len({e.vm_ip for e in eips}) != len(eips):
         raise v.bad(f"{f}.eips", "an EIP or VM address is listed twice")
-    return FirewallSpec(tuple(nics), eips)
+    bridges = tuple(
+        sorted(
+            {
+                v.ifname(b, f"{f}.vmBridges")
+                for b in v.items(d.get("vmBridges", []), f"{f}.vmBridges")
+            }
+        )
+    )
+    return FirewallSpec(tuple(nics), eips, bridges)
+
+
+def parse_eip(raw: Any, f: str) -> Eip:
+    """An EIP: ``vipIp``, ``vmIp`` and, to route it, optional ``bridgeName`` + ``prefixLen``
+    (the VIP's side) and ``vmBridge`` + ``vmGateway`` (the VM's side)."""
+    d = v.obj(raw, f)
+    opt = {k: d.get(k) for k in ("bridgeName", "prefixLen", "vmBridge", "vmGateway", "vmDevice")}
+    return Eip(
+        vip=v.ipv4(d.get("vipIp"), f"{f}.vipIp"),
+        vm_ip=v.ipv4(d.get("vmIp"), f"{f}.vmIp"),
+        bridge=None
+        if opt["bridgeName"] is None
+        else v.ifname(opt["bridgeName"], f"{f}.bridgeName"),
+        prefix=None
+        if opt["prefixLen"] is None
+        else v.integer(opt["prefixLen"], f"{f}.prefixLen", lo=1, hi=32),
+        vm_bridge=None if opt["vmBridge"] is None else v.ifname(opt["vmBridge"], f"{f}.vmBridge"),
+        gateway=None if opt["vmGateway"] is None else v.ipv4(opt["vmGateway"], f"{f}.vmGateway"),
+        vm_device=None if opt["vmDevice"] is None else v.ifname(opt["vmDevice"], f"{f}.vmDevice"),
+    )
 
 
 # --- expression helpers (libnftables JSON schema) -------------------------------------------
@@ -226,13 +263,61 @@ def _guard(doc: _Doc, nics: tuple[NicRules, ...]) -> None:
                      _match(_payload(f, "saddr"), str(nic.ip), "!="), DROP)  # fmt: skip
 
 
-def _filter(doc: _Doc, nics: tuple[NicRules, ...]) -> None:
+def _routed(doc: _Doc, eips: tuple[Eip, ...], vm_bridges: tuple[str, ...]) -> None:
+    """While the host routes EIPs: into a VM bridge only what is DNAT-ed to an EIP, out of
+    one only from an address with an EIP (bridged traffic has the same in and out bridge)."""
+    if not eips:
+        return
+    fam, tbl = "inet", FILTER_TABLE
+    doc.chain(fam, tbl, "routed-in")  # ct status is a bitmask: test the flag, else drop
+    doc.rule(fam, tbl, "routed-in", _match({"ct": {"key": "status"}}, "dnat", "in"), RETURN)
+    doc.rule(fam, tbl, "routed-in", DROP)
+    vm_ips = sorted(str(e.vm_ip) for e in eips)
+    for br in vm_bridges:
+        into = (_match(_meta("oifname"), br), _match(_meta("iifname"), br, "!="))
+        out = (_match(_meta("iifname"), br), _match(_meta("oifname"), br, "!="))
+        doc.rule(fam, tbl, "forward", *into, _jump("routed-in"))
+        doc.rule(fam, tbl, "forward", *out, _match(_meta("nfproto"), "ipv6"), DROP)
+        doc.rule(fam, tbl, "forward", *out,
+                 _match(_payload("ip", "saddr"), {"set": vm_ips}, "!="), DROP)  # fmt: skip
+
+
+def _gateway_arp(doc: _Doc, eips: tuple[Eip, ...]) -> None:
+    """The host stands in for an L3's gateway towards the taps of VMs with EIPs only: it
+    answers no one else's ARP for it, its own ARP for it goes to those taps only, and those
+    VMs' ARP for it stays on the host (a real router on the L2 keeps serving the rest)."""
+    taps: dict[str, set[str]] = {}
+    for e in eips:
+        if e.bridge and e.prefix and e.gateway is not None and e.vm_device:
+            taps.setdefault(str(e.gateway), set()).add(e.vm_device)
+    if not taps:
+        return
+    fam, tbl = "bridge", FILTER_TABLE
+    doc.chain(fam, tbl, "input", type="filter", hook="input", prio=-200, policy="accept")
+    doc.chain(fam, tbl, "output", type="filter", hook="output", prio=-200, policy="accept")
+    for gw, devs in sorted(taps.items()):
+        names = {"set": sorted(devs)}
+        doc.rule(fam, tbl, "input", ARP, _match(_payload("arp", "daddr ip"), gw),
+                 _match(_meta("iifname"), names, "!="), DROP)  # fmt: skip
+        doc.rule(fam, tbl, "output", ARP, _match(_payload("arp", "saddr ip"), gw),
+                 _match(_meta("oifname"), names, "!="), DROP)  # fmt: skip
+        doc.rule(fam, tbl, "forward", ARP, _match(_payload("arp", "daddr ip"), gw),
+                 _match(_meta("iifname"), names), DROP)  # fmt: skip
+
+
+def _filter(
+    doc: _Doc,
+    nics: tuple[NicRules, ...],
+    eips: tuple[Eip, ...] = (),
+    vm_bridges: tuple[str, ...] = (),
+) -> None:
     """Stateful SG rules (inet family; bridged traffic arrives through br_netfilter)."""
     fam, tbl = "inet", FILTER_TABLE
     doc.table(fam, tbl)
     doc.chain(fam, tbl, "forward", type="filter", hook="forward", prio=0, policy="accept")
     established = _match({"ct": {"key": "state"}}, ["established", "related"])
     doc.rule(fam, tbl, "forward", established, ACCEPT)
+    _routed(doc, eips, vm_bridges)
     guarded = [(i, nic, nic.ip) for i, nic in enumerate(nics) if nic.ip is not None]
     for i, _nic, _ip in guarded:
         doc.chain(fam, tbl, f"out-{i}")
@@ -274,7 +359,8 @@ def build(spec: FirewallSpec) -> Json:
     doc = _Doc()
     doc.items.append({"metainfo": {"json_schema_version": 1}})
     _guard(doc, spec.nics)
-    _filter(doc, spec.nics)
+    _gateway_arp(doc, spec.eips)
+    _filter(doc, spec.nics, spec.eips, spec.vm_bridges)
     _nat(doc, spec.eips)
     return {"nftables": doc.items}
 

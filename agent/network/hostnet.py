@@ -6,7 +6,10 @@ The node tells the agent, per VM, what the VM's NICs need on this host
     {"uuid": "<vm>",
      "l3s": [{"l3Uuid", "bridgeName", "cidr", "serverIp", "gateway", "dns", "dnsDomain"}],
      "nics": [{"mac", "ip", "l3Uuid", "device", "hostname"}],
-     "eips": [{"vipIp", "vmIp"}]}
+     "eips": [{"vipIp", "vmIp", "bridgeName", "prefixLen"}]}
+
+(an EIP's ``bridgeName`` and ``prefixLen``, the VIP's L2 bridge and L3 prefix, make the host
+route it: see :mod:`eipnet`; without them only the NAT rules are written)
 
 and, per NIC, its security-group rules (``POST /v1/network/nic/rules`` ``{"mac", "rules"}``;
 an empty list clears them). ``POST /v1/network/vm/remove`` ``{"uuid"}`` drops a VM's
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import validate as v
-from agent.network import dhcp, firewall
+from agent.network import dhcp, eipnet, firewall
 from agent.network.executor import Executor
 
 log = logging.getLogger("zagent.network")
@@ -92,11 +95,10 @@ def parse_vm(raw: Any, f: str = "vm") -> tuple[str, list[Json], Json]:
     eips = []
     for i, e in enumerate(v.items(d.get("eips", []), f"{f}.eips", max_items=32)):
         ef = f"{f}.eips[{i}]"
-        eo = v.obj(e, ef)
-        eip = {
-            "vipIp": str(v.ipv4(eo.get("vipIp"), f"{ef}.vipIp")),
-            "vmIp": str(v.ipv4(eo.get("vmIp"), f"{ef}.vmIp")),
-        }
+        parsed = firewall.parse_eip(e, ef)
+        eip: Json = {"vipIp": str(parsed.vip), "vmIp": str(parsed.vm_ip)}
+        if parsed.bridge is not None and parsed.prefix is not None:
+            eip["bridgeName"], eip["prefixLen"] = parsed.bridge, parsed.prefix
         if eip["vmIp"] not in ips:
             raise v.bad(f"{ef}.vmIp", "is the address of none of this VM's NICs")
         eips.append(eip)
@@ -132,6 +134,7 @@ def compile_state(state: Json) -> Compiled:
     eips: list[Json] = []
     rules: dict[str, list[Json]] = state.get("rules", {})
     for _uuid, vm in sorted(state.get("vms", {}).items()):
+        by_ip = {n["ip"]: (l3s.get(n["l3Uuid"], {}), n["device"]) for n in vm.get("nics", [])}
         for nic in vm.get("nics", []):
             row = {"mac": nic["mac"], "ip": nic["ip"]}
             if nic.get("hostname"):
@@ -140,12 +143,18 @@ def compile_state(state: Json) -> Compiled:
             if nic["mac"] in rules:
                 fw_nics.append({"device": nic["device"], "mac": nic["mac"], "ip": nic["ip"],
                                 "rules": rules[nic["mac"]]})  # fmt: skip
-        eips += vm.get("eips", [])
+        for e in vm.get("eips", []):  # the VM side of a routed EIP comes from the NIC's L3
+            l3, device = by_ip.get(e["vmIp"], ({}, None))
+            side = {"vmBridge": l3.get("bridgeName"), "vmGateway": l3.get("gateway"),
+                    "vmDevice": device}  # fmt: skip
+            eips.append({**e, **{k: x for k, x in side.items() if x is not None}})
     specs = {
         l3: dhcp.parse_l3({**l3s[l3], "hosts": rows}, f"l3s[{l3}]")
         for l3, rows in sorted(hosts.items())
     }
-    return Compiled(specs, firewall.parse({"nics": fw_nics, "eips": eips}, "firewall"))
+    bridges = sorted({l3s[x]["bridgeName"] for x in hosts if x in l3s})
+    fw = {"nics": fw_nics, "eips": eips, "vmBridges": bridges}
+    return Compiled(specs, firewall.parse(fw, "firewall"))
 
 
 def _evict(state: Json, uuid: str, entry: Json) -> list[str]:
@@ -254,6 +263,7 @@ class HostNetwork:
             if _nonempty(new.firewall):
                 firewall.apply(new.firewall, self.executor, nft=self._nft)
                 self._applied_fw = firewall.build(new.firewall)
+            eipnet.apply(None, new.firewall, self.executor, ip=self._ip)
         except Exception as exc:
             log.error("re-applying the saved network state failed: %s", exc)
 
@@ -290,9 +300,16 @@ class HostNetwork:
             firewall.apply(new.firewall, self.executor, nft=self._nft)
             self._applied_fw = doc
             fw = "applied"
+        try:
+            routed = eipnet.apply(old.firewall, new.firewall, self.executor, ip=self._ip)
+        except Exception:
+            if fw == "applied":  # back to the document of the state that stays
+                firewall.apply(old.firewall, self.executor, nft=self._nft)
+                self._applied_fw = firewall.build(old.firewall)
+            raise
         self.state = candidate
         self._save()
-        return {"dhcp": dhcp_actions, "firewall": fw}
+        return {"dhcp": dhcp_actions, "firewall": fw, "eipAddresses": routed}
 
     def _stop_dhcp(self, spec: dhcp.L3Dhcp) -> str:
         paths = dhcp.paths_for(self.state_dir, spec.l3_uuid)

@@ -447,10 +447,15 @@ async def test_vm_networking_is_driven_by_the_node_and_leaves_with_the_vm(env: E
                           if c[:2] == ["nft", "-j"]) or "{}")  # fmt: skip
     text_doc = json.dumps(doc)
     assert nic["mac"] in text_doc and "192.0.2.0" in text_doc and nic["ip"] in text_doc
-    # an EIP attached to the running VM is NATed on its host
+    # an EIP attached to the running VM is NATed and routed on its host: the VIP with its
+    # L3's prefix on the VIP's bridge, the guest's gateway on the VM's
     await api("CreateEip", name="eip", vipUuid=vip["uuid"], vmNicUuid=nic["uuid"])
     await env.kvm.vmsync.idle()
-    assert _net_state(agent)["vms"][vm["uuid"]]["eips"] == [{"vipIp": vip["ip"], "vmIp": nic["ip"]}]
+    assert _net_state(agent)["vms"][vm["uuid"]]["eips"] == [
+        {"vipIp": vip["ip"], "vmIp": nic["ip"], "bridgeName": "br_eth0", "prefixLen": 24}
+    ]
+    assert ["ip", "addr", "replace", f"{vip['ip']}/24", "dev", "br_eth0"] in executor.commands
+    assert ["ip", "addr", "replace", "10.9.0.1/32", "dev", "br_eth0"] in executor.commands
     last_nft = [
         s for c, s in zip(executor.commands, executor.stdins, strict=True) if c[:2] == ["nft", "-j"]
     ][-1]

@@ -132,7 +132,9 @@ async def test_migration_moves_the_vms_network_state_to_the_target(
     await env.kvm.vmsync.idle()
     before = net(env, src)
     entry = before["vms"][vm["uuid"]]
-    assert entry["eips"] == [{"vipIp": vip["ip"], "vmIp": nic["ip"]}]
+    assert entry["eips"] == [
+        {"vipIp": vip["ip"], "vmIp": nic["ip"], "bridgeName": "br_eth0", "prefixLen": 24}
+    ]
     assert before["rules"][nic["mac"]] and net(env, dst)["vms"] == {}
     drivers = env.deployer.drivers  # type: ignore[attr-defined]
 

@@ -5,7 +5,9 @@ node's IPAM gave them (``/v1/network/vm``): the agent makes them dnsmasq reserva
 their L3s and programs the VM's EIPs (DNAT/SNAT) in nftables. Security-group rules come per
 NIC through the host service's ``ApplySecurityGroupRules`` (``/v1/network/nic/rules``). Stop
 and destroy remove the VM (``/v1/network/vm/remove``), which takes its reservations, rules
-and EIPs away. An EIP attached to or detached from a running VM re-sends that VM.
+and EIPs away. An EIP attached to or detached from a running VM re-sends that VM. The VIP's
+L2 bridge is made on the host too, and each EIP names it with the VIP's prefix length, so
+the agent puts the VIP there and routes it (the host answers ARP for the VIP).
 
 Rows of other services (L3 networks, IP ranges, NICs, EIPs) are read through the resource
 registry, never by importing those services. Nothing here formats user data into text: the
@@ -114,18 +116,55 @@ class HostNetworkPlanner:
         )
         return str(tag).split("::", 1)[1] if tag else None
 
-    def eips_of(self, session: Session, nic_uuids: list[str]) -> list[dict[str, str]]:
-        eip_m = self._model("Eip")
+    def _eip_rows(self, session: Session, nic_uuids: list[str]) -> list[tuple[Any, Any]]:
+        """(EIP, VIP) of the enabled EIPs on these NICs (the VIP row may be gone: None)."""
+        eip_m, vip_m = self._model("Eip"), self._model("Vip")
         if eip_m is None or not nic_uuids:
             return []
         rows = session.scalars(
             select(eip_m).where(eip_m.vmNicUuid.in_(nic_uuids)).order_by(eip_m.vipIp)
         )
         return [
-            {"vipIp": str(r.vipIp), "vmIp": str(r.guestIp)}
+            (r, None if vip_m is None else session.get(vip_m, r.vipUuid))
             for r in rows
             if r.guestIp and getattr(r, "state", "Enabled") == "Enabled"
         ]
+
+    def _prefix(self, session: Session, vip: Any) -> int | None:
+        """The VIP's prefix length: its netmask, else its L3's first IPv4 range's."""
+        if vip.netmask:
+            return ipaddress.IPv4Network(f"0.0.0.0/{vip.netmask}").prefixlen
+        range_m = self._model("IpRange")
+        first = None if range_m is None else session.scalars(
+            select(range_m).where(range_m.l3NetworkUuid == vip.l3NetworkUuid)
+        ).first()  # fmt: skip
+        if first is None or not first.networkCidr or ":" in str(first.networkCidr):
+            return None
+        return ipaddress.IPv4Network(first.networkCidr, strict=False).prefixlen
+
+    def vip_l3s(self, vm: Mapping[str, Any]) -> list[str]:
+        """The L3 networks of the VIPs of ``vm``'s EIPs: their bridges must be on the host."""
+        nics = [str(n["uuid"]) for n in vm.get("vmNics") or [] if n.get("uuid")]
+        with self.node.db.tx() as s:
+            return sorted({str(v.l3NetworkUuid) for _e, v in self._eip_rows(s, nics) if v})
+
+    def eips_of(
+        self,
+        session: Session,
+        nic_uuids: list[str],
+        bridges: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The agent's EIPs; with the VIP's bridge known (``bridges``, by L3) the agent also
+        routes them (VIP on that bridge, see ``agent.network.eipnet``)."""
+        out: list[dict[str, Any]] = []
+        for r, vip in self._eip_rows(session, nic_uuids):
+            eip: dict[str, Any] = {"vipIp": str(r.vipIp), "vmIp": str(r.guestIp)}
+            bridge = None if vip is None else (bridges or {}).get(str(vip.l3NetworkUuid), {})
+            prefix = None if vip is None else self._prefix(session, vip)
+            if bridge and bridge.get("bridgeName") and prefix is not None:
+                eip["bridgeName"], eip["prefixLen"] = bridge["bridgeName"], prefix
+            out.append(eip)
+        return out
 
     def vm_body(
         self, vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]
@@ -156,7 +195,7 @@ class HostNetworkPlanner:
                 if hostname and int(n.get("deviceId") or 0) == 0:
                     nic["hostname"] = hostname
                 body_nics.append(nic)
-            eips = self.eips_of(s, [str(n["uuid"]) for n in nics if n.get("uuid")])
+            eips = self.eips_of(s, [str(n["uuid"]) for n in nics if n.get("uuid")], bridges)
         ips = {n["ip"] for n in body_nics}
         return {
             "uuid": uuid,

@@ -83,6 +83,18 @@ def l2_of_nics(ht: KvmHostType, nics: list[Mapping[str, Any]]) -> dict[str, dict
     return out
 
 
+def vm_bridges(ht: KvmHostType, vm: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """:func:`l2_of_nics` for the VM's NICs and for the VIPs of its EIPs (public side)."""
+    refs = list(vm.get("vmNics") or [])
+    refs += [{"l3NetworkUuid": l3} for l3 in ht.planner.vip_l3s(vm)]
+    return l2_of_nics(ht, refs)
+
+
+async def ensure_bridges(client: Any, bridges: Mapping[str, Mapping[str, Any]]) -> None:
+    for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
+        await client.post("/v1/network/bridge", dict(l2))
+
+
 def vm_spec(vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The ``/v1/vm/start`` body's ``vm`` from the VM inventory."""
     uuid = str(vm["uuid"])
@@ -132,9 +144,8 @@ async def vm_op(
     timeout = float(ht.node.global_config.get("kvm", "task.timeout"))
     uuid = str(vm["uuid"])
     if op == "start":
-        bridges = l2_of_nics(ht, list(vm.get("vmNics") or []))
-        for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
-            await client.post("/v1/network/bridge", dict(l2))
+        bridges = vm_bridges(ht, vm)
+        await ensure_bridges(client, bridges)
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
         await storage.prepare_volumes(ht, host, client, volumes, row)
         spec = vm_spec(vm, bridges)
@@ -211,9 +222,8 @@ async def migrate(
             targetHostUuid=target_uuid,
         )
     tclient = ht.client(target, ht.record(target.uuid))
-    bridges = l2_of_nics(ht, list(vm.get("vmNics") or []))
-    for l2 in {b["bridgeName"]: b for b in bridges.values()}.values():
-        await tclient.post("/v1/network/bridge", dict(l2))
+    bridges = vm_bridges(ht, vm)
+    await ensure_bridges(tclient, bridges)
     volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
     await storage.prepare_volumes(ht, target, tclient, volumes)
     await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))

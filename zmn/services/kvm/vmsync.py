@@ -37,7 +37,7 @@ from zmn.core.service import Call
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm.endpoint import REPORT_EVENT
 from zmn.services.kvm.hosttype import STATES_EVENT
-from zmn.services.kvm.vmops import l2_of_nics
+from zmn.services.kvm.vmops import ensure_bridges, vm_bridges
 
 if TYPE_CHECKING:
     from zmn.core.bus import Event, Subscription
@@ -229,9 +229,10 @@ class KvmVmSync:
             host = self._tracked(str(inv["hostUuid"]))
             if host is None:
                 return
-            bridges = l2_of_nics(self.ht, list(inv.get("vmNics") or []))
+            bridges = vm_bridges(self.ht, inv)
             body = self.ht.planner.vm_body(inv, bridges)
             client = self.ht.client(host, self.ht.record(host.uuid))
+            await ensure_bridges(client, bridges)  # an EIP's public bridge may be new here
             await client.post("/v1/network/vm", body)
 
     # ----------------------------------------------------------------- changes
