@@ -45,7 +45,7 @@ async def test_console_action_suspends_the_dashboard_and_comes_back(
             try:
                 child.expect("dash-vm")
             except pexpect.TIMEOUT:
-                raise AssertionError(f"no dash-vm on the screen; it showed: {child.before!r}")
+                raise AssertionError(f"no dash-vm on the screen: {child.before!r}") from None
             child.send("a")
             child.expect("console")
             child.send("\x1b[B" * index)  # down to "console"
