@@ -65,7 +65,7 @@ PIPED = [
 _UUID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 _DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
 _MAC = re.compile(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")
-_TMP = re.compile(r"/[^\s\"']*/pytest-\d+/[^/\s\"']+")
+_TMP = re.compile(r"/[^\s\"']*/pytest-\d+/(?:popen-gw\d+/)?[^/\s\"']+")  # xdist adds popen-gwN
 _PID = re.compile(r'"pid": \d+|pid: \d+')
 
 
