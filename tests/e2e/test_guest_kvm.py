@@ -15,22 +15,20 @@ Needs root, openssh-server (client too), libvirt/QEMU and qemu-img (scripts/syst
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.conftest import need
 from tests.integration.test_zcli import Zcli
 from tests.support import guestimage
-from tests.support.datacenter import Datacenter, NsHost, missing_libvirt, missing_tools
+from tests.support.datacenter import Datacenter, NsHost
 from tests.support.inproc import Api, running_node
+from tests.support.kvmcloud import build_kvm_cloud, kvm_datacenter, kvm_node_conf
 
 pytestmark = [
     pytest.mark.root,
@@ -50,20 +48,7 @@ USER_DATA = "#cloud-config\nruncmd:\n  - echo from-user-data > /root/user-data.o
 
 @pytest.fixture(scope="module")
 def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
-    need(os.geteuid() == 0, "needs root (network and mount namespaces)")
-    need(not missing_tools(), f"missing: {', '.join(missing_tools())}")
-    need(not missing_libvirt(), f"missing: {', '.join(missing_libvirt())}")
-    with Datacenter(tmp_path_factory.mktemp("dcg")) as center:
-        hosts = [center.add_host("kvm1"), center.add_host("kvm2"), center.add_host("store")]
-        for h in hosts:
-            h.start_sshd()
-        hosts[0].add_nic("eth1")
-        hosts[1].add_nic("eth1")
-        with ThreadPoolExecutor(3) as pool:
-            image = pool.submit(guestimage.build)
-            for f in [pool.submit(h.start_libvirtd) for h in hosts[:2]]:
-                f.result()
-            center.extra = {"image": image.result()}  # type: ignore[attr-defined]
+    with kvm_datacenter(tmp_path_factory.mktemp("dcg")) as center:
         yield center
 
 
@@ -78,38 +63,12 @@ class Env:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     tmp = tmp_path_factory.mktemp("guest-kvm")
-    conf = {
-        "agent.callback.listen": f"{dc.gateway}:0",
-        "kvm.wheelhouse": str(tmp_path_factory.mktemp("wheelhouse")),
-        "image.file.allowedDirs": str(guestimage.CACHE),  # the guest image and ISO
-    }
-    async with running_node(tmp / "home", conf=conf) as (node, server):
+    async with running_node(tmp / "home", conf=kvm_node_conf(dc, tmp)) as (node, server):
         api = Api(node)
-        await api("CreateZone", name="z1")
-        await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-        key = str(dc.client_key)
-        added = await asyncio.gather(*(
-            api("AddKvmHost", name=h.name, managementIp=h.ip, clusterUuid="kvm",
-                sshPrivateKey=key)
-            for h in dc.hosts[:2]
-        ))  # fmt: skip
-        await api("AddLocalPrimaryStorage", name="local", zoneUuid="z1", url=LOCAL)
-        await api("AttachPrimaryStorageToCluster", primaryStorageUuid="local", clusterUuid="kvm")
-        await api("AddImageStoreBackupStorage", name="store", url=STORE,
-                  hostname=dc.hosts[2].ip, sshPrivateKey=key)  # fmt: skip
-        await api("AttachBackupStorageToZone", backupStorageUuid="store", zoneUuid="z1")
-        await api("AddImage", name="zguest", url=f"file://{dc.extra['image']}",  # type: ignore[attr-defined]
-                  format="qcow2", backupStorageUuids=["store"])  # fmt: skip
-        await api("CreateInstanceOffering", name="small", cpuNum=1, memorySize=256 * MiB)
-        l2 = (await api("CreateL2NoVlanNetwork", name="l2", zoneUuid="z1",
-                        physicalInterface="eth1"))["inventory"]  # fmt: skip
-        await api("AttachL2NetworkToCluster", l2NetworkUuid=l2["uuid"], clusterUuid="kvm")
-        l3 = (await api("CreateL3Network", name="l3", l2NetworkUuid=l2["uuid"]))["inventory"]
-        await api("AddIpRange", name="r", l3NetworkUuid=l3["uuid"], startIp="10.79.0.10",
-                  endIp="10.79.0.99", netmask="255.255.255.0", gateway="10.79.0.1")  # fmt: skip
+        cloud = await build_kvm_cloud(api, dc)
         zcli = Zcli(tmp, node, server)
         zcli.env["ZMN_ENDPOINT"] = f"unix:{node.config.unix_path}"
-        yield Env(api, dc, zcli, {a["inventory"]["name"]: a["inventory"] for a in added})
+        yield Env(api, dc, zcli, cloud["hosts"])
 
 
 def keypair(path: Path) -> Path:

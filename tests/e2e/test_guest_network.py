@@ -19,23 +19,21 @@ Needs root, openssh-server (client too), libvirt/QEMU and qemu-img (scripts/syst
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.conftest import need
 from tests.e2e.test_guest_kvm import LOCAL, STORE, MiB
 from tests.integration.test_zcli import Zcli
 from tests.support import guestimage
-from tests.support.datacenter import Datacenter, missing_libvirt, missing_tools, sh
+from tests.support.datacenter import Datacenter, sh
 from tests.support.inproc import Api, running_node
+from tests.support.kvmcloud import kvm_datacenter, ns_host
 
 pytestmark = [
     pytest.mark.root,
@@ -52,15 +50,10 @@ SSH = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 
 @pytest.fixture(scope="module")
 def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
-    need(os.geteuid() == 0, "needs root (network and mount namespaces)")
-    need(not missing_tools(), f"missing: {', '.join(missing_tools())}")
-    need(not missing_libvirt(), f"missing: {', '.join(missing_libvirt())}")
-    with Datacenter(tmp_path_factory.mktemp("dcn")) as center:
-        kvm1, store = center.add_host("kvm1"), center.add_host("store")
-        for h in (kvm1, store):
-            h.start_sshd()
-        kvm1.add_nic("eth1")
-        kvm1.add_nic("eth2")
+    with kvm_datacenter(
+        tmp_path_factory.mktemp("dcn"), kvm=("kvm1",), nics=("eth1", "eth2")
+    ) as center:
+        kvm1 = ns_host(center, "kvm1")
         # the public namespace: a veth whose other end is kvm1's eth3 (the public L2)
         public = f"{center.tag}-pub"
         sh("ip", "netns", "add", public)
@@ -71,10 +64,7 @@ def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
             sh("ip", "-n", public, "addr", "add", f"{PUBLIC_NS_IP}/24", "dev", "pub0")
             sh("ip", "-n", public, "link", "set", "pub0", "up")
             sh("ip", "-n", public, "link", "set", "lo", "up")
-            with ThreadPoolExecutor(2) as pool:
-                image = pool.submit(guestimage.build)
-                kvm1.start_libvirtd()
-                center.extra = {"image": image.result(), "public": public}  # type: ignore[attr-defined]
+            center.extra["public"] = public  # type: ignore[attr-defined]
             yield center
         finally:
             sh("ip", "netns", "del", public, check=False)

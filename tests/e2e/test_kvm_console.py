@@ -25,10 +25,9 @@ import pexpect
 import pytest
 import pytest_asyncio
 
-from tests.conftest import need
-from tests.support import guestimage
-from tests.support.datacenter import Datacenter, missing_libvirt, missing_tools
+from tests.support.datacenter import Datacenter
 from tests.support.inproc import Api, running_node
+from tests.support.kvmcloud import build_kvm_cloud, kvm_datacenter, kvm_node_conf, ns_host
 
 pytestmark = [
     pytest.mark.root,
@@ -45,48 +44,17 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
-    need(os.geteuid() == 0, "needs root (network and mount namespaces)")
-    need(not missing_tools(), f"missing: {', '.join(missing_tools())}")
-    need(not missing_libvirt(), f"missing: {', '.join(missing_libvirt())}")
-    with Datacenter(tmp_path_factory.mktemp("dcc")) as center:
-        kvm, store = center.add_host("kvm1"), center.add_host("store")
-        for h in (kvm, store):
-            h.start_sshd()
-        kvm.add_nic("eth1")
-        kvm.start_libvirtd()
+    with kvm_datacenter(tmp_path_factory.mktemp("dcc"), kvm=("kvm1",)) as center:
         yield center
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cloud(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    image = await asyncio.to_thread(guestimage.build)
-    conf = {
-        "agent.callback.listen": f"{dc.gateway}:0",
-        "kvm.wheelhouse": str(tmp_path_factory.mktemp("wheelhouse")),
-        "image.file.allowedDirs": str(guestimage.CACHE),  # AddImage file:// of the guest image
-    }
-    async with running_node(tmp_path_factory.mktemp("home"), conf=conf) as (node, _server):
+    tmp = tmp_path_factory.mktemp("home")
+    async with running_node(tmp / "home", conf=kvm_node_conf(dc, tmp)) as (node, _server):
         api = Api(node)
-        kvm, store = dc.hosts
-        key = str(dc.client_key)
-        await api("CreateZone", name="z1")
-        await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-        await api("AddKvmHost", name="kvm1", managementIp=kvm.ip, clusterUuid="kvm",
-                  sshPrivateKey=key)  # fmt: skip
-        await api("AddLocalPrimaryStorage", name="local", zoneUuid="z1", url=LOCAL)
-        await api("AttachPrimaryStorageToCluster", primaryStorageUuid="local", clusterUuid="kvm")
-        await api("AddImageStoreBackupStorage", name="store", url=STORE, hostname=store.ip,
-                  sshPrivateKey=key)  # fmt: skip
-        await api("AttachBackupStorageToZone", backupStorageUuid="store", zoneUuid="z1")
-        await api("AddImage", name="zguest", url=f"file://{image}", format="qcow2",
-                  backupStorageUuids=["store"])  # fmt: skip
-        await api("CreateInstanceOffering", name="small", cpuNum=1, memorySize=256 * MiB)
-        l2 = await api("CreateL2NoVlanNetwork", name="l2", zoneUuid="z1", physicalInterface="eth1")
-        await api("AttachL2NetworkToCluster", l2NetworkUuid=l2["inventory"]["uuid"],
-                  clusterUuid="kvm")  # fmt: skip
-        await api("CreateL3Network", name="l3", l2NetworkUuid=l2["inventory"]["uuid"])
-        await api("AddIpRange", name="r", l3NetworkUuid="l3", startIp="10.79.0.10",
-                  endIp="10.79.0.99", netmask="255.255.255.0", gateway="10.79.0.1")  # fmt: skip
+        kvm = ns_host(dc, "kvm1")
+        await build_kvm_cloud(api, dc)
         await api("UpdateGlobalConfig", category="kvm", name="vm.graphics", value="vnc")
         vm = (await api("CreateVmInstance", name="tty1", imageUuid="zguest",
                         instanceOfferingUuid="small", l3NetworkUuids=["l3"]))["inventory"]  # fmt: skip

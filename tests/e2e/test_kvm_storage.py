@@ -16,19 +16,17 @@ import functools
 import hashlib
 import http.server
 import json
-import os
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.conftest import need
-from tests.support.datacenter import Datacenter, NsHost, missing_libvirt, missing_tools
+from tests.support.datacenter import Datacenter, NsHost
 from tests.support.inproc import Api, running_node
+from tests.support.kvmcloud import kvm_datacenter
 from zmn.api.errors import ZmnError
 
 pytestmark = [
@@ -46,18 +44,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
-    need(os.geteuid() == 0, "needs root (network and mount namespaces)")
-    need(not missing_tools(), f"missing: {', '.join(missing_tools())}")
-    need(not missing_libvirt(), f"missing: {', '.join(missing_libvirt())}")
-    with Datacenter(tmp_path_factory.mktemp("dcs")) as center:
-        hosts = [center.add_host("kvm1"), center.add_host("kvm2"), center.add_host("store")]
-        for h in hosts:
-            h.start_sshd()
-        hosts[0].add_nic("eth1")
-        hosts[1].add_nic("eth1")
-        with ThreadPoolExecutor(2) as pool:
-            for f in [pool.submit(h.start_libvirtd) for h in hosts[:2]]:
-                f.result()
+    with kvm_datacenter(tmp_path_factory.mktemp("dcs"), image=False) as center:
         yield center
 
 
