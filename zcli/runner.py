@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
 
 from zcli import act, cache, session
 from zcli.catalogue import Catalogue, kebab
@@ -31,6 +30,10 @@ from zmn.api.errors import (
     upper_snake,
 )
 from zmn.client import Client, default_endpoint
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # typing costs a few ms of every cold zcli
+    from typing import Any, TextIO
 
 SERVER_WAIT_GRACE = 10.0  # seconds the client waits past an API's own timeout for its reply
 
