@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
-from zcli.catalogue import Api, Catalogue, Resource
+from zcli.catalogue import Api, Catalogue, LazyPattern, Resource
 from zmn.api.errors import NotFound
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
     from zmn.client import Client
 
-UUID_RE = re.compile(r"^[0-9a-f]{32}$")
+UUID_RE = LazyPattern(r"^[0-9a-f]{32}$")
 DESTRUCTIVE = ("destroy", "delete", "expunge")
 
 
