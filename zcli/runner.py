@@ -182,6 +182,14 @@ class Runner:
                 if not act.confirm(client, cat, res, verb, target, self.err):
                     self.err.write("nothing done\n")
                     return EXIT_FAILED
+        if (
+            cmd.action == "list"
+            and "sortBy" not in args
+            and self._pages_for_people(res, args, opts)
+        ):
+            # a page for people comes sorted by name from the node, so that it holds the
+            # first names and the next page (--after, sorted the same) follows it
+            args = {**args, "sortBy": "name"}
         wait = not (cmd.long and opts.no_wait)
         timeout = opts.timeout if opts.timeout is not None else cmd.timeout
         if opts.timeout is not None and "timeout" in api.params and "timeout" not in args:
@@ -230,6 +238,14 @@ class Runner:
             if not opts.quiet:  # stdout stays data; the way to the next page goes to stderr
                 self.err.write(f"more rows: the next page is --after {result['next']}\n")
         return EXIT_OK
+
+    def _pages_for_people(self, res: Any, args: dict[str, Any], opts: Options) -> bool:
+        """A list cut into pages (limit, after, start) printed as a table for people, of a
+        type with names (the order then asked for: by name, as every people table)."""
+        paged = bool({"limit", "after", "start"} & set(args))
+        if not paged or res is None or not any(f.get("name") == "name" for f in res.fields):
+            return False
+        return opts.output == "wide" or (opts.output == "table" and self.out.isatty())
 
     def lookup(self, type_name: str, field: str, values: list[str]) -> list[dict[str, Any]]:
         """Rows of ``type_name`` whose ``field`` is one of ``values``: one query per 500

@@ -112,6 +112,22 @@ async def test_people_tables_read_names_sorted_with_sizes_and_states(cloud: Zcli
     assert "\x1b[32mRunning\x1b[0m" in coloured and "\x1b[1mname" in coloured
 
 
+async def test_people_pages_hold_the_first_names_and_follow_on(cloud: Zcli) -> None:
+    # first by name, last by UUID: a page cut by --limit must still go by name
+    await cloud.ok(
+        "vm", "create", "0-first", "--image", "img", "--offering", "small", "--network", "l3",
+        "resourceUuid=" + "f" * 32,
+    )  # fmt: skip
+    _, first = await people(cloud, "vm list --limit 1", 140)
+    assert [line.split()[0] for line in first.splitlines()[1:2]] == ["0-first"]
+    cursor = re.search(r"--after (\S+)", first)
+    assert cursor is not None, first
+    _, second = await people(cloud, f"vm list --limit 2 --after {cursor.group(1)}", 140)
+    assert [line.split()[0] for line in second.splitlines()[1:]] == [LONG, "web1"]
+    piped = await cloud.ok("-o", "value", "-c", "name", "vm", "list", "--limit", "3")
+    assert piped.out.splitlines()[-1] == "0-first"  # scripts get the node's order, as before
+
+
 async def test_unknown_column_is_an_error_everywhere(cloud: Zcli) -> None:
     status, text = await people(cloud, "vm list -c name,hots.name")
     assert status == 2 and "CLI.UNKNOWN_COLUMN" in text and "field: columns" in text
