@@ -54,6 +54,13 @@ def _split(text: str) -> list[str]:
     return split_list(text)
 
 
+def same_name_first(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The rows a name picks: those named exactly so if any, else all (names compare ignoring
+    case in queries: ``web`` finds ``Web``, and a ``web`` beside a ``Web`` is the one meant)."""
+    exact = [r for r in rows if r.get("name") == name]
+    return exact or rows
+
+
 def _is_nic(client: Client, value: str) -> bool:
     if not UUID_RE.match(value):
         return False
@@ -64,6 +71,7 @@ def _is_nic(client: Client, value: str) -> bool:
 def _vm_nics(client: Client, vm: str, every: bool) -> list[str]:
     key = "uuid" if UUID_RE.match(vm) else "name"
     rows = client.call("QueryVmInstance", {"conditions": [f"{key}={vm}"]}).get("inventories", [])
+    rows = same_name_first(rows, vm)
     if len(rows) != 1:
         from zmn.api.errors import Conflict
 

@@ -267,6 +267,8 @@ class Runner:
         rows = result.get("inventories", []) if isinstance(result, dict) else []
         kind, target = cmd.resource or "Resource", cmd.target or ""
         field = "uuid" if cmd.args["conditions"][0].startswith("uuid=") else "name"
+        if field == "name":
+            rows = act.same_name_first(rows, target)
         if not rows:
             raise NotFound(
                 f"{kind} {target!r} not found", code=f"{upper_snake(kind)}.NOT_FOUND", field=field

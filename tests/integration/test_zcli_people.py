@@ -239,3 +239,26 @@ async def test_input_for_people_end_to_end(cloud: Zcli) -> None:
     assert listed.out == "a,b\nz1\n"
     none = await cloud("zone", "list", 'conditions=[{"name":"name","op":"="}]')
     assert none.rc == 2 and "no value" in none.err
+
+
+async def test_a_name_picks_its_exact_spelling_first_then_any_case(zcli: Zcli) -> None:  # noqa: F811
+    lower = (await zcli.ok("-q", "zone", "create", "dc1")).out.strip()
+    upper = (await zcli.ok("-q", "zone", "create", "DC1")).out.strip()
+    assert lower != upper
+    # queries compare ignoring case: both match, and a list shows both
+    both = await zcli.ok("-o", "value", "-c", "name", "zone", "list", "name=dc1")
+    assert sorted(both.out.split()) == ["DC1", "dc1"]
+    # a name given to a command means the resource of exactly that name (client and node)
+    assert (await zcli.ok("-q", "zone", "get", "dc1")).out.strip() == lower
+    assert (await zcli.ok("-q", "zone", "get", "DC1")).out.strip() == upper
+    await zcli.ok("zone", "update", "DC1", "--description", "upper")
+    got = await zcli.ok("-o", "value", "-c", "description", "zone", "get", upper)
+    assert got.out.strip() == "upper"
+    # no exact spelling: the one that differs only in case; several: ambiguous
+    ambiguous = await zcli("zone", "get", "Dc1")
+    assert ambiguous.rc == 4 and "AMBIGUOUS_NAME" in ambiguous.err
+    await zcli.ok("zone", "delete", upper, "--yes")
+    assert (await zcli.ok("-q", "zone", "get", "Dc1")).out.strip() == lower
+    await zcli.ok("zone", "update", "DC1", "--description", "lower")
+    got = await zcli.ok("-o", "value", "-c", "description", "zone", "get", lower)
+    assert got.out.strip() == "lower"
