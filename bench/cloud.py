@@ -31,9 +31,12 @@ class Cloud:
         }
 
 
-async def build_cloud(client: AsyncClient, *, hosts: int = 8, vms: int = 10_000) -> Cloud:
+async def build_cloud(
+    client: AsyncClient, *, hosts: int = 8, vms: int = 10_000, prefix: str = "bench", net: int = 250
+) -> Cloud:
     """Zone, cluster, ``hosts`` simulator hosts with room for ``vms`` small VMs, storage,
-    image, offering, L2/L3 with a /16 address range."""
+    image, offering, L2/L3 with a /16 address range. Names start with ``prefix`` and host
+    addresses with ``10.<net>.``: two clouds on one node differ in both."""
     c = Cloud()
 
     async def make(key: str, api: str, **args: Any) -> str:
@@ -41,16 +44,20 @@ async def build_cloud(client: AsyncClient, *, hosts: int = 8, vms: int = 10_000)
         return c.u[key]
 
     per_host = max(64, -(-vms // hosts) * 2)
-    await make("zone", "CreateZone", name="bench-z1")
+    await make("zone", "CreateZone", name=f"{prefix}-z1")
     await make(
-        "cluster", "CreateCluster", name="bench-c1", zoneUuid=c["zone"], hypervisorType="Simulator"
+        "cluster",
+        "CreateCluster",
+        name=f"{prefix}-c1",
+        zoneUuid=c["zone"],
+        hypervisorType="Simulator",
     )
     for i in range(hosts):
         uuid = await make(
             f"h{i}",
             "AddSimulatorHost",
-            name=f"bench-h{i}",
-            managementIp=f"10.250.{i // 250}.{i % 250 + 1}",
+            name=f"{prefix}-h{i}",
+            managementIp=f"10.{net}.{i // 250}.{i % 250 + 1}",
             clusterUuid=c["cluster"],
             cpuCapacity=per_host,
             memoryCapacity=per_host * GiB,
@@ -59,7 +66,7 @@ async def build_cloud(client: AsyncClient, *, hosts: int = 8, vms: int = 10_000)
     await make(
         "ps",
         "AddSimulatorPrimaryStorage",
-        name="bench-ps",
+        name=f"{prefix}-ps",
         zoneUuid=c["zone"],
         url="/sim/ps",
         totalCapacity=PiB,
@@ -71,7 +78,7 @@ async def build_cloud(client: AsyncClient, *, hosts: int = 8, vms: int = 10_000)
     await make(
         "bs",
         "AddSimulatorBackupStorage",
-        name="bench-bs",
+        name=f"{prefix}-bs",
         url="/sim/bs",
         totalCapacity=TiB,
         availableCapacity=TiB,
@@ -82,23 +89,27 @@ async def build_cloud(client: AsyncClient, *, hosts: int = 8, vms: int = 10_000)
     await make(
         "image",
         "AddImage",
-        name="bench-img",
+        name=f"{prefix}-img",
         url="http://images.example/cirros.qcow2",
         format="qcow2",
         backupStorageUuids=[c["bs"]],
     )
-    await make("small", "CreateInstanceOffering", name="bench-small", cpuNum=1, memorySize=GiB)
+    await make("small", "CreateInstanceOffering", name=f"{prefix}-small", cpuNum=1, memorySize=GiB)
     await make(
-        "l2", "CreateL2NoVlanNetwork", name="bench-l2", zoneUuid=c["zone"], physicalInterface="eth0"
+        "l2",
+        "CreateL2NoVlanNetwork",
+        name=f"{prefix}-l2",
+        zoneUuid=c["zone"],
+        physicalInterface="eth0",
     )
     await client.call(
         "AttachL2NetworkToCluster", {"l2NetworkUuid": c["l2"], "clusterUuid": c["cluster"]}
     )
-    await make("l3", "CreateL3Network", name="bench-l3", l2NetworkUuid=c["l2"])
+    await make("l3", "CreateL3Network", name=f"{prefix}-l3", l2NetworkUuid=c["l2"])
     await make(
         "range",
         "AddIpRange",
-        name="bench-r1",
+        name=f"{prefix}-r1",
         l3NetworkUuid=c["l3"],
         startIp="10.0.0.10",
         endIp="10.0.255.250",

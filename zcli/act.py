@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
-from zcli.catalogue import Api, Catalogue, Resource
+from zcli.catalogue import Api, Catalogue, LazyPattern, Resource
 from zmn.api.errors import NotFound
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
     from zmn.client import Client
 
-UUID_RE = re.compile(r"^[0-9a-f]{32}$")
+UUID_RE = LazyPattern(r"^[0-9a-f]{32}$")
 DESTRUCTIVE = ("destroy", "delete", "expunge")
 
 
@@ -55,6 +54,13 @@ def _split(text: str) -> list[str]:
     return split_list(text)
 
 
+def same_name_first(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The rows a name picks: those named exactly so if any, else all (names compare ignoring
+    case in queries: ``web`` finds ``Web``, and a ``web`` beside a ``Web`` is the one meant)."""
+    exact = [r for r in rows if r.get("name") == name]
+    return exact or rows
+
+
 def _is_nic(client: Client, value: str) -> bool:
     if not UUID_RE.match(value):
         return False
@@ -65,6 +71,7 @@ def _is_nic(client: Client, value: str) -> bool:
 def _vm_nics(client: Client, vm: str, every: bool) -> list[str]:
     key = "uuid" if UUID_RE.match(vm) else "name"
     rows = client.call("QueryVmInstance", {"conditions": [f"{key}={vm}"]}).get("inventories", [])
+    rows = same_name_first(rows, vm)
     if len(rows) != 1:
         from zmn.api.errors import Conflict
 

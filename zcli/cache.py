@@ -3,13 +3,21 @@
 The node's greeting carries the catalogue's hash; the catalogue itself is fetched only when
 no cached file has that hash. Files are written atomically so that concurrent zcli runs
 never read half a catalogue.
+
+Beside each JSON file, ``catalogue-<hash>.<cache tag>.marshal`` holds the same data in the
+interpreter's own serialisation (``marshal``, as ``__pycache__`` files do): a cold command
+reads it in about half the time JSON takes to parse. It is only a faster copy, written by the
+first run that reads the JSON, tied to the Python version by its name; an unreadable one is
+ignored and the JSON read.
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import re
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # json, not msgspec, and pathlib only to write: a cold zcli reads this
@@ -35,15 +43,47 @@ def path_for(digest: str) -> Path:
     return cache_dir() / f"catalogue-{digest}.json"
 
 
+def _fast_name(digest: str) -> str:
+    return f"catalogue-{digest}.{sys.implementation.cache_tag}.marshal"
+
+
 def load(digest: str) -> dict[str, Any] | None:
     if not _HASH_RE.match(digest):
         return None
+    base = _cache_dir()
     try:
-        with open(os.path.join(_cache_dir(), f"catalogue-{digest}.json"), "rb") as f:
+        with open(os.path.join(base, _fast_name(digest)), "rb") as f:
+            # our own file in the user's cache, as trusted as the bytecode in __pycache__
+            fast = marshal.loads(f.read())  # noqa: S302
+        if isinstance(fast, dict):
+            return fast
+    except (OSError, ValueError, EOFError, TypeError):
+        pass  # not written yet (or by another version): the JSON then
+    try:
+        with open(os.path.join(base, f"catalogue-{digest}.json"), "rb") as f:
             data = json.loads(f.read())
     except (OSError, ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    _write(os.path.join(base, _fast_name(digest)), marshal.dumps(data))
+    return data
+
+
+def _write(path: str, body: bytes) -> bool:
+    """Write ``path`` atomically (a temporary file renamed over it); False when it cannot."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(body)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True
 
 
 def store(digest: str, catalogue: dict[str, Any]) -> None:
@@ -51,14 +91,14 @@ def store(digest: str, catalogue: dict[str, Any]) -> None:
     if not _HASH_RE.match(digest):
         return
     path = path_for(digest)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(json.dumps(catalogue, ensure_ascii=False, separators=(",", ":")).encode())
-        os.replace(tmp, path)
+        body = json.dumps(catalogue, ensure_ascii=False, separators=(",", ":")).encode()
     except (OSError, ValueError):  # ValueError: a lone surrogate cannot be written as UTF-8
-        tmp.unlink(missing_ok=True)
         return
+    if not _write(str(path), body):
+        return
+    _write(str(path.with_name(_fast_name(digest))), marshal.dumps(catalogue))
     _prune(path)
 
 
@@ -68,6 +108,8 @@ def _prune(keep: Path) -> None:
         files = [p for p in cache_dir().glob("catalogue-*.json") if p != keep]
         files.sort(key=lambda p: p.stat().st_mtime)
         for old in files[: max(0, len(files) - KEEP + 1)]:
+            for copy in old.parent.glob(f"{old.stem}.*.marshal"):
+                copy.unlink(missing_ok=True)
             old.unlink(missing_ok=True)
     except OSError:
         pass

@@ -26,7 +26,26 @@ ALIASES = {
     "sg": "SecurityGroup",
 }
 BUILTIN_VERBS = ("list", "get")
-_KEBAB_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+class LazyPattern:
+    """``re.compile(pattern, flags)`` on first use: a cold command compiles only the
+    expressions it uses (each compile costs 0.1-0.3 ms; the one-shot path defines a dozen)."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self._args = (pattern, flags)
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(*self._args)
+        return getattr(compiled, name)
+
+
+_KEBAB_RE = LazyPattern(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def kebab(name: str) -> str:

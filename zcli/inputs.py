@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import re
-
-from zcli.catalogue import Api, kebab, positional_slot
+from zcli.catalogue import Api, LazyPattern, kebab, positional_slot
 from zmn.api.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-_CAPS = re.compile(r"[A-Z]")
+_CAPS = LazyPattern(r"[A-Z]")
 
 
 class UsageError(InvalidArgument):
@@ -141,7 +139,7 @@ def check_condition_object(item: dict[str, Any]) -> None:
         )
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = LazyPattern(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 

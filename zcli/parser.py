@@ -26,6 +26,7 @@ import re
 from zcli.catalogue import (
     Api,
     Catalogue,
+    LazyPattern,
     Record,
     Resource,
     camel,
@@ -43,9 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["UsageError", "positional_slot"]  # re-exported from where they live
 
-UUID_RE = re.compile(r"^[0-9a-f]{32}$")
-_KEY_VALUE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
-_CONDITION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)", re.S)
+UUID_RE = LazyPattern(r"^[0-9a-f]{32}$")
+_KEY_VALUE_RE = LazyPattern(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_CONDITION_RE = LazyPattern(r"^[A-Za-z_][A-Za-z0-9_.]*(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)", re.S)
 HELP_FLAGS = ("--help", "-h")
 END_OF_OPTIONS = "--"
 BOOL_WORDS = ("true", "false")

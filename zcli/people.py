@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 
 from zcli.columns import (
     Column,
@@ -47,7 +46,12 @@ def width_of(out: TextIO) -> int | None:
     try:
         return os.get_terminal_size(out.fileno()).columns
     except (OSError, ValueError):
-        return shutil.get_terminal_size().columns
+        # shutil.get_terminal_size()'s fallback, without importing shutil (and its
+        # compression modules) into every cold command
+        try:
+            return int(os.environ.get("COLUMNS", "")) or 80
+        except ValueError:
+            return 80
 
 
 # ----------------------------------------------------------------- cells

@@ -10,7 +10,10 @@ runs still show how far a job got. When the wait ends early (Ctrl-C, ``--timeout
 from __future__ import annotations
 
 import time
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # typing costs a few ms of every cold zcli
+    from typing import Any, TextIO
 
 FINAL_STATES = ("Succeeded", "Failed", "Interrupted", "Canceled")
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
 
 from zcli import act, cache, session
 from zcli.catalogue import Catalogue, kebab
@@ -31,6 +30,10 @@ from zmn.api.errors import (
     upper_snake,
 )
 from zmn.client import Client, default_endpoint
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # typing costs a few ms of every cold zcli
+    from typing import Any, TextIO
 
 SERVER_WAIT_GRACE = 10.0  # seconds the client waits past an API's own timeout for its reply
 
@@ -179,6 +182,14 @@ class Runner:
                 if not act.confirm(client, cat, res, verb, target, self.err):
                     self.err.write("nothing done\n")
                     return EXIT_FAILED
+        if (
+            cmd.action == "list"
+            and "sortBy" not in args
+            and self._pages_for_people(res, args, opts)
+        ):
+            # a page for people comes sorted by name from the node, so that it holds the
+            # first names and the next page (--after, sorted the same) follows it
+            args = {**args, "sortBy": "name"}
         wait = not (cmd.long and opts.no_wait)
         timeout = opts.timeout if opts.timeout is not None else cmd.timeout
         if opts.timeout is not None and "timeout" in api.params and "timeout" not in args:
@@ -228,6 +239,14 @@ class Runner:
                 self.err.write(f"more rows: the next page is --after {result['next']}\n")
         return EXIT_OK
 
+    def _pages_for_people(self, res: Any, args: dict[str, Any], opts: Options) -> bool:
+        """A list cut into pages (limit, after, start) printed as a table for people, of a
+        type with names (the order then asked for: by name, as every people table)."""
+        paged = bool({"limit", "after", "start"} & set(args))
+        if not paged or res is None or not any(f.get("name") == "name" for f in res.fields):
+            return False
+        return opts.output == "wide" or (opts.output == "table" and self.out.isatty())
+
     def lookup(self, type_name: str, field: str, values: list[str]) -> list[dict[str, Any]]:
         """Rows of ``type_name`` whose ``field`` is one of ``values``: one query per 500
         values (table columns of names and joins; never one query per row)."""
@@ -248,6 +267,8 @@ class Runner:
         rows = result.get("inventories", []) if isinstance(result, dict) else []
         kind, target = cmd.resource or "Resource", cmd.target or ""
         field = "uuid" if cmd.args["conditions"][0].startswith("uuid=") else "name"
+        if field == "name":
+            rows = act.same_name_first(rows, target)
         if not rows:
             raise NotFound(
                 f"{kind} {target!r} not found", code=f"{upper_snake(kind)}.NOT_FOUND", field=field

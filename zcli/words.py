@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from zcli.catalogue import LazyPattern
+
 OUTPUTS = ("table", "json", "yaml", "csv", "value", "wide")
 # global option -> (Options attribute, takes a value)
 GLOBAL_OPTIONS: dict[str, tuple[str, bool]] = {
@@ -54,7 +56,7 @@ OPERATOR_DOCS = {
 }
 TAG_FIELDS = ("__userTag__", "__systemTag__")
 NOT_OPERATORS = ("<>",)
-COND_RE = re.compile(
+COND_RE = LazyPattern(
     r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(!\?=|!~=|\?=|~=|!=|>=|<=|=|>|<)(.*)$",
     re.S,
 )

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import Unavailable, ZmnError
 from zmn.api.wire import encode, encode_std, read_frame, read_frame_sync
 from zmn.home import default_socket_endpoint, home_str
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # asyncio, ssl and pathlib are imported where used: cold CLI commands
     import asyncio  # skip them (the blocking client also frames with json, not msgspec)
     import ssl
     from collections.abc import Callable, Iterator
     from pathlib import Path
+    from typing import Any
 
     EventCallback = Callable[[dict[str, Any]], None]
 

@@ -4,6 +4,7 @@ the resource UUID a create's job names from its start."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import need
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import Conflict, ZmnError
 from zmn.api.message import ApiMessage, CreateMessage, api
@@ -178,3 +180,65 @@ async def test_the_dashboard_offers_cancel_on_running_jobs_only(
     assert cat.permits("Job", cancel, {"state": "Running"})
     assert not cat.permits("Job", cancel, {"state": "Succeeded"})
     assert not cat.permits("Job", cancel, {"state": "Canceled"})
+
+
+# --------------------------------------------------------------------------- two nodes
+
+
+@pytest.fixture
+async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    """Two nodes in this process on one MariaDB database and one RabbitMQ namespace (the
+    scale-out set-up), each with its own home and API socket."""
+    from tests.integration.test_amqp_bus import URL, broker_up, cleanup
+    from tests.support.dbstate import fresh_database
+
+    need(broker_up(), "RabbitMQ is not running on 127.0.0.1:5672")
+    LOG.clear()
+    Wait.started, Wait.release = asyncio.Event(), asyncio.Event()
+    namespace = "zt" + uuid.uuid4().hex[:10]
+    for url in fresh_database("mysql", tmp_path, "cancel"):
+        conf = {"db.url": url, "bus.url": URL, "bus.namespace": namespace}
+        try:
+            async with (
+                running_node(tmp_path / "a", services=SERVICES, conf=conf) as (a, _sa),
+                running_node(tmp_path / "b", services=SERVICES, conf=conf) as (b, _sb),
+            ):
+                yield a, b
+                Wait.release.set()
+        finally:
+            await asyncio.to_thread(cleanup, namespace, [])
+
+
+async def test_cancel_on_one_node_stops_the_flow_running_on_another(
+    two_nodes: tuple[Node, Node],
+) -> None:
+    a, b = two_nodes
+    heard: list[str] = []  # cancel requests node a's job manager received
+    answered: list[bool] = []  # what node b's job manager answered (False: not running here)
+    on_a, on_b = a.jobs.request_cancel, b.jobs.request_cancel
+
+    def spy_a(uuid: str) -> bool:
+        heard.append(uuid)
+        return on_a(uuid)
+
+    def spy_b(uuid: str) -> bool:
+        answered.append(on_b(uuid))
+        return answered[-1]
+
+    a.jobs.request_cancel = spy_a  # type: ignore[method-assign]
+    b.jobs.request_cancel = spy_b  # type: ignore[method-assign]
+    job = await start(a)  # runs on a, held in its second step
+    assert job in a.jobs.tasks and job not in b.jobs.tasks
+    reply = await Api(b)("CancelJob", uuid=job)
+    assert reply["cancelRequested"] is True and reply["inventory"]["state"] == "Running"
+    deadline = asyncio.get_running_loop().time() + 60
+    while job not in heard and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)  # the request crosses RabbitMQ
+    assert job in heard
+    # job APIs are handled where they arrive (zmn.core.node._routing_uuid): b took the
+    # CancelJob, found no such task of its own and published the request, which a acted on
+    assert answered and not any(answered)
+    Wait.release.set()
+    inv = (await Api(b)("WaitJob", uuid=job, timeout=60))["inventory"]
+    assert inv["state"] == "Canceled" and inv["error"]["code"] == "JOB.CANCELED"
+    assert LOG == ["run first", "run wait", "rollback wait", "rollback first"]

@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,11 +51,15 @@ class DozeZone(ApiMessage, kw_only=True):
 
 
 DOZED: list[str] = []
+HOLD: dict[str, asyncio.Event] = {}  # step name -> the step waits for it after it starts
 
 
 class Nap(Flow):
     async def run(self, ctx: FlowContext) -> None:
         DOZED.append(f"run {self.name}")
+        gate = HOLD.get(self.name)
+        if gate is not None:
+            await gate.wait()
         await asyncio.sleep(ctx.data["seconds"])
 
     async def rollback(self, ctx: FlowContext) -> None:
@@ -193,9 +198,17 @@ async def test_job_wait_takes_several_jobs_and_q_prints_their_resources(zcli: Zc
 
 async def test_job_cancel_rolls_the_flow_back(zcli: Zcli) -> None:
     DOZED.clear()
-    job = (await zcli.ok("--no-wait", "zone", "doze", "z1", "--seconds", "0.5")).out.strip()
-    await asyncio.sleep(0.2)  # in the first step
-    run = await zcli.ok("-o", "json", "job", "cancel", job)
+    HOLD["nap-1"] = gate = asyncio.Event()  # the first step runs until the cancel is in
+    try:
+        job = (await zcli.ok("--no-wait", "zone", "doze", "z1", "--seconds", "0")).out.strip()
+        deadline = time.monotonic() + 60
+        while DOZED != ["run nap-1"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert DOZED == ["run nap-1"]
+        run = await zcli.ok("-o", "json", "job", "cancel", job)
+    finally:
+        gate.set()
+        HOLD.clear()
     assert json.loads(run.out)["cancelRequested"] is True
     waited = await zcli("job", "wait", job)
     assert waited.rc == 1 and "error: JOB.CANCELED:" in waited.err and job in waited.err

@@ -112,6 +112,22 @@ async def test_people_tables_read_names_sorted_with_sizes_and_states(cloud: Zcli
     assert "\x1b[32mRunning\x1b[0m" in coloured and "\x1b[1mname" in coloured
 
 
+async def test_people_pages_hold_the_first_names_and_follow_on(cloud: Zcli) -> None:
+    # first by name, last by UUID: a page cut by --limit must still go by name
+    await cloud.ok(
+        "vm", "create", "0-first", "--image", "img", "--offering", "small", "--network", "l3",
+        "resourceUuid=" + "f" * 32,
+    )  # fmt: skip
+    _, first = await people(cloud, "vm list --limit 1", 140)
+    assert [line.split()[0] for line in first.splitlines()[1:2]] == ["0-first"]
+    cursor = re.search(r"--after (\S+)", first)
+    assert cursor is not None, first
+    _, second = await people(cloud, f"vm list --limit 2 --after {cursor.group(1)}", 140)
+    assert [line.split()[0] for line in second.splitlines()[1:]] == [LONG, "web1"]
+    piped = await cloud.ok("-o", "value", "-c", "name", "vm", "list", "--limit", "3")
+    assert piped.out.splitlines()[-1] == "0-first"  # scripts get the node's order, as before
+
+
 async def test_unknown_column_is_an_error_everywhere(cloud: Zcli) -> None:
     status, text = await people(cloud, "vm list -c name,hots.name")
     assert status == 2 and "CLI.UNKNOWN_COLUMN" in text and "field: columns" in text
@@ -223,3 +239,26 @@ async def test_input_for_people_end_to_end(cloud: Zcli) -> None:
     assert listed.out == "a,b\nz1\n"
     none = await cloud("zone", "list", 'conditions=[{"name":"name","op":"="}]')
     assert none.rc == 2 and "no value" in none.err
+
+
+async def test_a_name_picks_its_exact_spelling_first_then_any_case(zcli: Zcli) -> None:  # noqa: F811
+    lower = (await zcli.ok("-q", "zone", "create", "dc1")).out.strip()
+    upper = (await zcli.ok("-q", "zone", "create", "DC1")).out.strip()
+    assert lower != upper
+    # queries compare ignoring case: both match, and a list shows both
+    both = await zcli.ok("-o", "value", "-c", "name", "zone", "list", "name=dc1")
+    assert sorted(both.out.split()) == ["DC1", "dc1"]
+    # a name given to a command means the resource of exactly that name (client and node)
+    assert (await zcli.ok("-q", "zone", "get", "dc1")).out.strip() == lower
+    assert (await zcli.ok("-q", "zone", "get", "DC1")).out.strip() == upper
+    await zcli.ok("zone", "update", "DC1", "--description", "upper")
+    got = await zcli.ok("-o", "value", "-c", "description", "zone", "get", upper)
+    assert got.out.strip() == "upper"
+    # no exact spelling: the one that differs only in case; several: ambiguous
+    ambiguous = await zcli("zone", "get", "Dc1")
+    assert ambiguous.rc == 4 and "AMBIGUOUS_NAME" in ambiguous.err
+    await zcli.ok("zone", "delete", upper, "--yes")
+    assert (await zcli.ok("-q", "zone", "get", "Dc1")).out.strip() == lower
+    await zcli.ok("zone", "update", "DC1", "--description", "lower")
+    got = await zcli.ok("-o", "value", "-c", "description", "zone", "get", lower)
+    assert got.out.strip() == "lower"

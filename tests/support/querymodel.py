@@ -14,7 +14,11 @@ The tables live on their own declarative base so that they never appear in the p
 
 :class:`PyEvaluator` is an independent, pure-Python reading of the semantics the compiler
 documents (zmn/core/query.py): existential joins, SQL null semantics, LIKE with ``%``/``_``
-(no wildcard = substring, case-sensitive), tag negation = no tag satisfies the positive.
+(no wildcard = substring), tag negation = no tag satisfies the positive, and text compared
+ignoring case as zstack-cli's (zmn/core/nocase.py): ``=``, ``!=``, ``?=``, ``!?=``, ``~=``,
+``!~=`` on strings fold both sides with SQLite's ``lower()`` (ASCII letters only: the model
+runs on SQLite), enum values are first matched to their declared spelling, ``<``/``>`` and
+sorting stay by code point.
 """
 
 from __future__ import annotations
@@ -210,11 +214,23 @@ def like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(out, re.S)
 
 
-def _convert(ftype: str, text: str) -> Any:
+ENUMS = {"kind": KINDS}
+FOLDING_OPS = ("=", "!=", "?=", "!?=")
+
+
+def fold(text: str) -> str:
+    """SQLite's ``lower()``: A-Z only (PostgreSQL's and MariaDB's also fold other letters)."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
+def _convert(ftype: str, text: str, enum: list[str] | None = None) -> Any:
     if ftype == "int":
         return int(text)
     if ftype == "bool":
         return text.lower() == "true"
+    if enum and text not in enum:
+        same = [e for e in enum if e.lower() == text.lower()]
+        return same[0] if len(same) == 1 else text
     return text
 
 
@@ -224,7 +240,9 @@ def _like_text(value: Any) -> str:
     return str(value)
 
 
-def compare(value: Any, ftype: str, op: str, text: str | None) -> bool:
+def compare(
+    value: Any, ftype: str, op: str, text: str | None, enum: list[str] | None = None
+) -> bool:
     """One comparison with SQL null semantics: null satisfies only ``=null``."""
     if op == "=null":
         return value is None
@@ -233,14 +251,21 @@ def compare(value: Any, ftype: str, op: str, text: str | None) -> bool:
     if value is None:
         return False
     text = text or ""
+    folding = ftype == "string" and not enum and op in FOLDING_OPS
+    if folding:
+        value = fold(value)
     if op in ("?=", "!?="):
-        items = [_convert(ftype, v.strip()) for v in text.split(",") if v.strip()]
+        items = [_convert(ftype, v.strip(), enum) for v in text.split(",") if v.strip()]
+        if folding:
+            items = [fold(v) for v in items]
         return (value in items) if op == "?=" else (value not in items)
     if op in ("~=", "!~="):
         pattern = text if ("%" in text or "_" in text) else f"%{text}%"
-        hit = like_regex(pattern).fullmatch(_like_text(value)) is not None
+        hit = like_regex(fold(pattern)).fullmatch(fold(_like_text(value))) is not None
         return hit if op == "~=" else not hit
-    v = _convert(ftype, text)
+    v = _convert(ftype, text, enum)
+    if folding:
+        v = fold(v)
     if op == "=":
         return bool(value == v)
     if op == "!=":
@@ -299,7 +324,7 @@ class PyEvaluator:
             if positive:
                 return not any(compare(t, "string", positive, cond.value) for t in tags)
             return any(compare(t, "string", cond.op, cond.value) for t in tags)
-        return compare(row.get(head), FIELD_TYPES[head], cond.op, cond.value)
+        return compare(row.get(head), FIELD_TYPES[head], cond.op, cond.value, ENUMS.get(head))
 
     def select(self, type_name: str, conds: Iterable[Condition]) -> list[Row]:
         conds = list(conds)

@@ -109,7 +109,15 @@ def names(node: Node, resource: str, *conds: str) -> list[str]:
         (["name~=ph"], ["alpha"]),  # no wildcard: substring
         (["name~=%a"], ["alpha", "beta", "gamma"]),
         (["name~=_eta"], ["beta"]),
-        (["name~=A%"], []),  # case-sensitive
+        (["name~=A%"], ["alpha"]),  # text compares ignoring case, as zstack-cli's
+        (["name=ALPHA"], ["alpha"]),
+        (["name!=Alpha"], ["beta", "gamma"]),
+        (["name?=BETA,Gamma"], ["beta", "gamma"]),
+        (["name!?=BETA,Gamma"], ["alpha"]),
+        (["name!~=AL%"], ["beta", "gamma"]),
+        (["name~=_ETA"], ["beta"]),
+        (["name~=LPH"], ["alpha"]),
+        (["kind=RED"], ["alpha"]),  # an enum value is matched to its spelling
         (["name!~=a%"], ["beta", "gamma"]),
         (["label!~=x"], ["alpha"]),
         (["kind?=red,green"], ["alpha", "beta"]),
@@ -150,6 +158,7 @@ def test_joins(node: Node, resource: str, cond: str, expected: list[str]) -> Non
     ("cond", "expected"),
     [
         ("__userTag__=env::prod", ["alpha"]),
+        ("__userTag__=ENV::Prod", ["alpha"]),  # tags compare ignoring case too
         ("__userTag__!=env::prod", ["beta", "gamma"]),  # no tag equals it, including no tags
         ("__userTag__~=env", ["alpha", "beta"]),
         ("__userTag__!~=team", ["beta", "gamma"]),

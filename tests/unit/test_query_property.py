@@ -39,10 +39,12 @@ SETTINGS = settings(
 )
 
 # Values come mostly from a small pool so that conditions often hit the data; the pool holds
-# the LIKE wildcards, a quote, operator characters, both cases and a non-ASCII letter.
-POOL = ["a", "A", "ab", "aB", "ba", "b", "a%b", "a_b", "x'y", "é", "=a", "a,b", ""]
-ALPHABET = "aAb%_'=!,é"
-LIKE_POOL = ["a", "A", "b", "%", "_", "a%", "%b", "_b", "a_", "%a%", "é", "'", "", "=", "__"]
+# the LIKE wildcards, a quote, operator characters, both cases (text compares ignoring case)
+# and a non-ASCII letter in both cases (which SQLite's lower() does not fold).
+POOL = ["a", "A", "ab", "aB", "AB", "ba", "b", "a%b", "a_b", "x'y", "é", "É", "=a", "a,b", ""]
+ALPHABET = "aAbB%_'=!,éÉ"
+LIKE_POOL = ["a", "A", "b", "%", "_", "a%", "A%", "%b", "_B", "a_", "%a%", "é", "É", "'", "", "="]
+LIKE_POOL += ["__"]
 INTS = [-3, -2, -1, 0, 1, 2, 3]
 BOOLS = ["true", "false", "TRUE", "False"]
 ALL_OPS = ["=", "!=", ">", "<", ">=", "<=", "?=", "!?=", "~=", "!~=", "=null", "!=null"]
@@ -127,7 +129,7 @@ def make_condition(pick: Pick, root: str, data: DataSet) -> Condition:
             kind = "User" if leaf == "__userTag__" else "System"
             seen = [t for ty, _u, k, t in data.tags if ty == end and k == kind]
         elif leaf == "kind":
-            seen = [*KINDS, "purple", "re"]
+            seen = [*KINDS, "purple", "re", "RED", "Green"]  # enum values ignore case
         else:
             seen = [r.get(leaf) for r in data.rows[end] if r.get(leaf) is not None]
         if op in ("?=", "!?="):

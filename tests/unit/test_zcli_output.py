@@ -237,24 +237,48 @@ def test_catalogue_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cache.store("abc", {"apis": []})
     assert cache.load("abc") == {"apis": []}
     assert (tmp_path / "zcli" / "catalogue-abc.json").exists()
-    assert [p.name for p in (tmp_path / "zcli").iterdir()] == ["catalogue-abc.json"]  # no temp left
+    fast = f"catalogue-abc.{sys.implementation.cache_tag}.marshal"  # the quick-to-read copy
+    assert sorted(p.name for p in (tmp_path / "zcli").iterdir()) == sorted(
+        ["catalogue-abc.json", fast]
+    )  # no temp left
     assert cache.newest() == ("abc", {"apis": []})
     assert cache.load("../evil") is None
     for n in range(cache.KEEP + 3):
         cache.store(f"h{n}", {"n": n})
     assert len(list((tmp_path / "zcli").glob("catalogue-*.json"))) == cache.KEEP
+    assert len(list((tmp_path / "zcli").glob("catalogue-*.marshal"))) == cache.KEEP  # pruned too
+
+
+def test_catalogue_cache_reads_the_json_when_its_fast_copy_is_bad(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache.store("abc", {"apis": [1]})
+    fast = tmp_path / "zcli" / f"catalogue-abc.{sys.implementation.cache_tag}.marshal"
+    fast.write_bytes(b"\xff not marshal")
+    assert cache.load("abc") == {"apis": [1]}
+    fast.unlink()  # a cache written by an older zcli has no copy: the first read makes it
+    assert cache.load("abc") == {"apis": [1]}
+    assert fast.exists()
+    assert cache.load("abc") == {"apis": [1]}
 
 
 def test_cold_start_imports_neither_rich_nor_the_server() -> None:
+    # a one-shot command (a table for people too) imports neither typing nor shutil: each
+    # costs milliseconds of every cold zcli (docs/benchmarks.md, Cold CLI); batch files may
     code = (
         "import sys, io\n"
-        "import zcli.main, zcli.runner, zcli.batch\n"
+        "import zcli.main, zcli.runner, zcli.people, zcli.columns, zcli.table\n"
         "from zcli.output import render\nfrom zcli.options import Options\n"
         "render({'inventories': []}, Options(output='json'), None, io.StringIO(), io.StringIO())\n"
         "heavy = ('rich', 'yaml', 'sqlalchemy', 'typer', 'textual', 'prompt_toolkit')\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in heavy"
+        "cold = heavy + ('typing', 'shutil', 'asyncio')\n"
+        "def bad(names):\n"
+        "    return [m for m in sys.modules if m.split('.')[0] in names"
         " or m.startswith(('zmn.core', 'zmn.server', 'zmn.services'))]\n"
-        "print(bad)\n"
+        "one_shot = bad(cold)\n"
+        "import zcli.batch\n"
+        "print(one_shot, bad(heavy))\n"
     )
     root = Path(__file__).resolve().parents[2]
     res = subprocess.run(
@@ -265,7 +289,7 @@ def test_cold_start_imports_neither_rich_nor_the_server() -> None:
         env={**os.environ, "PYTHONPATH": str(root)},
         check=True,
     )
-    assert res.stdout.strip() == "[]"
+    assert res.stdout.strip() == "[] []"
 
 
 # Cells as zcli prints them: mostly plain ASCII (laid out without rich), sometimes not.

@@ -16,14 +16,15 @@ holding one object. Frames larger than :data:`MAX_FRAME` are refused. Every fram
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import InvalidArgument
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never need it
     import asyncio
     from collections.abc import Callable
     from contextlib import AbstractContextManager
+    from typing import Any
 
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import String, bindparam, func, literal, select, update
 from sqlalchemy import delete as sql_delete
 
 from zmn.api.errors import (
@@ -26,6 +26,7 @@ from zmn.api.errors import (
 from zmn.api.message import UUID_RE, ApiMessage, CreateMessage, params_of
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.nocase import folded
 from zmn.core.resource import ResourceType
 from zmn.core.state import StateMachine
 
@@ -49,7 +50,8 @@ def resolve(
     value: str,
     field: str,
 ) -> str:
-    """The UUID of the resource named by ``value`` (a UUID or a unique name)."""
+    """The UUID of the resource named by ``value``: a UUID, or a unique name (the exact name
+    first; failing that, one that differs only in letter case, as queries compare)."""
     rt = node.resources.types.get(type_name)
     if rt is None:
         raise InvalidArgument(
@@ -83,6 +85,9 @@ def resolve(
     uuids = list(
         session.scalars(select(model.uuid).where(model.name == value, *owned_clause).limit(3))
     )
+    if not uuids:  # no exact name: a name that differs only in case (as queries compare)
+        named = folded(model.name) == folded(literal(value, String))
+        uuids = list(session.scalars(select(model.uuid).where(named, *owned_clause).limit(3)))
     if not uuids:
         raise not_found(type_name, value, field)
     if len(uuids) > 1:

@@ -21,6 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
 
+from zmn.core import nocase
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -38,6 +40,10 @@ class Base(DeclarativeBase):
     """Declarative base of every table of every service."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# every indexed name column gets an index on its lower-cased value (zmn/core/nocase.py)
+event.listen(Base.metadata, "after_create", nocase.create_folded_indexes)
 
 
 # Text compares and sorts by code point on every engine: SQLite and PostgreSQL (for our
@@ -95,7 +101,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
-    # LIKE behaves the same as on PostgreSQL (case-sensitive) and can use indexes.
+    # LIKE behaves the same as on PostgreSQL (case-sensitive, so that on text folded by
+    # lower() it is case-insensitive exactly as there; see zmn/core/nocase.py).
     cur.execute("PRAGMA case_sensitive_like=ON")
     cur.close()
 

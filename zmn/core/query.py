@@ -8,6 +8,13 @@ Semantics (documented in man/zcli-query.7):
   satisfies it (existential), compiled as nested ``IN (SELECT ...)`` so no row repeats;
 * tag pseudo-fields hold when some tag of that kind satisfies the comparison; their negative
   operators (``!=``, ``!?=``, ``!~=``) hold when *no* tag satisfies the positive one;
+* text compares ignoring case, as zstack-cli's: ``=``, ``!=``, ``?=``, ``!?=``, ``~=`` and
+  ``!~=`` on a string field or a tag fold both sides with the database's ``lower()``
+  (``name=WEB`` finds ``web``; SQLite folds ASCII letters only, MariaDB and PostgreSQL other
+  letters too) and an index on ``lower(name)`` serves ``name=X`` and ``name~=prefix%``;
+  UUIDs (``uuid``, ``...Uuid``) compare exactly, an enum value is matched to its declared
+  spelling (``state=running``), and ``<``, ``>`` and sorting go by code point
+  (zmn/core/nocase.py);
 * every field name is checked against the registry; values are bound parameters.
 
 Paging: rows come ordered by ``sortBy`` (``asc``/``desc``) then the primary key ascending.
@@ -30,14 +37,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, and_, cast, false, func, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from zmn.api.errors import InvalidArgument, PermissionDenied
 from zmn.api.message import byte_sized, parse_size
 from zmn.api.querylang import TAG_FIELDS, Condition, parse_condition
 from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.nocase import folded, folded_like
 from zmn.core.resource import FieldInfo, ResourceRegistry, ResourceType
 
 if TYPE_CHECKING:
@@ -463,32 +469,53 @@ def convert_value(info: FieldInfo, text: str, field_name: str) -> Any:
             field=field_name,
         ) from None
     if info.enum and text not in info.enum:
+        # enum values are matched ignoring case (state=running) against their declared
+        # spelling, so the comparison stays exact and keeps its index; an unknown value is
         # not an error (an old value may still match rows), but nothing can match a typo
-        return text
+        same = [e for e in info.enum if e.lower() == text.lower()]
+        return same[0] if len(same) == 1 else text
     return text
 
 
+def folds(info: FieldInfo) -> bool:
+    """Whether conditions on the field compare text ignoring case: strings other than UUIDs
+    (``uuid``, ``...Uuid``: exact and fast) and enums (matched to their spelling first)."""
+    return (
+        info.type == "string"
+        and not info.enum
+        and info.name != "uuid"
+        and not info.name.endswith("Uuid")
+    )
+
+
 def leaf(col: Any, info: FieldInfo, cond: Condition) -> ColumnElement[bool]:
+    """One comparison; text compares ignoring case as zstack-cli's (zmn/core/nocase.py)."""
     op = cond.op
     if op == "=null":
         return col.is_(None)  # type: ignore[no-any-return]
     if op == "!=null":
         return col.is_not(None)  # type: ignore[no-any-return]
     value = cond.value or ""
-    if op in ("?=", "!?="):
-        items = [convert_value(info, v, cond.name) for v in cond.values()]
-        if not items:  # SQL's `NOT IN ()` is true even for null; null satisfies no comparison
-            return false() if op == "?=" else col.is_not(None)
-        return col.in_(items) if op == "?=" else col.not_in(items)  # type: ignore[no-any-return]
     if op in ("~=", "!~="):
         pattern = value if ("%" in value or "_" in value) else f"%{value}%"
         if info.type != "string":  # LIKE is a text operator: compare the value's text form
             col = cast(col, String)
-        pattern_expr = CaseSensitive(literal(pattern, String))
-        return col.like(pattern_expr) if op == "~=" else col.not_like(pattern_expr)  # type: ignore[no-any-return]
+        return folded_like(col, pattern, op == "!~=", lambda text: literal(text, String))
+    fold = folds(info) and op in ("=", "!=", "?=", "!?=")
+    if fold:
+        col = folded(col)
+    if op in ("?=", "!?="):
+        items: list[Any] = [convert_value(info, v, cond.name) for v in cond.values()]
+        if not items:  # SQL's `NOT IN ()` is true even for null; null satisfies no comparison
+            return false() if op == "?=" else col.is_not(None)  # type: ignore[no-any-return]
+        if fold:
+            items = [folded(literal(v, String)) for v in items]
+        return col.in_(items) if op == "?=" else col.not_in(items)  # type: ignore[no-any-return]
     v = convert_value(info, value, cond.name)
     if isinstance(v, bool):  # a bare True/False only takes = and != in SQLAlchemy; bind it
         v = literal(v)
+    if fold:
+        v = folded(literal(v, String))
     if op == "=":
         return col == v  # type: ignore[no-any-return]
     if op == "!=":
@@ -502,27 +529,3 @@ def leaf(col: Any, info: FieldInfo, cond: Condition) -> ColumnElement[bool]:
     if op == "<=":
         return col <= v  # type: ignore[no-any-return]
     raise InvalidArgument(f"unknown operator {op!r}", field=cond.name)
-
-
-# --------------------------------------------------------------------------- case-sensitive LIKE
-
-
-class CaseSensitive(FunctionElement[str]):
-    """A LIKE pattern compared case-sensitively on every engine: SQLite runs with
-    ``case_sensitive_like`` and PostgreSQL's LIKE is case-sensitive, so only MySQL/MariaDB
-    (whose default collations ignore case) need ``BINARY`` in front of the pattern."""
-
-    type = String()
-    inherit_cache = True
-    name = "case_sensitive"
-
-
-@compiles(CaseSensitive)
-def _plain_pattern(element: CaseSensitive, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))
-
-
-@compiles(CaseSensitive, "mysql")
-@compiles(CaseSensitive, "mariadb")
-def _binary_pattern(element: CaseSensitive, compiler: Any, **kw: Any) -> str:
-    return f"BINARY {compiler.process(element.clauses, **kw)}"
