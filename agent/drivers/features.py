@@ -26,6 +26,8 @@ class DriverFeatures:
     migrate: bool  # live migration to another host
     memballoon: bool  # <memballoon model='virtio'/>
     video_model: str | None  # <video><model type=...>; None: no video device
+    cpu_hotplug: bool = False  # <vcpu current=N>MAX</vcpu> and setVcpusFlags on a live domain
+    memory_hotplug: bool = False  # <maxMemory>, a NUMA cell and DIMMs attached live
 
 
 FEATURES: dict[tuple[str, bool], DriverFeatures] = {
@@ -38,6 +40,8 @@ FEATURES: dict[tuple[str, bool], DriverFeatures] = {
         migrate=True,
         memballoon=True,
         video_model="vga",
+        cpu_hotplug=True,
+        memory_hotplug=True,
     ),
     # TCG: no host CPU to pass through; everything else works, slowly.
     ("QEMU", False): DriverFeatures(
@@ -49,6 +53,8 @@ FEATURES: dict[tuple[str, bool], DriverFeatures] = {
         migrate=True,
         memballoon=True,
         video_model="vga",
+        cpu_hotplug=True,
+        memory_hotplug=True,
     ),
     # libvirt's in-process test driver: i686 'test' domains, no hotplug, no migration.
     ("TEST", False): DriverFeatures(

@@ -21,7 +21,7 @@ from typing import Any
 
 import libvirt
 
-from agent.drivers import xmledit
+from agent.drivers import hotplug, xmledit
 from agent.drivers.base import (
     CRASHED,
     NOSTATE,
@@ -440,6 +440,23 @@ class LibvirtDriver:
 
     def detach_nic(self, uuid: str, mac: str) -> None:
         self._detach(uuid, "nic", mac)
+
+    # --- online changes (agent/drivers/hotplug.py) -------------------------------------------
+
+    def set_cpu_memory(self, uuid: str, cpu_num: int, memory_size: int) -> dict[str, int]:
+        """Hot-add vCPUs and memory to a running VM up to the maxima fixed at its start."""
+        dom = self._dom(uuid)
+        with _mapped(uuid):
+            self._need_active(uuid, dom, "change the vCPUs and memory of")
+            flags = self._live_flags(dom)
+            return hotplug.set_cpu_memory(dom, uuid, flags, cpu_num, memory_size).to_wire()
+
+    def resize_disk(self, uuid: str, target: str, size: int) -> int:
+        """Grow disk ``target`` of a running VM to ``size`` bytes; its new size."""
+        dom = self._dom(uuid)
+        with _mapped(uuid):
+            self._need_active(uuid, dom, "resize a disk of")
+            return hotplug.resize_disk(dom, uuid, target, size)
 
     # --- inventory ---------------------------------------------------------------------------
 

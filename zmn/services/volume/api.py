@@ -58,6 +58,24 @@ class DetachDataVolumeFromVm(ApiMessage, kw_only=True):
     uuid: Annotated[str, Doc("data volume UUID or name")]
 
 
+@api(resource="Volume", verb="resize-root", long=True)
+class ResizeRootVolume(ApiMessage, kw_only=True):
+    """Grow a root volume to ``size`` bytes: online when its VM runs (the guest sees the
+    bigger disk at once), on the storage when it is stopped. A volume never shrinks."""
+
+    volumeUuid: Annotated[str, Doc("root volume UUID or name"), Ref("Volume")]
+    size: Annotated[int, Doc("new size in bytes, not smaller than now")]
+
+
+@api(resource="Volume", verb="resize-data", long=True)
+class ResizeDataVolume(ApiMessage, kw_only=True):
+    """Grow a data volume to ``size`` bytes: online when its VM runs, on the storage
+    otherwise. A volume never shrinks."""
+
+    volumeUuid: Annotated[str, Doc("data volume UUID or name"), Ref("Volume")]
+    size: Annotated[int, Doc("new size in bytes, not smaller than now")]
+
+
 @api(resource="VolumeSnapshot", verb="create", long=True)
 class CreateVolumeSnapshot(CreateMessage, kw_only=True):
     """Take a snapshot of a volume."""
