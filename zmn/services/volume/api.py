@@ -60,8 +60,10 @@ class DetachDataVolumeFromVm(ApiMessage, kw_only=True):
 
 @api(resource="Volume", verb="resize-root", long=True)
 class ResizeRootVolume(ApiMessage, kw_only=True):
-    """Grow a root volume to ``size`` bytes: online when its VM runs (the guest sees the
-    bigger disk at once), on the storage when it is stopped. A volume never shrinks."""
+    """Grow a root volume to ``size`` bytes, online when its VM runs.
+
+    The guest of a running VM sees the bigger disk at once; a stopped VM's volume grows on its
+    storage. A volume never shrinks."""
 
     volumeUuid: Annotated[str, Doc("root volume UUID or name"), Ref("Volume")]
     size: Annotated[int, Doc("new size in bytes, not smaller than now")]
@@ -69,8 +71,10 @@ class ResizeRootVolume(ApiMessage, kw_only=True):
 
 @api(resource="Volume", verb="resize-data", long=True)
 class ResizeDataVolume(ApiMessage, kw_only=True):
-    """Grow a data volume to ``size`` bytes: online when its VM runs, on the storage
-    otherwise. A volume never shrinks."""
+    """Grow a data volume to ``size`` bytes, online when its VM runs.
+
+    Otherwise it grows on its storage (or, not made yet, is made at that size). A volume
+    never shrinks."""
 
     volumeUuid: Annotated[str, Doc("data volume UUID or name"), Ref("Volume")]
     size: Annotated[int, Doc("new size in bytes, not smaller than now")]
