@@ -64,7 +64,11 @@ class Env:
         return str(self.vm["vmNics"][0]["ip"])
 
     async def guest(self, command: str) -> str:
-        return await guest_ssh(self.kvm1, self.ip, self.key, command, timeout=240)
+        try:
+            return await guest_ssh(self.kvm1, self.ip, self.key, command, timeout=300)
+        except AssertionError as exc:  # say what the guest's console shows
+            seen = await asyncio.to_thread(console_diagnostics, self.kvm1, self.vm["uuid"])
+            raise AssertionError(f"{exc}\n--- guest console ---\n{seen}") from None
 
     async def until(self, what: str, command: str, ok: Callable[[str], bool]) -> str:
         """``command``'s output in the guest once ``ok`` holds for it (generous deadline)."""
@@ -80,6 +84,28 @@ class Env:
         rows = await self.api("QueryVmInstance", conditions=[f"uuid={self.vm['uuid']}"])
         inv: dict[str, Any] = rows["inventories"][0]
         return inv
+
+
+def console_diagnostics(h: NsHost, uuid: str) -> str:
+    """Log in on the serial console (the test image's root has no password there) and show
+    the guest's addresses, network configuration and processes."""
+    import pexpect
+
+    argv = " ".join(h.argv(["virsh", "console", "--force", uuid]))
+    console = pexpect.spawn(argv, encoding="utf-8", timeout=30)
+    try:
+        console.expect("Escape character")
+        console.sendline("")
+        if console.expect(["login:", "# ", pexpect.TIMEOUT]) == 0:
+            console.sendline("root")
+            console.expect("# ")
+        console.sendline("ip -4 addr; cat /var/lib/zguest/network.conf; ls /run/zguest; ps")
+        console.expect(pexpect.TIMEOUT, timeout=5)
+        return str(console.before)
+    except pexpect.ExceptionPexpect as exc:
+        return f"(console: {exc})"
+    finally:
+        console.terminate(force=True)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
