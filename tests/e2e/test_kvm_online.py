@@ -42,6 +42,8 @@ pytestmark = [
     pytest.mark.libvirt,
     pytest.mark.slow,
     pytest.mark.asyncio(loop_scope="module"),
+    # the module's cloud (host deployment, a TCG guest's boot) is set up inside the first test
+    pytest.mark.timeout(1200),
 ]
 
 STATE = "/var/lib/zagent"
@@ -70,6 +72,12 @@ class Env:
             seen = await asyncio.to_thread(console_diagnostics, self.kvm1, self.vm["uuid"])
             raise AssertionError(f"{exc}\n--- guest console ---\n{seen}") from None
 
+    async def domain_state(self) -> str:
+        uuid = self.vm["uuid"]
+        log = f"/var/log/libvirt/qemu/{uuid}.log"
+        tail = "\n".join(self.kvm1.read(log).splitlines()[-15:]) if self.kvm1.exists(log) else ""
+        return f"{self.kvm1.virsh('domstate', uuid, '--reason', check=False)}\n{tail}"
+
     async def until(self, what: str, command: str, ok: Callable[[str], bool]) -> str:
         """``command``'s output in the guest once ``ok`` holds for it (generous deadline)."""
         deadline = time.monotonic() + 180
@@ -87,9 +95,14 @@ class Env:
 
 
 def console_diagnostics(h: NsHost, uuid: str) -> str:
-    """Log in on the serial console (the test image's root has no password there) and show
-    the guest's addresses, network configuration and processes."""
+    """The domain's state and QEMU log; then a login on the serial console (the test image's
+    root has no password there) showing the guest's addresses, network setup and processes."""
     import pexpect
+
+    log = f"/var/log/libvirt/qemu/{uuid}.log"
+    head = h.virsh("domstate", uuid, "--reason", check=False)
+    if h.exists(log):
+        head += "\n" + "\n".join(h.read(log).splitlines()[-15:])
 
     argv = " ".join(h.argv(["virsh", "console", "--force", uuid]))
     console = pexpect.spawn(argv, encoding="utf-8", timeout=30)
@@ -101,9 +114,9 @@ def console_diagnostics(h: NsHost, uuid: str) -> str:
             console.expect("# ")
         console.sendline("ip -4 addr; cat /var/lib/zguest/network.conf; ls /run/zguest; ps")
         console.expect(pexpect.TIMEOUT, timeout=5)
-        return str(console.before)
+        return f"{head}\n{console.before}"
     except pexpect.ExceptionPexpect as exc:
-        return f"(console: {exc})"
+        return f"{head}\n(console: {exc})"
     finally:
         console.terminate(force=True)
 
@@ -137,6 +150,7 @@ async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Async
 async def test_a_hot_plugged_nic_appears_in_the_guest_and_leases_its_address(env: Env) -> None:
     api, kvm1 = env.api, env.kvm1
     await env.guest("true")  # booted
+    assert "running" in await env.domain_state()
     vm = (await api("AttachL3NetworkToVm", vmInstanceUuid=env.vm["uuid"], l3NetworkUuid="l3b"))[
         "inventory"
     ]
