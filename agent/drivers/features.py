@@ -91,6 +91,22 @@ def kvm_usable(path: str = "/dev/kvm") -> bool:
     return True
 
 
+def kvm_vendor_module(sys_module: str = "/sys/module") -> str | None:
+    """The loaded KVM vendor module: ``kvm_intel``, ``kvm_amd``, ``kvm_pvm`` or None."""
+    for name in ("kvm_intel", "kvm_amd", "kvm_pvm"):
+        if os.path.isdir(os.path.join(sys_module, name)):
+            return name
+    return None
+
+
+def kvm_runs_plain_guests(sys_module: str = "/sys/module") -> bool:
+    """False when ``/dev/kvm`` is PVM's (``kvm_pvm``, KVM for cloud instances without
+    nested virtualisation): it runs only PVM-aware guest kernels, and an ordinary guest stops
+    in its boot loader with "KVM internal error ... emulation failure" although the
+    :func:`kvm_host_cpu_works` probe starts fine. Such a host runs guests under TCG."""
+    return kvm_vendor_module(sys_module) != "kvm_pvm"
+
+
 # QMP: leave capabilities negotiation, then quit; the probe VM never runs a guest instruction
 _QMP_QUIT = '{"execute":"qmp_capabilities"}{"execute":"quit"}\n'
 

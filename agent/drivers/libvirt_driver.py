@@ -38,6 +38,7 @@ from agent.drivers.features import (
     DriverFeatures,
     features_for,
     kvm_host_cpu_works,
+    kvm_runs_plain_guests,
     kvm_usable,
 )
 from agent.drivers.libvirt_console import LibvirtConsole
@@ -179,6 +180,9 @@ class LibvirtDriver:
         if self._kvm_override is not None:
             return self._kvm_override
         if self._conn.getType() != "QEMU" or not kvm_usable():
+            return False
+        if not kvm_runs_plain_guests():
+            log.warning("/dev/kvm is PVM's (kvm_pvm): it cannot boot ordinary guests; using TCG")
             return False
         try:  # QEMU may still lack KVM (no permission for its user, no accel built in)
             caps = self._conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)

@@ -98,3 +98,16 @@ def test_the_fake_driver_grows_a_running_domain_with_a_dimm() -> None:
     on_test.start(UUID)
     with pytest.raises(OperationFailed):
         on_test.set_cpu_memory(UUID, 1, 256 * MiB)
+
+
+def test_a_pvm_kvm_module_means_tcg(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PVM's /dev/kvm (kvm_pvm) boots no ordinary guest: the driver falls back to TCG."""
+    from agent.drivers.features import kvm_runs_plain_guests, kvm_vendor_module
+
+    (tmp_path / "kvm").mkdir()
+    assert kvm_vendor_module(str(tmp_path)) is None and kvm_runs_plain_guests(str(tmp_path))
+    (tmp_path / "kvm_pvm").mkdir()
+    assert kvm_vendor_module(str(tmp_path)) == "kvm_pvm"
+    assert not kvm_runs_plain_guests(str(tmp_path))
+    (tmp_path / "kvm_intel").mkdir()
+    assert kvm_runs_plain_guests(str(tmp_path))
