@@ -122,7 +122,8 @@ class SimulatorInjectFailure(ApiMessage, kw_only=True):
         str | None,
         Doc(
             "VM operation (start, stop, reboot, pause, resume, destroy, migrate, attachVolume,"
-            " detachVolume, attachNic, detachNic, takeSnapshot) or * for any; omit with"
+            " detachVolume, attachNic, detachNic, takeSnapshot, resizeVolume, changeCpuMemory)"
+            " or * for any; omit with"
             " disconnect=true to disconnect the host now"
         ),
     ] = None
