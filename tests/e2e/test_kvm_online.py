@@ -13,7 +13,9 @@ while it runs:
 * ``ChangeInstanceOffering`` to 2 vCPUs and 512 MiB: the guest's online CPUs and MemTotal
   grow (the guest image's ``/etc/zguest/hotplug`` onlines them, as udev would); 3 vCPUs is
   beyond the maximum fixed at start: a clear error naming ``vm/cpu.hotplugMax``, and neither
-  the guest, the domain, the VM record nor the host's capacity changes.
+  the guest, the domain, the VM record nor the host's capacity changes;
+* stopped, the root volume grows on the host (``qemu-img resize`` by the agent) and the VM
+  boots with the bigger disk and the vCPUs and memory it grew to.
 
 Needs root, openssh-server (client too), libvirt/QEMU and qemu-img (scripts/system-deps.sh).
 """
@@ -230,3 +232,18 @@ async def test_cpus_and_memory_grow_online_and_beyond_the_maximum_nothing_change
     assert "2" in kvm1.virsh("vcpucount", uuid, "--live", "--active")
     assert (await env.guest(cpus)).strip() == "2"
     assert mem_total_kib(await env.guest("cat /proc/meminfo")) == grown_kib
+
+
+async def test_a_stopped_vms_volume_grows_on_the_host_and_it_boots_with_its_new_size(
+    env: Env,
+) -> None:
+    api, uuid = env.api, env.vm["uuid"]
+    await api("StopVmInstance", uuid=uuid)
+    root = env.vm["rootVolumeUuid"]
+    inv = (await api("ResizeRootVolume", volumeUuid=root, size=640 * MiB))["inventory"]
+    assert inv["size"] == 640 * MiB  # qemu-img resize by the agent holding the file
+    await api("StartVmInstance", uuid=uuid)
+    assert int(await env.guest("cat /sys/block/vda/size")) * 512 == 640 * MiB
+    # the size it grew to while running is the size it starts with
+    assert (await env.guest("grep -c ^processor /proc/cpuinfo")).strip() == "2"
+    assert mem_total_kib(await env.guest("cat /proc/meminfo")) > 400 * 1024
