@@ -103,6 +103,7 @@ class Commands:
             ("POST", "/v1/vm/change-media"): Route(self.vm_change_media),
             ("POST", "/v1/vm/attach-nic"): Route(self.vm_attach_nic),
             ("POST", "/v1/vm/detach-nic"): Route(self.vm_detach_nic),
+            ("POST", "/v1/vm/set-cpu-memory"): Route(self.vm_set_cpu_memory),
             ("POST", "/v1/network/bridge"): Route(self.network_bridge),
             ("POST", "/v1/network/dhcp"): Route(self.network_dhcp),
             ("POST", "/v1/network/firewall"): Route(self.network_firewall),
@@ -231,6 +232,13 @@ class Commands:
         with self._vm(body) as uuid:
             self.driver.detach_nic(uuid, mac)
             return {"uuid": uuid, "mac": mac}
+
+    def vm_set_cpu_memory(self, body: Body, _query: dict[str, str]) -> Body:
+        """``{uuid, cpuNum, memorySize}``: hot-add vCPUs and memory (agent/drivers/hotplug.py)."""
+        cpu = v.integer(body.get("cpuNum"), "cpuNum", lo=1, hi=512)
+        memory = v.integer(body.get("memorySize"), "memorySize", lo=1 << 20, hi=1 << 50)
+        with self._vm(body) as uuid:
+            return {"uuid": uuid, **self.driver.set_cpu_memory(uuid, cpu, memory)}
 
     # --- host networking ---------------------------------------------------------------------
 

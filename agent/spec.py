@@ -9,6 +9,9 @@ hex digits; the operator's VM name goes into ``<title>`` and may hold any printa
      "bootDevices": ["hd"], "consoleMode": "vnc", "consoleListen": "192.0.2.10",
      "consolePassword": "k3Xp9qTz"}
 
+``maxCpuNum`` and ``maxMemorySize`` (optional) fix at start what the running VM may be grown
+to (vCPU and memory hot-add, see :mod:`agent.drivers.hotplug`).
+
 Graphical consoles are off unless asked for (``consoleMode`` defaults to ``none``). A VNC or
 SPICE console needs a ``consoleListen`` address that is not a wildcard (``0.0.0.0``, ``::``)
 and a ``consolePassword`` (8 characters for VNC, whose authentication takes no more; 8 to 64
@@ -22,6 +25,7 @@ from typing import Any
 
 from agent import validate as v
 from agent.nocloud import Seed, parse_seed
+from zmn.api.hotplug import MEMORY_BLOCK
 
 DISK_BUSES = ("virtio", "scsi", "sata", "ide")
 DISK_FORMATS = ("qcow2", "raw")
@@ -75,6 +79,9 @@ class VmSpec:
     console_listen: str = ""
     console_password: str = ""
     seed: Seed | None = None  # a NoCloud seed the agent writes and attaches as a CD-ROM
+    # hot-add limits fixed at start (0: none, the VM keeps cpu_num/memory_size while it runs)
+    max_cpu_num: int = 0
+    max_memory_size: int = 0
 
     @property
     def domain_name(self) -> str:
@@ -168,11 +175,13 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
     )
     uuid = v.uuid(d.get("uuid"), f"{f}.uuid")
     mode, listen, password = parse_graphics(d, f)
+    cpu = v.integer(d.get("cpuNum"), f"{f}.cpuNum", lo=1, hi=512)
+    max_cpu, max_memory = parse_hotplug_limits(d, f, cpu, memory)
     return VmSpec(
         uuid=uuid,
         name=v.text_line(_opt(d, "name", uuid), f"{f}.name"),
         description=v.text_block(_opt(d, "description", ""), f"{f}.description"),
-        cpu_num=v.integer(d.get("cpuNum"), f"{f}.cpuNum", lo=1, hi=512),
+        cpu_num=cpu,
         memory_size=memory,
         disks=disks,
         nics=nics,
@@ -181,4 +190,23 @@ def parse_vm(raw: Any, f: str = "vm") -> VmSpec:
         console_listen=listen,
         console_password=password,
         seed=None if d.get("seed") is None else parse_seed(d["seed"], f"{f}.seed"),
+        max_cpu_num=max_cpu,
+        max_memory_size=max_memory,
     )
+
+
+def parse_hotplug_limits(d: Any, f: str, cpu: int, memory: int) -> tuple[int, int]:
+    """``maxCpuNum`` / ``maxMemorySize``: what a running VM may grow to (0 or absent: no
+    hot-add). A maximum below the boot value is refused; memory grows by whole 128 MiB
+    blocks (the size a Linux guest onlines memory in), so the headroom must be one."""
+    max_cpu = v.integer(_opt(d, "maxCpuNum", 0), f"{f}.maxCpuNum", lo=0, hi=512)
+    max_memory = v.integer(_opt(d, "maxMemorySize", 0), f"{f}.maxMemorySize", lo=0, hi=1 << 50)
+    if max_cpu and max_cpu < cpu:
+        raise v.bad(f"{f}.maxCpuNum", f"must be 0 or at least cpuNum ({cpu})")
+    if max_memory and max_memory < memory:
+        raise v.bad(f"{f}.maxMemorySize", f"must be 0 or at least memorySize ({memory})")
+    if max_memory and (max_memory - memory) % MEMORY_BLOCK:
+        raise v.bad(
+            f"{f}.maxMemorySize", "maxMemorySize - memorySize must be a multiple of 128 MiB"
+        )
+    return max_cpu, max_memory

@@ -41,12 +41,30 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class MaxMemory:
+    """``<maxMemory slots=...>``: the ceiling memory DIMMs may be hot-added up to."""
+
+    size_bytes: int
+    slots: int
+
+    def element(self) -> ET.Element:
+        el = ET.Element("maxMemory", slots=str(self.slots), unit="KiB")
+        el.text = str(self.size_bytes // 1024)
+        return el
+
+
+@dataclass(frozen=True)
 class Vcpu:
+    """``<vcpu>``: ``maximum`` vCPUs exist, ``count`` of them online at boot."""
+
     count: int
+    maximum: int = 0
 
     def element(self) -> ET.Element:
         el = ET.Element("vcpu", placement="static")
-        el.text = str(self.count)
+        if self.maximum > self.count:
+            el.set("current", str(self.count))
+        el.text = str(max(self.count, self.maximum))
         return el
 
 
@@ -79,16 +97,23 @@ class Features:
 
 @dataclass(frozen=True)
 class Cpu:
-    """``<cpu>``: the mode from the feature table and a one-socket topology."""
+    """``<cpu>``: the mode from the feature table and a one-socket topology; with memory
+    hot-add, one NUMA cell holding every vCPU and the boot memory (QEMU puts DIMMs in a
+    NUMA node, so a guest without one cannot take them)."""
 
     vcpus: int
     mode: str | None
+    numa_memory: int = 0  # bytes in cell 0; 0: no <numa>
 
     def element(self) -> ET.Element:
         el = ET.Element("cpu")
         if self.mode:
             el.set("mode", self.mode)
         _sub(el, "topology", sockets="1", dies="1", cores=str(self.vcpus), threads="1")
+        if self.numa_memory:
+            numa = _sub(el, "numa")
+            cpus = "0" if self.vcpus == 1 else f"0-{self.vcpus - 1}"
+            _sub(numa, "cell", id="0", cpus=cpus, memory=str(self.numa_memory // 1024), unit="KiB")
         return el
 
 
@@ -145,6 +170,20 @@ class Interface:
         _sub(el, "model", type=s.model)
         if s.mtu:
             _sub(el, "mtu", size=str(s.mtu))
+        return el
+
+
+@dataclass(frozen=True)
+class Dimm:
+    """``<memory model='dimm'>``: memory hot-added to NUMA node 0 of a running domain."""
+
+    size_bytes: int
+
+    def element(self) -> ET.Element:
+        el = ET.Element("memory", model="dimm")
+        target = _sub(el, "target")
+        _sub(target, "size", str(self.size_bytes // 1024), unit="KiB")
+        _sub(target, "node", "0")
         return el
 
 
@@ -233,9 +272,9 @@ class Domain:
     uuid: str
     title: str
     description: str
-    children: tuple[Memory | Vcpu | Os | Features | Cpu | Clock | Lifecycle | Devices, ...] = field(
-        default_factory=tuple
-    )
+    children: tuple[
+        Memory | MaxMemory | Vcpu | Os | Features | Cpu | Clock | Lifecycle | Devices, ...
+    ] = field(default_factory=tuple)
 
     def element(self) -> ET.Element:
         el = ET.Element("domain", type=self.domain_type)
@@ -261,8 +300,17 @@ def devices_for(spec: VmSpec, features: DriverFeatures) -> tuple[Device, ...]:
     return tuple(devs)
 
 
+MEMORY_SLOTS = 16  # DIMM slots: each online memory change takes one
+
+
 def build_domain(spec: VmSpec, features: DriverFeatures) -> Domain:
-    """The element tree for a VM on a connection with ``features``."""
+    """The element tree for a VM on a connection with ``features``. Hot-add limits
+    (``max_cpu_num``, ``max_memory_size``) apply only where the feature row allows them."""
+    max_cpu = spec.max_cpu_num if features.cpu_hotplug else 0
+    max_mem = spec.max_memory_size if features.memory_hotplug else 0
+    if max_mem <= spec.memory_size:
+        max_mem = 0
+    vcpus = max(spec.cpu_num, max_cpu)
     return Domain(
         domain_type=features.domain_type,
         name=spec.domain_name,
@@ -270,12 +318,13 @@ def build_domain(spec: VmSpec, features: DriverFeatures) -> Domain:
         title=spec.name,
         description=spec.description,
         children=(
+            *((MaxMemory(max_mem, MEMORY_SLOTS),) if max_mem else ()),
             Memory(spec.memory_size),
             Memory(spec.memory_size, tag="currentMemory"),
-            Vcpu(spec.cpu_num),
+            Vcpu(spec.cpu_num, max_cpu),
             Os(features.arch, spec.boot_devices),
             *((Features(features.acpi),) if features.acpi else ()),
-            Cpu(spec.cpu_num, features.cpu_mode),
+            Cpu(vcpus, features.cpu_mode, spec.memory_size if max_mem else 0),
             Clock(),
             Lifecycle("poweroff", "destroy"),
             Lifecycle("reboot", "restart"),

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from agent.drivers import xmledit
+from agent.drivers import hotplug, xmledit
 from agent.drivers.base import (
     PAUSED,
     RUNNING,
@@ -23,7 +23,7 @@ from agent.drivers.base import (
     EventListener,
     LifecycleEvent,
 )
-from agent.drivers.domain_xml import Disk, Interface, build_domain, graphics_of, to_xml
+from agent.drivers.domain_xml import Dimm, Disk, Interface, build_domain, graphics_of, to_xml
 from agent.drivers.fake_console import FakeConsole
 from agent.drivers.features import TEST, DriverFeatures
 from agent.spec import DiskSpec, NicSpec, VmSpec
@@ -228,6 +228,42 @@ class FakeDriver:
         with self._lock:
             self._record("detach_nic", uuid)
             self._detach(uuid, "nic", mac)
+
+    def set_cpu_memory(self, uuid: str, cpu_num: int, memory_size: int) -> dict[str, int]:
+        """Same checks as the libvirt driver (:mod:`agent.drivers.hotplug`), on the XML."""
+        with self._lock:
+            dom = self._need(uuid, "change the vCPUs and memory of", RUNNING, PAUSED)
+            self._record("set_cpu_memory", uuid)
+            if not self.features.hotplug:
+                raise OperationFailed(
+                    "this hypervisor cannot hot-plug devices; stop the VM first",
+                    code="AGENT.HOTPLUG_UNSUPPORTED",
+                )
+            have = hotplug.limits_of(dom.xml)
+            hotplug.check(uuid, have, cpu_num, memory_size)
+            root = xmledit.parse(dom.xml)
+            vcpu = root.find("vcpu")
+            if vcpu is not None:
+                vcpu.set("current", str(cpu_num))
+            extra = memory_size - have.memory_size
+            if extra:
+                mem = root.find("memory")
+                if mem is not None:
+                    mem.text = str(memory_size // 1024)
+                    mem.set("unit", "KiB")
+                devices = root.find("devices")
+                if devices is not None:
+                    devices.append(Dimm(extra).element())
+            dom.xml = to_xml(root)
+            return hotplug.limits_of(dom.xml).to_wire()
+
+    def resize_disk(self, uuid: str, target: str, size: int) -> int:
+        with self._lock:
+            self._need(uuid, "resize a disk of", RUNNING, PAUSED)
+            self._record("resize_disk", uuid)
+            if xmledit.find_disk(xmledit.parse(self.domains[uuid].xml), target) is None:
+                raise not_found("Disk", target, field="target")
+            return size
 
     def migrate(self, uuid: str, dest_uri: str) -> None:
         with self._lock:

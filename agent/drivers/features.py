@@ -26,6 +26,8 @@ class DriverFeatures:
     migrate: bool  # live migration to another host
     memballoon: bool  # <memballoon model='virtio'/>
     video_model: str | None  # <video><model type=...>; None: no video device
+    cpu_hotplug: bool = False  # <vcpu current=N>MAX</vcpu> and setVcpusFlags on a live domain
+    memory_hotplug: bool = False  # <maxMemory>, a NUMA cell and DIMMs attached live
 
 
 FEATURES: dict[tuple[str, bool], DriverFeatures] = {
@@ -38,6 +40,8 @@ FEATURES: dict[tuple[str, bool], DriverFeatures] = {
         migrate=True,
         memballoon=True,
         video_model="vga",
+        cpu_hotplug=True,
+        memory_hotplug=True,
     ),
     # TCG: no host CPU to pass through; everything else works, slowly.
     ("QEMU", False): DriverFeatures(
@@ -49,6 +53,8 @@ FEATURES: dict[tuple[str, bool], DriverFeatures] = {
         migrate=True,
         memballoon=True,
         video_model="vga",
+        cpu_hotplug=True,
+        memory_hotplug=True,
     ),
     # libvirt's in-process test driver: i686 'test' domains, no hotplug, no migration.
     ("TEST", False): DriverFeatures(
@@ -85,21 +91,20 @@ def kvm_usable(path: str = "/dev/kvm") -> bool:
     return True
 
 
-def host_is_virtual(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU flags carry ``hypervisor``: this host is a VM, so KVM here is nested.
+def kvm_vendor_module(sys_module: str = "/sys/module") -> str | None:
+    """The loaded KVM vendor module: ``kvm_intel``, ``kvm_amd``, ``kvm_pvm`` or None."""
+    for name in ("kvm_intel", "kvm_amd", "kvm_pvm"):
+        if os.path.isdir(os.path.join(sys_module, name)):
+            return name
+    return None
 
-    Nested KVM can create a host-passthrough vCPU (the probe below passes) and still fail to
-    run the guest: QEMU stops it with "KVM internal error. Suberror: 1 / emulation failure" in
-    the boot loader and libvirt reports it paused. Seen on this project's CI machines.
-    """
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "hypervisor" in line.split(":", 1)[1].split()
-    except OSError:
-        return False
-    return False
+
+def kvm_runs_plain_guests(sys_module: str = "/sys/module") -> bool:
+    """False when ``/dev/kvm`` is PVM's (``kvm_pvm``, KVM for cloud instances without
+    nested virtualisation): it runs only PVM-aware guest kernels, and an ordinary guest stops
+    in its boot loader with "KVM internal error ... emulation failure" although the
+    :func:`kvm_host_cpu_works` probe starts fine. Such a host runs guests under TCG."""
+    return kvm_vendor_module(sys_module) != "kvm_pvm"
 
 
 # QMP: leave capabilities negotiation, then quit; the probe VM never runs a guest instruction

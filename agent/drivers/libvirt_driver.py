@@ -21,7 +21,7 @@ from typing import Any
 
 import libvirt
 
-from agent.drivers import xmledit
+from agent.drivers import hotplug, xmledit
 from agent.drivers.base import (
     CRASHED,
     NOSTATE,
@@ -37,8 +37,8 @@ from agent.drivers.domain_xml import Disk, Interface, build_domain, graphics_of,
 from agent.drivers.features import (
     DriverFeatures,
     features_for,
-    host_is_virtual,
     kvm_host_cpu_works,
+    kvm_runs_plain_guests,
     kvm_usable,
 )
 from agent.drivers.libvirt_console import LibvirtConsole
@@ -181,12 +181,8 @@ class LibvirtDriver:
             return self._kvm_override
         if self._conn.getType() != "QEMU" or not kvm_usable():
             return False
-        if host_is_virtual():
-            log.warning(
-                "this host is itself a virtual machine: guests run on TCG (nested KVM pauses"
-                " them with 'KVM internal error' on many hypervisors); set kvm: yes in the"
-                " agent config (node: kvm/host.virtualization=kvm) to use KVM anyway"
-            )
+        if not kvm_runs_plain_guests():
+            log.warning("/dev/kvm is PVM's (kvm_pvm): it cannot boot ordinary guests; using TCG")
             return False
         try:  # QEMU may still lack KVM (no permission for its user, no accel built in)
             caps = self._conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
@@ -448,6 +444,23 @@ class LibvirtDriver:
 
     def detach_nic(self, uuid: str, mac: str) -> None:
         self._detach(uuid, "nic", mac)
+
+    # --- online changes (agent/drivers/hotplug.py) -------------------------------------------
+
+    def set_cpu_memory(self, uuid: str, cpu_num: int, memory_size: int) -> dict[str, int]:
+        """Hot-add vCPUs and memory to a running VM up to the maxima fixed at its start."""
+        dom = self._dom(uuid)
+        with _mapped(uuid):
+            self._need_active(uuid, dom, "change the vCPUs and memory of")
+            flags = self._live_flags(dom)
+            return hotplug.set_cpu_memory(dom, uuid, flags, cpu_num, memory_size).to_wire()
+
+    def resize_disk(self, uuid: str, target: str, size: int) -> int:
+        """Grow disk ``target`` of a running VM to ``size`` bytes; its new size."""
+        dom = self._dom(uuid)
+        with _mapped(uuid):
+            self._need_active(uuid, dom, "resize a disk of")
+            return hotplug.resize_disk(dom, uuid, target, size)
 
     # --- inventory ---------------------------------------------------------------------------
 

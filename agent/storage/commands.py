@@ -26,6 +26,10 @@ Routes (all POST, JSON bodies, signed like every agent request):
   Idempotent: a snapshot or volume already gone is ``deleted: false``.
 * ``/v1/storage/volume/snapshot/revert {path, name, vmUuid?}``: ``qemu-img snapshot -a``;
   refused (409 ``AGENT.VOLUME_IN_USE``) while a running or paused VM holds the file.
+* ``/v1/storage/volume/resize {path, size, vmUuid?, target?}``: grow the volume's virtual size
+  to ``size`` bytes; a running or paused VM's disk ``target`` through libvirt
+  (``blockResize``, the guest sees it at once), otherwise ``qemu-img resize``. Shrinking is
+  refused (400 ``VOLUME.SHRINK``); the same size is a no-op.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class StorageCommands:
             ("POST", "/v1/storage/volume/snapshot"): Route(self.volume_snapshot),
             ("POST", "/v1/storage/volume/snapshot/delete"): Route(self.snapshot_delete),
             ("POST", "/v1/storage/volume/snapshot/revert"): Route(self.snapshot_revert),
+            ("POST", "/v1/storage/volume/resize"): Route(self.volume_resize),
         }
 
     def capacity(self, body: Body, _query: dict[str, str]) -> Body:
@@ -241,6 +246,29 @@ class StorageCommands:
                            field="name")  # fmt: skip
         qemuimg.snapshot_apply(path, name)
         return {"path": path, "name": name, "reverted": True}
+
+    def volume_resize(self, body: Body, _query: dict[str, str]) -> Body:
+        path = v.abspath(body.get("path"), "path")
+        size = v.integer(body.get("size"), "size", lo=1, hi=MAX_SIZE)
+        vm = body.get("vmUuid")
+        vm_uuid = None if vm is None else v.uuid(vm, "vmUuid")
+        if vm_uuid is not None and self._active(vm_uuid):
+            target = v.token(body.get("target"), "target")
+            got = self.driver.resize_disk(vm_uuid, target, size)
+            return {"path": path, "virtualSize": int(got), "via": "libvirt"}
+        if not os.path.exists(path):
+            raise NotFound(f"path: {path} is not on this host", code="AGENT.NO_VOLUME",
+                           field="path")  # fmt: skip
+        have = int(qemuimg.info(path).get("virtual-size") or 0)
+        if size < have:
+            raise InvalidArgument(
+                f"size: {path} is {have} bytes; a volume only grows",
+                code="VOLUME.SHRINK",
+                field="size",
+            )
+        if size > have:
+            qemuimg.run(["resize", "-q", path, str(size)])
+        return {"path": path, "virtualSize": size, "via": "qemu-img"}
 
     def _active(self, vm_uuid: str) -> bool:
         if self.libvirt_uri is None:

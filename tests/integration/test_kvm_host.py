@@ -615,3 +615,59 @@ async def test_agent_usage_reports_become_host_and_vm_rates(env: Env) -> None:
     rates = series(window.samples(dom), "vm")
     assert rates and rates[-1]["cpuPercent"] > 0 and rates[-1]["diskWriteBytesPerSecond"] > 0
     assert window.samples(dom)[-1].host_uuid == inv["uuid"]
+
+
+async def test_nic_hot_plug_and_hot_add_go_through_the_agent_and_a_refusal_leaves_nothing(
+    env: Env,
+) -> None:
+    """A host whose hypervisor cannot hot-plug refuses: the NIC, its address and its DHCP
+    reservation are gone again, the VM keeps its size and the host its capacity. One that
+    can: the NIC reaches the domain and the host's reservations, and leaves both on detach;
+    vCPUs grow up to the maximum fixed at start."""
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    from agent.drivers.features import QEMU_TCG
+
+    api = env.api
+    u = await build_kvm_cloud(env)
+    l3b = (await api("CreateL3Network", name="l3b", l2NetworkUuid="l2"))["inventory"]
+    await api("AddIpRange", name="rb", l3NetworkUuid=l3b["uuid"], startIp="10.19.0.10",
+              endIp="10.19.0.20", netmask="255.255.255.0", gateway="10.19.0.1")  # fmt: skip
+    await api("UpdateGlobalConfig", category="vm", name="cpu.hotplugMax", value=2)
+    vm = (await api("CreateVmInstance", name="hp", imageUuid=u["image"],
+                    instanceOfferingUuid=u["offering"], l3NetworkUuids=[u["l3"]]))["inventory"]  # fmt: skip
+    agent = env.deployer.agents[u["host"]]
+    driver: FakeDriver = agent.commands.driver  # type: ignore[assignment]
+    # libvirt's test driver row has no CPU hot-add: the start's maximum is left out
+    assert '<vcpu placement="static">1</vcpu>' in driver.xml(vm["uuid"])
+    host = (await api("QueryHost", conditions=[f"uuid={u['host']}"]))["inventories"][0]
+
+    with pytest.raises(ZmnError) as err:  # libvirt's test driver row: no hot-plug
+        await api("AttachL3NetworkToVm", vmInstanceUuid=vm["uuid"], l3NetworkUuid=l3b["uuid"])
+    assert err.value.code == "AGENT.HOTPLUG_UNSUPPORTED"
+    assert len((await env.api("QueryVmNic", conditions=[f"vmInstanceUuid={vm['uuid']}"]))[
+        "inventories"]) == 1  # fmt: skip
+    assert (await api("QueryUsedIp", conditions=[f"l3NetworkUuid={l3b['uuid']}"]))[
+        "inventories"] == []  # fmt: skip
+    assert [n["l3Uuid"] for n in _net_state(agent)["vms"][vm["uuid"]]["nics"]] == [u["l3"]]
+    with pytest.raises(ZmnError):
+        await api("UpdateVmInstance", uuid=vm["uuid"], cpuNum=2)
+    after = (await api("QueryHost", conditions=[f"uuid={u['host']}"]))["inventories"][0]
+    assert after["availableCpuCapacity"] == host["availableCpuCapacity"]
+    assert (await api("QueryVmInstance", conditions=[f"uuid={vm['uuid']}"]))["inventories"][0][
+        "cpuNum"] == 1  # fmt: skip
+
+    driver.features = QEMU_TCG  # a hypervisor that hot-plugs (the domain is as it was)
+    inv = (await api("AttachL3NetworkToVm", vmInstanceUuid=vm["uuid"],
+                     l3NetworkUuid=l3b["uuid"]))["inventory"]  # fmt: skip
+    nic = next(n for n in inv["vmNics"] if n["l3NetworkUuid"] == l3b["uuid"])
+    assert nic["mac"] in driver.xml(vm["uuid"])
+    assert {n["mac"] for n in _net_state(agent)["vms"][vm["uuid"]]["nics"]} == {
+        vm["vmNics"][0]["mac"], nic["mac"]
+    }  # fmt: skip
+    await api("DetachL3NetworkFromVm", vmNicUuid=nic["uuid"])
+    assert nic["mac"] not in driver.xml(vm["uuid"])
+    assert [n["mac"] for n in _net_state(agent)["vms"][vm["uuid"]]["nics"]] == [
+        vm["vmNics"][0]["mac"]
+    ]
+    await api("DestroyVmInstance", uuid=vm["uuid"])

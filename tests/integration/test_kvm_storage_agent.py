@@ -140,3 +140,21 @@ def test_snapshot_revert_and_delete(client, tmp_path: Path) -> None:
             "/v1/storage/volume/snapshot/delete", {"path": str(path), "name": "s1"}
         )
         assert status == 200 and body["deleted"] is False
+
+
+def test_a_volume_grows_with_qemu_img_and_never_shrinks(client, tmp_path: Path) -> None:
+    vol = tmp_path / "ps" / "volumes" / "v3" / "v3.qcow2"
+    client.post("/v1/storage/volume/create", {"path": str(vol), "size": 64 << 20})
+    status, body = client.post("/v1/storage/volume/resize", {"path": str(vol), "size": 128 << 20})
+    assert status == 200 and body["via"] == "qemu-img", body
+    assert info(vol)["virtual-size"] == 128 << 20
+    status, body = client.post("/v1/storage/volume/resize", {"path": str(vol), "size": 64 << 20})
+    assert status == 400 and body["error"]["code"] == "VOLUME.SHRINK", body
+    assert body["error"]["details"]["field"] == "size"
+    assert info(vol)["virtual-size"] == 128 << 20
+    status, body = client.post("/v1/storage/volume/resize", {"path": str(vol), "size": 128 << 20})
+    assert status == 200 and info(vol)["virtual-size"] == 128 << 20  # same size: a no-op
+    status, body = client.post(
+        "/v1/storage/volume/resize", {"path": str(tmp_path / "none.qcow2"), "size": 1 << 30}
+    )
+    assert status == 404 and body["error"]["code"] == "AGENT.NO_VOLUME"

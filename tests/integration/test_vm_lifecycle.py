@@ -169,10 +169,14 @@ async def test_operations_not_allowed_name_the_state(cloud: Cloud) -> None:
     with pytest.raises(InvalidState) as err:
         await api("StartVmInstance", uuid=vm["uuid"])
     assert "in state Running" in err.value.message
-    with pytest.raises(InvalidState):
-        await api("ChangeInstanceOffering", vmInstanceUuid=vm["uuid"], instanceOfferingUuid="small")
-    with pytest.raises(InvalidState):
-        await api("UpdateVmInstance", uuid=vm["uuid"], cpuNum=2)
+    # a Running VM grows only up to the hot-add maxima fixed at its start (none by default)
+    with pytest.raises(InvalidState) as err:
+        await api("UpdateVmInstance", uuid=vm["uuid"], cpuNum=vm["cpuNum"] + 1)
+    assert err.value.code == "VM_INSTANCE.HOTPLUG_LIMIT"
+    assert "vm/cpu.hotplugMax" in err.value.message
+    with pytest.raises(InvalidState) as err:
+        await api("UpdateVmInstance", uuid=vm["uuid"], memorySize=vm["memorySize"] // 2)
+    assert err.value.code == "VM_INSTANCE.HOTPLUG_SHRINK" and "stop" in err.value.message
     await api("DestroyVmInstance", uuid=vm["uuid"])
 
 

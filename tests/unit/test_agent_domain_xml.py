@@ -70,6 +70,8 @@ CASES = {
     "tcg_full": (FULL, QEMU_TCG),
     "test_driver": (vm(consoleMode="none"), TEST),
     "hostile_names": (vm(name=HOSTILE, description=HOSTILE + "\n<!-- -->"), QEMU_TCG),
+    # CPU and memory hot-add: <vcpu current=2>4</vcpu>, <maxMemory>, one NUMA cell
+    "tcg_hotplug": (vm(maxCpuNum=4, maxMemorySize=(1 << 30) + (512 << 20)), QEMU_TCG),
 }
 
 

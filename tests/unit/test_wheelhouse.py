@@ -44,3 +44,23 @@ def test_a_compiled_distribution_is_refused(tmp_path: Path) -> None:
         repack(importlib.metadata.distribution("msgspec"), tmp_path)
     assert refused.value.code == "KVM.WHEELHOUSE_FAILED"
     assert "not a pure-Python distribution" in refused.value.message
+
+
+def test_every_zmn_module_the_agent_imports_ships_in_its_wheel() -> None:
+    """A host has only the agent's wheel: an agent import of a zmn module left out of
+    ``_CONTRACT`` would keep the agent from starting there (found by the KVM e2e, once)."""
+    import ast
+
+    from zmn.services.kvm.wheelhouse import _CONTRACT
+
+    root = Path(__file__).resolve().parents[2]
+    imported: set[str] = set()
+    for path in (root / "agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("zmn"):
+                imported.add(str(node.module))
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names if a.name.startswith("zmn"))
+    files = {m: m.replace(".", "/") for m in imported}
+    missing = {m for m, f in files.items() if not {f"{f}.py", f"{f}/__init__.py"} & set(_CONTRACT)}
+    assert missing == set()

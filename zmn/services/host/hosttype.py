@@ -93,9 +93,10 @@ class HypervisorDriver(Protocol):
     """VM operations of a host type (the simulator now, the KVM agent later).
 
     ``op`` is one of start, stop, reboot, pause, resume, destroy, migrate, attachVolume,
-    detachVolume, attachNic, detachNic, takeSnapshot; ``vm`` is the VM inventory (with
-    ``vmNics`` and ``allVolumes``); ``args`` holds what the operation needs besides
-    (``targetHostUuid``, ``volume``, ``nic``, ``type=cold`` ...). Returns what the hypervisor
+    detachVolume, attachNic, detachNic, takeSnapshot, resizeVolume, changeCpuMemory; ``vm``
+    is the VM inventory (with ``vmNics`` and ``allVolumes``); ``args`` holds what the
+    operation needs besides (``targetHostUuid``, ``volume``, ``nic``, ``type=cold``, the
+    hot-add limits ``maxCpuNum``/``maxMemorySize`` of a start, ``size`` of a resize ...). Returns what the hypervisor
     reports (at least ``state``).
     """
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zmn.api.errors import NotFound, OperationFailed, Unavailable
+from zmn.api.hotplug import Limits, check
 from zmn.services.host.hosttype import HostFacts, HostRef
 
 DEFAULT_CPU = 8
@@ -44,6 +45,9 @@ class SimulatedVm:
     volumes: dict[str, int] = field(default_factory=dict)  # volume UUID -> device id
     nics: dict[str, str] = field(default_factory=dict)  # NIC UUID -> IP
     snapshots: list[str] = field(default_factory=list)
+    maxCpuNum: int = 0  # hot-add limits fixed at start (0: none)
+    maxMemorySize: int = 0
+    volumeSizes: dict[str, int] = field(default_factory=dict)  # volume UUID -> grown size
 
 
 @dataclass
@@ -351,6 +355,8 @@ def _report(vm: SimulatedVm | None) -> dict[str, Any]:
 def _start(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
     rec = sim.start_vm(host, vm["uuid"], int(vm["cpuNum"]), int(vm["memorySize"]))
     rec.cpuNum, rec.memorySize = int(vm["cpuNum"]), int(vm["memorySize"])
+    rec.maxCpuNum = int(args.get("maxCpuNum") or 0)
+    rec.maxMemorySize = int(args.get("maxMemorySize") or 0)
     rec.volumes = {
         v["uuid"]: int(v.get("deviceId") or 0)
         for v in vm.get("allVolumes", [])
@@ -416,6 +422,32 @@ def _device(op: str) -> Any:
     return run
 
 
+def _change_cpu_memory(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    """Hot-add, with the limits the start fixed and the KVM agent's checks."""
+    record = sim.host(host)
+    sim.check("changeCpuMemory", host, record.managementIp)
+    rec = sim.vm(host, vm["uuid"])
+    have = Limits(
+        rec.cpuNum,
+        max(rec.cpuNum, rec.maxCpuNum),
+        rec.memorySize,
+        max(rec.memorySize, rec.maxMemorySize),
+        free_slots=16,
+    )
+    cpu, memory = int(args["cpuNum"]), int(args["memorySize"])
+    check(vm["uuid"], have, cpu, memory)
+    rec.cpuNum, rec.memorySize = cpu, memory
+    return {**_report(rec), "cpuNum": cpu, "memorySize": memory}
+
+
+def _resize_volume(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    record = sim.host(host)
+    sim.check("resizeVolume", host, record.managementIp)
+    rec = sim.vm(host, vm["uuid"])
+    rec.volumeSizes[str(args["volume"]["uuid"])] = int(args["size"])
+    return _report(rec)
+
+
 _VM_OPS: dict[str, Any] = {
     "start": _start,
     "stop": _stop,
@@ -429,4 +461,6 @@ _VM_OPS: dict[str, Any] = {
     "attachNic": _device("attachNic"),
     "detachNic": _device("detachNic"),
     "takeSnapshot": _device("takeSnapshot"),
+    "changeCpuMemory": _change_cpu_memory,
+    "resizeVolume": _resize_volume,
 }

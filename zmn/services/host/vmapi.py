@@ -83,6 +83,8 @@ HypervisorOperation = Literal[
     "attachNic",
     "detachNic",
     "takeSnapshot",
+    "resizeVolume",
+    "changeCpuMemory",
 ]
 
 
@@ -94,7 +96,11 @@ class HypervisorOp(ApiMessage, kw_only=True):
     op: Annotated[HypervisorOperation, Doc("operation")]
     vm: Annotated[dict[str, Any], Doc("VM inventory with vmNics and allVolumes")]
     args: Annotated[
-        dict[str, Any], Doc("targetHostUuid (migrate), volume, nic, type=cold (stop) ...")
+        dict[str, Any],
+        Doc(
+            "targetHostUuid (migrate), volume, nic, type=cold (stop), maxCpuNum/maxMemorySize"
+            " (start), volume+size (resizeVolume), cpuNum+memorySize (changeCpuMemory) ..."
+        ),
     ] = {}
 
 
@@ -116,7 +122,8 @@ class SimulatorInjectFailure(ApiMessage, kw_only=True):
         str | None,
         Doc(
             "VM operation (start, stop, reboot, pause, resume, destroy, migrate, attachVolume,"
-            " detachVolume, attachNic, detachNic, takeSnapshot) or * for any; omit with"
+            " detachVolume, attachNic, detachNic, takeSnapshot, resizeVolume, changeCpuMemory)"
+            " or * for any; omit with"
             " disconnect=true to disconnect the host now"
         ),
     ] = None

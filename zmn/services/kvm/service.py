@@ -36,6 +36,7 @@ from zmn.services.kvm.tags import FACT_TAGS
 from zmn.services.kvm.template import export_volume
 from zmn.services.kvm.vmsync import KvmVmSync
 from zmn.services.primary_storage.local import LocalStorageBackend
+from zmn.services.volume.resize import VolumeResizeStorage
 from zmn.services.volume.snapshots import VolumeSnapshotStorage
 
 if TYPE_CHECKING:
@@ -192,7 +193,9 @@ class KvmService(Service):
         node.extensions.add(HostType, self.host_type)  # type: ignore[type-abstract]
         self.vmsync = KvmVmSync(node, self.host_type)
         node.extensions.add(LocalStorageBackend, KvmLocalStorage(self.host_type))  # type: ignore[type-abstract]
-        node.extensions.add(VolumeSnapshotStorage, KvmLocalSnapshots(self.host_type))  # type: ignore[type-abstract]
+        local_volumes = KvmLocalSnapshots(self.host_type)
+        node.extensions.add(VolumeSnapshotStorage, local_volumes)  # type: ignore[type-abstract]
+        node.extensions.add(VolumeResizeStorage, local_volumes)  # type: ignore[type-abstract]
         node.extensions.add(ConsoleProvider, KvmConsoles(self.host_type))  # type: ignore[type-abstract]
 
     def _secret_of(self, host_uuid: str) -> str | None:

@@ -9,10 +9,11 @@
   as a qcow2 overlay on its image in the host's cache (``qemu-img create -b
   DIR/cache/IMG.qcow2 -F qcow2``), a data volume empty. Volumes on other storage types keep
   the deployer's empty-file fallback.
-* :class:`KvmLocalSnapshots` is the volume service's ``VolumeSnapshotStorage`` for local
-  storage: snapshots of volumes no running domain holds (VM Stopped, volume detached), their
-  revert and deletion go to the agent of the host holding the file
-  (``/v1/storage/volume/snapshot[/delete|/revert]``: ``qemu-img snapshot -c|-d|-a``).
+* :class:`KvmLocalSnapshots` is the volume service's ``VolumeSnapshotStorage`` and
+  ``VolumeResizeStorage`` for local storage: snapshots of volumes no running domain holds (VM
+  Stopped, volume detached), their revert and deletion, and their growth, go to the agent of
+  the host holding the file (``/v1/storage/volume/snapshot[/delete|/revert]``: ``qemu-img
+  snapshot -c|-d|-a``; ``/v1/storage/volume/resize``: ``qemu-img resize``).
 * the image cache: when ``DIR/cache/<imageUuid>.qcow2`` is missing on a host, the node copies
   it there from the image store backup storage, streaming SFTP to SFTP (both machines' SSH
   host keys pinned), into a ``.part`` file that is renamed only after its SHA-256 matched the
@@ -160,6 +161,27 @@ class KvmLocalSnapshots:
         return await self._post(
             "/v1/storage/volume/snapshot/revert", volume, snapshot_uuid, vm_uuid
         )
+
+    async def resize_volume(
+        self, volume: Mapping[str, Any], size: int, vm_uuid: str | None
+    ) -> bool:
+        """``VolumeResizeStorage``: ``qemu-img resize`` of a file no running domain holds; a
+        volume not made on any host yet is made at its new size when first used."""
+        try:
+            host = self._holder(volume)
+        except OperationFailed as exc:
+            if exc.code == "KVM.VOLUME_NOT_MADE":
+                return True
+            raise
+        if host is None:
+            return False
+        body: dict[str, Any] = {"path": volume["installPath"], "size": size}
+        if vm_uuid:
+            body["vmUuid"] = vm_uuid
+        await self.ht.client(host, self.ht.record(host.uuid)).post(
+            "/v1/storage/volume/resize", body
+        )
+        return True
 
 
 async def sync_after_ping(ht: KvmHostType, host: HostRef) -> None:
@@ -348,7 +370,7 @@ def check_migratable(ht: KvmHostType, vm: Mapping[str, Any]) -> None:
         )
 
 
-STORAGE_OPS = ("attachVolume", "detachVolume", "takeSnapshot")
+STORAGE_OPS = ("attachVolume", "detachVolume", "takeSnapshot", "resizeVolume")
 
 
 def disk_of(vol: Mapping[str, Any]) -> dict[str, Any]:
@@ -379,6 +401,12 @@ async def vm_storage_op(
     if op == "detachVolume":
         await client.post("/v1/vm/detach-disk", {"uuid": uuid, "disk": disk_of(vol)})
         return {"state": vm.get("state")}
+    if op == "resizeVolume":  # the running domain's disk: blockResize, the guest sees it
+        target = "vd" + chr(ord("a") + int(vol.get("deviceId") or 0))
+        body = {"path": vol["installPath"], "size": int(args["size"]), "vmUuid": uuid,
+                "target": target}  # fmt: skip
+        done = await client.post("/v1/storage/volume/resize", body)
+        return {"state": vm.get("state"), "resized": done}
     # takeSnapshot: an internal qcow2 snapshot named after the snapshot
     if not local_storages(ht, {str(vol.get("primaryStorageUuid"))}):
         raise OperationFailed(

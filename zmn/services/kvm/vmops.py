@@ -19,6 +19,10 @@ storage are made by the agent (a root volume as a qcow2 overlay on its cached im
 on other storage types are made empty by the deployer over SSH, which still gives a real
 domain. attachVolume, detachVolume and takeSnapshot go there too.
 
+Online changes (:mod:`zmn.services.kvm.online`): attachNic / detachNic hot-plug a NIC with
+its bridge and network state; changeCpuMemory hot-adds vCPUs and memory up to the maxima the
+start fixed (``maxCpuNum`` / ``maxMemorySize`` in the start body).
+
 Migrate (:func:`migrate`): a VM with volumes on local storage is refused
 (``KVM.MIGRATE_LOCAL_STORAGE``). Otherwise the target host gets what the VM needs before the
 domain arrives (its L2 bridges, its volumes, its network state: reservations and EIPs), the
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
-from zmn.services.kvm import storage
+from zmn.services.kvm import online, storage
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 from zmn.services.kvm.iso import cdrom_for_start, change_media
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zmn.kvm.vm")
 
 SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume", "migrate", "attachIso",
-             "detachIso")  # fmt: skip
+             "detachIso", "attachNic", "detachNic", "changeCpuMemory")  # fmt: skip
 
 
 def bridge_name(physical: str, vlan: int | None) -> str:
@@ -149,6 +153,7 @@ async def vm_op(
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
         await storage.prepare_volumes(ht, host, client, volumes, row)
         spec = vm_spec(vm, bridges)
+        spec.update({k: int(args[k]) for k in ("maxCpuNum", "maxMemorySize") if args.get(k)})
         cdrom, spec["bootDevices"] = await cdrom_for_start(ht, host, client, vm)
         spec["disks"].append(cdrom)
         graphics = str(ht.node.global_config.get("kvm", "vm.graphics"))
@@ -185,6 +190,11 @@ async def vm_op(
     if op in ("attachIso", "detachIso"):
         iso = str(args["iso"]["uuid"]) if op == "attachIso" else None
         return await change_media(ht, host, client, vm, iso)
+    if op in ("attachNic", "detachNic"):
+        return await online.hotplug_nic(ht, client, op, vm, dict(args["nic"]))
+    if op == "changeCpuMemory":
+        body = {"uuid": uuid, "cpuNum": int(args["cpuNum"]), "memorySize": int(args["memorySize"])}
+        return {"state": vm.get("state"), **await client.post("/v1/vm/set-cpu-memory", body)}
     if op == "migrate":
         return await migrate(ht, host, client, vm, str(args.get("targetHostUuid") or ""), timeout)
     if op == "reboot":

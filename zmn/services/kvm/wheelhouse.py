@@ -2,7 +2,7 @@
 
 It holds ``zagent-<version>+<digest>-py3-none-any.whl``: the agent (package ``agent``) and the
 API contract it imports (``zmn/api/errors.py``, ``zmn/api/agentauth.py``,
-``zmn/api/cloudinit.py``), built here from the
+``zmn/api/cloudinit.py``, ``zmn/api/hotplug.py``), built here from the
 node's own files with :mod:`zipfile` (so a node installed with a plain ``pip install .`` builds
 it, with no compiler, no libvirt headers and no package index); the digest of those files is in
 the version, so changed agent code is a new version and is redeployed.
@@ -43,7 +43,7 @@ DEPENDENCIES = ("PyYAML", "typer", "pycdlib")
 SHIPPED = ("typer", "pycdlib")
 FROM_HOST = {"pyyaml", "libvirt-python"}  # the host's python3-yaml / python3-libvirt
 _CONTRACT = ("zmn/__init__.py", "zmn/api/__init__.py", "zmn/api/errors.py", "zmn/api/agentauth.py",
-             "zmn/api/cloudinit.py")  # fmt: skip
+             "zmn/api/cloudinit.py", "zmn/api/hotplug.py")  # fmt: skip
 
 
 @dataclass(frozen=True)

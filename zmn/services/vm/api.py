@@ -133,7 +133,8 @@ class MigrateVm(ApiMessage, kw_only=True):
 
 @api(resource="VmInstance", verb="update")
 class UpdateVmInstance(ApiMessage, kw_only=True):
-    """Rename a VM, change its description or default L3; cpuNum/memorySize when Stopped."""
+    """Rename a VM, change its description or default L3, or its cpuNum/memorySize (a Running
+    VM only grows, up to the hot-add maxima fixed at its start)."""
 
     uuid: Uuid
     name: Annotated[str | None, Doc("new name")] = None
@@ -141,8 +142,13 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
     defaultL3NetworkUuid: Annotated[str | None, Doc("L3 of one of its NICs"), Ref("L3Network")] = (
         None
     )
-    cpuNum: Annotated[int | None, Doc("vCPUs (Stopped VMs only)")] = None
-    memorySize: Annotated[int | None, Doc("memory in bytes (Stopped VMs only)")] = None
+    cpuNum: Annotated[
+        int | None, Doc("vCPUs (Running: only more, up to vm/cpu.hotplugMax at its start)")
+    ] = None
+    memorySize: Annotated[
+        int | None,
+        Doc("memory in bytes (Running: only more, by 128 MiB steps, up to vm/memory.hotplugMax)"),
+    ] = None
     userData: Annotated[
         str | None,
         Doc("new cloud-init user data, text or base64 (Stopped VMs only)"),
@@ -158,7 +164,11 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
 
 @api(resource="VmInstance", verb="change-offering")
 class ChangeInstanceOffering(ApiMessage, kw_only=True):
-    """Give a stopped VM the vCPUs and memory of another instance offering."""
+    """Give a VM the vCPUs and memory of another instance offering.
+
+    A Stopped VM takes them at its next start. A Running VM grows online (vCPUs and memory
+    hot-added) up to the maxima fixed at its start by vm/cpu.hotplugMax and
+    vm/memory.hotplugMax; shrinking it, or growing it beyond them, needs a stop."""
 
     vmInstanceUuid: Annotated[str, Doc("VM UUID or name"), Ref("VmInstance")]
     instanceOfferingUuid: Annotated[

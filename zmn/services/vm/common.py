@@ -15,6 +15,7 @@ from sqlalchemy import Table, bindparam, select, update
 from zmn.api.errors import ZmnError, not_found
 from zmn.core import crud
 from zmn.core.db import utcnow
+from zmn.services.vm.limits import start_limits
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.states import VM_STATE
 
@@ -190,6 +191,8 @@ async def send(call: Call, api_name: str, **args: Any) -> Any:
 
 
 async def hypervisor(call: Call, host_uuid: str, op: str, vm: dict[str, Any], **args: Any) -> Any:
+    if op == "start":  # every start fixes the VM's hot-add limits from the global config
+        args = {**start_limits(call.node, vm), **args}
     return await send(call, "HypervisorOp", hostUuid=host_uuid, op=op, vm=vm, args=args)
 
 

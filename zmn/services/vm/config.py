@@ -1,5 +1,6 @@
-"""VM configuration handlers: update, instance offering, L3 networks (NICs), state checks for
-other services (volumes), and NIC removal when an L3 network is deleted with cascade."""
+"""VM configuration handlers: update, instance offering (hot-added on a Running VM:
+:mod:`zmn.services.vm.online`), L3 networks (NICs, hot-plugged on a Running VM), state checks
+for other services (volumes), and NIC removal when an L3 network is deleted with cascade."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from zmn.services.vm.api import (
 from zmn.services.vm.common import VmBase, check_op, hypervisor, load_vm, quietly
 from zmn.services.vm.models import VmNicVO
 from zmn.services.vm.nics import create_nic, next_device_id, nic_inventory, remove_nic
+from zmn.services.vm.online import grow_running
 
 
 def cluster_reaches_l3(call: Call, cluster_uuid: str, l3_uuid: str) -> bool:
@@ -42,7 +44,9 @@ class ConfigHandlers(VmBase):
     async def update_vm(self, msg: UpdateVmInstance, call: Call) -> dict[str, Any]:
         async with self.vm_slot(msg.uuid, "UpdateVmInstance"):
             vm = check_op(call, msg.uuid, "update")
-            if (msg.cpuNum is not None or msg.memorySize is not None) and vm["state"] != "Stopped":
+            resize = msg.cpuNum is not None or msg.memorySize is not None
+            online = resize and vm["state"] == "Running"
+            if resize and vm["state"] != "Stopped" and not online:
                 check_op(call, msg.uuid, "changeInstanceOffering")
             if msg.userData is not None or msg.sshKeys is not None:
                 if vm["state"] != "Stopped":
@@ -76,6 +80,10 @@ class ConfigHandlers(VmBase):
             changed = {k: v for k, v in changes.items() if v is not None}
             if "instanceOfferingUuid" in changes:
                 changed["instanceOfferingUuid"] = None
+            if online:
+                cpu = vm["cpuNum"] if msg.cpuNum is None else msg.cpuNum
+                memory = vm["memorySize"] if msg.memorySize is None else msg.memorySize
+                await grow_running(call, vm, cpu, memory)
             return await _update(call, msg.uuid, changed)
 
     @handler(ChangeInstanceOffering)
@@ -84,7 +92,9 @@ class ConfigHandlers(VmBase):
     ) -> dict[str, Any]:
         uuid = msg.vmInstanceUuid
         async with self.vm_slot(uuid, "ChangeInstanceOffering"):
-            check_op(call, uuid, "changeInstanceOffering")
+            vm = load_vm(call, uuid)
+            if vm["state"] != "Running":  # a Running VM grows online (online.py)
+                check_op(call, uuid, "changeInstanceOffering")
             with call.tx() as s:
                 off = crud.get_row(
                     s,
@@ -105,6 +115,8 @@ class ConfigHandlers(VmBase):
                     "cpuSpeed": off.cpuSpeed,
                     "allocatorStrategy": off.allocatorStrategy,
                 }
+            if vm["state"] == "Running":
+                await grow_running(call, vm, int(off.cpuNum), int(off.memorySize))
             return await _update(call, uuid, values)
 
     # ----------------------------------------------------------------- L3 networks

@@ -39,6 +39,7 @@ from zmn.services.vm.iso import ERRORS as ISO_ERRORS
 from zmn.services.vm.iso import ISO, IsoHandlers
 from zmn.services.vm.leases import LeaseTracker
 from zmn.services.vm.lifecycle import LifecycleHandlers
+from zmn.services.vm.limits import HOTPLUG_CONFIGS
 from zmn.services.vm.maintenance import VmHostMaintenance
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.plan import HOSTNAME, STATIC_IP
@@ -108,6 +109,7 @@ class VmService(
             " cannot move), Migrate (fail when one cannot move) or Stop",
             choices=("MigrateOrStop", "Migrate", "Stop"),
         ),
+        *HOTPLUG_CONFIGS,
     ]
     error_codes = {
         "VM_INSTANCE.NOT_FOUND": "no VM with that UUID or name",
@@ -127,6 +129,9 @@ class VmService(
         "VM_INSTANCE.L3_ALREADY_ATTACHED": "the VM already has a NIC on that L3 network",
         "VM_INSTANCE.L3_UNREACHABLE": "the VM's cluster is not attached to the L3's L2 network",
         "VM_NIC.NOT_FOUND": "no NIC with that UUID",
+        "VM_INSTANCE.HOTPLUG_SHRINK": "a running VM only grows its vCPUs and memory: stop it",
+        "VM_INSTANCE.HOTPLUG_LIMIT": "beyond the hot-add maximum fixed at the VM's start",
+        "VM_INSTANCE.HOTPLUG_BLOCK": "memory is hot-added in whole 128 MiB blocks",
         **CONSOLE_ERRORS,
         **WAIT_ERRORS,
         "TEST.FAULT_INJECTED": "a flow failed because a test asked it to",

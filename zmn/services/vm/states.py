@@ -106,6 +106,7 @@ ALLOWED: dict[str, set[str]] = {
     "detachVolume": {"Running", "Stopped", "Paused"},
     "takeSnapshot": {"Running", "Stopped", "Paused"},
     "revertVolume": {"Stopped"},
+    "resizeVolume": {"Running", "Stopped", "Paused"},
 }
 
 VM_STATE = StateMachine("VmInstance", _T, ALLOWED)

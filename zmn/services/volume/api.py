@@ -58,6 +58,28 @@ class DetachDataVolumeFromVm(ApiMessage, kw_only=True):
     uuid: Annotated[str, Doc("data volume UUID or name")]
 
 
+@api(resource="Volume", verb="resize-root", long=True)
+class ResizeRootVolume(ApiMessage, kw_only=True):
+    """Grow a root volume to ``size`` bytes, online when its VM runs.
+
+    The guest of a running VM sees the bigger disk at once; a stopped VM's volume grows on its
+    storage. A volume never shrinks."""
+
+    volumeUuid: Annotated[str, Doc("root volume UUID or name"), Ref("Volume")]
+    size: Annotated[int, Doc("new size in bytes, not smaller than now")]
+
+
+@api(resource="Volume", verb="resize-data", long=True)
+class ResizeDataVolume(ApiMessage, kw_only=True):
+    """Grow a data volume to ``size`` bytes, online when its VM runs.
+
+    Otherwise it grows on its storage (or, not made yet, is made at that size). A volume
+    never shrinks."""
+
+    volumeUuid: Annotated[str, Doc("data volume UUID or name"), Ref("Volume")]
+    size: Annotated[int, Doc("new size in bytes, not smaller than now")]
+
+
 @api(resource="VolumeSnapshot", verb="create", long=True)
 class CreateVolumeSnapshot(CreateMessage, kw_only=True):
     """Take a snapshot of a volume."""

@@ -18,6 +18,7 @@ from zmn.core.service import Service
 from zmn.services.volume.data import VOLUME_STATE, DataVolumeHandlers
 from zmn.services.volume.flows import CHAINS, recover
 from zmn.services.volume.models import VolumeSnapshotVO, VolumeVO
+from zmn.services.volume.resize import ResizeHandlers
 from zmn.services.volume.snapshots import SnapshotHandlers
 from zmn.services.volume.store import StoreHandlers
 
@@ -117,7 +118,7 @@ class VolumeConsistency:
         return out
 
 
-class VolumeService(DataVolumeHandlers, SnapshotHandlers, StoreHandlers, Service):
+class VolumeService(DataVolumeHandlers, SnapshotHandlers, ResizeHandlers, StoreHandlers, Service):
     name = "volume"
     summary = "volumes and volume snapshots"
     requires = ("primaryStorage",)
@@ -132,6 +133,8 @@ class VolumeService(DataVolumeHandlers, SnapshotHandlers, StoreHandlers, Service
         "VOLUME.UNREACHABLE": "the VM's cluster is not attached to the volume's primary storage",
         "VOLUME.ROOT_IN_USE": "a root volume goes with its VM",
         "VOLUME_SNAPSHOT.NOT_FOUND": "no snapshot with that UUID or name",
+        "VOLUME.SHRINK": "a volume only grows: the new size is smaller than the volume",
+        "VOLUME.WRONG_TYPE": "ResizeRootVolume is for root volumes, ResizeDataVolume for data",
     }
 
     def __init__(self, node: Node) -> None:
