@@ -201,8 +201,7 @@ async def test_vm_on_shared_storage_moves_between_hosts_when_stopped(env: Env) -
     assert env.ns("store").exists(tpl["backupStorageRefs"][0]["installPath"])
     assert not list((Path(env.shared["url"]) / "export").glob("*"))  # temporary file gone
 
-    await env.api("DestroyVmInstance", uuid=vm["uuid"])
-    await env.api("ExpungeVmInstance", uuid=vm["uuid"])
+    await env.api("DestroyVmInstance", uuid=vm["uuid"])  # expunged now (policy Direct)
     deadline = time.monotonic() + 60
     while Path(path).exists():  # the file goes through a host that sees the storage
         assert time.monotonic() < deadline, f"{path} still there"
@@ -300,5 +299,8 @@ async def test_local_storage_migrate_volume_moves_a_stopped_vm(env: Env) -> None
     assert paths[0] in kvm2.virsh("domblklist", vm["uuid"])
     out = await guest_ssh(kvm2, ip, env.key, "cat /root/mark; cat /sys/block/vdb/size")
     assert out.split() == ["moved-with-me", str(32 * MiB // 512)]
-    await api("DestroyVmInstance", uuid=vm["uuid"])
-    await api("ExpungeVmInstance", uuid=vm["uuid"])
+    await api("DestroyVmInstance", uuid=vm["uuid"])  # expunged now (policy Direct)
+    deadline = time.monotonic() + 60
+    while kvm2.exists(paths[0]):  # the root volume's file goes from its new host
+        assert time.monotonic() < deadline, f"{paths[0]} still on kvm2"
+        await asyncio.sleep(1)
