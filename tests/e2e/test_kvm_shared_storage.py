@@ -145,6 +145,7 @@ async def test_shared_storage_is_connected_on_every_host_with_one_capacity(env: 
         assert env.ns(name).exists(str(marker))
 
 
+@pytest.mark.timeout(1200)  # two guest boots under TCG on a loaded machine
 async def test_vm_on_shared_storage_moves_between_hosts_when_stopped(env: Env) -> None:
     vm = await create_vm(env, "s1", "kvm1")
     assert vm["state"] == "Running" and vm["hostUuid"] == env.hosts["kvm1"]["uuid"]
@@ -245,6 +246,7 @@ def holder(env: Env, volume_uuid: str) -> str | None:
         return None if ref is None else ref.hostUuid
 
 
+@pytest.mark.timeout(1200)  # two guest boots under TCG on a loaded machine
 async def test_local_storage_migrate_volume_moves_a_stopped_vm(env: Env) -> None:
     api, kvm1, kvm2 = env.api, env.ns("kvm1"), env.ns("kvm2")
     h1, h2 = env.hosts["kvm1"]["uuid"], env.hosts["kvm2"]["uuid"]
@@ -282,9 +284,12 @@ async def test_local_storage_migrate_volume_moves_a_stopped_vm(env: Env) -> None
     assert (await inventory(env, "VmInstance", vm["uuid"]))["lastHostUuid"] == h1
 
     # the move: both volumes, then the VM's host
+    sizes = sum(int(kvm1.run(["stat", "-c", "%s", p]).stdout) for p in paths)
+    started_at = time.monotonic()
     moved = (await api("LocalStorageMigrateVolume", volumeUuid=root["uuid"], destHostUuid=h2))[
         "inventory"
     ]
+    print(f"LocalStorageMigrateVolume: {sizes} bytes in {time.monotonic() - started_at:.1f} s")
     assert moved["uuid"] == root["uuid"]
     assert holder(env, root["uuid"]) == holder(env, data["uuid"]) == h2
     assert all(kvm2.exists(p) and not kvm1.exists(p) for p in paths)
@@ -293,6 +298,7 @@ async def test_local_storage_migrate_volume_moves_a_stopped_vm(env: Env) -> None
     assert after["availableCapacity"] - before["availableCapacity"] == (
         after["totalCapacity"] - before["totalCapacity"]
     )  # the volumes' bytes counted once: only the hosts' file systems moved
+    assert (await api("CheckConsistency"))["violations"] == []
 
     started = (await api("StartVmInstance", uuid=vm["uuid"]))["inventory"]
     assert started["hostUuid"] == h2
