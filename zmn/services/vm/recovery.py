@@ -12,8 +12,9 @@ The job that ran the chain (already Interrupted by the core) gets the recovery w
 its error: the chain, the step it stopped at and what was done about it.
 
 :class:`Reconciler` runs every ``vm/reconcile.interval`` seconds: it compares each VM the
-database places on a Connected host with the hypervisor's own state (a VM that is gone there
-becomes Stopped and gives its capacity back; Running/Paused follow the hypervisor), puts host
+database places on a Connected host it owns with the hypervisor's own state (a VM that is gone
+there becomes Stopped, by one conditional UPDATE, and whoever made that UPDATE gives its
+capacity back; Running/Paused follow the hypervisor), puts host
 CPU/memory back to total minus what the placed VMs take (on the hosts it owns, once the drift
 holds still: see :meth:`Reconciler._confirmed_capacity_drift`), and reports every other
 invariant violation (IPs, storage, NICs). Each drift is logged and published on ``/reconcile/drift``.
@@ -26,7 +27,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 
 from zmn.core import crud
 from zmn.core.consistency import ConsistencyCheck, Violation
@@ -318,6 +319,8 @@ class Reconciler:
                 return out
             after = batch[-1][0]
             for uuid, host, state in batch:
+                if not self.node.owns_resource(host):
+                    continue  # the host's owner compares its VMs (one node per host)
                 if host not in truth:
                     truth[host] = await _host_truth(call, host)
                 states = truth[host]
@@ -353,7 +356,12 @@ class Reconciler:
         if truth in ("Running", "Paused"):
             await _force_state(call, uuid, truth)
             return item
-        # gone (or stopped) on the hypervisor: it no longer takes the host's capacity
+        # gone (or stopped) on the hypervisor: it no longer takes the host's capacity. One
+        # conditional UPDATE moves it to Stopped, and only the pass that made it gives the
+        # capacity back: the VM slot held here is this node's, and another node's pass (or
+        # the owner's own report) may be settling the same VM at the same time
+        if not await _stop_gone(call, uuid, host, vm["state"]):
+            return None
         await send(
             call,
             "ReleaseHostCapacity",
@@ -361,7 +369,6 @@ class Reconciler:
             cpuNum=vm["cpuNum"],
             memorySize=vm["memorySize"],
         )
-        await _force_state(call, uuid, "Stopped", hostUuid=None, lastHostUuid=host)
         return item
 
     def _check(self, checker: ConsistencyCheck) -> list[Violation]:
@@ -404,7 +411,9 @@ class Reconciler:
         drift = [
             v
             for v in violations
-            if v.get("check") == "host-capacity" and self.node.owns_resource(str(v.get("uuid")))
+            if v.get("check") == "host-capacity"
+            and not v.get("inFlight")
+            and self.node.owns_resource(str(v.get("uuid")))
         ]
         if not drift:
             return set()
@@ -423,7 +432,11 @@ class Reconciler:
                     )
                 )
             )
-        return {_key(v) for v in drift if _key(v) in again and v.get("uuid") not in busy}
+        return {
+            _key(v)
+            for v in drift
+            if _key(v) in again and v.get("uuid") not in busy and not v.get("inFlight")
+        }
 
 
 def _key(v: Violation) -> tuple[Any, ...]:
@@ -464,26 +477,41 @@ async def _force_state(call: Call, uuid: str, state: str, **fields: Any) -> None
 
 
 async def _fix_host_capacity(call: Call, v: Violation) -> bool:
-    """Bring available CPU/memory to total minus placed VMs, by releasing or reserving the gap."""
+    """Bring available CPU/memory to total minus placed VMs, only while they are still what the
+    check saw (compare and set: two nodes that both own the host while the ring changes, or a
+    capacity change since the check, never make the repair count twice)."""
     expected, actual = v.get("expected"), v.get("actual")
     if not isinstance(expected, list) or not isinstance(actual, list):
         return False
-    cpu, memory = int(expected[0]) - int(actual[0]), int(expected[1]) - int(actual[1])
-    for c, m in ((cpu, 0), (0, memory)):
-        if c > 0 or m > 0:
-            await send(
-                call,
-                "ReleaseHostCapacity",
-                hostUuid=v["uuid"],
-                cpuNum=max(c, 0),
-                memorySize=max(m, 0),
+    done = await send(
+        call,
+        "RepairHostCapacity",
+        hostUuid=v["uuid"],
+        expected=[int(x) for x in expected],
+        actual=[int(x) for x in actual],
+    )
+    return bool(done.get("repaired"))
+
+
+async def _stop_gone(call: Call, uuid: str, host: str, state: str) -> bool:
+    """A VM gone from its host becomes Stopped there, by one conditional UPDATE (still in
+    ``state`` on ``host``); True for the caller whose UPDATE did it (it gives the capacity
+    back), False when another pass or an operation changed the VM first."""
+    with call.tx() as s:
+        moved = s.execute(
+            update(VmInstanceVO)
+            .where(
+                VmInstanceVO.uuid == uuid,
+                VmInstanceVO.state == state,
+                VmInstanceVO.hostUuid == host,
             )
-        elif c < 0 or m < 0:
-            await send(
-                call,
-                "ReserveHostCapacity",
-                hostUuid=v["uuid"],
-                cpuNum=-min(c, 0),
-                memorySize=-min(m, 0),
-            )
+            .values(state="Stopped", hostUuid=None, lastHostUuid=host, lastOpDate=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        rt = call.node.resources.get("VmInstance")
+        row = s.get(VmInstanceVO, uuid, populate_existing=True)
+        inv = rt.inventories(s, [row])[0]
+    await crud.publish_state_change(call, rt, inv, state, "Stopped")
     return True
