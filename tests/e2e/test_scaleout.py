@@ -562,6 +562,9 @@ async def test_three_nodes_take_load_a_kill_a_broker_reset_and_a_join(
     set_global_config(
         db_url,
         managementNode={"heartbeat.interval": interval, "heartbeat.maxMissed": max_missed},
+        # the reconciler runs during the load, the kill and the join (at its default of a
+        # minute it ran about once, after them: it gave one VM's capacity back twice there)
+        vm={"reconcile.interval": 5},
     )
     started = await asyncio.gather(
         *(asyncio.to_thread(n.zmn, "start", "--wait", "60", timeout=90) for n in (n1, n2))
@@ -642,7 +645,9 @@ async def test_three_nodes_take_load_a_kill_a_broker_reset_and_a_join(
         expected = {**before.acked, **load.acked}
         assert {r[0] for r in rows} == set(expected), "VMs nobody acknowledged"
         assert all(names[n] == 1 for n in expected.values())
-        assert {r[2] for r in rows} <= {"Running", "Stopped"}
+        # nobody stopped a VM: one that is not Running was stopped by mistake (the reconciler
+        # took VMs that another node's simulator record holds for gone and stopped 208 of 540)
+        assert Counter(r[2] for r in rows) == {"Running": len(rows)}
         report = await portal.call("CheckConsistency", {})
         assert report["violations"] == [], report
 

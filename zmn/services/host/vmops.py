@@ -323,6 +323,8 @@ class HostVmHandlers:
                     }
                     for u, v in record.vms.items()
                 },
+                # held here and vanished without an operation: gone from the host
+                "gone": sorted(record.seen - record.vms.keys()),
                 "rules": {k: list(v) for k, v in record.rules.items()},
                 "plans": [vars(p) for p in self.simulator.plans if p.host in ("", row.uuid)],
             }

@@ -326,8 +326,9 @@ class Reconciler:
                 states = truth[host]
                 if states is None:
                     continue  # unreachable: the host tracker deals with it
-                actual = states.get(uuid, "Stopped")
-                if actual == state:
+                actual = states.get(uuid)
+                if actual is None or actual == state:
+                    # None: the record never held it (another node started it there)
                     continue  # agrees (re-checked under the slot only when it does not)
                 async with self.node.queues.slot(f"vm:{uuid}", 1, "Reconcile"):
                     item = await self._one_vm(call, uuid, host, actual)
@@ -444,7 +445,8 @@ def _key(v: Violation) -> tuple[Any, ...]:
 
 
 async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
-    """VM UUID -> state on a Connected simulator host (None when it cannot be asked).
+    """VM UUID -> state on a Connected simulator host (None when it cannot be asked): the VMs
+    its record holds, and ``Stopped`` for those it held that vanished.
 
     KVM hosts report state changes themselves (agent reports); the simulator has no agent,
     so its record is read here."""
@@ -457,7 +459,11 @@ async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
         return None
     if not record.get("connected"):
         return None
-    return {u: str(v["state"]) for u, v in record["vms"].items()}
+    # a VM this node's record never held is not in the answer: with several nodes each keeps
+    # its own record of a simulated host, and the VM may run there through another one's
+    states = dict.fromkeys(record.get("gone", []), "Stopped")
+    states.update({u: str(v["state"]) for u, v in record["vms"].items()})
+    return states
 
 
 async def _force_state(call: Call, uuid: str, state: str, **fields: Any) -> None:
