@@ -1,7 +1,10 @@
 """Regression: the scale-out e2e on PostgreSQL ended with a host's available CPU and memory
 exactly one small VM more than its total minus its placed VMs.
 
-Three paths gave capacity back without a reservation key and without making sure that only
+The reconciler asked every node's own simulator record for a host's VMs instead of the
+owner's (``GetSimulatorHostState`` names its host by ``uuid``, which internal calls are not
+routed by), took the VMs missing there for gone and stopped them, 208 of 540 in one run. And
+three paths gave capacity back without a reservation key and without making sure that only
 one of them did it:
 
 * the reconciler's "VM gone on the hypervisor": every node's reconciler looked at every
@@ -161,3 +164,26 @@ async def test_a_vm_this_nodes_record_never_held_is_not_gone(tmp_path: Path) -> 
         assert (inv["state"], inv["hostUuid"]) == ("Running", host)
         assert await free(api) == taken
         await consistent(api)
+
+
+async def test_the_reconciler_asks_the_hosts_owner_for_its_vms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GetSimulatorHostState`` names its host by ``uuid``, which the cluster bus does not
+    route by for internal calls: every node's reconciler read its own record of every host.
+    It now goes to the host's owner (the envelope's routing key)."""
+    async with running_node(tmp_path / "home") as (node, _server):
+        api = Api(node)
+        cloud = await build_cloud(api)
+        vm = await cloud.vm("owned")
+        sent: list[Any] = []
+        real = node.bus.call
+
+        async def spy(service: str, env: Any, *args: Any, **kw: Any) -> Any:
+            sent.append(env)
+            return await real(service, env, *args, **kw)
+
+        monkeypatch.setattr(node.bus, "call", spy)
+        await node.services["vm"].reconciler.run_once()  # type: ignore[attr-defined]
+        asked = [e for e in sent if e.api == "GetSimulatorHostState"]
+        assert asked and {e.resource_uuid for e in asked} == {vm["hostUuid"]}, asked

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, delete, or_, select, update
 
 from zmn.core import crud
+from zmn.core.bus import Envelope
 from zmn.core.consistency import ConsistencyCheck, Violation
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
@@ -453,7 +454,7 @@ async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
     if host_status(call, host) != "Connected":
         return None
     try:
-        record = (await send(call, "GetSimulatorHostState", uuid=host))["host"]
+        record = (await _ask_owner(call, "GetSimulatorHostState", host, uuid=host))["host"]
     except Exception as exc:
         log.info("reconcile: no VM states from host %s: %s", host, exc)
         return None
@@ -464,6 +465,18 @@ async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
     states = dict.fromkeys(record.get("gone", []), "Stopped")
     states.update({u: str(v["state"]) for u, v in record["vms"].items()})
     return states
+
+
+async def _ask_owner(call: Call, api_name: str, host: str, **args: Any) -> Any:
+    """Send a host-service API about ``host`` to the node that owns the host.
+
+    A simulated host's VMs live in the memory of the node that owns it (``HypervisorOp``
+    follows ``hostUuid`` there); ``GetSimulatorHostState`` names its host by ``uuid``, so sent
+    as an ordinary internal call it was answered from this node's own record of the host,
+    which lacks every VM started through the owner: the reconciler stopped them as gone."""
+    cls: Any = call.node.apis.get(api_name)
+    env = Envelope(api_name, cls(**args), call.principal, id=call.request_id, resource_uuid=host)
+    return await call.node.bus.call(call.node.route(api_name), env)
 
 
 async def _force_state(call: Call, uuid: str, state: str, **fields: Any) -> None:
