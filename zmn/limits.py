@@ -27,6 +27,7 @@ node log as one summary line a minute at most, never a line per refusal.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import time
@@ -218,18 +219,30 @@ class RefusalLog:
         self.peers: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()  # since the start
         self._since = time.monotonic()
+        self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 
     def note(self, reason: str, peer: str = "") -> None:
         self.totals[reason] += 1
         self.counts[reason] += 1
         if peer:
-            host = _host_of(peer)
+            host = host_of(peer)
             if host in self.peers or len(self.peers) < MAX_PEERS:  # bounded under any flood
                 self.peers[host] += 1
         if time.monotonic() - self._since >= self.interval:
             self.flush()
+            return
+        try:  # the line is written when the interval ends, also when the flood stopped
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._timer is None or self._timer[0] is not loop:
+            due = max(0.0, self._since + self.interval - time.monotonic())
+            self._timer = (loop, loop.call_later(due, self.flush))
 
     def flush(self) -> None:
+        if self._timer is not None:
+            self._timer[1].cancel()
+            self._timer = None
         if self.counts:
             reasons = ", ".join(f"{n} {why}" for why, n in self.counts.most_common())
             top = ", ".join(f"{p} ({n})" for p, n in self.peers.most_common(3))
@@ -244,7 +257,7 @@ class RefusalLog:
         self._since = time.monotonic()
 
 
-def _host_of(peer: str) -> str:
+def host_of(peer: str) -> str:
     """``tcp:10.0.0.5:53122`` -> ``tcp:10.0.0.5`` (a flood uses many ports)."""
     if peer.startswith(("tcp:", "tls:")):
         return peer.rpartition(":")[0]

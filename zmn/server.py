@@ -67,6 +67,7 @@ class Connection:
         self.authenticated = peer_admin
         self.opened = self.last_frame = time.monotonic()
         self.slots = asyncio.Semaphore(limits.inflight)
+        self.wake = asyncio.Event()  # a request ended: the deadline may apply again
         self.outbox = Outbox(
             writer,
             max_events=limits.events,
@@ -84,6 +85,8 @@ class Connection:
         """When this connection is to be closed if nothing happens, and why."""
         limits = self.server.limits
         if not self.authenticated and self.kind == "tcp" and limits.auth_timeout:
+            if self.tasks:  # the node's own work (a login waiting for argon2), not the client's
+                return None
             return self.opened + limits.auth_timeout, "not authenticated in time"
         streaming = self.streams is not None and self.streams.active
         if limits.idle_timeout and not self.tasks and not self.subscriptions and not streaming:
@@ -106,6 +109,7 @@ class Connection:
     def finished(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         self.slots.release()
+        self.wake.set()
 
     def close(self) -> None:
         self.closed = True
@@ -256,14 +260,21 @@ class ApiServer:
             read = loop.create_task(read_frame(reader, conn.frame_limit, admit))
             try:
                 while not read.done():
+                    conn.wake.clear()
                     due = conn.deadline()
                     # no deadline while a call runs or a subscription is open: look again
-                    # now and then, since neither ends by itself waking this loop
+                    # now and then, since neither ends by itself waking this loop (but the
+                    # end of a request of a connection not logged in does: its auth deadline)
                     recheck = min(5.0, self.limits.idle_timeout or 5.0)
                     timeout = recheck if due is None else max(0.0, due[0] - time.monotonic())
-                    await asyncio.wait(
-                        {read, writing}, timeout=timeout, return_when="FIRST_COMPLETED"
-                    )
+                    waits: set[asyncio.Future[Any]] = {read, writing}
+                    waker = None
+                    if due is None and not conn.authenticated and conn.tasks:
+                        waker = loop.create_task(conn.wake.wait())
+                        waits.add(waker)
+                    await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
+                    if waker is not None:
+                        waker.cancel()
                     if writing.done():
                         return
                     due = conn.deadline()

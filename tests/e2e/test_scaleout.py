@@ -14,26 +14,28 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pika
 import pytest
-from sqlalchemy import create_engine, delete, insert, select, text
+from sqlalchemy import Table, create_engine, delete, insert, select, text
 
 from tests.conftest import need
 from tests.support.proc import ZmnProcess
 from zmn.api.errors import ZmnError
 from zmn.core.amqp_bus import AmqpBus
-from zmn.core.models import GlobalConfigVO, ManagementNodeVO
+from zmn.core.models import FlowRecordVO, GlobalConfigVO, ManagementNodeVO, ReservationVO
 from zmn.core.ring import HashRing
 from zmn.services.host.models import HostVO
 from zmn.services.vm.models import VmInstanceVO
@@ -486,21 +488,56 @@ async def until(what: str, check: Callable[[], Any], timeout: float = 30) -> Any
         await asyncio.sleep(0.1)
 
 
+KEEP = Path(os.environ.get("ZMN_TEST_KEEP_DIR", "/var/tmp/zmn-test-kept"))
+
+
+def keep_evidence(request: pytest.FixtureRequest, nodes: list[Node], db_url: str) -> Path:
+    """Copy the nodes' logs and the capacity ledger out of the (rotated) temporary directory,
+    so that a failed run's evidence survives it; returns where they went."""
+    name = request.node.name.replace("/", "_").replace("[", "-").strip("]")
+    where = KEEP / f"{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+    where.mkdir(parents=True, exist_ok=True)
+    for node in nodes:
+        for log in node.home.glob("*.log*"):
+            shutil.copy2(log, where / f"{node.home.parent.name}-{log.name}")
+    try:
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                for model in (HostVO, ReservationVO, FlowRecordVO, ManagementNodeVO, VmInstanceVO):
+                    table = cast(Table, model.__table__)
+                    rows = [dict(r._mapping) for r in conn.execute(select(table))]
+                    (where / f"{table.name}.json").write_text(
+                        json.dumps(rows, default=str, indent=1)
+                    )
+        finally:
+            engine.dispose()
+    except Exception as exc:  # the evidence of the logs is kept even when the database is gone
+        (where / "db-error.txt").write_text(repr(exc))
+    return where
+
+
 @pytest.fixture
-def trio(tmp_path: Path, db_url: str, vhost: str) -> Iterator[tuple[list[Node], str]]:
+def trio(
+    request: pytest.FixtureRequest, tmp_path: Path, db_url: str, vhost: str
+) -> Iterator[tuple[list[Node], str]]:
     url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     nodes = []
     for name in ("n1", "n2", "n3"):
         home = tmp_path / name / "home"
         home.mkdir(parents=True)
         (home / "zmn.conf").write_text(
-            f"db.url={db_url}\nbus.url={url}\nnode.name={name}\nshutdown.grace=5\n"
-            "log.level=WARNING\n"
+            f"db.url={db_url}\nbus.url={url}\nnode.name={name}\nshutdown.grace=5\nlog.level=INFO\n"
         )
         nodes.append(Node(home))
-    yield nodes, url
-    with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda n: n.stop_quietly(), nodes))
+    failures = request.session.testsfailed  # a failed call phase counts before teardown
+    try:
+        yield nodes, url
+    finally:
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda n: n.stop_quietly(), nodes))
+        if request.session.testsfailed > failures or sys.exc_info()[0] is not None:
+            print(f"\nnode logs and capacity rows kept in {keep_evidence(request, nodes, db_url)}")
 
 
 async def test_three_nodes_take_load_a_kill_a_broker_reset_and_a_join(
@@ -525,6 +562,9 @@ async def test_three_nodes_take_load_a_kill_a_broker_reset_and_a_join(
     set_global_config(
         db_url,
         managementNode={"heartbeat.interval": interval, "heartbeat.maxMissed": max_missed},
+        # the reconciler runs during the load, the kill and the join (at its default of a
+        # minute it ran about once, after them: it gave one VM's capacity back twice there)
+        vm={"reconcile.interval": 5},
     )
     started = await asyncio.gather(
         *(asyncio.to_thread(n.zmn, "start", "--wait", "60", timeout=90) for n in (n1, n2))
@@ -605,7 +645,9 @@ async def test_three_nodes_take_load_a_kill_a_broker_reset_and_a_join(
         expected = {**before.acked, **load.acked}
         assert {r[0] for r in rows} == set(expected), "VMs nobody acknowledged"
         assert all(names[n] == 1 for n in expected.values())
-        assert {r[2] for r in rows} <= {"Running", "Stopped"}
+        # nobody stopped a VM: one that is not Running was stopped by mistake (the reconciler
+        # took VMs that another node's simulator record holds for gone and stopped 208 of 540)
+        assert Counter(r[2] for r in rows) == {"Running": len(rows)}
         report = await portal.call("CheckConsistency", {})
         assert report["violations"] == [], report
 

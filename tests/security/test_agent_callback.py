@@ -1,4 +1,5 @@
-"""The node's endpoint for agent reports: replays after a node restart, oversized bodies."""
+"""The node's endpoint for agent reports: replays after a node restart (also one after a power
+loss), oversized bodies."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.support.powerloss import PowerLoss
 from zmn.api import agentauth
 from zmn.services.kvm.callback import PATH_PREFIX, CallbackServer
 
@@ -45,6 +49,32 @@ async def test_a_report_replayed_after_a_node_restart_is_refused(tmp_path: Path)
     await first.stop()
     first.nonces.close()  # type: ignore[attr-defined]
     second = endpoint(tmp_path, reports)  # the node restarted
+    await second.start("127.0.0.1", 0)
+    try:
+        answer = await post(second.address[1], path, body, headers)
+        assert answer.startswith(b"HTTP/1.1 401") and b"AGENT.AUTH_REPLAYED" in answer
+        assert len(reports) == 1
+    finally:
+        await second.stop()
+
+
+async def test_a_report_replayed_after_a_power_loss_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nonce of an accepted report is on disk before the report is handled: a node whose
+    machine lost power (its unsynced appends gone) still refuses the replay. Before, nonces
+    were appended without a sync, and the replay after the power loss was accepted."""
+    power = PowerLoss(monkeypatch)
+    path = PATH_PREFIX + HOST
+    body = json.dumps({"hostUuid": HOST, "type": "vm.lifecycle", "seq": 2}).encode()
+    headers = agentauth.sign(SECRET, "POST", path, body)
+    reports: list[dict[str, Any]] = []
+    first = endpoint(tmp_path, reports)
+    await first.start("127.0.0.1", 0)
+    assert (await post(first.address[1], path, body, headers)).startswith(b"HTTP/1.1 200")
+    await first.stop()  # the machine lost power: the process is gone, and the page cache
+    power.cut(tmp_path / "agent-report-nonces")  # with it
+    second = endpoint(tmp_path, reports)
     await second.start("127.0.0.1", 0)
     try:
         answer = await post(second.address[1], path, body, headers)

@@ -7,7 +7,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.testing import TEST_SECRET, running_agent
+from tests.support.powerloss import PowerLoss
 from zmn.api import agentauth
 
 
@@ -21,6 +24,22 @@ def test_a_replayed_request_after_an_agent_restart_is_refused(tmp_path: Path) ->
         status, body = client.raw("GET", path, b"", headers)
         assert status == 401 and body["error"]["code"] == "AGENT.AUTH_REPLAYED"
         assert client.get(path)[0] == 200  # a fresh signature still works
+
+
+def test_a_replayed_request_after_an_agent_power_loss_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, but the machine lost power: only what was synced survives (the nonce of an
+    accepted request is synced before the request runs)."""
+    power = PowerLoss(monkeypatch)
+    path = "/v1/ping?echo=power"
+    with running_agent(tmp_path) as (_server, client):
+        headers = client.signed_headers("GET", path, b"")
+        assert client.raw("GET", path, b"", headers)[0] == 200
+        assert power.cut(tmp_path / "nonces") == 0  # nothing of it was left unsynced
+    with running_agent(tmp_path) as (_server, client):
+        status, body = client.raw("GET", path, b"", headers)
+        assert status == 401 and body["error"]["code"] == "AGENT.AUTH_REPLAYED"
 
 
 def _http(port: int, head: str, timeout: float = 3.0) -> bytes:

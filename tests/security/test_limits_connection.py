@@ -18,6 +18,7 @@ from zmn.api.wire import read_frame
 from zmn.client import AsyncClient, Client
 from zmn.core.node import Node
 from zmn.server import ApiServer
+from zmn.services.identity import passwords
 from zmn.services.identity.service import IdentityService
 from zmn.services.management.service import ManagementService
 from zmn.services.query.service import QueryService
@@ -112,6 +113,41 @@ async def test_an_unauthenticated_tcp_connection_is_closed_after_the_auth_timeou
             assert alice.connected
             await alice.call("QueryZone", {})
         await admin.call("Ping")  # the local admin is never timed out
+
+
+async def test_a_login_slower_than_the_auth_timeout_is_answered(
+    world: tuple[Node, ApiServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The auth timeout measures the client, not the node: a login sent in time whose argon2
+    verification waits longer than ``api.timeout.auth`` (a loaded node; here 3 s against 1 s)
+    gets its answer. Before, the node closed the connection under its own running login
+    (the security suite beside ``stress-ng --cpu 2``: ``NODE.CONNECTION_CLOSED``)."""
+    node, _ = world
+    real = passwords.verify_async
+
+    async def slow(stored: str, password: str) -> bool:
+        await asyncio.sleep(3)
+        return await real(stored, password)
+
+    monkeypatch.setattr(passwords, "verify_async", slow)
+    async with AsyncClient(unix(node)) as admin:
+        await admin.call("CreateAccount", {"name": "bob", "password": "bob-password"})
+    async with AsyncClient(tcp(node)) as anonymous:
+        login = {"accountName": "bob", "password": "bob-password"}
+        assert (await anonymous.call("LogInByAccount", login))["inventory"]["uuid"]
+        assert anonymous.connected
+        with pytest.raises(ZmnError) as wrong:  # a refused login does not log the client in:
+            await anonymous.call("LogInByAccount", {**login, "password": "no"})
+        assert wrong.value.code == "IDENTITY.LOGIN_FAILED"
+    async with AsyncClient(tcp(node)) as failed:
+        with pytest.raises(ZmnError):
+            await failed.call("LogInByAccount", {**login, "password": "no"})
+        started = time.monotonic()  # its deadline applies again once the login ended
+        while failed.connected and time.monotonic() - started < 60:
+            await asyncio.sleep(0.05)
+        assert not failed.connected
+        assert failed.closed_error is not None
+        assert failed.closed_error.code == "NODE.CONNECTION_CLOSED"
 
 
 async def test_connections_over_the_limit_are_refused_but_the_local_admin_gets_in(

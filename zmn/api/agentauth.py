@@ -157,13 +157,17 @@ class NonceCache:
 
 
 class PersistentNonceCache(NonceCache):
-    """A :class:`NonceCache` that outlives its process: a request captured and replayed
-    after a restart, inside its timestamp's window, is still refused.
+    """A :class:`NonceCache` that outlives its process and a crash of its machine: a request
+    captured and replayed after a restart, inside its timestamp's window, is still refused.
 
-    Each remembered nonce is appended to ``path`` (``EXPIRES NONCE`` lines, one ``write``
-    each, so a crash loses no line the kernel took); a start reads back the lines that have
-    not expired, and the file is rewritten with only the live entries once it holds more
-    than twice as many lines as there are entries (and at least 1,024).
+    Each remembered nonce is appended to ``path`` (``EXPIRES NONCE`` lines) and is on disk
+    (``fdatasync``) before :meth:`add` returns, so before the request it admitted is acted
+    on: a power loss cannot forget a nonce whose request ran. Concurrent adds share one sync
+    (group commit: a thread whose line a sync already covered does not sync again), taken
+    outside the cache's lock. A start reads back the lines that have not expired, and the
+    file is rewritten with only the live entries (written, synced, renamed, the directory
+    synced) once it holds more than twice as many lines as there are entries (and at least
+    1,024).
     """
 
     def __init__(self, path: str, max_entries: int = 100_000, *, now: float | None = None) -> None:
@@ -183,16 +187,44 @@ class PersistentNonceCache(NonceCache):
             pass
         self._lines = 0
         self._fd = -1
+        self._written = 0  # lines appended (under the lock)
+        self._synced = 0  # lines known to be on disk
+        self._sync_lock = threading.Lock()
         self._rewrite()
+
+    def add(self, nonce: str, expires_at: float, now: float) -> bool:
+        if not super().add(nonce, expires_at, now):
+            return False
+        self._sync(self._written)  # durable before the request runs
+        return True
 
     def _remembered(self, nonce: str, expires_at: float, now: float) -> None:
         if self._fd < 0:  # closed (its owner stopped) and used again
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._fd, f"{expires_at:.0f} {nonce}\n".encode())
         self._lines += 1
+        self._written += 1
         if self._lines > max(1024, 2 * len(self._expiry)):
             self._purge(now)
             self._rewrite()
+
+    def _sync(self, line: int) -> None:
+        """Return once the first ``line`` appended lines are on disk."""
+        if self._synced >= line:
+            return
+        with self._sync_lock:
+            if self._synced >= line:  # another thread's sync covered it meanwhile
+                return
+            with self._lock:
+                target, fd = self._written, self._fd
+                if fd >= 0:
+                    fd = os.dup(fd)  # a rewrite may close the original meanwhile
+            if fd >= 0:
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            self._synced = max(self._synced, target)
 
     def _rewrite(self) -> None:
         tmp = f"{self.path}.tmp"
@@ -204,16 +236,26 @@ class PersistentNonceCache(NonceCache):
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        _sync_dir(self.path)  # the rename is durable too
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._lines = len(self._expiry)
+        self._synced = self._written  # every live entry is in the synced file
 
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def _sync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _header(headers: _Headers, name: str) -> str | None:

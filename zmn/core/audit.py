@@ -3,10 +3,14 @@
 :meth:`Node.execute <zmn.core.node.Node.execute>` fills an :class:`ApiCallRecord` as the call
 goes (API, caller, peer, decoded message, job, result or error code) and, when the API is a
 mutating one, hands it to every :class:`ApiCallObserver` registered as an extension, for
-successes and failures alike, refusals before authentication included (the first 20 a
-minute of calls refused for want of a valid session; the rest of such a flood only counts in
-the node log's summary line, :data:`zmn.limits.refusals`). With no observer
-registered (the audit plugin disabled) the cost is one dictionary look-up per call.
+successes and failures alike. Calls refused to a caller without a principal (no session, a
+bad one, a failed, rate-limited or busy login: anything anonymous) are bounded: the first
+:data:`ANONYMOUS_ROWS` of each :data:`SUMMARY_INTERVAL` get a row each, and the rest of such a
+flood only counts, per (peer address, API, error code), into one summary row per key and
+interval (``args`` holds ``refusedCalls``; at most :data:`MAX_SUMMARY_KEYS` keys, the rest
+under the peer ``(other peers)``) and the node log's summary line
+(:data:`zmn.limits.refusals`). With no observer registered (the audit plugin disabled) the
+cost is one dictionary look-up per call.
 
 Observers run inline on the event loop after the call, so they must be quick (one insert)
 and must not raise: an exception is logged and the caller still gets its reply.
@@ -14,6 +18,7 @@ and must not raise: an exception is logged and the caller still gets its reply.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -47,6 +52,7 @@ class ApiCallRecord:
     result: Any = None
     error: str | None = None  # the error code; None when the call succeeded
     seconds: float = 0.0
+    refused: int = 0  # a summary row: this many anonymous calls refused (see the module doc)
 
 
 class ApiCallObserver(Protocol):
@@ -55,28 +61,81 @@ class ApiCallObserver(Protocol):
     def api_called(self, record: ApiCallRecord) -> None: ...
 
 
-SESSION_REFUSALS = frozenset(
-    ("IDENTITY.SESSION_REQUIRED", "IDENTITY.SESSION_INVALID", "IDENTITY.SESSION_EXPIRED")
-)
+ANONYMOUS_ROWS = 20  # refused anonymous calls audited one row each per interval
+SUMMARY_INTERVAL = 60.0  # seconds a summary row counts
+MAX_SUMMARY_KEYS = 100  # (peer, API, code) keys of one interval; more go under OTHER_PEERS
+OTHER_PEERS = "(other peers)"
 
 
-class _Budget:
-    """So many rows per window for calls refused for want of a session; an anonymous flood
-    gets its first rows recorded and the rest counted in the node log's summary line."""
+class _Anonymous:
+    """Refused anonymous calls of one node: the first :data:`ANONYMOUS_ROWS` of an interval are
+    audited one by one; the rest are counted per (peer address, API, error code) and written
+    as one summary row each when the interval ends (a timer: also when the flood stopped)."""
 
-    def __init__(self, rows: int = 20, window: float = 60.0) -> None:
-        self.rows, self.window = rows, window
+    def __init__(self, node: Node) -> None:
+        self.node = node
         self.used, self.since = 0, 0.0
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.specs: dict[str, ApiSpec] = {}
+        self.timer: asyncio.TimerHandle | None = None
 
-    def take(self) -> bool:
+    def admit(self, record: ApiCallRecord) -> bool:
+        """True: audit this refusal as its own row; False: it was counted for the summary."""
         now = time.monotonic()
-        if now - self.since >= self.window:
+        if now - self.since >= SUMMARY_INTERVAL:
+            self.flush()
             self.used, self.since = 0, now
         self.used += 1
-        return self.used <= self.rows
+        if self.used <= ANONYMOUS_ROWS:
+            return True
+        from zmn.limits import host_of, refusals
+
+        key = (host_of(record.peer), record.api, record.error or "")
+        if key not in self.counts and len(self.counts) >= MAX_SUMMARY_KEYS:
+            key = (OTHER_PEERS, record.api, record.error or "")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if record.spec is not None:
+            self.specs[record.api] = record.spec
+        refusals.note(f"{record.error} not audited one by one", record.peer)
+        if self.timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a synchronous caller): the next call flushes
+                return False
+            self.timer = loop.call_later(max(0.0, self.since + SUMMARY_INTERVAL - now), self.flush)
+        return False
+
+    def flush(self) -> None:
+        """One summary row per (peer, API, code) counted since the last flush."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        counts, self.counts = self.counts, {}
+        started = utcnow() - dt.timedelta(seconds=max(0.0, time.monotonic() - self.since))
+        for (peer, api, code), n in counts.items():
+            _observe(
+                self.node,
+                ApiCallRecord(
+                    api=api,
+                    peer=peer,
+                    request_id="",
+                    raw_args=None,
+                    started=started,
+                    spec=self.specs.get(api),
+                    error=code,
+                    refused=n,
+                ),
+            )
 
 
-_budgets: weakref.WeakKeyDictionary[Node, _Budget] = weakref.WeakKeyDictionary()  # per node
+_anonymous: weakref.WeakKeyDictionary[Node, _Anonymous] = weakref.WeakKeyDictionary()
+
+
+def flush_refused(node: Node) -> None:
+    """Write the summary rows of the refused anonymous calls counted so far (at node stop)."""
+    pending = _anonymous.get(node)
+    if pending is not None:
+        pending.flush()
 
 
 def notify(node: Node, record: ApiCallRecord) -> None:
@@ -84,15 +143,17 @@ def notify(node: Node, record: ApiCallRecord) -> None:
     spec = record.spec
     if spec is None or not spec.mutating or spec.internal:
         return
-    if (
-        record.principal is None
-        and record.error in SESSION_REFUSALS
-        and not _budgets.setdefault(node, _Budget()).take()
-    ):
-        from zmn.limits import refusals
+    who = record.principal
+    if record.error is not None and (who is None or not who.accountUuid):  # anonymous, refused
+        pending = _anonymous.get(node)
+        if pending is None:
+            pending = _anonymous[node] = _Anonymous(node)
+        if not pending.admit(record):
+            return
+    _observe(node, record)
 
-        refusals.note("calls without a valid session not audited", record.peer)
-        return
+
+def _observe(node: Node, record: ApiCallRecord) -> None:
     for observer in node.extensions.all(ApiCallObserver):  # type: ignore[type-abstract]
         try:
             observer.api_called(record)

@@ -20,6 +20,7 @@ class Violation(TypedDict, total=False):
     message: str
     expected: Any
     actual: Any
+    inFlight: bool  # an operation in flight holds the resource: reported, never repaired
 
 
 class ConsistencyCheck(Protocol):

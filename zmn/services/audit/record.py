@@ -6,6 +6,7 @@ What is kept of the arguments:
   masked (:func:`~zmn.api.message.redacted_args`) and names already resolved to UUIDs;
 * before that (no session, bad session, unknown parameter...), only the argument *names*,
   each value masked: unvalidated input may hold a password under a misspelt name;
+* a summary row of refused anonymous calls: ``{"refusedCalls": N}`` only;
 * strings longer than :data:`MAX_STRING` and lists longer than :data:`MAX_ITEMS` are cut, so
   a 16 MiB request cannot make a 16 MiB audit row.
 
@@ -55,8 +56,10 @@ def shrink(value: Any, depth: int = 0) -> Any:
 
 def args_text(record: ApiCallRecord) -> str:
     """The arguments as JSON, redacted and bounded (see the module docstring)."""
-    if record.message is not None:
-        kept: Any = shrink(redacted_args(record.message))
+    if record.refused:  # a summary row of refused anonymous calls (zmn.core.audit)
+        kept: Any = {"refusedCalls": record.refused}
+    elif record.message is not None:
+        kept = shrink(redacted_args(record.message))
     elif isinstance(record.raw_args, dict):
         kept = {str(k)[:128]: REDACTED for k in list(record.raw_args)[:MAX_KEYS]}
     else:

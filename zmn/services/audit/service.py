@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
 
-from zmn.core.audit import ApiCallObserver, ApiCallRecord
+from zmn.core.audit import ApiCallObserver, ApiCallRecord, flush_refused
 from zmn.core.bus import Principal
 from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Service
@@ -106,6 +106,7 @@ class AuditService(Service):
         self.active = True
 
     async def stop(self) -> None:
+        flush_refused(self.node)  # the summary rows counted so far
         self.active = False
 
     def api_called(self, record: ApiCallRecord) -> None:

@@ -76,6 +76,11 @@ class SimulatedHost:
     memoryCapacity: int
     connected: bool = True
     vms: dict[str, SimulatedVm] = field(default_factory=dict)
+    # VMs this record holds or held until they vanished without an operation (a crash, or a
+    # test removing them): only for those can it tell that a VM is gone. With several
+    # management nodes every node keeps its own record of a host (the simulator lives in its
+    # process), so a VM it never held may well run there through another node's record.
+    seen: set[str] = field(default_factory=set)
     # security-group rules applied per NIC (ApplySecurityGroupRules)
     rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -173,6 +178,7 @@ class SimulatorHypervisor:
         vm = host.vms.get(vm_uuid)
         if vm is None:
             vm = host.vms[vm_uuid] = SimulatedVm(vm_uuid, "Running", cpu_num, memory_size)
+        host.seen.add(vm_uuid)
         vm.state = "Running"
         return vm
 
@@ -187,6 +193,7 @@ class SimulatorHypervisor:
         host = self.host(host_uuid)
         self.check("destroyVm", host_uuid, host.managementIp)
         host.vms.pop(vm_uuid, None)
+        host.seen.discard(vm_uuid)
 
     def reboot_vm(self, host_uuid: str, vm_uuid: str) -> SimulatedVm:
         return self._transition(host_uuid, vm_uuid, "rebootVm", {"Running"}, "Running")
@@ -209,6 +216,8 @@ class SimulatorHypervisor:
                 code="SIMULATOR.BAD_VM_STATE",
             )
         target.vms[vm_uuid] = host.vms.pop(vm_uuid)
+        host.seen.discard(vm_uuid)
+        target.seen.add(vm_uuid)
         for nic in vm.nics:
             if nic in host.rules:
                 target.rules[nic] = host.rules.pop(nic)
@@ -233,6 +242,11 @@ class SimulatorHypervisor:
 
     def vm_states(self, host_uuid: str) -> dict[str, str]:
         return {uuid: vm.state for uuid, vm in self.host(host_uuid).vms.items()}
+
+    def gone(self, host_uuid: str) -> list[str]:
+        """VMs this record held that vanished without an operation (see ``seen``)."""
+        record = self.host(host_uuid)
+        return sorted(record.seen - record.vms.keys())
 
     @staticmethod
     def _vm(host: SimulatedHost, vm_uuid: str) -> SimulatedVm:
@@ -265,6 +279,7 @@ class SimulatorHostType:
             if uuid not in record.vms:
                 sim_state = "Paused" if state == "Paused" else "Running"
                 record.vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
+                record.seen.add(uuid)
 
     async def resume(self, host: HostRef, vms: Sequence[tuple[str, str, int, int]]) -> None:
         """At node boot, for a host the database says is Connected.
@@ -374,6 +389,7 @@ def _stop(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str
     else:  # already gone (e.g. the node restarted): stopping it is a success
         sim.check("stopVm", host, record.managementIp)
     record.vms.pop(vm["uuid"], None)
+    record.seen.discard(vm["uuid"])
     for nic in vm.get("vmNics", []):
         record.rules.pop(nic["uuid"], None)
     return {"state": "Stopped"}

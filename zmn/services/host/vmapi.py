@@ -70,6 +70,17 @@ class ReleaseHostCapacity(ApiMessage, kw_only=True):
     reservationKey: Annotated[str | None, Doc("release the reservation under this key")] = None
 
 
+@api(internal=True)
+class RepairHostCapacity(ApiMessage, kw_only=True):
+    """Set a host's available CPUs and memory to ``expected`` only while they are still
+    ``actual`` (compare and set: a repair that another node made, or a capacity change since
+    the check that found the drift, leaves the row alone). Replies whether it was set."""
+
+    hostUuid: Annotated[str, Doc("host UUID")]
+    expected: Annotated[list[int], Doc("(vCPUs, bytes) available after the repair")]
+    actual: Annotated[list[int], Doc("(vCPUs, bytes) available when the drift was seen")]
+
+
 HypervisorOperation = Literal[
     "start",
     "stop",

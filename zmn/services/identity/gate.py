@@ -14,7 +14,8 @@ the call, knowing the connection's peer):
 
 The unix-socket owner needs no login (peer authentication), and calls without a peer (inside
 the node) or relayed by another node (``api.portal``, limited where they came in) pass.
-Refusals are not logged one by one (a flood must not fill the log).
+Refusals are not logged one by one (a flood must not fill the log), and only the first of each
+minute are audited one by one: the rest become summary rows (:mod:`zmn.core.audit`).
 """
 
 from __future__ import annotations

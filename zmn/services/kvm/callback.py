@@ -175,7 +175,8 @@ class CallbackServer:
                 self._verified(host_uuid, lambda key: agentauth.verify_head(
                     key, method, target, signed, skew=self._skew))  # fmt: skip
             body = await reader.readexactly(length)
-            self._verified(host_uuid, lambda key: agentauth.verify(
+            # off the event loop: a persistent nonce is synced to disk before this returns
+            await asyncio.to_thread(self._verified, host_uuid, lambda key: agentauth.verify(
                 key, method, target, signed, body, nonces=self.nonces, skew=self._skew))  # fmt: skip
         except agentauth.AuthError as err:
             refusals.note(f"agent reports ({err.code})")  # a summary line, not a line each

@@ -12,8 +12,9 @@ The job that ran the chain (already Interrupted by the core) gets the recovery w
 its error: the chain, the step it stopped at and what was done about it.
 
 :class:`Reconciler` runs every ``vm/reconcile.interval`` seconds: it compares each VM the
-database places on a Connected host with the hypervisor's own state (a VM that is gone there
-becomes Stopped and gives its capacity back; Running/Paused follow the hypervisor), puts host
+database places on a Connected host it owns with the hypervisor's own state (a VM that is gone
+there becomes Stopped, by one conditional UPDATE, and whoever made that UPDATE gives its
+capacity back; Running/Paused follow the hypervisor), puts host
 CPU/memory back to total minus what the placed VMs take (on the hosts it owns, once the drift
 holds still: see :meth:`Reconciler._confirmed_capacity_drift`), and reports every other
 invariant violation (IPs, storage, NICs). Each drift is logged and published on ``/reconcile/drift``.
@@ -26,9 +27,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 
 from zmn.core import crud
+from zmn.core.bus import Envelope
 from zmn.core.consistency import ConsistencyCheck, Violation
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
@@ -318,13 +320,16 @@ class Reconciler:
                 return out
             after = batch[-1][0]
             for uuid, host, state in batch:
+                if not self.node.owns_resource(host):
+                    continue  # the host's owner compares its VMs (one node per host)
                 if host not in truth:
                     truth[host] = await _host_truth(call, host)
                 states = truth[host]
                 if states is None:
                     continue  # unreachable: the host tracker deals with it
-                actual = states.get(uuid, "Stopped")
-                if actual == state:
+                actual = states.get(uuid)
+                if actual is None or actual == state:
+                    # None: the record never held it (another node started it there)
                     continue  # agrees (re-checked under the slot only when it does not)
                 async with self.node.queues.slot(f"vm:{uuid}", 1, "Reconcile"):
                     item = await self._one_vm(call, uuid, host, actual)
@@ -353,7 +358,12 @@ class Reconciler:
         if truth in ("Running", "Paused"):
             await _force_state(call, uuid, truth)
             return item
-        # gone (or stopped) on the hypervisor: it no longer takes the host's capacity
+        # gone (or stopped) on the hypervisor: it no longer takes the host's capacity. One
+        # conditional UPDATE moves it to Stopped, and only the pass that made it gives the
+        # capacity back: the VM slot held here is this node's, and another node's pass (or
+        # the owner's own report) may be settling the same VM at the same time
+        if not await _stop_gone(call, uuid, host, vm["state"]):
+            return None
         await send(
             call,
             "ReleaseHostCapacity",
@@ -361,7 +371,6 @@ class Reconciler:
             cpuNum=vm["cpuNum"],
             memorySize=vm["memorySize"],
         )
-        await _force_state(call, uuid, "Stopped", hostUuid=None, lastHostUuid=host)
         return item
 
     def _check(self, checker: ConsistencyCheck) -> list[Violation]:
@@ -404,7 +413,9 @@ class Reconciler:
         drift = [
             v
             for v in violations
-            if v.get("check") == "host-capacity" and self.node.owns_resource(str(v.get("uuid")))
+            if v.get("check") == "host-capacity"
+            and not v.get("inFlight")
+            and self.node.owns_resource(str(v.get("uuid")))
         ]
         if not drift:
             return set()
@@ -423,7 +434,11 @@ class Reconciler:
                     )
                 )
             )
-        return {_key(v) for v in drift if _key(v) in again and v.get("uuid") not in busy}
+        return {
+            _key(v)
+            for v in drift
+            if _key(v) in again and v.get("uuid") not in busy and not v.get("inFlight")
+        }
 
 
 def _key(v: Violation) -> tuple[Any, ...]:
@@ -431,20 +446,37 @@ def _key(v: Violation) -> tuple[Any, ...]:
 
 
 async def _host_truth(call: Call, host: str) -> dict[str, str] | None:
-    """VM UUID -> state on a Connected simulator host (None when it cannot be asked).
+    """VM UUID -> state on a Connected simulator host (None when it cannot be asked): the VMs
+    its record holds, and ``Stopped`` for those it held that vanished.
 
     KVM hosts report state changes themselves (agent reports); the simulator has no agent,
     so its record is read here."""
     if host_status(call, host) != "Connected":
         return None
     try:
-        record = (await send(call, "GetSimulatorHostState", uuid=host))["host"]
+        record = (await _ask_owner(call, "GetSimulatorHostState", host, uuid=host))["host"]
     except Exception as exc:
         log.info("reconcile: no VM states from host %s: %s", host, exc)
         return None
     if not record.get("connected"):
         return None
-    return {u: str(v["state"]) for u, v in record["vms"].items()}
+    # a VM this node's record never held is not in the answer: with several nodes each keeps
+    # its own record of a simulated host, and the VM may run there through another one's
+    states = dict.fromkeys(record.get("gone", []), "Stopped")
+    states.update({u: str(v["state"]) for u, v in record["vms"].items()})
+    return states
+
+
+async def _ask_owner(call: Call, api_name: str, host: str, **args: Any) -> Any:
+    """Send a host-service API about ``host`` to the node that owns the host.
+
+    A simulated host's VMs live in the memory of the node that owns it (``HypervisorOp``
+    follows ``hostUuid`` there); ``GetSimulatorHostState`` names its host by ``uuid``, so sent
+    as an ordinary internal call it was answered from this node's own record of the host,
+    which lacks every VM started through the owner: the reconciler stopped them as gone."""
+    cls: Any = call.node.apis.get(api_name)
+    env = Envelope(api_name, cls(**args), call.principal, id=call.request_id, resource_uuid=host)
+    return await call.node.bus.call(call.node.route(api_name), env)
 
 
 async def _force_state(call: Call, uuid: str, state: str, **fields: Any) -> None:
@@ -464,26 +496,41 @@ async def _force_state(call: Call, uuid: str, state: str, **fields: Any) -> None
 
 
 async def _fix_host_capacity(call: Call, v: Violation) -> bool:
-    """Bring available CPU/memory to total minus placed VMs, by releasing or reserving the gap."""
+    """Bring available CPU/memory to total minus placed VMs, only while they are still what the
+    check saw (compare and set: two nodes that both own the host while the ring changes, or a
+    capacity change since the check, never make the repair count twice)."""
     expected, actual = v.get("expected"), v.get("actual")
     if not isinstance(expected, list) or not isinstance(actual, list):
         return False
-    cpu, memory = int(expected[0]) - int(actual[0]), int(expected[1]) - int(actual[1])
-    for c, m in ((cpu, 0), (0, memory)):
-        if c > 0 or m > 0:
-            await send(
-                call,
-                "ReleaseHostCapacity",
-                hostUuid=v["uuid"],
-                cpuNum=max(c, 0),
-                memorySize=max(m, 0),
+    done = await send(
+        call,
+        "RepairHostCapacity",
+        hostUuid=v["uuid"],
+        expected=[int(x) for x in expected],
+        actual=[int(x) for x in actual],
+    )
+    return bool(done.get("repaired"))
+
+
+async def _stop_gone(call: Call, uuid: str, host: str, state: str) -> bool:
+    """A VM gone from its host becomes Stopped there, by one conditional UPDATE (still in
+    ``state`` on ``host``); True for the caller whose UPDATE did it (it gives the capacity
+    back), False when another pass or an operation changed the VM first."""
+    with call.tx() as s:
+        moved = s.execute(
+            update(VmInstanceVO)
+            .where(
+                VmInstanceVO.uuid == uuid,
+                VmInstanceVO.state == state,
+                VmInstanceVO.hostUuid == host,
             )
-        elif c < 0 or m < 0:
-            await send(
-                call,
-                "ReserveHostCapacity",
-                hostUuid=v["uuid"],
-                cpuNum=-min(c, 0),
-                memorySize=-min(m, 0),
-            )
+            .values(state="Stopped", hostUuid=None, lastHostUuid=host, lastOpDate=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        rt = call.node.resources.get("VmInstance")
+        row = s.get(VmInstanceVO, uuid, populate_existing=True)
+        inv = rt.inventories(s, [row])[0]
+    await crud.publish_state_change(call, rt, inv, state, "Stopped")
     return True
