@@ -181,6 +181,36 @@ def _running_pid(executor: Executor, paths: Paths) -> int | None:
     return int(raw) if "dnsmasq" in cmdline and paths.conf in cmdline else None
 
 
+def conflicting_leases(leases: str, spec: L3Dhcp) -> tuple[str, int]:
+    """The lease file without the leases that hold a reserved address for another MAC, and
+    how many were dropped.
+
+    dnsmasq never hands out an address its lease database gives to someone else: a new VM
+    whose reservation reuses the address of a VM destroyed on this host would get no answer
+    ("not using configured address ... because it is leased to ...") until that old lease
+    expired, a day later by default. The lease database is read only at dnsmasq's start
+    (SIGHUP re-reads the hosts file, not the leases), so dropping lines means a restart.
+    """
+    owner = {str(h.ip): h.mac.lower() for h in spec.hosts}
+    kept: list[str] = []
+    dropped = 0
+    for line in leases.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] in owner and owner[parts[2]] != parts[1].lower():
+            dropped += 1
+            continue
+        kept.append(line)
+    return "".join(f"{line}\n" for line in kept), dropped
+
+
+def _stop(executor: Executor, paths: Paths, pid: int, sleep: Callable[[float], None]) -> None:
+    executor.run(["kill", "-TERM", str(pid)], check=False)
+    for _ in range(50):  # the old one must release its sockets and pid file first
+        if _running_pid(executor, paths) is None:
+            break
+        sleep(0.1)
+
+
 def apply(
     spec: L3Dhcp,
     executor: Executor,
@@ -190,7 +220,8 @@ def apply(
     ip: str = "ip",
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Write the files, put the server address on the bridge, start/restart/HUP dnsmasq."""
+    """Write the files, put the server address on the bridge, start/restart/HUP dnsmasq;
+    leases that hold a reserved address for another MAC are dropped (with a restart)."""
     paths = paths_for(state_dir, spec.l3_uuid)
     conf_changed = executor.write_file(paths.conf, render_conf(spec, paths))
     hosts_changed = executor.write_file(paths.hosts, render_hosts(spec))
@@ -198,19 +229,24 @@ def apply(
         [ip, "addr", "replace", f"{spec.server_ip}/{spec.network.prefixlen}", "dev", spec.bridge]
     )
     pid = _running_pid(executor, paths)
+    _, conflicts = conflicting_leases(executor.read_file(paths.leases) or "", spec)
     action = "none"
-    if pid is not None and conf_changed:
-        executor.run(["kill", "-TERM", str(pid)], check=False)
-        for _ in range(50):  # the old one must release its sockets and pid file first
-            if _running_pid(executor, paths) is None:
-                break
-            sleep(0.1)
+    if pid is not None and (conf_changed or conflicts):
+        _stop(executor, paths, pid, sleep)
         pid = None
         action = "restarted"
+    if conflicts:  # dnsmasq is stopped: its lease file is ours to rewrite
+        kept, conflicts = conflicting_leases(executor.read_file(paths.leases) or "", spec)
+        executor.write_file(paths.leases, kept)
     if pid is None:
         executor.run([dnsmasq, f"--conf-file={paths.conf}"])
         action = action if action != "none" else "started"
     elif hosts_changed:
         executor.run(["kill", "-HUP", str(pid)])
         action = "reloaded"
-    return {"l3Uuid": spec.l3_uuid, "action": action, "reservations": len(spec.hosts)}
+    return {
+        "l3Uuid": spec.l3_uuid,
+        "action": action,
+        "reservations": len(spec.hosts),
+        "leasesDropped": conflicts,
+    }

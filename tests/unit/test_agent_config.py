@@ -110,4 +110,3 @@ def test_agent_sources_name_no_node_internals():
     pattern = re.compile(r"^\s*(?:from|import)\s+(zmn(?:\.\w+)*)", re.M)
     used = {m for f in root.rglob("*.py") for m in pattern.findall(f.read_text())}
     assert used and all(m.startswith(("zmn.api", "zmn.client")) for m in used), used
-

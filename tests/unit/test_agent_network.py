@@ -272,6 +272,33 @@ def test_dhcp_apply_starts_then_reloads_then_restarts():
     assert ex.commands[-1] == ["dnsmasq", f"--conf-file={paths.conf}"]
 
 
+def test_a_lease_on_a_reserved_address_for_another_mac_is_dropped_with_a_restart():
+    """A VM destroyed on this host left its lease; the address goes to a new VM's MAC."""
+    ex = RecordingExecutor()
+    paths = dhcp.paths_for("/st", L3)
+    spec = dhcp.parse_l3(l3())
+    reserved = next(iter(spec.hosts))
+    ex.files[paths.pid] = "4242\n"
+    ex.files["/proc/4242/cmdline"] = f"dnsmasq\0--conf-file={paths.conf}\0"
+    _apply(ex, spec)  # files in place, dnsmasq running
+    stale = f"1900000000 02:00:00:00:00:99 {reserved.ip} old *\n"
+    mine = f"1900000000 {reserved.mac} {reserved.ip} new *\n"
+    other = "1900000000 02:00:00:00:00:98 10.0.0.250 gone *\n"  # not reserved: harmless
+    ex.files[paths.leases] = stale + other
+    ex.commands.clear()
+    out = _apply(ex, spec)
+    assert (out["action"], out["leasesDropped"]) == ("restarted", 1)
+    assert ex.commands[1] == ["kill", "-TERM", "4242"]
+    assert ex.commands[-1] == ["dnsmasq", f"--conf-file={paths.conf}"]
+    assert ex.files[paths.leases] == other
+    # the reserved MAC's own lease is no conflict: nothing restarts
+    ex.files[paths.leases] = mine + other
+    ex.commands.clear()
+    out = _apply(ex, spec)
+    assert (out["action"], out["leasesDropped"]) == ("none", 0)
+    assert ex.files[paths.leases] == mine + other
+
+
 def test_a_reused_pid_is_not_signalled():
     ex = RecordingExecutor()
     paths = dhcp.paths_for("/st", L3)
