@@ -284,7 +284,7 @@ SELECT_HOST = select(_HOST).where(_HOST.c.uuid == bindparam("uuid"))
 # cost more than the rest of a create). Only when this finds no host (or every one of them
 # was taken meanwhile) does the full scan below run, to name the filter that left none.
 FIRST_FIT = 16
-_ORDER = {
+_ORDER: dict[str, Callable[[], tuple[Any, ...]]] = {
     "default": lambda: (_HOST.c.name, _HOST.c.uuid),
     "least-used": lambda: (
         _HOST.c.availableMemoryCapacity.desc(),
