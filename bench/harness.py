@@ -162,6 +162,16 @@ class Sizes:
     batch_streams: int = 8  # batch: parallel `zcli -f -` streams (and AsyncClient connections)
     batch_vms: int = 150  # batch: creates per stream (4 runs: AsyncClient twice, zcli twice)
     batch_parallel: int = 8  # batch: --parallel N (and AsyncClient requests in flight each)
+    growth_top: int = 1_000_000  # growth: VMs loaded at the top level (levels 0, top/10, top)
+    growth_hosts: int = 100_000  # growth: simulator hosts loaded at every level
+    growth_creates: int = 2_000  # growth: creates per level
+    growth_clients: int = 50  # growth: connections the creates come from
+    growth_fixed: int = 50  # growth: VMs of the small zone the join count counts
+    growth_repeats: int = 100  # growth: calls per timed query / allocation
+    stress_vms: int = 30_000  # stress: concurrent CreateVmInstance requests, all sent at once
+    stress_hosts: int = 100_000  # stress: simulated hosts (bulk-loaded)
+    stress_procs: int = 10  # stress: client processes
+    stress_conns: int = 4  # stress: AsyncClient connections per process
 
     @classmethod
     def ci(cls) -> Sizes:
@@ -191,6 +201,16 @@ class Sizes:
             tui_vms=1_000,
             tui_repeats=3,
             batch_vms=5,
+            growth_top=1_000,
+            growth_hosts=200,
+            growth_creates=30,
+            growth_clients=5,
+            growth_fixed=3,
+            growth_repeats=10,
+            stress_vms=300,
+            stress_hosts=200,
+            stress_procs=2,
+            stress_conns=2,
         )
 
 

@@ -26,6 +26,8 @@ FAMILY_TITLES = {
     "vm": "VM create",
     "jobs": "API jobs in flight",
     "tracking": "Host tracking",
+    "growth": "Flat cost growth",
+    "stress": "Stress: concurrent creates (ZStack's test on one node)",
 }
 
 

@@ -41,6 +41,21 @@ EXPECTED = {
     ("query", "deep_page"),
     ("tracking", "ping_cpu_share"),
     ("tracking", "boot_to_idle"),
+    ("stress", "drain_time"),
+    ("stress", "node_rss_peak"),
+    *(
+        ("growth", f"{figure}_{level}")
+        for figure in (
+            "create_throughput",
+            "create_p95",
+            "alloc_host",
+            "alloc_ip",
+            "query_name",
+            "query_prefix",
+            "join3_count",
+        )
+        for level in ("0", "100", "1k")
+    ),
 }
 BASELINES = {
     "python_pass",
@@ -169,6 +184,16 @@ def test_correctness_checks_inside_the_benchmarks_held(ci_run: CiRun) -> None:
     tracked = got[("tracking", "ping_cpu_share")]["note"]
     hosts = data["sizes"]["track_hosts"]
     assert f"{hosts:,}/{hosts:,} hosts Connected" in tracked
+    stress = got[("stress", "drain_time")]
+    n = data["sizes"]["stress_vms"]
+    assert (
+        f"{n:,}/{n:,} requests answered, 0 error(s); 0 consistency violation(s)" in stress["note"]
+    ), stress["note"]
+    assert f"{n:,} VMs in the database" in stress["note"], stress["note"]
+    # the join count's answer is the same at every level: only the tables around it grow
+    fixed = data["sizes"]["growth_fixed"]
+    for level in ("0", "100", "1k"):
+        assert f"count=true` = {fixed} " in got[("growth", f"join3_count_{level}")]["note"]
     jobs = got[("jobs", "memory_per_job")]
     assert f"{data['sizes']['jobs']:,} jobs in flight at once" in jobs["note"]
 
@@ -186,6 +211,8 @@ def test_report_describes_the_machine_and_every_family(ci_run: CiRun) -> None:
         "## Query at scale",
         "## API jobs in flight",
         "## Host tracking",
+        "## Flat cost growth",
+        "## Stress: concurrent creates (ZStack's test on one node)",
         "## Sizes",
     ):
         assert heading in report, heading
