@@ -182,7 +182,9 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(run, "query", lambda: query.measure(run, homes.new("query")))
         if "tracking" in chosen:
             ok &= await guarded(
-                run, "tracking", lambda: tracking.measure(run, homes.new("tracking"))
+                run,
+                "tracking",
+                lambda: tracking.measure(run, homes.new("tracking"), homes.new("tracking-vms")),
             )
         if "growth" in chosen:
             ok &= await guarded(run, "growth", lambda: growth.measure(run, homes.new))

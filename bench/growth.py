@@ -8,7 +8,8 @@ tenth of the VMs' addresses) before the node starts, with host pings and the VM 
 off (:func:`quiet_simulated_cloud`: no ping round, no VM reconciler pass, no synthetic
 usage round of the metrics service). Then, through the node's socket:
 
-* ``create_throughput`` and ``create_p95``: ``growth_creates`` ``CreateVmInstance`` from
+* ``create_throughput``, ``create_p95`` and ``create_cpu`` (node CPU per VM, which depends
+  less on what else the machine runs than the wall figures): ``growth_creates`` ``CreateVmInstance`` from
   ``growth_clients`` connections into the first loaded zone (its 10,000 hosts, its L3 with a
   tenth of the loaded VMs' addresses);
 * ``query_name``: ``QueryVmInstance name=X`` (X one of the VMs just created);
@@ -55,6 +56,7 @@ GOAL = 1.25
 FIGURES: dict[str, tuple[str, int | None, bool, str]] = {
     "create_throughput": ("VMs/s", None, True, "CreateVmInstance throughput"),
     "create_p95": ("ms p95", 95, False, "CreateVmInstance latency under load"),
+    "create_cpu": ("ms CPU/VM", None, False, "node CPU per CreateVmInstance"),
     "alloc_host": ("ms p50", 50, False, "AllocateHost (reserve) through the bus"),
     "alloc_ip": ("ms p50", 50, False, "AllocateIp through the bus"),
     "query_name": ("ms p50", 50, False, "QueryVmInstance name=X"),
@@ -177,6 +179,15 @@ async def _creates(
     return {
         "create_throughput": Result(
             FAMILY, f"create_throughput_{label(n)}", rate, "VMs/s", samples, size=where, note=note
+        ),
+        "create_cpu": Result(
+            FAMILY,
+            f"create_cpu_{label(n)}",
+            cpu * 1e3,
+            "ms CPU/VM",
+            samples,
+            size=where,
+            note=note + " (/proc: user + system of the node process over the run, per VM made)",
         ),
         "create_p95": Result(
             FAMILY,

@@ -145,6 +145,7 @@ class Sizes:
     jobs_seconds: float = 300.0  # after the hold, how long the queued jobs may take to drain
     track_hosts: int = 100_000  # the target, measured as is (bulk-loaded, resumed at boot)
     track_interval: float = 60.0  # the target's interval: the window holds one real round
+    track_vms: int = 1_000_000  # tracking measured again with this many VMs in the database
     bus_messages: int = 200_000
     bus_senders: int = 200
     bus_resources: int = 1_000
@@ -188,6 +189,7 @@ class Sizes:
             jobs_seconds=30.0,
             track_hosts=200,
             track_interval=2.0,
+            track_vms=1_000,
             bus_messages=5_000,
             bus_senders=50,
             bus_resources=50,
