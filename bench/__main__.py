@@ -214,6 +214,10 @@ async def main_async(args: argparse.Namespace) -> int:
         write(out, text)
         if args.json:
             write(args.json, json.dumps(as_json(run, ok), indent=2))
+        if any(r.family == "growth" for r in run.results):  # the curve next to the report
+            curve = workdir / "growth.json"
+            write(curve, json.dumps(as_json(run, ok)))
+            growth.plot(curve, out.parent / "growth.png")
         print(f"bench: wrote {out}", flush=True)
         if args.keep or args.workdir:
             print(f"bench: kept {workdir}")

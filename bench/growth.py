@@ -351,21 +351,25 @@ def plot(results: Path, png: Path) -> None:
         key, _, lvl = r["name"].rpartition("_")
         series.setdefault(key, []).append((_parse(lvl), r["value"], r["ratio"] or 1.0))
     fig, (abs_ax, ratio_ax) = plt.subplots(1, 2, figsize=(12, 4.6))
+    ticks = sorted({p[0] for points in series.values() for p in points})
+    linthresh = min((t for t in ticks if t), default=1)
     for key, points in sorted(series.items()):
         points.sort()
-        xs = [max(p[0], 1) for p in points]
+        xs = [p[0] for p in points]
         unit, _, higher, _what = FIGURES.get(key, ("", None, False, key))
         if key != "create_throughput":
             abs_ax.plot(xs, [p[1] for p in points], marker="o", label=f"{key} ({unit})")
         ratios = [(1 / p[2] if higher and p[2] else p[2]) for p in points]
         ratio_ax.plot(xs, ratios, marker="o", label=key)
-    abs_ax.set_xscale("symlog", linthresh=1)
+    for ax in (abs_ax, ratio_ax):
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xticks(ticks, [label(t) for t in ticks])
+        ax.grid(True, alpha=0.3)
     abs_ax.set_yscale("log")
     abs_ax.set_xlabel("VMs already in the database")
     abs_ax.set_ylabel("ms")
     abs_ax.set_title("latency by cloud size")
     abs_ax.legend(fontsize=7)
-    ratio_ax.set_xscale("symlog", linthresh=1)
     ratio_ax.axhline(GOAL, color="red", linestyle="--", label=f"goal {GOAL:g}x")
     ratio_ax.set_xlabel("VMs already in the database")
     ratio_ax.set_ylabel("cost / cost on the empty cloud")

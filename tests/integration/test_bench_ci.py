@@ -219,6 +219,10 @@ def test_report_describes_the_machine_and_every_family(ci_run: CiRun) -> None:
         "## Sizes",
     ):
         assert heading in report, heading
+    # the growth curve is drawn next to the report, from the run's results
+    assert "![each growth figure against the VMs already in the database](growth.png)" in report
+    png = (ci_run.work.parent / "growth.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
     for row in ("| CPU |", "| cores |", "| memory |", "| kernel |", "| Python |", "| database |"):
         assert row in report, row
     assert (
