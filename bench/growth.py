@@ -89,9 +89,26 @@ def label(n: int) -> str:
     return str(n)
 
 
+NOTES = (
+    "Each level is a fresh node home: `growth_hosts` simulator hosts in 10 zones and the level's"
+    " VMs bulk-loaded by bench/fastpath.py before the start (each zone's L3 holds a tenth of the"
+    " loaded VMs' addresses), host pings, the VM reconciler and the simulator's synthetic usage"
+    " round off. The creates go into the first loaded zone (a tenth of the hosts, its L3 with a"
+    " tenth of the addresses in use); `join3_count` counts a small zone built through the API"
+    " that holds the same `growth_fixed` VMs at every level, so its answer is the same and only"
+    " the tables around it grow; `alloc_host` and `alloc_ip` are the create's two allocation"
+    " messages timed alone through the bus of a node opened on the same home in the bench"
+    " process. The ratio is the figure over the same figure on the empty cloud (level 0) of the"
+    " same run; for throughput, within 1.25x means at least 0.8x. The wall figures (throughput,"
+    " p95) move with the machine's load; `create_cpu` (node CPU per VM) much less."
+    " docs/growth.png is drawn from this run's results by bench/growth.py."
+)
+
+
 async def measure(run: Run, new_home: Callable[[str], NodeProcess]) -> None:
     print("growth", flush=True)
     sz = run.sizes
+    run.note(FAMILY, NOTES)
     empty: dict[str, Result] = {}
     for n in levels(sz.growth_top):
         figures = await _level(run, new_home(f"growth-{n}"), n)
