@@ -161,6 +161,13 @@ async def measure(run: Run, node: NodeProcess) -> None:
             answered = sum(len(r["latencies"]) + len(r["errors"]) for r in results)
             samples.tried = n
             samples.errors.extend(["no reply"] * max(0, n - answered))
+            print(
+                f"  stress: {answered:,}/{n:,} answered, {len(samples.errors)} error(s), drained in"
+                f" {drain:.1f} s, node CPU {cpu:.0f} s, peak RSS {peak / 2**20:,.0f} MiB",
+                flush=True,
+            )
+        # a new connection: the admin one sat idle through the drain (api.timeout.idle)
+        async with AsyncClient(node.endpoint) as admin:
             check = await admin.call("CheckConsistency")
             violations = check.get("violations", [])
             made = (
