@@ -6,7 +6,8 @@
     python -m bench --size vms=2000 --size query_vms=200000
     python -m bench --json results.json   the results as JSON as well
 
-Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot.
+Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot,
+growth, stress.
 Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
@@ -34,10 +35,12 @@ from bench import (
     bus,
     cli,
     cluster,
+    growth,
     jobs,
     kvm,
     profile,
     query,
+    stress,
     tracking,
     tui,
     vm,
@@ -49,7 +52,7 @@ from bench.report import render, write
 
 FAMILIES = [
     "cli", "batch", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster",
-    "kvm", "boot",
+    "kvm", "boot", "growth", "stress",
 ]  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -179,8 +182,14 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(run, "query", lambda: query.measure(run, homes.new("query")))
         if "tracking" in chosen:
             ok &= await guarded(
-                run, "tracking", lambda: tracking.measure(run, homes.new("tracking"))
+                run,
+                "tracking",
+                lambda: tracking.measure(run, homes.new("tracking"), homes.new("tracking-vms")),
             )
+        if "growth" in chosen:
+            ok &= await guarded(run, "growth", lambda: growth.measure(run, homes.new))
+        if "stress" in chosen:
+            ok &= await guarded(run, "stress", lambda: stress.measure(run, homes.new("stress")))
         if "tui" in chosen:
             ok &= await guarded(run, "tui", lambda: tui.measure(run, homes.new("tui")))
         if "profile" in chosen:
@@ -205,6 +214,10 @@ async def main_async(args: argparse.Namespace) -> int:
         write(out, text)
         if args.json:
             write(args.json, json.dumps(as_json(run, ok), indent=2))
+        if any(r.family == "growth" for r in run.results):  # the curve next to the report
+            curve = workdir / "growth.json"
+            write(curve, json.dumps(as_json(run, ok)))
+            growth.plot(curve, out.parent / "growth.png")
         print(f"bench: wrote {out}", flush=True)
         if args.keep or args.workdir:
             print(f"bench: kept {workdir}")

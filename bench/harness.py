@@ -145,6 +145,7 @@ class Sizes:
     jobs_seconds: float = 300.0  # after the hold, how long the queued jobs may take to drain
     track_hosts: int = 100_000  # the target, measured as is (bulk-loaded, resumed at boot)
     track_interval: float = 60.0  # the target's interval: the window holds one real round
+    track_vms: int = 1_000_000  # tracking measured again with this many VMs in the database
     bus_messages: int = 200_000
     bus_senders: int = 200
     bus_resources: int = 1_000
@@ -162,6 +163,16 @@ class Sizes:
     batch_streams: int = 8  # batch: parallel `zcli -f -` streams (and AsyncClient connections)
     batch_vms: int = 150  # batch: creates per stream (4 runs: AsyncClient twice, zcli twice)
     batch_parallel: int = 8  # batch: --parallel N (and AsyncClient requests in flight each)
+    growth_top: int = 1_000_000  # growth: VMs loaded at the top level (levels 0, top/10, top)
+    growth_hosts: int = 100_000  # growth: simulator hosts loaded at every level
+    growth_creates: int = 2_000  # growth: creates per level
+    growth_clients: int = 50  # growth: connections the creates come from
+    growth_fixed: int = 50  # growth: VMs of the small zone the join count counts
+    growth_repeats: int = 100  # growth: calls per timed query / allocation
+    stress_vms: int = 30_000  # stress: concurrent CreateVmInstance requests, all sent at once
+    stress_hosts: int = 100_000  # stress: simulated hosts (bulk-loaded)
+    stress_procs: int = 10  # stress: client processes
+    stress_conns: int = 4  # stress: AsyncClient connections per process
 
     @classmethod
     def ci(cls) -> Sizes:
@@ -178,6 +189,7 @@ class Sizes:
             jobs_seconds=30.0,
             track_hosts=200,
             track_interval=2.0,
+            track_vms=1_000,
             bus_messages=5_000,
             bus_senders=50,
             bus_resources=50,
@@ -191,6 +203,16 @@ class Sizes:
             tui_vms=1_000,
             tui_repeats=3,
             batch_vms=5,
+            growth_top=1_000,
+            growth_hosts=200,
+            growth_creates=30,
+            growth_clients=5,
+            growth_fixed=3,
+            growth_repeats=10,
+            stress_vms=300,
+            stress_hosts=200,
+            stress_procs=2,
+            stress_conns=2,
         )
 
 

@@ -1,5 +1,5 @@
 """KVM: management-node time per VM create on a real (namespaced) KVM host, as a share of the
-agent's libvirt time. Goal: under 10%.
+agent's libvirt time. Goal: under 5% (issue 17; it was 10%).
 
     sudo .venv/bin/python -m bench.kvm [--vms 5]
 
@@ -139,8 +139,8 @@ async def family(run: Any) -> None:
             "% of libvirt time",
             samples=samples,
             size=f"{out['vms']} creates on 1 namespaced KVM host (QEMU via libvirtd)",
-            goal="node time < 10% of the agent's libvirt time",
-            met=out["share"] < 0.10,
+            goal="node time < 5% of the agent's libvirt time",
+            met=out["share"] < 0.05,
             note=(
                 f"median node CPU {out['node_cpu_s'] * 1000:.1f} ms per create against"
                 f" {out['libvirt_s'] * 1000:.0f} ms of agent libvirt define+start; create wall"
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zmn-bench-kvm-") as tmp:
         out = asyncio.run(measure(args.vms, Path(tmp), profile=args.profile))
     print(
-        f"kvm/create_share: {out['share'] * 100:.1f}% (goal < 10%) over {out['vms']} creates;"
+        f"kvm/create_share: {out['share'] * 100:.1f}% (goal < 5%) over {out['vms']} creates;"
         f" median node CPU {out['node_cpu_s'] * 1000:.1f} ms, agent libvirt define+start"
         f" {out['libvirt_s'] * 1000:.1f} ms, create wall {out['create_wall_s'] * 1000:.0f} ms"
     )

@@ -26,6 +26,8 @@ FAMILY_TITLES = {
     "vm": "VM create",
     "jobs": "API jobs in flight",
     "tracking": "Host tracking",
+    "growth": "Flat cost growth",
+    "stress": "Stress: concurrent creates (ZStack's test on one node)",
 }
 
 
@@ -100,6 +102,10 @@ def render(run: Run, *, load_before: str, load_after: str, extra_sections: list[
             out.append(TABLE_HEAD)
             out.extend(_row(r) for r in rows)
             out.append("")
+            if family == "growth":  # drawn by bench/growth.py from this run's JSON
+                out.append(
+                    "![each growth figure against the VMs already in the database](growth.png)\n"
+                )
             for r in rows:
                 if r.note:
                     out.append(f"- `{r.name}`: {r.note}")

@@ -36,17 +36,35 @@ async def _status(client: AsyncClient) -> dict[str, Any]:
     return got
 
 
-async def measure(run: Run, node: NodeProcess) -> None:
-    """``node``: an initialised home, not started."""
+async def measure(run: Run, node: NodeProcess, node_with_vms: NodeProcess | None = None) -> None:
+    """``node`` (and ``node_with_vms``): initialised homes, not started. With
+    ``node_with_vms`` the same is measured again with ``track_vms`` VMs in the database."""
     print("tracking", flush=True)
+    await _measure(run, node, 0)
+    if node_with_vms is not None and run.sizes.track_vms:
+        await _measure(run, node_with_vms, run.sizes.track_vms)
+
+
+def _vms_label(vms: int) -> str:
+    from bench.growth import label
+
+    return f"_{label(vms)}_vms" if vms else ""
+
+
+async def _measure(run: Run, node: NodeProcess, vms: int) -> None:
     sz = run.sizes
     n, interval = sz.track_hosts, max(1, int(sz.track_interval))
     loaded = await asyncio.to_thread(
-        bulk_load, node.db_url, Layout(zones=4, hosts=n, vms=0, prefix="trk")
+        bulk_load, node.db_url, Layout(zones=4, hosts=n, vms=vms, prefix="trk")
     )
     node.set_global_config("host", "ping.interval", str(interval), "60")
     # the VM reconciler runs every 60 s over hosts and VMs: off, so the window holds pings only
     node.set_global_config("vm", "reconcile.interval", "0", "60")
+    # the metrics service's synthetic usage round (every 10 s, every simulator host and
+    # Running VM; about 6 s of CPU at 100,000 hosts) is not host tracking: off as well
+    node.set_global_config("metrics", "simulator.interval", "86400", "10")
+    suffix = _vms_label(vms)
+    with_vms = f", {vms:,} VMs in the database" if vms else ""
     t0 = time.monotonic()
     node.start(wait=600)
     answered = time.monotonic() - t0
@@ -103,11 +121,11 @@ async def measure(run: Run, node: NodeProcess) -> None:
     run.add(
         Result(
             FAMILY,
-            "ping_cpu_share",
+            f"ping_cpu_share{suffix}",
             at_target * 100,
             "% of a core" + (" (extrapolated to 100k)" if extrapolated else ""),
             samples,
-            size=f"{n:,} hosts, ping every {interval} s",
+            size=f"{n:,} hosts, ping every {interval} s{with_vms}",
             note=(
                 f"{cpu:.2f} s node CPU in one {wall:.1f} s window holding {rounds} ping round(s);"
                 f" the round pinged {last.get('pinged', 0):,} hosts in {last.get('seconds', 0):.2f} s"
@@ -124,11 +142,11 @@ async def measure(run: Run, node: NodeProcess) -> None:
     run.add(
         Result(
             FAMILY,
-            "boot_to_idle",
+            f"boot_to_idle{suffix}",
             boot_wall,
             "s",
             probe,
-            size=f"{n:,} hosts",
+            size=f"{n:,} hosts{with_vms}",
             note=(
                 f"node start to idle with {n:,} Connected hosts: the socket answered after"
                 f" {answered:.1f} s; the tracker resumed {boot.get('resumed', 0):,} host(s) and"
@@ -136,7 +154,8 @@ async def measure(run: Run, node: NodeProcess) -> None:
                 f" the background; {boot_cpu:.1f} s CPU ({per_host * 1e6:.0f} µs per host);"
                 f" GetManagementNodeStatus every {PROBE_EVERY:g} s meanwhile: {probe.ok} answers,"
                 f" p99 {probe.p(99) * 1e3:.0f} ms, max {max(probe.latencies, default=0) * 1e3:.0f} ms"
-                f" (the percentiles of this line); hosts bulk-loaded in {loaded.seconds:.1f} s before"
+                f" (the percentiles of this line); hosts{' and VMs' if vms else ''} bulk-loaded in"
+                f" {loaded.seconds:.1f} s before"
                 " the start; "
                 + (
                     f"the CPU of an empty node's start, {empty:.1f} s, is subtracted"
@@ -147,7 +166,7 @@ async def measure(run: Run, node: NodeProcess) -> None:
             extra={"boot": boot, "answered_s": answered},
         )
     )
-    if interval != 60:
+    if interval != 60 and not vms:
         run.note(
             FAMILY,
             f"ping_cpu_share measured at a {interval} s interval and scaled to 60 s for the goal"

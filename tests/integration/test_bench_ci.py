@@ -41,6 +41,24 @@ EXPECTED = {
     ("query", "deep_page"),
     ("tracking", "ping_cpu_share"),
     ("tracking", "boot_to_idle"),
+    ("tracking", "ping_cpu_share_1k_vms"),
+    ("tracking", "boot_to_idle_1k_vms"),
+    ("stress", "drain_time"),
+    ("stress", "node_rss_peak"),
+    *(
+        ("growth", f"{figure}_{level}")
+        for figure in (
+            "create_throughput",
+            "create_p95",
+            "create_cpu",
+            "alloc_host",
+            "alloc_ip",
+            "query_name",
+            "query_prefix",
+            "join3_count",
+        )
+        for level in ("0", "100", "1k")
+    ),
 }
 BASELINES = {
     "python_pass",
@@ -122,7 +140,7 @@ def test_every_benchmark_has_sane_numbers_and_full_success(ci_run: CiRun) -> Non
     got = {(r["family"], r["name"]): r for r in data["results"]}
     assert EXPECTED <= set(got), sorted(EXPECTED - set(got))
     for key, r in got.items():
-        if key == ("tracking", "ping_cpu_share") and r["value"] == 0.0:
+        if key[0] == "tracking" and key[1].startswith("ping_cpu_share") and r["value"] == 0.0:
             # one round of the CI size's 200 hosts costs about one 10 ms clock tick of CPU:
             # the window may count none (it did, loaded); the round itself is checked below
             assert "holding 1 ping round(s)" in r["note"], r["note"]
@@ -169,6 +187,16 @@ def test_correctness_checks_inside_the_benchmarks_held(ci_run: CiRun) -> None:
     tracked = got[("tracking", "ping_cpu_share")]["note"]
     hosts = data["sizes"]["track_hosts"]
     assert f"{hosts:,}/{hosts:,} hosts Connected" in tracked
+    stress = got[("stress", "drain_time")]
+    n = data["sizes"]["stress_vms"]
+    assert (
+        f"{n:,}/{n:,} requests answered, 0 error(s); 0 consistency violation(s)" in stress["note"]
+    ), stress["note"]
+    assert f"{n:,} VMs in the database" in stress["note"], stress["note"]
+    # the join count's answer is the same at every level: only the tables around it grow
+    fixed = data["sizes"]["growth_fixed"]
+    for level in ("0", "100", "1k"):
+        assert f"count=true` = {fixed} " in got[("growth", f"join3_count_{level}")]["note"]
     jobs = got[("jobs", "memory_per_job")]
     assert f"{data['sizes']['jobs']:,} jobs in flight at once" in jobs["note"]
 
@@ -186,9 +214,15 @@ def test_report_describes_the_machine_and_every_family(ci_run: CiRun) -> None:
         "## Query at scale",
         "## API jobs in flight",
         "## Host tracking",
+        "## Flat cost growth",
+        "## Stress: concurrent creates (ZStack's test on one node)",
         "## Sizes",
     ):
         assert heading in report, heading
+    # the growth curve is drawn next to the report, from the run's results
+    assert "![each growth figure against the VMs already in the database](growth.png)" in report
+    png = (ci_run.work.parent / "growth.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
     for row in ("| CPU |", "| cores |", "| memory |", "| kernel |", "| Python |", "| database |"):
         assert row in report, row
     assert (

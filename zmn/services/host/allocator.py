@@ -278,9 +278,128 @@ _RESERVE = (
 SELECT_HOST = select(_HOST).where(_HOST.c.uuid == bindparam("uuid"))
 
 
+# The first few hosts passing every filter, capacity included, in the strategy's order: the
+# filters and the order run in SQL, so an allocation reads a handful of rows whatever the
+# number of hosts in scope (reading every host of a 10,000-host zone and sorting it in Python
+# cost more than the rest of a create). Only when this finds no host (or every one of them
+# was taken meanwhile) does the full scan below run, to name the filter that left none.
+FIRST_FIT = 16
+_ORDER: dict[str, Callable[[], tuple[Any, ...]]] = {
+    "default": lambda: (_HOST.c.name, _HOST.c.uuid),
+    "least-used": lambda: (
+        _HOST.c.availableMemoryCapacity.desc(),
+        _HOST.c.availableCpuCapacity.desc(),
+        _HOST.c.name,
+        _HOST.c.uuid,
+    ),
+    "least-cpu": lambda: (
+        _HOST.c.availableCpuCapacity.desc(),
+        _HOST.c.availableMemoryCapacity.desc(),
+        _HOST.c.name,
+        _HOST.c.uuid,
+    ),
+}
+
+
+def _first_fit_statement(
+    strategy: str, zone: bool, cluster: bool, host: bool, avoid: bool, clusters: bool
+) -> Any:
+    def build() -> Any:
+        stmt = select(_HOST).where(
+            _HOST.c.state == "Enabled",
+            _HOST.c.status == "Connected",
+            _HOST.c.totalCpuCapacity * bindparam("cpu_ratio", type_=Float())
+            - (_HOST.c.totalCpuCapacity - _HOST.c.availableCpuCapacity)
+            >= bindparam("cpu"),
+            _HOST.c.totalMemoryCapacity * bindparam("memory_ratio", type_=Float())
+            - (_HOST.c.totalMemoryCapacity - _HOST.c.availableMemoryCapacity)
+            >= bindparam("memory"),
+        )
+        if zone:
+            stmt = stmt.where(_HOST.c.zoneUuid == bindparam("zone"))
+        if cluster:
+            stmt = stmt.where(_HOST.c.clusterUuid == bindparam("cluster"))
+        if host:
+            stmt = stmt.where(_HOST.c.uuid == bindparam("host"))
+        if avoid:
+            stmt = stmt.where(_HOST.c.uuid.not_in(bindparam("avoid", expanding=True)))
+        if clusters:
+            stmt = stmt.where(_HOST.c.clusterUuid.in_(bindparam("clusters", expanding=True)))
+        return stmt.order_by(*_ORDER[strategy]()).limit(FIRST_FIT)
+
+    return _cached(("first-fit", strategy, zone, cluster, host, avoid, clusters), build)
+
+
+def _first_fit(
+    node: Node, conn: Connection, msg: AllocateHost, strategy: str, r: Ratios
+) -> list[Any] | None:
+    """The first hosts that can take the VM, in order (preferred host first); None when the
+    strategy is not ordered in SQL (random)."""
+    if strategy not in _ORDER:
+        return None
+    reach = clusters_reaching_l3s(node, conn, msg.l3NetworkUuids)
+    storage = clusters_with_storage(node, conn, msg.primaryStorageUuids, msg.primaryStorageSize)
+    allowed = reach if storage is None else (storage if reach is None else reach & storage)
+    if allowed is not None and not allowed:
+        return []
+    params: dict[str, Any] = {
+        "cpu": msg.cpuNum,
+        "memory": msg.memorySize,
+        "cpu_ratio": r.cpu,
+        "memory_ratio": r.memory,
+    }
+    for key, value in (
+        ("zone", msg.zoneUuid),
+        ("cluster", msg.clusterUuid),
+        ("host", msg.hostUuid),
+        ("avoid", list(msg.avoidHostUuids or [])),
+        ("clusters", sorted(allowed) if allowed is not None else None),
+    ):
+        if value:
+            params[key] = value
+
+    def query(host: str | None) -> list[Any]:
+        args = dict(params, host=host) if host else params
+        stmt = _first_fit_statement(
+            strategy,
+            "zone" in args,
+            "cluster" in args,
+            "host" in args,
+            "avoid" in args,
+            "clusters" in args,
+        )
+        return list(conn.execute(stmt, args))
+
+    prefer = msg.preferHostUuid
+    first = query(prefer) if prefer and not msg.hostUuid else []
+    return first + [h for h in query(None) if not first or h.uuid != prefer]
+
+
+def _reserve(conn: Connection, host: Any, msg: AllocateHost, r: Ratios) -> Any:
+    done = conn.execute(
+        _RESERVE,
+        {
+            "_uuid": host.uuid,
+            "cpu": msg.cpuNum,
+            "memory": msg.memorySize,
+            "cpu_ratio": r.cpu,
+            "memory_ratio": r.memory,
+        },
+    )
+    if getattr(done, "rowcount", 0) == 1:
+        return conn.execute(SELECT_HOST, {"uuid": host.uuid}).one()
+    return None
+
+
 def allocate(node: Node, conn: Connection, msg: AllocateHost, strategy: str) -> Any:
     """Choose and (unless ``dryRun``) reserve; runs inside one transaction (Core rows)."""
     r = ratios(node)
+    for host in _first_fit(node, conn, msg, strategy, r) or []:
+        if msg.dryRun:
+            return host
+        taken = _reserve(conn, host, msg, r)
+        if taken is not None:
+            return taken
     hosts = candidates(node, conn, msg)
     roomy = [h for h in hosts if has_room(h, msg.cpuNum, msg.memorySize, r)]
     if not roomy:
@@ -297,16 +416,7 @@ def allocate(node: Node, conn: Connection, msg: AllocateHost, strategy: str) -> 
     for host in order(roomy, strategy, msg.preferHostUuid):
         if msg.dryRun:
             return host
-        done = conn.execute(
-            _RESERVE,
-            {
-                "_uuid": host.uuid,
-                "cpu": msg.cpuNum,
-                "memory": msg.memorySize,
-                "cpu_ratio": r.cpu,
-                "memory_ratio": r.memory,
-            },
-        )
-        if getattr(done, "rowcount", 0) == 1:
-            return conn.execute(SELECT_HOST, {"uuid": host.uuid}).one()
+        taken = _reserve(conn, host, msg, r)
+        if taken is not None:
+            return taken
     raise _fail("every candidate host was taken by concurrent allocations; try again", "capacity")

@@ -97,7 +97,8 @@ class _UsedAddresses:
     loaded_at: float
     ranges: tuple[str, ...]  # the L3's ranges when read: another set means read again
     used: set[int]
-    hint: int | None = None  # every address of the ranges before this one is in use
+    hint: int | None = None  # every address of its range before this one is in use
+    bounds: tuple[tuple[int, int], ...] = ()  # (first, last) address of each range, in order
 
 
 class UsedIpCache:
@@ -112,7 +113,8 @@ class UsedIpCache:
         names = tuple(r.uuid for r in ranges)
         if entry is None or entry.ranges != names or now - entry.loaded_at > USED_CACHE_SECONDS:
             used = set(conn.scalars(_SELECT_USED, {"l3": l3_uuid}))
-            entry = self.l3s[l3_uuid] = _UsedAddresses(now, names, used)
+            bounds = tuple(_bounds(r) for r in ranges)
+            entry = self.l3s[l3_uuid] = _UsedAddresses(now, names, used, bounds=bounds)
         return entry
 
     def taken(self, l3_uuid: str, value: int) -> None:
@@ -129,7 +131,17 @@ class UsedIpCache:
             del self.l3s[l3_uuid or ""]
             return
         entry.used.discard(value)
-        entry.hint = None  # an address before the hint may be free now
+        # The scan starts at the hint inside the hint's range: an address released before
+        # it in that range becomes the new start (the addresses before it are still in use);
+        # one released in another range leaves the hint as it is (other ranges are scanned
+        # from their start). Forgetting the hint made every allocation after a release scan
+        # the whole range again: O(addresses in use) per create in a cloud with churn.
+        hint = entry.hint
+        if hint is None or value >= hint:
+            return
+        if not any(lo <= value <= hi and lo <= hint <= hi for lo, hi in entry.bounds):
+            return
+        entry.hint = value
 
     def forget(self, l3_uuid: str) -> None:
         self.l3s.pop(l3_uuid, None)
