@@ -1,7 +1,7 @@
 """shared primary storage (SharedMountPoint, NFS): the marker identity and each host's view
 
 Revision ID: 0003_storage
-Revises: 0002_stable
+Revises: 0003_nocase
 """
 
 from __future__ import annotations
