@@ -31,6 +31,7 @@ EXPECTED = {
     ("vm", "single_create_p50"),
     ("vm", "create_throughput"),
     ("vm", "create_p95_under_load"),
+    ("vm", "create_node_cpu"),
     ("jobs", "memory_per_job"),
     ("bus", "local_bus_request_reply"),
     ("query", "bulk_load"),

@@ -129,6 +129,9 @@ class Bus(ABC):
         return {}
 
 
+_REACH_PATHS = 1024  # event paths whose subscriber lists LocalBus keeps
+
+
 class LocalBus(Bus):
     """In-process bus: a call is a direct await of the service's dispatcher."""
 
@@ -137,6 +140,9 @@ class LocalBus(Bus):
     def __init__(self) -> None:
         self._services: dict[str, Dispatch] = {}
         self._subs: list[Subscription] = []
+        # path -> the subscriptions it reaches, in subscription order (every event path is
+        # matched once, not against every pattern at every publish); emptied when they change
+        self._reach: dict[str, list[Subscription]] = {}
         self.in_flight = 0
         self.delivered = 0
         self.published = 0
@@ -178,24 +184,33 @@ class LocalBus(Bus):
 
     async def publish(self, path: str, data: dict[str, Any]) -> None:
         self.published += 1
+        reached = self._reach.get(path)
+        if reached is None:
+            reached = [sub for sub in self._subs if sub.matches(path)]
+            if len(self._reach) >= _REACH_PATHS:  # per-job paths: bounded, not per job forever
+                self._reach.clear()
+            self._reach[path] = reached
+        if not reached:
+            return
         event = Event(path, data)
-        for sub in list(self._subs):
-            if sub.matches(path):
-                try:
-                    result = sub.callback(event)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    log.exception("event subscriber for %s failed on %s", sub.pattern, path)
+        for sub in reached:  # a snapshot: the cached lists are replaced, never changed
+            try:
+                result = sub.callback(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("event subscriber for %s failed on %s", sub.pattern, path)
 
     def subscribe(self, pattern: str, callback: EventCallback) -> Subscription:
         sub = Subscription(self, pattern, callback)
         self._subs.append(sub)
+        self._reach = {}
         return sub
 
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subs:
             self._subs.remove(subscription)
+            self._reach = {}
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -184,7 +184,14 @@ def existing_inventory(call: Call, type_name: str, msg: CreateMessage) -> dict[s
         return None
     if not UUID_RE.match(msg.resourceUuid):
         raise InvalidArgument("resourceUuid must be 32 lowercase hex digits", field="resourceUuid")
+    if msg.resourceUuid in call.node.minted:
+        return None  # made by this node for this very call: nothing exists under it yet
     rt = call.node.resources.get(type_name)
+    # Nearly every create is new: one primary-key probe on a Core connection answers that
+    # without an ORM session (an identity-map lookup and a mapped load cost ten times more).
+    with call.node.db.engine.connect() as conn:
+        if conn.execute(rt.uuid_probe, {"uuid": msg.resourceUuid}).first() is None:
+            return None
     with call.tx() as s:
         row = s.get(rt.model, msg.resourceUuid)
         if row is None:

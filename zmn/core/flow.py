@@ -13,7 +13,6 @@ flow list (``flowchain.<name>=flowA,flowB``) with any registered flows.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from sqlalchemy import Table, bindparam, insert, update
 
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
+from zmn.core import jsontext
 from zmn.core.db import new_uuid
 from zmn.core.jobs import JobCanceled
 from zmn.core.models import FlowRecordVO
@@ -228,7 +228,7 @@ class FlowChain:
         """Write the changed fields of the record; back when the write is durable. The
         ``Done`` write drops the run's capacity reservations in the same transaction."""
         if "data" in values:
-            values["data"] = json.dumps(values["data"], default=str)
+            values["data"] = jsontext.dumps(values["data"])
         saved = ctx.scratch.setdefault(_SAVED, {})
         changed = {k: v for k, v in values.items() if k not in saved or saved[k] != v}
         if not changed:
@@ -249,7 +249,7 @@ class FlowChain:
         ctx.record_uuid = new_uuid()
         names = self.names
         first = names[0] if names else None
-        data = json.dumps(ctx.data, default=str)
+        data = jsontext.dumps(ctx.data)
         ctx.scratch[_SAVED] = {
             "state": "Running",
             "currentFlow": first,
@@ -319,7 +319,7 @@ class FlowChain:
                 following = names[index + 1] if index + 1 < total else flow.name
                 await self._save(
                     ctx,
-                    doneFlows=json.dumps([f.name for f in done]),
+                    doneFlows=jsontext.dumps([f.name for f in done]),
                     currentFlow=following,
                     data=ctx.data,
                 )
@@ -374,7 +374,7 @@ class FlowChain:
             # undo (a node killed now does not undo this step again at recovery)
             await self._save(
                 ctx,
-                doneFlows=json.dumps([f.name for f in done[: done.index(flow)]]),
+                doneFlows=jsontext.dumps([f.name for f in done[: done.index(flow)]]),
                 data=ctx.data,
             )
         await self._save(

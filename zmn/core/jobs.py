@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from zmn.api.errors import InternalError, NotFound, OperationFailed, Timeout, ZmnError
+from zmn.core import jsontext
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import JobVO
@@ -187,7 +188,7 @@ class JobManager:
                     "uuid": uuid,
                     "name": name,
                     "state": "Running",
-                    "args": json.dumps(args, default=str),
+                    "args": jsontext.dumps(args),
                     "progress": 0,
                     "progressText": None,
                     "result": None,
@@ -275,8 +276,8 @@ class JobManager:
             "progress": 100 if state == "Succeeded" else handle.percent,
             # the last progress text is always the newest: the row's is never newer
             "progressText": handle.text or None,
-            "result": None if result is None else json.dumps(result, default=str),
-            "error": None if error is None else json.dumps(error.to_wire(), default=str),
+            "result": None if result is None else jsontext.dumps(result),
+            "error": None if error is None else jsontext.dumps(error.to_wire()),
         }
         # with the flow records' group commit: durable before the job is seen finished
         await self.node.flows.writer.write(_FINISH_JOB, {"_uuid": handle.uuid, **values})
@@ -341,7 +342,7 @@ class JobManager:
             ).all()
             for row in rows:
                 row.state = "Interrupted"
-                row.error = json.dumps(
+                row.error = jsontext.dumps(
                     InternalError(
                         "the node stopped while this job ran", code="JOB.INTERRUPTED"
                     ).to_wire()

@@ -149,6 +149,9 @@ class Node:
         self.started_at = time.time()
         self.endpoints: list[str] = []
         self.stopping = False
+        # resourceUuids this node made for creates in flight (see execute): nothing can exist
+        # under them yet, so the idempotent-create look-up skips them
+        self.minted: set[str] = set()
         self.on_fenced: Callable[[], None] | None = None  # set by the daemon: end the process
         # Whether this node owns a resource on the ring (the cluster wiring replaces it; a
         # single node owns everything). Trackers use it so that each host is pinged by one node.
@@ -368,14 +371,20 @@ class Node:
             )
             service = self.route(api_name)
             if spec.long:
+                minted = None
                 if isinstance(msg, CreateMessage) and not msg.resourceUuid:
                     # the job names what it creates from the start (zcli job wait -q)
-                    msg.resourceUuid = new_uuid()
+                    msg.resourceUuid = minted = new_uuid()
+                    self.minted.add(minted)
                 uuid = getattr(msg, "uuid", None) or getattr(msg, "resourceUuid", None)
 
                 async def work(handle: Any) -> Any:
                     env.job_uuid = handle.uuid
-                    return await self.bus.call(service, env)
+                    try:
+                        return await self.bus.call(service, env)
+                    finally:
+                        if minted is not None:
+                            self.minted.discard(minted)
 
                 job_uuid, task = self.jobs.submit(
                     api_name, redacted_args(msg), principal, work, resource_uuid=uuid

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from zmn.api.errors import ZmnError
+from zmn.core import jsontext
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.models import FlowRecordVO, JobVO
@@ -189,8 +190,8 @@ async def _roll_back(
             .values(
                 state="RollingBack",
                 currentFlow=None,
-                doneFlows=json.dumps(undo[:index]),
-                data=json.dumps(ctx.data, default=str),
+                doneFlows=jsontext.dumps(undo[:index]),
+                data=jsontext.dumps(ctx.data),
             )
         )
     outcome = "RollbackFailed" if problems else "RolledBack"
@@ -262,7 +263,7 @@ def _close(node: Node, record: str, state: str, error: str | None, data: dict[st
     node.db_write(
         update(FlowRecordVO)
         .where(FlowRecordVO.uuid == record)
-        .values(state=state, currentFlow=None, error=error, data=json.dumps(data, default=str))
+        .values(state=state, currentFlow=None, error=error, data=jsontext.dumps(data))
     )
     if state == "Done":  # what the run reserved now belongs to the rows it made
         with node.db.engine.begin() as conn:
@@ -277,7 +278,7 @@ def job_succeeded(node: Node, job: str, result: dict[str, Any]) -> None:
         .values(
             state="Succeeded",
             progress=100,
-            result=json.dumps(result, default=str),
+            result=jsontext.dumps(result),
             error=None,
             lastOpDate=utcnow(),
         )
@@ -305,5 +306,5 @@ def annotate_job(
     node.db_write(
         update(JobVO)
         .where(JobVO.uuid == job, JobVO.state.in_(("Running", "Interrupted")))
-        .values(state="Interrupted", error=json.dumps(error), lastOpDate=utcnow())
+        .values(state="Interrupted", error=jsontext.dumps(error), lastOpDate=utcnow())
     )

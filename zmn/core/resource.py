@@ -168,6 +168,15 @@ class ResourceType:
             ]
         return cols  # type: ignore[no-any-return]
 
+    @property
+    def uuid_probe(self) -> Any:
+        """``SELECT uuid FROM <table> WHERE uuid = :uuid`` (Core, built once): does a row exist?"""
+        stmt = self._statements.get("uuid_probe")
+        if stmt is None:
+            col = inspect(self.model).columns["uuid"]
+            stmt = self._statements["uuid_probe"] = select(col).where(col == bindparam("uuid"))
+        return stmt
+
     def rows_where(
         self, session: Session, column: str, values: list[Any], order: tuple[str, ...] = ()
     ) -> list[Any]:

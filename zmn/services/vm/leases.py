@@ -70,6 +70,10 @@ class LeaseTracker:
                 conn.execute(_LEASED, rows)
 
     async def on_state(self, event: Event) -> None:
+        # a VM leaving Created (its first start, in the create) never ran a guest: its NICs,
+        # made in the same create, hold no lease to clear
+        if event.data.get("oldState") == "Created":
+            return
         if event.data.get("newState") in RESET_STATES and event.data.get("uuid"):
             with self.node.db.engine.begin() as conn:
                 conn.execute(_RESET, {"_vm": str(event.data["uuid"])})
