@@ -248,6 +248,11 @@ async def test_catalogue_is_cached_by_hash(zcli: Zcli) -> None:
         if res["name"] == "Zone":
             res["summary"] = "DOCTORED SUMMARY"
     files[0].write_text(json.dumps(data))
+    fast = list((zcli.cache / "zcli").glob("catalogue-*.marshal"))
+    assert len(fast) == 1  # the faster copy beside it (zcli/cache.py), made from the JSON
+    fast[0].unlink()
+    assert "DOCTORED SUMMARY" in (await zcli.ok("zone", "--help")).out
+    assert fast[0].exists()  # written again, from the doctored JSON
     assert "DOCTORED SUMMARY" in (await zcli.ok("zone", "--help")).out
 
 
