@@ -40,6 +40,7 @@ from zmn.core.service import Call
 from zmn.services.ha.judge import HostWatch
 from zmn.services.ha.models import VmHaStatusVO
 from zmn.services.host.hosttype import HostRef, HostType
+from zmn.services.host.ops import set_status
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
@@ -218,6 +219,7 @@ class HaMonitor:
             if h.uuid not in self.dead:
                 self.dead[h.uuid] = verdict.reason
                 log.error("HA: host %s is dead: %s", h.name, verdict.reason)
+                await self._disconnect(h)
                 await self.node.bus.publish(
                     DEAD_EVENT, {"hostUuid": h.uuid, "hostName": h.name, "reason": verdict.reason}
                 )
@@ -225,6 +227,22 @@ class HaMonitor:
                 self._spawn(self.restart(vm_uuid, h))
         await self._retry_due()
         self.rounds += 1
+
+    async def _disconnect(self, host: HostRef) -> None:
+        """A dead host is Disconnected before its VMs restart, so that the allocator (which
+        prefers a VM's last host) cannot pick it; the tracker reconnects it when it answers."""
+        rt = self.node.resources.get("Host")
+        with self.node.db.tx() as s:
+            row = s.get(rt.model, host.uuid)
+            status = None if row is None else row.status
+        if status != "Connected":
+            return
+        call = Call(self.node, self.node.admin_principal(), "HaHostDead")
+        try:
+            async with self.node.queues.slot(f"host:{host.uuid}", 1, "HaHostDead"):
+                await set_status(call, host.uuid, "disconnected")
+        except ZmnError as exc:
+            log.warning("HA: host %s not marked Disconnected: %s", host.name, exc)
 
     async def _push(self, kvm: Any, host: HostRef, storages: list[SharedStorage]) -> bool:
         body = {
