@@ -36,6 +36,7 @@ from agent.metrics import MetricsSampler
 from agent.network.executor import Executor
 from agent.reporter import Reporter
 from agent.storage.commands import StorageCommands
+from agent.storage.shared import SharedStorageCommands
 from agent.tasks import TaskRunner
 from agent.validate import token
 from zmn.api import agentauth
@@ -413,6 +414,7 @@ class AgentServer:
             clock=clock,
             extra_routes={
                 **self.storage.routes(),
+                **SharedStorageCommands(executor).routes(),
                 **ConsoleCommands(driver).routes(),
                 **self.ha.routes(),
             },

@@ -1,7 +1,7 @@
 """vm_ha_status: what VM HA did about a VM whose host died
 
 Revision ID: 0003_ha
-Revises: 0002_stable
+Revises: 0003_storage
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision: str = "0003_ha"
-down_revision: str | None = "0002_stable"
+down_revision: str | None = "0003_storage"  # re-chained after merging h/storage
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
