@@ -183,6 +183,8 @@ async def test_a_dead_host_needs_both_signs_and_its_ha_vm_runs_once_elsewhere(
         assert audit["inventories"][0]["result"] == "ok"
         shown = await api("QueryVmHaStatus", conditions=[f"uuid={ha_vm['uuid']}"])
         assert shown["inventories"][0]["state"] == "Restarted"
+        joined = await api("QueryVmInstance", conditions=["haStatus.state=Restarted"])
+        assert [v["uuid"] for v in joined["inventories"]] == [ha_vm["uuid"]]
 
         # 3. A comes back with the HA VM's domain running: destroyed, never resumed
         env.deployer.kill(u["kvm-a"])
@@ -191,6 +193,7 @@ async def test_a_dead_host_needs_both_signs_and_its_ha_vm_runs_once_elsewhere(
         new_a.define(parse_vm({"uuid": ha_vm["uuid"], "cpuNum": 1, "memorySize": 256 << 20}))
         new_a.start(ha_vm["uuid"])
         await _until("the stale domain gone", lambda: ha_vm["uuid"] not in new_a.domains)
+        await _until("/host/vm/stale", lambda: any(p == "/host/vm/stale" for p, _ in events))
         stale = [d for p, d in events if p == "/host/vm/stale"]
         assert stale and stale[0]["hostUuid"] == u["kvm-a"] and stale[0]["vmUuid"] == ha_vm["uuid"]
         assert stale[0]["vmHostUuid"] == moved["hostUuid"]

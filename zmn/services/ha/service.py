@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zmn.core.globalconfig import GlobalConfigDef
-from zmn.core.resource import RefSpec, ResourceRegistry, ResourceType
+from zmn.core.resource import Expansion, RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Service
 from zmn.services.ha.models import VmHaStatusVO
 from zmn.services.ha.monitor import HaMonitor
@@ -103,6 +103,13 @@ class HaService(Service):
                 summary="what VM HA did about a VM whose host died",
             )
         )
+        registry.inject(  # zcli vm get web1 -c name,haStatus.state,haStatus.lastError
+            "VmInstance",
+            Expansion(
+                "haStatus", "VmHaStatus", "uuid", "uuid", plugin=self.name,
+                doc="what VM HA did when the VM's host died (restarted, or why not yet)",
+            ),
+        )  # fmt: skip
 
     async def start(self) -> None:
         self.monitor.start()
