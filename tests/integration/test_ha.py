@@ -25,6 +25,7 @@ from agent.drivers.fake import FakeDriver
 from agent.spec import parse_vm
 from tests.integration.test_kvm_host import Env, LocalDeployer
 from tests.support.inproc import Api, running_node
+from zmn.api.errors import ZmnError
 from zmn.services.ha.models import VmHaStatusVO
 
 
@@ -241,3 +242,33 @@ async def test_a_failed_restart_is_retried_with_backoff_and_says_why(
     assert status is not None and status.state == "Restarted" and status.lastError is None
     with env.node.db.tx() as s:
         assert s.scalar(select(VmHaStatusVO.attempts).where(VmHaStatusVO.uuid == vm["uuid"])) >= 3
+
+
+async def test_the_ha_level_is_a_tag_set_and_cleared_by_update_and_checked(
+    env: Env, tmp_path: Path
+) -> None:
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    u = await _cloud(env, shared)
+    api = env.api
+    vm = (await api("CreateVmInstance", name="v", **u["make"], systemTags=["ha::NeverStop"],
+                    primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip
+
+    async def tags() -> list[str]:
+        got = await api("QuerySystemTag", conditions=[f"resourceUuid={vm['uuid']}", "tag~=ha::%"])
+        return [t["tag"] for t in got["inventories"]]
+
+    assert await tags() == ["ha::NeverStop"]
+    await api("UpdateVmInstance", uuid=vm["uuid"], ha="None")
+    assert await tags() == []
+    await api("UpdateVmInstance", uuid=vm["uuid"], ha="NeverStop")
+    await api("UpdateVmInstance", uuid=vm["uuid"], ha="NeverStop")  # idempotent: one tag
+    assert await tags() == ["ha::NeverStop"]
+    with pytest.raises(ZmnError) as err:
+        await api("UpdateVmInstance", uuid=vm["uuid"], ha="Always")
+    assert err.value.details.get("field") == "ha", err.value
+    with pytest.raises(ZmnError) as err:
+        await api("CreateVmInstance", name="w", **u["make"], systemTags=["ha::Always"])
+    assert "NeverStop" in err.value.message
