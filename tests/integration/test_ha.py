@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from agent.drivers.fake import FakeDriver
 from agent.spec import parse_vm
 from tests.integration.test_kvm_host import Env, LocalDeployer
+from tests.integration.test_zcli import Zcli
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import ZmnError
 from zmn.services.ha.models import VmHaStatusVO
@@ -34,13 +35,15 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     deployer = LocalDeployer(tmp_path / "agents")
     conf = {"agent.callback.listen": "127.0.0.1:0"}
     try:
-        async with running_node(tmp_path / "home", conf=conf) as (node, _server):
+        async with running_node(tmp_path / "home", conf=conf) as (node, server):
             node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
             node.services["ha"].monitor.shared_types = frozenset({"Simulator"})  # type: ignore[attr-defined]
             api = Api(node)
             await api("CreateZone", name="z1")
             await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            yield Env(api, deployer)
+            env = Env(api, deployer)
+            env.zcli = Zcli(tmp_path, node, server)  # type: ignore[attr-defined]
+            yield env
     finally:
         deployer.close()
 
@@ -261,7 +264,7 @@ async def test_the_ha_level_is_a_tag_set_and_cleared_by_update_and_checked(
         return [t["tag"] for t in got["inventories"]]
 
     assert await tags() == ["ha::NeverStop"]
-    await api("UpdateVmInstance", uuid=vm["uuid"], ha="None")
+    await env.zcli.ok("vm", "update", "v", "--ha", "None")  # type: ignore[attr-defined]
     assert await tags() == []
     await api("UpdateVmInstance", uuid=vm["uuid"], ha="NeverStop")
     await api("UpdateVmInstance", uuid=vm["uuid"], ha="NeverStop")  # idempotent: one tag
