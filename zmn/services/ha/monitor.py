@@ -251,7 +251,10 @@ class HaMonitor:
             "haVms": self._ha_vms(host.uuid),
         }
         try:
-            client = kvm.client(host, kvm.record(host.uuid), timeout=max(2.0, self.interval * 2))
+            # short: a dead host must not stretch the round, whose pushes are every other
+            # agent's contact (their fenceTimeout runs between two of them)
+            timeout = max(1.0, min(self.interval, self._cfg("host.detectTimeout") / 8))
+            client = kvm.client(host, kvm.record(host.uuid), timeout=timeout)
             await client.post("/v1/ha/config", body)
         except ZmnError as exc:
             log.info("HA: no answer from the agent of host %s: %s", host.name, exc.message)
