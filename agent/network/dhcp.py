@@ -172,6 +172,24 @@ def render_hosts(spec: L3Dhcp) -> str:
     return "".join(f"{r}\n" for r in rows)
 
 
+def prune_leases(text: str, spec: L3Dhcp) -> str:
+    """The lease file without leases of reserved addresses held by another MAC.
+
+    Such a lease outlives a VM that left this host without releasing it (a host killed and
+    back after VM HA moved its VMs, a VM destroyed while its host was down); dnsmasq would keep
+    the address from the VM it is now reserved for ("not using configured address ... because
+    it is leased to ...") and that guest would get no address.
+    """
+    reserved = {str(h.ip): h.mac.lower() for h in spec.hosts}
+    kept = []
+    for line in text.splitlines(keepends=True):
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] in reserved and parts[1].lower() != reserved[parts[2]]:
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
 def _running_pid(executor: Executor, paths: Paths) -> int | None:
     """The pid in the pid file if that process is still our dnsmasq (pids get reused)."""
     raw = (executor.read_file(paths.pid) or "").strip()
@@ -198,8 +216,11 @@ def apply(
         [ip, "addr", "replace", f"{spec.server_ip}/{spec.network.prefixlen}", "dev", spec.bridge]
     )
     pid = _running_pid(executor, paths)
+    leases = executor.read_file(paths.leases) or ""
+    pruned = prune_leases(leases, spec)
+    stale = pruned != leases  # dnsmasq reads its lease file only when it starts
     action = "none"
-    if pid is not None and conf_changed:
+    if pid is not None and (conf_changed or stale):
         executor.run(["kill", "-TERM", str(pid)], check=False)
         for _ in range(50):  # the old one must release its sockets and pid file first
             if _running_pid(executor, paths) is None:
@@ -207,6 +228,8 @@ def apply(
             sleep(0.1)
         pid = None
         action = "restarted"
+    if stale:
+        executor.write_file(paths.leases, pruned)
     if pid is None:
         executor.run([dnsmasq, f"--conf-file={paths.conf}"])
         action = action if action != "none" else "started"
