@@ -12,6 +12,10 @@ The node pushes ``POST /v1/ha/config`` to every agent it tracks, every few secon
 * **Reading a peer's heartbeat.** The node is not on the storage, so it asks a *live* host:
   ``POST /v1/ha/heartbeat {"path", "hostUuid"}`` answers the file's counter (or
   ``"missing": true``). The node compares counters over time; clocks never need to agree.
+* **Is a disk still in use?** ``POST /v1/ha/volume-lock {"paths": [...]}`` answers the paths
+  a running QEMU anywhere still holds (``qemu-img info`` without ``-U`` is refused its shared
+  lock), so the node never starts a second copy of a VM whose first copy still runs on a host
+  whose agent merely died.
 * **Self-fencing.** Every request the node signs counts as contact. When no contact came for
   ``fenceTimeout`` seconds AND no heartbeat write succeeded for ``writeGrace`` seconds on some
   storage this host uses, the host may be declared dead by the node soon: the agent destroys
@@ -29,6 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +91,19 @@ def read_heartbeat(storage_path: str, host_uuid: str) -> Body:
         "counter": int(data.get("counter", -1)),
         "time": data.get("time"),
     }
+
+
+def image_locked(path: str, timeout: float = 20.0) -> bool:
+    """True when a running QEMU holds the image (qemu-img cannot take its shared lock).
+    Anything else (no such file, no qemu-img, a timeout) is not proof of use: False."""
+    try:
+        done = subprocess.run(  # noqa: S603 - an argument list, the path validated
+            [shutil.which("qemu-img") or "qemu-img", "info", "--output=json", path],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode != 0 and "lock" in done.stderr.lower()
 
 
 @dataclass
@@ -199,8 +218,16 @@ class HaKeeper:
         host = v.uuid(body.get("hostUuid"), "hostUuid")
         return read_heartbeat(path, host)
 
+    def volume_lock(self, body: Body, _query: dict[str, str] | None = None) -> Body:
+        paths = [
+            v.abspath(p, f"paths[{i}]")
+            for i, p in enumerate(v.items(body.get("paths", []), "paths", max_items=64))
+        ]
+        return {"locked": [p for p in paths if image_locked(p)]}
+
     def routes(self) -> dict[tuple[str, str], Route]:
         return {
+            ("POST", "/v1/ha/volume-lock"): Route(self.volume_lock),
             ("POST", "/v1/ha/config"): Route(self.configure),
             ("GET", "/v1/ha/state"): Route(self.state),
             ("POST", "/v1/ha/heartbeat"): Route(self.read),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.drivers.base import DomainInfo
-from agent.ha import HaKeeper, read_heartbeat, write_heartbeat
+from agent.ha import HaKeeper, image_locked, read_heartbeat, write_heartbeat
+from tests.conftest import need
 from zmn.api.errors import InvalidArgument
 
 HOST = "a" * 32
@@ -152,3 +156,33 @@ def test_bad_config_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument) as err:
         k.configure({"fenceTimeout": -1})
     assert err.value.details.get("field") == "fenceTimeout"
+
+
+def test_a_disk_a_running_qemu_holds_is_reported_locked(tmp_path: Path) -> None:
+    """What keeps the node from starting a second copy when only the agent died."""
+    need(bool(shutil.which("qemu-img") and shutil.which("qemu-system-x86_64")),
+         "qemu-img and qemu-system-x86_64 (qemu-utils, qemu-system-x86)")  # fmt: skip
+    disk = tmp_path / "d.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    k, *_ = keeper(tmp_path, [])
+    missing = str(tmp_path / "none.qcow2")
+    assert k.volume_lock({"paths": [str(disk), missing]}) == {"locked": []}
+    qemu = subprocess.Popen(
+        ["qemu-system-x86_64", "-nodefaults", "-display", "none", "-S", "-machine", "none",
+         "-blockdev", f"driver=qcow2,node-name=d0,file.driver=file,file.filename={disk}",
+         "-qmp", "stdio"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not image_locked(str(disk)):
+            assert qemu.poll() is None, "qemu exited"
+            assert time.monotonic() < deadline, "the image never showed as locked"
+            time.sleep(0.2)
+        assert k.volume_lock({"paths": [str(disk), missing]}) == {"locked": [str(disk)]}
+    finally:
+        qemu.kill()
+        qemu.wait(10)
+        assert qemu.stdin is not None
+        qemu.stdin.close()
+    assert not image_locked(str(disk))

@@ -223,8 +223,9 @@ class HaMonitor:
                 await self.node.bus.publish(
                     DEAD_EVENT, {"hostUuid": h.uuid, "hostName": h.name, "reason": verdict.reason}
                 )
+            peer = next((p for p in alive if set(storages[p.uuid]) & set(storages[h.uuid])), None)
             for vm_uuid in self._ha_vms(h.uuid):
-                self._spawn(self.restart(vm_uuid, h))
+                self._spawn(self.restart(vm_uuid, h, peer))
         await self._retry_due()
         self.rounds += 1
 
@@ -330,7 +331,29 @@ class HaMonitor:
             storage_path(t, u, m, self.shared_types) is not None for t, u, m in rows
         )
 
-    async def restart(self, vm_uuid: str, dead: HostRef) -> None:
+    async def _in_use(self, vm_uuid: str, peer: HostRef | None) -> list[str]:
+        """The VM's volume files a running QEMU still holds, as a live peer sees them."""
+        kvm = self._kvm()
+        if peer is None or kvm is None:
+            return []
+        vol = self.node.resources.get("Volume").model
+        with self.node.db.tx() as s:
+            paths = [
+                p
+                for p in s.scalars(select(vol.installPath).where(vol.vmInstanceUuid == vm_uuid))
+                if p and p.startswith("/")
+            ]
+        if not paths:
+            return []
+        try:
+            client = kvm.client(peer, kvm.record(peer.uuid), timeout=30.0)
+            answer = await client.post("/v1/ha/volume-lock", {"paths": paths})
+        except ZmnError as exc:
+            log.info("HA: host %s could not check the disks of VM %s: %s", peer.name, vm_uuid, exc)
+            return []
+        return [str(p) for p in answer.get("locked") or []]
+
+    async def restart(self, vm_uuid: str, dead: HostRef, peer: HostRef | None = None) -> None:
         """Take the VM off the dead host and start it elsewhere (once per death)."""
         call = Call(self.node, self.node.admin_principal(), "HaRestartVmInstance")
         rt = self.node.resources.get("VmInstance")
@@ -352,6 +375,17 @@ class HaMonitor:
                         "HA: VM %s on dead host %s not restarted: %s", name, dead.name, reason
                     )
                 return
+            locked = await self._in_use(vm_uuid, peer)
+            if locked:  # its QEMU still runs (the agent died, not the host): never a 2nd copy
+                reason = f"volume {locked[0]} is still in use by a running QEMU; not restarted"
+                if (self._status(vm_uuid) or VmHaStatusVO(lastError="")).lastError != reason:
+                    self._save(vm_uuid, name=name, deadHostUuid=dead.uuid, state="Waiting",
+                               lastError=reason)  # fmt: skip
+                    await call.publish(
+                        SKIPPED_EVENT, {"vmUuid": vm_uuid, "hostUuid": dead.uuid, "reason": reason}
+                    )
+                    log.warning("HA: VM %s on dead host %s: %s", name, dead.name, reason)
+                return  # checked again next round
             with self.node.db.tx() as s:
                 row = s.get(rt.model, vm_uuid)
                 if row is None:  # deleted meanwhile (DestroyVmInstance does not wait on us)
