@@ -13,6 +13,8 @@ agents write real heartbeat files there; the node reads them through the live pe
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from sqlalchemy import select, update
 
 from agent.drivers.fake import FakeDriver
 from agent.spec import parse_vm
+from tests.conftest import need
 from tests.integration.test_kvm_host import Env, LocalDeployer
 from tests.integration.test_zcli import Zcli
 from tests.support.inproc import Api, running_node
@@ -275,3 +278,51 @@ async def test_the_ha_level_is_a_tag_set_and_cleared_by_update_and_checked(
     with pytest.raises(ZmnError) as err:
         await api("CreateVmInstance", name="w", **u["make"], systemTags=["ha::Always"])
     assert "NeverStop" in err.value.message
+
+
+async def test_a_vm_whose_disk_a_qemu_still_holds_waits_until_it_is_free(
+    env: Env, tmp_path: Path
+) -> None:
+    """The agent died but its QEMU runs on: no second copy until the disk is released."""
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    need(bool(shutil.which("qemu-img") and shutil.which("qemu-system-x86_64")),
+         "qemu-img and qemu-system-x86_64 (qemu-utils, qemu-system-x86)")  # fmt: skip
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    u = await _cloud(env, shared)
+    api = env.api
+    vm = (await api("CreateVmInstance", name="held", **u["make"],
+                    primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip
+    await api("UpdateVmInstance", uuid=vm["uuid"], ha="NeverStop")
+    disk = shared / "held.qcow2"  # the fake driver makes no files: give the root volume one
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    vol = env.node.resources.get("Volume").model
+    with env.node.db.tx() as s:
+        s.execute(update(vol).where(vol.uuid == vm["rootVolumeUuid"]).values(installPath=str(disk)))
+    qemu = subprocess.Popen(
+        ["qemu-system-x86_64", "-nodefaults", "-display", "none", "-S", "-machine", "none",
+         "-blockdev", f"driver=qcow2,node-name=d0,file.driver=file,file.filename={disk}",
+         "-qmp", "stdio"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await _until("host A's heartbeat", (shared / "zmn-heartbeat" / u["kvm-a"]).exists)
+        env.deployer.kill(u["kvm-a"])  # agent and heartbeat gone; "its QEMU" runs on
+        waiting = await _until(
+            "the VM waiting",
+            lambda: (st := _status(env, vm["uuid"])) and st.state == "Waiting" and st,
+        )
+        assert str(disk) in (waiting.lastError or "")
+        monitor = env.node.services["ha"].monitor  # type: ignore[attr-defined]
+        seen = monitor.rounds
+        await _until("3 more rounds", lambda: monitor.rounds >= seen + 3)
+        still = await _vm(env, vm["uuid"])
+        assert still["hostUuid"] == u["kvm-a"], still  # not restarted while the disk is held
+    finally:
+        qemu.kill()
+        qemu.wait(10)
+        assert qemu.stdin is not None
+        qemu.stdin.close()
+    moved = await _until("the VM restarted", lambda: _moved(env, vm["uuid"], u["kvm-a"]))
+    assert moved["hostUuid"] in (u["kvm-b"], u["kvm-c"])
