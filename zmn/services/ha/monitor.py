@@ -192,7 +192,8 @@ class HaMonitor:
             return
         now = self.clock()
         hosts = self._hosts()
-        storages = {h.uuid: self._storages(h.clusterUuid) for h in hosts}
+        per_cluster = {c: self._storages(c) for c in {h.clusterUuid for h in hosts}}
+        storages = {h.uuid: per_cluster[h.clusterUuid] for h in hosts}
         for h in hosts:
             watch = self.watches.setdefault(h.uuid, HostWatch(h.uuid, now))
             watch.use_storages({p.uuid for p in storages[h.uuid]})
