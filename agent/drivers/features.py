@@ -85,6 +85,23 @@ def kvm_usable(path: str = "/dev/kvm") -> bool:
     return True
 
 
+def host_is_virtual(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU flags carry ``hypervisor``: this host is a VM, so KVM here is nested.
+
+    Nested KVM can create a host-passthrough vCPU (the probe below passes) and still fail to
+    run the guest: QEMU stops it with "KVM internal error. Suberror: 1 / emulation failure" in
+    the boot loader and libvirt reports it paused. Seen on this project's CI machines.
+    """
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "hypervisor" in line.split(":", 1)[1].split()
+    except OSError:
+        return False
+    return False
+
+
 # QMP: leave capabilities negotiation, then quit; the probe VM never runs a guest instruction
 _QMP_QUIT = '{"execute":"qmp_capabilities"}{"execute":"quit"}\n'
 

@@ -37,6 +37,7 @@ from agent.drivers.domain_xml import Disk, Interface, build_domain, graphics_of,
 from agent.drivers.features import (
     DriverFeatures,
     features_for,
+    host_is_virtual,
     kvm_host_cpu_works,
     kvm_usable,
 )
@@ -179,6 +180,13 @@ class LibvirtDriver:
         if self._kvm_override is not None:
             return self._kvm_override
         if self._conn.getType() != "QEMU" or not kvm_usable():
+            return False
+        if host_is_virtual():
+            log.warning(
+                "this host is itself a virtual machine: guests run on TCG (nested KVM pauses"
+                " them with 'KVM internal error' on many hypervisors); set kvm: yes in the"
+                " agent config (node: kvm/host.virtualization=kvm) to use KVM anyway"
+            )
             return False
         try:  # QEMU may still lack KVM (no permission for its user, no accel built in)
             caps = self._conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)

@@ -12,6 +12,12 @@ the guest is still there); snapshot, template and data volume attach work as on 
 storage; a host that sees another directory at the path (a bind mount in its own mount
 namespace) is not Connected for the storage, says why, and a VM is refused there.
 
+``LocalStorageMigrateVolume`` (the hosts' ``/var/lib/zagent`` is private, so local storage
+really is per host): a stopped VM's root and data volumes copied from kvm1 to kvm2, the guest
+boots there with its files, the old files are gone and the storage's capacity is unchanged; a
+destination without room is refused before any copy (a 1 MiB tmpfs over kvm2's directory), and
+a failure after the copy (an injected fault) deletes the copies and leaves the VM on kvm1.
+
 Needs root, openssh-server (client too), libvirt/QEMU and qemu-img (scripts/system-deps.sh).
 """
 
@@ -75,7 +81,8 @@ async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Async
     tmp = tmp_path_factory.mktemp("shared-kvm")
     key = tmp / "id"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    async with running_node(tmp / "home", conf=kvm_node_conf(dc, tmp)) as (node, _server):
+    conf = kvm_node_conf(dc, tmp, **{"testing.faults": "true"})
+    async with running_node(tmp / "home", conf=conf) as (node, _server):
         api = Api(node)
         cloud = await build_kvm_cloud(api, dc)
         shared = await add_shared_storage(api, dc, tmp)
@@ -138,6 +145,7 @@ async def test_shared_storage_is_connected_on_every_host_with_one_capacity(env: 
         assert env.ns(name).exists(str(marker))
 
 
+@pytest.mark.timeout(1200)  # two guest boots under TCG on a loaded machine
 async def test_vm_on_shared_storage_moves_between_hosts_when_stopped(env: Env) -> None:
     vm = await create_vm(env, "s1", "kvm1")
     assert vm["state"] == "Running" and vm["hostUuid"] == env.hosts["kvm1"]["uuid"]
@@ -194,12 +202,7 @@ async def test_vm_on_shared_storage_moves_between_hosts_when_stopped(env: Env) -
     assert env.ns("store").exists(tpl["backupStorageRefs"][0]["installPath"])
     assert not list((Path(env.shared["url"]) / "export").glob("*"))  # temporary file gone
 
-    await env.api("DestroyVmInstance", uuid=vm["uuid"])
-    await env.api("ExpungeVmInstance", uuid=vm["uuid"])
-    deadline = time.monotonic() + 60
-    while Path(path).exists():  # the file goes through a host that sees the storage
-        assert time.monotonic() < deadline, f"{path} still there"
-        await asyncio.sleep(1)
+    env.cloud["s1"] = (vm, path)  # destroyed last (its address is not reused meanwhile)
 
 
 async def test_a_host_seeing_another_directory_is_not_connected(env: Env, tmp_path: Path) -> None:
@@ -226,3 +229,91 @@ async def test_a_host_seeing_another_directory_is_not_connected(env: Env, tmp_pa
     await sync_shared(env)
     ps = await inventory(env, "PrimaryStorage", env.shared["uuid"])
     assert all(r["status"] == "Connected" for r in ps["hostRefs"]), ps["hostRefs"]
+
+
+LOCAL = "/var/lib/zagent/local"
+
+
+def holder(env: Env, volume_uuid: str) -> str | None:
+    from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
+
+    with env.api.node.db.tx() as s:
+        ref = s.get(LocalStorageVolumeRefVO, volume_uuid)
+        return None if ref is None else ref.hostUuid
+
+
+@pytest.mark.timeout(1800)  # two guest boots under TCG on a loaded machine
+async def test_local_storage_migrate_volume_moves_a_stopped_vm(env: Env) -> None:
+    api, kvm1, kvm2 = env.api, env.ns("kvm1"), env.ns("kvm2")
+    h1, h2 = env.hosts["kvm1"]["uuid"], env.hosts["kvm2"]["uuid"]
+    vm = await create_vm(env, "l1", "kvm1", ps="local")
+    root = next(v for v in vm["allVolumes"] if v["type"] == "Root")
+    data = (
+        await api("CreateDataVolume", name="ld1", diskSize=32 * MiB, primaryStorageUuid="local")
+    )["inventory"]
+    await api("AttachDataVolumeToVm", volumeUuid=data["uuid"], vmInstanceUuid=vm["uuid"])
+    ip = vm["vmNics"][0]["ip"]
+    await guest_ssh(kvm1, ip, env.key, "echo moved-with-me > /root/mark; sync")
+    await api("StopVmInstance", uuid=vm["uuid"])
+    paths = [root["installPath"], (await inventory(env, "Volume", data["uuid"]))["installPath"]]
+    assert all(kvm1.exists(p) and not kvm2.exists(p) for p in paths)
+    before = await inventory(env, "PrimaryStorage", vm["allVolumes"][0]["primaryStorageUuid"])
+
+    # a destination without room: refused before anything is copied
+    kvm2.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", LOCAL])
+    try:
+        with pytest.raises(ZmnError) as err:
+            await api("LocalStorageMigrateVolume", volumeUuid=root["uuid"], destHostUuid=h2)
+        assert err.value.code == "PRIMARY_STORAGE.LOCAL_MIGRATE_NO_SPACE", err.value
+        assert err.value.field == "destHostUuid" and "free" in err.value.message
+    finally:
+        kvm2.run(["umount", LOCAL])
+
+    # a failure after the copy: the copies go, the VM and its volumes stay on kvm1
+    await api("InjectFlowFault", flow="local-migrate-record", chain="*", when="after")
+    with pytest.raises(ZmnError) as err:
+        await api("LocalStorageMigrateVolume", volumeUuid=root["uuid"], destHostUuid=h2)
+    assert err.value.code == "TEST.FAULT_INJECTED", err.value
+    assert not any(kvm2.exists(p) or kvm2.exists(p + ".migrating") for p in paths)
+    assert all(kvm1.exists(p) for p in paths)
+    assert holder(env, root["uuid"]) == holder(env, data["uuid"]) == h1
+    assert (await inventory(env, "VmInstance", vm["uuid"]))["lastHostUuid"] == h1
+
+    # the move: both volumes, then the VM's host
+    sizes = sum(int(kvm1.run(["stat", "-c", "%s", p]).stdout) for p in paths)
+    started_at = time.monotonic()
+    moved = (await api("LocalStorageMigrateVolume", volumeUuid=root["uuid"], destHostUuid=h2))[
+        "inventory"
+    ]
+    print(f"LocalStorageMigrateVolume: {sizes} bytes in {time.monotonic() - started_at:.1f} s")
+    assert moved["uuid"] == root["uuid"]
+    assert holder(env, root["uuid"]) == holder(env, data["uuid"]) == h2
+    assert all(kvm2.exists(p) and not kvm1.exists(p) for p in paths)
+    assert (await inventory(env, "VmInstance", vm["uuid"]))["lastHostUuid"] == h2
+    after = await inventory(env, "PrimaryStorage", before["uuid"])
+    assert after["availableCapacity"] - before["availableCapacity"] == (
+        after["totalCapacity"] - before["totalCapacity"]
+    )  # the volumes' bytes counted once: only the hosts' file systems moved
+    assert (await api("CheckConsistency"))["violations"] == []
+
+    started = (await api("StartVmInstance", uuid=vm["uuid"]))["inventory"]
+    assert started["hostUuid"] == h2
+    assert paths[0] in kvm2.virsh("domblklist", vm["uuid"])
+    out = await guest_ssh(kvm2, ip, env.key, "cat /root/mark; cat /sys/block/vdb/size")
+    assert out.split() == ["moved-with-me", str(32 * MiB // 512)]
+    await api("DestroyVmInstance", uuid=vm["uuid"])  # expunged now (policy Direct)
+    deadline = time.monotonic() + 60
+    while kvm2.exists(paths[0]):  # the root volume's file goes from its new host
+        assert time.monotonic() < deadline, f"{paths[0]} still on kvm2"
+        await asyncio.sleep(1)
+
+
+async def test_an_expunged_vm_file_goes_from_shared_storage(env: Env) -> None:
+    """Last: the address of s1 is not given to another VM while its host's DHCP server
+    remembers its lease."""
+    vm, path = env.cloud["s1"]
+    await env.api("DestroyVmInstance", uuid=vm["uuid"])  # expunged now (policy Direct)
+    deadline = time.monotonic() + 60
+    while Path(path).exists():  # the file goes through a host that sees the storage
+        assert time.monotonic() < deadline, f"{path} still there"
+        await asyncio.sleep(1)

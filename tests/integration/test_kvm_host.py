@@ -593,6 +593,7 @@ async def test_agent_usage_reports_become_host_and_vm_rates(env: Env) -> None:
     await env.api("UpdateGlobalConfig", category="kvm", name="agent.metricsInterval", value="1")
     inv = await env.add("kvm1", "127.0.0.2")
     assert env.deployer.requests[-1].agent_config["metrics_interval"] == 1
+    assert env.deployer.requests[-1].agent_config["kvm"] == "auto"  # kvm/host.virtualization
     agent = env.deployer.agents[inv["uuid"]]
     dom = "d" * 32  # a running domain of the agent's (fake) hypervisor
     agent.driver.domains[dom] = _Dom("<domain><name>x</name></domain>", RUNNING)  # type: ignore[attr-defined]

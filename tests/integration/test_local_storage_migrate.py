@@ -10,6 +10,7 @@ directories over SSH, is in ``tests/e2e/test_kvm_shared_storage.py``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from sqlalchemy import select
 from tests.integration.test_kvm_host import Env, build_kvm_cloud
 from tests.integration.test_kvm_storage_node import env  # noqa: F401 - the fixture
 from zmn.api.errors import ZmnError
+from zmn.core.db import new_uuid
 from zmn.core.models import FlowRecordVO
-from zmn.services.primary_storage.migrate import MIGRATE_CHAIN
+from zmn.services.primary_storage.migrate import MIGRATE_CHAIN, recover
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 MiB = 1 << 20
@@ -103,3 +105,68 @@ async def test_refusals_name_the_field_and_change_nothing(
             s.scalars(select(FlowRecordVO.state).where(FlowRecordVO.chain == MIGRATE_CHAIN))
         )
     assert states == ["RolledBack"], states
+
+
+async def test_a_run_cut_by_a_crash_is_rolled_back_or_finished_at_restart(
+    env: Env,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Records as a node killed mid-way leaves them; ``recover`` (what the service runs at
+    start) settles them. The two hosts share one directory here, so the run's data names
+    stand-in files for "the copy on the destination" and "the file on the source"."""
+    api = env.api
+    h1 = await env.add("kvm1", "127.0.0.2")
+    h2 = await env.add("kvm2", "127.0.0.3")
+    root = tmp_path / "ls"
+    await api("AddLocalPrimaryStorage", name="local", zoneUuid="z1", url=str(root))
+    await api("AttachPrimaryStorageToCluster", primaryStorageUuid="local", clusterUuid="kvm")
+    ps = (await api("QueryPrimaryStorage", conditions=["name=local"]))["inventories"][0]
+    vol_uuid = "f" * 32
+    with env.node.db.tx() as s:
+        s.add(LocalStorageVolumeRefVO(volumeUuid=vol_uuid, primaryStorageUuid=ps["uuid"],
+                                      hostUuid=h1["uuid"]))  # fmt: skip
+
+    def interrupted(path: Path, done: list[str], current: str | None) -> str:
+        uuid = new_uuid()
+        plan = {
+            "volumeUuid": vol_uuid, "vmUuid": None, "srcHostUuid": h1["uuid"],
+            "destHostUuid": h2["uuid"], "destHostName": "kvm2",
+            "volumes": [{"uuid": vol_uuid, "path": str(path), "root": str(root),
+                         "imageUuid": None}],
+        }  # fmt: skip
+        with env.node.db.tx() as s:
+            s.add(FlowRecordVO(uuid=uuid, chain=MIGRATE_CHAIN, state="Running",
+                               currentFlow=current, doneFlows=json.dumps(done),
+                               data=json.dumps(plan), managementNodeUuid=env.node.uuid))  # fmt: skip
+        return uuid
+
+    def state_of(uuid: str) -> str:
+        with env.node.db.tx() as s:
+            rec = s.get(FlowRecordVO, uuid)
+            assert rec is not None
+            return rec.state
+
+    # killed while copying: the partial copy on the destination goes, the volume stays
+    copy = root / "volumes" / "copy" / "v.qcow2"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"copied")
+    Path(str(copy) + ".migrating").write_bytes(b"part")
+    cut = interrupted(copy, ["local-migrate-check"], "local-migrate-copy")
+    await recover(env.node)
+    assert state_of(cut) == "RolledBack"
+    assert not copy.exists() and not Path(str(copy) + ".migrating").exists()
+    assert holder(env, vol_uuid) == h1["uuid"]
+
+    # killed after the last step (the records moved): finished, the source's file goes
+    old = root / "volumes" / "old" / "v.qcow2"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"source")
+    with env.node.db.tx() as s:
+        ref = s.get(LocalStorageVolumeRefVO, vol_uuid)
+        assert ref is not None
+        ref.hostUuid = h2["uuid"]
+    done = interrupted(old, ["local-migrate-check", "local-migrate-copy", "local-migrate-record"],
+                       "local-migrate-record")  # fmt: skip
+    await recover(env.node)
+    assert state_of(done) == "Done"
+    assert not old.exists() and holder(env, vol_uuid) == h2["uuid"]

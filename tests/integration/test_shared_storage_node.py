@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import need
 from tests.integration.test_kvm_host import Env, LocalDeployer
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import ZmnError
 from zmn.core.service import Call
+from zmn.services.primary_storage.models import SharedStorageHostRefVO, SharedStorageMarkerVO
 
 
 @pytest.fixture
@@ -128,6 +130,11 @@ async def test_every_host_reads_the_marker_and_capacity_counts_once(
         await api("DetachPrimaryStorageFromCluster", primaryStorageUuid="smp", clusterUuid="kvm")
     )["inventory"]
     assert ps["hostRefs"] == [] and ps["status"] == "Disconnected"
+    await internal(env, "SyncSharedStorage", hostUuid=h1["uuid"])  # nothing attached: a no-op
+    await api("DeletePrimaryStorage", uuid="smp")
+    with env.node.db.tx() as s:  # its marker identity and host views went with it
+        assert s.get(SharedStorageMarkerVO, ps["uuid"]) is None
+        assert not list(s.scalars(select(SharedStorageHostRefVO)))
 
 
 async def test_a_directory_of_another_storage_or_missing_is_not_connected(

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from agent.config import AgentConfig, host_uuid, read_secret, write_secret
+from agent.drivers.features import host_is_virtual
 from agent.main import main
 from zmn.api.errors import InvalidArgument
 
@@ -110,3 +111,13 @@ def test_agent_sources_name_no_node_internals():
     pattern = re.compile(r"^\s*(?:from|import)\s+(zmn(?:\.\w+)*)", re.M)
     used = {m for f in root.rglob("*.py") for m in pattern.findall(f.read_text())}
     assert used and all(m.startswith(("zmn.api", "zmn.client")) for m in used), used
+
+
+def test_a_host_that_is_itself_a_vm_is_told_by_its_cpu_flags(tmp_path):
+    """auto picks TCG on a virtual host: nested KVM passes the vCPU probe, then pauses guests."""
+    virtual, metal = tmp_path / "virtual", tmp_path / "metal"
+    virtual.write_text("processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor lahf_lm\n\n")
+    metal.write_text("processor\t: 0\nflags\t\t: fpu vme sse2 vmx lahf_lm\n\n")
+    assert host_is_virtual(str(virtual)) is True
+    assert host_is_virtual(str(metal)) is False
+    assert host_is_virtual(str(tmp_path / "absent")) is False

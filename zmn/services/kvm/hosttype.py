@@ -296,6 +296,9 @@ class KvmHostType:
             "callback_url": self.endpoint.callback_url(host.uuid, host.managementIp),
             "libvirt_uri": str(self._cfg("kvm", "libvirt.uri")),
             "metrics_interval": int(self._cfg("kvm", "agent.metricsInterval")),
+            "kvm": {"auto": "auto", "kvm": "yes", "tcg": "no"}[
+                str(self._cfg("kvm", "host.virtualization"))
+            ],
         }
 
     async def _echo(self, host: HostRef, row: KvmHostVO, timeout: float | None = None) -> None:

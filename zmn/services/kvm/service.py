@@ -77,6 +77,17 @@ class KvmService(Service):
         ),
         GlobalConfigDef(
             "kvm",
+            "host.virtualization",
+            "auto",
+            "string",
+            "how hosts run guests: kvm (hardware, /dev/kvm), tcg (QEMU's emulator), or auto:"
+            " kvm when /dev/kvm works and the host is not itself a VM (nested KVM pauses guests"
+            " with 'KVM internal error' on many hypervisors), else tcg; pushed to each agent at"
+            " its next reconnect",
+            choices=("auto", "kvm", "tcg"),
+        ),
+        GlobalConfigDef(
+            "kvm",
             "vm.graphics",
             "none",
             "string",

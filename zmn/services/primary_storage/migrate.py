@@ -125,15 +125,19 @@ class MigrateCopy(Flow):
     async def run(self, ctx: FlowContext) -> None:
         d = ctx.data
         dst = _backend(ctx.call.node, d["destHostUuid"])
-        for vol in d["volumes"]:
-            await dst.copy_volume(
-                d["srcHostUuid"],
-                d["destHostUuid"],
-                vol["root"],
-                vol["path"],
-                vol["path"] + PART,
-                vol.get("imageUuid"),
-            )
+        try:
+            for vol in d["volumes"]:
+                await dst.copy_volume(
+                    d["srcHostUuid"],
+                    d["destHostUuid"],
+                    vol["root"],
+                    vol["path"],
+                    vol["path"] + PART,
+                    vol.get("imageUuid"),
+                )
+        except BaseException:  # a failed step is not rolled back: the copies made so far go
+            await self.rollback(ctx)
+            raise
 
     async def rollback(self, ctx: FlowContext) -> None:
         """Also run for a copy in progress when the node died: every copy and partial file

@@ -332,7 +332,21 @@ class SharedStorageHandlers:
             bus.subscribe("/host/vm/states", self._on_host_connected_shared),
             bus.subscribe("/vm/deleted", self._on_vm_deleted_shared),
             bus.subscribe("/volume/deleted", self._on_volume_deleted_shared),
+            bus.subscribe("/primary-storage/deleted", self._on_storage_deleted),
         ]
+
+    async def _on_storage_deleted(self, event: Event) -> None:
+        """A deleted storage's marker identity and host views go with it."""
+        uuid = str((event.data.get("inventory") or {}).get("uuid") or "")
+        if not uuid:
+            return
+        with self.node.db.tx() as s:
+            for model in (SharedStorageHostRefVO, SharedStorageMarkerVO):
+                s.execute(
+                    delete(model)
+                    .where(model.primaryStorageUuid == uuid)
+                    .execution_options(synchronize_session=False)
+                )
 
     async def _on_host_connected_shared(self, event: Event) -> None:
         host = str(event.data.get("hostUuid") or "")
