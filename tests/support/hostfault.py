@@ -25,7 +25,9 @@ def force_tcg(h: NsHost) -> None:
 
     On this machine nested KVM passes the agent's probe (a paused ``-cpu host`` QEMU) yet a
     booting guest dies with "KVM internal error ... emulation failure" and is left Paused; a
-    regular file bound over ``/dev/kvm`` (private to the host) makes the agent choose TCG.
+    regular file bound over ``/dev/kvm`` (private to the host) makes the agent choose TCG
+    whatever ``kvm/host.virtualization`` decides (main's fix picks TCG on a virtual host by
+    itself; this keeps the HA timings comparable across machines).
     """
     if h.exists("/dev/kvm"):
         h.sh("touch /run/no-kvm && mount --bind /run/no-kvm /dev/kvm")
