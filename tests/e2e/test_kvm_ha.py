@@ -31,8 +31,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.support.datacenter import Datacenter, NsHost
-from tests.support.hostfault import DomainPoller, dashed, force_tcg, kill_host, revive_host
+from tests.support.datacenter import Datacenter, NsHost, sh
+from tests.support.hostfault import (
+    DomainPoller,
+    dashed,
+    force_tcg,
+    kill_host,
+    revive_host,
+    veth_of,
+)
 from tests.support.inproc import Api, running_node
 from tests.support.kvmcloud import (
     add_shared_storage,
@@ -249,5 +256,48 @@ def _gone(h: NsHost, dashed: str) -> Any:
     async def check() -> bool:
         out = await asyncio.to_thread(h.virsh, "list", "--all", "--uuid", check=False)
         return dashed not in out
+
+    return check
+
+
+async def test_a_host_cut_off_from_node_and_storage_fences_its_ha_vm_first(env: Env) -> None:
+    """kvm1 keeps running but loses the node (link down) and its storage (the shared directory
+    remounted read-only in its mount namespace): its agent destroys the HA VM itself, and only
+    then does the node start it elsewhere; two copies never run."""
+    api, kvm1 = env.api, env.ns("kvm1")
+    await wait_for("kvm1 Connected", _connected(env, "kvm1"), 180)
+    vm = await create_vm(env, "ha-fence", env.shared["uuid"])
+    ip, domain = vm["vmNics"][0]["ip"], dashed(vm["uuid"])
+    await guest_ssh(kvm1, ip, env.key, "echo before-the-cut > /root/mark; sync", vm["uuid"])
+    url = env.shared["url"]
+    with DomainPoller(kvm_hosts(env.dc), vm["uuid"]) as poller:
+        await wait_for("a poller round", _rounds(poller, 2), 60)
+        kvm1.sh(f"mount --bind {url} {url} && mount -o remount,bind,ro {url}")
+        sh("ip", "link", "set", veth_of(kvm1), "down")
+        try:
+            moved = await wait_for("the VM running elsewhere", _moved(env, vm["uuid"]),
+                                   DETECT + HEARTBEAT + 60)  # fmt: skip
+            target = env.ns(env.by_uuid[moved["hostUuid"]])
+            out = await guest_ssh(target, ip, env.key, "cat /root/mark", vm["uuid"])
+            assert out.strip() == "before-the-cut"
+            # the agent on kvm1 lives and destroyed the domain itself (fenced)
+            assert kvm1.agent_pid() is not None
+            assert domain not in kvm1.virsh("list", "--uuid")
+            log = kvm1.sh("cat /var/log/zagent/*.log", check=False).stdout
+            assert f"destroying HA VM {vm['uuid']}" in log
+        finally:
+            sh("ip", "link", "set", veth_of(kvm1), "up")
+            kvm1.sh(f"umount {url}", check=False)
+    assert poller.max_running == 1, poller.seen_on
+    await api("ReconnectHost", uuid=env.hosts["kvm1"]["uuid"])
+    await wait_for("the stale definition gone from kvm1", _gone(kvm1, domain), 120)
+    again = await vm_inv(env, vm["uuid"])
+    assert again["state"] == "Running" and again["hostUuid"] == moved["hostUuid"]
+
+
+def _connected(env: Env, name: str) -> Any:
+    async def check() -> bool:
+        got = await env.api("QueryHost", conditions=[f"uuid={env.hosts[name]['uuid']}"])
+        return bool(got["inventories"][0]["status"] == "Connected")
 
     return check
