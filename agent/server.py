@@ -30,6 +30,7 @@ from agent.commands import Commands, Route
 from agent.config import AgentConfig
 from agent.console import CHANNEL, UPGRADE, ConsoleChannel, ConsoleCommands, pump
 from agent.drivers.base import Driver, LifecycleEvent
+from agent.ha import HaKeeper
 from agent.leases import watcher_for
 from agent.metrics import MetricsSampler
 from agent.network.executor import Executor
@@ -76,8 +77,10 @@ class AgentApp:
         clock: Callable[[], float] = time.time,
         extra_routes: dict[tuple[str, str], Route] | None = None,
         nonces: agentauth.NonceCache | None = None,
+        on_contact: Callable[[], None] | None = None,
     ) -> None:
         self._secret = secret
+        self._on_contact = on_contact
         self._routes = {**commands.routes(), **(extra_routes or {})}
         self._tasks = tasks
         self._skew = skew
@@ -111,6 +114,8 @@ class AgentApp:
         except agentauth.AuthError as err:
             log.warning("refused %s %s: %s", method, target, err.code)
             return 401, {"error": err.to_wire()}
+        if self._on_contact is not None:  # a signed request: the node is there (HA fencing)
+            self._on_contact()
         try:
             return self._dispatch(method, target, body)
         except ZmnError as err:
@@ -400,6 +405,7 @@ class AgentServer:
         self.tasks = TaskRunner(self.reporter, cfg.task_workers)
         os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         self.nonces = agentauth.PersistentNonceCache(os.path.join(cfg.state_dir, "nonces"))
+        self.ha = HaKeeper(driver, host_uuid)
         self.app = AgentApp(
             secret,
             self.commands,
@@ -410,8 +416,10 @@ class AgentServer:
                 **self.storage.routes(),
                 **SharedStorageCommands(executor).routes(),
                 **ConsoleCommands(driver).routes(),
+                **self.ha.routes(),
             },
             nonces=self.nonces,
+            on_contact=self.ha.contact,
         )
         self.httpd = _HttpServer(
             (cfg.listen, cfg.port),
@@ -447,6 +455,7 @@ class AgentServer:
         self.driver.set_event_listener(self._on_event)
         self.leases.start()
         self.metrics.start()
+        self.ha.start()
         host, port = self.address
         log.info("zagent serving on %s:%d (host %s)", host, port, self.host_uuid)
 
@@ -455,6 +464,7 @@ class AgentServer:
         self.driver.set_event_listener(None)
         self.leases.stop()
         self.metrics.stop()
+        self.ha.stop()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(5)

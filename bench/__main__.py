@@ -7,7 +7,7 @@
     python -m bench --json results.json   the results as JSON as well
 
 Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot,
-growth, stress.
+growth, stress, ha.
 Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
@@ -36,6 +36,7 @@ from bench import (
     cli,
     cluster,
     growth,
+    ha,
     jobs,
     kvm,
     profile,
@@ -52,7 +53,7 @@ from bench.report import render, write
 
 FAMILIES = [
     "cli", "batch", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster",
-    "kvm", "boot", "growth", "stress",
+    "kvm", "boot", "growth", "stress", "ha",
 ]  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -200,6 +201,8 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(run, "kvm", lambda: kvm.family(run))
         if "boot" in chosen and not args.ci:  # VMs booted to SSH: minutes; e2e covers it in CI
             ok &= await guarded(run, "boot", lambda: boot.family(run))
+        if "ha" in chosen and not args.ci:  # a host killed and a guest booted: minutes; e2e in CI
+            ok &= await guarded(run, "ha", lambda: ha.family(run))
     finally:
         load_after = load_average()
         run.facts_text["psi_after"] = cpu_pressure()

@@ -299,6 +299,30 @@ def test_a_lease_on_a_reserved_address_for_another_mac_is_dropped_with_a_restart
     assert ex.files[paths.leases] == mine + other
 
 
+def test_a_lease_of_a_reserved_address_held_by_another_mac_is_dropped_and_dnsmasq_restarted():
+    """A host back from the dead still leases a moved VM's address: the VM reserved it now
+    must get it (dnsmasq reads the lease file only when it starts)."""
+    ex = RecordingExecutor()
+    paths = dhcp.paths_for("/st", L3)
+    spec = dhcp.parse_l3(l3())
+    _apply(ex, spec)
+    ex.files[paths.pid] = "4242\n"
+    ex.files["/proc/4242/cmdline"] = f"dnsmasq\0--conf-file={paths.conf}\0"
+    mine = spec.hosts[0]
+    ok = f"1796630843 {mine.mac} {mine.ip} vm1 *\n"
+    other = "1796630843 52:54:00:99:99:99 10.0.0.200 gone *\n"  # an address not reserved
+    ex.files[paths.leases] = ok + other
+    ex.commands.clear()
+    assert _apply(ex, spec)["action"] == "none"  # nothing stale: left alone
+    stale = f"1796630843 fa:d8:6a:ec:3c:12 {mine.ip} moved-away *\n"
+    ex.files[paths.leases] = ok.replace(str(mine.ip), "10.0.0.201") + stale + other
+    ex.commands.clear()
+    assert _apply(ex, spec)["action"] == "restarted"
+    assert ex.files[paths.leases] == ok.replace(str(mine.ip), "10.0.0.201") + other
+    assert ex.commands[1] == ["kill", "-TERM", "4242"]
+    assert ex.commands[-1] == ["dnsmasq", f"--conf-file={paths.conf}"]
+
+
 def test_a_reused_pid_is_not_signalled():
     ex = RecordingExecutor()
     paths = dhcp.paths_for("/st", L3)

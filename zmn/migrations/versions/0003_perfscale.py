@@ -1,7 +1,7 @@
 """host index for the allocator's first fit: (zoneUuid, name, uuid)
 
 Revision ID: 0003_perfscale
-Revises: 0003_storage
+Revises: 0003_ha
 Create Date: 2026-12-06 07:50:00
 
 The host allocator reads the first hosts with room of the zone in name order and stops
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0003_perfscale"
-down_revision: str | None = "0003_storage"
+down_revision: str | None = "0003_ha"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

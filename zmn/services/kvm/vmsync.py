@@ -12,6 +12,11 @@ Three inputs, each handled in a task of its own (bus subscribers must not block)
   VMs Unknown; the next connect's ``/host/vm/states`` brings them back (Running, Paused, or
   Stopped with their capacity given back).
 
+A host that comes back after its VMs were started elsewhere (VM HA) still has their domains,
+defined or even running: a domain of a VM the database places on *another* host is stale. It
+is destroyed and undefined, never resumed, and ``/host/vm/stale`` says so (``staleDomains``
+counts them). A VM in the middle of an operation (a migration has two domains on purpose) is\nleft alone.
+
 Only VMs in a stable state are touched (an operation in progress owns its VM and settles it
 itself), and only on hosts this node tracks (its ring share). Every change publishes the
 VM's ``/vm/state/change`` and a ``/reconcile/drift`` item (check ``vm-hypervisor-state``);
@@ -48,8 +53,10 @@ log = logging.getLogger("zmn.kvm.vmsync")
 
 HOST_STATUS_EVENT = "/host/status/change"
 UNKNOWN_EVENT = "/host/vm/unknown"
+STALE_EVENT = "/host/vm/stale"
 DRIFT_EVENT = "/reconcile/drift"
 STABLE = ("Running", "Paused", "Unknown")
+SETTLED = (*STABLE, "Stopped")  # not Migrating (two domains on purpose), Starting...
 # the agent's states -> the VM state they mean; anything else (Stopped, Crashed, NoState,
 # or no domain at all) means the VM no longer runs there
 TRUTH = {"Running": "Running", "Paused": "Paused", "Suspended": "Paused"}
@@ -62,6 +69,7 @@ class KvmVmSync:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.handled = 0  # reports and listings processed (tests wait on it)
+        self.stale_destroyed = 0
 
     # ----------------------------------------------------------------- wiring
 
@@ -162,6 +170,9 @@ class KvmVmSync:
             if data.get("state") in TRUTH:
                 await self._unknown(host, uuid, str(data.get("state")), "report")
             return
+        if data.get("state") in TRUTH and not placed:
+            await self._stale(host, uuid, str(data.get("state")), "report", None)
+            return
         if placed:
             await self._sync_one(host, uuid, None, "report")
 
@@ -183,6 +194,13 @@ class KvmVmSync:
                 )
             )
             unknown = {u: st for u, st in truth.items() if st in TRUTH and s.get(model, u) is None}
+            elsewhere = {
+                u: st
+                for u, st in truth.items()
+                if (r := s.get(model, u)) is not None
+                and r.hostUuid != host.uuid
+                and (r.hostUuid is not None or st in TRUTH)
+            }
         since = (
             dt.datetime.fromtimestamp(float(listed_at), dt.UTC).replace(tzinfo=None)
             if isinstance(listed_at, int | float)
@@ -192,6 +210,8 @@ class KvmVmSync:
             await self._sync_one(host, uuid, truth.get(uuid, "Stopped"), "sync", since)
         for uuid, state in sorted(unknown.items()):
             await self._unknown(host, uuid, state, "sync")
+        for uuid, state in sorted(elsewhere.items()):
+            await self._stale(host, uuid, state, "sync", since)
 
     async def on_host_status(self, data: dict[str, Any]) -> None:
         if data.get("newState") != "Disconnected":
@@ -314,6 +334,53 @@ class KvmVmSync:
                 "actual": old,
                 "message": message,
                 "fixed": True,
+            },
+        )
+
+    async def _stale(
+        self, host: HostRef, uuid: str, state: str, source: str, since: dt.datetime | None
+    ) -> None:
+        """Destroy and undefine a domain of a VM that the database places on another host
+        (or, when running, on none): never resume it."""
+        model = self._vm_model()
+        async with self.node.queues.slot(f"vm:{uuid}", 1, "SyncKvmVmStates"):
+            with self.node.db.tx() as s:
+                row = s.get(model, uuid)
+                if row is None or row.hostUuid == host.uuid or row.state not in SETTLED:
+                    return  # an operation (start, migration) owns it and settles it itself
+                if row.hostUuid is None and state not in TRUTH:
+                    return  # a stopped VM's leftover definition: harmless, redefined at start
+                if since is not None and row.lastOpDate and row.lastOpDate > since:
+                    return  # changed after the listing was taken
+                name, placed_on, vm_state = row.name, row.hostUuid, row.state
+            client = self.ht.client(host, self.ht.record(host.uuid))
+            try:
+                await client.post("/v1/vm/destroy", {"uuid": uuid})
+            except ZmnError as exc:
+                log.error(
+                    "stale domain of VM %s on host %s not destroyed: %s", uuid, host.name, exc
+                )
+                return
+            try:
+                await client.post("/v1/network/vm/remove", {"uuid": uuid})
+            except ZmnError as exc:
+                log.warning("network state of VM %s not removed from %s: %s", uuid, host.name, exc)
+        self.stale_destroyed += 1
+        message = (
+            f"host {host.name} had a {state} domain of VM {name} ({uuid}), which is {vm_state}"
+            f" on {placed_on or 'no host'}: destroyed and undefined, not resumed ({source})"
+        )
+        log.warning("%s", message)
+        await self.node.bus.publish(
+            STALE_EVENT,
+            {
+                "hostUuid": host.uuid,
+                "vmUuid": uuid,
+                "state": state,
+                "vmState": vm_state,
+                "vmHostUuid": placed_on,
+                "source": source,
+                "message": message,
             },
         )
 

@@ -160,6 +160,10 @@ class UpdateVmInstance(ApiMessage, kw_only=True):
         Doc("SSH public keys replacing the VM's (Stopped VMs only)"),
         SSH_KEY_TEXT,
     ] = None
+    ha: Annotated[
+        Literal["NeverStop", "None"] | None,
+        Doc("HA level: NeverStop (restarted on another host when its host dies), None: no HA"),
+    ] = None
 
 
 @api(resource="VmInstance", verb="change-offering")

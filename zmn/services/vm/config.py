@@ -21,6 +21,7 @@ from zmn.services.vm.api import (
     UpdateVmInstance,
 )
 from zmn.services.vm.common import VmBase, check_op, hypervisor, load_vm, quietly
+from zmn.services.vm.ha import set_ha_level
 from zmn.services.vm.models import VmNicVO
 from zmn.services.vm.nics import create_nic, next_device_id, nic_inventory, remove_nic
 from zmn.services.vm.online import grow_running
@@ -77,6 +78,8 @@ class ConfigHandlers(VmBase):
             }
             if msg.cpuNum is not None or msg.memorySize is not None:
                 changes["instanceOfferingUuid"] = None
+            if msg.ha is not None:
+                set_ha_level(call, msg.uuid, msg.ha)
             changed = {k: v for k, v in changes.items() if v is not None}
             if "instanceOfferingUuid" in changes:
                 changed["instanceOfferingUuid"] = None

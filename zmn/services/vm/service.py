@@ -35,6 +35,7 @@ from zmn.services.vm.flows.destroy import (
 )
 from zmn.services.vm.flows.migrate import VM_MIGRATE_CHAIN, VM_MIGRATE_FLOWS
 from zmn.services.vm.flows.power import CHAINS as POWER_CHAINS
+from zmn.services.vm.ha import HA
 from zmn.services.vm.iso import ERRORS as ISO_ERRORS
 from zmn.services.vm.iso import ISO, IsoHandlers
 from zmn.services.vm.leases import LeaseTracker
@@ -73,7 +74,7 @@ class VmService(
     summary = "virtual machines and their NICs"
     requires = ("zone", "cluster", "host", "network", "primaryStorage", "image", "volume")
     state_machines = [VM_STATE]
-    tag_patterns = [HOSTNAME, STATIC_IP, USERDATA, SSHKEY, ISO]
+    tag_patterns = [HOSTNAME, STATIC_IP, USERDATA, SSHKEY, ISO, HA]
     global_configs = [
         GlobalConfigDef(
             "vm",

@@ -1,0 +1,1 @@
+"""VM HA: restart ``ha::NeverStop`` VMs of a dead KVM host on another host (docs/ha.md)."""
