@@ -123,6 +123,7 @@ complete -c zcli -n '__zcli_at command' -a user -d 'another login of an account'
 complete -c zcli -n '__zcli_at command' -a user-tag -d 'a user tag on a resource'
 complete -c zcli -n '__zcli_at command' -a vip -d 'an address of an L3 network reserved for a network service'
 complete -c zcli -n '__zcli_at command' -a vm -d 'a virtual machine'
+complete -c zcli -n '__zcli_at command' -a vm-ha -d 'what VM HA did about a VM whose host died'
 complete -c zcli -n '__zcli_at command' -a vm-nic -d 'a VMs network interface on an L3 network'
 complete -c zcli -n '__zcli_at command' -a volume -d 'a VM disk: root or data'
 complete -c zcli -n '__zcli_at command' -a volume-snapshot -d 'a point-in-time copy of a volume'
@@ -258,6 +259,7 @@ complete -c zcli -n '__zcli_at api' -a QueryUsedIp -d 'Query UsedIp resources: a
 complete -c zcli -n '__zcli_at api' -a QueryUser -d 'Query User resources: another login of an account.'
 complete -c zcli -n '__zcli_at api' -a QueryUserTag -d 'Query UserTag resources: a user tag on a resource.'
 complete -c zcli -n '__zcli_at api' -a QueryVip -d 'Query Vip resources: an address of an L3 network reserved for a net...'
+complete -c zcli -n '__zcli_at api' -a QueryVmHaStatus -d 'Query VmHaStatus resources: what VM HA did about a VM whose host died.'
 complete -c zcli -n '__zcli_at api' -a QueryVmInstance -d 'Query VmInstance resources: a virtual machine.'
 complete -c zcli -n '__zcli_at api' -a QueryVmNic -d 'Query VmNic resources: a VMs network interface on an L3 network.'
 complete -c zcli -n '__zcli_at api' -a QueryVolume -d 'Query Volume resources: a VM disk: root or data.'
@@ -332,6 +334,7 @@ complete -c zcli -n '__zcli_at help' -a user
 complete -c zcli -n '__zcli_at help' -a user-tag
 complete -c zcli -n '__zcli_at help' -a vip
 complete -c zcli -n '__zcli_at help' -a vm
+complete -c zcli -n '__zcli_at help' -a vm-ha
 complete -c zcli -n '__zcli_at help' -a vm-nic
 complete -c zcli -n '__zcli_at help' -a volume
 complete -c zcli -n '__zcli_at help' -a volume-snapshot
@@ -761,6 +764,10 @@ complete -c zcli -n '__zcli_at verb:vm' -a update -d 'Rename a VM, change its de
 complete -c zcli -n '__zcli_at help-verb:vm' -a update -d 'Rename a VM, change its description or default L3, or its cpuNum/me...'
 complete -c zcli -n '__zcli_at verb:vm' -a wait -d 'Wait until VMs are running, have taken their address, or answer SSH.'
 complete -c zcli -n '__zcli_at help-verb:vm' -a wait -d 'Wait until VMs are running, have taken their address, or answer SSH.'
+complete -c zcli -n '__zcli_at verb:vm-ha' -a list -d 'query VmHaStatus'
+complete -c zcli -n '__zcli_at help-verb:vm-ha' -a list -d 'query VmHaStatus'
+complete -c zcli -n '__zcli_at verb:vm-ha' -a get -d 'show one VmHaStatus'
+complete -c zcli -n '__zcli_at help-verb:vm-ha' -a get -d 'show one VmHaStatus'
 complete -c zcli -n '__zcli_at verb:vm-nic' -a list -d 'query VmNic'
 complete -c zcli -n '__zcli_at help-verb:vm-nic' -a list -d 'query VmNic'
 complete -c zcli -n '__zcli_at verb:vm-nic' -a get -d 'show one VmNic'
