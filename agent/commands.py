@@ -20,6 +20,7 @@ from agent import validate as v
 from agent.config import AgentConfig
 from agent.drivers.base import Driver
 from agent.drivers.features import kvm_usable
+from agent.migration import MigrationTrust, Peer, migrate_uri
 from agent.network import bridge, dhcp, firewall
 from agent.network.executor import Executor
 from agent.network.hostnet import HostNetwork
@@ -41,6 +42,22 @@ class Route:
 
 def _check_uuid(body: Body) -> object:
     return v.uuid(body.get("uuid"), "uuid")
+
+
+def _ssh_key(value: Any, field: str) -> str:
+    """``<type> <base64>`` of an OpenSSH public key, nothing else (it goes into
+    authorized_keys: no options, no second line)."""
+    text = v.text_line(value, field, max_len=2048)
+    parts = text.split()
+    if (
+        len(parts) != 2
+        or not parts[0].startswith(("ssh-", "ecdsa-"))
+        or not parts[1].replace("+", "").replace("/", "").replace("=", "").isalnum()
+    ):
+        raise v.bad(
+            field, "must be an OpenSSH public key: '<type> <base64>', e.g. ssh-ed25519 AAAA..."
+        )
+    return f"{parts[0]} {parts[1]}"
 
 
 class KeyedLocks:
@@ -83,6 +100,10 @@ class Commands:
         )
         with self._net_lock:
             self.hostnet.reapply()
+        ssh_dir = cfg.migration_ssh_dir or (
+            "/root/.ssh" if cfg.driver == "libvirt" else f"{cfg.state_dir}/migration/ssh"
+        )
+        self.trust = MigrationTrust(cfg.state_dir, ssh_dir)
 
     def routes(self) -> dict[tuple[str, str], Route]:
         return {
@@ -96,6 +117,8 @@ class Commands:
             ("POST", "/v1/vm/reboot"): Route(self.vm_reboot, long=True, check=_check_uuid),
             ("POST", "/v1/vm/migrate"): Route(self.vm_migrate, long=True, check=_check_uuid),
             ("POST", "/v1/vm/destroy"): Route(self.vm_destroy),
+            ("GET", "/v1/migration/key"): Route(self.migration_key),
+            ("POST", "/v1/migration/peers"): Route(self.migration_peers),
             ("POST", "/v1/vm/pause"): Route(self.vm_pause),
             ("POST", "/v1/vm/resume"): Route(self.vm_resume),
             ("POST", "/v1/vm/attach-disk"): Route(self.vm_attach_disk),
@@ -178,10 +201,33 @@ class Commands:
             return self._vm_result(uuid)
 
     def vm_migrate(self, body: Body, _query: dict[str, str]) -> Body:
-        dest = v.string(body.get("destUri"), "destUri", max_len=300)
+        dest = str(v.ip_any(body.get("destHost"), "destHost"))
         with self._vm(body) as uuid:
-            self.driver.migrate(uuid, dest)
-            return {"uuid": uuid, "destUri": dest}
+            self.trust.public_key()  # the key the URI names exists
+            uri = migrate_uri(dest, self.trust.key_path)
+            began = time.monotonic()
+            self.driver.migrate(uuid, uri)
+            elapsed = time.monotonic() - began
+            return {"uuid": uuid, "destUri": uri, "elapsedMs": round(elapsed * 1000)}
+
+    # --- migration trust (agent/migration.py) ------------------------------------------------
+
+    def migration_key(self, _body: Body, _query: dict[str, str]) -> Body:
+        return {"publicKey": self.trust.public_key()}
+
+    def migration_peers(self, body: Body, _query: dict[str, str]) -> Body:
+        peers = []
+        for i, raw in enumerate(v.items(body.get("peers"), "peers", max_items=1024)):
+            p = v.obj(raw, f"peers[{i}]")
+            peers.append(
+                Peer(
+                    ip=str(v.ip_any(p.get("ip"), f"peers[{i}].ip")),
+                    public_key=_ssh_key(p.get("publicKey"), f"peers[{i}].publicKey"),
+                    host_key=_ssh_key(p.get("hostKey"), f"peers[{i}].hostKey"),
+                )
+            )
+        self.trust.set_peers(peers)
+        return {"peers": len(peers)}
 
     def vm_destroy(self, body: Body, _query: dict[str, str]) -> Body:
         with self._vm(body) as uuid:

@@ -22,8 +22,9 @@ domain. attachVolume, detachVolume and takeSnapshot go there too.
 Migrate (:func:`migrate`): a VM with volumes on local storage is refused
 (``KVM.MIGRATE_LOCAL_STORAGE``). Otherwise the target host gets what the VM needs before the
 domain arrives (its L2 bridges, its volumes, its network state: reservations and EIPs), the
-source agent live-migrates the domain (``/v1/vm/migrate``, long, libvirt peer-to-peer to
-``qemu+tcp://TARGET/system``), and only then does the source forget the VM's network state.
+source agent live-migrates the domain (``/v1/vm/migrate``, long: libvirt peer-to-peer,
+tunnelled through ``qemu+ssh://root@TARGET/system`` with the trust of
+:mod:`zmn.services.kvm.migration`), and only then does the source forget the VM's network state.
 A failed migration takes the state off the target again; the source keeps its own. The
 security-group rules follow through the VM service's after-migrate hook (the security-group
 service pushes them to the target and clears the source).
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
-from zmn.services.kvm import storage
+from zmn.services.kvm import migration, storage
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 from zmn.services.kvm.iso import cdrom_for_start, change_media
@@ -196,12 +197,6 @@ async def vm_op(
     return {"state": result.get("state")}
 
 
-def migrate_uri(target: HostRef) -> str:
-    """The libvirt URI the source's libvirtd migrates to (peer to peer)."""
-    ip = target.managementIp
-    return f"qemu+tcp://{f'[{ip}]' if ':' in ip else ip}/system"
-
-
 async def migrate(
     ht: KvmHostType,
     host: HostRef,
@@ -228,11 +223,12 @@ async def migrate(
     await storage.prepare_volumes(ht, target, tclient, volumes)
     await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
     try:
+        await migration.sync_trust(ht, host.clusterUuid, strict=(host.uuid, target.uuid))
         result = await ht.endpoint.run_task(
             client,
             host.uuid,
             "/v1/vm/migrate",
-            {"uuid": uuid, "destUri": migrate_uri(target)},
+            {"uuid": uuid, "destHost": target.managementIp},
             timeout,
         )
     except BaseException:
