@@ -18,6 +18,9 @@ from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import Cloud, GiB, build_cloud, consistent
 from zmn.api.errors import InvalidArgument, OperationFailed
 from zmn.core.bus import Event
+from zmn.core.flow import FlowContext
+from zmn.core.service import Call
+from zmn.services.vm.flows.migrate import MigrateOnHypervisor
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -109,3 +112,24 @@ async def test_maintenance_is_a_job_with_one_step_per_vm(cloud: Cloud) -> None:
         assert (await cloud.get_vm(vm["uuid"]))["hostUuid"] != cloud["h1"]
     for vm in [*vms, stopped]:
         await api("DestroyVmInstance", uuid=vm["uuid"])
+
+
+async def test_undoing_a_migration_the_record_missed_brings_the_vm_back(cloud: Cloud) -> None:
+    """Crash recovery undoes ``vm-migrate-on-hypervisor`` of a run cut while the hypervisor
+    migrated: the record does not say the VM moved, but the target has it; the undo asks the
+    target and migrates it back, so the VM runs where the record (and its network) says."""
+    api = cloud.api
+    node = api.node
+    sim = node.services["host"].simulator  # type: ignore[attr-defined]
+    vm = await cloud.vm("lost-1", hostUuid=cloud["h1"])
+    data = {"vmUuid": vm["uuid"], "sourceHostUuid": cloud["h1"], "targetHostUuid": cloud["h2"]}
+    ctx = FlowContext(Call(node, node.admin_principal(), "test"), data=dict(data))
+    # a failed migration (the VM stayed): the undo finds nothing on the target, moves nothing
+    await MigrateOnHypervisor().rollback(ctx)
+    assert vm["uuid"] in sim.hosts[cloud["h1"]].vms
+    # the hypervisor moved it, the node died before recording that: it comes back
+    sim.migrate_vm(cloud["h1"], vm["uuid"], cloud["h2"])
+    await MigrateOnHypervisor().rollback(FlowContext(ctx.call, data=dict(data)))
+    assert vm["uuid"] in sim.hosts[cloud["h1"]].vms
+    assert vm["uuid"] not in sim.hosts[cloud["h2"]].vms
+    await api("DestroyVmInstance", uuid=vm["uuid"])

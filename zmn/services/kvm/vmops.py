@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zmn.kvm.vm")
 
 SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume", "migrate", "attachIso",
-             "detachIso")  # fmt: skip
+             "detachIso", "locate")  # fmt: skip
 
 
 def bridge_name(physical: str, vlan: int | None) -> str:
@@ -186,6 +186,11 @@ async def vm_op(
     if op in ("attachIso", "detachIso"):
         iso = str(args["iso"]["uuid"]) if op == "attachIso" else None
         return await change_media(ht, host, client, vm, iso)
+    if op == "locate":  # is the domain on this host (crash recovery of a migration)
+        for dom in (await client.get("/v1/vm/list")).get("vms") or []:
+            if str(dom.get("uuid") or "").replace("-", "") == uuid:
+                return {"present": True, "state": dom.get("state")}
+        return {"present": False, "state": None}
     if op == "migrate":
         return await migrate(ht, host, client, vm, str(args.get("targetHostUuid") or ""), timeout)
     if op == "reboot":
