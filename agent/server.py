@@ -35,6 +35,7 @@ from agent.metrics import MetricsSampler
 from agent.network.executor import Executor
 from agent.reporter import Reporter
 from agent.storage.commands import StorageCommands
+from agent.storage.shared import SharedStorageCommands
 from agent.tasks import TaskRunner
 from agent.validate import token
 from zmn.api import agentauth
@@ -405,7 +406,11 @@ class AgentServer:
             self.tasks,
             skew=cfg.clock_skew,
             clock=clock,
-            extra_routes={**self.storage.routes(), **ConsoleCommands(driver).routes()},
+            extra_routes={
+                **self.storage.routes(),
+                **SharedStorageCommands(executor).routes(),
+                **ConsoleCommands(driver).routes(),
+            },
             nonces=self.nonces,
         )
         self.httpd = _HttpServer(

@@ -139,3 +139,17 @@ async def build_kvm_cloud(
                   endIp="10.79.0.99", netmask="255.255.255.0", gateway="10.79.0.1")  # fmt: skip
         cloud["l2"], cloud["l3"] = l2, l3
     return cloud
+
+
+async def add_shared_storage(api: Api, dc: Datacenter, root: Path) -> dict[str, Any]:
+    """A SharedMountPoint primary storage ``shared`` on cluster ``kvm``: a directory under the
+    test's ``root`` (the hosts share the machine's file system but for their private dirs, so
+    every namespaced host sees this one directory). Added and attached; its inventory (every
+    KVM host of ``dc`` has checked the marker and sees it: ``status`` Connected)."""
+    shared = root / "shared-ps"
+    shared.mkdir(parents=True, exist_ok=True)
+    await api("AddSharedMountPointPrimaryStorage", name="shared", zoneUuid="z1", url=str(shared))
+    inv: dict[str, Any] = (
+        await api("AttachPrimaryStorageToCluster", primaryStorageUuid="shared", clusterUuid="kvm")
+    )["inventory"]
+    return inv

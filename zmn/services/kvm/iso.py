@@ -17,7 +17,7 @@ from sqlalchemy import select
 from zmn.api.errors import OperationFailed
 from zmn.core.models import TagVO
 from zmn.services.host.hosttype import HostRef
-from zmn.services.kvm.storage import _image, fetch_image, local_storages
+from zmn.services.kvm.storage import _image, fetch_image, storage_roots
 
 if TYPE_CHECKING:
     from zmn.services.kvm.agentclient import AgentClient
@@ -43,11 +43,11 @@ async def iso_path(
     image = _image(ht, iso_uuid)
     ps = {str(v.get("primaryStorageUuid")) for v in vm.get("allVolumes") or []
           if v.get("type") == "Root"}  # fmt: skip
-    roots = local_storages(ht, ps)
+    roots = {u: root for u, (_kind, root) in storage_roots(ht, ps).items()}
     if image is None or not roots:
         raise OperationFailed(
-            f"VM {vm.get('name')}: ISO {iso_uuid} needs the VM's root volume on local primary"
-            " storage (where the host keeps its image cache)",
+            f"VM {vm.get('name')}: ISO {iso_uuid} needs the VM's root volume on local or shared"
+            " primary storage (where the host keeps its image cache)",
             code="KVM.UNSUPPORTED_OPERATION",
             operation="attachIso",
         )

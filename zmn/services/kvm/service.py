@@ -31,7 +31,7 @@ from zmn.services.kvm.console import KvmConsoles
 from zmn.services.kvm.deploy import SshDeployer
 from zmn.services.kvm.endpoint import AgentEndpoint
 from zmn.services.kvm.hosttype import KvmHostType
-from zmn.services.kvm.storage import KvmLocalSnapshots, KvmLocalStorage
+from zmn.services.kvm.storage import FILE_STORAGE, KvmLocalSnapshots, KvmLocalStorage
 from zmn.services.kvm.tags import FACT_TAGS
 from zmn.services.kvm.template import export_volume
 from zmn.services.kvm.vmsync import KvmVmSync
@@ -181,7 +181,8 @@ class KvmService(Service):
         node.extensions.add(HostType, self.host_type)  # type: ignore[type-abstract]
         self.vmsync = KvmVmSync(node, self.host_type)
         node.extensions.add(LocalStorageBackend, KvmLocalStorage(self.host_type))  # type: ignore[type-abstract]
-        node.extensions.add(VolumeSnapshotStorage, KvmLocalSnapshots(self.host_type))  # type: ignore[type-abstract]
+        for ps_type in FILE_STORAGE:  # local and shared: qcow2 files, snapshots inside them
+            node.extensions.add(VolumeSnapshotStorage, KvmLocalSnapshots(self.host_type, ps_type))  # type: ignore[type-abstract]
         node.extensions.add(ConsoleProvider, KvmConsoles(self.host_type))  # type: ignore[type-abstract]
 
     def _secret_of(self, host_uuid: str) -> str | None:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from zmn.services.kvm.hosttype import KvmHostType
 
 LOCAL = "LocalStorage"
+SHARED = ("SharedMountPoint", "NFS")  # one directory all hosts see (primary_storage.shared)
+FILE_STORAGE = (LOCAL, *SHARED)
 IMAGE_STORE = "ImageStoreBackupStorage"
 CHUNK = 1 << 20
 
@@ -72,6 +74,40 @@ def local_storages(ht: KvmHostType, ps_uuids: set[str]) -> dict[str, str]:
         return {r.uuid: r.url for r in rows if r is not None and r.type == LOCAL}
 
 
+def storage_roots(ht: KvmHostType, ps_uuids: set[str]) -> dict[str, tuple[str, str]]:
+    """Local or shared primary storage UUID -> (its type, the directory hosts see), for
+    those of ``ps_uuids``: both hold qcow2 files in the same layout."""
+    rt = ht.node.resources.types.get("PrimaryStorage")
+    if rt is None or not ps_uuids:
+        return {}
+    with ht.node.db.tx() as s:
+        rows = [s.get(rt.model, u) for u in ps_uuids]
+        return {
+            r.uuid: (str(r.type), str(r.mountPath or r.url))
+            for r in rows
+            if r is not None and r.type in FILE_STORAGE
+        }
+
+
+async def shared_host(ht: KvmHostType, ps_uuid: str, host_uuid: str | None = None) -> str:
+    """``host_uuid`` when it sees the shared storage (else the error says why not), or any
+    connected host that does."""
+    got = await _internal(
+        ht, "GetSharedStorageHost", primaryStorageUuid=ps_uuid, hostUuid=host_uuid
+    )
+    return str(got["hostUuid"])
+
+
+def vm_host(ht: KvmHostType, vm_uuid: str | None) -> str | None:
+    """The host a VM runs on (None: stopped or unknown)."""
+    rt = ht.node.resources.types.get("VmInstance")
+    if not vm_uuid or rt is None:
+        return None
+    with ht.node.db.tx() as s:
+        row = s.get(rt.model, vm_uuid)
+        return None if row is None else row.hostUuid
+
+
 def _image(ht: KvmHostType, uuid: str) -> dict[str, Any] | None:
     rt = ht.node.resources.get("Image")
     with ht.node.db.tx() as s:
@@ -99,18 +135,66 @@ class KvmLocalStorage:
             "/v1/storage/volume/delete", {"root": root, "path": path}
         )
 
+    async def volume_stat(self, host_uuid: str, path: str) -> dict[str, Any]:
+        return dict(await self._client(host_uuid, 30.0).post("/v1/storage/stat", {"path": path}))
+
+    async def copy_volume(
+        self, src_uuid: str, dst_uuid: str, root: str, path: str, tmp: str, image_uuid: str | None
+    ) -> None:
+        """The volume file ``path`` from one host's ``root`` to the same path on another's:
+        its image first (a root volume's backing file, fetched into the cache when missing),
+        then the file over SFTP through the node (both SSH host keys pinned) into ``tmp``,
+        renamed into place when whole."""
+        ht = self.ht
+        src, dst = host_ref(ht, src_uuid), host_ref(ht, dst_uuid)
+        dst_client = self._client(dst_uuid)
+        await dst_client.post("/v1/storage/capacity", {"path": root})
+        image = _image(ht, image_uuid) if image_uuid else None
+        if image is not None and image.get("mediaType") != "ISO":
+            await ensure_cached(ht, dst, dst_client, image, root, made=True)
+        src_row, dst_row = ht.record(src.uuid), ht.record(dst.uuid)
+        if src_row.hostKey is None or dst_row.hostKey is None:
+            raise OperationFailed(
+                f"host {src.name if src_row.hostKey is None else dst.name} has no pinned SSH key",
+                code="KVM.NO_RECORD",
+            )
+        await asyncio.to_thread(
+            _copy, ht.ssh_target(src, src_row), src_row.hostKey, path,
+            ht.ssh_target(dst, dst_row), dst_row.hostKey, path, "", tmp,
+        )  # fmt: skip
+
+    async def shared_check(
+        self, host_uuid: str, path: str, ps_uuid: str, nonce: str, write: bool
+    ) -> dict[str, Any]:
+        body = {"path": path, "primaryStorageUuid": ps_uuid, "nonce": nonce, "write": write}
+        return dict(await self._client(host_uuid, 15.0).post("/v1/storage/shared/check", body))
+
+    async def nfs_mount(
+        self, host_uuid: str, url: str, path: str, options: str, timeout: int
+    ) -> None:
+        body = {"url": url, "path": path, "options": options, "timeout": timeout}
+        await self._client(host_uuid, timeout + 10.0).post("/v1/storage/nfs/mount", body)
+
 
 class KvmLocalSnapshots:
-    """``VolumeSnapshotStorage`` for local primary storage on KVM hosts."""
+    """``VolumeSnapshotStorage`` for local (and, one instance per type, shared) primary
+    storage on KVM hosts."""
 
-    primary_storage_type = LOCAL
-
-    def __init__(self, ht: KvmHostType) -> None:
+    def __init__(self, ht: KvmHostType, primary_storage_type: str = LOCAL) -> None:
         self.ht = ht
+        self.primary_storage_type = primary_storage_type
 
-    def _holder(self, volume: Mapping[str, Any]) -> HostRef | None:
+    async def _shared_holder(self, volume: Mapping[str, Any]) -> HostRef | None:
+        """Shared storage: the host running the volume's VM, else any host that sees it."""
+        vm = vm_host(self.ht, volume.get("vmInstanceUuid"))
+        host = host_ref(self.ht, await shared_host(self.ht, str(volume["primaryStorageUuid"]), vm))
+        return host if host.hypervisorType == "KVM" else None
+
+    async def _holder(self, volume: Mapping[str, Any]) -> HostRef | None:
         """The KVM host whose directory holds the volume's file; None when the volume is on
         a host of another hypervisor type. A volume never made on any host is refused."""
+        if self.primary_storage_type != LOCAL:
+            return await self._shared_holder(volume)
         with self.ht.node.db.tx() as s:
             ref = s.get(LocalStorageVolumeRefVO, str(volume["uuid"]))
             host_uuid = None if ref is None else ref.hostUuid
@@ -128,7 +212,7 @@ class KvmLocalSnapshots:
     async def _post(
         self, path: str, volume: Mapping[str, Any], snapshot_uuid: str, vm_uuid: str | None
     ) -> bool:
-        host = self._holder(volume)
+        host = await self._holder(volume)
         if host is None:
             return False
         body: dict[str, Any] = {"path": volume["installPath"], "name": snapshot_uuid}
@@ -163,9 +247,11 @@ class KvmLocalSnapshots:
 
 
 async def sync_after_ping(ht: KvmHostType, host: HostRef) -> None:
-    """Keep local storage capacity current: the pinged host's directories, reported again."""
+    """Keep local and shared storage current: the pinged host's directories, reported again."""
     if "SyncLocalStorage" in ht.node.apis.apis:
         await _internal(ht, "SyncLocalStorage", hostUuid=host.uuid)
+    if "SyncSharedStorage" in ht.node.apis.apis:  # and whether it still sees shared storage
+        await _internal(ht, "SyncSharedStorage", hostUuid=host.uuid)
 
 
 # ----------------------------------------------------------------------------- volumes
@@ -179,14 +265,14 @@ async def prepare_volumes(
     row: Any = None,
 ) -> None:
     """Make the VM's volumes exist on ``host`` (see the module docstring)."""
-    locals_ = local_storages(ht, {str(v.get("primaryStorageUuid")) for v in volumes})
+    roots = storage_roots(ht, {str(v.get("primaryStorageUuid")) for v in volumes})
     others = []
     for vol in volumes:
-        root = locals_.get(str(vol.get("primaryStorageUuid")))
-        if root is None:
+        kind, root = roots.get(str(vol.get("primaryStorageUuid")), ("", ""))
+        if not root:
             others.append(dict(vol))
         elif vol.get("installPath"):
-            await ensure_volume(ht, host, client, vol, root)
+            await ensure_volume(ht, host, client, vol, root, shared=kind in SHARED)
     if not others:
         return
     row = row if row is not None else ht.record(host.uuid)  # the caller's, read just before
@@ -195,15 +281,27 @@ async def prepare_volumes(
 
 
 async def ensure_volume(
-    ht: KvmHostType, host: HostRef, client: AgentClient, vol: Mapping[str, Any], root: str
+    ht: KvmHostType,
+    host: HostRef,
+    client: AgentClient,
+    vol: Mapping[str, Any],
+    root: str,
+    *,
+    shared: bool = False,
 ) -> dict[str, Any]:
-    placed = await _internal(
-        ht,
-        "PlaceLocalVolume",
-        volumeUuid=str(vol["uuid"]),
-        primaryStorageUuid=str(vol["primaryStorageUuid"]),
-        hostUuid=host.uuid,
-    )
+    """Make the volume's file (and its image in the cache) when missing. On local storage the
+    volume is placed on ``host`` first; on shared storage ``host`` must see the directory."""
+    if shared:
+        await shared_host(ht, str(vol["primaryStorageUuid"]), host.uuid)
+        placed = {"hostUuid": host.uuid}
+    else:
+        placed = await _internal(
+            ht,
+            "PlaceLocalVolume",
+            volumeUuid=str(vol["uuid"]),
+            primaryStorageUuid=str(vol["primaryStorageUuid"]),
+            hostUuid=host.uuid,
+        )
     if placed["hostUuid"] != host.uuid:
         raise OperationFailed(
             f"volume {vol.get('name')} ({vol['uuid']}) is on the local storage of host"
@@ -227,12 +325,28 @@ async def ensure_volume(
                 " are qcow2 overlays of qcow2 images",
                 code="KVM.UNSUPPORTED_IMAGE_FORMAT",
             )
-        cache = posixpath.join(root, "cache", f"{image['uuid']}.qcow2")
-        await client.post("/v1/storage/capacity", {"path": root})  # DIR/cache exists
-        if not (await client.post("/v1/storage/stat", {"path": cache}))["exists"]:
-            await fetch_image(ht, host, image, cache)
+        cache = await ensure_cached(ht, host, client, image, root, made=shared)
         body.update(backingFile=cache, backingFormat="qcow2")
     return await client.post("/v1/storage/volume/create", body)
+
+
+async def ensure_cached(
+    ht: KvmHostType,
+    host: HostRef,
+    client: AgentClient,
+    image: Mapping[str, Any],
+    root: str,
+    *,
+    made: bool = False,
+) -> str:
+    """The qcow2 image in the host's cache under ``root`` (fetched when missing); its path.
+    ``made``: ``root/cache`` exists already (the shared check made it)."""
+    cache = posixpath.join(root, "cache", f"{image['uuid']}.qcow2")
+    if not made:
+        await client.post("/v1/storage/capacity", {"path": root})
+    if not (await client.post("/v1/storage/stat", {"path": cache}))["exists"]:
+        await fetch_image(ht, host, image, cache)
+    return cache
 
 
 async def fetch_image(ht: KvmHostType, host: HostRef, image: Mapping[str, Any], dest: str) -> None:
@@ -284,6 +398,19 @@ async def store_and_host(
     return store, access, row
 
 
+def _sftp_makedirs(sftp: Any, path: str) -> None:
+    missing = []
+    while path not in ("", "/"):
+        try:
+            sftp.stat(path)
+            break
+        except OSError:
+            missing.append(path)
+            path = posixpath.dirname(path)
+    for p in reversed(missing):
+        sftp.mkdir(p, 0o755)
+
+
 def _copy(
     src: ssh.SshTarget,
     src_key: str,
@@ -292,15 +419,18 @@ def _copy(
     dst_key: str,
     dst_path: str,
     checksum: str,
+    tmp: str | None = None,
 ) -> tuple[str, int]:
     """SFTP to SFTP through the node, verified, then renamed into place (blocking);
-    the copy's ``sha256:<hex>`` and byte count."""
+    the copy's ``sha256:<hex>`` and byte count. ``tmp``: the partial file's name (default:
+    a random ``.part-`` name next to ``dst_path``), whose directory is made when missing."""
     a = ssh.open_connection(src, src_key)
     try:
         b = ssh.open_connection(dst, dst_key)
         try:
             sa, sb = a.sftp(), b.sftp()
-            tmp = f"{dst_path}.part-{secrets.token_hex(4)}"
+            tmp = tmp or f"{dst_path}.part-{secrets.token_hex(4)}"
+            _sftp_makedirs(sb, posixpath.dirname(tmp))
             digest = hashlib.sha256()
             count = 0
             try:
@@ -380,9 +510,9 @@ async def vm_storage_op(
         await client.post("/v1/vm/detach-disk", {"uuid": uuid, "disk": disk_of(vol)})
         return {"state": vm.get("state")}
     # takeSnapshot: an internal qcow2 snapshot named after the snapshot
-    if not local_storages(ht, {str(vol.get("primaryStorageUuid"))}):
+    if not storage_roots(ht, {str(vol.get("primaryStorageUuid"))}):
         raise OperationFailed(
-            "volume snapshots on KVM hosts need local primary storage",
+            "volume snapshots on KVM hosts need local or shared primary storage",
             code="KVM.UNSUPPORTED_OPERATION",
             operation=op,
         )

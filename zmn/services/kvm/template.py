@@ -12,7 +12,15 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import OperationFailed
-from zmn.services.kvm.storage import _copy, host_ref, local_storages, store_and_host
+from zmn.services.kvm.storage import (
+    SHARED,
+    _copy,
+    host_ref,
+    shared_host,
+    storage_roots,
+    store_and_host,
+    vm_host,
+)
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 if TYPE_CHECKING:
@@ -26,7 +34,7 @@ async def export_volume(
     with ht.node.db.tx() as s:
         vol = s.get(rt.model, volume_uuid)
         ref = s.get(LocalStorageVolumeRefVO, volume_uuid)
-        if vol is None or not vol.installPath or ref is None or ref.hostUuid is None:
+        if vol is None or not vol.installPath:
             raise OperationFailed(
                 f"volume {volume_uuid} has no file on a KVM host's local storage (a volume is"
                 " made there when its VM first starts)",
@@ -38,14 +46,23 @@ async def export_volume(
             str(vol.primaryStorageUuid),
             vol.vmInstanceUuid,
         )
-        host_uuid = str(ref.hostUuid)
-    root = local_storages(ht, {ps_uuid}).get(ps_uuid)
-    if root is None:
+        host_uuid = None if ref is None else ref.hostUuid
+    kind, root = storage_roots(ht, {ps_uuid}).get(ps_uuid, ("", ""))
+    if not root:
         raise OperationFailed(
-            f"volume {volume_uuid} is not on local primary storage; templates of KVM volumes"
-            " need local storage",
+            f"volume {volume_uuid} is not on local or shared primary storage; templates of KVM"
+            " volumes need one of those",
             code="KVM.UNSUPPORTED_OPERATION",
             operation="export",
+        )
+    if kind in SHARED:  # any host that sees the storage (the VM's, when it has one)
+        host_uuid = await shared_host(ht, ps_uuid, vm_host(ht, vm_uuid))
+    if host_uuid is None:
+        raise OperationFailed(
+            f"volume {volume_uuid} has no file on a KVM host's local storage (a volume is"
+            " made there when its VM first starts)",
+            code="KVM.VOLUME_NOT_MADE",
+            volumeUuid=volume_uuid,
         )
     host = host_ref(ht, host_uuid)
     row = ht.record(host.uuid)

@@ -116,3 +116,56 @@ class PlaceLocalVolume(ApiMessage, kw_only=True):
     volumeUuid: Annotated[str, Doc("volume UUID")]
     primaryStorageUuid: Annotated[str, Doc("its primary storage")]
     hostUuid: Annotated[str, Doc("the host that would make it")]
+
+
+@api(resource="PrimaryStorage", verb="add-shared-mount-point", admin=True)
+class AddSharedMountPointPrimaryStorage(CreateMessage, kw_only=True):
+    """Add a shared mount point primary storage: the directory ``url``, where the operator has
+    mounted the same shared file system on every host of the clusters it is attached to. Each
+    host's agent checks it sees the same directory (a marker file) before it is Connected."""
+
+    name: Annotated[str, Doc("primary storage name")]
+    zoneUuid: Annotated[str, Doc("zone UUID or name"), Ref("Zone")]
+    url: Annotated[str, Doc("absolute directory mounted on every host, e.g. /mnt/shared")]
+
+
+@api(resource="PrimaryStorage", verb="add-nfs", admin=True)
+class AddNfsPrimaryStorage(CreateMessage, kw_only=True):
+    """Add an NFS primary storage: each host's agent mounts ``url`` (with the options of the
+    global config ``nfsPrimaryStorage/mount.options``) at the same path, then it is used like
+    a shared mount point."""
+
+    name: Annotated[str, Doc("primary storage name")]
+    zoneUuid: Annotated[str, Doc("zone UUID or name"), Ref("Zone")]
+    url: Annotated[str, Doc("the NFS export as HOST:/path, e.g. 192.168.0.5:/exports/zstack")]
+
+
+@api(internal=True)
+class SyncSharedStorage(ApiMessage, kw_only=True):
+    """Check which hosts see shared primary storage (marker file) and record its capacity.
+
+    ``hostUuid``: every shared storage that host's cluster is attached to;
+    ``primaryStorageUuid``: that storage on every connected host of its clusters."""
+
+    hostUuid: Annotated[str | None, Doc("host UUID")] = None
+    primaryStorageUuid: Annotated[str | None, Doc("primary storage UUID")] = None
+
+
+@api(internal=True)
+class GetSharedStorageHost(ApiMessage, kw_only=True):
+    """Whether ``hostUuid`` may use the shared storage (Connected), or why not; with no host,
+    a Connected host of it (for work on a volume no VM runs)."""
+
+    primaryStorageUuid: Annotated[str, Doc("primary storage UUID")]
+    hostUuid: Annotated[str | None, Doc("host UUID")] = None
+
+
+@api(resource="PrimaryStorage", verb="migrate-local-volume", admin=True, long=True)
+class LocalStorageMigrateVolume(ApiMessage, kw_only=True):
+    """Move a volume on local primary storage to another host's directory of the same storage
+    (ZStack's name). A root volume takes its stopped VM along with all its volumes on local
+    storage, and the VM's host becomes ``destHostUuid``; a data volume must be detached (or
+    moved with its VM's root volume)."""
+
+    volumeUuid: Annotated[str, Doc("volume UUID or name"), Ref("Volume")]
+    destHostUuid: Annotated[str, Doc("the host to move it to (same cluster)"), Ref("Host")]

@@ -62,6 +62,26 @@ class LocalStorageBackend(Protocol):
     async def delete_volume(self, host_uuid: str, root: str, path: str) -> None:
         """Delete the volume file ``path`` (inside ``root``) on the host."""
 
+    async def volume_stat(self, host_uuid: str, path: str) -> dict[str, Any]:
+        """Whether the file exists on the host (``exists``) and its ``actualSize``."""
+
+    async def copy_volume(
+        self, src_uuid: str, dst_uuid: str, root: str, path: str, tmp: str, image_uuid: str | None
+    ) -> None:
+        """Copy the volume file ``path`` (inside ``root``) from one host to the same path on
+        another, through the partial file ``tmp``; ``image_uuid``: its backing image."""
+
+    async def shared_check(
+        self, host_uuid: str, path: str, ps_uuid: str, nonce: str, write: bool
+    ) -> dict[str, Any]:
+        """What the host sees at a shared storage's ``path``: ``status``, ``reason``,
+        ``marker`` and, when Connected, ``totalCapacity``/``availableCapacity``."""
+
+    async def nfs_mount(
+        self, host_uuid: str, url: str, path: str, options: str, timeout: int
+    ) -> None:
+        """Mount the NFS export ``url`` at ``path`` on the host (a no-op when it is)."""
+
 
 def check_url(url: str) -> str:
     path = url.strip()
@@ -74,6 +94,24 @@ def check_url(url: str) -> str:
             field="url",
         )
     return norm
+
+
+def set_total(s: Any, ps_uuid: str, total: int, free: int) -> None:
+    """A storage's total capacity as measured: ``availableCapacity`` moves by the change of
+    total, in one ``UPDATE``, so bytes taken by volumes stay taken."""
+    ps = PrimaryStorageVO
+    # available first: MariaDB evaluates SET left to right with the new values
+    s.execute(
+        update(ps)
+        .where(ps.uuid == ps_uuid)
+        .ordered_values(
+            (ps.availableCapacity, ps.availableCapacity + (total - ps.totalCapacity)),
+            (ps.totalCapacity, total),
+            (ps.totalPhysicalCapacity, total),
+            (ps.availablePhysicalCapacity, free),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 class LocalStorageHandlers:
@@ -91,17 +129,21 @@ class LocalStorageHandlers:
         rt = self.node.resources.types.get("Host")
         return None if rt is None else rt.model
 
-    def _pairs(self, host_uuid: str | None, ps_uuid: str | None) -> list[tuple[str, str, Any]]:
-        """(storage, directory, host row) for local storages and the hosts that have them."""
+    def _pairs(
+        self, host_uuid: str | None, ps_uuid: str | None, types: tuple[str, ...] = (LOCAL,)
+    ) -> list[tuple[str, str, Any]]:
+        """(storage, directory, host row) for storages of ``types`` and the connected hosts
+        of their clusters (the directory is where hosts see it: ``mountPath``)."""
         host = self._host_model()
         if host is None:
             return []
         ps, ref = PrimaryStorageVO, PrimaryStorageClusterRefVO
         stmt = (
-            select(ps.uuid, ps.url, host)
+            select(ps.uuid, func.coalesce(ps.mountPath, ps.url), host)
             .join(ref, ref.primaryStorageUuid == ps.uuid)
             .join(host, host.clusterUuid == ref.clusterUuid)
-            .where(ps.type == LOCAL, host.status != "Disconnected")
+            .where(ps.type.in_(types), host.status != "Disconnected")
+            .order_by(ps.uuid, host.name, host.uuid)
         )
         if host_uuid:
             stmt = stmt.where(host.uuid == host_uuid)
@@ -165,19 +207,7 @@ class LocalStorageHandlers:
                     func.coalesce(func.sum(ref.availablePhysicalCapacity), 0),
                 ).where(ref.primaryStorageUuid == ps_uuid)
             ).one()
-            ps = PrimaryStorageVO
-            # available first: MariaDB evaluates SET left to right with the new values
-            s.execute(
-                update(ps)
-                .where(ps.uuid == ps_uuid)
-                .ordered_values(
-                    (ps.availableCapacity, ps.availableCapacity + (int(total) - ps.totalCapacity)),
-                    (ps.totalCapacity, int(total)),
-                    (ps.totalPhysicalCapacity, int(total)),
-                    (ps.availablePhysicalCapacity, int(free)),
-                )
-                .execution_options(synchronize_session=False)
-            )
+            set_total(s, ps_uuid, int(total), int(free))
 
     # ----------------------------------------------------------------- APIs
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, String, Text
+from sqlalchemy import BigInteger, Boolean, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.core.db import Base, ResourceMixin, Timestamp, utcnow
@@ -52,3 +52,26 @@ class LocalStorageVolumeRefVO(Base):
     primaryStorageUuid: Mapped[str] = mapped_column(String(32), index=True)
     hostUuid: Mapped[str] = mapped_column(String(32), index=True)
     createDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class SharedStorageMarkerVO(Base):
+    """The identity a shared primary storage's marker file carries (``<dir>/zstack_smp_id``):
+    the storage UUID and this nonce, made by the node, written by the first host that sees the
+    directory; a host that reads anything else is not looking at the same directory."""
+
+    __tablename__ = "shared_storage_marker"
+    primaryStorageUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    written: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SharedStorageHostRefVO(Base):
+    """Whether one host sees a shared primary storage (SharedMountPoint, NFS): ``Connected``
+    when its agent read the storage's marker there, else ``Disconnected`` with the reason."""
+
+    __tablename__ = "shared_storage_host_ref"
+    primaryStorageUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostUuid: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(32), default="Disconnected")
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    lastOpDate: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

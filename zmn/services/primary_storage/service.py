@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import InvalidArgument
@@ -24,7 +25,21 @@ from zmn.services.primary_storage.capacity import (
     PrimaryStorageCapacityConsistency,
 )
 from zmn.services.primary_storage.local import LOCAL, LocalStorageHandlers
+from zmn.services.primary_storage.migrate import CHAIN as MIGRATE_FLOWS
+from zmn.services.primary_storage.migrate import MIGRATE_CHAIN, LocalMigrateHandlers
+from zmn.services.primary_storage.migrate import recover as recover_migrations
 from zmn.services.primary_storage.models import PrimaryStorageClusterRefVO, PrimaryStorageVO
+from zmn.services.primary_storage.shared import (
+    GLOBAL_CONFIGS as SHARED_CONFIGS,
+)
+from zmn.services.primary_storage.shared import (
+    SHARED,
+    SMP,
+    SharedStorageHandlers,
+    host_refs,
+)
+
+log = logging.getLogger("zmn.storage")
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -57,9 +72,13 @@ def _attached_clusters(session: Session, invs: list[dict[str, Any]]) -> None:
         inv["attachedClusterUuids"] = links.linked_uuids(
             session, CLUSTER_LINK, "clusterUuid", "primaryStorageUuid", inv["uuid"]
         )
+        if inv.get("type") in SHARED:  # which hosts see it, and why not
+            inv["hostRefs"] = host_refs(session, inv["uuid"])
 
 
-class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
+class PrimaryStorageService(
+    CapacityHandlers, LocalMigrateHandlers, SharedStorageHandlers, LocalStorageHandlers, Service
+):
     name = "primaryStorage"
     summary = "primary storage"
     requires = ("zone", "cluster")
@@ -73,6 +92,11 @@ class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
         "PRIMARY_STORAGE.NOT_ATTACHED": "the primary storage is not attached to the cluster",
         "STORAGE.INVALID_CAPACITY": "a capacity is negative, or free exceeds total",
         "PRIMARY_STORAGE.ALLOCATION_FAILED": "no primary storage where needed has room",
+        "PRIMARY_STORAGE.HOST_NOT_CONNECTED": "the host does not see the shared primary storage",
+        "PRIMARY_STORAGE.LOCAL_MIGRATE_NO_SPACE": "the destination host's directory has no room",
+        "PRIMARY_STORAGE.LOCAL_MIGRATE_HOST": "the source or destination host is not usable",
+        "PRIMARY_STORAGE.LOCAL_MIGRATE_VM_STATE": "the volume's VM is not Stopped",
+        "PRIMARY_STORAGE.LOCAL_MIGRATE_FAILED": "a volume file could not be moved",
     }
     global_configs = [
         GlobalConfigDef(
@@ -82,16 +106,24 @@ class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
             "float",
             "bytes of volumes placed on a primary storage may reach its capacity times this",
             min=0.1,
-        )
+        ),
+        *SHARED_CONFIGS,
     ]
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         node.extensions.add(ConsistencyCheck, PrimaryStorageCapacityConsistency(node))  # type: ignore[type-abstract]
+        node.flows.add_chain(MIGRATE_CHAIN, MIGRATE_FLOWS)
         self._subs: list[Any] = []
 
     async def start(self) -> None:
-        self._subs = self.subscribe_local()
+        self._subs = self.subscribe_local() + self.subscribe_shared()
+        try:
+            done = await recover_migrations(self.node)
+            if done:
+                log.warning("settled %d interrupted local storage migration(s)", len(done))
+        except Exception:  # a failed recovery must not keep the node down
+            log.exception("recovering interrupted local storage migrations failed")
 
     async def stop(self) -> None:
         for sub in self._subs:
@@ -118,7 +150,7 @@ class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
                 ],
                 refs={"zoneUuid": RefSpec("Zone", on_delete="cascade")},
                 enums={
-                    "type": ["Simulator", "LocalStorage", "NFS"],
+                    "type": ["Simulator", "LocalStorage", SMP, "NFS"],
                     "state": sorted(PS_STATE.states),
                     "status": ["Connecting", "Connected", "Disconnected"],
                 },
@@ -204,6 +236,10 @@ class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
             await self.sync_local(ps_uuid=ps.uuid)
             with call.tx() as s:
                 inv = rt.inventories(s, [crud.get_row(s, rt, ps.uuid)])[0]
+        elif ps.type in SHARED:  # every host of the cluster checks it sees the directory
+            await self.sync_shared(ps_uuid=ps.uuid)
+            with call.tx() as s:
+                inv = rt.inventories(s, [crud.get_row(s, rt, ps.uuid)])[0]
         return {"inventory": inv}
 
     @handler(DetachPrimaryStorageFromCluster)
@@ -220,6 +256,9 @@ class PrimaryStorageService(CapacityHandlers, LocalStorageHandlers, Service):
         await links.publish_link(call, CLUSTER_LINK, "detached", ps.uuid, cluster.uuid)
         if ps.type == LOCAL:  # the cluster's hosts no longer count
             self._recompute(ps.uuid)
+        elif ps.type in SHARED:
+            await self.sync_shared(ps_uuid=ps.uuid)
+        if ps.type == LOCAL or ps.type in SHARED:
             with call.tx() as s:
                 inv = rt.inventories(s, [crud.get_row(s, rt, ps.uuid)])[0]
         return {"inventory": inv}

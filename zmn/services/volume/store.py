@@ -10,7 +10,7 @@ import functools
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 
 from zmn.core import crud
 from zmn.core.db import new_uuid, utcnow
@@ -39,7 +39,8 @@ def install_path(call: Call, ps_uuid: str, uuid: str, fmt: str, conn: Any = None
 
 @functools.cache
 def _ps_url_statement(model: Any) -> Any:
-    return select(model.url).where(model.uuid == bindparam("ps"))
+    # where the hosts see it: an NFS storage's url is HOST:/export, its mountPath the directory
+    return select(func.coalesce(model.mountPath, model.url)).where(model.uuid == bindparam("ps"))
 
 
 def volume_inventory(call: Call, uuid: str) -> dict[str, Any]:
