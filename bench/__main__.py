@@ -6,7 +6,8 @@
     python -m bench --size vms=2000 --size query_vms=200000
     python -m bench --json results.json   the results as JSON as well
 
-Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot.
+Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot,
+migrate.
 Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
@@ -36,6 +37,7 @@ from bench import (
     cluster,
     jobs,
     kvm,
+    migrate,
     profile,
     query,
     tracking,
@@ -49,7 +51,7 @@ from bench.report import render, write
 
 FAMILIES = [
     "cli", "batch", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster",
-    "kvm", "boot",
+    "kvm", "boot", "migrate",
 ]  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -191,6 +193,8 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(run, "kvm", lambda: kvm.family(run))
         if "boot" in chosen and not args.ci:  # VMs booted to SSH: minutes; e2e covers it in CI
             ok &= await guarded(run, "boot", lambda: boot.family(run))
+        if "migrate" in chosen and not args.ci:  # a guest booted first; the e2e covers CI
+            ok &= await guarded(run, "migrate", lambda: migrate.family(run))
     finally:
         load_after = load_average()
         run.facts_text["psi_after"] = cpu_pressure()

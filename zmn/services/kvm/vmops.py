@@ -222,10 +222,12 @@ async def migrate(
             targetHostUuid=target_uuid,
         )
     tclient = ht.client(target, ht.record(target.uuid))
-    bridges = vm_bridges(ht, vm)
-    await ensure_bridges(tclient, bridges)
+    # the storage first: a target that does not see the VM's shared storage is refused
+    # (PRIMARY_STORAGE.HOST_NOT_CONNECTED, with its reason) before anything is put there
     volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
     await storage.prepare_volumes(ht, target, tclient, volumes)
+    bridges = vm_bridges(ht, vm)
+    await ensure_bridges(tclient, bridges)
     await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
     try:
         await migration.sync_trust(ht, host.clusterUuid, strict=(host.uuid, target.uuid))
