@@ -7,6 +7,7 @@ reboot, migrate) can run as background tasks; :class:`Route` marks them.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -24,7 +25,7 @@ from agent.migration import MigrationTrust, Peer, migrate_uri
 from agent.network import bridge, dhcp, firewall
 from agent.network.executor import Executor
 from agent.network.hostnet import HostNetwork
-from agent.nocloud import attach_seed, remove_seed
+from agent.nocloud import attach_seed, parse_seed, remove_seed, seed_path, write_iso
 from agent.spec import parse_disk, parse_nic, parse_vm
 
 Body = dict[str, Any]
@@ -117,6 +118,7 @@ class Commands:
             ("POST", "/v1/vm/reboot"): Route(self.vm_reboot, long=True, check=_check_uuid),
             ("POST", "/v1/vm/migrate"): Route(self.vm_migrate, long=True, check=_check_uuid),
             ("POST", "/v1/vm/destroy"): Route(self.vm_destroy),
+            ("POST", "/v1/vm/seed"): Route(self.vm_seed),
             ("GET", "/v1/migration/key"): Route(self.migration_key),
             ("POST", "/v1/migration/peers"): Route(self.migration_peers),
             ("POST", "/v1/vm/pause"): Route(self.vm_pause),
@@ -208,7 +210,21 @@ class Commands:
             began = time.monotonic()
             self.driver.migrate(uuid, uri)
             elapsed = time.monotonic() - began
+            remove_seed(uuid, self.cfg.state_dir)  # the domain (and its seed's user) left
             return {"uuid": uuid, "destUri": uri, "elapsedMs": round(elapsed * 1000)}
+
+    def vm_seed(self, body: Body, _query: dict[str, str]) -> Body:
+        """Write a VM's NoCloud seed ISO where its domain expects it, before the domain
+        arrives by migration (``seed``: null removes it: the migration failed)."""
+        with self._vm(body) as uuid:
+            if body.get("seed") is None:
+                remove_seed(uuid, self.cfg.state_dir)
+                return {"uuid": uuid, "seed": None}
+            seed = parse_seed(body.get("seed"))
+            path = seed_path(uuid, self.cfg.state_dir)
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            write_iso(path, seed)
+            return {"uuid": uuid, "seed": path}
 
     # --- migration trust (agent/migration.py) ------------------------------------------------
 

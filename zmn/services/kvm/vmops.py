@@ -228,6 +228,12 @@ async def migrate(
     await storage.prepare_volumes(ht, target, tclient, volumes)
     bridges = vm_bridges(ht, vm)
     await ensure_bridges(tclient, bridges)
+    # the files the domain names outside its volumes: its cloud-init seed (made per host,
+    # at the same path) and an attached ISO (in the target's image cache)
+    seed = seed_body(ht, vm)
+    if seed is not None:
+        await tclient.post("/v1/vm/seed", {"uuid": uuid, "seed": seed})
+    await cdrom_for_start(ht, target, tclient, vm)
     await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
     try:
         await migration.sync_trust(ht, host.clusterUuid, strict=(host.uuid, target.uuid))
@@ -240,9 +246,18 @@ async def migrate(
         )
     except BaseException:
         await _forget_network(tclient, uuid)
+        if seed is not None:
+            await _quiet(tclient.post("/v1/vm/seed", {"uuid": uuid, "seed": None}), "seed", uuid)
         raise
     await _forget_network(client, uuid)
     return {"state": "Running", "migrated": result}
+
+
+async def _quiet(work: Any, what: str, uuid: str) -> None:
+    try:
+        await work
+    except ZmnError as exc:
+        log.warning("%s of VM %s not removed from the migration target: %s", what, uuid, exc)
 
 
 async def _forget_network(client: Any, uuid: str) -> None:
