@@ -16,8 +16,10 @@ Checked:
 * ``ChangeHostState maintain`` of a host with three running guests is a job with one step
   per VM; the guests run elsewhere (and answer), the host has no domain left;
 * refusals and failures: a VM with a volume on local storage is refused with the way out
-  named; a migration whose target libvirtd was killed fails and the guest keeps running on
-  the source with its network (it answers, its reservation is there, the target has none).
+  named; a target that does not see the shared storage (its marker) is no candidate and is
+  refused before anything is put there; a migration whose target libvirtd was killed fails
+  and the guest keeps running on the source with its network (it answers, its reservation
+  is there, the target has none).
 
 Needs root, openssh-server (client too), libvirt/QEMU and qemu-img (scripts/system-deps.sh).
 """
@@ -53,6 +55,8 @@ pytestmark = [
     pytest.mark.sshd,
     pytest.mark.libvirt,
     pytest.mark.slow,
+    # guests boot under TCG on a machine shared with other suites: minutes, not seconds
+    pytest.mark.timeout(1800),
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
@@ -75,6 +79,7 @@ class Env:
     def __init__(self, api: Api, dc: Datacenter, hosts: dict[str, Any], key: Path) -> None:
         self.api, self.dc, self.hosts, self.key = api, dc, hosts, key
         self.watcher = str(dc.extra["watcher"])  # type: ignore[attr-defined]
+        self.shared = Path()  # the SharedMountPoint directory
 
     def uuid(self, name: str) -> str:
         return str(self.hosts[name]["uuid"])
@@ -87,7 +92,9 @@ class Env:
                 f"root@{ip}", command]  # fmt: skip
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
-    async def login(self, ip: str, command: str, timeout: float = 300) -> str:
+    async def login(self, ip: str, command: str, timeout: float = 900) -> str:
+        """``command``'s output once a login works (a TCG guest on a loaded machine boots in
+        minutes)."""
         deadline = time.monotonic() + timeout
         while True:
             out = await asyncio.to_thread(self.ssh, ip, command)
@@ -148,7 +155,7 @@ async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Async
     async with running_node(tmp / "home", conf=kvm_node_conf(dc, tmp)) as (node, _server):
         api = Api(node)
         cloud = await build_kvm_cloud(api, dc)
-        await add_shared_storage(api, dc, tmp)
+        await add_shared_storage(api, dc, tmp)  # tmp / "shared-ps"
         await api("CreateSecurityGroup", name="mig")
         await api("AddSecurityGroupRule", securityGroupUuid="mig", rules=[
             {"type": "Ingress", "protocol": "ICMP", "allowedCidr": "10.79.0.0/24"},
@@ -156,7 +163,9 @@ async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> Async
              "allowedCidr": "10.79.0.0/24"},
         ])  # fmt: skip
         await api("AttachSecurityGroupToL3Network", securityGroupUuid="mig", l3NetworkUuid="l3")
-        yield Env(api, dc, cloud["hosts"], key)
+        env = Env(api, dc, cloud["hosts"], key)
+        env.shared = tmp / "shared-ps"
+        yield env
 
 
 async def test_a_guest_live_migrates_while_pinged_and_its_network_follows(env: Env) -> None:
@@ -266,4 +275,32 @@ async def test_refusals_and_a_failed_migration_leave_the_guest_running(env: Env)
         while kvm2.run(["virsh", "-c", "qemu:///system", "version"], check=False).returncode:
             assert time.monotonic() < deadline, "libvirtd of kvm2 did not come back"
             await asyncio.sleep(0.5)
+    await env.api("DestroyVmInstance", uuid=uuid)
+
+
+async def test_a_target_that_does_not_see_the_storage_is_refused(env: Env) -> None:
+    """kvm3 stops seeing the shared directory (an empty one mounted over it in its mount
+    namespace): after its reconnect it is not a candidate, and a migration to it is refused
+    before anything is put there."""
+    kvm3 = ns_host(env.dc, "kvm3")
+    empty = kvm3.root / "empty-mount"
+    empty.mkdir(exist_ok=True)
+    vm = await env.create("pinned", "kvm1")
+    uuid = vm["uuid"]
+    kvm3.run(["mount", "--bind", str(empty), str(env.shared)])
+    try:
+        await env.api("ReconnectHost", uuid=env.uuid("kvm3"))
+        cands = await env.api("GetVmMigrationCandidateHosts", vmInstanceUuid=uuid)
+        assert [h["name"] for h in cands["inventories"]] == ["kvm2"]
+        with pytest.raises(ZmnError) as refused:
+            await env.api("MigrateVm", vmInstanceUuid=uuid, hostUuid=env.uuid("kvm3"))
+        assert refused.value.code == "PRIMARY_STORAGE.HOST_NOT_CONNECTED", refused.value
+        got = await env.vm(uuid)
+        assert (got["state"], got["hostUuid"]) == ("Running", env.uuid("kvm1"))
+        assert here(env, "kvm1", uuid) and not here(env, "kvm3", uuid)
+        assert uuid in (await env.net("kvm1"))["vms"]
+        assert uuid not in (await env.net("kvm3"))["vms"]
+    finally:
+        kvm3.run(["umount", str(env.shared)], check=False)
+        await env.api("ReconnectHost", uuid=env.uuid("kvm3"))
     await env.api("DestroyVmInstance", uuid=uuid)
