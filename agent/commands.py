@@ -46,12 +46,12 @@ def _check_uuid(body: Body) -> object:
 
 
 def _ssh_key(value: Any, field: str) -> str:
-    """``<type> <base64>`` of an OpenSSH public key, nothing else (it goes into
-    authorized_keys: no options, no second line)."""
+    """``<type> <base64>`` of an OpenSSH public key (a comment is dropped), nothing else: it
+    goes into authorized_keys, so no options and no second line."""
     text = v.text_line(value, field, max_len=2048)
     parts = text.split()
     if (
-        len(parts) != 2
+        len(parts) not in (2, 3)
         or not parts[0].startswith(("ssh-", "ecdsa-"))
         or not parts[1].replace("+", "").replace("/", "").replace("=", "").isalnum()
     ):
