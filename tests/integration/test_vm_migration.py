@@ -8,6 +8,7 @@ progress names one step per VM; leaving maintenance brings nothing back.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -132,4 +133,25 @@ async def test_undoing_a_migration_the_record_missed_brings_the_vm_back(cloud: C
     await MigrateOnHypervisor().rollback(FlowContext(ctx.call, data=dict(data)))
     assert vm["uuid"] in sim.hosts[cloud["h1"]].vms
     assert vm["uuid"] not in sim.hosts[cloud["h2"]].vms
+    await api("DestroyVmInstance", uuid=vm["uuid"])
+
+
+async def test_the_reconciler_leaves_a_migration_targets_reservation_alone(cloud: Cloud) -> None:
+    """While the hypervisor migrates, the target holds the VM's CPUs and memory but the VM
+    still names the source: a reconciler pass then must not "repair" the target's capacity
+    (the migration would leave it counted as free once the VM arrived)."""
+    api = cloud.api
+    vm = await cloud.vm("slow-1", hostUuid=cloud["h1"])
+    before = await capacities(cloud)
+    await api("SimulatorInjectFailure", hostUuid=cloud["h1"], operation="migrate", latency=4.0)
+    moving = asyncio.create_task(api("MigrateVm", vmInstanceUuid=vm["uuid"], hostUuid=cloud["h2"]))
+    deadline = asyncio.get_running_loop().time() + 60
+    while (await capacities(cloud))["h2"] == before["h2"]:  # the target is reserved
+        assert asyncio.get_running_loop().time() < deadline, "the migration never reserved h2"
+        await asyncio.sleep(0.05)
+    await api.node.services["vm"].reconciler.run_once()  # type: ignore[attr-defined]
+    await moving
+    after = await capacities(cloud)
+    assert after["h2"] == (before["h2"][0] - 1, before["h2"][1] - GiB)
+    assert after["h1"] == (before["h1"][0] + 1, before["h1"][1] + GiB)
     await api("DestroyVmInstance", uuid=vm["uuid"])
