@@ -80,6 +80,7 @@ class Env:
         self.api, self.dc, self.hosts, self.key = api, dc, hosts, key
         self.watcher = str(dc.extra["watcher"])  # type: ignore[attr-defined]
         self.shared = Path()  # the SharedMountPoint directory
+        self.guest: dict[str, Any] | None = None  # a booted guest the tests pass on
 
     def uuid(self, name: str) -> str:
         return str(self.hosts[name]["uuid"])
@@ -209,7 +210,7 @@ async def test_a_guest_live_migrates_while_pinged_and_its_network_follows(env: E
     assert source["vms"] == {} and source["rules"] == {}, source
     kvm2 = ns_host(env.dc, "kvm2")
     assert "br_eth1" in kvm2.links()
-    await env.api("DestroyVmInstance", uuid=uuid)
+    env.guest = moved  # booted already: the failure test below reuses it (a boot is minutes)
 
 
 async def test_maintenance_evacuates_three_running_guests(env: Env) -> None:
@@ -253,29 +254,33 @@ async def test_refusals_and_a_failed_migration_leave_the_guest_running(env: Env)
     assert here(env, "kvm1", local["uuid"])
     await env.api("DestroyVmInstance", uuid=local["uuid"])
 
-    vm = await env.create("stays", "kvm1")
+    # the guest of the first test (running on kvm2 since), or a new one when run alone
+    vm = env.guest or await env.create("stays", "kvm1")
     uuid, ip = vm["uuid"], vm["vmNics"][0]["ip"]
+    source = env.name_of(vm["hostUuid"])
+    target_name = "kvm1" if source != "kvm1" else "kvm2"
     boot_before, _ = await env.boot(ip)
-    kvm2: NsHost = ns_host(env.dc, "kvm2")
-    pid = kvm2.read("/run/libvirtd.pid").strip()
-    kvm2.run(["kill", "-9", pid])
+    target: NsHost = ns_host(env.dc, target_name)
+    pid = target.read("/run/libvirtd.pid").strip()
+    target.run(["kill", "-9", pid])
     try:
         with pytest.raises(ZmnError):
-            await env.api("MigrateVm", vmInstanceUuid=uuid, hostUuid=env.uuid("kvm2"))
+            await env.api("MigrateVm", vmInstanceUuid=uuid, hostUuid=env.uuid(target_name))
         got = await env.vm(uuid)
-        assert (got["state"], got["hostUuid"]) == ("Running", env.uuid("kvm1"))
-        assert here(env, "kvm1", uuid)
+        assert (got["state"], got["hostUuid"]) == ("Running", env.uuid(source))
+        assert here(env, source, uuid)
         assert (await env.boot(ip))[0] == boot_before  # still the same boot, reachable
-        assert uuid in (await env.net("kvm1"))["vms"]
-        assert uuid not in (await env.net("kvm2"))["vms"]
+        assert uuid in (await env.net(source))["vms"]
+        assert uuid not in (await env.net(target_name))["vms"]
     finally:
-        kvm2.run(["rm", "-f", "/run/libvirtd.pid"], check=False)
-        kvm2.run(["libvirtd", "-d"])
+        target.run(["rm", "-f", "/run/libvirtd.pid"], check=False)
+        target.run(["libvirtd", "-d"])
         deadline = time.monotonic() + 60
-        while kvm2.run(["virsh", "-c", "qemu:///system", "version"], check=False).returncode:
-            assert time.monotonic() < deadline, "libvirtd of kvm2 did not come back"
+        while target.run(["virsh", "-c", "qemu:///system", "version"], check=False).returncode:
+            assert time.monotonic() < deadline, f"libvirtd of {target_name} did not come back"
             await asyncio.sleep(0.5)
     await env.api("DestroyVmInstance", uuid=uuid)
+    env.guest = None
 
 
 async def test_a_target_that_does_not_see_the_storage_is_refused(env: Env) -> None:
