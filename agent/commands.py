@@ -7,6 +7,7 @@ reboot, migrate) can run as background tasks; :class:`Route` marks them.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -20,10 +21,11 @@ from agent import validate as v
 from agent.config import AgentConfig
 from agent.drivers.base import Driver
 from agent.drivers.features import kvm_usable
+from agent.migration import MigrationTrust, Peer, migrate_uri
 from agent.network import bridge, dhcp, firewall
 from agent.network.executor import Executor
 from agent.network.hostnet import HostNetwork
-from agent.nocloud import attach_seed, remove_seed
+from agent.nocloud import attach_seed, parse_seed, remove_seed, seed_path, write_iso
 from agent.spec import parse_disk, parse_nic, parse_vm
 
 Body = dict[str, Any]
@@ -41,6 +43,22 @@ class Route:
 
 def _check_uuid(body: Body) -> object:
     return v.uuid(body.get("uuid"), "uuid")
+
+
+def _ssh_key(value: Any, field: str) -> str:
+    """``<type> <base64>`` of an OpenSSH public key (a comment is dropped), nothing else: it
+    goes into authorized_keys, so no options and no second line."""
+    text = v.text_line(value, field, max_len=2048)
+    parts = text.split()
+    if (
+        len(parts) not in (2, 3)
+        or not parts[0].startswith(("ssh-", "ecdsa-"))
+        or not parts[1].replace("+", "").replace("/", "").replace("=", "").isalnum()
+    ):
+        raise v.bad(
+            field, "must be an OpenSSH public key: '<type> <base64>', e.g. ssh-ed25519 AAAA..."
+        )
+    return f"{parts[0]} {parts[1]}"
 
 
 class KeyedLocks:
@@ -83,6 +101,10 @@ class Commands:
         )
         with self._net_lock:
             self.hostnet.reapply()
+        ssh_dir = cfg.migration_ssh_dir or (
+            "/root/.ssh" if cfg.driver == "libvirt" else f"{cfg.state_dir}/migration/ssh"
+        )
+        self.trust = MigrationTrust(cfg.state_dir, ssh_dir)
 
     def routes(self) -> dict[tuple[str, str], Route]:
         return {
@@ -96,6 +118,9 @@ class Commands:
             ("POST", "/v1/vm/reboot"): Route(self.vm_reboot, long=True, check=_check_uuid),
             ("POST", "/v1/vm/migrate"): Route(self.vm_migrate, long=True, check=_check_uuid),
             ("POST", "/v1/vm/destroy"): Route(self.vm_destroy),
+            ("POST", "/v1/vm/seed"): Route(self.vm_seed),
+            ("GET", "/v1/migration/key"): Route(self.migration_key),
+            ("POST", "/v1/migration/peers"): Route(self.migration_peers),
             ("POST", "/v1/vm/pause"): Route(self.vm_pause),
             ("POST", "/v1/vm/resume"): Route(self.vm_resume),
             ("POST", "/v1/vm/attach-disk"): Route(self.vm_attach_disk),
@@ -179,10 +204,47 @@ class Commands:
             return self._vm_result(uuid)
 
     def vm_migrate(self, body: Body, _query: dict[str, str]) -> Body:
-        dest = v.string(body.get("destUri"), "destUri", max_len=300)
+        dest = str(v.ip_any(body.get("destHost"), "destHost"))
         with self._vm(body) as uuid:
-            self.driver.migrate(uuid, dest)
-            return {"uuid": uuid, "destUri": dest}
+            self.trust.public_key()  # the key the URI names exists
+            uri = migrate_uri(dest, self.trust.key_path)
+            began = time.monotonic()
+            self.driver.migrate(uuid, uri)
+            elapsed = time.monotonic() - began
+            remove_seed(uuid, self.cfg.state_dir)  # the domain (and its seed's user) left
+            return {"uuid": uuid, "destUri": uri, "elapsedMs": round(elapsed * 1000)}
+
+    def vm_seed(self, body: Body, _query: dict[str, str]) -> Body:
+        """Write a VM's NoCloud seed ISO where its domain expects it, before the domain
+        arrives by migration (``seed``: null removes it: the migration failed)."""
+        with self._vm(body) as uuid:
+            if body.get("seed") is None:
+                remove_seed(uuid, self.cfg.state_dir)
+                return {"uuid": uuid, "seed": None}
+            seed = parse_seed(body.get("seed"))
+            path = seed_path(uuid, self.cfg.state_dir)
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            write_iso(path, seed)
+            return {"uuid": uuid, "seed": path}
+
+    # --- migration trust (agent/migration.py) ------------------------------------------------
+
+    def migration_key(self, _body: Body, _query: dict[str, str]) -> Body:
+        return {"publicKey": self.trust.public_key()}
+
+    def migration_peers(self, body: Body, _query: dict[str, str]) -> Body:
+        peers = []
+        for i, raw in enumerate(v.items(body.get("peers"), "peers", max_items=1024)):
+            p = v.obj(raw, f"peers[{i}]")
+            peers.append(
+                Peer(
+                    ip=str(v.ip_any(p.get("ip"), f"peers[{i}].ip")),
+                    public_key=_ssh_key(p.get("publicKey"), f"peers[{i}].publicKey"),
+                    host_key=_ssh_key(p.get("hostKey"), f"peers[{i}].hostKey"),
+                )
+            )
+        self.trust.set_peers(peers)
+        return {"peers": len(peers)}
 
     def vm_destroy(self, body: Body, _query: dict[str, str]) -> Body:
         with self._vm(body) as uuid:

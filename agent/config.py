@@ -38,6 +38,9 @@ class AgentConfig:
     driver: str = "libvirt"  # libvirt | fake
     kvm: str = "auto"  # auto | yes | no
     state_dir: str = "/var/lib/zagent"
+    # where the migration peers' keys go (agent/migration.py); empty: /root/.ssh with the
+    # libvirt driver (libvirtd runs as root), state_dir/migration/ssh with the fake one
+    migration_ssh_dir: str = ""  # migration peers' authorized_keys/known_hosts; empty: /root/.ssh
     host_uuid: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -7,7 +7,7 @@
     python -m bench --json results.json   the results as JSON as well
 
 Families: cli, batch, api, vm, jobs, bus, query, tracking, tui, profile, cluster, kvm, boot,
-growth, stress, ha.
+growth, stress, ha, migrate.
 Exit status 1 when a family
 crashed or a benchmark had a failed call (a missed goal is reported, not an exit status).
 """
@@ -39,6 +39,7 @@ from bench import (
     ha,
     jobs,
     kvm,
+    migrate,
     profile,
     query,
     stress,
@@ -53,7 +54,7 @@ from bench.report import render, write
 
 FAMILIES = [
     "cli", "batch", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster",
-    "kvm", "boot", "growth", "stress", "ha",
+    "kvm", "boot", "growth", "stress", "ha", "migrate",
 ]  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -203,6 +204,8 @@ async def main_async(args: argparse.Namespace) -> int:
             ok &= await guarded(run, "boot", lambda: boot.family(run))
         if "ha" in chosen and not args.ci:  # a host killed and a guest booted: minutes; e2e in CI
             ok &= await guarded(run, "ha", lambda: ha.family(run))
+        if "migrate" in chosen and not args.ci:  # a guest booted first; the e2e covers CI
+            ok &= await guarded(run, "migrate", lambda: migrate.family(run))
     finally:
         load_after = load_average()
         run.facts_text["psi_after"] = cpu_pressure()

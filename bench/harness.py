@@ -160,6 +160,7 @@ class Sizes:
     tui_repeats: int = 30  # at least 20, so that p95 is not simply the slowest sample
     kvm_vms: int = 5  # kvm: creates on one namespaced KVM host (full run only, needs root)
     boot_vms: int = 3  # boot: guest-image VMs booted to an SSH login (full run only, root)
+    migrations: int = 4  # migrate: live migrations of one guest (full run only, root)
     batch_streams: int = 8  # batch: parallel `zcli -f -` streams (and AsyncClient connections)
     batch_vms: int = 150  # batch: creates per stream (4 runs: AsyncClient twice, zcli twice)
     batch_parallel: int = 8  # batch: --parallel N (and AsyncClient requests in flight each)

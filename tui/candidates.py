@@ -63,6 +63,10 @@ async def candidates(
     if api is not None and len(subjects) == 1:
         result = await data.call(api, {action.subject: subjects[0]["uuid"]})
         rows = list(result.get("inventories") or [])
+        cache = data.names.setdefault(param.resource, {})  # the confirmation names the choice
+        cache.update(
+            {str(r["uuid"]): str(r["name"]) for r in rows if r.get("uuid") and r.get("name")}
+        )
     else:
         try:
             page = await data.query(

@@ -17,7 +17,7 @@ import pytest
 from agent.drivers.base import LifecycleEvent
 from agent.testing import TEST_SECRET, CallbackReceiver, running_agent
 from tests.conftest import need
-from zmn.api.errors import InvalidState, NotFound, OperationFailed
+from zmn.api.errors import InvalidArgument, InvalidState, NotFound, OperationFailed
 
 pytestmark = pytest.mark.libvirt
 
@@ -130,8 +130,13 @@ def test_errors_are_mapped(driver):
     with pytest.raises(InvalidState):
         driver.resume(UUID)
     with pytest.raises(OperationFailed) as exc:
-        driver.migrate(UUID, "qemu+tcp://10.0.0.2/system")
+        driver.migrate(UUID, "qemu+ssh://root@10.0.0.2/system?keyfile=/var/lib/k&no_tty=1")
     assert exc.value.code == "AGENT.MIGRATE_UNSUPPORTED"
+    # an unauthenticated or unencrypted libvirt transport is never used
+    for uri in ("qemu+tcp://10.0.0.2/system", "qemu+ssh://10.0.0.2/system?keyfile=/k&x=1"):
+        with pytest.raises(InvalidArgument) as bad:
+            driver.migrate(UUID, uri)
+        assert bad.value.field == "destUri"
 
 
 def test_devices_on_a_stopped_domain_are_edited_by_redefinition(driver):

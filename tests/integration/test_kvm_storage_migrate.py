@@ -167,7 +167,15 @@ async def test_migration_moves_the_vms_network_state_to_the_target(
     # 3. a successful migration: reservation, EIP NAT and SG rules are on the target only
     moved = (await api("MigrateVm", vmInstanceUuid=vm["uuid"], hostUuid=dst))["inventory"]
     assert (moved["state"], moved["hostUuid"], moved["lastHostUuid"]) == ("Running", dst, src)
-    assert drivers["127.0.0.2"].uris[-1] == "qemu+tcp://127.0.0.3/system"
+    # tunnelled over SSH as root with the source's own migration key; the two hosts trust
+    # each other's key (authorized from the peer's address only) and pinned host key
+    key = f"{tmp_path}/agents/{src}/migration/id_ed25519"
+    assert drivers["127.0.0.2"].uris[-1] == (
+        f"qemu+ssh://root@127.0.0.3/system?keyfile={key}&no_tty=1"
+    )
+    src_key = env.deployer.agents[src].commands.trust.public_key()
+    auth = Path(f"{tmp_path}/agents/{dst}/migration/ssh/authorized_keys").read_text()
+    assert f'from="127.0.0.2",restrict {src_key} zmn-migration' in auth
     assert vm["uuid"] in drivers["127.0.0.3"].domains
     assert vm["uuid"] not in drivers["127.0.0.2"].domains
     there, here = net(env, dst), net(env, src)

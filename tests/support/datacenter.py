@@ -221,7 +221,8 @@ class NsHost:
                     f"ListenAddress {self.ip}",
                     "Port 22",
                     f"HostKey {self.host_key}",
-                    f"AuthorizedKeysFile {self.dc.authorized_keys}",
+                    # the node's key, and root's own file for the migration peers
+                    f"AuthorizedKeysFile {self.dc.authorized_keys} .ssh/authorized_keys",
                     "PidFile /run/sshd.pid",
                     "UsePAM no",
                     "StrictModes no",

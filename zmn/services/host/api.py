@@ -37,9 +37,10 @@ class DeleteHost(DeleteMessage, kw_only=True):
     """Delete a host and disconnect from it."""
 
 
-@api(resource="Host", verb="change-state", admin=True)
+@api(resource="Host", verb="change-state", admin=True, long=True)
 class ChangeHostState(ApiMessage, kw_only=True):
-    """Enable, disable or maintain a host (maintain moves it through PreMaintenance)."""
+    """Enable, disable or maintain a host (maintain moves it through PreMaintenance, migrating
+    its running VMs away: a job with one step per VM)."""
 
     uuid: Annotated[str, Doc("host UUID or name")]
     stateEvent: Annotated[

@@ -415,6 +415,11 @@ def _migrate(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[
     return _report(sim.migrate_vm(host, vm["uuid"], str(args["targetHostUuid"])))
 
 
+def _locate(sim: SimulatorHypervisor, host: str, vm: Args, args: Args) -> dict[str, Any]:
+    rec = sim.host(host).vms.get(vm["uuid"])
+    return {"present": rec is not None, "state": rec.state if rec is not None else None}
+
+
 def _device(op: str) -> Any:
     """attach/detach of a volume or a NIC: recorded on the running VM's domain."""
 
@@ -472,6 +477,7 @@ _VM_OPS: dict[str, Any] = {
     "pause": _simple("pause_vm"),
     "resume": _simple("resume_vm"),
     "migrate": _migrate,
+    "locate": _locate,
     "attachVolume": _device("attachVolume"),
     "detachVolume": _device("detachVolume"),
     "attachNic": _device("attachNic"),

@@ -89,6 +89,7 @@ HypervisorOperation = Literal[
     "resume",
     "destroy",
     "migrate",
+    "locate",  # is the VM on this host: {present, state}
     "attachVolume",
     "detachVolume",
     "attachNic",

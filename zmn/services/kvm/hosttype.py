@@ -42,7 +42,7 @@ from zmn.api.errors import (
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.models import TagVO
 from zmn.services.host.hosttype import HostFacts, HostRef
-from zmn.services.kvm import ssh, storage, vmops
+from zmn.services.kvm import migration, ssh, storage, vmops
 from zmn.services.kvm.agentclient import AgentClient
 from zmn.services.kvm.deploy import Deployer, DeployRequest
 from zmn.services.kvm.hostnet import HostNetworkPlanner, agent_rules
@@ -166,6 +166,7 @@ class KvmHostType:
         )
         await self._wait_echo(host, row, float(self._cfg("kvm", "agent.startTimeout")))
         self._health.pop(host.uuid, None)
+        await migration.sync_trust(self, host.clusterUuid)
         await self._publish_vm_states(host, row)
 
     async def facts(self, host: HostRef) -> HostFacts:

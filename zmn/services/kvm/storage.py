@@ -494,8 +494,8 @@ def check_migratable(ht: KvmHostType, vm: Mapping[str, Any]) -> None:
     if on_local:
         raise OperationFailed(
             f"VM {vm.get('name')} has volumes on local primary storage"
-            f" ({', '.join(sorted(on_local))}); migrating it needs a storage copy, which"
-            " is not implemented: stop it and keep it on its host",
+            f" ({', '.join(sorted(on_local))}), which only its host reaches: live migration"
+            " needs shared primary storage; use LocalStorageMigrateVolume on a stopped VM",
             code="KVM.MIGRATE_LOCAL_STORAGE",
         )
 

@@ -26,8 +26,9 @@ start fixed (``maxCpuNum`` / ``maxMemorySize`` in the start body).
 Migrate (:func:`migrate`): a VM with volumes on local storage is refused
 (``KVM.MIGRATE_LOCAL_STORAGE``). Otherwise the target host gets what the VM needs before the
 domain arrives (its L2 bridges, its volumes, its network state: reservations and EIPs), the
-source agent live-migrates the domain (``/v1/vm/migrate``, long, libvirt peer-to-peer to
-``qemu+tcp://TARGET/system``), and only then does the source forget the VM's network state.
+source agent live-migrates the domain (``/v1/vm/migrate``, long: libvirt peer-to-peer,
+tunnelled through ``qemu+ssh://root@TARGET/system`` with the trust of
+:mod:`zmn.services.kvm.migration`), and only then does the source forget the VM's network state.
 A failed migration takes the state off the target again; the source keeps its own. The
 security-group rules follow through the VM service's after-migrate hook (the security-group
 service pushes them to the target and clears the source).
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
-from zmn.services.kvm import online, storage
+from zmn.services.kvm import migration, online, storage
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 from zmn.services.kvm.iso import cdrom_for_start, change_media
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zmn.kvm.vm")
 
 SUPPORTED = ("start", "stop", "destroy", "reboot", "pause", "resume", "migrate", "attachIso",
-             "detachIso", "attachNic", "detachNic", "changeCpuMemory")  # fmt: skip
+             "detachIso", "attachNic", "detachNic", "changeCpuMemory", "locate")  # fmt: skip
 
 
 def bridge_name(physical: str, vlan: int | None) -> str:
@@ -195,6 +196,11 @@ async def vm_op(
     if op == "changeCpuMemory":
         body = {"uuid": uuid, "cpuNum": int(args["cpuNum"]), "memorySize": int(args["memorySize"])}
         return {"state": vm.get("state"), **await client.post("/v1/vm/set-cpu-memory", body)}
+    if op == "locate":  # is the domain on this host (crash recovery of a migration)
+        for dom in (await client.get("/v1/vm/list")).get("vms") or []:
+            if str(dom.get("uuid") or "").replace("-", "") == uuid:
+                return {"present": True, "state": dom.get("state")}
+        return {"present": False, "state": None}
     if op == "migrate":
         return await migrate(ht, host, client, vm, str(args.get("targetHostUuid") or ""), timeout)
     if op == "reboot":
@@ -204,12 +210,6 @@ async def vm_op(
         return {"state": result.get("state", "Running")}
     result = await client.post(f"/v1/vm/{op}", {"uuid": uuid})  # pause, resume
     return {"state": result.get("state")}
-
-
-def migrate_uri(target: HostRef) -> str:
-    """The libvirt URI the source's libvirtd migrates to (peer to peer)."""
-    ip = target.managementIp
-    return f"qemu+tcp://{f'[{ip}]' if ':' in ip else ip}/system"
 
 
 async def migrate(
@@ -232,24 +232,42 @@ async def migrate(
             targetHostUuid=target_uuid,
         )
     tclient = ht.client(target, ht.record(target.uuid))
-    bridges = vm_bridges(ht, vm)
-    await ensure_bridges(tclient, bridges)
+    # the storage first: a target that does not see the VM's shared storage is refused
+    # (PRIMARY_STORAGE.HOST_NOT_CONNECTED, with its reason) before anything is put there
     volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
     await storage.prepare_volumes(ht, target, tclient, volumes)
+    bridges = vm_bridges(ht, vm)
+    await ensure_bridges(tclient, bridges)
+    # the files the domain names outside its volumes: its cloud-init seed (made per host,
+    # at the same path) and an attached ISO (in the target's image cache)
+    seed = seed_body(ht, vm)
+    if seed is not None:
+        await tclient.post("/v1/vm/seed", {"uuid": uuid, "seed": seed})
+    await cdrom_for_start(ht, target, tclient, vm)
     await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
     try:
+        await migration.sync_trust(ht, host.clusterUuid, strict=(host.uuid, target.uuid))
         result = await ht.endpoint.run_task(
             client,
             host.uuid,
             "/v1/vm/migrate",
-            {"uuid": uuid, "destUri": migrate_uri(target)},
+            {"uuid": uuid, "destHost": target.managementIp},
             timeout,
         )
     except BaseException:
         await _forget_network(tclient, uuid)
+        if seed is not None:
+            await _quiet(tclient.post("/v1/vm/seed", {"uuid": uuid, "seed": None}), "seed", uuid)
         raise
     await _forget_network(client, uuid)
     return {"state": "Running", "migrated": result}
+
+
+async def _quiet(work: Any, what: str, uuid: str) -> None:
+    try:
+        await work
+    except ZmnError as exc:
+        log.warning("%s of VM %s not removed from the migration target: %s", what, uuid, exc)
 
 
 async def _forget_network(client: Any, uuid: str) -> None:

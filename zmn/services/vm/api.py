@@ -239,3 +239,11 @@ class DetachIsoFromVmInstance(ApiMessage, kw_only=True):
     isoUuid: Annotated[
         str | None, Doc("the ISO to take out (default: whichever is in)"), Ref("Image")
     ] = None
+
+
+@api(resource="VmInstance", verb="migration-candidates", mutating=False)
+class GetVmMigrationCandidateHosts(ApiMessage, kw_only=True):
+    """Hosts a running VM can live-migrate to: another Enabled, Connected host of its cluster
+    that reaches its networks and primary storage and has room for its CPUs and memory."""
+
+    vmInstanceUuid: Annotated[str, Doc("VM UUID or name"), Ref("VmInstance")]

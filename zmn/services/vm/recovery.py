@@ -35,7 +35,7 @@ from zmn.core.consistency import ConsistencyCheck, Violation
 from zmn.core.db import utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.globalconfig import GlobalConfigDef
-from zmn.core.models import AccountResourceRefVO, FlowRecordVO, JobVO, TagVO
+from zmn.core.models import AccountResourceRefVO, FlowRecordVO, JobVO, ReservationVO, TagVO
 from zmn.core.recovery import ChainRecovery, recover_chains
 from zmn.core.service import Call
 from zmn.services.vm.common import host_status, load_vm, send, set_state
@@ -405,7 +405,8 @@ class Reconciler:
         it, and seen again, identical, :data:`CAPACITY_CONFIRM_DELAY` seconds later.
 
         A capacity check taken while operations run can see a gap that is not a leak: a
-        create reserves the host in one transaction and places the VM in the next, an undo
+        create reserves the host in one transaction and places the VM in the next, a
+        migration reserves its target long before the VM moves there, an undo
         releases before it unplaces, and on PostgreSQL (read committed) the check's VM and
         host queries are two snapshots. "Repairing" such a gap makes a real one once the
         operation finishes; a leak stays put, so it is repaired once the host is quiet.
@@ -431,6 +432,19 @@ class Reconciler:
                 session.scalars(
                     select(VmInstanceVO.hostUuid).where(
                         VmInstanceVO.hostUuid.in_(hosts), VmInstanceVO.state.in_(TRANSITIONAL)
+                    )
+                )
+            )
+            # a host reserved by a chain still running: a migration's target holds the VM's
+            # CPUs and memory for seconds before the VM names it (its hostUuid is the source)
+            busy |= set(
+                session.scalars(
+                    select(ReservationVO.targetUuid)
+                    .join(FlowRecordVO, FlowRecordVO.uuid == ReservationVO.recordUuid)
+                    .where(
+                        ReservationVO.kind == "Host",
+                        ReservationVO.targetUuid.in_(hosts),
+                        FlowRecordVO.state.in_(("Running", "RollingBack")),
                     )
                 )
             )

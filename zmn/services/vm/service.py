@@ -42,6 +42,7 @@ from zmn.services.vm.leases import LeaseTracker
 from zmn.services.vm.lifecycle import LifecycleHandlers
 from zmn.services.vm.limits import HOTPLUG_CONFIGS
 from zmn.services.vm.maintenance import VmHostMaintenance
+from zmn.services.vm.migrate_candidates import MigrationCandidateHandlers
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.plan import HOSTNAME, STATIC_IP
 from zmn.services.vm.reaper import ExpungeReaper
@@ -68,7 +69,13 @@ def _nic_access(principal: Principal) -> list[Any]:
 
 
 class VmService(
-    LifecycleHandlers, ConfigHandlers, IsoHandlers, ConsoleHandlers, WaitHandlers, Service
+    LifecycleHandlers,
+    ConfigHandlers,
+    IsoHandlers,
+    ConsoleHandlers,
+    WaitHandlers,
+    MigrationCandidateHandlers,
+    Service,
 ):
     name = "vm"
     summary = "virtual machines and their NICs"

@@ -6,6 +6,8 @@ chosen by the first step).
 
 from __future__ import annotations
 
+from typing import Any
+
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.vmhooks import VmAfterMigrate
 from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_fields
@@ -69,15 +71,28 @@ class MigrateOnHypervisor(Flow):
 
     async def rollback(self, ctx: FlowContext) -> None:
         d = ctx.data
-        if not d.pop("migrated", None):
-            return
         vm = load_vm(ctx.call, d["vmUuid"])
+        if not d.pop("migrated", None) and not await self._on_target(ctx, vm):
+            return  # the migration failed (or never began): the VM is where it was
         await quietly(
             f"migrating VM {vm['uuid']} back",
             hypervisor(
                 ctx.call, d["targetHostUuid"], "migrate", vm, targetHostUuid=d["sourceHostUuid"]
             ),
         )
+
+    async def _on_target(self, ctx: FlowContext, vm: dict[str, Any]) -> bool:
+        """Whether the domain runs on the target although the run did not record it: the
+        node died while the hypervisor migrated (crash recovery undoes this step then), or
+        the answer was lost. Asked of the target; when it cannot tell, the VM is taken to be
+        where the record says (the reconciler settles it once the host answers)."""
+        if not ctx.data.get("targetHostUuid"):
+            return False
+        located = await quietly(
+            f"locating VM {vm['uuid']} on the migration target",
+            hypervisor(ctx.call, ctx.data["targetHostUuid"], "locate", vm),
+        )
+        return bool(located and (located.get("result") or {}).get("present"))
 
 
 class MigrateSwitchHost(Flow):
