@@ -136,6 +136,7 @@ class Api(Record):
         self._params = params
         self._raw_params = raw_params or []
         self.mutating = True  # changes something (the catalogue's "mutating")
+        self.rows: str | None = None  # the reply's inventories' type when not ``resource``
 
     @property
     def params(self) -> dict[str, Param]:
@@ -305,4 +306,5 @@ def _api(a: dict[str, Any]) -> Api:
         raw_params=list(a.get("params", [])),
     )
     api.mutating = bool(a.get("mutating", True))
+    api.rows = a.get("rows")
     return api

@@ -232,7 +232,10 @@ class Runner:
         # a table for people is sorted by name, unless the rows come in an order asked for
         # or are a page of more (a page sorted on its own would not follow the next one)
         keep = cmd.action != "list" or bool({"sortBy", "limit", "after", "start"} & set(args))
-        render(result, opts, res, self.out, self.err, cat=cat, lookup=self.lookup, keep_order=keep)
+        shown = cat.resource_of_type(api.rows) if api.rows else res  # rows of another type
+        render(
+            result, opts, shown, self.out, self.err, cat=cat, lookup=self.lookup, keep_order=keep
+        )
         self.out.flush()
         if cmd.action == "list" and isinstance(result, dict) and result.get("next"):
             if not opts.quiet:  # stdout stays data; the way to the next page goes to stderr

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.integration.test_zcli import Zcli
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import Cloud, GiB, build_cloud, consistent
 from zmn.api.errors import InvalidArgument, OperationFailed
@@ -29,9 +30,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cloud]:
     home = tmp_path_factory.mktemp("vm-migration") / "home"
-    async with running_node(home) as (node, _server):
+    async with running_node(home) as (node, server):
         # h3 has room for one 1 GiB VM only
-        yield await build_cloud(Api(node), hosts=((8, 16 * GiB), (8, 16 * GiB), (1, GiB)))
+        cloud = await build_cloud(Api(node), hosts=((8, 16 * GiB), (8, 16 * GiB), (1, GiB)))
+        cloud.zcli = Zcli(home.parent, node, server)  # type: ignore[attr-defined]
+        yield cloud
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="module")
@@ -79,6 +82,17 @@ async def test_candidates_are_the_hosts_migrate_accepts(cloud: Cloud) -> None:
     assert await candidates(cloud, vm) == []
     for v in (vm, filler):
         await api("DestroyVmInstance", uuid=v["uuid"])
+
+
+async def test_zcli_prints_the_candidates_as_hosts(cloud: Cloud) -> None:
+    """The rows are hosts, though the verb is the VM's: host columns, not a VM's."""
+    vm = await cloud.vm("cand-cli", hostUuid=cloud["h1"])
+    zcli = cloud.zcli  # type: ignore[attr-defined]
+    table = (await zcli.ok("vm", "migration-candidates", vm["name"])).out.splitlines()
+    assert table[0].split()[:2] == ["uuid", "name"] and "managementIp" in table[0].split()
+    assert "cpuNum" not in table[0].split()  # a VM's column
+    assert sorted(line.split()[1] for line in table[2:]) == ["h2", "h3"]
+    await cloud.api("DestroyVmInstance", uuid=vm["uuid"])
 
 
 async def test_maintenance_is_a_job_with_one_step_per_vm(cloud: Cloud) -> None:

@@ -62,6 +62,7 @@ class ApiSpec:
     long: bool = False
     mutating: bool = True
     public: bool = False  # callable without a session (LogInByAccount, Ping)
+    rows: str | None = None  # the type of the reply's inventories when not ``resource``
     internal: bool = False  # service-to-service only: not in the catalogue, refused from clients
     summary: str = ""
     service: str = ""  # filled in when a service registers its handler
@@ -106,6 +107,7 @@ def api(
     mutating: bool = True,
     public: bool = False,
     internal: bool = False,
+    rows: str | None = None,
 ) -> typing.Callable[[M], M]:
     """Mark a struct as an API; the class name is the API name unless given."""
 
@@ -120,6 +122,7 @@ def api(
             mutating=mutating,
             public=public,
             internal=internal,
+            rows=rows,
             summary=doc.splitlines()[0] if doc else "",
         )
         return cls

@@ -41,6 +41,7 @@ def build_catalogue(node: Node) -> dict[str, Any]:
                 "mutating": spec.mutating,
                 "public": spec.public,
                 "params": [p.to_dict() for p in params_of(cls)],
+                **({"rows": spec.rows} if spec.rows else {}),
             }
         )
     errors: dict[str, str] = {}

@@ -241,7 +241,7 @@ class DetachIsoFromVmInstance(ApiMessage, kw_only=True):
     ] = None
 
 
-@api(resource="VmInstance", verb="migration-candidates", mutating=False)
+@api(resource="VmInstance", verb="migration-candidates", mutating=False, rows="Host")
 class GetVmMigrationCandidateHosts(ApiMessage, kw_only=True):
     """Hosts a running VM can live-migrate to: another Enabled, Connected host of its cluster
     that reaches its networks and primary storage and has room for its CPUs and memory."""
