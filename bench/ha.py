@@ -48,7 +48,7 @@ async def _login(h: Any, ip: str, key: Path, timeout: float = 900) -> None:
 async def measure(
     rounds: int, workdir: Path, detect: int = 10, heartbeat: int = 8, interval: int = 2
 ) -> dict[str, Any]:
-    from tests.support.hostfault import DomainPoller, force_tcg, kill_host, revive_host
+    from tests.support.hostfault import DomainPoller, kill_host, revive_host
     from tests.support.inproc import Api, running_node
     from tests.support.kvmcloud import (
         add_shared_storage,
@@ -67,7 +67,7 @@ async def measure(
         async with running_node(workdir / "home", conf=kvm_node_conf(dc, workdir)) as (node, _s):
             api = Api(node)
             for h in kvm_hosts(dc):
-                force_tcg(h)
+                h.hide_kvm()
             cloud = await build_kvm_cloud(api, dc)
             shared = await add_shared_storage(api, dc, workdir)
             for name, value in (("host.detectTimeout", detect),

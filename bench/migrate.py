@@ -45,7 +45,7 @@ async def measure(migrations: int, workdir: Path) -> dict[str, Any]:
         kvm_hosts,
         kvm_node_conf,
     )
-    from tests.support.migration import Pinger, hide_kvm, join_l2
+    from tests.support.migration import Pinger, join_l2
 
     key = workdir / "id_migrate"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -54,7 +54,7 @@ async def measure(migrations: int, workdir: Path) -> dict[str, Any]:
         join_l2(dc, kvm_hosts(dc), "10.79.0.250/24") as watcher,
     ):
         for h in kvm_hosts(dc):
-            hide_kvm(h)
+            h.hide_kvm()
         conf = kvm_node_conf(dc, workdir, **{"log.level": "WARNING"})
         async with running_node(workdir / "home", conf=conf) as (node, _server):
             api = Api(node)

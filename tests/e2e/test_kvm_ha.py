@@ -35,7 +35,6 @@ from tests.support.datacenter import Datacenter, NsHost, sh
 from tests.support.hostfault import (
     DomainPoller,
     dashed,
-    force_tcg,
     kill_host,
     revive_host,
     veth_of,
@@ -68,7 +67,7 @@ DETECT, HEARTBEAT, INTERVAL = 10, 8, 2  # short HA timeouts (seconds) for the te
 def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
     with kvm_datacenter(tmp_path_factory.mktemp("dcha"), kvm=("kvm1", "kvm2", "kvm3")) as center:
         for h in kvm_hosts(center):
-            force_tcg(h)
+            h.hide_kvm()
         yield center
 
 

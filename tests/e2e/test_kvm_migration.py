@@ -46,7 +46,7 @@ from tests.support.kvmcloud import (
     kvm_node_conf,
     ns_host,
 )
-from tests.support.migration import Pinger, hide_kvm, join_l2
+from tests.support.migration import Pinger, join_l2
 from zmn.api.errors import ZmnError
 from zmn.services.kvm import storage
 
@@ -69,7 +69,7 @@ SSH = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datacenter]:
     with kvm_datacenter(tmp_path_factory.mktemp("dcm"), kvm=("kvm1", "kvm2", "kvm3")) as center:
         for h in kvm_hosts(center):
-            hide_kvm(h)  # TCG: KVM guests die at boot on this machine (see hide_kvm)
+            h.hide_kvm()  # TCG: KVM guests die at boot on this machine (see NsHost.hide_kvm)
         with join_l2(center, kvm_hosts(center), f"{WATCHER}/24") as watcher:
             center.extra["watcher"] = watcher  # type: ignore[attr-defined]
             yield center

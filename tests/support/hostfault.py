@@ -5,7 +5,6 @@ Used by the VM HA end-to-end test and the ``ha`` benchmark family::
     killed = kill_host(h)        # SIGKILL to every process of its namespaces but the holder
                                  # (agent, libvirtd, virtlogd, sshd, QEMU), its link down
     revive_host(h)               # link up, sshd and libvirtd started again (not the agent)
-    force_tcg(h)                 # before the agent starts: guests under TCG (see there)
     with DomainPoller(hosts, vm_uuid) as p: ...   # p.max_running: most hosts at once
 """
 
@@ -18,19 +17,6 @@ import subprocess
 import threading
 
 from tests.support.datacenter import NsHost, sh
-
-
-def force_tcg(h: NsHost) -> None:
-    """Hide ``/dev/kvm`` in the host's mount namespace so its agent runs guests under TCG.
-
-    On this machine nested KVM passes the agent's probe (a paused ``-cpu host`` QEMU) yet a
-    booting guest dies with "KVM internal error ... emulation failure" and is left Paused; a
-    regular file bound over ``/dev/kvm`` (private to the host) makes the agent choose TCG
-    whatever ``kvm/host.virtualization`` decides (main's fix picks TCG on a virtual host by
-    itself; this keeps the HA timings comparable across machines).
-    """
-    if h.exists("/dev/kvm"):
-        h.sh("touch /run/no-kvm && mount --bind /run/no-kvm /dev/kvm")
 
 
 def dashed(uuid: str) -> str:

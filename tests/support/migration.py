@@ -115,16 +115,3 @@ class Pinger:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-def hide_kvm(host: NsHost) -> None:
-    """Make the host's agent run its guests on TCG: an empty file over ``/dev/kvm`` in the
-    host's own mount namespace (not a character device: the agent's ``kvm_usable`` says no).
-
-    On this machine ``/dev/kvm`` opens and a ``-cpu host`` vCPU is created (so the agent's
-    probe passes), but guests die at boot with "KVM internal error ... emulation failure"
-    (nested virtualisation); TCG works. Call before ``AddKvmHost`` (the agent decides at start).
-    """
-    empty = host.root / "no-kvm"
-    empty.write_text("")
-    host.run(["sh", "-c", f"test -e /dev/kvm && mount --bind {empty} /dev/kvm || true"])
