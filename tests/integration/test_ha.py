@@ -31,6 +31,7 @@ from tests.integration.test_zcli import Zcli
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import ZmnError
 from zmn.services.ha.models import VmHaStatusVO
+from zmn.services.vm.models import VmInstanceVO
 
 
 @pytest.fixture
@@ -248,6 +249,16 @@ async def test_a_failed_restart_is_retried_with_backoff_and_says_why(
     assert status is not None and status.state == "Restarted" and status.lastError is None
     with env.node.db.tx() as s:
         assert s.scalar(select(VmHaStatusVO.attempts).where(VmHaStatusVO.uuid == vm["uuid"])) >= 3
+    # the VM expunged: its HA status goes with it
+    await api("DestroyVmInstance", uuid=vm["uuid"])
+    if _state(env, vm["uuid"]) is not None:  # a Delay deletion policy: expunge it too
+        await api("ExpungeVmInstance", uuid=vm["uuid"])
+    await _until("the HA status row gone", lambda: _status(env, vm["uuid"]) is None)
+
+
+def _state(env: Env, uuid: str) -> str | None:
+    with env.node.db.tx() as s:
+        return s.scalar(select(VmInstanceVO.state).where(VmInstanceVO.uuid == uuid))
 
 
 async def test_the_ha_level_is_a_tag_set_and_cleared_by_update_and_checked(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy import delete
+
+from zmn.core.bus import Event
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.resource import Expansion, RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Service
@@ -112,7 +115,17 @@ class HaService(Service):
         )  # fmt: skip
 
     async def start(self) -> None:
+        self._subs = [self.node.bus.subscribe("/vm/deleted", self._on_vm_deleted)]
         self.monitor.start()
 
     async def stop(self) -> None:
+        for sub in getattr(self, "_subs", []):
+            self.node.bus.unsubscribe(sub)
         await self.monitor.stop()
+
+    async def _on_vm_deleted(self, event: Event) -> None:
+        """An expunged VM's HA status goes with it (``vm-ha list`` shows live VMs only)."""
+        vm = event.data.get("inventory") or {}
+        if vm.get("state") == "Expunged" and vm.get("uuid"):
+            with self.node.db.tx() as s:
+                s.execute(delete(VmHaStatusVO).where(VmHaStatusVO.uuid == str(vm["uuid"])))
