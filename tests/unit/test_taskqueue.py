@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -189,3 +190,24 @@ async def test_an_error_in_the_body_frees_the_slot() -> None:
             raise RuntimeError("x")
     async with queues.slot("vm:1", 1, "good"):
         assert queues.snapshot()[0]["runningTasks"] == ["good"]
+
+
+async def test_vm_slot_is_the_vms_queue_and_no_vm_takes_none() -> None:
+    queues = TaskQueues()
+    async with queues.vm("abc", "ResizeVolume"):
+        assert [(q["signature"], q["runningTasks"]) for q in queues.snapshot()] == [
+            ("vm:abc", ["ResizeVolume"])
+        ]
+        async with queues.vm(None, "CreateVolumeSnapshot"):  # a detached volume: no queue
+            assert len(queues.snapshot()) == 1
+        waiter = asyncio.ensure_future(_hold(queues.vm("abc", "DeleteVolumeSnapshot")))
+        await settle()
+        assert not waiter.done()  # the same VM: waits its turn
+        assert queues.snapshot()[0]["pendingTasks"] == ["DeleteVolumeSnapshot"]
+    await waiter
+    assert queues.snapshot() == []
+
+
+async def _hold(slot: Any) -> None:
+    async with slot:
+        pass

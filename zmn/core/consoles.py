@@ -44,7 +44,4 @@ class StreamOpener(Protocol):
 
 
 def console_provider(node: Node, hypervisor_type: str) -> ConsoleProvider | None:
-    for impl in node.extensions.all(ConsoleProvider):  # type: ignore[type-abstract]
-        if impl.hypervisor_type == hypervisor_type:
-            return impl
-    return None
+    return node.extensions.first(ConsoleProvider, hypervisor_type=hypervisor_type)  # type: ignore[type-abstract]

@@ -2,7 +2,8 @@
 
 A service that offers an extension point defines a ``Protocol``; a plugin registers an
 object implementing it with ``node.extensions.add(Point, impl)``; the offering service calls
-every implementation with ``node.extensions.all(Point)``. Removing the plugin removes the
+every implementation with ``node.extensions.all(Point)``, or the one for a type with
+``node.extensions.first(Point, primary_storage_type="NFS")``. Removing the plugin removes the
 implementation and nothing else.
 """
 
@@ -22,6 +23,14 @@ class ExtensionRegistry:
 
     def all(self, point: type[T]) -> list[T]:
         return list(self._impls.get(point, []))
+
+    def first(self, point: type[T], **match: object) -> T | None:
+        """The first implementation of ``point`` whose attributes equal ``match`` (e.g.
+        ``hypervisor_type="KVM"``), or None when no plugin registered one."""
+        for impl in self._impls.get(point, []):
+            if all(getattr(impl, key, None) == value for key, value in match.items()):
+                return impl  # type: ignore[no-any-return]
+        return None
 
     def describe(self) -> dict[str, list[str]]:
         return {p.__name__: [type(i).__name__ for i in impls] for p, impls in self._impls.items()}

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,13 @@ class TaskQueues:
             yield
         finally:
             self._release(signature, q, task)
+
+    def vm(self, vm_uuid: str | None, task: str) -> AbstractAsyncContextManager[None]:
+        """The VM's slot (``vm:<uuid>``, level 1); no slot at all for work on no VM (a volume
+        attached to none)."""
+        if vm_uuid is None:
+            return nullcontext()
+        return self.slot(f"vm:{vm_uuid}", 1, task)
 
     def _release(self, signature: str, q: _Queue, task: str) -> None:
         if task in q.running:

@@ -130,10 +130,7 @@ class HaMonitor:
     # ----------------------------------------------------------------- reading
 
     def _kvm(self) -> Any:
-        for ht in self.node.extensions.all(HostType):  # type: ignore[type-abstract]
-            if getattr(ht, "hypervisor_type", None) == "KVM":
-                return ht
-        return None
+        return self.node.extensions.first(HostType, hypervisor_type="KVM")  # type: ignore[type-abstract]
 
     def _hosts(self) -> list[HostRef]:
         rt = self.node.resources.types.get("Host")
@@ -358,7 +355,7 @@ class HaMonitor:
         """Take the VM off the dead host and start it elsewhere (once per death)."""
         call = Call(self.node, self.node.admin_principal(), "HaRestartVmInstance")
         rt = self.node.resources.get("VmInstance")
-        async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "HaRestartVmInstance"):
+        async with self.node.queues.vm(vm_uuid, "HaRestartVmInstance"):
             with self.node.db.tx() as s:
                 row = s.get(rt.model, vm_uuid)
                 if row is None or row.hostUuid != dead.uuid or row.state not in PLACED:

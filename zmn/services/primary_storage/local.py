@@ -120,10 +120,7 @@ class LocalStorageHandlers:
     # ----------------------------------------------------------------- plumbing
 
     def _backend(self, hypervisor_type: str) -> LocalStorageBackend | None:
-        for impl in self.node.extensions.all(LocalStorageBackend):  # type: ignore[type-abstract]
-            if impl.hypervisor_type == hypervisor_type:
-                return impl
-        return None
+        return self.node.extensions.first(LocalStorageBackend, hypervisor_type=hypervisor_type)  # type: ignore[type-abstract]
 
     def _host_model(self) -> Any:
         rt = self.node.resources.types.get("Host")

@@ -59,9 +59,9 @@ def _backend(node: Node, host_uuid: str) -> LocalStorageBackend:
     with node.db.tx() as s:
         h = s.get(model, host_uuid)
         hv = "" if h is None else str(h.hypervisorType)
-    for impl in node.extensions.all(LocalStorageBackend):  # type: ignore[type-abstract]
-        if impl.hypervisor_type == hv:
-            return impl
+    impl = node.extensions.first(LocalStorageBackend, hypervisor_type=hv)  # type: ignore[type-abstract]
+    if impl is not None:
+        return impl
     raise OperationFailed(
         f"host {host_uuid} ({hv or 'gone'}) has no local storage plugin to move volumes with",
         code="PRIMARY_STORAGE.LOCAL_MIGRATE_FAILED",
@@ -341,7 +341,7 @@ class LocalMigrateHandlers:
         vm_uuid = plan.get("vmUuid")
         if not vm_uuid:
             return await self._migrate(call, plan)
-        async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "LocalStorageMigrateVolume"):
+        async with self.node.queues.vm(vm_uuid, "LocalStorageMigrateVolume"):
             plan = self._plan(call, msg)  # again, now that no VM operation runs
             self._check_vm_stopped(vm_uuid)
             return await self._migrate(call, plan)

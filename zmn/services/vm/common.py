@@ -38,7 +38,7 @@ class VmBase:
     @asynccontextmanager
     async def vm_slot(self, uuid: str, task: str) -> AsyncIterator[None]:
         """Operations on one VM run one at a time, in arrival order (queue ``vm:<uuid>``)."""
-        async with self.node.queues.slot(f"vm:{uuid}", 1, task):
+        async with self.node.queues.vm(uuid, task):
             yield
 
 

@@ -331,7 +331,7 @@ class Reconciler:
                 if actual is None or actual == state:
                     # None: the record never held it (another node started it there)
                     continue  # agrees (re-checked under the slot only when it does not)
-                async with self.node.queues.slot(f"vm:{uuid}", 1, "Reconcile"):
+                async with self.node.queues.vm(uuid, "Reconcile"):
                     item = await self._one_vm(call, uuid, host, actual)
                 if item is not None:
                     out.append(item)

@@ -138,7 +138,7 @@ class DataVolumeHandlers:
                 field="volumeUuid",
             )
         vm_uuid = msg.vmInstanceUuid
-        async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "AttachDataVolumeToVm"):
+        async with self.node.queues.vm(vm_uuid, "AttachDataVolumeToVm"):
             vm = (
                 await send(
                     call, "CheckVmOperation", vmInstanceUuid=vm_uuid, operation="attachVolume"
@@ -165,7 +165,7 @@ class DataVolumeHandlers:
     async def _detach(self, call: Call, uuid: str, vm_uuid: str, *, check: bool) -> dict[str, Any]:
         """Run the ``volume-detach`` chain in the VM's slot (``check``: the VM's state must
         allow it; otherwise any state will do, and a VM that is gone is fine)."""
-        async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "DetachDataVolumeFromVm"):
+        async with self.node.queues.vm(vm_uuid, "DetachDataVolumeFromVm"):
             op = "detachVolume" if check else "inspect"
             try:
                 vm = (await send(call, "CheckVmOperation", vmInstanceUuid=vm_uuid, operation=op))[

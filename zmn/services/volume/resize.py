@@ -17,8 +17,7 @@ just records its new size: it is made at that size.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import update
@@ -27,7 +26,7 @@ from zmn.api.errors import InvalidArgument
 from zmn.core.service import Call, handler
 from zmn.services.volume.api import ResizeDataVolume, ResizeRootVolume
 from zmn.services.volume.models import VolumeVO
-from zmn.services.volume.store import send, volume_inventory
+from zmn.services.volume.store import send, storage_for, volume_inventory
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
@@ -56,27 +55,6 @@ class ResizeHandlers:
     async def resize_data_volume(self, msg: ResizeDataVolume, call: Call) -> dict[str, Any]:
         return await self._resize(call, msg.volumeUuid, msg.size, "Data")
 
-    @asynccontextmanager
-    async def _slot(self, vm_uuid: str | None) -> AsyncIterator[None]:
-        if vm_uuid is None:
-            yield
-            return
-        async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "ResizeVolume"):
-            yield
-
-    def _resize_storage(self, volume: Mapping[str, Any]) -> VolumeResizeStorage | None:
-        rt = self.node.resources.types.get("PrimaryStorage")
-        ps_uuid = volume.get("primaryStorageUuid")
-        if rt is None or not ps_uuid:
-            return None
-        with self.node.db.tx() as s:
-            ps = s.get(rt.model, ps_uuid)
-            ps_type = None if ps is None else str(ps.type)
-        for impl in self.node.extensions.all(VolumeResizeStorage):  # type: ignore[type-abstract]
-            if impl.primary_storage_type == ps_type:
-                return impl
-        return None
-
     async def _resize(self, call: Call, uuid: str, size: int, kind: str) -> dict[str, Any]:
         vol = volume_inventory(call, uuid)
         if vol["type"] != kind:
@@ -86,7 +64,7 @@ class ResizeHandlers:
                 code="VOLUME.WRONG_TYPE",
                 field="volumeUuid",
             )
-        async with self._slot(vol["vmInstanceUuid"]):
+        async with self.node.queues.vm(vol["vmInstanceUuid"], "ResizeVolume"):
             vol = volume_inventory(call, uuid)
             have = int(vol["size"] or 0)
             if size < have:
@@ -130,7 +108,7 @@ class ResizeHandlers:
                     args={"volume": vol, "size": size},
                 )
             else:
-                storage = self._resize_storage(vol)
+                storage = storage_for(self.node, VolumeResizeStorage, vol)  # type: ignore[type-abstract]
                 if storage is not None:
                     await storage.resize_volume(vol, size, vm_uuid)
         except BaseException:

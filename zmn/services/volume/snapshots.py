@@ -32,11 +32,9 @@ from zmn.services.volume.api import (
     UpdateVolumeSnapshot,
 )
 from zmn.services.volume.models import VolumeSnapshotVO, VolumeVO
-from zmn.services.volume.store import send, volume_inventory
+from zmn.services.volume.store import send, storage_for, volume_inventory
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from zmn.core.node import Node
 
 
@@ -63,34 +61,11 @@ class VolumeSnapshotStorage(Protocol):
     ) -> bool: ...
 
 
-class _NoSlot:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
 class SnapshotHandlers:
     node: Node
 
-    def _vm_slot(self, vm_uuid: str | None, task: str) -> AbstractAsyncContextManager[None]:
-        if vm_uuid is None:
-            return _NoSlot()
-        return self.node.queues.slot(f"vm:{vm_uuid}", 1, task)
-
-    def _snapshot_storage(self, volume: Mapping[str, Any]) -> VolumeSnapshotStorage | None:
-        rt = self.node.resources.types.get("PrimaryStorage")
-        ps_uuid = volume.get("primaryStorageUuid")
-        if rt is None or not ps_uuid:
-            return None
-        with self.node.db.tx() as s:
-            ps = s.get(rt.model, ps_uuid)
-            ps_type = None if ps is None else str(ps.type)
-        for impl in self.node.extensions.all(VolumeSnapshotStorage):  # type: ignore[type-abstract]
-            if impl.primary_storage_type == ps_type:
-                return impl
-        return None
+    def _storage(self, volume: Mapping[str, Any]) -> VolumeSnapshotStorage | None:
+        return storage_for(self.node, VolumeSnapshotStorage, volume)  # type: ignore[type-abstract]
 
     @handler(CreateVolumeSnapshot)
     async def create_volume_snapshot(self, msg: CreateVolumeSnapshot, call: Call) -> dict[str, Any]:
@@ -107,7 +82,7 @@ class SnapshotHandlers:
                 state=vol["status"],
             )
         uuid = msg.resourceUuid or new_uuid()
-        async with self._vm_slot(vol["vmInstanceUuid"], "CreateVolumeSnapshot"):
+        async with self.node.queues.vm(vol["vmInstanceUuid"], "CreateVolumeSnapshot"):
             on_hypervisor = False
             if vol["vmInstanceUuid"]:
                 vm = (
@@ -128,7 +103,7 @@ class SnapshotHandlers:
                         args={"volume": vol, "snapshotUuid": uuid},
                     )
                     on_hypervisor = True
-            storage = None if on_hypervisor else self._snapshot_storage(vol)
+            storage = None if on_hypervisor else self._storage(vol)
             if storage is not None:
                 await storage.take_snapshot(vol, uuid, vol["vmInstanceUuid"])
             with call.tx() as s:
@@ -166,13 +141,13 @@ class SnapshotHandlers:
             snap = crud.get_row(s, rt, msg.uuid)
             vol = s.get(VolumeVO, snap.volumeUuid)
             vm_uuid = vol.vmInstanceUuid if vol is not None else None
-        async with self._vm_slot(vm_uuid, "RevertVolumeFromSnapshot"):
+        async with self.node.queues.vm(vm_uuid, "RevertVolumeFromSnapshot"):
             if vm_uuid:
                 await send(
                     call, "CheckVmOperation", vmInstanceUuid=vm_uuid, operation="revertVolume"
                 )
             vol_inv = volume_inventory(call, snap.volumeUuid)
-            storage = self._snapshot_storage(vol_inv)
+            storage = self._storage(vol_inv)
             if storage is not None:
                 await storage.revert_snapshot(vol_inv, snap.uuid, vm_uuid)
             with call.tx() as s:
@@ -195,10 +170,10 @@ class SnapshotHandlers:
             snap = crud.get_row(s, rt, msg.uuid)
             vol = s.get(VolumeVO, snap.volumeUuid)
             vm_uuid = vol.vmInstanceUuid if vol is not None else None
-        async with self._vm_slot(vm_uuid, "DeleteVolumeSnapshot"):
+        async with self.node.queues.vm(vm_uuid, "DeleteVolumeSnapshot"):
             if vol is not None:
                 vol_inv = volume_inventory(call, snap.volumeUuid)
-                storage = self._snapshot_storage(vol_inv)
+                storage = self._storage(vol_inv)
                 if storage is not None:
                     await storage.delete_snapshot(vol_inv, snap.uuid, vm_uuid)
             with call.tx() as s:

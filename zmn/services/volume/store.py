@@ -7,8 +7,9 @@ goes; ``CheckConsistency`` (primary storage) holds the storage to exactly that.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select
 
@@ -21,6 +22,8 @@ from zmn.services.volume.models import VolumeSnapshotVO, VolumeVO
 
 if TYPE_CHECKING:
     from zmn.core.node import Node
+
+T = TypeVar("T")
 
 
 def install_path(call: Call, ps_uuid: str, uuid: str, fmt: str, conn: Any = None) -> str:
@@ -47,6 +50,21 @@ def volume_inventory(call: Call, uuid: str) -> dict[str, Any]:
     rt = call.node.resources.get("Volume")
     with call.tx() as s:
         return rt.inventories(s, [crud.get_row(s, rt, uuid, "volumeUuid")])[0]
+
+
+def storage_for(node: Node, point: type[T], volume: Mapping[str, Any]) -> T | None:
+    """The ``point`` extension (it has ``primary_storage_type``) registered for the type of
+    the volume's primary storage; None when the volume has no storage or the type none."""
+    rt = node.resources.types.get("PrimaryStorage")
+    ps_uuid = volume.get("primaryStorageUuid")
+    if rt is None or not ps_uuid:
+        return None
+    with node.db.tx() as s:
+        ps = s.get(rt.model, ps_uuid)
+        if ps is None:
+            return None
+        ps_type = str(ps.type)
+    return node.extensions.first(point, primary_storage_type=ps_type)
 
 
 async def send(call: Call, api_name: str, **args: Any) -> Any:
