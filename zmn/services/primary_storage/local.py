@@ -11,9 +11,8 @@ The node never touches the hosts itself: a hypervisor plugin (KVM) registers a
   ``/host/vm/states`` event) and on pings (``SyncLocalStorage`` from the host type).
 * placement: a volume lives on the host that made it (``local_storage_volume_ref``); it
   cannot be used from another host (no storage migration yet).
-* deletion: when a VM is expunged (``/vm/deleted``) its root volumes' files go, and a deleted
-  data volume's (``/volume/deleted``), on the host holding them. Best effort: an unreachable
-  host keeps the file (logged).
+* deletion: a deleted volume's file goes (the service's one dispatch by storage type), on the
+  host holding it. Best effort: an unreachable host keeps the file (logged).
 """
 
 from __future__ import annotations
@@ -255,8 +254,6 @@ class LocalStorageHandlers:
         bus = self.node.bus
         return [
             bus.subscribe("/host/vm/states", self._on_host_connected),
-            bus.subscribe("/vm/deleted", self._on_vm_deleted),
-            bus.subscribe("/volume/deleted", self._on_volume_deleted),
         ]
 
     async def _on_host_connected(self, event: Event) -> None:
@@ -264,18 +261,9 @@ class LocalStorageHandlers:
         if host:
             await self.sync_local(host_uuid=host)
 
-    async def _on_vm_deleted(self, event: Event) -> None:
-        vm = event.data.get("inventory") or {}
-        if vm.get("state") != "Expunged":
-            return
-        for vol in vm.get("allVolumes") or []:
-            if vol.get("type") == "Root":
-                await self._delete_file(vol)
-
-    async def _on_volume_deleted(self, event: Event) -> None:
-        await self._delete_file(event.data.get("inventory") or {})
-
-    async def _delete_file(self, vol: dict[str, Any]) -> None:
+    async def delete_local_file(self, vol: dict[str, Any]) -> None:
+        """The volume's file goes from the host holding it, with the volume's place (nothing
+        to do for a volume with no ``local_storage_volume_ref``: not on local storage)."""
         uuid, path = str(vol.get("uuid") or ""), str(vol.get("installPath") or "")
         host_model = self._host_model()
         with self.node.db.tx() as s:

@@ -44,6 +44,7 @@ log = logging.getLogger("zmn.storage")
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from zmn.core.bus import Event
     from zmn.core.node import Node
 
 PS_STATE = StateMachine(
@@ -117,7 +118,7 @@ class PrimaryStorageService(
         self._subs: list[Any] = []
 
     async def start(self) -> None:
-        self._subs = self.subscribe_local() + self.subscribe_shared()
+        self._subs = self.subscribe_local() + self.subscribe_shared() + self._subscribe_files()
         try:
             done = await recover_migrations(self.node)
             if done:
@@ -129,6 +130,42 @@ class PrimaryStorageService(
         for sub in self._subs:
             sub.cancel()
         self._subs = []
+
+    # ----------------------------------------------------------------- volume files
+
+    def _subscribe_files(self) -> list[Any]:
+        bus = self.node.bus
+        return [
+            bus.subscribe("/vm/deleted", self._on_vm_deleted),
+            bus.subscribe("/volume/deleted", self._on_volume_deleted),
+        ]
+
+    async def _on_vm_deleted(self, event: Event) -> None:
+        """An expunged VM's root volume goes with it (its data volumes were detached)."""
+        vm = event.data.get("inventory") or {}
+        if vm.get("state") != "Expunged":
+            return
+        for vol in vm.get("allVolumes") or []:
+            if vol.get("type") == "Root":
+                await self.delete_volume_file(vol)
+
+    async def _on_volume_deleted(self, event: Event) -> None:
+        await self.delete_volume_file(event.data.get("inventory") or {})
+
+    async def delete_volume_file(self, vol: dict[str, Any]) -> None:
+        """A deleted volume's file goes from where its storage type keeps it. Anything not
+        shared is local storage's to judge: its ``local_storage_volume_ref`` row says whether
+        the volume is its own (and is dropped even when the storage row went first)."""
+        ps_uuid = str(vol.get("primaryStorageUuid") or "")
+        with self.node.db.tx() as s:
+            ps = s.get(PrimaryStorageVO, ps_uuid) if ps_uuid else None
+            shared_root = (
+                str(ps.mountPath or ps.url) if ps is not None and ps.type in SHARED else None
+            )
+        if shared_root is not None:
+            await self.delete_shared_file(vol, ps_uuid, shared_root)
+        else:
+            await self.delete_local_file(vol)
 
     def declare(self, registry: ResourceRegistry) -> None:
         registry.add(

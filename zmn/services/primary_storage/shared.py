@@ -19,7 +19,8 @@ started there. The storage is ``Connected`` when at least one host is.
 
 Capacity is the shared file system's ``statvfs`` as any Connected host reports it (one file
 system, counted once), applied like local storage's (bytes given to volumes stay taken).
-Volume files go (VM expunged, data volume deleted) through any Connected host.
+A deleted volume's file goes through any Connected host (the service's one dispatch by storage
+type sends it here).
 """
 
 from __future__ import annotations
@@ -330,8 +331,6 @@ class SharedStorageHandlers:
         bus = self.node.bus
         return [
             bus.subscribe("/host/vm/states", self._on_host_connected_shared),
-            bus.subscribe("/vm/deleted", self._on_vm_deleted_shared),
-            bus.subscribe("/volume/deleted", self._on_volume_deleted_shared),
             bus.subscribe("/primary-storage/deleted", self._on_storage_deleted),
         ]
 
@@ -353,25 +352,12 @@ class SharedStorageHandlers:
         if host:
             await self.sync_shared(host_uuid=host)
 
-    async def _on_vm_deleted_shared(self, event: Event) -> None:
-        vm = event.data.get("inventory") or {}
-        if vm.get("state") != "Expunged":
+    async def delete_shared_file(self, vol: dict[str, Any], ps_uuid: str, root: str) -> None:
+        """The volume's file goes from its shared storage ``ps_uuid`` (hosts see it at
+        ``root``), through a Connected host (best effort: logged)."""
+        path = str(vol.get("installPath") or "")
+        if not path:
             return
-        for vol in vm.get("allVolumes") or []:
-            if vol.get("type") == "Root":
-                await self.delete_shared_file(vol)
-
-    async def _on_volume_deleted_shared(self, event: Event) -> None:
-        await self.delete_shared_file(event.data.get("inventory") or {})
-
-    async def delete_shared_file(self, vol: dict[str, Any]) -> None:
-        """The volume's file goes, through a Connected host (best effort: logged)."""
-        ps_uuid, path = str(vol.get("primaryStorageUuid") or ""), str(vol.get("installPath") or "")
-        with self.node.db.tx() as s:
-            ps = s.get(PrimaryStorageVO, ps_uuid) if ps_uuid else None
-            if ps is None or ps.type not in SHARED or not path:
-                return
-            root = str(ps.mountPath or ps.url)
         try:
             got = await self.get_shared_storage_host(
                 GetSharedStorageHost(primaryStorageUuid=ps_uuid),
