@@ -39,6 +39,7 @@ ENGINE_MODULES = {
     "tests.unit.test_query_paging",
     "tests.integration.test_resources_scenario",
     "tests.integration.test_vm_lifecycle",
+    "tests.integration.test_allocator_shared_storage",
     "tests.integration.test_vm_cloudinit",
     "tests.security.test_lockout_concurrency",
 }

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from zmn.core.service import Call
 
 
@@ -19,3 +21,17 @@ class HostMaintenanceExtension(Protocol):
     """
 
     async def prepare_maintenance(self, call: Call, host_uuid: str) -> None: ...
+
+
+class HostStorageAccess(Protocol):
+    """Hosts that cannot use a primary storage although their cluster is attached to it (the
+    primary storage service: hosts that have not read a shared storage's marker).
+
+    The host allocator skips them when it chooses a host (VM create, start, migrate, and the
+    migration candidates); a host asked for by name goes on to the storage's own check,
+    which says why it is refused.
+    """
+
+    def hosts_without(self, conn: Connection, ps_uuids: list[str]) -> dict[str, str]:
+        """Host UUID -> why it cannot use one of ``ps_uuids``, read in ``conn``."""
+        ...

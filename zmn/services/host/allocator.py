@@ -7,6 +7,9 @@ Filters, in order (each failure names the filter that left no host):
 3. network: the host's cluster is attached to the L2 network of every L3 the VM uses;
 4. storage: the cluster is attached to the VM's primary storages, or to an enabled one with
    room for the new volumes;
+4b. storage-host: the host can use those storages (a :class:`HostStorageAccess` plugin says
+   which cannot: a shared storage whose marker the host has not read); not applied to a host
+   asked for by name, whose refusal the storage's own check explains;
 5. capacity: placed + needed <= total x over-provisioning ratio (global config).
 
 The reservation is one conditional ``UPDATE ... WHERE <capacity condition>``: when another node
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Float, Table, bindparam, select, update
 
 from zmn.api.errors import OperationFailed
+from zmn.core.hosthooks import HostStorageAccess
 from zmn.services.host.models import HostVO
 from zmn.services.host.vmapi import AllocateHost
 
@@ -160,6 +164,16 @@ def clusters_with_storage(
     return result or set()
 
 
+def hosts_without_storage(node: Node, conn: Connection, msg: AllocateHost) -> dict[str, str]:
+    """Hosts the storage plugins rule out for the storages asked for (host UUID -> why)."""
+    if not msg.primaryStorageUuids or msg.hostUuid:
+        return {}
+    out: dict[str, str] = {}
+    for impl in node.extensions.all(HostStorageAccess):  # type: ignore[type-abstract]
+        out.update(impl.hosts_without(conn, msg.primaryStorageUuids))
+    return out
+
+
 def order(candidates: list[Any], strategy: str, prefer: str | None) -> list[Any]:
     if strategy == "random":
         out = list(candidates)
@@ -247,6 +261,16 @@ def candidates(node: Node, conn: Connection, msg: AllocateHost) -> list[Any]:
             return _raise(
                 _fail(
                     f"no candidate host's cluster has the primary storage needed{need}", "storage"
+                )
+            )
+    blind = hosts_without_storage(node, conn, msg)
+    if blind:
+        hosts = [h for h in hosts if h.uuid not in blind]
+        if not hosts:
+            why = "; ".join(f"host {u}: {reason}" for u, reason in sorted(blind.items())[:3])
+            return _raise(
+                _fail(
+                    f"no candidate host can use the primary storage needed ({why})", "storage-host"
                 )
             )
     return hosts
@@ -342,6 +366,7 @@ def _first_fit(
     allowed = reach if storage is None else (storage if reach is None else reach & storage)
     if allowed is not None and not allowed:
         return []
+    avoid = list(msg.avoidHostUuids or []) + sorted(hosts_without_storage(node, conn, msg))
     params: dict[str, Any] = {
         "cpu": msg.cpuNum,
         "memory": msg.memorySize,
@@ -352,7 +377,7 @@ def _first_fit(
         ("zone", msg.zoneUuid),
         ("cluster", msg.clusterUuid),
         ("host", msg.hostUuid),
-        ("avoid", list(msg.avoidHostUuids or [])),
+        ("avoid", avoid),
         ("clusters", sorted(allowed) if allowed is not None else None),
     ):
         if value:

@@ -9,6 +9,7 @@ from zmn.api.errors import InvalidArgument
 from zmn.core import crud, links
 from zmn.core.consistency import ConsistencyCheck
 from zmn.core.globalconfig import GlobalConfigDef
+from zmn.core.hosthooks import HostStorageAccess
 from zmn.core.resource import LinkSpec, RefSpec, ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.core.state import StateMachine
@@ -35,6 +36,7 @@ from zmn.services.primary_storage.shared import (
 from zmn.services.primary_storage.shared import (
     SHARED,
     SMP,
+    SharedStorageAccess,
     SharedStorageHandlers,
     host_refs,
 )
@@ -114,6 +116,7 @@ class PrimaryStorageService(
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         node.extensions.add(ConsistencyCheck, PrimaryStorageCapacityConsistency(node))  # type: ignore[type-abstract]
+        node.extensions.add(HostStorageAccess, SharedStorageAccess())  # type: ignore[type-abstract]
         node.flows.add_chain(MIGRATE_CHAIN, MIGRATE_FLOWS)
         self._subs: list[Any] = []
 

@@ -32,7 +32,7 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from zmn.api.errors import InvalidArgument, OperationFailed
 from zmn.core import crud
@@ -54,6 +54,8 @@ from zmn.services.primary_storage.models import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from zmn.core.bus import Event
     from zmn.core.node import Node
     from zmn.services.primary_storage.local import LocalStorageBackend
@@ -98,6 +100,24 @@ def host_refs(session: Any, ps_uuid: str) -> list[dict[str, Any]]:
         .order_by(SharedStorageHostRefVO.hostUuid)
     )
     return [{"hostUuid": r.hostUuid, "status": r.status, "reason": r.reason} for r in rows]
+
+
+_REF = SharedStorageHostRefVO
+_NOT_CONNECTED = select(_REF.hostUuid, _REF.primaryStorageUuid, _REF.reason).where(
+    _REF.primaryStorageUuid.in_(bindparam("ps", expanding=True)), _REF.status != "Connected"
+)
+
+
+class SharedStorageAccess:
+    """The host allocator's rule for shared storage (a ``HostStorageAccess``): a host whose
+    last check of a storage's marker failed (its ref is not Connected) cannot use it. A host
+    never checked yet is not ruled out: using it checks first (``GetSharedStorageHost``)."""
+
+    def hosts_without(self, conn: Connection, ps_uuids: list[str]) -> dict[str, str]:
+        return {
+            r.hostUuid: f"primary storage {r.primaryStorageUuid}: {r.reason or 'not seen'}"
+            for r in conn.execute(_NOT_CONNECTED, {"ps": list(ps_uuids)})
+        }
 
 
 class SharedStorageHandlers:

@@ -1,10 +1,10 @@
 """``GetVmMigrationCandidateHosts``: where ``MigrateVm`` could send a VM now.
 
 The same filters as the migration's own host allocation (the allocator's candidates: its
-cluster, Enabled and Connected, its L3s' L2s and its primary storages attached to the
-cluster) plus room for its CPUs and memory, without reserving anything, and for shared
-storage (SharedMountPoint, NFS) a host that has read the storage's marker (Connected there). A KVM VM with a
-volume on local storage has none: only its host reaches that storage. The dashboard's
+cluster, Enabled and Connected, its L3s' L2s, its primary storages attached to the cluster
+and, for shared storage (SharedMountPoint, NFS), usable from the host: not Disconnected
+there) plus room for its CPUs and memory, without reserving anything. A KVM VM with a volume
+on local storage has none: only its host reaches that storage. The dashboard's
 migrate form offers these hosts.
 """
 
@@ -17,10 +17,9 @@ from zmn.core.service import Call, handler
 from zmn.services.host import allocator
 from zmn.services.host.vmapi import AllocateHost
 from zmn.services.vm.api import GetVmMigrationCandidateHosts
-from zmn.services.vm.common import VmBase, load_vm, send
+from zmn.services.vm.common import VmBase, load_vm
 
 LOCAL_STORAGE = "LocalStorage"
-SHARED = ("SharedMountPoint", "NFS")  # each host must have read the storage's marker
 
 
 class MigrationCandidateHandlers(VmBase):
@@ -53,23 +52,12 @@ class MigrationCandidateHandlers(VmBase):
                 for h in hosts
                 if allocator.has_room(h, vm["cpuNum"], vm["memorySize"], ratios)
             ]
-        uuids = [u for u in uuids if await self._sees_shared_storage(call, vm, u)]
         rt = self.node.resources.get("Host")
         with call.tx() as s:
             rows = [s.get(rt.model, u) for u in uuids]
             inventories = rt.inventories(s, [r for r in rows if r is not None])
         inventories.sort(key=lambda h: (-h["availableMemoryCapacity"], h["name"]))
         return {"inventories": inventories}
-
-    async def _sees_shared_storage(self, call: Call, vm: dict[str, Any], host_uuid: str) -> bool:
-        """Whether the host has read the marker of each shared storage of the VM's volumes
-        (attached to its cluster is not enough: the directory may not be mounted there)."""
-        for ps in self._storages(call, vm, SHARED):
-            try:
-                await send(call, "GetSharedStorageHost", primaryStorageUuid=ps, hostUuid=host_uuid)
-            except ZmnError:
-                return False
-        return True
 
     def _storages(self, call: Call, vm: dict[str, Any], types: tuple[str, ...]) -> list[str]:
         rt = self.node.resources.types.get("PrimaryStorage")
