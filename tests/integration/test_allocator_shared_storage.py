@@ -17,12 +17,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from tests.integration.test_kvm_host import Env, build_kvm_cloud
-from tests.integration.test_shared_storage_node import env  # noqa: F401 - the fixture
+from tests.support import kvmagents
+from tests.support.kvmagents import Env, build_kvm_cloud
 from zmn.api.errors import ZmnError
 from zmn.services.primary_storage.models import SharedStorageHostRefVO
 
 REASON = "the directory holds no zstack_smp_id marker (test)"
+
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
+qemu_img = kvmagents.qemu_img  # the agents make real volume files
+pytestmark = pytest.mark.usefixtures("qemu_img")
 
 
 def blind(cloud: Env, host_uuid: str, ps_uuid: str) -> None:
@@ -38,7 +42,7 @@ def blind(cloud: Env, host_uuid: str, ps_uuid: str) -> None:
 
 
 async def test_create_start_and_candidates_skip_a_host_that_does_not_see_the_storage(
-    env: Env,  # noqa: F811
+    env: Env,
     tmp_path: Path,
 ) -> None:
     api = env.api

@@ -26,9 +26,8 @@ from sqlalchemy import select, update
 from agent.drivers.fake import FakeDriver
 from agent.spec import parse_vm
 from tests.conftest import need
-from tests.integration.test_kvm_host import Env, LocalDeployer
 from tests.integration.test_zcli import Zcli
-from tests.support.inproc import Api, running_node
+from tests.support.kvmagents import Env, kvm_node
 from zmn.api.errors import ZmnError
 from zmn.services.ha.models import VmHaStatusVO
 from zmn.services.vm.models import VmInstanceVO
@@ -36,20 +35,10 @@ from zmn.services.vm.models import VmInstanceVO
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    deployer = LocalDeployer(tmp_path / "agents")
-    conf = {"agent.callback.listen": "127.0.0.1:0"}
-    try:
-        async with running_node(tmp_path / "home", conf=conf) as (node, server):
-            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
-            node.services["ha"].monitor.shared_types = frozenset({"Simulator"})  # type: ignore[attr-defined]
-            api = Api(node)
-            await api("CreateZone", name="z1")
-            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            env = Env(api, deployer)
-            env.zcli = Zcli(tmp_path, node, server)  # type: ignore[attr-defined]
-            yield env
-    finally:
-        deployer.close()
+    async with kvm_node(tmp_path) as made:
+        made.node.services["ha"].monitor.shared_types = frozenset({"Simulator"})  # type: ignore[attr-defined]
+        made.zcli = Zcli(tmp_path, made.node, made.server)  # type: ignore[attr-defined]
+        yield made
 
 
 async def _until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
@@ -64,7 +53,13 @@ async def _until(what: str, check: Callable[[], Any], timeout: float = 120) -> A
         await asyncio.sleep(0.1)
 
 
-async def _cloud(env: Env, shared: Path) -> dict[str, Any]:
+async def _cloud(env: Env, tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """Hosts kvm-a..c, storages "shared" (a directory, HA's shared storage) and "local", an
+    image, an L3; HA timings short. Returns the UUIDs and the shared directory."""
+    if "CreateVmInstance" not in env.node.apis.apis:
+        pytest.skip("the VM service is not installed")
+    shared = tmp_path / "shared"
+    shared.mkdir()
     api, u = env.api, {}
     for i, name in enumerate(("kvm-a", "kvm-b", "kvm-c")):
         u[name] = (await env.add(name, f"127.0.0.{i + 2}"))["uuid"]
@@ -93,7 +88,7 @@ async def _cloud(env: Env, shared: Path) -> dict[str, Any]:
     for name, value in (("host.detectTimeout", 4), ("storage.heartbeatTimeout", 3),
                         ("storage.heartbeatInterval", 1), ("restart.retryInterval", 1)):  # fmt: skip
         await api("UpdateGlobalConfig", category="ha", name=name, value=str(value))
-    return u
+    return u, shared
 
 
 async def _vm(env: Env, uuid: str) -> dict[str, Any]:
@@ -112,11 +107,7 @@ def _status(env: Env, uuid: str) -> VmHaStatusVO | None:
 async def test_a_dead_host_needs_both_signs_and_its_ha_vm_runs_once_elsewhere(
     env: Env, tmp_path: Path
 ) -> None:
-    if "CreateVmInstance" not in env.node.apis.apis:
-        pytest.skip("the VM service is not installed")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    u = await _cloud(env, shared)
+    u, shared = await _cloud(env, tmp_path)
     api, monitor = env.api, env.node.services["ha"].monitor  # type: ignore[attr-defined]
     ha_vm = (await api("CreateVmInstance", name="ha-vm", **u["make"],
                        primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip
@@ -222,11 +213,7 @@ async def _moved(env: Env, uuid: str, dead: str) -> dict[str, Any] | None:
 async def test_a_failed_restart_is_retried_with_backoff_and_says_why(
     env: Env, tmp_path: Path
 ) -> None:
-    if "CreateVmInstance" not in env.node.apis.apis:
-        pytest.skip("the VM service is not installed")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    u = await _cloud(env, shared)
+    u, shared = await _cloud(env, tmp_path)
     api, monitor = env.api, env.node.services["ha"].monitor  # type: ignore[attr-defined]
     vm = (await api("CreateVmInstance", name="ha-vm", **u["make"],
                     primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip
@@ -264,11 +251,7 @@ def _state(env: Env, uuid: str) -> str | None:
 async def test_the_ha_level_is_a_tag_set_and_cleared_by_update_and_checked(
     env: Env, tmp_path: Path
 ) -> None:
-    if "CreateVmInstance" not in env.node.apis.apis:
-        pytest.skip("the VM service is not installed")
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    u = await _cloud(env, shared)
+    u, _ = await _cloud(env, tmp_path)
     api = env.api
     vm = (await api("CreateVmInstance", name="v", **u["make"], systemTags=["ha::NeverStop"],
                     primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip
@@ -295,13 +278,9 @@ async def test_a_vm_whose_disk_a_qemu_still_holds_waits_until_it_is_free(
     env: Env, tmp_path: Path
 ) -> None:
     """The agent died but its QEMU runs on: no second copy until the disk is released."""
-    if "CreateVmInstance" not in env.node.apis.apis:
-        pytest.skip("the VM service is not installed")
     need(bool(shutil.which("qemu-img") and shutil.which("qemu-system-x86_64")),
          "qemu-img and qemu-system-x86_64 (qemu-utils, qemu-system-x86)")  # fmt: skip
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    u = await _cloud(env, shared)
+    u, shared = await _cloud(env, tmp_path)
     api = env.api
     vm = (await api("CreateVmInstance", name="held", **u["make"],
                     primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip

@@ -15,131 +15,26 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 from sqlalchemy import select, text
 
-from agent.config import AgentConfig
 from agent.drivers.base import RUNNING
 from agent.drivers.fake import FakeDriver, _Dom
 from agent.network.executor import RecordingExecutor
 from agent.server import AgentServer
 from agent.spec import parse_vm
-from tests.support.inproc import Api, running_node
+from tests.support import kvmagents
+from tests.support.kvmagents import HOST_KEY, Env, build_kvm_cloud
 from zmn.api import agentauth
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.core.service import Call
 from zmn.services.host.ops import set_status
-from zmn.services.kvm.deploy import DeployOutcome, DeployRequest
 from zmn.services.kvm.models import KvmHostVO
-from zmn.services.kvm.ssh import SshTarget, key_to_text
-from zmn.services.kvm.wheelhouse import agent_version
 from zmn.services.metrics.window import series
 
-HOST_KEY = key_to_text(paramiko.RSAKey.generate(1024))
-
-
-class LocalDeployer:
-    """Starts an in-process agent per host on its management IP (127.0.0.x)."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.agents: dict[str, AgentServer] = {}
-        self.requests: list[DeployRequest] = []
-        self.key_contacts = 0
-        self.fail: ZmnError | None = None
-        self.volumes: list[dict[str, Any]] = []
-
-    async def host_key(self, target: SshTarget) -> str:
-        self.key_contacts += 1
-        return HOST_KEY
-
-    async def deploy(self, req: DeployRequest) -> DeployOutcome:
-        self.requests.append(req)
-        if self.fail is not None:
-            raise self.fail
-        assert req.host_key == HOST_KEY
-        running = self.agents.get(req.host_uuid)
-        if running is None:
-            cfg = AgentConfig.from_mapping(
-                {
-                    "listen": req.target.host,
-                    "port": 0,
-                    "state_dir": str(self.state / req.host_uuid),
-                    "driver": "fake",
-                    "callback_url": req.agent_config["callback_url"],
-                    "host_uuid": req.host_uuid,
-                    "metrics_interval": req.agent_config.get("metrics_interval", 10),
-                }
-            )
-            links = '[{"ifname": "lo"}, {"ifname": "eth0"}]'  # the host's NIC, for bridges
-            executor = RecordingExecutor(outputs={("ip", "-j", "-d", "link", "show"): links})
-            running = AgentServer(cfg, req.secret.encode(), FakeDriver(), executor, req.host_uuid)
-            running.start()
-            self.agents[req.host_uuid] = running
-        return DeployOutcome(running.address[1], agent_version(), True, ["fake: deployed"])
-
-    async def stop(self, req: DeployRequest) -> None:
-        self.kill(req.host_uuid)
-
-    async def prepare_volumes(
-        self, target: SshTarget, host_key: str, volumes: list[dict[str, Any]]
-    ) -> None:
-        self.volumes.extend(volumes)
-
-    def kill(self, host_uuid: str) -> None:
-        agent = self.agents.pop(host_uuid, None)
-        if agent is not None:
-            agent.stop()
-
-    def close(self) -> None:
-        for uuid in list(self.agents):
-            self.kill(uuid)
-
-
-class Env:
-    def __init__(self, api: Api, deployer: LocalDeployer) -> None:
-        self.api = api
-        self.node = api.node
-        self.deployer = deployer
-        self.kvm: Any = api.node.services["kvm"]
-
-    async def add(self, name: str, ip: str, **extra: Any) -> dict[str, Any]:
-        args = {"name": name, "managementIp": ip, "clusterUuid": "kvm", "password": "pw-" + name}
-        return (await self.api("AddKvmHost", **{**args, **extra}))["inventory"]
-
-    def row(self, uuid: str) -> KvmHostVO | None:
-        with self.node.db.tx() as s:
-            row = s.get(KvmHostVO, uuid)
-            if row is not None:
-                s.expunge(row)
-            return row
-
-    def snapshot(self) -> list[Any]:
-        with self.node.db.tx() as s:
-            return [
-                list(s.execute(text(f"SELECT * FROM {t} ORDER BY 1")))
-                for t in ("host", "kvm_host", "tag", "job", "vm_instance")
-            ]
-
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    deployer = LocalDeployer(tmp_path / "agents")
-    conf = {"agent.callback.listen": "127.0.0.1:0"}
-    try:
-        async with running_node(tmp_path / "home", conf=conf) as (node, _server):
-            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
-            api = Api(node)
-            await api("CreateZone", name="z1")
-            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            yield Env(api, deployer)
-    finally:
-        deployer.close()
+env = kvmagents.env  # the fixture
 
 
 async def test_add_kvm_host_pins_the_key_makes_a_secret_and_takes_the_facts(env: Env) -> None:
@@ -337,30 +232,6 @@ async def test_long_commands_are_answered_through_signed_callbacks(env: Env) -> 
             client, inv["uuid"], "/v1/vm/stop", {"uuid": "f" * 32}, timeout=10
         )
     assert caught.value.kind == "NotFound"
-
-
-async def build_kvm_cloud(env: Env) -> dict[str, str]:
-    api, u = env.api, {}
-    u["host"] = (await env.add("kvm1", "127.0.0.2"))["uuid"]
-    ps = await api("AddSimulatorPrimaryStorage", name="ps", zoneUuid="z1", url="/var/lib/zstack/ps",
-                   totalCapacity=1 << 40)  # fmt: skip
-    await api("AttachPrimaryStorageToCluster", primaryStorageUuid=ps["inventory"]["uuid"],
-              clusterUuid="kvm")  # fmt: skip
-    bs = await api("AddSimulatorBackupStorage", name="bs", url="/bs", totalCapacity=1 << 40,
-                   availableCapacity=1 << 40)  # fmt: skip
-    await api("AttachBackupStorageToZone", backupStorageUuid=bs["inventory"]["uuid"], zoneUuid="z1")
-    img = await api("AddImage", name="img", url="http://images.example/x.qcow2", format="qcow2",
-                    backupStorageUuids=[bs["inventory"]["uuid"]])  # fmt: skip
-    u["image"] = img["inventory"]["uuid"]
-    off = await api("CreateInstanceOffering", name="small", cpuNum=1, memorySize=256 << 20)
-    u["offering"] = off["inventory"]["uuid"]
-    l2 = await api("CreateL2NoVlanNetwork", name="l2", zoneUuid="z1", physicalInterface="eth0")
-    await api("AttachL2NetworkToCluster", l2NetworkUuid=l2["inventory"]["uuid"], clusterUuid="kvm")
-    l3 = await api("CreateL3Network", name="l3", l2NetworkUuid=l2["inventory"]["uuid"])
-    u["l3"] = l3["inventory"]["uuid"]
-    await api("AddIpRange", name="r", l3NetworkUuid=u["l3"], startIp="10.9.0.10",
-              endIp="10.9.0.20", netmask="255.255.255.0", gateway="10.9.0.1")  # fmt: skip
-    return u
 
 
 async def test_vm_life_cycle_on_a_kvm_host_goes_through_the_agent(env: Env) -> None:

@@ -21,16 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from agent.config import AgentConfig
 from agent.drivers.fake import FakeDriver
 from agent.drivers.features import QEMU_TCG
 from agent.network.executor import RecordingExecutor
-from agent.server import AgentServer
-from tests.integration.test_kvm_host import Env, LocalDeployer, build_kvm_cloud
-from tests.support.inproc import Api, running_node
+from tests.support.kvmagents import Env, LocalDeployer, build_kvm_cloud, kvm_node
 from zmn.api.errors import OperationFailed, ZmnError
-from zmn.services.kvm.deploy import DeployOutcome, DeployRequest
-from zmn.services.kvm.wheelhouse import agent_version
+from zmn.services.kvm.deploy import DeployRequest
 
 MiB = 1 << 20
 
@@ -63,42 +59,14 @@ class MigratingDeployer(LocalDeployer):
         super().__init__(state)
         self.drivers: dict[str, MigratingDriver] = {}
 
-    async def deploy(self, req: DeployRequest) -> DeployOutcome:
-        running = self.agents.get(req.host_uuid)
-        if running is None:
-            cfg = AgentConfig.from_mapping(
-                {
-                    "listen": req.target.host,
-                    "port": 0,
-                    "state_dir": str(self.state / req.host_uuid),
-                    "driver": "fake",
-                    "callback_url": req.agent_config["callback_url"],
-                    "host_uuid": req.host_uuid,
-                }
-            )
-            links = '[{"ifname": "lo"}, {"ifname": "eth0"}]'
-            executor = RecordingExecutor(outputs={("ip", "-j", "-d", "link", "show"): links})
-            driver = MigratingDriver(req.target.host, self.drivers)
-            running = AgentServer(cfg, req.secret.encode(), driver, executor, req.host_uuid)
-            running.start()
-            self.agents[req.host_uuid] = running
-        return DeployOutcome(running.address[1], agent_version(), True, ["fake: deployed"])
+    def driver(self, req: DeployRequest) -> FakeDriver:
+        return MigratingDriver(req.target.host, self.drivers)
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    deployer = MigratingDeployer(tmp_path / "agents")
-    try:
-        async with running_node(
-            tmp_path / "home", conf={"agent.callback.listen": "127.0.0.1:0"}
-        ) as (node, _server):
-            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
-            api = Api(node)
-            await api("CreateZone", name="z1")
-            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            yield Env(api, deployer)
-    finally:
-        deployer.close()
+    async with kvm_node(tmp_path, MigratingDeployer(tmp_path / "agents")) as made:
+        yield made
 
 
 def net(env: Env, host_uuid: str) -> dict[str, Any]:

@@ -8,44 +8,17 @@ its own directory under one temporary root.
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import need
-from tests.integration.test_kvm_host import Env, LocalDeployer
-from tests.support.inproc import Api, running_node
+from tests.support import kvmagents
+from tests.support.kvmagents import Env
 from zmn.api.errors import ZmnError
-from zmn.core.service import Call
 
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    need(shutil.which("qemu-img") is not None, "needs qemu-img (qemu-utils)")
-    deployer = LocalDeployer(tmp_path / "agents")
-    try:
-        async with running_node(
-            tmp_path / "home", conf={"agent.callback.listen": "127.0.0.1:0"}
-        ) as (
-            node,
-            _server,
-        ):
-            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
-            api = Api(node)
-            await api("CreateZone", name="z1")
-            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            yield Env(api, deployer)
-    finally:
-        deployer.close()
-
-
-async def internal(env: Env, api: str, **args: Any) -> Any:
-    """A service-to-service message (refused from clients), sent as the node itself does."""
-    node = env.node
-    return await Call(node, node.admin_principal(), api).call(node.apis.get(api)(**args))
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
+qemu_img = kvmagents.qemu_img  # the agents make real volume files
+pytestmark = pytest.mark.usefixtures("qemu_img")
 
 
 def fs_size(path: Path) -> int:
@@ -72,20 +45,18 @@ async def test_capacity_comes_from_the_hosts_and_follows_attach_and_detach(
     ps = (await api("QueryPrimaryStorage", conditions=["name=local"]))["inventories"][0]
     assert ps["totalCapacity"] == ps["availableCapacity"] == 2 * one
     # bytes given to volumes stay taken when the hosts report again
-    await internal(env, "AllocatePrimaryStorage", size=1 << 30, primaryStorageUuid=ps["uuid"])
-    await internal(env, "SyncLocalStorage", hostUuid=h1["uuid"])
+    await env.internal("AllocatePrimaryStorage", size=1 << 30, primaryStorageUuid=ps["uuid"])
+    await env.internal("SyncLocalStorage", hostUuid=h1["uuid"])
     ps = (await api("QueryPrimaryStorage", conditions=["name=local"]))["inventories"][0]
     assert ps["availableCapacity"] == 2 * one - (1 << 30)
     # a volume lives on the host that made it: another host is told where it is
-    first = await internal(env, "PlaceLocalVolume", volumeUuid="v" * 32,
+    first = await env.internal("PlaceLocalVolume", volumeUuid="v" * 32,
                            primaryStorageUuid=ps["uuid"], hostUuid=h1["uuid"])  # fmt: skip
-    other = await internal(env, "PlaceLocalVolume", volumeUuid="v" * 32,
+    other = await env.internal("PlaceLocalVolume", volumeUuid="v" * 32,
                            primaryStorageUuid=ps["uuid"], hostUuid="h" * 32)  # fmt: skip
     assert first == {"hostUuid": h1["uuid"], "new": True}
     assert other == {"hostUuid": h1["uuid"], "new": False}
-    await internal(
-        env, "ReleasePrimaryStorageCapacity", primaryStorageUuid=ps["uuid"], size=1 << 30
-    )
+    await env.internal("ReleasePrimaryStorageCapacity", primaryStorageUuid=ps["uuid"], size=1 << 30)
     ps = (
         await api("DetachPrimaryStorageFromCluster", primaryStorageUuid="local", clusterUuid="kvm")
     )["inventory"]

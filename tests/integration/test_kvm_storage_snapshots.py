@@ -17,11 +17,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import need
-from tests.integration.test_kvm_host import Env, build_kvm_cloud
-from tests.integration.test_kvm_storage_node import env  # noqa: F401 - the fixture
+from tests.support import kvmagents
+from tests.support.kvmagents import Env, build_kvm_cloud
 from zmn.api.errors import ZmnError
 
 MiB = 1 << 20
+
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
+qemu_img = kvmagents.qemu_img  # the agents make real volume files
+pytestmark = pytest.mark.usefixtures("qemu_img")
 
 
 def snapshots(path: str) -> list[str]:
@@ -49,7 +53,7 @@ async def snap_rows(cloud: Env, volume_uuid: str) -> list[dict[str, Any]]:
 
 
 async def test_snapshots_of_stopped_and_detached_volumes_go_to_the_storage(
-    env: Env,  # noqa: F811
+    env: Env,
     tmp_path: Path,
 ) -> None:
     if "CreateVmInstance" not in env.node.apis.apis:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.integration.test_kvm_host import Env, build_kvm_cloud
-from tests.integration.test_kvm_storage_node import env  # noqa: F401 - the fixture
+from tests.support import kvmagents
+from tests.support.kvmagents import Env, build_kvm_cloud
 from zmn.api.errors import ZmnError
 from zmn.core.db import new_uuid
 from zmn.core.models import FlowRecordVO
@@ -26,6 +26,10 @@ from zmn.services.primary_storage.migrate import MIGRATE_CHAIN, recover
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 MiB = 1 << 20
+
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
+qemu_img = kvmagents.qemu_img  # the agents make real volume files
+pytestmark = pytest.mark.usefixtures("qemu_img")
 
 
 def holder(cloud: Env, volume_uuid: str) -> str | None:
@@ -42,7 +46,7 @@ async def refused(cloud: Env, field: str, **args: Any) -> ZmnError:
 
 
 async def test_refusals_name_the_field_and_change_nothing(
-    env: Env,  # noqa: F811
+    env: Env,
     tmp_path: Path,
 ) -> None:
     if "CreateVmInstance" not in env.node.apis.apis:
@@ -108,7 +112,7 @@ async def test_refusals_name_the_field_and_change_nothing(
 
 
 async def test_a_run_cut_by_a_crash_is_rolled_back_or_finished_at_restart(
-    env: Env,  # noqa: F811
+    env: Env,
     tmp_path: Path,
 ) -> None:
     """Records as a node killed mid-way leaves them; ``recover`` (what the service runs at

@@ -12,42 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import need
-from tests.integration.test_kvm_host import Env, LocalDeployer
-from tests.support.inproc import Api, running_node
+from tests.support import kvmagents
+from tests.support.kvmagents import Env
 from zmn.api.errors import ZmnError
-from zmn.core.service import Call
 from zmn.services.primary_storage.models import SharedStorageHostRefVO, SharedStorageMarkerVO
 
-
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    need(shutil.which("qemu-img") is not None, "needs qemu-img (qemu-utils)")
-    deployer = LocalDeployer(tmp_path / "agents")
-    try:
-        async with running_node(
-            tmp_path / "home", conf={"agent.callback.listen": "127.0.0.1:0"}
-        ) as (node, _server):
-            node.services["kvm"].host_type.deployer = deployer  # type: ignore[attr-defined]
-            api = Api(node)
-            await api("CreateZone", name="z1")
-            await api("CreateCluster", name="kvm", zoneUuid="z1", hypervisorType="KVM")
-            yield Env(api, deployer)
-    finally:
-        deployer.close()
-
-
-async def internal(env: Env, api: str, **args: Any) -> Any:
-    node = env.node
-    return await Call(node, node.admin_principal(), api).call(node.apis.get(api)(**args))
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
+qemu_img = kvmagents.qemu_img  # the agents make real volume files
+pytestmark = pytest.mark.usefixtures("qemu_img")
 
 
 async def query(env: Env, name: str) -> dict[str, Any]:
@@ -90,25 +68,23 @@ async def test_every_host_reads_the_marker_and_capacity_counts_once(
     assert (url / "cache").is_dir() and (url / "volumes").is_dir()
 
     # bytes given to volumes stay taken when the hosts report again (pings)
-    await internal(env, "AllocatePrimaryStorage", size=1 << 30, primaryStorageUuid=ps["uuid"])
-    await internal(env, "SyncSharedStorage", hostUuid=h1["uuid"])
-    await internal(env, "SyncSharedStorage", primaryStorageUuid=ps["uuid"])
+    await env.internal("AllocatePrimaryStorage", size=1 << 30, primaryStorageUuid=ps["uuid"])
+    await env.internal("SyncSharedStorage", hostUuid=h1["uuid"])
+    await env.internal("SyncSharedStorage", primaryStorageUuid=ps["uuid"])
     ps = await query(env, "smp")
     assert ps["totalCapacity"] == one and ps["availableCapacity"] == one - (1 << 30)
-    await internal(
-        env, "ReleasePrimaryStorageCapacity", primaryStorageUuid=ps["uuid"], size=1 << 30
-    )
+    await env.internal("ReleasePrimaryStorageCapacity", primaryStorageUuid=ps["uuid"], size=1 << 30)
     # which host may use it: both; without a host, a connected one
-    got = await internal(
-        env, "GetSharedStorageHost", primaryStorageUuid=ps["uuid"], hostUuid=h2["uuid"]
+    got = await env.internal(
+        "GetSharedStorageHost", primaryStorageUuid=ps["uuid"], hostUuid=h2["uuid"]
     )
     assert got == {"hostUuid": h2["uuid"]}
-    anyone = await internal(env, "GetSharedStorageHost", primaryStorageUuid=ps["uuid"])
+    anyone = await env.internal("GetSharedStorageHost", primaryStorageUuid=ps["uuid"])
     assert anyone["hostUuid"] in {h1["uuid"], h2["uuid"]}
 
     # the marker gone (someone replaced the directory): no host may use it, the reason says why
     (url / "zstack_smp_id").unlink()
-    await internal(env, "SyncSharedStorage", primaryStorageUuid=ps["uuid"])
+    await env.internal("SyncSharedStorage", primaryStorageUuid=ps["uuid"])
     ps = await query(env, "smp")
     assert ps["status"] == "Disconnected"
     assert all(
@@ -116,13 +92,13 @@ async def test_every_host_reads_the_marker_and_capacity_counts_once(
     ), ps["hostRefs"]
     assert not (url / "zstack_smp_id").exists()  # never written again behind the operator
     with pytest.raises(ZmnError) as err:
-        await internal(
-            env, "GetSharedStorageHost", primaryStorageUuid=ps["uuid"], hostUuid=h1["uuid"]
+        await env.internal(
+            "GetSharedStorageHost", primaryStorageUuid=ps["uuid"], hostUuid=h1["uuid"]
         )
     assert err.value.code == "PRIMARY_STORAGE.HOST_NOT_CONNECTED"
     assert "same shared directory" in err.value.message
     with pytest.raises(ZmnError) as err:
-        await internal(env, "AllocatePrimaryStorage", size=1, primaryStorageUuid=ps["uuid"])
+        await env.internal("AllocatePrimaryStorage", size=1, primaryStorageUuid=ps["uuid"])
     assert err.value.code == "PRIMARY_STORAGE.ALLOCATION_FAILED"
 
     # detached: its hosts no longer count
@@ -130,7 +106,7 @@ async def test_every_host_reads_the_marker_and_capacity_counts_once(
         await api("DetachPrimaryStorageFromCluster", primaryStorageUuid="smp", clusterUuid="kvm")
     )["inventory"]
     assert ps["hostRefs"] == [] and ps["status"] == "Disconnected"
-    await internal(env, "SyncSharedStorage", hostUuid=h1["uuid"])  # nothing attached: a no-op
+    await env.internal("SyncSharedStorage", hostUuid=h1["uuid"])  # nothing attached: a no-op
     await api("DeletePrimaryStorage", uuid="smp")
     with env.node.db.tx() as s:  # its marker identity and host views went with it
         assert s.get(SharedStorageMarkerVO, ps["uuid"]) is None

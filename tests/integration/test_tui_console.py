@@ -12,8 +12,8 @@ from pathlib import Path
 import pexpect
 
 from tests.integration import test_vm_console
-from tests.integration.test_kvm_host import Env
 from tests.integration.test_vm_console import endpoint, make_vm
+from tests.support.kvmagents import Env
 from tui.catalogue import Catalogue
 
 env = test_vm_console.env  # the fixture

@@ -18,13 +18,13 @@ import pexpect
 import pytest
 from sqlalchemy import text
 
-from tests.integration import test_kvm_host
-from tests.integration.test_kvm_host import Env, build_kvm_cloud
+from tests.support import kvmagents
+from tests.support.kvmagents import Env, build_kvm_cloud
 from zcli.console import attach
 from zmn.api.errors import ZmnError
 from zmn.client import Client
 
-env = test_kvm_host.env  # the fixture: a node with in-process KVM agents (fake driver)
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
 
 
 async def make_vm(env: Env, name: str = "vm1") -> dict[str, Any]:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.integration import test_vm_console
-from tests.integration.test_kvm_host import Env, build_kvm_cloud
 from tests.integration.test_vm_console import endpoint, make_vm
+from tests.support.kvmagents import Env, build_kvm_cloud
 from zmn.api.errors import ZmnError
 
 env = test_vm_console.env  # the fixture

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.test_kvm_host import Env, build_kvm_cloud
-from tests.integration.test_kvm_storage_node import env  # noqa: F401 - the fixture
+import pytest
+
+from tests.support import kvmagents
+from tests.support.kvmagents import Env, build_kvm_cloud
 from zmn.core.service import Call
 
 MiB = 1 << 20
 
+env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
+qemu_img = kvmagents.qemu_img  # the agents make real volume files
+pytestmark = pytest.mark.usefixtures("qemu_img")
+
 
 async def test_deleted_volumes_leave_no_file_on_local_or_shared_storage(
-    env: Env,  # noqa: F811
+    env: Env,
     tmp_path: Path,
 ) -> None:
     api = env.api
