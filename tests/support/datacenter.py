@@ -186,16 +186,6 @@ class NsHost:
             time.sleep(0.05)
         raise RuntimeError(f"host {self.name}: namespace set-up timed out")
 
-    def hide_kvm(self) -> None:
-        """Make this host's agent run guests on TCG whatever this machine's ``/dev/kvm`` does:
-        an empty file bound over ``/dev/kvm`` in the host's own mount namespace (not a
-        character device, so the agent's ``kvm_usable`` says no). Call before ``AddKvmHost``
-        (the agent decides at start). The HA and migration timings then compare across
-        machines; the agent alone already picks TCG where KVM cannot boot plain guests."""
-        empty = self.root / "no-kvm"
-        empty.write_text("")
-        self.run(["sh", "-c", f"test -e /dev/kvm && mount --bind {empty} /dev/kvm || true"])
-
     def add_nic(self, ifname: str) -> None:
         """A NIC for VM traffic, e.g. an L2's interface: a veth whose peer (``<ifname>p``)
         stays inside the host, both up (no dummy module needed)."""
