@@ -200,8 +200,8 @@ def cmd_start(args: SimpleNamespace) -> int:
     if args.foreground:
         from zmn.daemon import run
 
-        return run(config)
-    from zmn.daemon import lock_is_held, read_pid
+        return run(config, checked=True)
+    from zmn.daemon import CHECKED, lock_is_held, read_pid
 
     if lock_is_held(config):
         pid = read_pid(config)
@@ -215,7 +215,7 @@ def cmd_start(args: SimpleNamespace) -> int:
     offset = log.tell()
     env = dict(os.environ, ZMN_HOME=str(config.home))
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "zmn.daemon", str(config.home)],
+        [sys.executable, "-m", "zmn.daemon", str(config.home), CHECKED],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,

@@ -162,8 +162,10 @@ async def start_server(server: ApiServer, config: BootConfig) -> None:
         raise
 
 
-def run(config: BootConfig, *, log_to_file: bool = False) -> int:
-    """Run in the foreground until SIGTERM/SIGINT; the exit status of the process."""
+def run(config: BootConfig, *, log_to_file: bool = False, checked: bool = False) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; the exit status of the process.
+    ``checked``: the caller ran :func:`check_start` already (``zmn start`` does, to say on
+    the terminal what is wrong), so it is not run twice."""
     setup_logging(config, to_file=log_to_file)
     try:
         lock = acquire_lock(config)
@@ -171,7 +173,8 @@ def run(config: BootConfig, *, log_to_file: bool = False) -> int:
         log.error("%s", exc.message)
         return 1
     try:
-        check_start(config)
+        if not checked:
+            check_start(config)
         config.pid_file.write_text(f"{os.getpid()}\n")
         asyncio.run(serve(config))
         return 0
@@ -184,9 +187,14 @@ def run(config: BootConfig, *, log_to_file: bool = False) -> int:
         lock.close()
 
 
+CHECKED = "--checked"  # zmn start ran check_start before it spawned the node
+
+
 def main() -> None:
-    home = Path(sys.argv[1]) if len(sys.argv) > 1 else None
-    sys.exit(run(BootConfig.load(home), log_to_file=True))  # zmn start's background node
+    """``python -m zmn.daemon [HOME] [--checked]``: zmn start's background node."""
+    args = sys.argv[1:]
+    home = next((Path(a) for a in args if a != CHECKED), None)
+    sys.exit(run(BootConfig.load(home), log_to_file=True, checked=CHECKED in args))
 
 
 if __name__ == "__main__":
