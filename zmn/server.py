@@ -32,7 +32,7 @@ from zmn.api.errors import InternalError, InvalidArgument, PermissionDenied, Zmn
 from zmn.api.wire import PROTOCOL_VERSION, FrameError, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
-from zmn.core.consoles import StreamOpener
+from zmn.core.consoles import Pipe, StreamOpener
 from zmn.core.jobs import FINAL_JOB_STATES
 from zmn.core.node import Node
 from zmn.limits import ApiLimits, ConnectionGate, FrameBudget, fit_descriptors, refusals
@@ -328,6 +328,7 @@ class ApiServer:
                 raise InvalidArgument("session must be a string", field="session")
             if not conn.authenticated and session is not None:
                 self._try_session(conn, session)
+            pipes: list[Pipe] = []  # the byte stream a stream API's success opened
             if api in CONNECTION_APIS:
                 result: Any = self._connection_api(conn, api, args, session)
                 job = None
@@ -335,6 +336,13 @@ class ApiServer:
             elif api == "GetApiCatalogue":
                 result, job = {"catalogue": self.catalogue, "hash": self.catalogue_hash}, None
             else:
+                opener = self.stream_openers.get(api)
+                finish = None
+                if opener is not None:  # opened before the call counts as done (audited)
+
+                    async def finish(result: Any, opener: StreamOpener = opener) -> None:
+                        pipes.append(await opener.open_stream(self.node, result))
+
                 on_job = None
                 if frame.get("progress"):
 
@@ -350,14 +358,17 @@ class ApiServer:
                     request_id=str(req_id),
                     on_job=on_job,
                     peer=conn.peer,
+                    finish=finish,
                 )
             if not conn.authenticated and _proves_identity(self.node, api, result):
                 conn.authenticate()
             reply: dict[str, Any] = {"type": "reply", "id": req_id, "ok": True, "result": result}
             if job:
                 reply["job"] = job
-            if api in self.stream_openers:
-                await self._open_stream(conn, api, reply)
+            if pipes:
+                if conn.streams is None:
+                    conn.streams = Streams(conn)
+                await conn.streams.start(reply, pipes[0])
                 return
             await conn.send(reply)
         except ZmnError as exc:
@@ -375,12 +386,6 @@ class ApiServer:
             impls = self.node.extensions.all(StreamOpener)  # type: ignore[type-abstract]
             self._stream_openers = {o.api: o for o in impls}
         return self._stream_openers
-
-    async def _open_stream(self, conn: Connection, api: str, reply: dict[str, Any]) -> None:
-        pipe = await self.stream_openers[api].open_stream(self.node, reply["result"])
-        if conn.streams is None:
-            conn.streams = Streams(conn)
-        await conn.streams.start(reply, pipe)
 
     async def _stream_frame(self, conn: Connection, frame: dict[str, Any]) -> None:
         if conn.streams is not None:

@@ -82,9 +82,11 @@ async def test_attach_type_detach_and_a_second_attach(env: Env) -> None:
                 " WHERE apiName='OpenVmConsole' ORDER BY id"
             )
         ).all()
-    # each attach was authorised and recorded: who (the peer), which VM
+    # each attach was authorised and recorded: who (the peer), which VM, and whether the
+    # console opened (the agent refused the second: busy)
     assert len(rows) == 3
     assert all(r.resourceUuid == vm["uuid"] and r.peer.startswith("unix:") for r in rows)
+    assert [r.result for r in rows] == ["ok", "VM_INSTANCE.CONSOLE_BUSY", "ok"]
 
 
 async def test_console_of_a_stopped_vm_a_simulator_vm_and_another_account(env: Env) -> None:

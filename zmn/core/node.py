@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -334,10 +334,14 @@ class Node:
         request_id: str = "",
         on_job: Callable[[str], None] | None = None,
         peer: str = "",
+        finish: Callable[[Any], Awaitable[None]] | None = None,
     ) -> tuple[Any, str | None]:
         """Run one API call; returns (result, job UUID or None).
 
-        ``peer`` names the connection the call came in on, for the audit trail.
+        ``peer`` names the connection the call came in on, for the audit trail. ``finish`` is
+        awaited with the result before the call counts as done: its failure is the call's
+        (the API server opens an ``OpenVmConsole``'s stream there, so the audit row says
+        whether the console really opened).
         """
         if self._starting is not None and not self._starting.done():
             await asyncio.shield(self._starting)  # start-up first (see __init__)
@@ -396,6 +400,8 @@ class Node:
                     ok = True
                     return {"job": self.jobs.get(job_uuid)}, job_uuid
                 result = record.result = await asyncio.shield(task)
+                if finish is not None:
+                    await finish(result)
                 ok = True
                 return result, job_uuid
             gate = self.gates.get(api_name)
@@ -404,6 +410,8 @@ class Node:
             else:
                 async with gate(peer):
                     result = record.result = await self.bus.call(service, env)
+            if finish is not None:
+                await finish(result)
             ok = True
             return result, None
         except ZmnError as exc:
