@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from tests.support import kvmagents
 from tests.support.kvmagents import Env
 from zmn.api.errors import ZmnError
+from zmn.core.db import new_uuid
 from zmn.services.primary_storage.models import SharedStorageHostRefVO, SharedStorageMarkerVO
 
 env = kvmagents.env  # the fixture: a node with in-process KVM agents (fake driver)
@@ -165,3 +167,31 @@ async def test_bad_input_names_the_field(env: Env) -> None:
             "UpdateGlobalConfig", category="nfsPrimaryStorage", name="mount.options", value="a b"
         )
     assert "mount options" in bad.value.message
+
+
+async def test_an_nfs_storage_detached_from_a_cluster_is_unmounted_on_its_hosts(env: Env) -> None:
+    """The agents' executors record the commands (no NFS client here); the mount directory is
+    real and shared by the in-process hosts, so the first one writes the marker there."""
+    hosts = [(await env.add(f"kvm{i}", f"127.0.0.{i + 1}"))["uuid"] for i in (1, 2)]
+    uuid = new_uuid()
+    path = f"/var/lib/zagent/nfs/{uuid}"
+    try:
+        await env.api("AddNfsPrimaryStorage", name="nfs", zoneUuid="z1", url="10.0.0.5:/exp",
+                      resourceUuid=uuid)  # fmt: skip
+        ps = (await env.api("AttachPrimaryStorageToCluster", primaryStorageUuid=uuid,
+                            clusterUuid="kvm"))["inventory"]  # fmt: skip
+        assert ps["status"] == "Connected", ps["hostRefs"]
+        executors = [env.deployer.agents[h].commands.executor for h in hosts]
+        for ex in executors:
+            mount = [c for c in ex.commands if "mount" in c]  # type: ignore[attr-defined]
+            assert mount and mount[0][-2:] == ["10.0.0.5:/exp", path], mount
+            # what the kernel would now show in the host's mount table
+            ex.files["/proc/self/mountinfo"] = (  # type: ignore[attr-defined]
+                f"36 25 0:52 / {path} rw,relatime shared:1 - nfs4 10.0.0.5:/exp rw\n"
+            )
+        await env.api("DetachPrimaryStorageFromCluster", primaryStorageUuid=uuid,
+                      clusterUuid="kvm")  # fmt: skip
+        for ex in executors:
+            assert ["umount", path] in ex.commands  # type: ignore[attr-defined]
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -176,6 +176,9 @@ class KvmLocalStorage:
         body = {"url": url, "path": path, "options": options, "timeout": timeout}
         await self._client(host_uuid, timeout + 10.0).post("/v1/storage/nfs/mount", body)
 
+    async def nfs_umount(self, host_uuid: str, path: str) -> None:
+        await self._client(host_uuid, 30.0).post("/v1/storage/nfs/umount", {"path": path})
+
 
 class KvmLocalSnapshots:
     """``VolumeSnapshotStorage`` for local (and, one instance per type, shared) primary

@@ -81,6 +81,9 @@ class LocalStorageBackend(Protocol):
     ) -> None:
         """Mount the NFS export ``url`` at ``path`` on the host (a no-op when it is)."""
 
+    async def nfs_umount(self, host_uuid: str, path: str) -> None:
+        """Unmount what is mounted at ``path`` on the host (a no-op when nothing is)."""
+
 
 def check_url(url: str) -> str:
     path = url.strip()

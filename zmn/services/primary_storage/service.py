@@ -298,6 +298,7 @@ class PrimaryStorageService(
             self._recompute(ps.uuid)
         elif ps.type in SHARED:
             await self.sync_shared(ps_uuid=ps.uuid)
+            await self.unmount_nfs(ps.uuid, cluster.uuid)
         if ps.type == LOCAL or ps.type in SHARED:
             with call.tx() as s:
                 inv = rt.inventories(s, [crud.get_row(s, rt, ps.uuid)])[0]

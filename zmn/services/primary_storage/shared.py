@@ -372,6 +372,31 @@ class SharedStorageHandlers:
         if host:
             await self.sync_shared(host_uuid=host)
 
+    async def unmount_nfs(self, ps_uuid: str, cluster_uuid: str) -> None:
+        """An NFS storage detached from a cluster: its hosts unmount the export (best effort:
+        a host that cannot, e.g. a volume still in use there, is logged and keeps it)."""
+        host = self._host_model()
+        with self.node.db.tx() as s:
+            ps = s.get(PrimaryStorageVO, ps_uuid)
+            if ps is None or ps.type != NFS or host is None:
+                return
+            path = str(ps.mountPath)
+            hosts = [
+                (str(h.uuid), str(h.name), str(h.hypervisorType))
+                for h in s.scalars(select(host).where(host.clusterUuid == cluster_uuid))
+            ]
+
+        async def unmount(uuid: str, name: str, hv: str) -> None:
+            backend = self._backend(hv)
+            if backend is None:
+                return
+            try:
+                await backend.nfs_umount(uuid, path)
+            except Exception as exc:
+                log.warning("host %s: could not unmount %s (%s): %s", name, path, ps_uuid, exc)
+
+        await asyncio.gather(*(unmount(*h) for h in hosts))
+
     async def delete_shared_file(self, vol: dict[str, Any], ps_uuid: str, root: str) -> None:
         """The volume's file goes from its shared storage ``ps_uuid`` (hosts see it at
         ``root``), through a Connected host (best effort: logged)."""
