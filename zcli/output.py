@@ -179,6 +179,24 @@ def _for_people(
     people.print_summary(people.summary_pairs(obj, res, resolver, tags), out)
 
 
+def fields_read(resource: Resource | None, opts: Options, out: TextIO) -> list[str] | None:
+    """The fields a list printed for scripts reads (``-q``: the UUIDs; a table, csv or
+    value without ``-c``: the type's columns), so that the node is asked for those alone
+    (``fields=``: a smaller reply, and a VM list without its NICs and volumes); None when
+    the output reads more (json, yaml, a table for people, ``-c``) or the type is unknown.
+    The printed bytes are the same either way: the columns are fields every row carries."""
+    if resource is None or opts.columns:
+        return None
+    known = {f.get("name") for f in resource.fields}
+    if opts.quiet:
+        wanted = ["uuid"]
+    elif opts.output in ("csv", "value") or (opts.output == "table" and not out.isatty()):
+        wanted = list(resource.columns)
+    else:
+        return None
+    return wanted if wanted and all(c in known for c in wanted) else None
+
+
 def default_columns(rows: list[dict[str, Any]], resource: Resource | None) -> list[str]:
     """The resource type's catalogue columns that the rows carry, else the rows' own keys."""
     present: dict[str, None] = {}

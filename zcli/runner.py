@@ -14,7 +14,7 @@ import sys
 from zcli import act, cache, session
 from zcli.catalogue import Catalogue, kebab
 from zcli.options import Options
-from zcli.output import render
+from zcli.output import fields_read, render
 from zcli.parser import HELP_FLAGS, ApiCall, Help, Login, Logout, UsageError, parse
 from zcli.progress import Progress, follow_hint
 from zmn.api.errors import (
@@ -190,6 +190,12 @@ class Runner:
             # a page for people comes sorted by name from the node, so that it holds the
             # first names and the next page (--after, sorted the same) follows it
             args = {**args, "sortBy": "name"}
+        if cmd.action == "list" and not {"fields", "count", "groupBy"} & set(args):
+            fields = fields_read(
+                cat.resource_of_type(api.rows) if api.rows else res, opts, self.out
+            )
+            if fields is not None and "fields" in api.params:
+                args = {**args, "fields": fields}
         wait = not (cmd.long and opts.no_wait)
         timeout = opts.timeout if opts.timeout is not None else cmd.timeout
         if opts.timeout is not None and "timeout" in api.params and "timeout" not in args:
