@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return complete(argv[1:])
     from zcli.options import parse_globals
-    from zcli.runner import Runner
+    from zcli.runner import Runner, reads_only
     from zmn.api.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ZmnError
 
     runner: Runner | None = None
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             from zcli.top import top  # hand-written: many calls per refresh
 
             return top(runner, opts, rest[0], rest[2:])
+        runner.reads = reads_only(rest)
         return runner.run(rest)
     except KeyboardInterrupt:
         if runner is not None:

@@ -61,6 +61,9 @@ class Runner:
         self.progress = Progress(self.err)
         self.client: Client | None = None
         self._catalogue: Catalogue | None = None
+        # a one-shot `RES list|get ...`: the resource word, for the catalogue's read-only
+        # slice (zcli.cache.QUERIES); None: the whole catalogue (a batch, the shell)
+        self.reads: str | None = None
         self.stdin_busy = False  # batch commands come from stdin: never read a password there
 
     def _initial_session(self, opts: Options) -> tuple[str | None, str | None]:
@@ -96,6 +99,10 @@ class Runner:
             newest = cache.newest()
             return Catalogue(newest[1], newest[0]) if newest else None
         digest = str(client.hello.get("catalogueHash") or "")
+        if digest and self.reads:
+            self._catalogue = _slice(digest, self.reads)
+            if self._catalogue is not None:
+                return self._catalogue
         data = cache.load(digest) if digest else None
         if data is None:
             reply = client.call("GetApiCatalogue")
@@ -360,6 +367,24 @@ class Runner:
             self.err.write("session expired: zcli login\n")
             return EXIT_FAILED
         return exc.exit_status
+
+
+def reads_only(tokens: list[str]) -> str | None:
+    """The resource word of ``RES list ...`` or ``RES get ...`` (no help asked): a command
+    the catalogue's read-only slice serves."""
+    if len(tokens) >= 2 and tokens[1] in ("list", "get") and not is_help(tokens):
+        return tokens[0]
+    return None
+
+
+def _slice(digest: str, word: str) -> Catalogue | None:
+    """The read-only slice of the cached catalogue, when it has the query of ``word``."""
+    data = cache.load(digest, cache.QUERIES)
+    if data is None:
+        return None
+    cat = Catalogue(data, digest)
+    res = cat.resource(word)
+    return cat if res is not None and res.query else None
 
 
 class _Deadline:

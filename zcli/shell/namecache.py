@@ -14,7 +14,6 @@ from __future__ import annotations
 import _thread
 import json
 import os
-import re
 import time
 import zlib
 
@@ -33,7 +32,6 @@ CATALOGUE_TTL = 300.0  # seconds before a callback checks the node's catalogue h
 LIMIT = 2000  # rows per type: completion is for picking, not for listing a whole cloud
 
 Rows = list[tuple[str, str]]
-_HASH_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def _cache_dir() -> str:
@@ -50,16 +48,21 @@ def cache_dir() -> Path:
     return Path(_cache_dir())
 
 
-def load_catalogue(digest: str) -> Catalogue | None:
-    """The cached catalogue with this hash (the files :mod:`zcli.cache` writes), or None."""
-    if not _HASH_RE.match(digest):
-        return None
-    try:
-        with open(os.path.join(_cache_dir(), f"catalogue-{digest}.json"), "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return Catalogue(data, digest) if isinstance(data, dict) else None
+def load_catalogue(digest: str, reads: str | None = None) -> Catalogue | None:
+    """The cached catalogue with this hash (read by :mod:`zcli.cache`), or None; given the
+    resource word of a read-only command (``zone list ...``), its read-only slice when that
+    slice has the resource's query."""
+    from zcli import cache
+
+    if reads:
+        data = cache.load(digest, cache.QUERIES)
+        if data is not None:
+            sliced = Catalogue(data, digest)
+            res = sliced.resource(reads)
+            if res is not None and res.query:
+                return sliced
+    data = cache.load(digest)
+    return Catalogue(data, digest) if data is not None else None
 
 
 def _state_file(endpoint: str, session: str | None) -> str:
@@ -162,21 +165,25 @@ class NameCache:
         return [(str(r.get("uuid", "")), str(r.get("name") or "")) for r in rows]
 
     def catalogue(
-        self, deadline: float, guard: Callable[[], AbstractContextManager[None]]
+        self,
+        deadline: float,
+        guard: Callable[[], AbstractContextManager[None]],
+        reads: str | None = None,
     ) -> Catalogue | None:
         """The endpoint's catalogue: from the cache when its hash was checked lately, else
-        asked of the node under ``guard``; when the node does not answer, the last one."""
+        asked of the node under ``guard``; when the node does not answer, the last one.
+        ``reads``: see :func:`load_catalogue`."""
         digest = str(self.data.get("catalogueHash") or "")
         checked = float(self.data.get("checked") or 0)
         if digest and time.time() - checked < CATALOGUE_TTL:
-            known = load_catalogue(digest)
+            known = load_catalogue(digest, reads)
             if known is not None:
                 return known
         try:
             with guard():
                 client = self.client()
                 fresh = str(client.hello.get("catalogueHash") or "")
-                found = load_catalogue(fresh) if fresh else None
+                found = load_catalogue(fresh, reads) if fresh else None
                 if found is None:
                     from zcli import cache
 
