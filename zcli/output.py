@@ -9,8 +9,6 @@ by the formats that use them.
 
 from __future__ import annotations
 
-import json
-
 from zcli.catalogue import Record
 from zmn.api.text import inert
 
@@ -80,6 +78,8 @@ def render(
                 out.write(f"{row['uuid']}\n")
         return
     if opts.output == "json":
+        import json
+
         out.write(json.dumps(shaped.data, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     if opts.output == "yaml":
@@ -100,9 +100,11 @@ def render(
         return
     res = None if shaped.own_columns else resource
     people = opts.output == "wide" or (opts.output == "table" and out.isatty())
-    from zcli.columns import Resolver
+    resolver: Any = None  # join columns' values: zcli.columns, imported only when needed
+    if people or opts.columns or shaped.kind != "rows":
+        from zcli.columns import Resolver
 
-    resolver = Resolver(cat, lookup)
+        resolver = Resolver(cat, lookup)
     if people:
         _for_people(shaped, rows, opts, res, resolver, out, lookup, keep_order)
         return
@@ -216,6 +218,8 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
+        import json
+
         return inert(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
     return inert(str(value))
 

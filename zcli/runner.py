@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from zcli import act, cache, session
+from zcli import cache, session
 from zcli.catalogue import Catalogue, kebab
 from zcli.options import Options
 from zcli.output import fields_read, render
@@ -181,6 +181,8 @@ class Runner:
         res = cat.resource_of_type(cmd.resource)
         api = cat.apis[cmd.api]
         target = str(args.get(cmd.slot or "uuid") or cmd.target or "")
+        if cmd.action == "call":  # zcli.act: what mutating commands ask and say
+            from zcli import act
         people = cmd.action == "call" and api.mutating and act.on_terminal(self.err)
         verb = cmd.verb or api.verb or kebab(cmd.api)
         if cmd.action == "call":
@@ -284,7 +286,9 @@ class Runner:
         kind, target = cmd.resource or "Resource", cmd.target or ""
         field = "uuid" if cmd.args["conditions"][0].startswith("uuid=") else "name"
         if field == "name":
-            rows = act.same_name_first(rows, target)
+            from zcli.act import same_name_first
+
+            rows = same_name_first(rows, target)
         if not rows:
             raise NotFound(
                 f"{kind} {target!r} not found", code=f"{upper_snake(kind)}.NOT_FOUND", field=field

@@ -12,13 +12,13 @@ because different accounts see different resources.
 from __future__ import annotations
 
 import _thread
-import json
 import os
 import time
 import zlib
 
 from zcli.catalogue import Catalogue
 from zcli.session import key as endpoint_key
+from zmn.api import cjson  # json's C scanner and encoder: a Tab does not import json
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # a completion callback imports this module: pathlib, typing and threading
@@ -100,8 +100,8 @@ class NameCache:
     def _load(self) -> dict[str, Any]:
         try:
             with open(self.file, "rb") as f:
-                data = json.loads(f.read())
-        except (OSError, ValueError):
+                data = cjson.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -215,8 +215,8 @@ class NameCache:
         try:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, separators=(",", ":"))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(cjson.dumps(doc))
             os.replace(tmp, self.file)
         except OSError:
             try:
