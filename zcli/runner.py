@@ -374,21 +374,27 @@ class Runner:
 
 
 def reads_only(tokens: list[str]) -> str | None:
-    """The resource word of ``RES list ...`` or ``RES get ...`` (no help asked): a command
-    the catalogue's read-only slice serves."""
-    if len(tokens) >= 2 and tokens[1] in ("list", "get") and not is_help(tokens):
+    """What a command the catalogue's read-only slice may serve needs from it (no help
+    asked): the resource word of ``RES list ...`` and ``RES get ...``, the API name of
+    ``api Query<Type> ...``."""
+    if len(tokens) < 2 or is_help(tokens):
+        return None
+    if tokens[1] in ("list", "get"):
         return tokens[0]
+    if tokens[0] == "api" and tokens[1].startswith("Query"):
+        return tokens[1]
     return None
 
 
 def _slice(digest: str, word: str) -> Catalogue | None:
-    """The read-only slice of the cached catalogue, when it has the query of ``word``."""
+    """The read-only slice of the cached catalogue, when it has the query of the resource
+    ``word`` or the query API named ``word``."""
     data = cache.load(digest, cache.QUERIES)
     if data is None:
         return None
     cat = Catalogue(data, digest)
     res = cat.resource(word)
-    return cat if res is not None and res.query else None
+    return cat if (res is not None and res.query) or word in cat.apis else None
 
 
 class _Deadline:

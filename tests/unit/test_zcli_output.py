@@ -294,6 +294,8 @@ def test_a_one_shot_list_or_get_reads_the_slice_and_anything_else_the_whole(
     assert reads_only(["zone", "create", "z1"]) is None
     assert reads_only(["zone", "list", "--help"]) is None
     assert reads_only(["zone"]) is None
+    assert reads_only(["api", "QueryZone", "count=true"]) == "QueryZone"
+    assert reads_only(["api", "CreateZone", "name=z1"]) is None
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache.store("abc", WHOLE)
     cat = _slice("abc", "zone")
@@ -301,6 +303,8 @@ def test_a_one_shot_list_or_get_reads_the_slice_and_anything_else_the_whole(
     assert "CreateZone" not in cat.apis
     assert _slice("abc", "vip") is None  # no QueryVip: the whole catalogue then
     assert _slice("abc", "nothing") is None
+    assert _slice("abc", "QueryZone") is not None
+    assert _slice("abc", "QueryVip") is None
 
 
 def test_catalogue_cache_reads_the_json_when_its_fast_copy_is_bad(
