@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # json only for the JSON copy, pathlib only to write: a cold 
     from pathlib import Path
     from typing import Any
 
+    from zcli.catalogue import Catalogue
+
 _HASH_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 KEEP = 8  # catalogues of other nodes or versions kept besides the newest
 QUERIES = "queries"  # the slice of the read-only commands (see the module doc)
@@ -102,6 +104,24 @@ def load(digest: str, part: str = "") -> dict[str, Any] | None:
     elif part:  # written by a version without slices
         _write(os.path.join(base, _fast_name(digest, QUERIES)), marshal.dumps(queries_slice(data)))
     return queries_slice(data) if part else data
+
+
+def catalogue(digest: str, reads: str | None = None) -> Catalogue | None:
+    """The cached catalogue with this hash as a :class:`Catalogue`, or None. ``reads``: what
+    a read-only command needs of it, the resource word of ``RES list|get`` or the name of a
+    ``Query<Type>`` API; the read-only slice is returned when it has that (the whole
+    catalogue otherwise: a word the slice does not know may still name something)."""
+    from zcli.catalogue import Catalogue
+
+    if reads:
+        data = load(digest, QUERIES)
+        if data is not None:
+            sliced = Catalogue(data, digest)
+            res = sliced.resource(reads)
+            if (res is not None and res.query) or reads in sliced.apis:
+                return sliced
+    data = load(digest)
+    return Catalogue(data, digest) if data is not None else None
 
 
 def _write_fast(base: str, digest: str, data: dict[str, Any]) -> None:

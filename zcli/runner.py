@@ -99,17 +99,14 @@ class Runner:
             newest = cache.newest()
             return Catalogue(newest[1], newest[0]) if newest else None
         digest = str(client.hello.get("catalogueHash") or "")
-        if digest and self.reads:
-            self._catalogue = _slice(digest, self.reads)
-            if self._catalogue is not None:
-                return self._catalogue
-        data = cache.load(digest) if digest else None
-        if data is None:
+        cat = cache.catalogue(digest, self.reads) if digest else None
+        if cat is None:
             reply = client.call("GetApiCatalogue")
             data, digest = reply["catalogue"], str(reply.get("hash") or digest)
             cache.store(digest, data)
-        self._catalogue = Catalogue(data, digest)
-        return self._catalogue
+            cat = Catalogue(data, digest)
+        self._catalogue = cat
+        return cat
 
     # ----------------------------------------------------------------- commands
 
@@ -384,17 +381,6 @@ def reads_only(tokens: list[str]) -> str | None:
     if tokens[0] == "api" and tokens[1].startswith("Query"):
         return tokens[1]
     return None
-
-
-def _slice(digest: str, word: str) -> Catalogue | None:
-    """The read-only slice of the cached catalogue, when it has the query of the resource
-    ``word`` or the query API named ``word``."""
-    data = cache.load(digest, cache.QUERIES)
-    if data is None:
-        return None
-    cat = Catalogue(data, digest)
-    res = cat.resource(word)
-    return cat if (res is not None and res.query) or word in cat.apis else None
 
 
 class _Deadline:

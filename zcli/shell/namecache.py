@@ -49,20 +49,11 @@ def cache_dir() -> Path:
 
 
 def load_catalogue(digest: str, reads: str | None = None) -> Catalogue | None:
-    """The cached catalogue with this hash (read by :mod:`zcli.cache`), or None; given the
-    resource word of a read-only command (``zone list ...``), its read-only slice when that
-    slice has the resource's query."""
+    """The cached catalogue with this hash, or None (:func:`zcli.cache.catalogue`, with
+    its read-only slice for ``reads``)."""
     from zcli import cache
 
-    if reads:
-        data = cache.load(digest, cache.QUERIES)
-        if data is not None:
-            sliced = Catalogue(data, digest)
-            res = sliced.resource(reads)
-            if res is not None and res.query:
-                return sliced
-    data = cache.load(digest)
-    return Catalogue(data, digest) if data is not None else None
+    return cache.catalogue(digest, reads)
 
 
 def _state_file(endpoint: str, session: str | None) -> str:
