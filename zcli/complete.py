@@ -583,7 +583,9 @@ def complete_words(
 
     endpoint, session = connection_of(words)
     cache = NameCache(endpoint, session)
-    catalogue = cache.catalogue(deadline, lambda: budget(deadline))
+    # the arguments of `RES list|get`: the catalogue's read-only slice has all they need
+    reads = words[0] if len(words) >= 3 and words[1] in ("list", "get") else None
+    catalogue = cache.catalogue(deadline, lambda: budget(deadline), reads)
     if catalogue is None:
         return []
     stale: list[str] = []

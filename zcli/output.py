@@ -9,8 +9,6 @@ by the formats that use them.
 
 from __future__ import annotations
 
-import json
-
 from zcli.catalogue import Record
 from zmn.api.text import inert
 
@@ -80,6 +78,8 @@ def render(
                 out.write(f"{row['uuid']}\n")
         return
     if opts.output == "json":
+        import json
+
         out.write(json.dumps(shaped.data, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     if opts.output == "yaml":
@@ -100,9 +100,11 @@ def render(
         return
     res = None if shaped.own_columns else resource
     people = opts.output == "wide" or (opts.output == "table" and out.isatty())
-    from zcli.columns import Resolver
+    resolver: Any = None  # join columns' values: zcli.columns, imported only when needed
+    if people or opts.columns or shaped.kind != "rows":
+        from zcli.columns import Resolver
 
-    resolver = Resolver(cat, lookup)
+        resolver = Resolver(cat, lookup)
     if people:
         _for_people(shaped, rows, opts, res, resolver, out, lookup, keep_order)
         return
@@ -179,6 +181,24 @@ def _for_people(
     people.print_summary(people.summary_pairs(obj, res, resolver, tags), out)
 
 
+def fields_read(resource: Resource | None, opts: Options, out: TextIO) -> list[str] | None:
+    """The fields a list printed for scripts reads (``-q``: the UUIDs; a table, csv or
+    value without ``-c``: the type's columns), so that the node is asked for those alone
+    (``fields=``: a smaller reply, and a VM list without its NICs and volumes); None when
+    the output reads more (json, yaml, a table for people, ``-c``) or the type is unknown.
+    The printed bytes are the same either way: the columns are fields every row carries."""
+    if resource is None or opts.columns:
+        return None
+    known = {f.get("name") for f in resource.fields}
+    if opts.quiet:
+        wanted = ["uuid"]
+    elif opts.output in ("csv", "value") or (opts.output == "table" and not out.isatty()):
+        wanted = list(resource.columns)
+    else:
+        return None
+    return wanted if wanted and all(c in known for c in wanted) else None
+
+
 def default_columns(rows: list[dict[str, Any]], resource: Resource | None) -> list[str]:
     """The resource type's catalogue columns that the rows carry, else the rows' own keys."""
     present: dict[str, None] = {}
@@ -198,6 +218,8 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
+        import json
+
         return inert(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
     return inert(str(value))
 

@@ -44,14 +44,18 @@ def width_of(out: TextIO) -> int | None:
     if not out.isatty():
         return None
     try:
-        return os.get_terminal_size(out.fileno()).columns
+        columns = os.get_terminal_size(out.fileno()).columns
     except (OSError, ValueError):
-        # shutil.get_terminal_size()'s fallback, without importing shutil (and its
-        # compression modules) into every cold command
-        try:
-            return int(os.environ.get("COLUMNS", "")) or 80
-        except ValueError:
-            return 80
+        columns = 0
+    if columns:
+        return columns
+    # a terminal that cannot tell (or says 0 columns: `script`, some serial consoles):
+    # shutil.get_terminal_size()'s fallback, without importing shutil (and its
+    # compression modules) into every cold command
+    try:
+        return int(os.environ.get("COLUMNS", "")) or 80
+    except ValueError:
+        return 80
 
 
 # ----------------------------------------------------------------- cells

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from zcli import act, cache, session
+from zcli import cache, session
 from zcli.catalogue import Catalogue, kebab
 from zcli.options import Options
-from zcli.output import render
+from zcli.output import fields_read, render
 from zcli.parser import HELP_FLAGS, ApiCall, Help, Login, Logout, UsageError, parse
 from zcli.progress import Progress, follow_hint
 from zmn.api.errors import (
@@ -61,6 +61,9 @@ class Runner:
         self.progress = Progress(self.err)
         self.client: Client | None = None
         self._catalogue: Catalogue | None = None
+        # a one-shot `RES list|get ...`: the resource word, for the catalogue's read-only
+        # slice (zcli.cache.QUERIES); None: the whole catalogue (a batch, the shell)
+        self.reads: str | None = None
         self.stdin_busy = False  # batch commands come from stdin: never read a password there
 
     def _initial_session(self, opts: Options) -> tuple[str | None, str | None]:
@@ -96,13 +99,14 @@ class Runner:
             newest = cache.newest()
             return Catalogue(newest[1], newest[0]) if newest else None
         digest = str(client.hello.get("catalogueHash") or "")
-        data = cache.load(digest) if digest else None
-        if data is None:
+        cat = cache.catalogue(digest, self.reads) if digest else None
+        if cat is None:
             reply = client.call("GetApiCatalogue")
             data, digest = reply["catalogue"], str(reply.get("hash") or digest)
             cache.store(digest, data)
-        self._catalogue = Catalogue(data, digest)
-        return self._catalogue
+            cat = Catalogue(data, digest)
+        self._catalogue = cat
+        return cat
 
     # ----------------------------------------------------------------- commands
 
@@ -174,6 +178,8 @@ class Runner:
         res = cat.resource_of_type(cmd.resource)
         api = cat.apis[cmd.api]
         target = str(args.get(cmd.slot or "uuid") or cmd.target or "")
+        if cmd.action == "call":  # zcli.act: what mutating commands ask and say
+            from zcli import act
         people = cmd.action == "call" and api.mutating and act.on_terminal(self.err)
         verb = cmd.verb or api.verb or kebab(cmd.api)
         if cmd.action == "call":
@@ -190,6 +196,12 @@ class Runner:
             # a page for people comes sorted by name from the node, so that it holds the
             # first names and the next page (--after, sorted the same) follows it
             args = {**args, "sortBy": "name"}
+        if cmd.action == "list" and not {"fields", "count", "groupBy"} & set(args):
+            fields = fields_read(
+                cat.resource_of_type(api.rows) if api.rows else res, opts, self.out
+            )
+            if fields is not None and "fields" in api.params:
+                args = {**args, "fields": fields}
         wait = not (cmd.long and opts.no_wait)
         timeout = opts.timeout if opts.timeout is not None else cmd.timeout
         if opts.timeout is not None and "timeout" in api.params and "timeout" not in args:
@@ -271,7 +283,9 @@ class Runner:
         kind, target = cmd.resource or "Resource", cmd.target or ""
         field = "uuid" if cmd.args["conditions"][0].startswith("uuid=") else "name"
         if field == "name":
-            rows = act.same_name_first(rows, target)
+            from zcli.act import same_name_first
+
+            rows = same_name_first(rows, target)
         if not rows:
             raise NotFound(
                 f"{kind} {target!r} not found", code=f"{upper_snake(kind)}.NOT_FOUND", field=field
@@ -354,6 +368,19 @@ class Runner:
             self.err.write("session expired: zcli login\n")
             return EXIT_FAILED
         return exc.exit_status
+
+
+def reads_only(tokens: list[str]) -> str | None:
+    """What a command the catalogue's read-only slice may serve needs from it (no help
+    asked): the resource word of ``RES list ...`` and ``RES get ...``, the API name of
+    ``api Query<Type> ...``."""
+    if len(tokens) < 2 or is_help(tokens):
+        return None
+    if tokens[1] in ("list", "get"):
+        return tokens[0]
+    if tokens[0] == "api" and tokens[1].startswith("Query"):
+        return tokens[1]
+    return None
 
 
 class _Deadline:

@@ -6,7 +6,6 @@ replaced atomically; a file that cannot be read counts as empty rather than brea
 
 from __future__ import annotations
 
-import json
 import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -32,7 +31,10 @@ def sessions_path() -> Path:
 def load_all() -> dict[str, str]:
     try:
         with open(os.path.join(_config_dir(), "sessions.json"), encoding="utf-8") as f:
-            data = json.loads(f.read())
+            text = f.read()
+        import json  # only when there is a file: most scripts have no login to read
+
+        data = json.loads(text)
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
@@ -64,6 +66,8 @@ def forget(endpoint: str) -> bool:
 
 
 def _write(data: dict[str, str]) -> None:
+    import json
+
     path = sessions_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 from zmn.api.errors import Unavailable, ZmnError
 from zmn.api.wire import encode, encode_std, read_frame, read_frame_sync
@@ -27,6 +28,11 @@ if TYPE_CHECKING:  # asyncio, ssl and pathlib are imported where used: cold CLI 
     from typing import Any
 
     EventCallback = Callable[[dict[str, Any]], None]
+
+
+# a connection younger than this (seconds) cannot have been closed by the node as idle: its
+# first request goes without the check (and a cold zcli without importing select)
+FRESH = 1.0
 
 
 def default_home() -> Path:
@@ -132,6 +138,7 @@ class Client:
         self.on_event = on_event
         self.hello: dict[str, Any] = {}
         self._sock: Any = None
+        self._connected = 0.0  # time.monotonic() of the last connect
         self._ids = itertools.count(1)
 
     def connect(self) -> Client:
@@ -153,6 +160,7 @@ class Client:
         except OSError as exc:
             raise _unavailable(self.endpoint, exc) from None
         self._sock = sock
+        self._connected = time.monotonic()
         hello = read_frame_sync(sock)
         if hello is None or hello.get("type") != "hello":
             raise Unavailable(
@@ -175,7 +183,11 @@ class Client:
                 self._sock = None
 
     def send(self, frame: dict[str, Any]) -> None:
-        if self._sock is not None and _closed_by_peer(self._sock):
+        if (
+            self._sock is not None
+            and time.monotonic() - self._connected > FRESH
+            and _closed_by_peer(self._sock)
+        ):
             self.close()  # the node closed an idle connection (api.timeout.idle): reconnect
         if self._sock is None:
             self.connect()

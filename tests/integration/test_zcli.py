@@ -248,8 +248,10 @@ async def test_catalogue_is_cached_by_hash(zcli: Zcli) -> None:
         if res["name"] == "Zone":
             res["summary"] = "DOCTORED SUMMARY"
     files[0].write_text(json.dumps(data))
-    fast = list((zcli.cache / "zcli").glob("catalogue-*.marshal"))
+    copies = list((zcli.cache / "zcli").glob("catalogue-*.marshal"))
+    fast = [p for p in copies if not p.name.endswith(".queries.marshal")]
     assert len(fast) == 1  # the faster copy beside it (zcli/cache.py), made from the JSON
+    assert len(copies) == 2  # and the read-only slice that `zone list` read
     fast[0].unlink()
     assert "DOCTORED SUMMARY" in (await zcli.ok("zone", "--help")).out
     assert fast[0].exists()  # written again, from the doctored JSON

@@ -364,3 +364,29 @@ def test_registry_derives_the_joins_the_evaluator_assumes(node: Node) -> None:
     }
     assert joins == JOINS
     assert node.resources.get("Qb").expansions["qd"].via is not None  # the link table
+
+
+def test_fields_naming_none_of_a_hooks_keys_skip_the_hook(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VM's NICs and volumes are read only for a query that shows them (hook_adds)."""
+    rt = node.resources.get("Qa")
+    runs: list[int] = []
+
+    def hook(_session: Any, invs: list[dict[str, Any]]) -> None:
+        runs.append(len(invs))
+        for inv in invs:
+            inv["extra"] = inv["name"].upper()
+
+    monkeypatch.setattr(rt, "inventory_hook", hook)
+    monkeypatch.setattr(rt, "hook_adds", ("extra",))
+    assert query(node, "Qa", "num=10", fields=["name"])["inventories"] == [{"name": "alpha"}]
+    assert runs == []
+    got = query(node, "Qa", "num=10", fields=["name", "extra"])["inventories"]
+    assert got == [{"name": "alpha", "extra": "ALPHA"}] and runs == [1]
+    assert query(node, "Qa", "num=10")["inventories"][0]["extra"] == "ALPHA"
+    assert runs == [1, 1]
+    # a hook that does not say which keys it adds may change any: it always runs
+    monkeypatch.setattr(rt, "hook_adds", ())
+    assert query(node, "Qa", "num=10", fields=["name"])["inventories"] == [{"name": "alpha"}]
+    assert runs == [1, 1, 1]

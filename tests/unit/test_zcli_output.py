@@ -238,15 +238,78 @@ def test_catalogue_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert cache.load("abc") == {"apis": []}
     assert (tmp_path / "zcli" / "catalogue-abc.json").exists()
     fast = f"catalogue-abc.{sys.implementation.cache_tag}.marshal"  # the quick-to-read copy
+    sliced = f"catalogue-abc.{sys.implementation.cache_tag}.queries.marshal"  # list and get's
     assert sorted(p.name for p in (tmp_path / "zcli").iterdir()) == sorted(
-        ["catalogue-abc.json", fast]
+        ["catalogue-abc.json", fast, sliced]
     )  # no temp left
     assert cache.newest() == ("abc", {"apis": []})
     assert cache.load("../evil") is None
     for n in range(cache.KEEP + 3):
         cache.store(f"h{n}", {"n": n})
     assert len(list((tmp_path / "zcli").glob("catalogue-*.json"))) == cache.KEEP
-    assert len(list((tmp_path / "zcli").glob("catalogue-*.marshal"))) == cache.KEEP  # pruned too
+    assert (
+        len(list((tmp_path / "zcli").glob("catalogue-*.marshal"))) == 2 * cache.KEEP
+    )  # pruned too
+
+
+QUERY_ZONE = {"name": "QueryZone", "resource": "Zone", "verb": "query", "params": []}
+CREATE_ZONE = {"name": "CreateZone", "resource": "Zone", "verb": "create", "params": []}
+WHOLE = {
+    "version": "1",
+    "apis": [CREATE_ZONE, QUERY_ZONE, {"name": "CreateVip", "resource": "Vip", "verb": "create"}],
+    "resources": [{"name": "Zone", "cli": "zone"}, {"name": "Vip", "cli": "vip"}],
+    "errorKinds": {"NOT_FOUND": 4},
+    "errorCodes": {"ZONE.NOT_FOUND": "no such zone"},
+    "globalConfigs": [{"name": "x"}],
+}
+
+
+def test_the_read_only_slice_has_every_type_and_query_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache.store("abc", WHOLE)
+    sliced = cache.load("abc", cache.QUERIES)
+    assert sliced == {
+        "version": "1",
+        "errorKinds": {"NOT_FOUND": 4},
+        "resources": WHOLE["resources"],
+        "apis": [QUERY_ZONE],
+    }
+    assert cache.load("abc") == WHOLE
+    # a cache written before slices: the first read of the slice makes it from the whole
+    part = tmp_path / "zcli" / f"catalogue-abc.{sys.implementation.cache_tag}.queries.marshal"
+    part.unlink()
+    assert cache.load("abc", cache.QUERIES) == sliced
+    assert part.exists()
+
+
+def test_a_one_shot_list_or_get_reads_the_slice_and_anything_else_the_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zcli.runner import reads_only
+
+    assert reads_only(["zone", "list", "name=z1"]) == "zone"
+    assert reads_only(["zone", "get", "z1"]) == "zone"
+    assert reads_only(["zone", "create", "z1"]) is None
+    assert reads_only(["zone", "list", "--help"]) is None
+    assert reads_only(["zone"]) is None
+    assert reads_only(["api", "QueryZone", "count=true"]) == "QueryZone"
+    assert reads_only(["api", "CreateZone", "name=z1"]) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache.store("abc", WHOLE)
+
+    def apis(reads: str | None) -> list[str]:
+        cat = cache.catalogue("abc", reads)
+        assert cat is not None and cat.hash == "abc"
+        return sorted(cat.apis)
+
+    sliced, whole = ["QueryZone"], ["CreateVip", "CreateZone", "QueryZone"]
+    assert apis("zone") == apis("QueryZone") == sliced
+    assert apis(None) == whole
+    # no QueryVip, no such word: the whole catalogue, which may know more than the slice
+    assert apis("vip") == apis("nothing") == apis("QueryVip") == whole
+    assert cache.catalogue("unknown-hash", "zone") is None
 
 
 def test_catalogue_cache_reads_the_json_when_its_fast_copy_is_bad(

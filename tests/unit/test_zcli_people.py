@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 
 import pytest
 
@@ -125,3 +126,27 @@ def test_what_was_done_in_one_line() -> None:
         VM, "stop", {"uuid": "web1"}, "web1", {"inventory": {"uuid": "a" * 32, "name": "web1"}}
     )
     assert line == "stopped vm web1 (aaaaaaaa)\n"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 1
+
+
+def test_a_terminal_of_zero_columns_gets_the_fallback_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`script` and some serial consoles report 0 columns: rows then were cut to nothing."""
+    from zcli.people import width_of
+
+    monkeypatch.setattr(os, "get_terminal_size", lambda _fd: os.terminal_size((0, 0)))
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert width_of(_Tty()) == 80
+    monkeypatch.setenv("COLUMNS", "132")
+    assert width_of(_Tty()) == 132
+    monkeypatch.setattr(os, "get_terminal_size", lambda _fd: os.terminal_size((100, 30)))
+    assert width_of(_Tty()) == 100
+    assert width_of(io.StringIO()) is None  # not a terminal: no limit

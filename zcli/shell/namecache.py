@@ -12,14 +12,13 @@ because different accounts see different resources.
 from __future__ import annotations
 
 import _thread
-import json
 import os
-import re
 import time
 import zlib
 
 from zcli.catalogue import Catalogue
 from zcli.session import key as endpoint_key
+from zmn.api import cjson  # json's C scanner and encoder: a Tab does not import json
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # a completion callback imports this module: pathlib, typing and threading
@@ -33,7 +32,6 @@ CATALOGUE_TTL = 300.0  # seconds before a callback checks the node's catalogue h
 LIMIT = 2000  # rows per type: completion is for picking, not for listing a whole cloud
 
 Rows = list[tuple[str, str]]
-_HASH_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def _cache_dir() -> str:
@@ -50,16 +48,12 @@ def cache_dir() -> Path:
     return Path(_cache_dir())
 
 
-def load_catalogue(digest: str) -> Catalogue | None:
-    """The cached catalogue with this hash (the files :mod:`zcli.cache` writes), or None."""
-    if not _HASH_RE.match(digest):
-        return None
-    try:
-        with open(os.path.join(_cache_dir(), f"catalogue-{digest}.json"), "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return Catalogue(data, digest) if isinstance(data, dict) else None
+def load_catalogue(digest: str, reads: str | None = None) -> Catalogue | None:
+    """The cached catalogue with this hash, or None (:func:`zcli.cache.catalogue`, with
+    its read-only slice for ``reads``)."""
+    from zcli import cache
+
+    return cache.catalogue(digest, reads)
 
 
 def _state_file(endpoint: str, session: str | None) -> str:
@@ -97,8 +91,8 @@ class NameCache:
     def _load(self) -> dict[str, Any]:
         try:
             with open(self.file, "rb") as f:
-                data = json.loads(f.read())
-        except (OSError, ValueError):
+                data = cjson.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -162,21 +156,25 @@ class NameCache:
         return [(str(r.get("uuid", "")), str(r.get("name") or "")) for r in rows]
 
     def catalogue(
-        self, deadline: float, guard: Callable[[], AbstractContextManager[None]]
+        self,
+        deadline: float,
+        guard: Callable[[], AbstractContextManager[None]],
+        reads: str | None = None,
     ) -> Catalogue | None:
         """The endpoint's catalogue: from the cache when its hash was checked lately, else
-        asked of the node under ``guard``; when the node does not answer, the last one."""
+        asked of the node under ``guard``; when the node does not answer, the last one.
+        ``reads``: see :func:`load_catalogue`."""
         digest = str(self.data.get("catalogueHash") or "")
         checked = float(self.data.get("checked") or 0)
         if digest and time.time() - checked < CATALOGUE_TTL:
-            known = load_catalogue(digest)
+            known = load_catalogue(digest, reads)
             if known is not None:
                 return known
         try:
             with guard():
                 client = self.client()
                 fresh = str(client.hello.get("catalogueHash") or "")
-                found = load_catalogue(fresh) if fresh else None
+                found = load_catalogue(fresh, reads) if fresh else None
                 if found is None:
                     from zcli import cache
 
@@ -208,8 +206,8 @@ class NameCache:
         try:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, separators=(",", ":"))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(cjson.dumps(doc))
             os.replace(tmp, self.file)
         except OSError:
             try:

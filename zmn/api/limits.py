@@ -19,11 +19,14 @@ overrides are refused, except the characters a field lists in ``allow``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from zmn.api.errors import InvalidArgument
-from zmn.api.text import UNSAFE_RE
+from zmn.api.text import UNSAFE
+
+UNSAFE_RE = re.compile(UNSAFE)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 BYTES_MAX = 2**60  # 1 EiB: any size in bytes; sums of a few stay inside a BIGINT

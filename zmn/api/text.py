@@ -12,8 +12,11 @@ from __future__ import annotations
 import re
 
 # C0 and DEL, C1, the Unicode line and paragraph separators, and the bidirectional
-# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069).
-UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069). Every one of them is
+# not printable (str.isprintable), so printable text, nearly every cell, is returned as it
+# is without the expression, which is compiled at first use: a cold zcli table seldom does.
+UNSAFE = "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+_unsafe_re: re.Pattern[str] | None = None
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -27,4 +30,9 @@ def _escape(match: re.Match[str]) -> str:
 
 def inert(text: str) -> str:
     """``text`` with every character that acts on a terminal shown as a visible escape."""
-    return UNSAFE_RE.sub(_escape, text) if UNSAFE_RE.search(text) else text
+    global _unsafe_re
+    if text.isprintable():
+        return text
+    if _unsafe_re is None:
+        _unsafe_re = re.compile(UNSAFE)
+    return _unsafe_re.sub(_escape, text) if _unsafe_re.search(text) else text

@@ -15,8 +15,6 @@ holding one object. Frames larger than :data:`MAX_FRAME` are refused. Every fram
 
 from __future__ import annotations
 
-import struct
-
 from zmn.api.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -27,7 +25,24 @@ if TYPE_CHECKING:  # asyncio costs ~45 ms to import: one-shot CLI commands never
     from typing import Any
 
 MAX_FRAME = 16 * 1024 * 1024
-HEADER = struct.Struct(">I")
+
+
+class _Header:
+    """The 4-byte big-endian length before each frame (``struct.Struct(">I")``'s ``size``,
+    ``pack`` and ``unpack``, with int methods: importing struct costs a cold zcli)."""
+
+    size = 4
+
+    @staticmethod
+    def pack(length: int) -> bytes:
+        return length.to_bytes(4, "big")
+
+    @staticmethod
+    def unpack(header: bytes) -> tuple[int]:
+        return (int.from_bytes(header, "big"),)
+
+
+HEADER = _Header()
 PROTOCOL_VERSION = 1
 # the event a subscriber gets after the node dropped events it was too slow to take:
 # ``{"lost": N}``; what it shows may be stale, so it reloads
@@ -91,13 +106,13 @@ def decode_body(body: bytes) -> dict[str, Any]:
 
 
 def encode_std(obj: Any) -> bytes:
-    """:func:`encode` with the standard library's :mod:`json` (the blocking client: a cold
-    ``zcli`` does not import msgspec); what json cannot encode goes through msgspec."""
-    import json
+    """:func:`encode` with the standard library's JSON encoder (the blocking client: a cold
+    ``zcli`` does not import msgspec, nor the json package: :mod:`zmn.api.cjson`); what it
+    cannot encode goes through msgspec."""
+    from zmn.api import cjson
 
     try:
-        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        data = body.encode("utf-8")
+        data = cjson.dumps(obj, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError):  # datetimes, sets, NaN, lone surrogates: msgspec's rules
         return encode(obj)
     return HEADER.pack(len(data)) + data
@@ -108,11 +123,12 @@ def _no_constant(name: str) -> Any:
 
 
 def decode_body_std(body: bytes) -> dict[str, Any]:
-    """:func:`decode_body` with :mod:`json`, for the blocking client."""
-    import json
+    """:func:`decode_body` with the standard library's JSON decoder (:mod:`zmn.api.cjson`),
+    for the blocking client."""
+    from zmn.api import cjson
 
     try:
-        obj = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+        obj = cjson.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except RecursionError:
         raise FrameError("frame nests JSON too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError

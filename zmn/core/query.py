@@ -255,7 +255,7 @@ class QueryCompiler:
             rows = list(session.execute(stmt))
         cut = len(rows) > spec.limit
         rows = rows[: spec.limit]
-        invs = rt.inventories(session, rows)
+        invs = rt.inventories(session, rows, spec.fields)
         if rt.admin_fields and principal is not None and not principal.is_admin:
             for name in spec.fields or ():
                 admin_field(rt, name, principal, "fields")

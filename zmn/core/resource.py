@@ -110,6 +110,10 @@ class ResourceType:
     # ``accountUuid`` column, a tag's tagged resource.
     access_filter: Callable[[Principal], list[Any]] | None = None
     inventory_hook: Callable[[Session, list[dict[str, Any]]], None] | None = None
+    # keys the hook only adds (a VM's ``vmNics``, ``allVolumes``): a query whose ``fields``
+    # name none of them is answered without running it. Empty: the hook always runs (it may
+    # change the row's own fields, as the audit log's ``args``).
+    hook_adds: tuple[str, ...] = ()
     state_field: str | None = None
     summary: str = ""
     expansions: dict[str, Expansion] = field(default_factory=dict)
@@ -228,11 +232,20 @@ class ResourceType:
             out[key] = value
         return out
 
-    def inventories(self, session: Session, rows: list[Any]) -> list[dict[str, Any]]:
+    def inventories(
+        self, session: Session, rows: list[Any], fields: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows' inventories; given the ``fields`` a query selects, the hook runs only
+        when it may add or change one of them (see :attr:`hook_adds`)."""
         invs = [self.inventory(r) for r in rows]
-        if self.inventory_hook and invs:
+        if self.inventory_hook and invs and self.hook_needed(fields):
             self.inventory_hook(session, invs)
         return invs
+
+    def hook_needed(self, fields: list[str] | None) -> bool:
+        if not fields or not self.hook_adds:
+            return True
+        return any(f in self.hook_adds or f not in self.fields for f in fields)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -203,6 +203,7 @@ class VmService(
                 },
                 owned=True,
                 inventory_hook=partial(attach_children, self.node),
+                hook_adds=("vmNics", "allVolumes"),
                 state_field="state",
                 summary="a virtual machine",
             )
