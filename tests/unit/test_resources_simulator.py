@@ -155,3 +155,20 @@ def test_host_state_tables() -> None:
         HOST_STATE.check("h", "Disabled", "allocate")
     assert HOST_STATUS.next("h", "Disconnected", "connect") == "Connecting"
     assert set(HOST_STATUS.states) == {"Connecting", "Connected", "Disconnected"}
+
+
+async def test_adopted_vms_become_records_when_the_host_is_first_looked_at() -> None:
+    sim = SimulatorHypervisor()
+    host_type = SimulatorHostType(sim)
+    await host_type.resume(REF, [("vm1", "Running", 2, 512), ("vm2", "Paused", 1, 256)])
+    record = sim.hosts[REF.uuid]
+    assert record._adopted and not record._vms  # a boot builds no VM record
+    started = sim.start_vm(REF.uuid, "vm3", 1, 128)  # looking at the VMs takes them in first
+    assert not record._adopted and started.state == "Running"
+    assert sim.vm_states(REF.uuid) == {"vm1": "Running", "vm2": "Paused", "vm3": "Running"}
+    assert record.used_cpu == 4 and record.seen == {"vm1", "vm2", "vm3"}
+    del record.vms["vm1"]  # vanished without an operation: the record can tell
+    assert sim.gone(REF.uuid) == ["vm1"]
+    host_type.adopt(REF.uuid, [("vm2", "Running", 8, 1), ("vm4", "Running", 1, 64)])
+    assert sim.vm(REF.uuid, "vm2").cpuNum == 1  # a VM it holds is kept as it is
+    assert sim.vm(REF.uuid, "vm4").state == "Running"

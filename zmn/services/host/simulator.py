@@ -75,14 +75,42 @@ class SimulatedHost:
     cpuNum: int
     memoryCapacity: int
     connected: bool = True
-    vms: dict[str, SimulatedVm] = field(default_factory=dict)
-    # VMs this record holds or held until they vanished without an operation (a crash, or a
-    # test removing them): only for those can it tell that a VM is gone. With several
-    # management nodes every node keeps its own record of a host (the simulator lives in its
-    # process), so a VM it never held may well run there through another node's record.
-    seen: set[str] = field(default_factory=set)
     # security-group rules applied per NIC (ApplySecurityGroupRules)
     rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _vms: dict[str, SimulatedVm] = field(default_factory=dict, repr=False)
+    _seen: set[str] = field(default_factory=set, repr=False)
+    # (uuid, state, vCPUs, bytes) of VMs the database places here, handed over at a node's
+    # boot and made into records when the host's VMs are first looked at: a boot with
+    # 1,000,000 VMs then builds no VM object (and holds no memory for one) until it is needed
+    _adopted: list[tuple[str, str, int, int]] = field(default_factory=list, repr=False)
+
+    @property
+    def vms(self) -> dict[str, SimulatedVm]:
+        if self._adopted:
+            self._take_adopted()
+        return self._vms
+
+    @property
+    def seen(self) -> set[str]:
+        """VMs this record holds or held until they vanished without an operation (a crash,
+        or a test removing them): only for those can it tell that a VM is gone. With several
+        management nodes every node keeps its own record of a host (the simulator lives in
+        its process), so a VM it never held may well run there through another node's."""
+        if self._adopted:
+            self._take_adopted()
+        return self._seen
+
+    def adopt(self, vms: Sequence[tuple[str, str, int, int]]) -> None:
+        """The VMs the database places here run here again (kept as given until needed)."""
+        self._adopted.extend(vms)
+
+    def _take_adopted(self) -> None:
+        adopted, self._adopted = self._adopted, []
+        for uuid, state, cpu, memory in adopted:
+            if uuid not in self._vms:
+                sim_state = "Paused" if state == "Paused" else "Running"
+                self._vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
+                self._seen.add(uuid)
 
     @property
     def used_cpu(self) -> int:
@@ -270,16 +298,11 @@ class SimulatorHostType:
         memory = int(params.get("memoryCapacity") or host.totalMemoryCapacity or DEFAULT_MEMORY)
         self.hypervisor.connect(host.uuid, host.managementIp, cpu, memory)
 
-    def adopt(self, host_uuid: str, vms: list[tuple[str, str, int, int]]) -> None:
+    def adopt(self, host_uuid: str, vms: Sequence[tuple[str, str, int, int]]) -> None:
         """After a node restart: the VMs the database places on the host run there again."""
         record = self.hypervisor.hosts.get(host_uuid)
-        if record is None:
-            return
-        for uuid, state, cpu, memory in vms:
-            if uuid not in record.vms:
-                sim_state = "Paused" if state == "Paused" else "Running"
-                record.vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
-                record.seen.add(uuid)
+        if record is not None:
+            record.adopt(vms)
 
     async def resume(self, host: HostRef, vms: Sequence[tuple[str, str, int, int]]) -> None:
         """At node boot, for a host the database says is Connected.
@@ -297,7 +320,7 @@ class SimulatorHostType:
                 int(host.totalCpuCapacity or DEFAULT_CPU),
                 int(host.totalMemoryCapacity or DEFAULT_MEMORY),
             )
-            self.adopt(host.uuid, list(vms))
+            self.adopt(host.uuid, vms)
         sim.ping(host.uuid)
 
     async def facts(self, host: HostRef) -> HostFacts:

@@ -16,7 +16,9 @@ At boot (in the background: the API answers meanwhile) a host the database says 
 is *resumed* when its type can (:class:`~zmn.services.host.hosttype.ResumableHostType`, e.g.
 the simulator): one ping-like check, in batches, no status change; only the hosts that fail
 it, those not Connected, and those of types that cannot resume (KVM: its connect checks the
-agent's version and publishes its VM states) are fully reconnected.
+agent's version and publishes its VM states) are fully reconnected. The VMs the database
+places on a batch of hosts are read in one select on ``hostUuid``, in a worker thread, and
+handed to the host type as they are (the simulator makes its VM records when first needed).
 """
 
 from __future__ import annotations
@@ -106,20 +108,27 @@ class HostTracker:
         return list(self._refs(statuses))
 
     def _placed(self, uuids: list[str]) -> dict[str, list[tuple[str, str, int, int]]]:
-        """host UUID -> (uuid, state, vCPUs, bytes) of the VMs placed there, for many hosts."""
+        """host UUID -> (uuid, state, vCPUs, bytes) of the VMs placed there, for many hosts.
+
+        One select on ``hostUuid`` alone, the state filtered here: with ``state IN (...)`` in
+        the statement SQLite chose the state index and read every placed VM of the cloud for
+        each batch of hosts (0.5 s a batch at 200,000 VMs, 265 s for a boot at 1,000,000).
+        A VM holds a ``hostUuid`` only while placed, so the filter drops next to nothing."""
         rt = self.node.resources.types.get("VmInstance")
         if rt is None or not uuids:
             return {}
         vm = rt.model
+        placed = frozenset(PLACED_STATES)
         out: dict[str, list[tuple[str, str, int, int]]] = {}
         with self.node.db.tx() as s:
             rows = s.execute(
                 select(vm.hostUuid, vm.uuid, vm.state, vm.cpuNum, vm.memorySize).where(
-                    vm.hostUuid.in_(uuids), vm.state.in_(PLACED_STATES)
+                    vm.hostUuid.in_(uuids)
                 )
             )
             for host, u, st, c, m in rows:
-                out.setdefault(host, []).append((str(u), str(st), int(c), int(m)))
+                if st in placed:
+                    out.setdefault(host, []).append((str(u), str(st), int(c), int(m)))
         return out
 
     # ----------------------------------------------------------------- running over hosts
@@ -241,19 +250,6 @@ class HostTracker:
         failed: list[HostRef] = []
         counts = {"hosts": 0, "resumed": 0}
 
-        def to_resume() -> Iterator[tuple[HostRef, list[tuple[str, str, int, int]]]]:
-            for batch in self._batches():
-                counts["hosts"] += len(batch)
-                refs = []
-                for ref, status in batch:
-                    if status == "Connected" and ref.hypervisorType in resumable:
-                        refs.append(ref)
-                    else:
-                        full.append(ref)
-                placed = self._placed([r.uuid for r in refs])
-                for ref in refs:
-                    yield ref, placed.get(ref.uuid, [])
-
         async def resume(item: tuple[HostRef, list[tuple[str, str, int, int]]]) -> None:
             ref, vms = item
             try:
@@ -264,7 +260,17 @@ class HostTracker:
             else:
                 counts["resumed"] += 1
 
-        await self._pool(to_resume(), resume)
+        for batch in self._batches():
+            counts["hosts"] += len(batch)
+            refs = []
+            for ref, status in batch:
+                if status == "Connected" and ref.hypervisorType in resumable:
+                    refs.append(ref)
+                else:
+                    full.append(ref)
+            # the batch's placed VMs in one select, off the event loop (API calls go on)
+            placed = await asyncio.to_thread(self._placed, [r.uuid for r in refs])
+            await self._pool(((ref, placed.get(ref.uuid, [])) for ref in refs), resume)
         resumed_at = time.monotonic()
         await self._each([*failed, *full], "reconnect")
         self.boot_summary = {
