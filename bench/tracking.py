@@ -60,9 +60,6 @@ async def _measure(run: Run, node: NodeProcess, vms: int) -> None:
     node.set_global_config("host", "ping.interval", str(interval), "60")
     # the VM reconciler runs every 60 s over hosts and VMs: off, so the window holds pings only
     node.set_global_config("vm", "reconcile.interval", "0", "60")
-    # the metrics service's synthetic usage round (every 10 s, every simulator host and
-    # Running VM; about 6 s of CPU at 100,000 hosts) is not host tracking: off as well
-    node.set_global_config("metrics", "simulator.interval", "86400", "10")
     suffix = _vms_label(vms)
     with_vms = f", {vms:,} VMs in the database" if vms else ""
     t0 = time.monotonic()
