@@ -18,7 +18,9 @@ def scrape(port: int) -> str:
         return str(resp.read().decode())
 
 
-async def test_samples_are_made_when_asked_and_a_scrape_asks_for_all(tmp_path: Path) -> None:
+async def test_samples_are_made_when_asked_and_a_scrape_asks_for_all(
+    tmp_path: Path, db_engine: str
+) -> None:
     conf = {"metrics.listen": "127.0.0.1:0"}
     async with running_node(tmp_path / "home", conf=conf) as (node, _server):
         api = Api(node)

@@ -9,7 +9,9 @@ from tests.support.vmcloud import build_cloud
 from zmn.services.host.simulator import SimulatorHypervisor
 
 
-async def test_boot_hands_each_host_its_placed_vms_and_only_those(tmp_path: Path) -> None:
+async def test_boot_hands_each_host_its_placed_vms_and_only_those(
+    tmp_path: Path, db_engine: str
+) -> None:
     async with running_node(tmp_path / "home") as (node, _server):
         api = Api(node)
         cloud = await build_cloud(api)
