@@ -4,7 +4,8 @@ Nothing runs on a timer: ``GetHostMetrics``, ``GetVmMetrics`` and the Prometheus
 :meth:`SimulatedSampler.catch_up_hosts` (or ``catch_up_vms``) for the resources they answer
 about, which fills the window with the samples a round every ``metrics/simulator.interval``
 seconds would have taken: one at every multiple of the interval since the last one given
-(at most a window's worth), none before the node started or the resource was created. A
+(at most a window's worth; :data:`FIRST_SAMPLES` for a host asked about for the first time),
+none before the node started or the resource was created. A
 host is caught up together with its Running VMs, so its figures stay the sums of theirs at
 every sample. A round over 100,000 hosts every 10 s cost more than half a core whether
 anyone looked or not; now the cost follows the questions (a dashboard page, one host).
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from zmn.core.node import Node
 
 BATCH = 1000  # hosts read per select
+# samples made for a host asked about for the first time (enough for rates; the window then
+# fills as it is asked again): a first page of 1,000 hosts is not a window's worth of each
+FIRST_SAMPLES = 3
 Ingest = Callable[[str, str, float, dict[str, float], str | None], None]
 
 
@@ -166,7 +170,7 @@ class SimulatedSampler:
         for uuid, cpu, memory, created in hosts:
             last = self.done.get(uuid)
             since = last if last is not None else max(started, _epoch(created))
-            due = ticks(since, now, interval, limit)
+            due = ticks(since, now, interval, limit if last is not None else FIRST_SAMPLES)
             if not due:
                 continue
             cpu, memory = int(cpu or 0), int(memory or 0)
