@@ -4,18 +4,13 @@ timer), and each host's samples hold its VMs' at the same instants."""
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.test_metrics import scrape
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import GiB, build_cloud
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
-        return str(resp.read().decode())
 
 
 async def test_samples_are_made_when_asked_and_a_scrape_asks_for_all(
