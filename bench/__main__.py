@@ -183,11 +183,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if "query" in chosen:
             ok &= await guarded(run, "query", lambda: query.measure(run, homes.new("query")))
         if "tracking" in chosen:
-            ok &= await guarded(
-                run,
-                "tracking",
-                lambda: tracking.measure(run, homes.new("tracking"), homes.new("tracking-vms")),
-            )
+            ok &= await guarded(run, "tracking", lambda: tracking.measure(run, homes.new))
         if "growth" in chosen:
             ok &= await guarded(run, "growth", lambda: growth.measure(run, homes.new))
         if "stress" in chosen:

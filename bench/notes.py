@@ -186,7 +186,8 @@ def findings(run: Run) -> list[str]:
     if boot is not None:
         out.append(
             f"- Boot: {boot.note.split(';')[0]}. Hosts the database says are Connected are resumed"
-            " (a simulator host's record rebuilt from the database, then pinged) in the"
+            " (a simulator host's record rebuilt from its row, then pinged; the VMs placed on it"
+            " are read when its VMs are first looked at, so a boot reads no VM row) in the"
             " background while the API answers; only hosts that fail, hosts not Connected and"
             " KVM hosts (their connect checks the agent and syncs VM states) are reconnected."
         )

@@ -3,8 +3,8 @@ against ``stress_hosts`` simulated hosts.
 
 The hosts (Connected simulator hosts in 10 zones, each zone with its cluster, L2/L3 network
 and primary storage) are bulk-loaded by :mod:`bench.fastpath` before the node starts, with
-host pings, the VM reconciler and the simulator's synthetic usage off
-(:func:`bench.growth.quiet_simulated_cloud`), and the node's
+host pings and the VM reconciler off (:func:`bench.query.quiet_node`; the simulator's usage
+samples are made only when asked for), and the node's
 ``api.limit.inflight`` raised so that a connection may hold all its requests at once. A
 backup storage, an image and an instance offering are made through the API.
 
@@ -28,10 +28,10 @@ from typing import Any
 
 from bench.cloud import build_cloud
 from bench.fastpath import Layout, bulk_load
-from bench.growth import quiet_simulated_cloud
 from bench.harness import Result, Run, Samples
 from bench.machine import load_average
 from bench.node import NodeProcess, wait_idle
+from bench.query import quiet_node
 from zmn.client import AsyncClient
 
 FAMILY = "stress"
@@ -87,7 +87,7 @@ async def measure(run: Run, node: NodeProcess) -> None:
     loaded = await asyncio.to_thread(
         bulk_load, node.db_url, Layout(zones=10, hosts=hosts, vms=0, prefix="st")
     )
-    quiet_simulated_cloud(node)
+    quiet_node(node)
     node.start(wait=900)
     try:
         await wait_idle(node)  # the tracker resumes the loaded hosts in the background

@@ -12,6 +12,11 @@ round counter); its node CPU divided by the interval is the share of one core tr
 takes. At the default size (100,000 hosts, 60 s) that is the target measured as is; below
 100,000 hosts the share is extrapolated linearly and labelled so. Success: every host is
 still Connected afterwards and the window held one round.
+
+Each level is a fresh home: no VM, then a tenth of ``track_vms`` and ``track_vms`` VMs
+bulk-loaded with the hosts, so the boot (socket answered, hosts resumed) and the ping share
+are measured as the database grows. The simulator's usage samples are made only when asked
+for (nothing asks here); the VM reconciler is off.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.fastpath import Layout, bulk_load
@@ -36,13 +42,14 @@ async def _status(client: AsyncClient) -> dict[str, Any]:
     return got
 
 
-async def measure(run: Run, node: NodeProcess, node_with_vms: NodeProcess | None = None) -> None:
-    """``node`` (and ``node_with_vms``): initialised homes, not started. With
-    ``node_with_vms`` the same is measured again with ``track_vms`` VMs in the database."""
+async def measure(run: Run, new_home: Callable[[str], NodeProcess]) -> None:
+    """A fresh home (initialised, not started) for each level: no VM in the database, then
+    a tenth of ``track_vms`` and ``track_vms`` (0 / 100,000 / 1,000,000 at full size)."""
+    from bench.growth import levels
+
     print("tracking", flush=True)
-    await _measure(run, node, 0)
-    if node_with_vms is not None and run.sizes.track_vms:
-        await _measure(run, node_with_vms, run.sizes.track_vms)
+    for vms in levels(run.sizes.track_vms) if run.sizes.track_vms else [0]:
+        await _measure(run, new_home(f"tracking-{vms}"), vms)
 
 
 def _vms_label(vms: int) -> str:
@@ -60,9 +67,6 @@ async def _measure(run: Run, node: NodeProcess, vms: int) -> None:
     node.set_global_config("host", "ping.interval", str(interval), "60")
     # the VM reconciler runs every 60 s over hosts and VMs: off, so the window holds pings only
     node.set_global_config("vm", "reconcile.interval", "0", "60")
-    # the metrics service's synthetic usage round (every 10 s, every simulator host and
-    # Running VM; about 6 s of CPU at 100,000 hosts) is not host tracking: off as well
-    node.set_global_config("metrics", "simulator.interval", "86400", "10")
     suffix = _vms_label(vms)
     with_vms = f", {vms:,} VMs in the database" if vms else ""
     t0 = time.monotonic()

@@ -41,6 +41,9 @@ ENGINE_MODULES = {
     "tests.integration.test_vm_lifecycle",
     "tests.integration.test_allocator_shared_storage",
     "tests.integration.test_vm_cloudinit",
+    "tests.integration.test_used_ip_cache",
+    "tests.integration.test_tracker_boot",
+    "tests.integration.test_metrics_on_demand",
     "tests.security.test_lockout_concurrency",
 }
 ENGINE_SERVERS = {

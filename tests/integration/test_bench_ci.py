@@ -42,6 +42,8 @@ EXPECTED = {
     ("query", "deep_page"),
     ("tracking", "ping_cpu_share"),
     ("tracking", "boot_to_idle"),
+    ("tracking", "ping_cpu_share_100_vms"),
+    ("tracking", "boot_to_idle_100_vms"),
     ("tracking", "ping_cpu_share_1k_vms"),
     ("tracking", "boot_to_idle_1k_vms"),
     ("stress", "drain_time"),

@@ -48,8 +48,10 @@ async def test_usage_columns_and_sparkline_come_from_one_metrics_call_a_page(
         await api("UpdateGlobalConfig", category="metrics", name="simulator.interval", value="1")
         cloud = await build_cloud(api, hosts=((8, 16 * GiB), (8, 16 * GiB)))
         vms = [await cloud.vm(f"vm-{i}") for i in range(3)]
-        await asyncio.sleep(4.5)  # a few synthetic rounds
-        # Freeze the window: the round under way finishes, the next is an hour away.
+        await asyncio.sleep(4.5)  # a few synthetic ticks
+        # samples are made when asked for: take them at the 1 s ticks, then freeze the window
+        await api("GetVmMetrics", uuids=[v["uuid"] for v in vms])
+        await api("GetHostMetrics", uuids=[cloud["h1"], cloud["h2"]])
         await api("UpdateGlobalConfig", category="metrics", name="simulator.interval", value="3600")
         await asyncio.sleep(1.5)
         expected = {v["uuid"]: await api("GetVmMetrics", uuid=v["uuid"]) for v in vms}

@@ -52,16 +52,16 @@ async def test_resume_after_a_restart_rebuilds_the_host_and_pings_it() -> None:
     host_type = SimulatorHostType(sim)
     assert isinstance(host_type, ResumableHostType)
     ref = HostRef(**{**REF.__dict__, "totalCpuCapacity": 12, "totalMemoryCapacity": 4096})
-    await host_type.resume(ref, [("vm1", "Running", 2, 512), ("vm2", "Paused", 1, 256)])
+    await host_type.resume(ref, lambda: [("vm1", "Running", 2, 512), ("vm2", "Paused", 1, 256)])
     record = sim.hosts[REF.uuid]
     assert (record.cpuNum, record.memoryCapacity, record.connected) == (12, 4096, True)
     assert sim.vm_states(REF.uuid) == {"vm1": "Running", "vm2": "Paused"}
     assert list(sim.calls) == [("ping", REF.uuid)]  # a ping, not a connect
-    await host_type.resume(ref, [])  # a known record is kept as it is
+    await host_type.resume(ref, list)  # a known record is kept as it is
     assert set(sim.vm_states(REF.uuid)) == {"vm1", "vm2"}
     sim.inject("ping", "timeout", host=REF.uuid)
     with pytest.raises(SimulatorError):  # the tracker reconnects a host that fails it
-        await host_type.resume(ref, [])
+        await host_type.resume(ref, list)
 
 
 def test_calls_are_bounded() -> None:
@@ -155,3 +155,27 @@ def test_host_state_tables() -> None:
         HOST_STATE.check("h", "Disabled", "allocate")
     assert HOST_STATUS.next("h", "Disconnected", "connect") == "Connecting"
     assert set(HOST_STATUS.states) == {"Connecting", "Connected", "Disconnected"}
+
+
+async def test_adopted_vms_become_records_when_the_host_is_first_looked_at() -> None:
+    sim = SimulatorHypervisor()
+    host_type = SimulatorHostType(sim)
+    reads: list[str] = []
+
+    def placed() -> list[tuple[str, str, int, int]]:
+        reads.append(REF.uuid)
+        return [("vm1", "Running", 2, 512), ("vm2", "Paused", 1, 256)]
+
+    await host_type.resume(REF, placed)
+    record = sim.hosts[REF.uuid]
+    assert reads == [] and not record._vms  # a boot reads and builds no VM
+    started = sim.start_vm(REF.uuid, "vm3", 1, 128)  # looking at the VMs reads them first
+    assert reads == [REF.uuid] and started.state == "Running"
+    assert sim.vm_states(REF.uuid) == {"vm1": "Running", "vm2": "Paused", "vm3": "Running"}
+    assert record.used_cpu == 4 and record.seen == {"vm1", "vm2", "vm3"}
+    del record.vms["vm1"]  # vanished without an operation: the record can tell
+    assert sim.gone(REF.uuid) == ["vm1"]
+    host_type.adopt(REF.uuid, [("vm2", "Running", 8, 1), ("vm4", "Running", 1, 64)])
+    assert sim.vm(REF.uuid, "vm2").cpuNum == 1  # a VM it holds is kept as it is
+    assert sim.vm(REF.uuid, "vm4").state == "Running"
+    assert reads == [REF.uuid]  # read once

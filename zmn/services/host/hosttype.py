@@ -12,7 +12,7 @@ boot and after a host came back from a ping failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -83,9 +83,13 @@ class ResumableHostType(Protocol):
     reconnected. Types without it (KVM) are reconnected at every boot.
     """
 
-    async def resume(self, host: HostRef, vms: Sequence[tuple[str, str, int, int]]) -> None:
+    async def resume(
+        self, host: HostRef, placed: Callable[[], Sequence[tuple[str, str, int, int]]]
+    ) -> None:
         """Check the host answers (like ``ping``) and rebuild what this process keeps about
-        it; ``vms`` are (uuid, state, vCPUs, bytes) of the VMs the database places on it."""
+        it; ``placed()`` reads (uuid, state, vCPUs, bytes) of the VMs the database places on
+        it, for a type that needs them (one indexed select, so call it only when needed: a
+        boot that read every host's VMs grew with the VMs in the database)."""
 
 
 @runtime_checkable

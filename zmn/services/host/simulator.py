@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,14 +75,48 @@ class SimulatedHost:
     cpuNum: int
     memoryCapacity: int
     connected: bool = True
-    vms: dict[str, SimulatedVm] = field(default_factory=dict)
-    # VMs this record holds or held until they vanished without an operation (a crash, or a
-    # test removing them): only for those can it tell that a VM is gone. With several
-    # management nodes every node keeps its own record of a host (the simulator lives in its
-    # process), so a VM it never held may well run there through another node's record.
-    seen: set[str] = field(default_factory=set)
     # security-group rules applied per NIC (ApplySecurityGroupRules)
     rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _vms: dict[str, SimulatedVm] = field(default_factory=dict, repr=False)
+    _seen: set[str] = field(default_factory=set, repr=False)
+    # (uuid, state, vCPUs, bytes) of VMs the database places here, made into records when
+    # the host's VMs are first looked at; after a node's boot ``_placed`` reads them then: a
+    # boot with 1,000,000 VMs reads none of them and builds no VM object until one is needed
+    _adopted: list[tuple[str, str, int, int]] = field(default_factory=list, repr=False)
+    _placed: Callable[[], Sequence[tuple[str, str, int, int]]] | None = field(
+        default=None, repr=False
+    )
+
+    @property
+    def vms(self) -> dict[str, SimulatedVm]:
+        if self._adopted or self._placed is not None:
+            self._take_adopted()
+        return self._vms
+
+    @property
+    def seen(self) -> set[str]:
+        """VMs this record holds or held until they vanished without an operation (a crash,
+        or a test removing them): only for those can it tell that a VM is gone. With several
+        management nodes every node keeps its own record of a host (the simulator lives in
+        its process), so a VM it never held may well run there through another node's."""
+        if self._adopted or self._placed is not None:
+            self._take_adopted()
+        return self._seen
+
+    def adopt(self, vms: Sequence[tuple[str, str, int, int]]) -> None:
+        """The VMs the database places here run here again (kept as given until needed)."""
+        self._adopted.extend(vms)
+
+    def _take_adopted(self) -> None:
+        placed, self._placed = self._placed, None
+        if placed is not None:
+            self._adopted.extend(placed())
+        adopted, self._adopted = self._adopted, []
+        for uuid, state, cpu, memory in adopted:
+            if uuid not in self._vms:
+                sim_state = "Paused" if state == "Paused" else "Running"
+                self._vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
+                self._seen.add(uuid)
 
     @property
     def used_cpu(self) -> int:
@@ -270,24 +304,22 @@ class SimulatorHostType:
         memory = int(params.get("memoryCapacity") or host.totalMemoryCapacity or DEFAULT_MEMORY)
         self.hypervisor.connect(host.uuid, host.managementIp, cpu, memory)
 
-    def adopt(self, host_uuid: str, vms: list[tuple[str, str, int, int]]) -> None:
+    def adopt(self, host_uuid: str, vms: Sequence[tuple[str, str, int, int]]) -> None:
         """After a node restart: the VMs the database places on the host run there again."""
         record = self.hypervisor.hosts.get(host_uuid)
-        if record is None:
-            return
-        for uuid, state, cpu, memory in vms:
-            if uuid not in record.vms:
-                sim_state = "Paused" if state == "Paused" else "Running"
-                record.vms[uuid] = SimulatedVm(uuid, sim_state, cpu, memory)
-                record.seen.add(uuid)
+        if record is not None:
+            record.adopt(vms)
 
-    async def resume(self, host: HostRef, vms: Sequence[tuple[str, str, int, int]]) -> None:
+    async def resume(
+        self, host: HostRef, placed: Callable[[], Sequence[tuple[str, str, int, int]]]
+    ) -> None:
         """At node boot, for a host the database says is Connected.
 
         The simulated hosts live in this process, so a restart lost their records; a real
         host would have kept running. Rebuild the record from the last known capacity with
-        the VMs the database places there (what a reconnect does, without its status changes
-        and capacity sync: the totals are the database's), then ping it.
+        the VMs the database places there, read when the host's VMs are first looked at
+        (what a reconnect does, without its status changes and capacity sync: the totals
+        are the database's), then ping it.
         """
         sim = self.hypervisor
         if host.uuid not in sim.hosts:
@@ -296,8 +328,8 @@ class SimulatorHostType:
                 host.managementIp,
                 int(host.totalCpuCapacity or DEFAULT_CPU),
                 int(host.totalMemoryCapacity or DEFAULT_MEMORY),
+                _placed=placed,
             )
-            self.adopt(host.uuid, list(vms))
         sim.ping(host.uuid)
 
     async def facts(self, host: HostRef) -> HostFacts:

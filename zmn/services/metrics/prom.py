@@ -1,13 +1,14 @@
 """The Prometheus exposition (``metrics.listen`` in zmn.conf), through ``prometheus_client``.
 
 A collector reads the node's statistics and the latest sample of every host and VM at each
-scrape: counters stay counters (``*_total``: Prometheus computes the rates), memory and load
+scrape (first asking the node for the simulator's samples, which are made when asked for): counters stay counters (``*_total``: Prometheus computes the rates), memory and load
 are gauges. Served by ``prometheus_client``'s own HTTP server in a daemon thread, on a
 registry of its own (not the process-global one).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from zmn.services.metrics.window import MetricsWindow
+
+log = logging.getLogger("zmn.metrics")
 
 HOST = [  # (raw field, metric name, help, counter?, scale)
     ("cpuBusy", "zmn_host_cpu_busy_seconds", "CPU time the host spent busy", True, 1.0),
@@ -39,11 +42,22 @@ VM = [
 
 
 class UsageCollector(Collector):
-    def __init__(self, window: MetricsWindow, node_stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        window: MetricsWindow,
+        node_stats: Callable[[], dict[str, Any]],
+        before: Callable[[], None] | None = None,
+    ) -> None:
         self.window = window
         self.node_stats = node_stats
+        self.before = before
 
     def collect(self) -> Iterator[Metric]:
+        if self.before is not None:
+            try:
+                self.before()
+            except Exception:  # the scrape answers with what the window holds
+                log.exception("the simulator's samples for a scrape failed")
         stats = self.node_stats()
         info = GaugeMetricFamily(
             "zmn_node_info", "this management node", labels=["node", "version"]
@@ -91,12 +105,18 @@ def _families(
         yield family
 
 
-def serve(window: MetricsWindow, node_stats: Callable[[], dict[str, Any]], listen: str) -> Any:
-    """Start the exposition server on ``HOST:PORT``; returns the server (``shutdown()``)."""
+def serve(
+    window: MetricsWindow,
+    node_stats: Callable[[], dict[str, Any]],
+    listen: str,
+    before_scrape: Callable[[], None] | None = None,
+) -> Any:
+    """Start the exposition server on ``HOST:PORT``; returns the server (``shutdown()``).
+    ``before_scrape`` runs in the server's thread at every scrape, before the window is read."""
     from prometheus_client import start_http_server
 
     host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(UsageCollector(window, node_stats))
+    registry.register(UsageCollector(window, node_stats, before_scrape))
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
     return server

@@ -1,8 +1,9 @@
 """The metrics service: ``GetVmMetrics``, ``GetHostMetrics``, the Prometheus endpoint.
 
 Samples arrive from KVM agents' reports (the KVM plugin publishes each on the bus as
-``/host/metrics``; this service never imports it) and, for simulator hosts, from :class:`SyntheticUsage` every
-``metrics/simulator.interval`` seconds. They are kept in a :class:`MetricsWindow` of
+``/host/metrics``; this service never imports it) and, for simulator hosts, from
+:class:`SyntheticUsage` through :class:`SimulatedSampler` when they are asked for (as if taken
+every ``metrics/simulator.interval`` seconds). They are kept in a :class:`MetricsWindow` of
 ``metrics/window.samples`` samples per resource: memory only, lost at restart, never a row.
 
 zmn.conf ``metrics.listen`` (``HOST:PORT``, empty: off) serves the Prometheus exposition.
@@ -15,12 +16,11 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import select
-
 from zmn.api.errors import InvalidArgument
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.service import Call, Service, handler
 from zmn.services.metrics.api import GetHostMetrics, GetVmMetrics
+from zmn.services.metrics.sampler import SimulatedSampler
 from zmn.services.metrics.synthetic import SyntheticUsage
 from zmn.services.metrics.window import MetricsWindow, Sample, series
 
@@ -28,6 +28,8 @@ log = logging.getLogger("zmn.metrics")
 
 METRICS_EVENT = "/host/metrics"  # published by the KVM plugin for each agent report
 STALE_SECONDS = 3600.0  # a resource without a sample this long is dropped from the window
+PRUNE_SECONDS = 60.0  # how often the window is pruned
+SCRAPE_SECONDS = 60.0  # how long a Prometheus scrape waits for the simulator's samples
 
 
 class MetricsService(Service):
@@ -49,7 +51,8 @@ class MetricsService(Service):
             "simulator.interval",
             10,
             "int",
-            "seconds between the synthetic usage samples of simulator hosts and their VMs",
+            "seconds between the synthetic usage samples of simulator hosts and their VMs"
+            " (computed when asked for: GetHostMetrics, GetVmMetrics, a Prometheus scrape)",
             min=1,
         ),
     ]
@@ -59,6 +62,8 @@ class MetricsService(Service):
         super().__init__(node)
         self.window = MetricsWindow()
         self.synthetic = SyntheticUsage()
+        self.sampler = SimulatedSampler(node, self.synthetic, self.ingest)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._server: Any = None
         self._sub: Any = None
@@ -75,9 +80,12 @@ class MetricsService(Service):
                 )
             from zmn.services.metrics.prom import serve
 
-            self._server = await asyncio.to_thread(serve, self.window, self._node_stats, listen)
+            self._loop = asyncio.get_running_loop()
+            self._server = await asyncio.to_thread(
+                serve, self.window, self._node_stats, listen, self._before_scrape
+            )
             log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
-        self._task = asyncio.get_running_loop().create_task(self._simulate())
+        self._task = asyncio.get_running_loop().create_task(self._prune())
         self._sub = self.node.bus.subscribe(METRICS_EVENT, self._on_report)
 
     @property
@@ -128,48 +136,20 @@ class MetricsService(Service):
 
     # ------------------------------------------------------------------ simulator usage
 
-    async def _simulate(self) -> None:
-        last = time.time()
-        while True:
-            await asyncio.sleep(float(self.node.global_config.get("metrics", "simulator.interval")))
-            now = time.time()
-            try:
-                self._simulate_once(now, now - last)
-            except Exception:  # a failed round is logged; the next one tries again
-                log.exception("synthetic usage round failed")
-            self.window.prune(now - STALE_SECONDS)
-            last = now
-
-    def _simulate_once(self, now: float, dt: float) -> None:
-        types = self.node.resources.types
-        host_t, vm_t = types.get("Host"), types.get("VmInstance")
-        if host_t is None:
-            return
-        Host, Vm = host_t.model, vm_t.model if vm_t is not None else None
-        with self.node.db.tx() as s:
-            hosts = s.execute(
-                select(Host.uuid, Host.cpuNum, Host.totalMemoryCapacity).where(
-                    Host.hypervisorType == "Simulator", Host.status == "Connected"
-                )
-            ).all()
-            vms = (
-                s.execute(
-                    select(Vm.uuid, Vm.hostUuid, Vm.cpuNum, Vm.memorySize).where(
-                        Vm.state == "Running", Vm.hostUuid.in_([h[0] for h in hosts])
-                    )
-                ).all()
-                if Vm is not None and hosts
-                else []
+    def _before_scrape(self) -> None:
+        """In the exposition's thread: the latest sample of every simulator host and VM."""
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.sampler.catch_up_all(), self._loop).result(
+                SCRAPE_SECONDS
             )
-        by_host: dict[str, list[dict[str, float]]] = {h[0]: [] for h in hosts}
-        for uuid, host_uuid, cpu, memory in vms:
-            values = self.synthetic.vm(uuid, int(cpu), int(memory), dt)
-            by_host[host_uuid].append(values)
-            self.ingest("vm", uuid, now, values, host_uuid)
-        for uuid, cpu, memory in hosts:
-            values = self.synthetic.host(uuid, int(cpu), int(memory), by_host[uuid], dt)
-            self.ingest("host", uuid, now, values, None)
-        self.synthetic.forget_except({v[0] for v in vms}, set(by_host))
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_SECONDS)
+            self.window.prune(time.time() - STALE_SECONDS)
+            hosts = set(self.window.latest("host"))
+            self.synthetic.forget_except(set(self.window.latest("vm")), hosts)
+            self.sampler.forget_except(hosts)
 
     # ------------------------------------------------------------------ APIs
 
@@ -197,8 +177,16 @@ class MetricsService(Service):
 
     @handler(GetVmMetrics)
     async def get_vm_metrics(self, msg: GetVmMetrics, call: Call) -> dict[str, Any]:
+        self.sampler.catch_up_vms(_asked(msg.uuid, msg.uuids))
         return self._reply("vm", msg.uuid, msg.uuids)
 
     @handler(GetHostMetrics)
     async def get_host_metrics(self, msg: GetHostMetrics, call: Call) -> dict[str, Any]:
+        self.sampler.catch_up_hosts(_asked(msg.uuid, msg.uuids))
         return self._reply("host", msg.uuid, msg.uuids)
+
+
+def _asked(uuid: str | None, uuids: list[str] | None) -> list[str]:
+    if uuids is not None:
+        return uuids[:1000]  # more is refused by _reply
+    return [uuid] if uuid else []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from zmn.api.errors import Conflict, InvalidArgument, not_found
@@ -83,22 +83,27 @@ def _lowest_free(ranges: list[Any], used: set[int], hint: int | None) -> tuple[A
     return None
 
 
-# How long this node trusts its copy of an L3's used addresses before reading them again.
-# Allocation on this node keeps the copy exact; another node's allocation shows up as a
-# UNIQUE violation (the copy is then re-read), another node's release within this time may
-# leave a lower address unused for a while.
+# How long this node trusts its copy of an L3's used addresses before checking it. Allocation
+# and release on this node keep the copy exact; the check counts the L3's rows (one indexed
+# count, no row read) and reads them all again only when the count differs from the copy's:
+# another node (or a path that deletes rows without ReleaseIp) changed the L3. Another node's
+# allocation also shows up as a UNIQUE violation (the copy is then read again). A release and
+# an allocation elsewhere that leave the count as it was may leave a lower address unused
+# until the copy is read again, at the latest after USED_FULL_READ_SECONDS.
 USED_CACHE_SECONDS = 30.0
+USED_FULL_READ_SECONDS = 600.0
 
 
 @dataclass
 class _UsedAddresses:
     """This node's copy of the addresses of one L3 network in use, and a scan start."""
 
-    loaded_at: float
+    loaded_at: float  # when the copy was last read or checked
     ranges: tuple[str, ...]  # the L3's ranges when read: another set means read again
     used: set[int]
     hint: int | None = None  # every address of its range before this one is in use
     bounds: tuple[tuple[int, int], ...] = ()  # (first, last) address of each range, in order
+    read_at: float = 0.0  # when the rows were last read
 
 
 class UsedIpCache:
@@ -111,10 +116,17 @@ class UsedIpCache:
         entry = self.l3s.get(l3_uuid)
         now = time.monotonic()
         names = tuple(r.uuid for r in ranges)
-        if entry is None or entry.ranges != names or now - entry.loaded_at > USED_CACHE_SECONDS:
-            used = set(conn.scalars(_SELECT_USED, {"l3": l3_uuid}))
-            bounds = tuple(_bounds(r) for r in ranges)
-            entry = self.l3s[l3_uuid] = _UsedAddresses(now, names, used, bounds=bounds)
+        if entry is not None and entry.ranges == names:
+            if now - entry.loaded_at <= USED_CACHE_SECONDS:
+                return entry
+            if now - entry.read_at <= USED_FULL_READ_SECONDS and conn.scalar(
+                _COUNT_USED, {"l3": l3_uuid}
+            ) == len(entry.used):
+                entry.loaded_at = now  # still this L3's addresses: no need to read them
+                return entry
+        used = set(conn.scalars(_SELECT_USED, {"l3": l3_uuid}))
+        bounds = tuple(_bounds(r) for r in ranges)
+        entry = self.l3s[l3_uuid] = _UsedAddresses(now, names, used, bounds=bounds, read_at=now)
         return entry
 
     def taken(self, l3_uuid: str, value: int) -> None:
@@ -157,6 +169,9 @@ _SELECT_RANGES = (
     .order_by(_RANGE.c.createDate, _RANGE.c.uuid)
 )
 _SELECT_USED = select(_USED.c.ipInLong).where(_USED.c.l3NetworkUuid == bindparam("l3"))
+_COUNT_USED = (
+    select(func.count()).select_from(_USED).where(_USED.c.l3NetworkUuid == bindparam("l3"))
+)
 _INSERT_USED = insert(_USED)
 _SELECT_USED_ROW = select(_USED.c.l3NetworkUuid, _USED.c.ipInLong).where(
     _USED.c.uuid == bindparam("uuid")
