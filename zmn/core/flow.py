@@ -125,7 +125,7 @@ class RecordWriter:
         self.batches += 1
         self.writes += len(batch)
         try:
-            with self.node.db.engine.begin() as conn:
+            with self.node.db.fast() as conn:
                 start = 0
                 while start < len(batch):
                     end = start + 1
@@ -138,7 +138,7 @@ class RecordWriter:
             log.warning("a batch of %d flow record writes failed; retrying one by one", len(batch))
             for statement, params, done in batch:
                 try:
-                    with self.node.db.engine.begin() as conn:
+                    with self.node.db.fast() as conn:
                         conn.execute(statement, params)
                 except Exception as exc:
                     if not done.done():
