@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    cast,
     delete,
     exc,
     insert,
@@ -73,6 +74,29 @@ def test_rows_and_types_match_core(db: Database) -> None:
     assert fast._mapping == dict(core._mapping)
     assert fast.flag is True and fast.n == 7  # the column default, filled in by the fast path
     assert isinstance(fast.createDate, dt.datetime)
+
+
+def test_timestamps_are_stored_as_core_stores_them(db: Database) -> None:
+    moments = [dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(999, 12, 31, 23, 59, 59, 120)]
+    for i, moment in enumerate(moments):
+        with db.fast() as conn:
+            conn.execute(
+                INSERT, {"uuid": f"f{i}".ljust(32, "0"), "name": "x", "createDate": moment}
+            )
+        with db.engine.begin() as conn:
+            conn.execute(
+                INSERT, {"uuid": f"c{i}".ljust(32, "0"), "name": "x", "createDate": moment}
+            )
+    with db.engine.begin() as conn:
+        as_text = cast(T.c.createDate, String(40))  # the stored value, not a datetime
+        stored = dict(conn.execute(select(T.c.uuid, as_text)).all())
+    assert len(stored) == 4 and all(stored.values())
+    for i, moment in enumerate(moments):
+        assert stored[f"f{i}".ljust(32, "0")] == stored[f"c{i}".ljust(32, "0")]
+        with db.fast() as conn:
+            assert (
+                conn.execute(BY_UUID, {"uuid": f"f{i}".ljust(32, "0")}).one().createDate == moment
+            )
 
 
 def test_onupdate_and_rowcount(db: Database) -> None:

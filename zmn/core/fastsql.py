@@ -26,6 +26,7 @@ defaults that would need prefetching, and expanding parameters in ``executemany`
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import weakref
 from collections import namedtuple
@@ -34,10 +35,10 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from sqlalchemy import exc
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 Params = dict[str, Any]
-_MISSING = object()
 
 
 class FastStatement:
@@ -62,14 +63,21 @@ class FastStatement:
         escaped = compiled.escaped_bind_names or {}
         by_name = {name: bp for bp, name in compiled.bind_names.items()}
         names = compiled.positiontup if self.positional else list(by_name)
-        # per bound value: (name sent to the driver, user key, literal value, processor)
-        self.binds: list[tuple[str, str, Any, Callable[[Any], Any] | None]] = []
-        for name in names:
+        self.names = [escaped.get(name, name) for name in names]  # as sent to the driver
+        # per bound value, in order: the caller's key and the statement's literal value
+        self.keyed: list[tuple[str, Any]] = []
+        self.required: frozenset[str] = frozenset(
+            by_name[name].key for name in names if by_name[name].required
+        )
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(names):
             bp = by_name[name]
-            literal = _MISSING if bp.required or bp.callable else bp.value
             if bp.callable:
                 raise TypeError(f"fastsql: callable bound value {bp.key} in {compiled}")
-            self.binds.append((escaped.get(name, name), bp.key, literal, processors.get(name)))
+            self.keyed.append((bp.key, None if bp.required else bp.value))
+            process = processors.get(name)
+            if process is not None:
+                self.processors.append((index, _faster(bp.type, dialect, process)))
         # Python-side column defaults (insert) and onupdate values (update) the caller left out
         self.defaults: list[tuple[str, Callable[[], Any]]] = []
         for column in compiled.insert_prefetch:
@@ -99,15 +107,18 @@ class FastStatement:
                     params[key] = make()
         if self.expanding is not None:
             return self._expanded(params)
-        values = []
-        for _, key, literal, process in self.binds:
-            value = params.get(key, literal)
-            if value is _MISSING:
-                raise exc.ArgumentError(f"fastsql: no value for bound parameter {key!r}")
-            values.append(value if process is None or value is None else process(value))
+        if not self.required <= params.keys():
+            missing = sorted(self.required - params.keys())
+            raise exc.ArgumentError(f"fastsql: no value for bound parameter(s) {missing}")
+        get = params.get
+        values = [get(key, literal) for key, literal in self.keyed]
+        for index, process in self.processors:
+            value = values[index]
+            if value is not None:
+                values[index] = process(value)
         if self.positional:
             return tuple(values)
-        return {name: value for (name, *_), value in zip(self.binds, values, strict=True)}
+        return dict(zip(self.names, values, strict=True))
 
     def _expanded(self, params: Params) -> tuple[str, Any]:
         state = self.expanding.construct_expanded_state(params)
@@ -127,6 +138,24 @@ class FastStatement:
             return [make(r) for r in raw]
         procs = self.results
         return [make(v if p is None else p(v) for p, v in zip(procs, r, strict=True)) for r in raw]
+
+
+def _faster(type_: Any, dialect: Dialect, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's default DATETIME text, written by ``isoformat`` (the same characters for a
+    naive datetime) instead of a ``%`` format of seven fields; else the processor itself."""
+    impl = type_.dialect_impl(dialect)
+    if not (isinstance(impl, sqlite.DATETIME) and impl._storage_format == _SQLITE_FORMAT):
+        return process
+
+    def iso(value: Any) -> Any:
+        if type(value) is dt.datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return process(value)
+
+    return iso
+
+
+_SQLITE_FORMAT = sqlite.DATETIME._storage_format
 
 
 def _default_fn(default: Any, column: Any) -> Callable[[], Any]:
@@ -244,17 +273,25 @@ class StatementCache:
         self.engine = engine
         self.dialect = engine.dialect
         self.dbapi_error: Any = engine.dialect.loaded_dbapi.Error
-        self._compiled: weakref.WeakKeyDictionary[Any, dict[Any, FastStatement]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # id(statement) -> (a weak reference to it, its compiled shapes); the entry goes with
+        # the statement (statements built per call are not kept)
+        self._compiled: dict[int, tuple[Any, dict[Any, FastStatement]]] = {}
         self._local: threading.local | None = threading.local() if keep else None
         self._kept: list[Any] = []  # every thread's kept pool connection, closed by close()
         self._lock = threading.Lock()
 
     def get(self, statement: Any, params: Params, many: bool) -> FastStatement:
-        shapes = self._compiled.get(statement)
-        if shapes is None:
-            shapes = self._compiled[statement] = {}
+        ident = id(statement)
+        entry = self._compiled.get(ident)
+        if entry is None or entry[0]() is not statement:
+            compiled = self._compiled
+
+            def forget(_ref: Any) -> None:
+                if compiled.get(ident) is entry:
+                    del compiled[ident]
+
+            entry = self._compiled[ident] = (weakref.ref(statement, forget), {})
+        shapes = entry[1]
         key = (tuple(params), many)
         fast = shapes.get(key)
         if fast is None:

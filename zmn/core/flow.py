@@ -294,8 +294,8 @@ class FlowChain:
                     await self._rollback(ctx, done, flow, error, state="Canceled")
                     raise error
                 # the intent (this step's name) is on the record already: written with the
-                # previous step's result, or with the insert for the first step
-                await self._save(ctx, currentFlow=flow.name, data=ctx.data)
+                # previous step's result, or with the insert for the first step (nothing runs
+                # in between that could change the data, so nothing is written here)
                 self._notify(flow.name, "run")
                 try:
                     if self.registry.faults and self.registry.take_fault(
