@@ -35,6 +35,7 @@ def need(condition: bool, reason: str) -> None:
 # all three under CI=true and sqlite elsewhere.
 ENGINE_MODULES = {
     "tests.unit.test_crud",
+    "tests.unit.test_fastsql",
     "tests.unit.test_query_compiler",
     "tests.unit.test_query_paging",
     "tests.integration.test_resources_scenario",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, Text, create_engine, event
@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
 
 from zmn.core import nocase
+from zmn.core.fastsql import FastConnection, StatementCache
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -90,6 +91,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool
+        else:
+            # the most recently used connection first: SQLite keeps a page cache per connection
+            # and drops it when another connection wrote since, so rotating through the pool
+            # (FIFO) re-read the B-tree pages in every transaction
+            kwargs["pool_use_lifo"] = True
     else:
         kwargs["pool_pre_ping"] = True
         kwargs["pool_size"] = 10
@@ -119,6 +125,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
+        self._fast = StatementCache(
+            self.engine, keep=url.startswith("sqlite:///") and url != "sqlite:///:memory:"
+        )
 
     @property
     def backend(self) -> str:
@@ -133,9 +142,15 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    def fast(self) -> AbstractContextManager[FastConnection]:
+        """A transaction for hot paths: cached Core statements run below SQLAlchemy's
+        per-statement machinery (:mod:`zmn.core.fastsql`); committed on success."""
+        return self._fast.begin()
+
     def create_all(self) -> None:
         """Create every table (tests and the embedded default; production runs migrations)."""
         Base.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        self._fast.close()
         self.engine.dispose()

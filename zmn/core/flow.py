@@ -125,7 +125,7 @@ class RecordWriter:
         self.batches += 1
         self.writes += len(batch)
         try:
-            with self.node.db.engine.begin() as conn:
+            with self.node.db.fast() as conn:
                 start = 0
                 while start < len(batch):
                     end = start + 1
@@ -138,7 +138,7 @@ class RecordWriter:
             log.warning("a batch of %d flow record writes failed; retrying one by one", len(batch))
             for statement, params, done in batch:
                 try:
-                    with self.node.db.engine.begin() as conn:
+                    with self.node.db.fast() as conn:
                         conn.execute(statement, params)
                 except Exception as exc:
                     if not done.done():
@@ -294,8 +294,8 @@ class FlowChain:
                     await self._rollback(ctx, done, flow, error, state="Canceled")
                     raise error
                 # the intent (this step's name) is on the record already: written with the
-                # previous step's result, or with the insert for the first step
-                await self._save(ctx, currentFlow=flow.name, data=ctx.data)
+                # previous step's result, or with the insert for the first step (nothing runs
+                # in between that could change the data, so nothing is written here)
                 self._notify(flow.name, "run")
                 try:
                     if self.registry.faults and self.registry.take_fault(

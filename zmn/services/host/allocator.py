@@ -31,8 +31,7 @@ from zmn.services.host.models import HostVO
 from zmn.services.host.vmapi import AllocateHost
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
+    from zmn.core.fastsql import AnyConnection
     from zmn.core.node import Node
 
 GiB = 1024**3
@@ -101,7 +100,7 @@ def _cached(key: Any, build: Callable[[], Any]) -> Any:
     return stmt
 
 
-def clusters_reaching_l3s(node: Node, conn: Connection, l3_uuids: list[str]) -> set[str] | None:
+def clusters_reaching_l3s(node: Node, conn: AnyConnection, l3_uuids: list[str]) -> set[str] | None:
     """Clusters attached to the L2 network of every given L3 (None: no constraint)."""
     if not l3_uuids:
         return None
@@ -127,7 +126,7 @@ def clusters_reaching_l3s(node: Node, conn: Connection, l3_uuids: list[str]) -> 
 
 
 def clusters_with_storage(
-    node: Node, conn: Connection, ps_uuids: list[str], size: int
+    node: Node, conn: AnyConnection, ps_uuids: list[str], size: int
 ) -> set[str] | None:
     """Clusters attached to every given primary storage and, when ``size`` is given, to an
     enabled, connected one with ``size`` bytes free (None: no constraint)."""
@@ -225,7 +224,7 @@ def _scope_statement(zone: bool, cluster: bool, host: bool, avoid: bool) -> Any:
     return _cached(("scope", zone, cluster, host, avoid), build)
 
 
-def candidates(node: Node, conn: Connection, msg: AllocateHost) -> list[Any]:
+def candidates(node: Node, conn: AnyConnection, msg: AllocateHost) -> list[Any]:
     """Hosts passing every filter but capacity, or the error naming the filter that failed."""
     stmt = _scope_statement(
         bool(msg.zoneUuid), bool(msg.clusterUuid), bool(msg.hostUuid), bool(msg.avoidHostUuids)
@@ -355,7 +354,7 @@ def _first_fit_statement(
 
 
 def _first_fit(
-    node: Node, conn: Connection, msg: AllocateHost, strategy: str, r: Ratios
+    node: Node, conn: AnyConnection, msg: AllocateHost, strategy: str, r: Ratios
 ) -> list[Any] | None:
     """The first hosts that can take the VM, in order (preferred host first); None when the
     strategy is not ordered in SQL (random)."""
@@ -400,7 +399,7 @@ def _first_fit(
     return first + [h for h in query(None) if not first or h.uuid != prefer]
 
 
-def _reserve(conn: Connection, host: Any, msg: AllocateHost, r: Ratios) -> Any:
+def _reserve(conn: AnyConnection, host: Any, msg: AllocateHost, r: Ratios) -> Any:
     done = conn.execute(
         _RESERVE,
         {
@@ -416,7 +415,7 @@ def _reserve(conn: Connection, host: Any, msg: AllocateHost, r: Ratios) -> Any:
     return None
 
 
-def allocate(node: Node, conn: Connection, msg: AllocateHost, strategy: str) -> Any:
+def allocate(node: Node, conn: AnyConnection, msg: AllocateHost, strategy: str) -> Any:
     """Choose and (unless ``dryRun``) reserve; runs inside one transaction (Core rows)."""
     r = ratios(node)
     for host in _first_fit(node, conn, msg, strategy, r) or []:

@@ -124,7 +124,7 @@ class HostVmHandlers:
         name = msg.strategy or str(self.node.global_config.get("host", "allocator.strategy"))
         strategy = STRATEGIES.get(name, name)
         rt = self.node.resources.get("Host")
-        with self.node.db.engine.begin() as conn:  # Core: the hot path of every VM create
+        with self.node.db.fast() as conn:  # the hot path of every VM create
             host = allocate(self.node, conn, msg, strategy)
             if msg.reservationKey and not msg.dryRun:  # same transaction as the UPDATE
                 reservations.add(
@@ -180,7 +180,7 @@ class HostVmHandlers:
         self.node.db_write(reservations.give_back(HostVO, host_uuid, _amounts(cpu, memory)))
 
     def _driver(self, call: Call, host_uuid: str) -> tuple[Any, HypervisorDriver]:
-        with self.node.db.engine.begin() as conn:  # Core: every VM operation passes here
+        with self.node.db.fast() as conn:  # every VM operation passes here
             row = conn.execute(SELECT_HOST, {"uuid": host_uuid}).first()
         if row is None:
             raise not_found("Host", host_uuid, "hostUuid")

@@ -26,9 +26,9 @@ from zmn.services.network.l3 import L3_STATE
 from zmn.services.network.models import IpRangeVO, L3NetworkVO, UsedIpVO
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
+    from zmn.core.fastsql import AnyConnection
     from zmn.core.node import Node
 
 RETRIES = 20
@@ -112,7 +112,7 @@ class UsedIpCache:
     def __init__(self) -> None:
         self.l3s: dict[str, _UsedAddresses] = {}
 
-    def get(self, conn: Connection, l3_uuid: str, ranges: list[Any]) -> _UsedAddresses:
+    def get(self, conn: AnyConnection, l3_uuid: str, ranges: list[Any]) -> _UsedAddresses:
         entry = self.l3s.get(l3_uuid)
         now = time.monotonic()
         names = tuple(r.uuid for r in ranges)
@@ -210,7 +210,7 @@ class IpamHandlers:
         copy of the used addresses instead of reading them all for every allocation."""
         for _attempt in range(RETRIES):
             try:
-                with self.node.db.engine.begin() as conn:
+                with self.node.db.fast() as conn:
                     l3 = conn.execute(_SELECT_L3, {"uuid": msg.l3NetworkUuid}).first()
                     if l3 is None:
                         raise not_found("L3Network", msg.l3NetworkUuid, "l3NetworkUuid")

@@ -86,7 +86,7 @@ class CapacityHandlers:
             bool(msg.clusterUuid),
             bool(msg.avoidPrimaryStorageUuids),
         )
-        with self.node.db.engine.begin() as conn:
+        with self.node.db.fast() as conn:
             rows = list(conn.execute(stmt, {k: v for k, v in params.items() if v}))
             if not rows:
                 raise OperationFailed(

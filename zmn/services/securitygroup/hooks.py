@@ -83,7 +83,7 @@ def _may_have_groups(node: Node, nics: list[dict[str, Any]]) -> bool:
     if not nics:
         return False
     l3s = sorted({n["l3NetworkUuid"] for n in nics if n.get("l3NetworkUuid")})
-    with node.db.engine.begin() as conn:
+    with node.db.fast() as conn:
         found = conn.execute(_ANY_GROUP, {"l3s": l3s, "nics": [n["uuid"] for n in nics]})
         return bool(found.scalar())
 

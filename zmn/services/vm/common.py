@@ -20,9 +20,9 @@ from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.states import VM_STATE
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
+    from zmn.core.fastsql import FastConnection
     from zmn.core.node import Node
     from zmn.core.service import Call
 
@@ -71,7 +71,7 @@ def load_vm(call: Call, uuid: str, field: str = "uuid") -> dict[str, Any]:
     """The VM's full inventory (with NICs and volumes)."""
     rt = call.node.resources.get("VmInstance")
     if _fast_inventories(call.node):
-        with call.node.db.engine.begin() as conn:
+        with call.node.db.fast() as conn:
             row = conn.execute(_SELECT_VM, {"uuid": uuid}).first()
             if row is None:
                 raise not_found(rt.name, uuid, field)
@@ -124,8 +124,8 @@ def _update_statement(columns: tuple[str, ...]) -> Any:
     return stmt
 
 
-def vm_inventory(node: Node, conn: Connection, row: Any) -> dict[str, Any]:
-    """One VM's inventory with ``vmNics`` and ``allVolumes``, read on a Core connection."""
+def vm_inventory(node: Node, conn: FastConnection, row: Any) -> dict[str, Any]:
+    """One VM's inventory with ``vmNics`` and ``allVolumes``, read in a fast-path transaction."""
     inv = node.resources.get("VmInstance").inventory(row)
     nic_rt = node.resources.get("VmNic")
     inv["vmNics"] = [nic_rt.inventory(r) for r in conn.execute(_SELECT_NICS, {"uuid": row.uuid})]
@@ -152,7 +152,7 @@ async def set_state(call: Call, uuid: str, event: str, **fields: Any) -> dict[st
     """Apply a state event (and field changes) in one transaction; publish the change."""
     rt = call.node.resources.get("VmInstance")
     if _fast_inventories(call.node):
-        with call.node.db.engine.begin() as conn:
+        with call.node.db.fast() as conn:
             found = conn.execute(_SELECT_VM, {"uuid": uuid}).first()
             if found is None:
                 raise not_found(rt.name, uuid, "uuid")
@@ -180,7 +180,7 @@ async def set_state(call: Call, uuid: str, event: str, **fields: Any) -> dict[st
 def set_fields(call: Call, uuid: str, **fields: Any) -> None:
     """Change columns of the VM row (no state change, no event): one Core UPDATE."""
     values = {**fields, "lastOpDate": utcnow()}
-    with call.node.db.engine.begin() as conn:
+    with call.node.db.fast() as conn:
         conn.execute(_update_statement(tuple(values)), {"_uuid": uuid, **values})
 
 

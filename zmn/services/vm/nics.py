@@ -68,7 +68,7 @@ async def create_nic(
         "createDate": now,
         "lastOpDate": now,
     }
-    with call.node.db.engine.begin() as conn:  # Core, cached statements: every create
+    with call.node.db.fast() as conn:  # cached statements: every create
         conn.execute(_INSERT_NIC, row)
     try:
         used = (
@@ -92,7 +92,7 @@ async def create_nic(
         "gateway": used["gateway"],
         "lastOpDate": utcnow(),
     }
-    with call.node.db.engine.begin() as conn:
+    with call.node.db.fast() as conn:
         conn.execute(_SET_ADDRESS, {"_uuid": uuid, **address})
     rt = call.node.resources.get("VmNic")
     if rt.inventory_hook is not None:

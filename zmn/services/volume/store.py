@@ -35,7 +35,7 @@ def install_path(call: Call, ps_uuid: str, uuid: str, fmt: str, conn: Any = None
         if conn is not None:
             url = conn.execute(stmt, params).scalar() or ""
         else:
-            with call.node.db.engine.begin() as own:  # Core, a statement built once
+            with call.node.db.fast() as own:  # a statement built once
                 url = own.execute(stmt, params).scalar() or ""
     return f"{url.rstrip('/')}/volumes/{uuid}/{uuid}.{fmt}"
 
@@ -130,7 +130,7 @@ class StoreHandlers:
             "lastOpDate": now,
         }
         rt = self.node.resources.get("Volume")
-        with call.node.db.engine.begin() as conn:  # one transaction: path, row, owner
+        with call.node.db.fast() as conn:  # one transaction: path, row, owner
             row["installPath"] = install_path(call, msg.primaryStorageUuid, uuid, msg.format, conn)
             conn.execute(_INSERT_VOLUME, row)
             if rt.owned:

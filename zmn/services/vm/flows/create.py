@@ -63,7 +63,7 @@ class RecordVm(Flow):
             if values[c.key] is None and default is not None and default.is_scalar:
                 values[c.key] = default.arg
         rt = ctx.call.node.resources.get("VmInstance")
-        with ctx.call.node.db.engine.begin() as conn:
+        with ctx.call.node.db.fast() as conn:
             conn.execute(_INSERT_VM, values)
             if rt.owned:
                 conn.execute(
@@ -108,7 +108,7 @@ class SelectBackupStorage(Flow):
         stmt = _bs_statements.get(key)
         if stmt is None:
             stmt = _bs_statements[key] = _backup_storage_statement(link_img, link_zone, bs_rt.model)
-        with node.db.engine.begin() as conn:  # Core, a statement built once
+        with node.db.fast() as conn:  # Core, a statement built once
             found = conn.scalars(stmt, {"image": d["imageUuid"], "zone": d["zoneUuid"]}).first()
         if found is None:
             raise OperationFailed(

@@ -1,0 +1,83 @@
+"""What one ``CreateVmInstance`` costs the database, pinned so that it does not grow unseen:
+the statements it runs, the transactions it opens, and how many of its statements still go
+through SQLAlchemy's per-statement machinery rather than the fast path (zmn/core/fastsql.py).
+
+Counted one create at a time on an in-process node (flow-record writes of concurrent creates
+share transactions; alone, each is its own). Lower the limits when a change removes work.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests.support.inproc import Api, running_node
+from tests.support.vmcloud import build_cloud
+from zmn.core import fastsql
+
+STATEMENTS = 53
+TRANSACTIONS = 30
+THROUGH_SQLALCHEMY = 2  # the job row and the audit row
+
+pytestmark = pytest.mark.asyncio
+
+
+@contextmanager
+def counting(engine: Any) -> Iterator[Counter[str]]:
+    """Count statements and transactions of both paths while the block runs."""
+    seen: Counter[str] = Counter()
+    real_execute = fastsql.FastConnection.execute
+    real_begin = fastsql.StatementCache.begin
+
+    def execute(self: Any, statement: Any, params: Any = None) -> Any:
+        seen["statements"] += 1
+        return real_execute(self, statement, params)
+
+    def begin(self: Any) -> Any:
+        seen["transactions"] += 1
+        return real_begin(self)
+
+    def core_statement(*_args: Any) -> None:
+        seen["statements"] += 1
+        seen["sqlalchemy"] += 1
+
+    def core_transaction(*_args: Any) -> None:
+        seen["transactions"] += 1
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastsql.FastConnection, "execute", execute)
+        mp.setattr(fastsql.StatementCache, "begin", begin)
+        event.listen(engine, "before_cursor_execute", core_statement)
+        event.listen(engine, "begin", core_transaction)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", core_statement)
+            event.remove(engine, "begin", core_transaction)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_node(tmp_path / "home") as (node, _server):
+        yield Api(node)
+
+
+async def test_one_create_stays_within_its_statements(api: Api) -> None:
+    cloud = await build_cloud(api)
+    await cloud.vm("warm-up")  # statements compiled, caches filled
+    creates = 5
+    with counting(api.node.db.engine) as seen:
+        for i in range(creates):
+            vm = await cloud.vm(f"counted-{i}")
+            assert vm["state"] == "Running"
+    per_create = {k: v / creates for k, v in seen.items()}
+    assert per_create["statements"] >= 20, per_create  # the counter sees both paths
+    assert per_create["statements"] <= STATEMENTS, per_create
+    assert per_create["transactions"] <= TRANSACTIONS, per_create
+    assert per_create.get("sqlalchemy", 0) <= THROUGH_SQLALCHEMY, per_create

@@ -1,0 +1,151 @@
+"""The fast path (zmn/core/fastsql.py) gives what ``Connection.execute`` gives: the same rows
+and types, the same Python-side defaults, the same transaction and the same exceptions.
+
+Runs on every engine ZMN_TEST_DB selects (tests/conftest.py ENGINE_MODULES).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    exc,
+    insert,
+    select,
+    update,
+)
+
+from zmn.core.db import Database, Timestamp, utcnow
+
+MD = MetaData()
+T = Table(
+    "fast_t",
+    MD,
+    Column("uuid", String(32), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("n", Integer, nullable=False, default=7),
+    Column("flag", Boolean, nullable=False, default=False),
+    Column("createDate", Timestamp, nullable=False, default=utcnow),
+    Column("lastOpDate", Timestamp, nullable=False, default=utcnow, onupdate=utcnow),
+)
+INSERT = insert(T)
+BY_UUID = select(T).where(T.c.uuid == bindparam("uuid"))
+BY_UUIDS = select(T.c.uuid).where(T.c.uuid.in_(bindparam("uuids", expanding=True)))
+READY = select(T.c.uuid).where(T.c.name == "ready").order_by(T.c.uuid)  # a bound literal
+RENAME = update(T).where(T.c.uuid == bindparam("_uuid")).values(name=bindparam("name"))
+DROP = delete(T).where(T.c.uuid == bindparam("uuid"))
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory, db_engine: str) -> Iterator[Database]:
+    path: Path = tmp_path_factory.mktemp("fastsql") / "x.db"
+    database = Database(f"sqlite:///{path}")
+    MD.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(delete(T))
+
+
+def test_rows_and_types_match_core(db: Database) -> None:
+    with db.fast() as conn:
+        conn.execute(INSERT, {"uuid": "a" * 32, "name": "one", "flag": True})
+    with db.engine.begin() as conn:
+        core = conn.execute(BY_UUID, {"uuid": "a" * 32}).one()
+    with db.fast() as conn:
+        fast = conn.execute(BY_UUID, {"uuid": "a" * 32}).one()
+    assert tuple(fast) == tuple(core)
+    assert fast._mapping == dict(core._mapping)
+    assert fast.flag is True and fast.n == 7  # the column default, filled in by the fast path
+    assert isinstance(fast.createDate, dt.datetime)
+
+
+def test_timestamps_are_stored_as_core_stores_them(db: Database) -> None:
+    moments = [dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(999, 12, 31, 23, 59, 59, 120)]
+    for i, moment in enumerate(moments):
+        with db.fast() as conn:
+            conn.execute(
+                INSERT, {"uuid": f"f{i}".ljust(32, "0"), "name": "x", "createDate": moment}
+            )
+        with db.engine.begin() as conn:
+            conn.execute(
+                INSERT, {"uuid": f"c{i}".ljust(32, "0"), "name": "x", "createDate": moment}
+            )
+    with db.engine.begin() as conn:
+        as_text = cast(T.c.createDate, String(40))  # the stored value, not a datetime
+        stored = dict(conn.execute(select(T.c.uuid, as_text)).all())
+    assert len(stored) == 4 and all(stored.values())
+    for i, moment in enumerate(moments):
+        assert stored[f"f{i}".ljust(32, "0")] == stored[f"c{i}".ljust(32, "0")]
+        with db.fast() as conn:
+            assert (
+                conn.execute(BY_UUID, {"uuid": f"f{i}".ljust(32, "0")}).one().createDate == moment
+            )
+
+
+def test_onupdate_and_rowcount(db: Database) -> None:
+    with db.fast() as conn:
+        conn.execute(
+            INSERT, {"uuid": "b" * 32, "name": "old", "lastOpDate": dt.datetime(2020, 1, 1)}
+        )
+    with db.fast() as conn:
+        assert conn.execute(RENAME, {"_uuid": "b" * 32, "name": "new"}).rowcount == 1
+        assert conn.execute(RENAME, {"_uuid": "c" * 32, "name": "x"}).rowcount == 0
+        row = conn.execute(BY_UUID, {"uuid": "b" * 32}).one()
+    assert row.name == "new"
+    assert row.lastOpDate > dt.datetime(2020, 1, 1)  # onupdate ran
+
+
+def test_executemany_expanding_and_literals(db: Database) -> None:
+    with db.fast() as conn:
+        conn.execute(INSERT, [{"uuid": f"{i:032x}", "name": "ready"} for i in range(5)])
+        conn.execute(INSERT, {"uuid": "f" * 32, "name": "other"})
+        assert len(conn.execute(READY).all()) == 5
+        picked = conn.scalars(BY_UUIDS, {"uuids": [f"{1:032x}", f"{3:032x}", "f" * 32]}).all()
+        assert sorted(picked) == [f"{1:032x}", f"{3:032x}", "f" * 32]
+        assert conn.scalars(BY_UUIDS, {"uuids": []}).all() == []
+        assert conn.scalar(BY_UUIDS, {"uuids": ["nope"]}) is None
+
+
+def test_a_failed_block_leaves_nothing(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.fast() as conn:
+        conn.execute(INSERT, {"uuid": "d" * 32, "name": "half"})
+        raise RuntimeError("step failed")
+    with db.engine.begin() as conn:
+        assert conn.execute(BY_UUID, {"uuid": "d" * 32}).first() is None
+
+
+def test_driver_errors_are_sqlalchemy_errors(db: Database) -> None:
+    with db.fast() as conn:
+        conn.execute(INSERT, {"uuid": "e" * 32, "name": "first"})
+    with pytest.raises(exc.IntegrityError), db.fast() as conn:
+        conn.execute(DROP, {"uuid": "nothing"})
+        conn.execute(INSERT, {"uuid": "e" * 32, "name": "twin"})
+    with db.engine.begin() as conn:
+        assert conn.execute(BY_UUID, {"uuid": "e" * 32}).one().name == "first"
+
+
+def test_a_missing_parameter_is_an_error(db: Database) -> None:
+    with pytest.raises(exc.ArgumentError, match="uuid"), db.fast() as conn:
+        conn.execute(BY_UUID, {})
+
+
+def test_returning_is_refused(db: Database) -> None:
+    with pytest.raises(TypeError, match="RETURNING"), db.fast() as conn:
+        conn.execute(RENAME.returning(T.c.uuid), {"_uuid": "a" * 32, "name": "x"})

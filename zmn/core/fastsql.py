@@ -1,0 +1,344 @@
+"""A fast path below SQLAlchemy's per-statement machinery, for the statements of hot paths.
+
+``Connection.execute`` of a cached Core statement costs tens of microseconds of Python
+(execution context, parameter processing, result metadata) and ``engine.begin()`` as much
+again (connection and transaction objects, events), against a few microseconds for the DBAPI
+call itself; a VM create runs dozens of statements. Here a Core statement that is built once
+(a module constant) is compiled once per parameter shape for the node's dialect; running it
+then costs the DBAPI call and a few look-ups::
+
+    with db.fast() as conn:                  # one transaction, committed on leaving the block
+        row = conn.execute(SELECT_VM, {"uuid": uuid}).first()
+        conn.execute(UPDATE_VM, {"_uuid": uuid, "state": "Running"})
+
+The statements run on a DBAPI connection checked out of the engine's pool (with its pre-ping),
+in one transaction that commits when the block ends and rolls back when it raises, exactly as
+``engine.begin()`` does on each backend. The SQL and bound values are SQLAlchemy's own: the
+compiled statement's text, its bind processors, the bound literals of the statement, and the
+columns' Python-side defaults and ``onupdate`` values. DBAPI errors are raised as SQLAlchemy's
+exceptions (``IntegrityError`` ...), so callers catch the same types. Rows have the columns as
+attributes and a ``_mapping``, like Core rows.
+
+Expanding ``IN`` lists are rendered per execution by SQLAlchemy's own expansion. Not
+supported (``TypeError`` when compiled): ``RETURNING``, callable bound values, SQL-side
+defaults that would need prefetching, and expanding parameters in ``executemany``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import weakref
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from sqlalchemy import exc
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine
+
+Params = dict[str, Any]
+
+
+class FastStatement:
+    """One Core statement compiled for one dialect and one set of parameter keys."""
+
+    def __init__(self, statement: Any, dialect: Dialect, keys: Sequence[str], many: bool) -> None:
+        compiled: Any = statement.compile(
+            dialect=dialect, column_keys=list(keys), for_executemany=many
+        )
+        dml = compiled.isinsert or compiled.isupdate or compiled.isdelete
+        if dml and (compiled._result_columns or getattr(statement, "_returning", ())):
+            raise TypeError(f"fastsql: RETURNING is not supported: {compiled}")
+        # expanding IN lists render per execution (SQLAlchemy's own expansion)
+        self.expanding: Any = None
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            if many:
+                raise TypeError(f"fastsql: expanding parameters in executemany: {compiled}")
+            self.expanding = compiled
+        self.sql: str = compiled.string
+        self.positional = compiled.positiontup is not None
+        processors = compiled._bind_processors
+        escaped = compiled.escaped_bind_names or {}
+        by_name = {name: bp for bp, name in compiled.bind_names.items()}
+        names = compiled.positiontup if self.positional else list(by_name)
+        self.names = [escaped.get(name, name) for name in names]  # as sent to the driver
+        # per bound value, in order: the caller's key and the statement's literal value
+        self.keyed: list[tuple[str, Any]] = []
+        self.required: frozenset[str] = frozenset(
+            by_name[name].key for name in names if by_name[name].required
+        )
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(names):
+            bp = by_name[name]
+            if bp.callable:
+                raise TypeError(f"fastsql: callable bound value {bp.key} in {compiled}")
+            self.keyed.append((bp.key, None if bp.required else bp.value))
+            process = processors.get(name)
+            if process is not None:
+                self.processors.append((index, _faster(bp.type, dialect, process)))
+        # Python-side column defaults (insert) and onupdate values (update) the caller left out
+        self.defaults: list[tuple[str, Callable[[], Any]]] = []
+        for column in compiled.insert_prefetch:
+            self.defaults.append((column.key, _default_fn(column.default, column)))
+        for column in compiled.update_prefetch:
+            self.defaults.append((column.key, _default_fn(column.onupdate, column)))
+        self.row: Any = None
+        self.results: list[Callable[[Any], Any] | None] = []
+        if compiled._result_columns:
+            fields = [entry.keyname for entry in compiled._result_columns]
+            if not all(f.isidentifier() for f in fields):
+                raise TypeError(f"fastsql: result columns {fields} are not all identifiers")
+            self.row = _row_class(tuple(fields))
+            self.results = [
+                entry.type._cached_result_processor(dialect, None)
+                for entry in compiled._result_columns
+            ]
+            if not any(self.results):
+                self.results = []
+
+    def args(self, params: Params) -> Any:
+        """The parameters as the driver takes them (a tuple or a dict)."""
+        if self.defaults:
+            params = dict(params)
+            for key, make in self.defaults:
+                if key not in params:
+                    params[key] = make()
+        if self.expanding is not None:
+            return self._expanded(params)
+        if not self.required <= params.keys():
+            missing = sorted(self.required - params.keys())
+            raise exc.ArgumentError(f"fastsql: no value for bound parameter(s) {missing}")
+        get = params.get
+        values = [get(key, literal) for key, literal in self.keyed]
+        for index, process in self.processors:
+            value = values[index]
+            if value is not None:
+                values[index] = process(value)
+        if self.positional:
+            return tuple(values)
+        return dict(zip(self.names, values, strict=True))
+
+    def _expanded(self, params: Params) -> tuple[str, Any]:
+        state = self.expanding.construct_expanded_state(params)
+        procs, values = state.processors, state.parameters
+
+        def value(name: str) -> Any:
+            v, process = values[name], procs.get(name)
+            return v if process is None or v is None else process(v)
+
+        if state.positiontup is not None:
+            return state.statement, tuple(value(n) for n in state.positiontup)
+        return state.statement, {n: value(n) for n in values}
+
+    def rows(self, raw: list[Any]) -> list[Any]:
+        make = self.row._make
+        if not self.results:
+            return [make(r) for r in raw]
+        procs = self.results
+        return [make(v if p is None else p(v) for p, v in zip(procs, r, strict=True)) for r in raw]
+
+
+def _faster(type_: Any, dialect: Dialect, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's default DATETIME text, written by ``isoformat`` (the same characters for a
+    naive datetime) instead of a ``%`` format of seven fields; else the processor itself."""
+    impl = type_.dialect_impl(dialect)
+    if not (isinstance(impl, sqlite.DATETIME) and impl._storage_format == _SQLITE_FORMAT):
+        return process
+
+    def iso(value: Any) -> Any:
+        if type(value) is dt.datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return process(value)
+
+    return iso
+
+
+_SQLITE_FORMAT = sqlite.DATETIME._storage_format
+
+
+def _default_fn(default: Any, column: Any) -> Callable[[], Any]:
+    if default is None:
+        raise TypeError(f"fastsql: column {column.key} is prefetched but has no Python default")
+    if default.is_scalar:
+        value = default.arg
+        return lambda: value
+    if default.is_callable:
+        fn = default.arg  # SQLAlchemy wraps a zero-argument function to take the context
+        return lambda: fn(None)
+    raise TypeError(f"fastsql: column {column.key} has a default that runs SQL")
+
+
+def _row_class(fields: tuple[str, ...]) -> Any:
+    make: Any = namedtuple  # the columns are known at run time only
+    base: Any = make("FastRow", fields)
+
+    def mapping(self: Any) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
+
+    return type("FastRow", (base,), {"__slots__": (), "_mapping": property(mapping)})
+
+
+class FastResult:
+    """Rows of one statement, read at once (Core's ``Result`` for the calls the node makes)."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+    def one(self) -> Any:
+        if len(self._rows) != 1:
+            raise exc.NoResultFound("no row") if not self._rows else exc.MultipleResultsFound()
+        return self._rows[0]
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalars(self) -> FastResult:
+        return FastResult([r[0] for r in self._rows], self.rowcount)
+
+
+class FastConnection:
+    """Statements of one transaction on one DBAPI connection (see the module docstring)."""
+
+    def __init__(self, dbapi_connection: Any, cache: StatementCache) -> None:
+        self.dbapi_connection = dbapi_connection
+        self.cursor = dbapi_connection.cursor()
+        self.cache = cache
+
+    def execute(self, statement: Any, params: Params | list[Params] | None = None) -> FastResult:
+        one: Params = (params[0] if params else {}) if isinstance(params, list) else params or {}
+        many = isinstance(params, list) and len(params) > 1
+        fast = self.cache.get(statement, one, many)
+        sql = fast.sql
+        if many:
+            args: Any = [fast.args(p) for p in cast(list[Params], params)]
+        elif fast.expanding is not None:
+            sql, args = fast.args(one)
+        else:
+            args = fast.args(one)
+        cursor = self.cursor
+        try:
+            if many:
+                cursor.executemany(sql, args)
+            else:
+                cursor.execute(sql, args)
+            raw = cursor.fetchall() if fast.row is not None else []
+        except self.cache.dbapi_error as err:
+            raise exc.DBAPIError.instance(
+                sql,
+                args,
+                err,
+                self.cache.dbapi_error,
+                dialect=self.cache.dialect,
+            ) from err
+        return FastResult(fast.rows(raw) if raw else [], cursor.rowcount)
+
+    def scalars(self, statement: Any, params: Params | None = None) -> FastResult:
+        return self.execute(statement, params).scalars()
+
+    def scalar(self, statement: Any, params: Params | None = None) -> Any:
+        return self.execute(statement, params).scalar()
+
+
+AnyConnection = Connection | FastConnection
+"""Helpers that run in either kind of transaction take this."""
+
+
+class StatementCache:
+    """Compiled statements of one engine, by statement and parameter keys; a statement's
+    entries go when the statement does (statements built per call are not kept).
+
+    With ``keep`` (a SQLite file) each thread keeps one DBAPI connection for its fast
+    transactions instead of a pool checkout per transaction: SQLite keeps a page cache per
+    connection and drops it when another connection wrote, and a file connection cannot go
+    stale. A block opened inside another of the same thread takes a pooled connection (the
+    outer one's transaction stays its own). Server databases always use the pool (its
+    pre-ping replaces a connection the server dropped).
+    """
+
+    def __init__(self, engine: Engine, *, keep: bool = False) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.dbapi_error: Any = engine.dialect.loaded_dbapi.Error
+        # id(statement) -> (a weak reference to it, its compiled shapes); the entry goes with
+        # the statement (statements built per call are not kept)
+        self._compiled: dict[int, tuple[Any, dict[Any, FastStatement]]] = {}
+        self._local: threading.local | None = threading.local() if keep else None
+        self._kept: list[Any] = []  # every thread's kept pool connection, closed by close()
+        self._lock = threading.Lock()
+
+    def get(self, statement: Any, params: Params, many: bool) -> FastStatement:
+        ident = id(statement)
+        entry = self._compiled.get(ident)
+        if entry is None or entry[0]() is not statement:
+            compiled = self._compiled
+
+            def forget(_ref: Any) -> None:
+                if compiled.get(ident) is entry:
+                    del compiled[ident]
+
+            entry = self._compiled[ident] = (weakref.ref(statement, forget), {})
+        shapes = entry[1]
+        key = (tuple(params), many)
+        fast = shapes.get(key)
+        if fast is None:
+            fast = shapes[key] = FastStatement(statement, self.dialect, tuple(params), many)
+        return fast
+
+    @contextmanager
+    def begin(self) -> Iterator[FastConnection]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        local = self._local
+        if local is None or getattr(local, "busy", False):
+            with self._pooled() as pooled:
+                yield pooled
+            return
+        conn: FastConnection | None = getattr(local, "conn", None)
+        if conn is None:
+            raw: Any = self.engine.raw_connection()
+            with self._lock:
+                self._kept.append(raw)
+            conn = local.conn = FastConnection(raw, self)
+        local.busy = True
+        dbapi = conn.dbapi_connection
+        try:
+            yield conn
+            dbapi.commit()
+        except BaseException:
+            dbapi.rollback()
+            raise
+        finally:
+            local.busy = False
+
+    @contextmanager
+    def _pooled(self) -> Iterator[FastConnection]:
+        raw: Any = self.engine.raw_connection()
+        try:
+            yield FastConnection(raw, self)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+    def close(self) -> None:
+        """Give the kept connections back to the pool (before the engine is disposed)."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        self._local = threading.local() if self._local is not None else None
+        for raw in kept:
+            raw.close()
