@@ -162,13 +162,17 @@ class MetricsService(Service):
                 else []
             )
         by_host: dict[str, list[dict[str, float]]] = {h[0]: [] for h in hosts}
+        # every running VM each round: the synthetic values are floats already, so they go
+        # to the window as they are (what ingest checks is for agents' reports)
+        self.window.size = int(self.node.global_config.get("metrics", "window.samples"))
+        add, vm_sample = self.window.add, self.synthetic.vm
         for uuid, host_uuid, cpu, memory in vms:
-            values = self.synthetic.vm(uuid, int(cpu), int(memory), dt)
+            values = vm_sample(uuid, int(cpu), int(memory), dt)
             by_host[host_uuid].append(values)
-            self.ingest("vm", uuid, now, values, host_uuid)
+            add("vm", uuid, Sample(now, values, host_uuid))
         for uuid, cpu, memory in hosts:
             values = self.synthetic.host(uuid, int(cpu), int(memory), by_host[uuid], dt)
-            self.ingest("host", uuid, now, values, None)
+            add("host", uuid, Sample(now, values, None))
         self.synthetic.forget_except({v[0] for v in vms}, set(by_host))
 
     # ------------------------------------------------------------------ APIs
