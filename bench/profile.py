@@ -13,6 +13,8 @@ import asyncio
 import time
 from typing import Any
 
+from sqlalchemy import event
+
 from bench.cloud import build_cloud
 from bench.harness import Run
 from bench.inproc import endpoint_of, inproc_node
@@ -101,15 +103,17 @@ async def measure(run: Run) -> None:
                 await client.call("CreateVmInstance", cloud.vm_args(f"warm-{i}"))
             profiler = Profiler(interval=0.001, async_mode="disabled")
             todo = iter(range(count))
+            sql = SqlCount(node.db.engine)
 
             async def worker() -> None:
                 for i in todo:
                     await client.call("CreateVmInstance", cloud.vm_args(f"p-{i}"))
 
             cpu0, t0 = time.process_time(), time.perf_counter()
-            profiler.start()
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-            profiler.stop()
+            with sql:
+                profiler.start()
+                await asyncio.gather(*(worker() for _ in range(in_flight)))
+                profiler.stop()
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     session = profiler.last_session
     root = session.root_frame() if session is not None else None
@@ -130,8 +134,32 @@ async def measure(run: Run) -> None:
         None,
     )
     run.profiles.append(
-        _section(count, in_flight, cpu, wall, sampled, totals, layers, profiler, unprofiled)
+        _section(count, in_flight, cpu, wall, sampled, totals, layers, profiler, unprofiled, sql)
     )
+
+
+class SqlCount:
+    """Statements and commits on ``engine`` while the ``with`` block runs."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.statements = 0
+        self.commits = 0
+
+    def _statement(self, *_args: Any) -> None:
+        self.statements += 1
+
+    def _commit(self, *_args: Any) -> None:
+        self.commits += 1
+
+    def __enter__(self) -> SqlCount:
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "commit", self._commit)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "commit", self._commit)
 
 
 def _share(totals: dict[str, float], function: str, suffix: str, sampled: float) -> float | None:
@@ -151,6 +179,7 @@ def _section(
     layers: dict[str, float],
     profiler: Any,
     unprofiled: float | None,
+    sql: SqlCount,
 ) -> str:
     profiled = cpu / count * 1e3
     per_vm = unprofiled or profiled
@@ -165,6 +194,9 @@ def _section(
         f" {in_flight} in flight through the socket: {profiled:.1f} ms CPU per VM under the"
         f" profiler ({wall:.1f} s wall, {cpu:.1f} s CPU, client included). Shares are of the"
         f" sampled time; ms per VM applies a share to {basis}.\n",
+        f"SQL per create: {sql.statements / count:.1f} statements and {sql.commits / count:.1f}"
+        f" commits ({in_flight} in flight; SQLAlchemy's cursor and commit events, an"
+        " `executemany` counted once, the node's background work included).\n",
         "### Time by layer (self time)\n",
         "| layer | share |\n|---|---|",
     ]

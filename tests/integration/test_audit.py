@@ -3,6 +3,7 @@ never stored, rows are never changed, and a normal account reads only its own ro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -257,3 +258,22 @@ async def test_without_the_plugin_everything_else_works(tmp_path: Path) -> None:
         assert (await api("QueryZone", count=True))["total"] == 1
         err = await error_of(api("QueryAuditLog"))
         assert err.code == "API.NOT_FOUND"
+
+
+async def test_each_row_is_durable_when_its_call_returns_with_many_calls_in_flight(
+    env: tuple[Node, ApiServer, Api],
+) -> None:
+    """Audit rows are group-committed with whatever else is written at the time, but a call
+    returns (and its reply is sent) only once its own row is in the table: read here with raw
+    SQL at once, before the event loop could run anything else."""
+    node, _server, api = env
+
+    async def create(i: int) -> None:
+        uuid = (await api("CreateZone", name=f"z{i}"))["inventory"]["uuid"]
+        with node.db.engine.connect() as conn:
+            rows = conn.execute(
+                text('SELECT result FROM audit_log WHERE "resourceUuid" = :u'), {"u": uuid}
+            ).all()
+        assert [r.result for r in rows] == ["ok"], (i, rows)
+
+    await asyncio.gather(*(create(i) for i in range(20)))

@@ -12,8 +12,12 @@ under the peer ``(other peers)``) and the node log's summary line
 (:data:`zmn.limits.refusals`). With no observer registered (the audit plugin disabled) the
 cost is one dictionary look-up per call.
 
-Observers run inline on the event loop after the call, so they must be quick (one insert)
-and must not raise: an exception is logged and the caller still gets its reply.
+Observers run inline on the event loop after the call, so they must be quick and must not
+raise: an exception is logged and the caller still gets its reply. An observer that writes
+may queue the write and return a future that is done when it is durable (the audit service
+queues its row in the group commit of :class:`~zmn.core.flow.RecordWriter`): the call's reply
+waits for it (:func:`settle`), so a row is in the trail when its reply arrives, and the rows
+of many concurrent calls share one transaction.
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ class ApiCallRecord:
 
 
 class ApiCallObserver(Protocol):
-    """Extension point: told about every mutating API call after it ends."""
+    """Extension point: told about every mutating API call after it ends. It may return a
+    future (done when what it wrote is durable) that the reply waits for; its failure is the
+    observer's to log, never the call's."""
 
-    def api_called(self, record: ApiCallRecord) -> None: ...
+    def api_called(self, record: ApiCallRecord) -> asyncio.Future[Any] | None: ...
 
 
 ANONYMOUS_ROWS = 20  # refused anonymous calls audited one row each per interval
@@ -138,24 +144,40 @@ def flush_refused(node: Node) -> None:
         pending.flush()
 
 
-def notify(node: Node, record: ApiCallRecord) -> None:
-    """Hand a finished mutating call to every observer; read-only and internal calls skip."""
+def notify(node: Node, record: ApiCallRecord) -> list[asyncio.Future[Any]]:
+    """Hand a finished mutating call to every observer; read-only and internal calls skip.
+    Returns the observers' writes still in flight (see :func:`settle`)."""
     spec = record.spec
     if spec is None or not spec.mutating or spec.internal:
-        return
+        return []
     who = record.principal
     if record.error is not None and (who is None or not who.accountUuid):  # anonymous, refused
         pending = _anonymous.get(node)
         if pending is None:
             pending = _anonymous[node] = _Anonymous(node)
         if not pending.admit(record):
-            return
-    _observe(node, record)
+            return []
+    return _observe(node, record)
 
 
-def _observe(node: Node, record: ApiCallRecord) -> None:
+async def settle(writes: list[asyncio.Future[Any]]) -> None:
+    """Wait until the observers' writes of a call are durable (their failures are theirs to
+    log: a call never fails because of its audit row)."""
+    for done in writes:
+        try:
+            await done
+        except Exception:  # noqa: S110 - logged by the observer that wrote
+            pass
+
+
+def _observe(node: Node, record: ApiCallRecord) -> list[asyncio.Future[Any]]:
+    writes = []
     for observer in node.extensions.all(ApiCallObserver):  # type: ignore[type-abstract]
         try:
-            observer.api_called(record)
+            done = observer.api_called(record)
         except Exception:  # an observer's failure must not fail the call it observes
             log.exception("API call observer %s failed", type(observer).__name__)
+            continue
+        if done is not None:
+            writes.append(done)
+    return writes

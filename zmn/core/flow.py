@@ -107,6 +107,13 @@ class RecordWriter:
     ) -> None:
         """Queue a write (and ``also`` writes, in the same transaction when the batch commits
         as one); back when it is durable (a failure of an ``also`` write alone is ignored)."""
+        await self.submit(statement, params, *also)
+
+    def submit(
+        self, statement: Any, params: dict[str, Any], *also: tuple[Any, dict[str, Any]]
+    ) -> asyncio.Future[None]:
+        """:meth:`write` for a caller that cannot await now: the future is done when the
+        write is durable (queued at once: it is written whether or not anyone awaits)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self.queue.append((statement, params, done))
@@ -115,7 +122,7 @@ class RecordWriter:
         if not self.scheduled:
             self.scheduled = True
             loop.call_soon(self.flush)
-        await done
+        return done
 
     def flush(self) -> None:
         self.scheduled = False

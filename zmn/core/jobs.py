@@ -1,6 +1,9 @@
 """Jobs: long API calls run in the background, waited on, detached from or followed.
 
-A job row is written before the work starts. Progress and the final state are published on
+A job row is written before the work starts: queued in the flow records' group commit
+(:class:`~zmn.core.flow.RecordWriter`) when the job is submitted, and awaited by the job's task
+before it runs the work, so the rows of the jobs submitted in one turn of the event loop
+share a transaction. Progress and the final state are published on
 ``/job/<uuid>`` and ``/job/state/change``. A client that detached can ``WaitJob`` later.
 
 Every job has a time limit: the caller's, else the global config ``job/defaultTimeout`` (0
@@ -70,8 +73,11 @@ DEFAULT_TIMEOUT = GlobalConfigDef(
 
 
 class JobHandle:
-    def __init__(self, manager: JobManager, uuid: str, name: str) -> None:
+    def __init__(
+        self, manager: JobManager, uuid: str, name: str, recorded: asyncio.Future[None]
+    ) -> None:
         self.manager = manager
+        self.recorded = recorded  # done when the job's row is durable
         self.uuid = uuid
         self.name = name
         self.percent = 0
@@ -181,25 +187,24 @@ class JobManager:
         uuid = job_uuid or new_uuid()
         if not timeout:
             timeout = self.default_timeout()
-        with self.node.db.engine.begin() as conn:  # Core: the hot path of every long API
-            conn.execute(
-                _INSERT_JOB,
-                {
-                    "uuid": uuid,
-                    "name": name,
-                    "state": "Running",
-                    "args": jsontext.dumps(args),
-                    "progress": 0,
-                    "progressText": None,
-                    "result": None,
-                    "error": None,
-                    "resourceUuid": resource_uuid,
-                    "accountUuid": principal.accountUuid,
-                    "managementNodeUuid": self.node.uuid,
-                    "timeout": int(timeout),
-                },
-            )
-        handle = JobHandle(self, uuid, name)
+        recorded = self.node.flows.writer.submit(  # queued now: written even if no one waits
+            _INSERT_JOB,
+            {
+                "uuid": uuid,
+                "name": name,
+                "state": "Running",
+                "args": jsontext.dumps(args),
+                "progress": 0,
+                "progressText": None,
+                "result": None,
+                "error": None,
+                "resourceUuid": resource_uuid,
+                "accountUuid": principal.accountUuid,
+                "managementNodeUuid": self.node.uuid,
+                "timeout": int(timeout),
+            },
+        )
+        handle = JobHandle(self, uuid, name, recorded)
         self.handles[uuid] = handle
         task = asyncio.get_running_loop().create_task(self._run(handle, work, timeout))
         # a detached job may have no one awaiting it: its outcome is on the job row, so
@@ -218,6 +223,7 @@ class JobManager:
             timer = asyncio.get_running_loop().call_later(timeout, self._expire, handle, task)
         try:
             try:
+                await handle.recorded  # the row first, then the work
                 # the job's start, for whoever follows it (the reply names the job only at
                 # its end: a client interrupted before then can still say which job goes on)
                 await self.node.bus.publish(

@@ -30,7 +30,7 @@ from zmn.api.errors import (
 )
 from zmn.api.message import ApiMessage, ApiTable, CreateMessage, decode_args, redacted_args
 from zmn.core import plugins
-from zmn.core.audit import ApiCallRecord, notify
+from zmn.core.audit import ApiCallRecord, notify, settle
 from zmn.core.bus import Bus, Envelope, LocalBus, Principal
 from zmn.core.config import BootConfig
 from zmn.core.crud import resolve_message_refs
@@ -394,9 +394,11 @@ class Node:
                     api_name, redacted_args(msg), principal, work, resource_uuid=uuid
                 )
                 record.job_uuid = job_uuid
+                recorded = self.jobs.handles[job_uuid].recorded
                 if on_job is not None:
                     on_job(job_uuid)
                 if not wait:
+                    await asyncio.shield(recorded)  # the row the reply shows
                     ok = True
                     return {"job": self.jobs.get(job_uuid)}, job_uuid
                 result = record.result = await asyncio.shield(task)
@@ -426,9 +428,12 @@ class Node:
             self.stats.in_flight -= 1
             record.seconds = time.perf_counter() - started
             self.stats.record(api_name, record.seconds, ok)
-            if not ok and record.error is None:  # cancelled: the caller went away
+            cancelled = not ok and record.error is None  # the caller went away
+            if cancelled:
                 record.error = "CALL.CANCELLED"
-            notify(self, record)
+            writes = notify(self, record)
+            if writes and not cancelled:  # the audit row is durable before the reply
+                await settle(writes)
 
     # ----------------------------------------------------------------- status
 

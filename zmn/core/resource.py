@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Boolean, Column, DateTime, Float, Integer, bindparam, inspect, select
@@ -124,6 +125,10 @@ class ResourceType:
     # statements of :meth:`rows_where`, built once: SQLAlchemy then skips rebuilding and
     # re-keying them on every call (most of the cost of a one-row select)
     _statements: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    # how :meth:`inventory` reads a row: (field count, keys, attrgetter, timestamp keys)
+    _plan: tuple[int, tuple[str, ...], Any, tuple[str, ...]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         mapper = inspect(self.model)
@@ -224,12 +229,20 @@ class ResourceType:
         return info
 
     def inventory(self, row: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in self.fields:
-            value = getattr(row, key)
+        """The row's fields (an ORM object, a Core row or anything with the attributes), the
+        timestamps as ISO 8601 text; several per create, hence one C-level attribute fetch."""
+        plan = self._plan
+        if plan is None or plan[0] != len(self.fields):
+            keys = tuple(self.fields)
+            stamps = tuple(k for k, f in self.fields.items() if f.type == "timestamp")
+            plan = self._plan = (len(keys), keys, attrgetter(*keys), stamps)
+        _n, keys, fetch, stamps = plan
+        values = fetch(row)
+        out = dict(zip(keys, values if len(keys) > 1 else (values,), strict=True))
+        for key in stamps:
+            value = out[key]
             if isinstance(value, dt.datetime):
-                value = value.isoformat(timespec="milliseconds")
-            out[key] = value
+                out[key] = value.isoformat(timespec="milliseconds")
         return out
 
     def inventories(

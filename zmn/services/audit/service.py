@@ -7,13 +7,18 @@ successes and failures (refused sessions included), and it inserts one row into
 cascades to them. ``QueryAuditLog`` (made by the query service) reads them: admins see every
 row, an account its own rows, a user of an account the rows of that user.
 
-The insert runs inline after the call (one small statement) so that a call is in the trail
-before its reply reaches the client; a failing insert is logged and never fails the call.
+The row is queued right after the call in the group commit of the flow records
+(:class:`~zmn.core.flow.RecordWriter`: the rows of all the calls ending in one turn of the event
+loop share one transaction) and the call's reply waits until it is durable, so a call is in
+the trail before its reply reaches the client; a failing insert is logged and never fails the
+call. A summary row of refused anonymous calls is written at once, in its own transaction.
 Disabling the plugin (``plugins.disabled=audit``) removes the observer and nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -109,15 +114,30 @@ class AuditService(Service):
         flush_refused(self.node)  # the summary rows counted so far
         self.active = False
 
-    def api_called(self, record: ApiCallRecord) -> None:
+    def api_called(self, record: ApiCallRecord) -> asyncio.Future[None] | None:
         if not self.active:
-            return
+            return None
         try:
             row = audit_row(record, self.node.uuid)
-            # Core, not the ORM: one prepared INSERT in its own short transaction.
-            with self.node.db.engine.begin() as conn:
-                conn.execute(self._insert, row)
-            self.written += 1
+            if record.refused:  # a summary row (rare; flush_refused is synchronous)
+                with self.node.db.engine.begin() as conn:
+                    conn.execute(self._insert, row)
+                self.written += 1
+                return None
+            done = self.node.flows.writer.submit(self._insert, row)
         except Exception:  # the call already happened; losing its row must not fail it
             self.failed += 1
             log.exception("could not write the audit row of %s", record.api)
+            return None
+        done.add_done_callback(functools.partial(self._written, record.api))
+        return done
+
+    def _written(self, api: str, done: asyncio.Future[None]) -> None:
+        if done.cancelled():  # its caller went away; the row is written all the same
+            return
+        exc = done.exception()
+        if exc is None:
+            self.written += 1
+        else:
+            self.failed += 1
+            log.error("could not write the audit row of %s", api, exc_info=exc)
