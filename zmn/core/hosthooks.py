@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
+    from zmn.core.fastsql import AnyConnection
     from zmn.core.service import Call
 
 
@@ -32,6 +31,6 @@ class HostStorageAccess(Protocol):
     which says why it is refused.
     """
 
-    def hosts_without(self, conn: Connection, ps_uuids: list[str]) -> dict[str, str]:
+    def hosts_without(self, conn: AnyConnection, ps_uuids: list[str]) -> dict[str, str]:
         """Host UUID -> why it cannot use one of ``ps_uuids``, read in ``conn``."""
         ...

@@ -163,7 +163,7 @@ def clusters_with_storage(
     return result or set()
 
 
-def hosts_without_storage(node: Node, conn: Connection, msg: AllocateHost) -> dict[str, str]:
+def hosts_without_storage(node: Node, conn: AnyConnection, msg: AllocateHost) -> dict[str, str]:
     """Hosts the storage plugins rule out for the storages asked for (host UUID -> why)."""
     if not msg.primaryStorageUuids or msg.hostUuid:
         return {}

@@ -54,9 +54,8 @@ from zmn.services.primary_storage.models import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from zmn.core.bus import Event
+    from zmn.core.fastsql import AnyConnection
     from zmn.core.node import Node
     from zmn.services.primary_storage.local import LocalStorageBackend
 
@@ -113,7 +112,7 @@ class SharedStorageAccess:
     last check of a storage's marker failed (its ref is not Connected) cannot use it. A host
     never checked yet is not ruled out: using it checks first (``GetSharedStorageHost``)."""
 
-    def hosts_without(self, conn: Connection, ps_uuids: list[str]) -> dict[str, str]:
+    def hosts_without(self, conn: AnyConnection, ps_uuids: list[str]) -> dict[str, str]:
         return {
             r.hostUuid: f"primary storage {r.primaryStorageUuid}: {r.reason or 'not seen'}"
             for r in conn.execute(_NOT_CONNECTED, {"ps": list(ps_uuids)})
