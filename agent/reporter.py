@@ -119,7 +119,7 @@ class Reporter:
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):
             try:
-                self.post(body)
+                self.post(body, keep=True)
                 self.sent += 1
                 return
             except Exception as exc:  # any failure: retry, then drop
@@ -133,9 +133,10 @@ class Reporter:
                 self._sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any], *, keep: bool = False) -> dict[str, Any]:
         """One signed POST; raises on a transport error or a non-2xx answer
-        (``urllib.error.HTTPError``)."""
+        (``urllib.error.HTTPError``). ``keep``: leave the connection open for the next (the
+        worker does; a one-off caller gets it closed)."""
         assert self.url is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         data = json.dumps(body, separators=(",", ":")).encode()
         parts = urlsplit(self.url)
@@ -153,6 +154,9 @@ class Reporter:
                     raise
                 log.debug("kept connection to the node closed (%s); reconnecting", exc)
                 status, reason, raw = self._exchange(target, data, headers)
+            finally:
+                if not keep:
+                    self._disconnect_locked()
         if not 200 <= status < 300:
             raise urllib.error.HTTPError(self.url, status, reason, http.client.HTTPMessage(),
                                          io.BytesIO(raw))  # fmt: skip

@@ -4,6 +4,7 @@ node closed meanwhile is replaced without losing a report."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -50,7 +51,7 @@ async def test_reports_in_a_row_share_one_connection(node: Any) -> None:
     server, reports = node
     rep = reporter(server)
     for seq in (1, 2, 3):
-        await asyncio.to_thread(rep.post, report(seq))
+        await asyncio.to_thread(functools.partial(rep.post, report(seq), keep=True))
     assert [r["seq"] for r in reports] == [1, 2, 3]
     assert rep.connections == 1 and server.active == 1  # still open for the next one
     await asyncio.to_thread(rep._disconnect)
@@ -62,15 +63,26 @@ async def test_a_connection_the_node_dropped_is_replaced(
     server, reports = node
     monkeypatch.setattr(callback, "KEEP_IDLE", 0.05)
     rep = reporter(server)
-    await asyncio.to_thread(rep.post, report(1))
+    await asyncio.to_thread(functools.partial(rep.post, report(1), keep=True))
     for _ in range(500):  # the node lets the idle connection go
         if server.active == 0:
             break
         await asyncio.sleep(0.01)
     assert server.active == 0
-    await asyncio.to_thread(rep.post, report(2))
+    await asyncio.to_thread(functools.partial(rep.post, report(2), keep=True))
     assert [r["seq"] for r in reports] == [1, 2] and rep.connections == 2
     await asyncio.to_thread(rep._disconnect)
+
+
+async def test_a_one_off_post_leaves_no_connection_open(node: Any) -> None:
+    server, reports = node
+    rep = reporter(server)
+    await asyncio.to_thread(rep.post, report(1))
+    for _ in range(500):
+        if server.active == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(reports) == 1 and server.active == 0
 
 
 async def test_a_refused_report_closes_the_connection(node: Any) -> None:
