@@ -61,6 +61,7 @@ class CallbackServer:
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()  # connections being served or kept
         self.accepted = 0
+        self.connections = 0  # accepted connections (each carries one or more reports)
         self.refused: list[str] = []  # error codes of refused reports, newest last (bounded)
         self._secrets: dict[str, tuple[str, float]] = {}  # host -> (secret, read at)
 
@@ -112,6 +113,7 @@ class CallbackServer:
             writer.transport.abort()
             return
         self.active += 1
+        self.connections += 1
         self._open.add(writer)
         try:
             await self._answer(reader, writer)
