@@ -6,6 +6,11 @@ attempt it is dropped and logged, because the node re-syncs VM states from ``/v1
 when it reconnects anyway. Every POST is signed with :mod:`zmn.api.agentauth` over the
 callback URL's path, so the node verifies it exactly as the agent verifies commands.
 
+The worker keeps its connection to the node open between reports (HTTP/1.1 keep-alive: a VM
+start's reports come in a burst) and closes it after ``keep_idle`` seconds without one, before
+the node would drop it as idle (``zmn.services.kvm.callback.KEEP_IDLE``). A report whose kept
+connection turns out closed goes again at once on a new one; delivery is at least once anyway.
+
 Body::
 
     {"type": "vm.lifecycle" | "task.result" | "metrics", "hostUuid": ..., "seq": n,
@@ -15,6 +20,8 @@ Body::
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import logging
 import queue
@@ -22,7 +29,6 @@ import ssl
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +53,7 @@ class Reporter:
         timeout: float = 10.0,
         max_queue: int = 10_000,
         sleep: Callable[[float], None] = time.sleep,
+        keep_idle: float = 2.0,
     ) -> None:
         self.url = url
         self._secret = secret
@@ -66,6 +73,10 @@ class Reporter:
         )
         self.sent = 0
         self.dropped = 0
+        self.keep_idle = keep_idle
+        self._conn: http.client.HTTPConnection | None = None
+        self._conn_lock = threading.Lock()  # post() may also be called outside the worker
+        self.connections = 0  # opened so far
 
     def start(self) -> None:
         if self._thread is None:
@@ -94,8 +105,13 @@ class Reporter:
 
     def _run(self) -> None:
         while True:
-            body = self._queue.get()
+            try:
+                body = self._queue.get(timeout=self.keep_idle if self._conn else None)
+            except queue.Empty:  # quiet: let the connection go before the node drops it
+                self._disconnect()
+                continue
             if body is None:
+                self._disconnect()
                 return
             self._deliver(body)
 
@@ -103,7 +119,7 @@ class Reporter:
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):
             try:
-                self.post(body)
+                self.post(body, keep=True)
                 self.sent += 1
                 return
             except Exception as exc:  # any failure: retry, then drop
@@ -117,8 +133,10 @@ class Reporter:
                 self._sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One signed POST; raises on a transport error or a non-2xx answer."""
+    def post(self, body: dict[str, Any], *, keep: bool = False) -> dict[str, Any]:
+        """One signed POST; raises on a transport error or a non-2xx answer
+        (``urllib.error.HTTPError``). ``keep``: leave the connection open for the next (the
+        worker does; a one-off caller gets it closed)."""
         assert self.url is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
         data = json.dumps(body, separators=(",", ":")).encode()
         parts = urlsplit(self.url)
@@ -127,7 +145,53 @@ class Reporter:
             target += "?" + parts.query
         headers = {"Content-Type": "application/json"}
         headers.update(agentauth.sign(self._secret, "POST", target, data))
-        req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked in config
-        with urllib.request.urlopen(req, timeout=self._timeout, context=self._ctx) as resp:  # noqa: S310
-            raw = resp.read()
+        with self._conn_lock:
+            reused = self._conn is not None
+            try:
+                status, reason, raw = self._exchange(target, data, headers)
+            except (http.client.RemoteDisconnected, ConnectionError) as exc:
+                if not reused:
+                    raise
+                log.debug("kept connection to the node closed (%s); reconnecting", exc)
+                status, reason, raw = self._exchange(target, data, headers)
+            finally:
+                if not keep:
+                    self._disconnect_locked()
+        if not 200 <= status < 300:
+            raise urllib.error.HTTPError(self.url, status, reason, http.client.HTTPMessage(),
+                                         io.BytesIO(raw))  # fmt: skip
         return json.loads(raw) if raw.strip() else {}
+
+    def _exchange(
+        self, target: str, data: bytes, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        """Send on the kept connection (opening one when there is none); the connection is
+        closed after a failure or when the node says it closes it."""
+        if self._conn is None:
+            parts = urlsplit(str(self.url))
+            host, port = parts.hostname or "", parts.port
+            self._conn = (
+                http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._ctx)
+                if parts.scheme == "https"
+                else http.client.HTTPConnection(host, port, timeout=self._timeout)
+            )
+            self.connections += 1
+        try:
+            self._conn.request("POST", target, body=data, headers=headers)
+            resp = self._conn.getresponse()
+            raw = resp.read()
+        except BaseException:
+            self._disconnect_locked()
+            raise
+        if resp.will_close:
+            self._disconnect_locked()
+        return resp.status, resp.reason, raw
+
+    def _disconnect(self) -> None:
+        with self._conn_lock:
+            self._disconnect_locked()
+
+    def _disconnect_locked(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

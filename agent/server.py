@@ -299,7 +299,9 @@ class _Deadlines:
 
 class _HttpServer(ThreadingHTTPServer):
     """One thread per connection, at most ``max_connections`` of them: a connection over
-    the cap is closed at once, before any of it is read, and costs no thread."""
+    the cap is closed at once, before any of it is read, and costs no thread. Connections
+    stay open between requests (HTTP/1.1 keep-alive; the node keeps a few per agent), so
+    closing the server also shuts the open ones: a stopped agent answers nothing more."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -324,6 +326,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.active = 0
         self.refused = 0
         self._count = threading.Lock()
+        self._open: set[Any] = set()  # sockets being served (guarded by _count)
         self.deadlines = _Deadlines()
         self._tls = tls
         if ":" in address[0]:
@@ -335,6 +338,7 @@ class _HttpServer(ThreadingHTTPServer):
             full = self.active >= self.max_connections
             if not full:
                 self.active += 1
+                self._open.add(request)
         if full:
             self.refused += 1
             self.shutdown_request(request)
@@ -342,22 +346,30 @@ class _HttpServer(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._done()
+            self._done(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._done()
+            self._done(request)
 
-    def _done(self) -> None:
+    def _done(self, request: Any) -> None:
         with self._count:
             self.active -= 1
+            self._open.discard(request)
 
     def server_close(self) -> None:
         super().server_close()
         self.deadlines.stop()
+        with self._count:
+            still = list(self._open)
+        for sock in still:  # the blocked reads return; their threads end
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()

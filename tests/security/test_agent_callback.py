@@ -21,7 +21,7 @@ SECRET = "s" * 64
 
 async def post(port: int, path: str, body: bytes, headers: dict[str, str], send: bool = True):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"POST {path} HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+    head = f"POST {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     writer.write(head.encode() + (body if send else b""))
     await writer.drain()

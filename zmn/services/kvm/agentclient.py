@@ -1,9 +1,16 @@
 """The node's client of ``zagent``: signed HTTP/1.1 + JSON over asyncio streams.
 
-One request a connection (``Connection: close``), which keeps this small and is plenty for
-the node's rate of agent commands. Every request is signed with the host's secret
-(:mod:`zmn.api.agentauth`); the agent's error bodies come back as the same ``ZmnError``
-kinds, and a transport failure is ``Unavailable`` (``KVM.AGENT_UNREACHABLE``).
+With a pool (:class:`~zmn.services.kvm.agentpool.AgentPool`, the node's hosts share one) a
+request goes over a kept-alive connection to its agent and leaves it for the next; without
+one it opens a connection and closes it (``Connection: close``). A request that finds its
+reused connection closed by the agent before any answer came is sent again on a new
+connection only when it is idempotent (GET, PUT, DELETE, or a call that says so): a POST
+that may have reached the agent is never sent twice, and fails as ``Unavailable`` like any
+transport failure. The console's upgraded connection is never pooled.
+
+Every request is signed with the host's secret (:mod:`zmn.api.agentauth`); the agent's
+error bodies come back as the same ``ZmnError`` kinds, and a transport failure is
+``Unavailable`` (``KVM.AGENT_UNREACHABLE``).
 """
 
 from __future__ import annotations
@@ -16,9 +23,15 @@ from typing import Any, TypeVar
 
 from zmn.api import agentauth
 from zmn.api.errors import InternalError, Timeout, Unavailable, ZmnError
+from zmn.services.kvm.agentpool import AgentPool, Connection
 
 MAX_RESPONSE = 16 * 1024 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 T = TypeVar("T")
+
+
+class NoAnswer(ConnectionError):
+    """The connection failed before any byte of the answer arrived."""
 
 
 class AgentClient:
@@ -30,12 +43,14 @@ class AgentClient:
         *,
         timeout: float = 30.0,
         tls: ssl.SSLContext | None = None,
+        pool: AgentPool | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._secret = secret
         self.timeout = timeout
         self._tls = tls
+        self._pool = pool
 
     def __repr__(self) -> str:
         return f"AgentClient({self.host}:{self.port})"
@@ -44,9 +59,14 @@ class AgentClient:
         return await self.request("GET", path, None, timeout=timeout)
 
     async def post(
-        self, path: str, body: dict[str, Any], *, timeout: float | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
     ) -> dict[str, Any]:
-        return await self.request("POST", path, body, timeout=timeout)
+        return await self.request("POST", path, body, timeout=timeout, idempotent=idempotent)
 
     async def request(
         self,
@@ -55,9 +75,13 @@ class AgentClient:
         body: dict[str, Any] | None,
         *,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> dict[str, Any]:
+        """``idempotent``: may be sent again after a kept connection turned out closed
+        (default: by the method)."""
+        again = method in IDEMPOTENT if idempotent is None else idempotent
         status, payload = await self._bounded(
-            self._exchange(method, path, body), method, path, timeout
+            self._exchange(method, path, body, again), method, path, timeout
         )
         if 200 <= status < 300:
             return payload
@@ -100,7 +124,9 @@ class AgentClient:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
         try:
-            status, payload = await self._send_and_read(reader, writer, "POST", path, body, True)
+            status, payload, _keep = await self._send_and_read(
+                reader, writer, "POST", path, body, "Upgrade"
+            )
             if status == 101:
                 return reader, writer
         except BaseException:
@@ -120,13 +146,47 @@ class AgentClient:
         )
 
     async def _exchange(
-        self, method: str, path: str, body: dict[str, Any] | None
+        self, method: str, path: str, body: dict[str, Any] | None, again: bool
     ) -> tuple[int, dict[str, Any]]:
-        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
+        if self._pool is None:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
+            try:
+                status, payload, _keep = await self._send_and_read(
+                    reader, writer, method, path, body, "close"
+                )
+                return status, payload
+            finally:
+                await _close(writer)
+        conn = await self._pool.acquire(self.host, self.port, self._tls)
         try:
-            return await self._send_and_read(reader, writer, method, path, body, False)
-        finally:
-            await _close(writer)
+            return await self._pooled(conn, method, path, body)
+        except NoAnswer:
+            if not (conn.reused and again):
+                raise
+        # the agent closed it while it was kept (restarted, or dropped it as idle): so may
+        # it have the others; this request is idempotent, so it goes again on a new one
+        self._pool.drop(self.host, self.port)
+        conn = await self._pool.acquire(self.host, self.port, self._tls)
+        return await self._pooled(conn, method, path, body)
+
+    async def _pooled(
+        self, conn: Connection, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        """One request on a pooled connection, which goes back to the pool only when the
+        answer was read in full and the agent keeps the connection open."""
+        assert self._pool is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
+        try:
+            status, payload, keep = await self._send_and_read(
+                conn.reader, conn.writer, method, path, body, "keep-alive"
+            )
+        except BaseException:
+            conn.abort()  # timed out, cancelled or broken halfway: its state is unknown
+            raise
+        if keep:
+            self._pool.release(conn)
+        else:
+            conn.abort()
+        return status, payload
 
     async def _send_and_read(
         self,
@@ -135,46 +195,58 @@ class AgentClient:
         method: str,
         path: str,
         body: dict[str, Any] | None,
-        upgrade: bool,
-    ) -> tuple[int, dict[str, Any]]:
-        """Send one signed request; read the status and, unless it is 101, the JSON body."""
+        connection: str,
+    ) -> tuple[int, dict[str, Any], bool]:
+        """Send one signed request (``connection``: the header, ``close``, ``keep-alive`` or
+        ``Upgrade``); read the status and, unless it is 101, the JSON body. Also says whether
+        the connection may carry another request."""
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {
             "Host": f"{self.host}:{self.port}",
             "Content-Type": "application/json",
             "Content-Length": str(len(data)),
-            "Connection": "Upgrade" if upgrade else "close",
+            "Connection": connection,
             **agentauth.sign(self._secret, method, path, data),
         }
         head = f"{method} {path} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()
         )
-        writer.write(head.encode("latin-1") + b"\r\n" + data)
-        await writer.drain()
-        status_line = await reader.readline()
+        try:
+            writer.write(head.encode("latin-1") + b"\r\n" + data)
+            await writer.drain()
+            status_line = await reader.readline()
+        except OSError as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+        if not status_line:
+            raise NoAnswer("connection closed before any answer")
         parts = status_line.decode("latin-1").split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
         length: int | None = None
+        keep = parts[0] == "HTTP/1.1"
         while True:
             line = await reader.readline()
             if line in (b"\r\n", b"\n", b""):
                 break
             name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value.strip())
-        if upgrade and parts[1] == "101":
-            return 101, {}
+            elif name == "connection" and value.strip().lower() == "close":
+                keep = False
+        if connection == "Upgrade" and parts[1] == "101":
+            return 101, {}, False
         if length is not None:
             if length > MAX_RESPONSE:
                 raise ValueError(f"answer of {length} bytes is too large")
             raw = await reader.readexactly(length)
         else:
             raw = await reader.read(MAX_RESPONSE)
+            keep = False  # the body ran to the end of the connection
         payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("answer is not a JSON object")
-        return int(parts[1]), payload
+        return int(parts[1]), payload, keep
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -3,8 +3,10 @@
 Each agent posts to ``/agent/v1/report/<hostUuid>``, signed with that host's secret. The
 signature is checked (missing, forged, stale and replayed reports are refused with 401)
 before the body is parsed, and the body must name the same host; only then is the report
-handed on. A refused report changes nothing. A small HTTP/1.1 server on asyncio streams, one
-request a connection.
+handed on. A refused report changes nothing. A small HTTP/1.1 server on asyncio streams that
+keeps a connection open for the agent's next report (an agent sends its reports one after
+the other on one connection) until it has been idle for ``KEEP_IDLE`` seconds, the agent
+asks to close, or an answer is not a 200 (the body may not have been read).
 
 Host secrets are kept for ``SECRET_TTL`` seconds after they were read, so a VM start's
 reports do not each read the database. A report that does not verify with a kept secret is
@@ -33,7 +35,9 @@ PATH_PREFIX = "/agent/v1/report/"
 MAX_BODY = 4 * 1024 * 1024
 _PATH = re.compile(r"^/agent/v1/report/([0-9a-f]{32})$")
 SECRET_TTL = 60.0
-MAX_CONNECTIONS = 256  # reports being received at once; more are closed unread
+MAX_CONNECTIONS = 256  # connections open at once (kept idle ones too); more are closed unread
+KEEP_IDLE = 5.0  # seconds an idle kept connection waits for the next report (agent: 2 s)
+REQUEST_TIMEOUT = 30.0  # to receive and handle one report once its first line came
 
 SecretLookup = Callable[[str], str | None]
 ReportHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -55,7 +59,9 @@ class CallbackServer:
         self.active = 0
         self.busy = 0  # connections closed unread because MAX_CONNECTIONS were open
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()  # connections being served or kept
         self.accepted = 0
+        self.connections = 0  # accepted connections (each carries one or more reports)
         self.refused: list[str] = []  # error codes of refused reports, newest last (bounded)
         self._secrets: dict[str, tuple[str, float]] = {}  # host -> (secret, read at)
 
@@ -94,6 +100,8 @@ class CallbackServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._open):  # kept ones too: they would wait KEEP_IDLE
+                writer.transport.abort()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
@@ -105,26 +113,46 @@ class CallbackServer:
             writer.transport.abort()
             return
         self.active += 1
+        self.connections += 1
+        self._open.add(writer)
         try:
             await self._answer(reader, writer)
         finally:
             self.active -= 1
+            self._open.discard(writer)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            status, payload = await asyncio.wait_for(self._request(reader), 30)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
-            status, payload = 400, {"error": {"code": "AGENT.BAD_REQUEST"}}
-        data = json.dumps(payload).encode()
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
-        head = (
-            f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
+        """Answer reports on this connection until it closes or goes idle."""
+        wait = REQUEST_TIMEOUT  # for the first request line; then KEEP_IDLE between reports
+        keep = True
+        while keep:
+            try:
+                line = await asyncio.wait_for(reader.readline(), wait)
+            except (TimeoutError, ConnectionError, ValueError):  # ValueError: a line too long
+                break
+            if not line:
+                break  # the agent closed it
+            wait = KEEP_IDLE
+            try:
+                status, payload, keep = await asyncio.wait_for(
+                    self._request(line, reader), REQUEST_TIMEOUT
+                )
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+                status, payload, keep = 400, {"error": {"code": "AGENT.BAD_REQUEST"}}, False
+            keep = keep and status == 200  # a refused request's body may be unread
+            data = json.dumps(payload).encode()
+            reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
+            head = (
+                f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
+            )
+            try:
+                writer.write(head.encode() + data)
+                await writer.drain()
+            except (ConnectionError, OSError):
+                break
         with contextlib.suppress(ConnectionError, OSError):
-            writer.write(head.encode() + data)
-            await writer.drain()
             writer.close()
             await writer.wait_closed()
 
@@ -150,10 +178,14 @@ class CallbackServer:
         self.refused.append(code)
         del self.refused[:-100]
 
-    async def _request(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
-        line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
+    async def _request(
+        self, first: bytes, reader: asyncio.StreamReader
+    ) -> tuple[int, dict[str, Any], bool]:
+        """Read and handle one request whose first line is ``first``; the answer, and
+        whether the agent lets the connection carry another."""
+        line = first.decode("latin-1").rstrip("\r\n")
         method, _, rest = line.partition(" ")
-        target = rest.rsplit(" ", 1)[0]
+        target, _, version = rest.rpartition(" ")
         headers: list[tuple[str, str]] = []
         while len(headers) < 100:
             raw = await reader.readline()
@@ -161,6 +193,15 @@ class CallbackServer:
                 break
             name, _, value = raw.decode("latin-1").partition(":")
             headers.append((name.strip(), value.strip()))
+        close = version != "HTTP/1.1" or any(
+            k.lower() == "connection" and v.lower() == "close" for k, v in headers
+        )
+        status, payload = await self._handle(method, target, headers, reader)
+        return status, payload, not close
+
+    async def _handle(
+        self, method: str, target: str, headers: list[tuple[str, str]], reader: asyncio.StreamReader
+    ) -> tuple[int, dict[str, Any]]:
         length_text = next((v for k, v in headers if k.lower() == "content-length"), "0")
         if not length_text.isdigit() or int(length_text) > MAX_BODY:
             raise ValueError("bad Content-Length")

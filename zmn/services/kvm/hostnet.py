@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from zmn.api.errors import OperationFailed
 from zmn.core.models import TagVO
+from zmn.services.kvm.reads import reading, tag_value
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -142,10 +143,10 @@ class HostNetworkPlanner:
             return None
         return ipaddress.IPv4Network(first.networkCidr, strict=False).prefixlen
 
-    def vip_l3s(self, vm: Mapping[str, Any]) -> list[str]:
+    def vip_l3s(self, vm: Mapping[str, Any], session: Session | None = None) -> list[str]:
         """The L3 networks of the VIPs of ``vm``'s EIPs: their bridges must be on the host."""
         nics = [str(n["uuid"]) for n in vm.get("vmNics") or [] if n.get("uuid")]
-        with self.node.db.tx() as s:
+        with reading(self.node, session) as s:
             return sorted({str(v.l3NetworkUuid) for _e, v in self._eip_rows(s, nics) if v})
 
     def eips_of(
@@ -167,15 +168,21 @@ class HostNetworkPlanner:
         return out
 
     def vm_body(
-        self, vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]
+        self,
+        vm: Mapping[str, Any],
+        bridges: Mapping[str, Mapping[str, Any]],
+        session: Session | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any]:
-        """``/v1/network/vm`` for a VM inventory (NICs without an address are left out)."""
+        """``/v1/network/vm`` for a VM inventory (NICs without an address are left out);
+        ``tags``: the VM's system tags when the caller has read them."""
         uuid = str(vm["uuid"])
         nics = [n for n in vm.get("vmNics") or [] if n.get("ip") and n.get("l3NetworkUuid")]
         l3s: dict[str, dict[str, Any]] = {}
         body_nics = []
-        with self.node.db.tx() as s:
-            hostname = guest_hostname(str(vm.get("name") or ""), self._hostname_tag(s, uuid))
+        with reading(self.node, session) as s:
+            tag = self._hostname_tag(s, uuid) if tags is None else tag_value(tags, "hostname")
+            hostname = guest_hostname(str(vm.get("name") or ""), tag)
             for n in sorted(nics, key=lambda n: int(n.get("deviceId") or 0)):
                 l3 = str(n["l3NetworkUuid"])
                 bridge = bridges.get(l3, {}).get("bridgeName")

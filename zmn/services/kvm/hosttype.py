@@ -44,6 +44,7 @@ from zmn.core.models import TagVO
 from zmn.services.host.hosttype import HostFacts, HostRef
 from zmn.services.kvm import migration, ssh, storage, vmops
 from zmn.services.kvm.agentclient import AgentClient
+from zmn.services.kvm.agentpool import AgentPool
 from zmn.services.kvm.deploy import Deployer, DeployRequest
 from zmn.services.kvm.hostnet import HostNetworkPlanner, agent_rules
 from zmn.services.kvm.models import KvmHostVO
@@ -73,6 +74,7 @@ class KvmHostType:
         self.endpoint = endpoint
         self.deployer = deployer
         self.planner = HostNetworkPlanner(node)
+        self.agents = AgentPool()  # kept-alive connections to every host's agent
         self._health: dict[str, _Health] = {}
         self._version: str | None = None
         # last record seen per host: at DeleteHost the row is already gone (cascade) when
@@ -109,6 +111,7 @@ class KvmHostType:
             row.agentPort,
             row.agentSecret,
             timeout=float(self._cfg("kvm", "agent.timeout")) if timeout is None else timeout,
+            pool=self.agents,
         )
 
     def _target(self, host: HostRef, row: KvmHostVO, timeout: float | None = None) -> ssh.SshTarget:
@@ -156,6 +159,7 @@ class KvmHostType:
             package_mirror=str(self._cfg("kvm", "host.packageMirror") or ""),
         )
         outcome = await self.deployer.deploy(request)
+        self.agents.drop(host.managementIp)  # the agent may have restarted: no kept ones
         row.agentPort = outcome.agent_port
         self._save(
             host.uuid,
@@ -213,6 +217,7 @@ class KvmHostType:
         """Stop the agent when it can be reached (best effort) and forget the host."""
         self._health.pop(host.uuid, None)
         self.endpoint.forget(host.uuid)
+        self.agents.drop(host.managementIp)
         with self.node.db.tx() as s:
             row = s.get(KvmHostVO, host.uuid)
             if row is not None:

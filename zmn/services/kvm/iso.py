@@ -60,10 +60,10 @@ async def iso_path(
 
 
 async def cdrom_for_start(
-    ht: KvmHostType, host: HostRef, client: AgentClient, vm: Mapping[str, Any]
+    ht: KvmHostType, host: HostRef, client: AgentClient, vm: Mapping[str, Any], iso: str | None
 ) -> tuple[dict[str, Any], list[str]]:
-    """The CD-ROM drive of the domain and its boot order."""
-    iso = iso_tag(ht, str(vm["uuid"]))
+    """The CD-ROM drive of the domain and its boot order (``iso``: the VM's
+    :func:`iso_tag`)."""
     if iso is None:
         return {**CDROM, "path": ""}, ["hd"]
     path = await iso_path(ht, host, client, vm, iso)

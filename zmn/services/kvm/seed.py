@@ -14,33 +14,31 @@ import ipaddress
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from zmn.core.models import TagVO
 from zmn.services.kvm.hostnet import guest_hostname
+from zmn.services.kvm.reads import reading, system_tags, tag_value
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from zmn.services.kvm.hosttype import KvmHostType
 
 
-def _tags(ht: KvmHostType, vm_uuid: str) -> list[str]:
-    with ht.node.db.tx() as s:
-        return list(
-            s.scalars(
-                select(TagVO.tag).where(TagVO.resourceUuid == vm_uuid, TagVO.type == "System")
-            )
-        )
-
-
-def seed_body(ht: KvmHostType, vm: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The agent's ``seed`` object for ``vm``, or None when it gets no seed."""
+def seed_body(
+    ht: KvmHostType,
+    vm: Mapping[str, Any],
+    session: Session | None = None,
+    tags: list[str] | None = None,
+) -> dict[str, Any] | None:
+    """The agent's ``seed`` object for ``vm``, or None when it gets no seed; ``tags``: the
+    VM's system tags when the caller has read them."""
     from zmn.services.vm import cloudinit  # the VM service's records, read only
 
     uuid = str(vm["uuid"])
-    with ht.node.db.tx() as s:
+    with reading(ht.node, session) as s:
         source = cloudinit.seed_source(s, uuid)
-    tags = _tags(ht, uuid)
-    tag = next((t.split("::", 1)[1] for t in tags if t.startswith("hostname::")), None)
+        if tags is None:
+            tags = system_tags(s, uuid)
+    tag = tag_value(tags, "hostname")
     if source is None and tag is None:
         return None
     static = {t.split("::")[1] for t in tags if t.startswith("staticIp::")}

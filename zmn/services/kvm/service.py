@@ -208,6 +208,7 @@ class KvmService(Service):
     async def stop(self) -> None:
         await self.vmsync.stop()
         await self.endpoint.stop()
+        self.host_type.agents.close()
         if isinstance(self.host_type.deployer, SshDeployer):
             await asyncio.to_thread(self.host_type.deployer.close)
 

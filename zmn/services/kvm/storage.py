@@ -34,9 +34,12 @@ from zmn.api.errors import InvalidArgument, OperationFailed
 from zmn.core.service import Call
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import ssh
+from zmn.services.kvm.reads import reading
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from zmn.services.kvm.agentclient import AgentClient
     from zmn.services.kvm.hosttype import KvmHostType
 
@@ -75,13 +78,15 @@ def local_storages(ht: KvmHostType, ps_uuids: set[str]) -> dict[str, str]:
         return {r.uuid: r.url for r in rows if r is not None and r.type == LOCAL}
 
 
-def storage_roots(ht: KvmHostType, ps_uuids: set[str]) -> dict[str, tuple[str, str]]:
+def storage_roots(
+    ht: KvmHostType, ps_uuids: set[str], session: Session | None = None
+) -> dict[str, tuple[str, str]]:
     """Local or shared primary storage UUID -> (its type, the directory hosts see), for
     those of ``ps_uuids``: both hold qcow2 files in the same layout."""
     rt = ht.node.resources.types.get("PrimaryStorage")
     if rt is None or not ps_uuids:
         return {}
-    with ht.node.db.tx() as s:
+    with reading(ht.node, session) as s:
         rows = [s.get(rt.model, u) for u in ps_uuids]
         return {
             r.uuid: (str(r.type), str(r.mountPath or r.url))
@@ -282,15 +287,24 @@ async def sync_after_ping(ht: KvmHostType, host: HostRef) -> None:
 # ----------------------------------------------------------------------------- volumes
 
 
+def volume_roots(
+    ht: KvmHostType, volumes: Sequence[Mapping[str, Any]], session: Session | None = None
+) -> dict[str, tuple[str, str]]:
+    """:func:`storage_roots` of the volumes' primary storages."""
+    return storage_roots(ht, {str(v.get("primaryStorageUuid")) for v in volumes}, session)
+
+
 async def prepare_volumes(
     ht: KvmHostType,
     host: HostRef,
     client: AgentClient,
     volumes: Sequence[Mapping[str, Any]],
     row: Any = None,
+    roots: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
-    """Make the VM's volumes exist on ``host`` (see the module docstring)."""
-    roots = storage_roots(ht, {str(v.get("primaryStorageUuid")) for v in volumes})
+    """Make the VM's volumes exist on ``host`` (see the module docstring); ``roots``: their
+    :func:`volume_roots` when the caller has read them."""
+    roots = volume_roots(ht, volumes) if roots is None else roots
     others = []
     for vol in volumes:
         kind, root = roots.get(str(vol.get("primaryStorageUuid")), ("", ""))

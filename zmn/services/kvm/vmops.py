@@ -45,10 +45,13 @@ from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import migration, online, storage
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
-from zmn.services.kvm.iso import cdrom_for_start, change_media
+from zmn.services.kvm.iso import cdrom_for_start, change_media, iso_tag
+from zmn.services.kvm.reads import reading, system_tags, tag_value
 from zmn.services.kvm.seed import seed_body
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from zmn.services.kvm.hosttype import KvmHostType
 
 log = logging.getLogger("zmn.kvm.vm")
@@ -62,14 +65,16 @@ def bridge_name(physical: str, vlan: int | None) -> str:
     return name[:15]
 
 
-def l2_of_nics(ht: KvmHostType, nics: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def l2_of_nics(
+    ht: KvmHostType, nics: list[Mapping[str, Any]], session: Session | None = None
+) -> dict[str, dict[str, Any]]:
     """L3 UUID -> the agent's ``/v1/network/bridge`` body for its L2."""
     types = ht.node.resources.types
     l3_rt, l2_rt = types.get("L3Network"), types.get("L2Network")
     out: dict[str, dict[str, Any]] = {}
     if l3_rt is None or l2_rt is None:
         return out
-    with ht.node.db.tx() as s:
+    with reading(ht.node, session) as s:
         for nic in nics:
             l3_uuid = str(nic.get("l3NetworkUuid") or "")
             l3 = s.get(l3_rt.model, l3_uuid)
@@ -88,11 +93,14 @@ def l2_of_nics(ht: KvmHostType, nics: list[Mapping[str, Any]]) -> dict[str, dict
     return out
 
 
-def vm_bridges(ht: KvmHostType, vm: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def vm_bridges(
+    ht: KvmHostType, vm: Mapping[str, Any], session: Session | None = None
+) -> dict[str, dict[str, Any]]:
     """:func:`l2_of_nics` for the VM's NICs and for the VIPs of its EIPs (public side)."""
-    refs = list(vm.get("vmNics") or [])
-    refs += [{"l3NetworkUuid": l3} for l3 in ht.planner.vip_l3s(vm)]
-    return l2_of_nics(ht, refs)
+    with reading(ht.node, session) as s:
+        refs = list(vm.get("vmNics") or [])
+        refs += [{"l3NetworkUuid": l3} for l3 in ht.planner.vip_l3s(vm, s)]
+        return l2_of_nics(ht, refs, s)
 
 
 async def ensure_bridges(client: Any, bridges: Mapping[str, Mapping[str, Any]]) -> None:
@@ -149,21 +157,26 @@ async def vm_op(
     timeout = float(ht.node.global_config.get("kvm", "task.timeout"))
     uuid = str(vm["uuid"])
     if op == "start":
-        bridges = vm_bridges(ht, vm)
-        await ensure_bridges(client, bridges)
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
-        await storage.prepare_volumes(ht, host, client, volumes, row)
+        with ht.node.db.tx() as s:  # all the start reads, before the first agent command
+            tags = system_tags(s, uuid)
+            bridges = vm_bridges(ht, vm, s)
+            network = ht.planner.vm_body(vm, bridges, s, tags)
+            seed = seed_body(ht, vm, s, tags)
+            roots = storage.volume_roots(ht, volumes, s)
+        await ensure_bridges(client, bridges)
+        await storage.prepare_volumes(ht, host, client, volumes, row, roots)
         spec = vm_spec(vm, bridges)
         spec.update({k: int(args[k]) for k in ("maxCpuNum", "maxMemorySize") if args.get(k)})
-        cdrom, spec["bootDevices"] = await cdrom_for_start(ht, host, client, vm)
+        iso = tag_value(tags, "iso")
+        cdrom, spec["bootDevices"] = await cdrom_for_start(ht, host, client, vm, iso)
         spec["disks"].append(cdrom)
         graphics = str(ht.node.global_config.get("kvm", "vm.graphics"))
         spec.update(graphics_spec(graphics, host.managementIp))
-        seed = seed_body(ht, vm)
         if seed is not None:
             spec["seed"] = seed
         # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
-        await client.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
+        await client.post("/v1/network/vm", network)
         try:
             result = await ht.endpoint.run_task(
                 client, host.uuid, "/v1/vm/start", {"vm": spec}, timeout
@@ -243,7 +256,7 @@ async def migrate(
     seed = seed_body(ht, vm)
     if seed is not None:
         await tclient.post("/v1/vm/seed", {"uuid": uuid, "seed": seed})
-    await cdrom_for_start(ht, target, tclient, vm)
+    await cdrom_for_start(ht, target, tclient, vm, iso_tag(ht, uuid))
     await tclient.post("/v1/network/vm", ht.planner.vm_body(vm, bridges))
     try:
         await migration.sync_trust(ht, host.clusterUuid, strict=(host.uuid, target.uuid))

@@ -3,9 +3,12 @@
 Three inputs, each handled in a task of its own (bus subscribers must not block):
 
 * ``/host/vm/report``: a signed libvirt lifecycle report from an agent (see ``callback.py``:
-  forged, stale and replayed ones never get here). The report only says *something changed*;
-  the VM's state is then read from the agent (``/v1/vm/list``) under the VM's task-queue
-  slot, so a late "stopped" for a VM the node has since started again changes nothing.
+  forged, stale and replayed ones never get here). A report that says the state the database
+  holds changes nothing (an agent reports in order: a later change brings a later report),
+  nor does one about a VM in the middle of an operation on that host (the operation settles
+  it). Any other only says *something changed*; the VM's state is then read from the agent
+  (``/v1/vm/list``) under the VM's task-queue slot, so a late "stopped" for a VM the node has
+  since started again changes nothing.
 * ``/host/vm/states``: the domain list published after every (re)connect. VMs the database
   places on the host are synced against it; domains the node does not know are reported.
 * ``/host/status/change``: a KVM host that goes Disconnected turns its Running and Paused
@@ -154,27 +157,31 @@ class KvmVmSync:
     async def on_report(self, data: dict[str, Any]) -> None:
         host_uuid = str(data.get("hostUuid") or "")
         uuid = str(data.get("vmUuid") or "")
-        model, host_rt = self._vm_model(), self.node.resources.types.get("Host")
-        if not uuid or model is None or host_rt is None:
+        model = self._vm_model()
+        if not uuid or model is None:
             return
         if not host_uuid or not self.node.owns_resource(host_uuid):
             return
-        with self.node.db.tx() as s:  # one read for the host and the VM: a report per event
-            h = s.get(host_rt.model, host_uuid)
-            if h is None or h.hypervisorType != "KVM":
-                return
-            host = HostRef(h.uuid, h.name, h.managementIp, h.clusterUuid, "KVM")
-            row = s.get(model, uuid)
-            placed = row is not None and row.hostUuid == host.uuid and row.state in STABLE
-        if row is None:
-            if data.get("state") in TRUTH:
-                await self._unknown(host, uuid, str(data.get("state")), "report")
+        with self.node.db.tx() as s:  # a report per event: only the two columns it needs
+            vm = s.execute(select(model.hostUuid, model.state).where(model.uuid == uuid)).first()
+        reported = data.get("state")
+        if vm is not None and vm.hostUuid == host_uuid:
+            if vm.state not in STABLE:
+                return  # an operation on this host owns the VM and settles it itself
+            if reported and TRUTH.get(str(reported), "Stopped") == vm.state:
+                return  # it says what the database holds: no need to ask the agent
+        host = self._host(host_uuid)
+        if host is None:
             return
-        if data.get("state") in TRUTH and not placed:
-            await self._stale(host, uuid, str(data.get("state")), "report", None)
+        if vm is None:
+            if reported in TRUTH:
+                await self._unknown(host, uuid, str(reported), "report")
             return
-        if placed:
-            await self._sync_one(host, uuid, None, "report")
+        if vm.hostUuid != host_uuid:
+            if reported in TRUTH:
+                await self._stale(host, uuid, str(reported), "report", None)
+            return
+        await self._sync_one(host, uuid, None, "report")
 
     async def on_states(self, data: dict[str, Any]) -> None:
         host = self._tracked(str(data.get("hostUuid") or ""))
