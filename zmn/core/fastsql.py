@@ -45,6 +45,10 @@ class FastStatement:
     """One Core statement compiled for one dialect and one set of parameter keys."""
 
     def __init__(self, statement: Any, dialect: Dialect, keys: Sequence[str], many: bool) -> None:
+        if getattr(statement, "is_insert", False) and not getattr(statement, "_returning", ()):
+            # the fast path returns no rows: no implicit RETURNING of a generated key (which
+            # PostgreSQL would otherwise get for an autoincrement table such as audit_log)
+            statement = statement.inline()
         compiled: Any = statement.compile(
             dialect=dialect, column_keys=list(keys), for_executemany=many
         )
