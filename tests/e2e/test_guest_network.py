@@ -97,6 +97,16 @@ class Env:
         out = await self.login(via, f"nc -w 3 {ip} 22 </dev/null 2>/dev/null | head -c 8; true")
         return out.startswith("SSH-2.0")
 
+    async def reaches(self, via: str, ip: str, timeout: float = 180) -> bool:
+        """Whether ``probe`` turns true before ``timeout``: the target guest may still be
+        booting (nothing else logs into ``b`` first) or a new rule still on its way."""
+        deadline = time.monotonic() + timeout
+        while not await self.probe(via, ip):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(2)
+        return True
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(dc: Datacenter, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
@@ -184,7 +194,7 @@ async def test_the_public_side_logs_in_through_the_eip_while_the_group_allows_it
 
 async def test_vms_on_one_l3_reach_each_other_and_another_l3_only_by_a_rule(env: Env) -> None:
     a, b = ip_of(env, "a"), ip_of(env, "b")
-    assert await env.probe(env.vips["a"], b)  # same L3, same group: allowed
+    assert await env.reaches(env.vips["a"], b)  # same L3, same group: allowed
     via_c = env.vips["c"]
     await env.login(via_c, "true")
     assert not await env.probe(via_c, a)  # another L3: not routed to a private address
@@ -192,5 +202,5 @@ async def test_vms_on_one_l3_reach_each_other_and_another_l3_only_by_a_rule(env:
     await env.api("AddSecurityGroupRule", securityGroupUuid="web", rules=[
         {"type": "Ingress", "protocol": "TCP", "startPort": 22, "endPort": 22,
          "allowedCidr": "10.82.0.0/24"}])  # fmt: skip
-    assert await env.probe(via_c, env.vips["a"])  # a rule for other's subnet: through the EIP
+    assert await env.reaches(via_c, env.vips["a"])  # a rule for other's subnet: through the EIP
     assert not await env.probe(via_c, a)  # still never straight to the private address
