@@ -71,7 +71,7 @@ def pump(sock: socket.socket, channel: ConsoleChannel, *, poll: float = 1.0) -> 
                 if not data:
                     break
                 channel.write(data)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: the socket was closed under us (fd -1)
         log.info("console connection ended: %s", exc)
     finally:
         channel.close()
