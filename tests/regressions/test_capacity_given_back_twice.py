@@ -37,10 +37,9 @@ from sqlalchemy import update
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import GiB, build_cloud, consistent
 from zmn.core import reservations
-from zmn.core.service import Call
+from zmn.core.service import Call, send
 from zmn.services.host.models import HostVO
 from zmn.services.vm import recovery
-from zmn.services.vm.common import send
 
 
 async def free(api: Api) -> dict[str, tuple[int, int]]:

@@ -76,6 +76,17 @@ class Call:
             await self.job.progress(percent, text)
 
 
+async def send(call: Call, api_name: str, **args: Any) -> Any:
+    """Send another service's API or internal message by name, never importing that service.
+
+    The message is built from ``args`` as they are, unchecked, because this is on every VM
+    create: pass values of the fields' types (fields of the caller's own decoded message, rows,
+    constants). Raw wire or shell strings go through :func:`zmn.api.message.decode_args` first.
+    """
+    cls: Any = call.node.apis.get(api_name)
+    return await call.call(cls(**args))
+
+
 class Service:
     """Base of every service."""
 

@@ -14,11 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from zmn.api.errors import Conflict, InvalidArgument, InvalidState, ZmnError
-from zmn.api.message import decode_args
 from zmn.core import crud, links
 from zmn.core.consistency import ConsistencyCheck
 from zmn.core.resource import Expansion, RefSpec, ResourceRegistry, ResourceType
-from zmn.core.service import Call, Service, handler
+from zmn.core.service import Call, Service, handler, send
 from zmn.core.vmhooks import VmBeforeExpunge, VmNicBeforeDelete
 from zmn.services.eip.api import (
     AttachEip,
@@ -40,11 +39,6 @@ if TYPE_CHECKING:
 
 # VM states in which a NIC can take an EIP: the VM is settled (not mid-operation, not gone).
 EIP_VM_STATES = ("Paused", "Running", "Stopped")
-
-
-async def send(call: Call, api_name: str, **args: Any) -> Any:
-    """Send another service's internal message by name (never importing that service)."""
-    return await call.call(decode_args(call.node.apis.get(api_name), args))
 
 
 class EipService(Service):

@@ -15,6 +15,7 @@ from sqlalchemy import Table, bindparam, select, update
 from zmn.api.errors import ZmnError, not_found
 from zmn.core import crud
 from zmn.core.db import utcnow
+from zmn.core.service import send
 from zmn.services.vm.limits import start_limits
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.states import VM_STATE
@@ -182,12 +183,6 @@ def set_fields(call: Call, uuid: str, **fields: Any) -> None:
     values = {**fields, "lastOpDate": utcnow()}
     with call.node.db.fast() as conn:
         conn.execute(_update_statement(tuple(values)), {"_uuid": uuid, **values})
-
-
-async def send(call: Call, api_name: str, **args: Any) -> Any:
-    """Send another service's API or internal message by name."""
-    cls: Any = call.node.apis.get(api_name)
-    return await call.call(cls(**args))
 
 
 async def hypervisor(call: Call, host_uuid: str, op: str, vm: dict[str, Any], **args: Any) -> Any:

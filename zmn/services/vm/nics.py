@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from zmn.core.db import new_uuid, utcnow
+from zmn.core.service import send
 from zmn.core.vmhooks import VmNicBeforeDelete
-from zmn.services.vm.common import quietly, send
+from zmn.services.vm.common import quietly
 from zmn.services.vm.models import VmNicVO
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from zmn.api.errors import InvalidState
 from zmn.api.hotplug import MIB
-from zmn.services.vm.common import quietly, send
+from zmn.core.service import send
+from zmn.services.vm.common import quietly
 
 if TYPE_CHECKING:
     from zmn.core.service import Call

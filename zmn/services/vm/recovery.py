@@ -37,8 +37,8 @@ from zmn.core.flow import FlowContext
 from zmn.core.globalconfig import GlobalConfigDef
 from zmn.core.models import AccountResourceRefVO, FlowRecordVO, JobVO, ReservationVO, TagVO
 from zmn.core.recovery import ChainRecovery, recover_chains
-from zmn.core.service import Call
-from zmn.services.vm.common import host_status, load_vm, send, set_state
+from zmn.core.service import Call, send
+from zmn.services.vm.common import host_status, load_vm, set_state
 from zmn.services.vm.models import VmInstanceVO
 from zmn.services.vm.states import TRANSITIONAL
 

@@ -17,7 +17,7 @@ from zmn.api.errors import Conflict, InvalidArgument, NotFound
 from zmn.core import crud, links
 from zmn.core.db import new_uuid
 from zmn.core.flow import FlowContext
-from zmn.core.service import Call, handler
+from zmn.core.service import Call, handler, send
 from zmn.core.state import StateMachine
 from zmn.services.volume.api import (
     AttachDataVolumeToVm,
@@ -30,7 +30,7 @@ from zmn.services.volume.api import (
 )
 from zmn.services.volume.flows import ATTACH_CHAIN, DETACH_CHAIN
 from zmn.services.volume.models import VolumeVO
-from zmn.services.volume.store import install_path, remove_volumes, send, volume_inventory
+from zmn.services.volume.store import install_path, remove_volumes, volume_inventory
 
 if TYPE_CHECKING:
     from zmn.core.node import Node

@@ -24,9 +24,9 @@ from zmn.api.errors import Conflict, InvalidArgument
 from zmn.core import links
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.recovery import ChainRecovery, Recovered, recover_chains
-from zmn.core.service import Call
+from zmn.core.service import Call, send
 from zmn.services.volume.models import VolumeVO
-from zmn.services.volume.store import install_path, send, volume_inventory
+from zmn.services.volume.store import install_path, volume_inventory
 
 if TYPE_CHECKING:
     from zmn.core.node import Node

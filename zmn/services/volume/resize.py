@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from sqlalchemy import update
 
 from zmn.api.errors import InvalidArgument
-from zmn.core.service import Call, handler
+from zmn.core.service import Call, handler, send
 from zmn.services.volume.api import ResizeDataVolume, ResizeRootVolume
 from zmn.services.volume.models import VolumeVO
-from zmn.services.volume.store import send, storage_for, volume_inventory
+from zmn.services.volume.store import storage_for, volume_inventory
 
 if TYPE_CHECKING:
     from zmn.core.node import Node

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from zmn.api.errors import InvalidState
 from zmn.core import crud
 from zmn.core.db import new_uuid
-from zmn.core.service import Call, handler
+from zmn.core.service import Call, handler, send
 from zmn.services.volume.api import (
     CreateVolumeSnapshot,
     DeleteVolumeSnapshot,
@@ -32,7 +32,7 @@ from zmn.services.volume.api import (
     UpdateVolumeSnapshot,
 )
 from zmn.services.volume.models import VolumeSnapshotVO, VolumeVO
-from zmn.services.volume.store import send, storage_for, volume_inventory
+from zmn.services.volume.store import storage_for, volume_inventory
 
 if TYPE_CHECKING:
     from zmn.core.node import Node

@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select
 from zmn.core import crud
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.models import AccountResourceRefVO, TagVO
-from zmn.core.service import Call, handler
+from zmn.core.service import Call, handler, send
 from zmn.services.volume.api import CreateVmVolume, ExpungeVmVolumes, RemoveVolumes
 from zmn.services.volume.models import VolumeSnapshotVO, VolumeVO
 
@@ -65,11 +65,6 @@ def storage_for(node: Node, point: type[T], volume: Mapping[str, Any]) -> T | No
             return None
         ps_type = str(ps.type)
     return node.extensions.first(point, primary_storage_type=ps_type)
-
-
-async def send(call: Call, api_name: str, **args: Any) -> Any:
-    cls: Any = call.node.apis.get(api_name)
-    return await call.call(cls(**args))
 
 
 def drop_rows(call: Call, uuids: list[str]) -> list[tuple[str | None, int]]:

@@ -16,9 +16,10 @@ from zmn.core import crud
 from zmn.core.db import utcnow
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.service import send
 from zmn.core.vmhooks import VmAfterInstantiate
 from zmn.services.vm.cloudinit import RecordCloudInit
-from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_fields, set_state
+from zmn.services.vm.common import hypervisor, load_vm, quietly, set_fields, set_state
 from zmn.services.vm.models import VmInstanceVO, VmNicVO
 from zmn.services.vm.nics import create_nic, remove_nics_of
 

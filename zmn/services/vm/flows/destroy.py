@@ -12,9 +12,10 @@ from sqlalchemy import delete
 
 from zmn.core.flow import Flow, FlowContext
 from zmn.core.models import AccountResourceRefVO, TagVO
+from zmn.core.service import send
 from zmn.core.vmhooks import VmAfterDestroy, VmBeforeExpunge
 from zmn.services.vm import cloudinit
-from zmn.services.vm.common import host_status, hypervisor, load_vm, quietly, send, set_fields
+from zmn.services.vm.common import host_status, hypervisor, load_vm, quietly, set_fields
 from zmn.services.vm.models import VmInstanceVO
 from zmn.services.vm.nics import remove_nics_of
 

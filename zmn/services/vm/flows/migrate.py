@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from zmn.core.flow import Flow, FlowContext
+from zmn.core.service import send
 from zmn.core.vmhooks import VmAfterMigrate
-from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_fields
+from zmn.services.vm.common import hypervisor, load_vm, quietly, set_fields
 
 
 class MigrateAllocateHost(Flow):

@@ -8,8 +8,9 @@ back to the previous) state after it; the flows do the work and undo it. ``ctx.d
 from __future__ import annotations
 
 from zmn.core.flow import Flow, FlowContext
+from zmn.core.service import send
 from zmn.core.vmhooks import VmAfterStart, VmAfterStop, VmBeforeStart
-from zmn.services.vm.common import hypervisor, load_vm, quietly, send, set_fields
+from zmn.services.vm.common import hypervisor, load_vm, quietly, set_fields
 
 
 def _volume_storages(vm: dict[str, object]) -> list[str]:
