@@ -236,7 +236,7 @@ class KvmVmSync:
                 )
             )
         for uuid in uuids:
-            async with self.node.queues.slot(f"vm:{uuid}", 1, "SyncKvmVmStates"):
+            async with self.node.queues.vm(uuid, "SyncKvmVmStates"):
                 await self._force(host, uuid, ("Running", "Paused"), "Unknown", "host Disconnected")
 
     async def on_eip(self, data: dict[str, Any]) -> None:
@@ -246,7 +246,7 @@ class KvmVmSync:
         if found is None or model is None:
             return
         vm_uuid = found[1]
-        async with self.node.queues.slot(f"vm:{vm_uuid}", 1, "SyncKvmVmNetwork"):
+        async with self.node.queues.vm(vm_uuid, "SyncKvmVmNetwork"):
             rt = self.node.resources.get("VmInstance")
             with self.node.db.tx() as s:
                 row = s.get(model, vm_uuid)
@@ -273,7 +273,7 @@ class KvmVmSync:
         since: dt.datetime | None = None,
     ) -> None:
         """Bring one VM in line with the host, under its slot. ``truth=None``: ask now."""
-        async with self.node.queues.slot(f"vm:{uuid}", 1, "SyncKvmVmStates"):
+        async with self.node.queues.vm(uuid, "SyncKvmVmStates"):
             model = self._vm_model()
             with self.node.db.tx() as s:
                 row = s.get(model, uuid)
@@ -350,7 +350,7 @@ class KvmVmSync:
         """Destroy and undefine a domain of a VM that the database places on another host
         (or, when running, on none): never resume it."""
         model = self._vm_model()
-        async with self.node.queues.slot(f"vm:{uuid}", 1, "SyncKvmVmStates"):
+        async with self.node.queues.vm(uuid, "SyncKvmVmStates"):
             with self.node.db.tx() as s:
                 row = s.get(model, uuid)
                 if row is None or row.hostUuid == host.uuid or row.state not in SETTLED:
