@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.inproc import Api, running_node
+from tests.support.metrics import metrics_node, scrape
 from tests.support.vmcloud import GiB, build_cloud
 from zmn.api.errors import NotFound
 
@@ -19,11 +19,7 @@ from zmn.api.errors import NotFound
 async def test_simulated_usage_is_served_as_rates_and_scraped_by_prometheus(
     tmp_path: Path,
 ) -> None:
-    conf = {"metrics.listen": "127.0.0.1:0"}
-    async with running_node(tmp_path / "home", conf=conf) as (node, _server):
-        api = Api(node)
-        await api("UpdateGlobalConfig", category="metrics", name="simulator.interval", value="1")
-        cloud = await build_cloud(api, hosts=((8, 16 * GiB),))
+    async with metrics_node(tmp_path / "home") as (node, api, cloud):
         vms = [await cloud.vm(f"vm-{i}") for i in range(2)]
         await asyncio.sleep(3.6)  # three synthetic rounds at least
 
@@ -43,8 +39,7 @@ async def test_simulated_usage_is_served_as_rates_and_scraped_by_prometheus(
         await asyncio.sleep(1.5)
         assert len((await api("GetVmMetrics", uuid="vm-0"))["samples"]) == 1
 
-        port = node.services["metrics"].port  # type: ignore[attr-defined]
-        text = await asyncio.to_thread(scrape, port)
+        text = await scrape(node)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     info = families["zmn_node_info"].samples[0]
     assert info.labels["node"] == node.uuid and info.value == 1
@@ -56,11 +51,6 @@ async def test_simulated_usage_is_served_as_rates_and_scraped_by_prometheus(
     mem = families["zmn_host_memory_total_bytes"].samples
     assert [(s.labels["host_uuid"], s.value) for s in mem] == [(cloud["h1"], 16 * GiB)]
     assert families["zmn_node_api_calls"].samples[0].value > 0
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        return str(resp.read().decode())
 
 
 async def test_metrics_of_an_unknown_vm_are_refused_like_any_vm_reference(tmp_path: Path) -> None:

@@ -8,19 +8,14 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_metrics import scrape
-from tests.support.inproc import Api, running_node
+from tests.support.metrics import metrics_node, scrape
 from tests.support.vmcloud import GiB, build_cloud
 
 
 async def test_samples_are_made_when_asked_and_a_scrape_asks_for_all(
     tmp_path: Path, db_engine: str
 ) -> None:
-    conf = {"metrics.listen": "127.0.0.1:0"}
-    async with running_node(tmp_path / "home", conf=conf) as (node, _server):
-        api = Api(node)
-        await api("UpdateGlobalConfig", category="metrics", name="simulator.interval", value="1")
-        cloud = await build_cloud(api, hosts=((8, 16 * GiB),))
+    async with metrics_node(tmp_path / "home") as (node, api, cloud):
         other = await build_cloud(api, hosts=((8, 16 * GiB),), prefix="b")
         here = [await cloud.vm(f"vm-{i}") for i in range(2)]
         there = await other.vm("far")
@@ -36,8 +31,7 @@ async def test_samples_are_made_when_asked_and_a_scrape_asks_for_all(
             assert times and times == host_times[-len(times) :]
         assert window.samples(there["uuid"]) == []  # another host's VM: not asked, not made
 
-        port = node.services["metrics"].port  # type: ignore[attr-defined]
-        text = await asyncio.to_thread(scrape, port)
+        text = await scrape(node)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     seen = {s.labels["vm_uuid"] for s in families["zmn_vm_cpu_seconds"].samples}
     assert seen == {v["uuid"] for v in [*here, there]}  # the scrape made the rest
