@@ -128,6 +128,8 @@ class Database:
         self._fast = StatementCache(
             self.engine, keep=url.startswith("sqlite:///") and url != "sqlite:///:memory:"
         )
+        if self._fast.keep:
+            event.listen(self.engine, "before_cursor_execute", self._fast.before_sqlalchemy)
 
     @property
     def backend(self) -> str:

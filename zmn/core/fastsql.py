@@ -27,10 +27,14 @@ defaults that would need prefetching, and expanding parameters in ``executemany`
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import weakref
+from asyncio import _get_running_loop as _running_loop
+from asyncio import current_task as _current_task
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -39,6 +43,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 Params = dict[str, Any]
+log = logging.getLogger("zmn.db")
 
 
 class FastStatement:
@@ -280,8 +285,10 @@ class StatementCache:
         # id(statement) -> (a weak reference to it, its compiled shapes); the entry goes with
         # the statement (statements built per call are not kept)
         self._compiled: dict[int, tuple[Any, dict[Any, FastStatement]]] = {}
+        self.keep = keep
         self._local: threading.local | None = threading.local() if keep else None
         self._kept: list[Any] = []  # every thread's kept pool connection, closed by close()
+        self._turns: list[TurnTransaction] = []  # and their turn transactions
         self._lock = threading.Lock()
 
     def get(self, statement: Any, params: Params, many: bool) -> FastStatement:
@@ -304,19 +311,30 @@ class StatementCache:
 
     @contextmanager
     def begin(self) -> Iterator[FastConnection]:
-        """One transaction: committed when the block ends, rolled back when it raises."""
+        """One transaction: committed when the block ends, rolled back when it raises.
+
+        On the thread of a running event loop with a kept connection, the block is a savepoint
+        of the loop turn's shared transaction instead (see :class:`TurnTransaction`)."""
         local = self._local
-        if local is None or getattr(local, "busy", False):
+        if local is None:
             with self._pooled() as pooled:
                 yield pooled
             return
-        conn: FastConnection | None = getattr(local, "conn", None)
-        if conn is None:
-            raw: Any = self.engine.raw_connection()
-            with self._lock:
-                self._kept.append(raw)
-            conn = local.conn = FastConnection(raw, self)
-        local.busy = True
+        turn: TurnTransaction | None = getattr(local, "turn", None)
+        if turn is None:
+            turn = local.turn = TurnTransaction(self)
+        if turn.loop_thread():
+            with turn.block() as conn:
+                yield conn
+            return
+        if turn.busy:
+            with self._pooled() as pooled:
+                yield pooled
+            return
+        if turn.open:  # this thread's loop has ended with a turn's writes not committed
+            turn.commit()
+        conn = turn.connection()
+        turn.busy = True
         dbapi = conn.dbapi_connection
         try:
             yield conn
@@ -325,7 +343,31 @@ class StatementCache:
             dbapi.rollback()
             raise
         finally:
-            local.busy = False
+            turn.busy = False
+
+    def keep_connection(self, turn: TurnTransaction) -> FastConnection:
+        raw: Any = self.engine.raw_connection()
+        with self._lock:
+            self._kept.append(raw)
+            self._turns.append(turn)
+        return FastConnection(raw, self)
+
+    def before_sqlalchemy(
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        """An engine event: a statement through SQLAlchemy on this thread commits the turn's
+        transaction first (it holds SQLite's write lock; another connection's write would wait
+        for it on the very thread that has to commit it)."""
+        turn: TurnTransaction | None = getattr(self._local, "turn", None)
+        if turn is None or not turn.open:
+            return
+        if turn.depth == 0:
+            turn.commit()
+        elif not statement.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA", "WITH")):
+            raise RuntimeError(
+                "fastsql: a SQLAlchemy write inside a db.fast() block on the event loop's"
+                " thread would wait for the block's own transaction; use the block's connection"
+            )
 
     @contextmanager
     def _pooled(self) -> Iterator[FastConnection]:
@@ -343,6 +385,153 @@ class StatementCache:
         """Give the kept connections back to the pool (before the engine is disposed)."""
         with self._lock:
             kept, self._kept = self._kept, []
+            turns, self._turns = self._turns, []
+        for turn in turns:  # the node stops: what its last turn wrote is committed
+            turn.depth = 0
+            turn.commit()
         self._local = threading.local() if self._local is not None else None
         for raw in kept:
             raw.close()
+
+
+class TurnTransaction:
+    """The transaction the ``db.fast()`` blocks of one event-loop turn share (SQLite file).
+
+    Every block on the loop's thread is a savepoint of one transaction (``BEGIN IMMEDIATE``:
+    it holds SQLite's write lock from its start, so no other writer can slip in between two
+    blocks), released when the block ends and rolled back to when it raises; the transaction
+    commits at the start of the next turn (``call_soon``), or earlier when anything needs the
+    writes to be durable or visible elsewhere: :func:`settle` (the flow records' group commit,
+    a reply to a client, a request to an agent, work handed to a thread), a statement through
+    SQLAlchemy on this thread, the node's stop. A create's twenty-odd small transactions
+    become one commit per turn for all the creates in flight: fewer commits, fewer WAL frames.
+
+    Nothing is acknowledged before its commit. A commit that fails (disk full, I/O error) or a
+    statement error after which SQLite dropped the whole transaction loses the earlier blocks
+    of the turn: the tasks that ran them are told at their next block or flow-record write
+    (:func:`check_lost`), so their flows fail and roll back instead of going on over lost rows.
+    A block nested in another on this thread is a nested savepoint (it commits with the outer
+    block's transaction), not a transaction of its own as on other threads.
+    """
+
+    def __init__(self, cache: StatementCache) -> None:
+        self.cache = cache
+        self.thread = threading.get_ident()
+        self.conn: FastConnection | None = None
+        self.open = False
+        self.busy = False  # a block of a worker thread's own transaction is running
+        self.depth = 0  # loop-thread blocks running (nested ones count)
+        self.tasks: list[Any] = []  # the tasks whose blocks the open transaction holds
+        turns = getattr(_THREAD, "turns", None)
+        if turns is None:
+            turns = _THREAD.turns = weakref.WeakSet()
+        turns.add(self)
+
+    def loop_thread(self) -> bool:
+        return _running_loop() is not None
+
+    def connection(self) -> FastConnection:
+        if self.conn is None:
+            self.conn = self.cache.keep_connection(self)
+        return self.conn
+
+    @contextmanager
+    def block(self) -> Iterator[FastConnection]:
+        if _LOST:
+            check_lost()
+        conn = self.connection()
+        cursor = conn.cursor
+        if not self.open:
+            cursor.execute("BEGIN IMMEDIATE")
+            self.open = True
+            cast(Any, _running_loop()).call_soon(self.commit)
+        task = _current_task()
+        if task is not None:
+            self.tasks.append(task)
+        self.depth += 1
+        name = f"fast{self.depth}"
+        cursor.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+            cursor.execute(f"RELEASE {name}")
+        except BaseException as err:
+            if conn.dbapi_connection.in_transaction:
+                cursor.execute(f"ROLLBACK TO {name}")
+                cursor.execute(f"RELEASE {name}")
+            elif isinstance(err, Exception):  # SQLite dropped the whole transaction
+                self._lose(err)
+            raise
+        finally:
+            self.depth -= 1
+
+    def commit(self) -> Exception | None:
+        """Commit the open transaction now (nothing to do when none is open or a block runs);
+        returns the error when the commit failed (its writes are lost, their tasks told)."""
+        if not self.open or self.depth or self.conn is None:
+            return None
+        self.open = False
+        dbapi = self.conn.dbapi_connection
+        try:
+            dbapi.commit()
+        except Exception as err:
+            log.error("a loop turn's transaction failed to commit; its writes are lost: %s", err)
+            self._lose(err)
+            try:
+                dbapi.rollback()
+            except Exception:  # the connection is gone: the pool replaces it
+                log.exception("rollback after a failed commit")
+            return err
+        self.tasks.clear()
+        return None
+
+    def _lose(self, err: Exception) -> None:
+        self.open = False
+        for task in self.tasks:
+            _LOST[task] = err
+        self.tasks.clear()
+
+
+_THREAD = threading.local()  # .turns: this thread's turn transactions (a WeakSet, one per database)
+_LOST: weakref.WeakKeyDictionary[Any, Exception] = weakref.WeakKeyDictionary()
+"""Tasks whose writes a failed turn transaction lost, with the error (told once)."""
+
+
+def settle() -> Exception | None:
+    """Commit this thread's open turn transactions now: called before anything that lets the
+    outside see this turn's writes (a reply, a request to an agent, work for a thread).
+    Returns the error of a commit that failed (its writes are lost)."""
+    failed: Exception | None = None
+    for turn in list(getattr(_THREAD, "turns", ())):
+        if turn.open:
+            failed = turn.commit() or failed
+    return failed
+
+
+def check_lost() -> None:
+    """Raise in a task whose earlier writes were lost with a failed turn transaction."""
+    task = _current_task() if _running_loop() is not None else None
+    if task is not None and task in _LOST:
+        err = _LOST.pop(task)
+        raise exc.OperationalError("commit of this task's earlier writes", None, err) from err
+
+
+def durable() -> None:
+    """:func:`settle`, then raise in this task if its writes were lost: before a reply."""
+    settle()
+    if _LOST:
+        check_lost()
+
+
+class SettlingExecutor(ThreadPoolExecutor):
+    """The event loop's default executor: work handed to a thread (``asyncio.to_thread``)
+    sees what the loop's turn wrote so far (its transaction commits first)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        settle()
+        return super().submit(fn, *args, **kwargs)
+
+
+def settle_before_threads(loop: Any) -> None:
+    """Make ``loop``'s default executor a :class:`SettlingExecutor` (once)."""
+    if not isinstance(getattr(loop, "_default_executor", None), SettlingExecutor):
+        loop.set_default_executor(SettlingExecutor(thread_name_prefix="zmn-worker"))
