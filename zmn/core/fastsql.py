@@ -26,16 +26,19 @@ defaults that would need prefetching, and expanding parameters in ``executemany`
 
 from __future__ import annotations
 
+import asyncio.tasks
 import datetime as dt
 import logging
+import re
 import threading
+import time
 import weakref
 from asyncio import _get_running_loop as _running_loop
 from asyncio import current_task as _current_task
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
 from sqlalchemy import exc
@@ -286,6 +289,8 @@ class StatementCache:
         # the statement (statements built per call are not kept)
         self._compiled: dict[int, tuple[Any, dict[Any, FastStatement]]] = {}
         self.keep = keep
+        # when a thread without a loop last began a write through SQLAlchemy (monotonic s)
+        self.writer_at = 0.0
         self._local: threading.local | None = threading.local() if keep else None
         self._kept: list[Any] = []  # every thread's kept pool connection, closed by close()
         self._turns: list[TurnTransaction] = []  # and their turn transactions
@@ -309,28 +314,27 @@ class StatementCache:
             fast = shapes[key] = FastStatement(statement, self.dialect, tuple(params), many)
         return fast
 
-    @contextmanager
-    def begin(self) -> Iterator[FastConnection]:
+    def begin(self) -> AbstractContextManager[FastConnection]:
         """One transaction: committed when the block ends, rolled back when it raises.
 
         On the thread of a running event loop with a kept connection, the block is a savepoint
         of the loop turn's shared transaction instead (see :class:`TurnTransaction`)."""
         local = self._local
         if local is None:
-            with self._pooled() as pooled:
-                yield pooled
-            return
+            return self._pooled()
         turn: TurnTransaction | None = getattr(local, "turn", None)
         if turn is None:
             turn = local.turn = TurnTransaction(self)
-        if turn.loop_thread():
-            with turn.block() as conn:
-                yield conn
-            return
+        loop = _running_loop()
+        if loop is not None:
+            return turn.block(loop)
         if turn.busy:
-            with self._pooled() as pooled:
-                yield pooled
-            return
+            return self._pooled()
+        return self._own(turn)
+
+    @contextmanager
+    def _own(self, turn: TurnTransaction) -> Iterator[FastConnection]:
+        """A block of a thread without a running loop: its own transaction."""
         if turn.open:  # this thread's loop has ended with a turn's writes not committed
             turn.commit()
         conn = turn.connection()
@@ -360,10 +364,12 @@ class StatementCache:
         for it on the very thread that has to commit it)."""
         turn: TurnTransaction | None = getattr(self._local, "turn", None)
         if turn is None or not turn.open:
+            if _running_loop() is None and not _READING.match(statement):
+                self.writer_at = time.monotonic()  # a thread wants SQLite's write lock
             return
         if turn.depth == 0:
             turn.commit()
-        elif not statement.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA", "WITH")):
+        elif not _READING.match(statement):
             raise RuntimeError(
                 "fastsql: a SQLAlchemy write inside a db.fast() block on the event loop's"
                 " thread would wait for the block's own transaction; use the block's connection"
@@ -412,6 +418,12 @@ class TurnTransaction:
     (:func:`check_lost`), so their flows fail and roll back instead of going on over lost rows.
     A block nested in another on this thread is a nested savepoint (it commits with the outer
     block's transaction), not a transaction of its own as on other threads.
+
+    Under load the loop would hold the write lock almost all the time, turn after turn, and a
+    thread of the node that writes through SQLAlchemy (the membership beat) would wait in
+    SQLite's busy handler until its timeout. So when such a thread begins a write, the loop's
+    blocks commit one by one for :data:`WRITER_WINDOW` seconds (a transaction per block, as
+    without turn transactions) and the lock is free between them.
     """
 
     def __init__(self, cache: StatementCache) -> None:
@@ -421,14 +433,12 @@ class TurnTransaction:
         self.open = False
         self.busy = False  # a block of a worker thread's own transaction is running
         self.depth = 0  # loop-thread blocks running (nested ones count)
+        self.short = False  # commit when the outermost block ends (a thread waits to write)
         self.tasks: list[Any] = []  # the tasks whose blocks the open transaction holds
         turns = getattr(_THREAD, "turns", None)
         if turns is None:
             turns = _THREAD.turns = weakref.WeakSet()
         turns.add(self)
-
-    def loop_thread(self) -> bool:
-        return _running_loop() is not None
 
     def connection(self) -> FastConnection:
         if self.conn is None:
@@ -436,33 +446,42 @@ class TurnTransaction:
         return self.conn
 
     @contextmanager
-    def block(self) -> Iterator[FastConnection]:
+    def block(self, loop: Any) -> Iterator[FastConnection]:
         if _LOST:
             check_lost()
-        conn = self.connection()
+        conn = self.conn or self.connection()
         cursor = conn.cursor
+        writer_at = self.cache.writer_at
+        if writer_at and loop.time() - writer_at < WRITER_WINDOW:
+            # another thread waits for the write lock: give it back after each block, as
+            # holding it for whole turns back to back under load would starve that thread
+            self.short = True
+            if self.open and not self.depth:
+                self.commit()
         if not self.open:
             cursor.execute("BEGIN IMMEDIATE")
             self.open = True
-            cast(Any, _running_loop()).call_soon(self.commit)
-        task = _current_task()
+            loop.call_soon(self.commit)
+        task = _TASKS.get(loop) if _TASKS is not None else _current_task(loop)
         if task is not None:
             self.tasks.append(task)
-        self.depth += 1
-        name = f"fast{self.depth}"
-        cursor.execute(f"SAVEPOINT {name}")
+        depth = self.depth = self.depth + 1
+        cursor.execute(_SAVEPOINT[depth] if depth < 8 else f"SAVEPOINT fast{depth}")
         try:
             yield conn
-            cursor.execute(f"RELEASE {name}")
+            cursor.execute(_RELEASE[depth] if depth < 8 else f"RELEASE fast{depth}")
         except BaseException as err:
             if conn.dbapi_connection.in_transaction:
-                cursor.execute(f"ROLLBACK TO {name}")
-                cursor.execute(f"RELEASE {name}")
+                cursor.execute(f"ROLLBACK TO fast{depth}")
+                cursor.execute(f"RELEASE fast{depth}")
             elif isinstance(err, Exception):  # SQLite dropped the whole transaction
                 self._lose(err)
             raise
         finally:
-            self.depth -= 1
+            self.depth = depth - 1
+            if self.short and not self.depth:
+                self.short = False
+                self.commit()
 
     def commit(self) -> Exception | None:
         """Commit the open transaction now (nothing to do when none is open or a block runs);
@@ -491,6 +510,13 @@ class TurnTransaction:
         self.tasks.clear()
 
 
+WRITER_WINDOW = 0.5
+"""Seconds after a thread began a write during which the loop's blocks commit one by one."""
+_READING = re.compile(r"\s*(SELECT|PRAGMA|WITH)\b", re.IGNORECASE)
+_SAVEPOINT = [f"SAVEPOINT fast{depth}" for depth in range(8)]
+_RELEASE = [f"RELEASE fast{depth}" for depth in range(8)]
+# loop -> its running task: CPython's own table (a dict look-up; current_task() is Python code)
+_TASKS: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 _THREAD = threading.local()  # .turns: this thread's turn transactions (a WeakSet, one per database)
 _LOST: weakref.WeakKeyDictionary[Any, Exception] = weakref.WeakKeyDictionary()
 """Tasks whose writes a failed turn transaction lost, with the error (told once)."""
@@ -509,6 +535,8 @@ def settle() -> Exception | None:
 
 def check_lost() -> None:
     """Raise in a task whose earlier writes were lost with a failed turn transaction."""
+    if not _LOST:
+        return
     task = _current_task() if _running_loop() is not None else None
     if task is not None and task in _LOST:
         err = _LOST.pop(task)
