@@ -109,28 +109,28 @@ class FastStatement:
             ]
             if not any(self.results):
                 self.results = []
+        self.args: Callable[[Params], Any] = (
+            self._slow_args if self.expanding is not None else _args_function(self)
+        )
+        self.rows: Callable[[list[Any]], list[Any]] = (
+            _rows_function(self) if self.row is not None else list
+        )
 
-    def args(self, params: Params) -> Any:
-        """The parameters as the driver takes them (a tuple or a dict)."""
+    def _slow_args(self, params: Params) -> Any:
+        """What the generated :attr:`args` does, for a statement with expanding parameters."""
         if self.defaults:
             params = dict(params)
             for key, make in self.defaults:
                 if key not in params:
                     params[key] = make()
-        if self.expanding is not None:
-            return self._expanded(params)
-        if not self.required <= params.keys():
-            missing = sorted(self.required - params.keys())
-            raise exc.ArgumentError(f"fastsql: no value for bound parameter(s) {missing}")
-        get = params.get
-        values = [get(key, literal) for key, literal in self.keyed]
-        for index, process in self.processors:
-            value = values[index]
-            if value is not None:
-                values[index] = process(value)
-        if self.positional:
-            return tuple(values)
-        return dict(zip(self.names, values, strict=True))
+        return self._expanded(params)
+
+    def _missing(self, params: Params) -> exc.ArgumentError | None:
+        """The error for required parameters the caller left out (None: none is missing)."""
+        missing = sorted(self.required - params.keys())
+        if not missing:
+            return None
+        return exc.ArgumentError(f"fastsql: no value for bound parameter(s) {missing}")
 
     def _expanded(self, params: Params) -> tuple[str, Any]:
         state = self.expanding.construct_expanded_state(params)
@@ -144,12 +144,79 @@ class FastStatement:
             return state.statement, tuple(value(n) for n in state.positiontup)
         return state.statement, {n: value(n) for n in values}
 
-    def rows(self, raw: list[Any]) -> list[Any]:
-        make = self.row._make
-        if not self.results:
-            return [make(r) for r in raw]
-        procs = self.results
-        return [make(v if p is None else p(v) for p, v in zip(procs, r, strict=True)) for r in raw]
+
+def _args_function(fast: FastStatement) -> Callable[[Params], Any]:
+    """The parameters as the driver takes them (a tuple or a dict), by a function generated for
+    this statement: each bound value read from the caller's dict (or the statement's literal),
+    a missing column's Python default made once, the bind processor applied to a value that is
+    not None. A straight-line function is about twice as fast as the loops it replaces."""
+    env: dict[str, Any] = {"_M": _MISSING, "missing": fast._missing}
+    lines = ["def args(params):", "    get = params.get"]
+    made: set[str] = set()
+    defaults = dict(fast.defaults)
+    for i, (key, make) in enumerate(fast.defaults):
+        if key in made:
+            continue
+        made.add(key)
+        env[f"_d{i}"] = make
+        lines += [
+            f"    v{i} = get({key!r}, _M)",
+            f"    if v{i} is _M:",
+            f"        v{i} = _d{i}()",
+        ]
+    default_var = {key: f"v{i}" for i, (key, _make) in enumerate(fast.defaults)}
+    processors = dict(fast.processors)
+    exprs = []
+    for index, (key, literal) in enumerate(fast.keyed):
+        if key in defaults:
+            value = default_var[key]
+        elif key in fast.required:
+            value = f"params[{key!r}]"
+        else:
+            env[f"_l{index}"] = literal
+            value = f"get({key!r}, _l{index})"
+        process = processors.get(index)
+        if process is not None:
+            env[f"_p{index}"] = process
+            value = f"(None if (_w := {value}) is None else _p{index}(_w))"
+        exprs.append(value)
+    if fast.positional:
+        body = "(" + "".join(f"{e}, " for e in exprs) + ")"
+    else:
+        body = "{" + ", ".join(f"{n!r}: {e}" for n, e in zip(fast.names, exprs, strict=True)) + "}"
+    lines += [
+        "    try:",
+        f"        return {body}",
+        "    except KeyError:",
+        "        err = missing(params)",
+        "        if err is None:",
+        "            raise",  # a KeyError of a bind processor's own
+        "        raise err from None",
+    ]
+    exec("\n".join(lines), env)  # noqa: S102 - source built above from column keys (repr'd)
+    return cast(Callable[[Params], Any], env["args"])
+
+
+def _rows_function(fast: FastStatement) -> Callable[[list[Any]], list[Any]]:
+    """Rows of the statement's row class from the driver's tuples, the result processors
+    applied, by a function generated for this statement."""
+    env: dict[str, Any] = {"_new": tuple.__new__, "_Row": fast.row}
+    if not fast.results:
+        values = "r"
+    else:
+        parts = []
+        for i, process in enumerate(fast.results):
+            if process is None:
+                parts.append(f"r[{i}]")
+            else:
+                env[f"_p{i}"] = process
+                parts.append(f"_p{i}(r[{i}])")
+        values = "(" + "".join(f"{p}, " for p in parts) + ")"
+    exec(f"def rows(raw):\n    return [_new(_Row, {values}) for r in raw]", env)  # noqa: S102
+    return cast(Callable[[list[Any]], list[Any]], env["rows"])
+
+
+_MISSING = object()
 
 
 def _faster(type_: Any, dialect: Dialect, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
