@@ -528,7 +528,7 @@ class TurnTransaction:
         if not self.open:
             cursor.execute("BEGIN IMMEDIATE")
             self.open = True
-            loop.call_soon(self.commit)
+            loop.call_soon(self._commit_at_turn, loop)
         task = _TASKS.get(loop) if _TASKS is not None else _current_task(loop)
         if task is not None:
             self.tasks.append(task)
@@ -549,6 +549,12 @@ class TurnTransaction:
             if self.short and not self.depth:
                 self.short = False
                 self.commit()
+
+    def _commit_at_turn(self, loop: Any) -> None:
+        if self.depth and self.open:  # a block awaits inside (a bug): not before it ends
+            loop.call_soon(self._commit_at_turn, loop)
+            return
+        self.commit()
 
     def commit(self) -> Exception | None:
         """Commit the open transaction now (nothing to do when none is open or a block runs);
