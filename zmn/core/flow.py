@@ -260,8 +260,7 @@ class FlowChain:
     async def run(self, ctx: FlowContext) -> dict[str, Any]:
         """Run the flows in order. The record is durable before each step runs (the intent:
         its name in ``currentFlow``) and after it (``doneFlows``, with the data it produced);
-        one write does both between two steps, the last step's write also says the chain is
-        done, and nothing is written when nothing changed."""
+        one write does both between two steps, and nothing is written when nothing changed."""
         node = self.registry.node
         ctx.chain = self.name
         ctx.record_uuid = new_uuid()
@@ -333,23 +332,20 @@ class FlowChain:
                     raise _step_error(self.name, flow.name, exc) from exc
                 done.append(flow)
                 in_progress = None
-                # done, with its data, and the next step's intent in the same write; after the
-                # last step the same write says the chain is done
-                last = index + 1 == total
+                # done, with its data, and the next step's intent in the same write
+                following = names[index + 1] if index + 1 < total else flow.name
                 await self._save(
                     ctx,
                     doneFlows=jsontext.dumps([f.name for f in done]),
-                    currentFlow=None if last else names[index + 1],
+                    currentFlow=following,
                     data=ctx.data,
-                    **({"state": "Done"} if last else {}),
                 )
                 self._notify(flow.name, "done")
                 if job is not None:  # with the step's number, for live progress lines
                     await job.progress(
                         int((index + 1) * 100 / total), flow.name, step=index + 1, steps=total
                     )
-            if not self.flows:
-                await self._save(ctx, state="Done", currentFlow=None, data=ctx.data)
+            await self._save(ctx, state="Done", currentFlow=None, data=ctx.data)
         except asyncio.CancelledError:
             # a job that ran out of time is cancelled (in a step, or waiting for its record to
             # be durable): undo its steps now, in its slot; other cancellations (node
