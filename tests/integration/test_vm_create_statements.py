@@ -8,6 +8,7 @@ share transactions; alone, each is its own). Lower the limits when a change remo
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,9 @@ from tests.support.vmcloud import build_cloud
 from zmn.core import fastsql
 
 STATEMENTS = 53
-TRANSACTIONS = 30
+TRANSACTIONS = 30  # db.fast() blocks and SQLAlchemy transactions
+COMMITS = 25  # alone: a create spans many loop turns (each await of a bus call is one)
+CONCURRENT_COMMITS = 4  # per create, 20 creates in flight: their blocks share turns (1.25 seen)
 THROUGH_SQLALCHEMY = 0  # the job and audit rows ride the flow records' group commit
 
 pytestmark = pytest.mark.asyncio
@@ -49,10 +52,19 @@ def counting(engine: Any) -> Iterator[Counter[str]]:
 
     def core_transaction(*_args: Any) -> None:
         seen["transactions"] += 1
+        seen["commits"] += 1
+
+    real_commit = fastsql.TurnTransaction.commit
+
+    def turn_commit(self: Any) -> Any:
+        if self.open and not self.depth:
+            seen["commits"] += 1
+        return real_commit(self)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fastsql.FastConnection, "execute", execute)
         mp.setattr(fastsql.StatementCache, "begin", begin)
+        mp.setattr(fastsql.TurnTransaction, "commit", turn_commit)
         event.listen(engine, "before_cursor_execute", core_statement)
         event.listen(engine, "begin", core_transaction)
         try:
@@ -80,4 +92,17 @@ async def test_one_create_stays_within_its_statements(api: Api) -> None:
     assert per_create["statements"] >= 20, per_create  # the counter sees both paths
     assert per_create["statements"] <= STATEMENTS, per_create
     assert per_create["transactions"] <= TRANSACTIONS, per_create
+    assert per_create["commits"] <= COMMITS, per_create
     assert per_create.get("sqlalchemy", 0) <= THROUGH_SQLALCHEMY, per_create
+
+
+async def test_concurrent_creates_share_their_commits(api: Api) -> None:
+    cloud = await build_cloud(api)
+    await cloud.vm("warm-up")
+    creates = 20
+    with counting(api.node.db.engine) as seen:
+        vms = await asyncio.gather(*(cloud.vm(f"together-{i}") for i in range(creates)))
+    assert [vm["state"] for vm in vms] == ["Running"] * creates
+    per_create = {k: v / creates for k, v in seen.items()}
+    print(per_create)
+    assert per_create["commits"] <= CONCURRENT_COMMITS, per_create

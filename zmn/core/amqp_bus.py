@@ -69,6 +69,7 @@ from zmn.api.message import message_to_args
 from zmn.core.amqp_link import AmqpLink, LinkDown
 from zmn.core.bus import Bus, Dispatch, Envelope, Event, EventCallback, Principal, Subscription
 from zmn.core.db import new_uuid
+from zmn.core.fastsql import settle
 from zmn.core.ring import HashRing
 
 log = logging.getLogger("zmn.bus.amqp")
@@ -341,6 +342,7 @@ class AmqpBus(Bus):
         request_id: str | None = None,
     ) -> Any:
         """Send to ``service`` on the owner node (or ``node``); ``request_id`` dedups retries."""
+        settle()  # another node acts on what this turn wrote: commit it first
         if not self._running:
             raise Unavailable("the message bus is stopped", code="BUS.STOPPED")
         target = node or self.owner_of(envelope)
@@ -590,6 +592,7 @@ class AmqpBus(Bus):
 
     async def publish(self, path: str, data: dict[str, Any]) -> None:
         self.counters["published"] += 1
+        settle()  # other nodes read what this turn wrote when they hear of it
         event = Event(path, data)
         await self._deliver(event)
         body = _encode({"path": path, "data": data, "time": event.time, "origin": self.node_uuid})

@@ -125,9 +125,14 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, future=True)
-        self._fast = StatementCache(
-            self.engine, keep=url.startswith("sqlite:///") and url != "sqlite:///:memory:"
+        sqlite_file = self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
         )
+        self._fast = StatementCache(self.engine, keep=sqlite_file)
+        if self._fast.keep:
+            event.listen(self.engine, "before_cursor_execute", self._fast.before_sqlalchemy)
 
     @property
     def backend(self) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
 from zmn.core import jsontext
 from zmn.core.db import new_uuid
+from zmn.core.fastsql import check_lost, settle
 from zmn.core.jobs import JobCanceled
 from zmn.core.models import FlowRecordVO
 from zmn.core.reservations import DELETE_OF_RECORD
@@ -114,6 +115,7 @@ class RecordWriter:
     ) -> asyncio.Future[None]:
         """:meth:`write` for a caller that cannot await now: the future is done when the
         write is durable (queued at once: it is written whether or not anyone awaits)."""
+        check_lost()  # this task's earlier writes were lost: its flow must not go on
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self.queue.append((statement, params, done))
@@ -143,19 +145,27 @@ class RecordWriter:
                     start = end
         except Exception:  # one bad write must not fail the others: each on its own
             log.warning("a batch of %d flow record writes failed; retrying one by one", len(batch))
-            for statement, params, done in batch:
+            failed: dict[int, Exception] = {}
+            for index, (statement, params, _done) in enumerate(batch):
                 try:
                     with self.node.db.fast() as conn:
                         conn.execute(statement, params)
                 except Exception as exc:
-                    if not done.done():
-                        done.set_exception(exc)
-                else:
-                    if not done.done():
-                        done.set_result(None)
+                    failed[index] = exc
+            self._durable(batch, failed)
             return
-        for _, _, done in batch:
-            if not done.done():
+        self._durable(batch, {})
+
+    def _durable(self, batch: list[Any], failed: dict[int, Exception]) -> None:
+        """Commit (with every other write of this loop turn), then wake the writers."""
+        lost = settle()
+        for index, (_, _, done) in enumerate(batch):
+            if done.done():
+                continue
+            err = failed.get(index) or lost
+            if err is not None:
+                done.set_exception(err)
+            else:
                 done.set_result(None)
 
 

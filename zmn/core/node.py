@@ -36,6 +36,7 @@ from zmn.core.config import BootConfig
 from zmn.core.crud import resolve_message_refs
 from zmn.core.db import Database, new_uuid
 from zmn.core.extension import ExtensionRegistry
+from zmn.core.fastsql import settle_before_threads
 from zmn.core.flow import FlowRegistry
 from zmn.core.globalconfig import GlobalConfigStore
 from zmn.core.jobs import JobManager
@@ -273,6 +274,7 @@ class Node:
         starting.set_result(None)
 
     async def _start_services(self) -> None:
+        settle_before_threads(asyncio.get_running_loop())
         if not self.services:
             self.load_services()
         await self.bus.start()

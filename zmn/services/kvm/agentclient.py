@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from zmn.api import agentauth
 from zmn.api.errors import InternalError, Timeout, Unavailable, ZmnError
+from zmn.core.fastsql import settle
 from zmn.services.kvm.agentpool import AgentPool, Connection
 
 MAX_RESPONSE = 16 * 1024 * 1024
@@ -148,6 +149,7 @@ class AgentClient:
     async def _exchange(
         self, method: str, path: str, body: dict[str, Any] | None, again: bool
     ) -> tuple[int, dict[str, Any]]:
+        settle()  # the agent acts on what this turn wrote: commit it first
         if self._pool is None:
             reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
             try:

@@ -36,7 +36,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from zmn.api.errors import ZmnError
 from zmn.core import crud
@@ -73,6 +73,7 @@ class KvmVmSync:
         self._tasks: set[asyncio.Task[None]] = set()
         self.handled = 0  # reports and listings processed (tests wait on it)
         self.stale_destroyed = 0
+        self._placed: Any = None  # a VM's host and state: built once, for the fast path
 
     # ----------------------------------------------------------------- wiring
 
@@ -162,8 +163,14 @@ class KvmVmSync:
             return
         if not host_uuid or not self.node.owns_resource(host_uuid):
             return
-        with self.node.db.tx() as s:  # a report per event: only the two columns it needs
-            vm = s.execute(select(model.hostUuid, model.state).where(model.uuid == uuid)).first()
+        if self._placed is None:
+            self._placed = select(model.hostUuid, model.state).where(
+                model.uuid == bindparam("uuid")
+            )
+        # a report per event (three a start): only the two columns it needs, a statement
+        # built once, below SQLAlchemy's per-statement machinery
+        with self.node.db.fast() as conn:
+            vm = conn.execute(self._placed, {"uuid": uuid}).first()
         reported = data.get("state")
         if vm is not None and vm.hostUuid == host_uuid:
             if vm.state not in STABLE:
