@@ -237,3 +237,15 @@ def test_plugin_inserts_a_step(node: Node) -> None:
     assert node.flows.chain("make-thing").names == ["a", "extra", "b", "c"]
     node.flows.insert("other", Extra, after="missing")
     assert node.flows.chain("other").names == ["d", "extra"]
+
+
+def test_a_chain_run_before_an_insert_sees_the_inserted_step_after_it(node: Node) -> None:
+    first = node.flows.chain("make-thing")
+    assert first.names == ["a", "b", "c"]
+    node.flows.insert("make-thing", Extra, after="b")
+    again = node.flows.chain("make-thing")
+    assert again.names == ["a", "b", "extra", "c"]
+    # every run gets its own flow objects, as before the classes were cached
+    assert all(x is not y for x, y in zip(first.flows, again.flows, strict=False))
+    node.flows.add_chain("make-thing", [C])
+    assert node.flows.chain("make-thing").names == ["c"]

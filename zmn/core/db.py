@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -60,9 +61,16 @@ def _create_table_binary_collation(create: CreateTable, compiler: Any, **kw: Any
     return f"{text} DEFAULT CHARSET=utf8mb4 COLLATE={collation}\n\n"
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
 def utcnow() -> dt.datetime:
-    """Naive UTC, the same on every backend."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """Naive UTC, the same on every backend.
+
+    The epoch plus ``time.time()``: the value of ``datetime.now(UTC)`` without its time-zone
+    conversion and ``replace``, for half the cost (a create reads the clock for most rows it
+    writes). ``utcfromtimestamp`` would be cheaper still but is deprecated since 3.12."""
+    return _EPOCH + dt.timedelta(0, time.time())
 
 
 def new_uuid() -> str:

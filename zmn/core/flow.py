@@ -181,6 +181,9 @@ class FlowRegistry:
         self.faults: list[FaultPlan] = []
         # records of the runs this process is executing: never "interrupted" (recovery)
         self.live: set[str] = set()
+        # (chain, its zmn.conf value) -> its flow classes, checked: a chain runs per create;
+        # emptied when flows or chains are added
+        self._resolved: dict[tuple[str, str], list[type[Flow]]] = {}
 
     def take_fault(self, chain: str, flow: str, when: str) -> FaultPlan | None:
         """The fault planned for this step, if any (and count it as used)."""
@@ -199,20 +202,30 @@ class FlowRegistry:
 
     def add_flow(self, flow: type[Flow]) -> None:
         self.flows[flow.name] = flow
+        self._resolved.clear()
 
     def add_chain(self, name: str, flows: list[type[Flow]]) -> None:
         for f in flows:
             self.add_flow(f)
         self.chains[name] = [f.name for f in flows]
+        self._resolved.clear()
 
     def insert(self, chain: str, flow: type[Flow], *, after: str | None = None) -> None:
         """A plugin adds a step to another service's chain."""
         self.add_flow(flow)
         steps = self.chains[chain]
         steps.insert(steps.index(after) + 1 if after in steps else len(steps), flow.name)
+        self._resolved.clear()
 
     def chain(self, name: str) -> FlowChain:
+        """A run of the chain: fresh instances of its flows (``zmn.conf`` may replace them)."""
         configured = self.node.config.get(f"flowchain.{name}")
+        classes = self._resolved.get((name, configured))
+        if classes is None:
+            classes = self._resolved[(name, configured)] = self._flow_classes(name, configured)
+        return FlowChain(name, [cls() for cls in classes], self)
+
+    def _flow_classes(self, name: str, configured: str) -> list[type[Flow]]:
         names = [n.strip() for n in configured.split(",")] if configured else self.chains[name]
         unknown = [n for n in names if n not in self.flows]
         if unknown:
@@ -221,7 +234,7 @@ class FlowRegistry:
                 f" (known: {', '.join(sorted(self.flows))})",
                 field=f"flowchain.{name}",
             )
-        return FlowChain(name, [self.flows[n]() for n in names], self)
+        return [self.flows[n] for n in names]
 
     def describe(self) -> dict[str, list[str]]:
         return {name: self.chain(name).names for name in self.chains}

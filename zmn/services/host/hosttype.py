@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 from zmn.api.errors import InvalidArgument
 from zmn.core.hosthooks import HostMaintenanceExtension
@@ -111,6 +111,19 @@ class HypervisorDriver(Protocol):
     async def apply_security_group_rules(
         self, host: HostRef, vm_nic_uuid: str, rules: list[dict[str, Any]]
     ) -> None: ...
+
+
+_DRIVES_VMS: dict[type, bool] = {}
+
+
+def drives_vms(host_type: object) -> TypeGuard[HypervisorDriver]:
+    """``isinstance(host_type, HypervisorDriver)``, decided once per class: a Protocol check
+    walks the protocol's members at every call, and every VM operation asks."""
+    cls = type(host_type)
+    known = _DRIVES_VMS.get(cls)
+    if known is None:
+        known = _DRIVES_VMS[cls] = isinstance(host_type, HypervisorDriver)
+    return known
 
 
 class HostTypeRegistry:

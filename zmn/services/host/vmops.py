@@ -18,7 +18,7 @@ from zmn.core.consistency import Violation
 from zmn.core.models import ReservationVO
 from zmn.core.service import Call, handler
 from zmn.services.host.allocator import SELECT_HOST, STRATEGIES, allocate
-from zmn.services.host.hosttype import HostTypeRegistry, HypervisorDriver
+from zmn.services.host.hosttype import HostTypeRegistry, HypervisorDriver, drives_vms
 from zmn.services.host.models import HostVO
 from zmn.services.host.ops import host_ref, reserved_memory, set_status
 from zmn.services.host.placed import placed_usage
@@ -193,7 +193,7 @@ class HostVmHandlers:
                 hostUuid=host_uuid,
             )
         driver = self.types.get(ref.hypervisorType)
-        if not isinstance(driver, HypervisorDriver):
+        if not drives_vms(driver):
             raise OperationFailed(
                 f"host type {ref.hypervisorType} cannot run VM operations",
                 code="HOST.OPERATION_UNSUPPORTED",
