@@ -17,11 +17,13 @@ print(json.dumps({"before": before, "frozen": gc.get_freeze_count(),
 """
 
 
-def test_settle_gc_freezes_the_start_up_objects_and_raises_the_thresholds() -> None:
+def test_settle_gc_freezes_the_start_up_objects_and_keeps_the_default_thresholds() -> None:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
     )
     seen = json.loads(done.stdout)
     assert seen["before"] == 0
     assert seen["frozen"] > 10_000  # the imported modules' objects at least
-    assert seen["thresholds"] == seen["wanted"] == [50_000, 20, 20]
+    # higher thresholds let an anonymous flood's cyclic garbage grow the RSS by hundreds of
+    # MiB (tests/security/test_limits_flood.py)
+    assert seen["thresholds"] == seen["wanted"] == [700, 10, 10]
