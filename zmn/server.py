@@ -33,7 +33,7 @@ from zmn.api.wire import PROTOCOL_VERSION, FrameError, read_frame
 from zmn.core.bus import Event, Subscription
 from zmn.core.catalogue import build_catalogue, catalogue_hash
 from zmn.core.consoles import Pipe, StreamOpener
-from zmn.core.fastsql import durable
+from zmn.core.fastsql import committed
 from zmn.core.jobs import FINAL_JOB_STATES
 from zmn.core.node import Node
 from zmn.limits import ApiLimits, ConnectionGate, FrameBudget, fit_descriptors, refusals
@@ -361,7 +361,7 @@ class ApiServer:
                     peer=conn.peer,
                     finish=finish,
                 )
-            durable()  # what the call wrote is committed before anyone hears of it
+            await committed()  # what the call wrote is committed before anyone hears of it
             if not conn.authenticated and _proves_identity(self.node, api, result):
                 conn.authenticate()
             reply: dict[str, Any] = {"type": "reply", "id": req_id, "ok": True, "result": result}

@@ -242,3 +242,72 @@ async def test_a_thread_that_writes_is_not_starved_by_busy_turns(db: Database) -
     worker.join(30)
     assert took and took[0] < 3, took
     assert "written by the thread" in committed(db)
+
+
+async def test_replies_of_one_turn_wait_for_its_one_commit(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``committed()`` (before a reply) does not commit: it waits for the turn's commit, so
+    the callers of one turn share one commit and none hears back before its row is on disk."""
+    commits = commits_of(db, monkeypatch)
+    seen: dict[str, list[str]] = {}
+
+    async def call(uuid: str) -> None:
+        with db.fast() as conn:
+            conn.execute(INSERT, {"uuid": uuid, "name": uuid})
+        await fastsql.committed()
+        seen[uuid] = committed(db)
+
+    await asyncio.gather(*(call(u) for u in ("a", "b", "c")))
+    assert commits[0] == 1
+    assert seen == {u: ["a", "b", "c"] for u in ("a", "b", "c")}
+    await fastsql.committed()  # nothing open: back at once
+    assert commits[0] == 1
+
+
+async def test_a_reply_waiting_for_a_failed_commit_gets_its_error(db: Database) -> None:
+    async def call() -> None:
+        with db.fast() as conn:
+            conn.execute(INSERT, {"uuid": "x", "name": "x"})
+        await fastsql.committed()
+
+    task = asyncio.create_task(call())
+    await asyncio.sleep(0)  # the task wrote and waits; the turn's commit is the next turn's
+    turn = fastsql.open_turn()
+    assert turn is not None and turn.waiters
+    conn = turn.connection()
+    real = conn.dbapi_connection
+    conn.dbapi_connection = FailingCommit(real)
+    try:
+        turn.commit()
+    finally:
+        conn.dbapi_connection = real
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        await task
+    assert committed(db) == []
+
+
+async def test_blocks_share_turns_again_once_a_threads_write_is_committed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a thread's write transaction is open, each block commits on its own (the thread
+    gets the lock between them); once it has ended, the blocks of a turn share one commit
+    again at once, not only when the writer window has run out."""
+    done = threading.Event()
+
+    def thread_write() -> None:
+        with db.engine.begin() as core:
+            core.execute(INSERT, {"uuid": "t", "name": "thread"})
+        done.set()
+
+    worker = threading.Thread(target=thread_write)
+    worker.start()
+    worker.join(30)
+    assert done.is_set()
+    assert db._fast.writer_at == 0.0  # the thread's transaction ended
+    commits = commits_of(db, monkeypatch)
+    for i in range(4):
+        with db.fast() as conn:
+            conn.execute(INSERT, {"uuid": f"u{i}", "name": f"n{i}"})
+    await asyncio.sleep(0)
+    assert commits[0] == 1

@@ -141,6 +141,8 @@ class Database:
         self._fast = StatementCache(self.engine, keep=sqlite_file)
         if self._fast.keep:
             event.listen(self.engine, "before_cursor_execute", self._fast.before_sqlalchemy)
+            for ended in ("commit", "rollback"):
+                event.listen(self.engine, ended, self._fast.after_sqlalchemy_transaction)
 
     @property
     def backend(self) -> str:

@@ -39,6 +39,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import exc
@@ -356,8 +357,10 @@ class StatementCache:
         # the statement (statements built per call are not kept)
         self._compiled: dict[int, tuple[Any, dict[Any, FastStatement]]] = {}
         self.keep = keep
-        # when a thread without a loop last began a write through SQLAlchemy (monotonic s)
+        # when a thread without a loop last began a write through SQLAlchemy (monotonic s),
+        # 0 once every such thread's transaction has ended
         self.writer_at = 0.0
+        self._writers: set[int] = set()  # those threads, while their transaction is open
         self._local: threading.local | None = threading.local() if keep else None
         self._kept: list[Any] = []  # every thread's kept pool connection, closed by close()
         self._turns: list[TurnTransaction] = []  # and their turn transactions
@@ -433,6 +436,7 @@ class StatementCache:
         if turn is None or not turn.open:
             if _running_loop() is None and not _READING.match(statement):
                 self.writer_at = time.monotonic()  # a thread wants SQLite's write lock
+                self._writers.add(threading.get_ident())
             return
         if turn.depth == 0:
             turn.commit()
@@ -441,6 +445,14 @@ class StatementCache:
                 "fastsql: a SQLAlchemy write inside a db.fast() block on the event loop's"
                 " thread would wait for the block's own transaction; use the block's connection"
             )
+
+    def after_sqlalchemy_transaction(self, _conn: Any) -> None:
+        """An engine event (commit, rollback): a thread's write transaction has ended, so the
+        loop's blocks no longer need to give the write lock back after each one."""
+        if self._writers:
+            self._writers.discard(threading.get_ident())
+            if not self._writers:
+                self.writer_at = 0.0
 
     @contextmanager
     def _pooled(self) -> Iterator[FastConnection]:
@@ -474,10 +486,12 @@ class TurnTransaction:
     it holds SQLite's write lock from its start, so no other writer can slip in between two
     blocks), released when the block ends and rolled back to when it raises; the transaction
     commits at the start of the next turn (``call_soon``), or earlier when anything needs the
-    writes to be durable or visible elsewhere: :func:`settle` (the flow records' group commit,
-    a reply to a client, a request to an agent, work handed to a thread), a statement through
-    SQLAlchemy on this thread, the node's stop. A create's twenty-odd small transactions
-    become one commit per turn for all the creates in flight: fewer commits, fewer WAL frames.
+    writes visible elsewhere: :func:`settle` (a request to an agent, work handed to a thread),
+    a statement through SQLAlchemy on this thread, the node's stop. What only has to wait
+    until the writes are durable waits for that commit instead of making one of its own
+    (:meth:`after_commit`): the flow records' group commit and the reply to a client
+    (:func:`committed`). A create's twenty-odd small transactions become one commit per turn
+    for all the creates in flight: fewer commits, fewer WAL frames.
 
     Nothing is acknowledged before its commit. A commit that fails (disk full, I/O error) or a
     statement error after which SQLite dropped the whole transaction loses the earlier blocks
@@ -489,8 +503,9 @@ class TurnTransaction:
     Under load the loop would hold the write lock almost all the time, turn after turn, and a
     thread of the node that writes through SQLAlchemy (the membership beat) would wait in
     SQLite's busy handler until its timeout. So when such a thread begins a write, the loop's
-    blocks commit one by one for :data:`WRITER_WINDOW` seconds (a transaction per block, as
-    without turn transactions) and the lock is free between them.
+    blocks commit one by one until that thread's transaction ends (at most for
+    :data:`WRITER_WINDOW` seconds: a transaction per block, as without turn transactions) and
+    the lock is free between them.
     """
 
     def __init__(self, cache: StatementCache) -> None:
@@ -502,6 +517,8 @@ class TurnTransaction:
         self.depth = 0  # loop-thread blocks running (nested ones count)
         self.short = False  # commit when the outermost block ends (a thread waits to write)
         self.tasks: list[Any] = []  # the tasks whose blocks the open transaction holds
+        self.waiters: list[Callable[[Exception | None], None]] = []  # told when it ends
+        self.loop: Any = None  # the loop whose turn opened the transaction
         turns = getattr(_THREAD, "turns", None)
         if turns is None:
             turns = _THREAD.turns = weakref.WeakSet()
@@ -525,9 +542,12 @@ class TurnTransaction:
             self.short = True
             if self.open and not self.depth:
                 self.commit()
+        if self.open and self.loop is not loop and not self.depth:
+            self.commit()  # opened under a loop that has ended: its commit will never run
         if not self.open:
             cursor.execute("BEGIN IMMEDIATE")
             self.open = True
+            self.loop = loop
             loop.call_soon(self._commit_at_turn, loop)
         task = _TASKS.get(loop) if _TASKS is not None else _current_task(loop)
         if task is not None:
@@ -574,17 +594,34 @@ class TurnTransaction:
                 log.exception("rollback after a failed commit")
             return err
         self.tasks.clear()
+        if self.waiters:
+            self._wake(None)
         return None
+
+    def after_commit(self, then: Callable[[Exception | None], None]) -> None:
+        """Call ``then(None)`` when the open transaction commits, ``then(error)`` when its
+        writes are lost."""
+        self.waiters.append(then)
+
+    def _wake(self, err: Exception | None) -> None:
+        waiters, self.waiters = self.waiters, []
+        for then in waiters:
+            try:
+                then(err)
+            except Exception:  # one waiter's bug must not keep the others waiting
+                log.exception("a commit waiter failed")
 
     def _lose(self, err: Exception) -> None:
         self.open = False
         for task in self.tasks:
             _LOST[task] = err
         self.tasks.clear()
+        self._wake(err)
 
 
 WRITER_WINDOW = 0.5
-"""Seconds after a thread began a write during which the loop's blocks commit one by one."""
+"""Seconds after a thread began a write during which the loop's blocks commit one by one
+(sooner over when the thread's transaction ends)."""
 _READING = re.compile(r"\s*(SELECT|PRAGMA|WITH)\b", re.IGNORECASE)
 _SAVEPOINT = [f"SAVEPOINT fast{depth}" for depth in range(8)]
 _RELEASE = [f"RELEASE fast{depth}" for depth in range(8)]
@@ -621,6 +658,42 @@ def durable() -> None:
     settle()
     if _LOST:
         check_lost()
+
+
+def open_turn() -> TurnTransaction | None:
+    """This thread's turn transaction that holds uncommitted writes (None: nothing open)."""
+    turn: TurnTransaction
+    for turn in getattr(_THREAD, "turns", ()):
+        if turn.open:
+            return turn
+    return None
+
+
+async def committed() -> None:
+    """Back when what this thread's loop turns wrote so far is committed; raise in this task
+    if its writes were lost. Unlike :func:`durable` it does not commit now: it waits for the
+    turn's own commit, so the replies of one turn share one commit."""
+    if _LOST:
+        check_lost()
+    turn = open_turn()
+    if turn is None:
+        return
+    loop = asyncio.get_running_loop()
+    if turn.loop is not loop:  # opened under a loop that has ended: commit it now
+        durable()
+        return
+    waiter: asyncio.Future[None] = loop.create_future()
+    turn.after_commit(partial(_settle_future, waiter))
+    await waiter
+
+
+def _settle_future(waiter: asyncio.Future[None], err: Exception | None) -> None:
+    if waiter.done():
+        return
+    if err is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(err)
 
 
 class SettlingExecutor(ThreadPoolExecutor):

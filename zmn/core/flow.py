@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from sqlalchemy import Table, bindparam, insert, update
@@ -23,7 +24,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
 from zmn.core import jsontext
 from zmn.core.db import new_uuid
-from zmn.core.fastsql import check_lost, settle
+from zmn.core.fastsql import check_lost, open_turn, settle
 from zmn.core.jobs import JobCanceled
 from zmn.core.models import FlowRecordVO
 from zmn.core.reservations import DELETE_OF_RECORD
@@ -157,8 +158,16 @@ class RecordWriter:
         self._durable(batch, {})
 
     def _durable(self, batch: list[Any], failed: dict[int, Exception]) -> None:
-        """Commit (with every other write of this loop turn), then wake the writers."""
-        lost = settle()
+        """Wake the writers when the batch is committed: with the loop turn's own commit
+        when one is open (every write of the turn in one), else now."""
+        turn = open_turn()
+        if turn is not None and turn.loop is asyncio.get_running_loop():
+            turn.after_commit(partial(self._wake, batch, failed))
+            return
+        self._wake(batch, failed, settle())
+
+    @staticmethod
+    def _wake(batch: list[Any], failed: dict[int, Exception], lost: Exception | None) -> None:
         for index, (_, _, done) in enumerate(batch):
             if done.done():
                 continue
