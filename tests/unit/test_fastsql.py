@@ -168,3 +168,31 @@ def test_an_insert_into_an_autoincrement_table_needs_no_returning(db: Database) 
         rows = conn.execute(select(LOG.c.id, LOG.c.text).order_by(LOG.c.id)).all()
     assert [r.text for r in rows] == ["one", "two", "three"]
     assert len({r.id for r in rows}) == 3
+
+
+def test_an_expanding_statement_is_planned_once_per_list_length(db: Database) -> None:
+    """IN lists with a literal and a bind processor beside them: the SQL and the values in
+    their order are planned once per list length and give what SQLAlchemy's own expansion
+    gives, for every length, the empty list too."""
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 678901)
+    when = select(T.c.uuid).where(
+        T.c.uuid.in_(bindparam("uuids", expanding=True)),
+        T.c.name == "ready",
+        T.c.createDate.in_(bindparam("stamps", expanding=True)),
+    )
+    rows = [{"uuid": f"{i:032x}", "name": "ready", "createDate": stamp} for i in range(6)]
+    rows[5]["name"] = "other"
+    with db.fast() as conn:
+        conn.execute(INSERT, rows)
+    uuids = [r["uuid"] for r in rows]
+    fast = db._fast.get(when, {"uuids": [], "stamps": []}, False)
+    for n in (3, 0, 6, 3, 1):
+        args = {"uuids": uuids[:n], "stamps": [stamp, None]}
+        with db.fast() as conn:
+            got = sorted(conn.scalars(when, args).all())
+        with db.engine.connect() as core:
+            want = sorted(core.scalars(when, args).all())
+        assert got == want == uuids[: min(n, 5)]
+    if db.backend == "sqlite":  # positional: planned
+        assert sorted(fast._plans) == [(2, 0), (2, 1), (2, 3), (2, 6)]  # (stamps, uuids)
+        assert all(plan is not None for plan in fast._plans.values())

@@ -110,8 +110,16 @@ class FastStatement:
             ]
             if not any(self.results):
                 self.results = []
+        # an expanding statement's SQL and value order depend only on its lists' lengths:
+        # planned once per lengths (SQLAlchemy's expansion re-renders the SQL every time)
+        self._plans: dict[tuple[int, ...], tuple[str, list[tuple[Any, int, Any]]] | None] = {}
+        self._lists: tuple[str, ...] = ()
+        if self.expanding is not None and self.positional and not compiled.literal_execute_params:
+            self._lists = tuple(sorted({bp.key for bp in compiled.post_compile_params}))
         self.args: Callable[[Params], Any] = (
-            self._slow_args if self.expanding is not None else _args_function(self)
+            (self._planned_args if self._lists else self._slow_args)
+            if self.expanding is not None
+            else _args_function(self)
         )
         self.rows: Callable[[list[Any]], list[Any]] = (
             _rows_function(self) if self.row is not None else list
@@ -125,6 +133,63 @@ class FastStatement:
                 if key not in params:
                     params[key] = make()
         return self._expanded(params)
+
+    def _planned_args(self, params: Params) -> Any:
+        """:meth:`_slow_args` by the plan made for these list lengths."""
+        if self.defaults:
+            params = dict(params)
+            for key, make in self.defaults:
+                if key not in params:
+                    params[key] = make()
+        try:
+            lengths = tuple([len(params[key]) for key in self._lists])
+        except (KeyError, TypeError):  # a list left out or not a list: SQLAlchemy says why
+            return self._expanded(params)
+        plan = self._plans.get(lengths, _MISSING)
+        if plan is _MISSING:
+            plan = self._plans[lengths] = self._plan(params)
+        if plan is None:
+            return self._expanded(params)
+        sql, slots = cast(tuple[str, list[tuple[Any, int, Any]]], plan)
+        values = []
+        for key, index, process in slots:
+            if index == _CONSTANT:
+                values.append(key)  # a literal of the statement, processed when planned
+                continue
+            value = params[key] if index < 0 else params[key][index]
+            values.append(value if process is None or value is None else process(value))
+        return sql, tuple(values)
+
+    def _plan(self, params: Params) -> tuple[str, list[tuple[Any, int, Any]]] | None:
+        """Expand once with a marker per value, to learn where each value goes: the caller's
+        value (a marker came back) or the statement's own literal (anything else). None when
+        a list's values do not come back as themselves (e.g. a tuple IN): that statement
+        expands as SQLAlchemy does, every time."""
+        marked: dict[str, Any] = {}
+        for key, value in params.items():
+            if key in self._lists:
+                marked[key] = [_Slot(key, i) for i in range(len(value))]
+            else:
+                marked[key] = _Slot(key, -1)
+        state = self.expanding.construct_expanded_state(marked)
+        if state.positiontup is None:
+            return None
+        slots: list[tuple[Any, int, Any]] = []
+        found = 0
+        for name in state.positiontup:
+            slot = state.parameters.get(name)
+            process = state.processors.get(name)
+            if type(slot) is _Slot:
+                found += slot.index >= 0
+                slots.append((slot.key, slot.index, process))
+            elif isinstance(slot, (list, tuple)):
+                return None
+            else:
+                literal = slot if process is None or slot is None else process(slot)
+                slots.append((literal, _CONSTANT, None))
+        if found != sum(len(params[key]) for key in self._lists):
+            return None  # some list value did not come back as itself
+        return state.statement, slots
 
     def _missing(self, params: Params) -> exc.ArgumentError | None:
         """The error for required parameters the caller left out (None: none is missing)."""
@@ -218,6 +283,18 @@ def _rows_function(fast: FastStatement) -> Callable[[list[Any]], list[Any]]:
 
 
 _MISSING = object()
+
+
+_CONSTANT = -2  # a plan's slot index: the statement's own literal value
+
+
+class _Slot:
+    """Where one bound value of an expanding statement comes from (a plan's marker)."""
+
+    __slots__ = ("index", "key")
+
+    def __init__(self, key: str, index: int) -> None:
+        self.key, self.index = key, index
 
 
 def _faster(type_: Any, dialect: Dialect, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -531,7 +608,7 @@ class TurnTransaction:
 
     @contextmanager
     def block(self, loop: Any) -> Iterator[FastConnection]:
-        if _LOST:
+        if _LOST.data:  # the dict under the weak one: its len() is Python code
             check_lost()
         conn = self.conn or self.connection()
         cursor = conn.cursor
