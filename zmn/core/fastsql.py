@@ -608,7 +608,7 @@ class TurnTransaction:
 
     @contextmanager
     def block(self, loop: Any) -> Iterator[FastConnection]:
-        if _LOST.data:  # the dict under the weak one: its len() is Python code
+        if _LOST_DATA:  # the dict under the weak one: its len() is Python code
             check_lost()
         conn = self.conn or self.connection()
         cursor = conn.cursor
@@ -707,6 +707,7 @@ _TASKS: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 _THREAD = threading.local()  # .turns: this thread's turn transactions (a WeakSet, one per database)
 _LOST: weakref.WeakKeyDictionary[Any, Exception] = weakref.WeakKeyDictionary()
 """Tasks whose writes a failed turn transaction lost, with the error (told once)."""
+_LOST_DATA: dict[Any, Exception] = _LOST.data  # type: ignore[attr-defined]
 
 
 def settle() -> Exception | None:
