@@ -326,3 +326,18 @@ async def test_delete_missing(node: Node) -> None:
     with pytest.raises(NotFound) as info:
         await call(node, "DeleteBox", uuid="f" * 32)
     assert info.value.code == "BOX.NOT_FOUND"
+
+
+async def test_a_name_in_other_letter_case_resolves_when_no_exact_name_does(node: Node) -> None:
+    """Through an API parameter (the cached fast-path look-ups) as in a session: the exact
+    name first, then the name compared folded, owned ones for their owner only."""
+    b1, b2 = add_boxes(node, "One", "one-two")
+    inv = (await call(node, "CreateItem", name="i1", boxUuid="ONE"))["inventory"]
+    assert inv["boxUuid"] == b1
+    assert await call(node, "MoveItems", boxUuids=["ONE-TWO", "one"]) == {"boxUuids": [b2, b1]}
+    mine = (await call(node, "CreateItem", ALICE, name="Mine", boxUuid="one"))["inventory"]
+    with pytest.raises(NotFound):
+        await call(node, "DeleteItem", BOB, uuid="MINE")
+    await call(node, "DeleteItem", ALICE, uuid="MINE")
+    with node.db.tx() as s:
+        assert s.get(ItemVO, mine["uuid"]) is None

@@ -67,27 +67,39 @@ def resolve(
             field=field,
         )
     model = rt.model
-    if UUID_RE.match(value) and (principal.is_admin or rt.access_filter is None):
-        # a statement built once per type: only existence and ownership are checked
+    if principal.is_admin or rt.access_filter is None:
+        # statements built once per type: existence and ownership only
         owned = rt.owned and not principal.is_admin
         params = {"value": value, "account": principal.accountUuid} if owned else {"value": value}
-        if session.scalar(_uuid_check(model, owned), params) is None:
+        if UUID_RE.match(value):
+            if session.scalar(_uuid_check(model, owned), params) is None:
+                raise not_found(type_name, value, field)
+            return value
+        if not hasattr(model, "name"):  # tags, sessions, jobs by API name: UUIDs only
             raise not_found(type_name, value, field)
-        return value
+        uuids = list(session.scalars(_name_lookup(model, owned, fold=False), params))
+        if not uuids:  # no exact name: a name that differs only in case (as queries compare)
+            uuids = list(session.scalars(_name_lookup(model, owned, fold=True), params))
+        return _one_named(uuids, type_name, value, field)
     owned_clause = _owned_clause(rt, principal)
     if UUID_RE.match(value):
         found = session.scalar(select(model.uuid).where(model.uuid == value, *owned_clause))
         if found is None:
             raise not_found(type_name, value, field)
         return value
-    if not hasattr(model, "name"):  # tags, sessions, jobs by API name: UUIDs only
+    if not hasattr(model, "name"):
         raise not_found(type_name, value, field)
     uuids = list(
         session.scalars(select(model.uuid).where(model.name == value, *owned_clause).limit(3))
     )
-    if not uuids:  # no exact name: a name that differs only in case (as queries compare)
+    if not uuids:
         named = folded(model.name) == folded(literal(value, String))
         uuids = list(session.scalars(select(model.uuid).where(named, *owned_clause).limit(3)))
+    return _one_named(uuids, type_name, value, field)
+
+
+def _one_named(uuids: list[Any], type_name: str, value: str, field: str) -> str:
+    """The one UUID a name found; not found or ambiguous otherwise."""
     if not uuids:
         raise not_found(type_name, value, field)
     if len(uuids) > 1:
@@ -116,6 +128,30 @@ def _uuid_check(model: Any, owned: bool) -> Any:
                 )
             )
         _UUID_CHECKS[(model, owned)] = stmt
+    return stmt
+
+
+_NAME_LOOKUPS: dict[tuple[Any, bool, bool], Any] = {}
+
+
+def _name_lookup(model: Any, owned: bool, *, fold: bool) -> Any:
+    """``SELECT uuid WHERE name = :value`` (folded: both sides lower-cased), owned by
+    ``:account`` when ``owned``; at most three rows (one is the answer, two say ambiguous).
+    Cached per model."""
+    key = (model, owned, fold)
+    stmt = _NAME_LOOKUPS.get(key)
+    if stmt is None:
+        value = bindparam("value", type_=String)
+        named = folded(model.name) == folded(value) if fold else model.name == value
+        stmt = select(model.uuid).where(named)
+        if owned:
+            ref = AccountResourceRefVO
+            stmt = stmt.where(
+                model.uuid.in_(
+                    select(ref.resourceUuid).where(ref.accountUuid == bindparam("account"))
+                )
+            )
+        stmt = _NAME_LOOKUPS[key] = stmt.limit(3)
     return stmt
 
 
@@ -156,10 +192,10 @@ def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> N
     refs = _refs_of(type(msg))
     if not refs:
         return
-    # UUIDs (nearly every call) are checked with statements built once, on the fast path;
-    # a name needs statements built per call, which a Core connection caches
+    # statements built once, on the fast path, unless a type's access filter applies to the
+    # caller (its clauses are built per call, which a Core connection caches)
     db = node.db
-    reader = db.fast() if _uuid_checks_only(node, principal, msg, refs) else db.engine.connect()
+    reader = db.fast() if _cached_lookups_only(node, principal, msg, refs) else db.engine.connect()
     with reader as s:
         for name, type_name in refs:
             value = getattr(msg, name)
@@ -172,18 +208,18 @@ def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> N
                 setattr(msg, name, resolve(s, node, principal, type_name, value, name))
 
 
-def _uuid_checks_only(
+def _cached_lookups_only(
     node: Node, principal: Principal, msg: ApiMessage, refs: list[tuple[str, str]]
 ) -> bool:
-    """Whether every reference of ``msg`` is a UUID that :func:`resolve` checks with its
-    cached statement (no name to look up, no access filter)."""
+    """Whether :func:`resolve` checks every reference of ``msg`` (a UUID or a name) with its
+    cached statements: no access filter applies to the caller."""
     for name, type_name in refs:
         value = getattr(msg, name)
         values = value if isinstance(value, list) else [] if value is None else [value]
         rt = node.resources.types.get(type_name)
         if rt is not None and rt.access_filter is not None and not principal.is_admin:
             return False
-        if not all(isinstance(v, str) and UUID_RE.match(v) for v in values):
+        if not all(isinstance(v, str) for v in values):
             return False
     return True
 
