@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from zmn.api.errors import OperationFailed
 from zmn.core.models import TagVO
@@ -67,11 +67,19 @@ def guest_hostname(name: str | None, tag: str | None) -> str | None:
     return None
 
 
+_HOSTNAME_TAG = select(TagVO.tag).where(
+    TagVO.resourceUuid == bindparam("uuid"),
+    TagVO.type == "System",
+    TagVO.tag.like("hostname::%"),
+)
+
+
 class HostNetworkPlanner:
     """Builds the agent bodies from the database (read through the registry)."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._statements: dict[tuple[str, Any], Any] = {}  # built once per (use, model)
 
     def _model(self, type_name: str) -> Any:
         rt = self.node.resources.types.get(type_name)
@@ -82,7 +90,7 @@ class HostNetworkPlanner:
         if l3_m is None or range_m is None:
             return None
         l3 = session.get(l3_m, l3_uuid)
-        ranges = list(session.scalars(select(range_m).where(range_m.l3NetworkUuid == l3_uuid)))
+        ranges = list(session.scalars(self._ranges_of(range_m), {"l3": l3_uuid}))
         ranges = [r for r in ranges if int(getattr(r, "ipVersion", 4) or 4) == 4]
         if l3 is None or not ranges:
             return None
@@ -109,12 +117,16 @@ class HostNetworkPlanner:
             out["dnsDomain"] = l3.dnsDomain
         return out
 
+    def _ranges_of(self, range_m: Any) -> Any:
+        """An L3's IP ranges (``:l3``), the statement built once per model."""
+        stmt = self._statements.get(("ranges", range_m))
+        if stmt is None:
+            stmt = select(range_m).where(range_m.l3NetworkUuid == bindparam("l3"))
+            self._statements[("ranges", range_m)] = stmt
+        return stmt
+
     def _hostname_tag(self, session: Session, vm_uuid: str) -> str | None:
-        tag = session.scalar(
-            select(TagVO.tag).where(
-                TagVO.resourceUuid == vm_uuid, TagVO.type == "System", TagVO.tag.like("hostname::%")
-            )
-        )
+        tag = session.scalar(_HOSTNAME_TAG, {"uuid": vm_uuid})
         return str(tag).split("::", 1)[1] if tag else None
 
     def _eip_rows(self, session: Session, nic_uuids: list[str]) -> list[tuple[Any, Any]]:
@@ -122,9 +134,12 @@ class HostNetworkPlanner:
         eip_m, vip_m = self._model("Eip"), self._model("Vip")
         if eip_m is None or not nic_uuids:
             return []
-        rows = session.scalars(
-            select(eip_m).where(eip_m.vmNicUuid.in_(nic_uuids)).order_by(eip_m.vipIp)
-        )
+        stmt = self._statements.get(("eips", eip_m))
+        if stmt is None:
+            nics: Any = bindparam("nics", expanding=True)
+            stmt = select(eip_m).where(eip_m.vmNicUuid.in_(nics)).order_by(eip_m.vipIp)
+            self._statements[("eips", eip_m)] = stmt
+        rows = session.scalars(stmt, {"nics": nic_uuids})
         return [
             (r, None if vip_m is None else session.get(vip_m, r.vipUuid))
             for r in rows
@@ -137,7 +152,7 @@ class HostNetworkPlanner:
             return ipaddress.IPv4Network(f"0.0.0.0/{vip.netmask}").prefixlen
         range_m = self._model("IpRange")
         first = None if range_m is None else session.scalars(
-            select(range_m).where(range_m.l3NetworkUuid == vip.l3NetworkUuid)
+            self._ranges_of(range_m), {"l3": vip.l3NetworkUuid}
         ).first()  # fmt: skip
         if first is None or not first.networkCidr or ":" in str(first.networkCidr):
             return None

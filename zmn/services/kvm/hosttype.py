@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 
 from zmn.api import agentauth
 from zmn.api.errors import (
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from zmn.core.node import Node
     from zmn.services.kvm.endpoint import AgentEndpoint
 
+_RECORD = KvmHostVO.__table__
+_SELECT_RECORD = select(*_RECORD.c).where(_RECORD.c.uuid == bindparam("uuid"))
 log = logging.getLogger("zmn.kvm")
 
 STATES_EVENT = "/host/vm/states"
@@ -93,15 +95,16 @@ class KvmHostType:
         return self._version
 
     def _row(self, uuid: str) -> KvmHostVO:
-        with self.node.db.tx() as s:
-            row = s.get(KvmHostVO, uuid)
-            if row is None:
-                raise OperationFailed(
-                    f"host {uuid} has no KVM record (credentials, key, secret); delete and"
-                    " re-add it",
-                    code="KVM.NO_RECORD",
-                )
-            s.expunge(row)
+        """The host's KVM record, read afresh (credentials change) on the fast path: an
+        object outside any session, as the callers only read it."""
+        with self.node.db.fast() as conn:
+            found = conn.execute(_SELECT_RECORD, {"uuid": uuid}).first()
+        if found is None:
+            raise OperationFailed(
+                f"host {uuid} has no KVM record (credentials, key, secret); delete and re-add it",
+                code="KVM.NO_RECORD",
+            )
+        row = KvmHostVO(**found._mapping)
         self._known[uuid] = row
         return row
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from zmn.core.models import TagVO
 
@@ -27,12 +27,13 @@ def reading(node: Node, session: Session | None = None) -> Iterator[Session]:
         yield s
 
 
+_SYSTEM_TAGS = select(TagVO.tag).where(
+    TagVO.resourceUuid == bindparam("uuid"), TagVO.type == "System"
+)
+
+
 def system_tags(session: Session, resource_uuid: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(TagVO.tag).where(TagVO.resourceUuid == resource_uuid, TagVO.type == "System")
-        )
-    )
+    return list(session.scalars(_SYSTEM_TAGS, {"uuid": resource_uuid}))
 
 
 def tag_value(tags: Iterable[str], prefix: str) -> str | None:
