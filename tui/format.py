@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
+from zmn.api.ids import short_id
 from zmn.api.text import inert
 
 GOOD = {"Enabled", "Connected", "Running", "Ready", "Succeeded", "Attached", "Active"}
@@ -38,7 +39,7 @@ def with_names(text: str, names: dict[str, dict[str, str]]) -> str:
 
     def name(m: re.Match[str]) -> str:
         uuid = m.group(0)
-        return next((n[uuid] for n in names.values() if n.get(uuid)), uuid[:8] + "…")
+        return next((n[uuid] for n in names.values() if n.get(uuid)), short_id(uuid) + "…")
 
     return _UUID.sub(name, text)
 

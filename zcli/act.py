@@ -14,6 +14,7 @@ import sys
 
 from zcli.catalogue import Api, Catalogue, LazyPattern, Resource
 from zmn.api.errors import NotFound
+from zmn.api.ids import short_id
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -177,5 +178,5 @@ def said(
     uuid = str(inv.get("uuid") or "")
     if UUID_RE.match(str(name)) and not uuid:
         name, uuid = "", str(name)
-    short = f" ({uuid[:8]})" if uuid else ""
+    short = f" ({short_id(uuid)})" if uuid else ""
     return f"{past(verb)} {kind} {name}{short}".replace("  ", " ").rstrip() + "\n"

@@ -26,6 +26,7 @@ import time
 from zcli.catalogue import camel, kebab, positional_slot
 from zcli.words import GLOBAL_OPTIONS as _OPTIONS
 from zcli.words import OPERATOR_DOCS, OUTPUTS, TAG_FIELDS, split_field
+from zmn.api.ids import short_id
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # every import costs each Tab: typing, contextlib, dataclasses stay out
@@ -448,8 +449,8 @@ class Engine:
                 label = name or type_name
             else:
                 text = prefix + name
-                display = f"{name} ({uuid[:8]})"
-                label = f"{type_name} {uuid[:8]}"
+                display = f"{name} ({short_id(uuid)})"
+                label = f"{type_name} {short_id(uuid)}"
             if text in seen:
                 continue
             seen.add(text)

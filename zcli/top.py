@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from zcli.parser import UsageError
 from zcli.table import print_table
+from zmn.api.ids import short_id
 
 if TYPE_CHECKING:
     from zcli.options import Options
@@ -126,13 +127,13 @@ def _table(kind: str, found: list[dict[str, Any]]) -> list[list[str]]:
         cpu = f"{r['cpuPercent']:.1f}" if "cpuPercent" in r else "-"
         mem = f"{_size(r.get('memoryUsed'))}/{_size(r.get('memoryTotal'))}"
         if kind == "vm":
-            table.append([str(r["name"]), r["uuid"][:8], (r.get("hostUuid") or "-")[:8], cpu, mem,
+            table.append([str(r["name"]), short_id(r["uuid"]), short_id(r.get("hostUuid") or "-"), cpu, mem,
                           *(_size(r.get(k)) for k in ("diskReadBytesPerSecond",
                             "diskWriteBytesPerSecond", "netRxBytesPerSecond",
                             "netTxBytesPerSecond"))])  # fmt: skip
         else:
             load = "/".join(f"{r[k]:.2f}" if k in r else "-" for k in ("load1", "load5", "load15"))
-            table.append([str(r["name"]), r["uuid"][:8], cpu, mem, load])
+            table.append([str(r["name"]), short_id(r["uuid"]), cpu, mem, load])
     return table
 
 

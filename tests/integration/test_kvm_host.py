@@ -29,6 +29,7 @@ from tests.support import kvmagents
 from tests.support.kvmagents import HOST_KEY, Env, build_kvm_cloud
 from zmn.api import agentauth
 from zmn.api.errors import OperationFailed, ZmnError
+from zmn.api.ids import short_id
 from zmn.core.service import Call
 from zmn.services.host.ops import set_status
 from zmn.services.kvm.models import KvmHostVO
@@ -297,7 +298,7 @@ async def test_vm_networking_is_driven_by_the_node_and_leaves_with_the_vm(env: E
     state = _net_state(agent)
     entry = state["vms"][vm["uuid"]]
     assert entry["nics"] == [{"mac": nic["mac"], "ip": nic["ip"], "l3Uuid": u["l3"],
-                              "device": f"v{vm['uuid'][:8]}.0"}]  # fmt: skip
+                              "device": f"v{short_id(vm['uuid'])}.0"}]  # fmt: skip
     l3 = state["l3s"][u["l3"]]
     # the DHCP server takes the CIDR's top address: in no IP range, so never a VM's
     assert l3["serverIp"] == "10.9.0.254" and l3["gateway"] == "10.9.0.1"

@@ -23,6 +23,7 @@ import pexpect
 import pytest
 
 from tests.support.inproc import running_node
+from zmn.api.ids import short_id
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -145,7 +146,7 @@ def test_join_field_completes_and_live_zone_uuid_is_offered(cloud: Cloud) -> Non
         child.expect(PROMPT)
         # a UUID parameter offers the live zones as "name (short uuid)"; Tab inserts the name
         child.send("CreateCluster name=cx zoneUuid=")
-        child.expect(re.escape(f"z1 ({zone['uuid'][:8]})"))
+        child.expect(re.escape(f"z1 ({short_id(zone['uuid'])})"))
         child.send("\t")
         time.sleep(0.3)
         child.send(" hypervisorType=Simulator\r")
@@ -230,7 +231,7 @@ def test_complete_callback_fetches_then_refreshes_names_in_the_background(
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         return proc.stdout.splitlines()
 
-    short = zone["uuid"][:8]
+    short = short_id(zone["uuid"])
     assert complete("api", "CreateCluster", "zoneUuid=") == [f"zoneUuid=z1\tZone {short}"]
     # make the cached names stale and wrong: the next answer is the cache, then it heals
     files = list((tmp_path / "cache" / "zcli").glob("names-*.json"))

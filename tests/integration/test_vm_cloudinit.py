@@ -16,6 +16,7 @@ import pytest_asyncio
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import Cloud, build_cloud, consistent
 from zmn.api.errors import InvalidArgument, InvalidState
+from zmn.api.ids import short_id
 from zmn.services.kvm.seed import seed_body
 from zmn.services.vm.cloudinit import VmCloudInitVO
 
@@ -134,7 +135,7 @@ async def test_the_kvm_seed_names_host_keys_and_static_addresses(cloud: Cloud) -
     assert body is not None
     nic = vm["vmNics"][0]
     assert body["instanceId"] == row(cloud, vm["uuid"])["instanceId"]  # type: ignore[index]
-    assert body["hostname"] == f"vm-{vm['uuid'][:12]}" and body["sshKeys"] == [KEY]
+    assert body["hostname"] == f"vm-{short_id(vm['uuid'], 12)}" and body["sshKeys"] == [KEY]
     assert body["nics"] == [{"mac": nic["mac"], "address": "10.0.0.150", "prefix": 24,
                              "gateway": nic["gateway"]}]  # fmt: skip
     plain = await cloud.vm("plain")

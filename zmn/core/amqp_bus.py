@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import secrets
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -295,7 +296,7 @@ class AmqpBus(Bus):
 
     async def _consume(self, queue: str, service: str | None) -> None:
         """Consume requests; returns once the broker registered the consumer (ConsumeOk)."""
-        tag = f"{queue}.{new_uuid()[:8]}"
+        tag = f"{queue}.{secrets.token_hex(4)}"
         self._consumers.append(tag)
         await self.link.op("basic_consume", queue, self._on_request(service), consumer_tag=tag)
 

@@ -8,7 +8,6 @@ allocation need no extra locking there. Multi-node safety comes from conditional
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -22,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
 
+from zmn.api.ids import new_uuid as new_uuid  # re-exported: the node's UUIDs
 from zmn.core import nocase
 from zmn.core.fastsql import FastConnection, StatementCache
 
@@ -71,15 +71,6 @@ def utcnow() -> dt.datetime:
     conversion and ``replace``, for half the cost (a create reads the clock for most rows it
     writes). ``utcfromtimestamp`` would be cheaper still but is deprecated since 3.12."""
     return _EPOCH + dt.timedelta(0, time.time())
-
-
-def new_uuid() -> str:
-    """A random (version 4) UUID as 32 lowercase hex digits: ``uuid4().hex`` without building
-    a ``UUID`` object (a create makes several; the object was most of their cost)."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return b.hex()
 
 
 class ResourceMixin:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from zmn.api.errors import PermissionDenied
 from zmn.core.bus import Principal
-from zmn.core.db import new_uuid, utcnow
+from zmn.core.db import utcnow
 from zmn.services.identity.models import AccountVO, SessionVO, UserVO
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class SessionManager:
                     " (global config identity/session.maxConcurrent); log out of one first",
                     code="IDENTITY.TOO_MANY_SESSIONS",
                 )
-        token = new_uuid()
+        token = secrets.token_hex(16)  # 32 hex digits, all random (not a time-ordered UUID)
         row = SessionVO(
             uuid=digest(token),
             accountUuid=account_uuid,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select
 
 from zmn.api.errors import OperationFailed
+from zmn.api.ids import short_id
 from zmn.core.models import TagVO
 from zmn.services.kvm.reads import reading, tag_value
 
@@ -43,7 +44,7 @@ LIVE_EIP_STATES = ("Running", "Paused", "Unknown")
 
 def nic_device(vm_uuid: str, device_id: int) -> str:
     """The tap device of a VM NIC on the host (15 characters at most, from the UUID)."""
-    return f"v{vm_uuid[:8]}.{int(device_id)}"
+    return f"v{short_id(vm_uuid)}.{int(device_id)}"
 
 
 def dhcp_server_ip(cidr: str, ranges: Iterable[tuple[str, str]], gateway: str | None) -> str | None:

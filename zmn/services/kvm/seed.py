@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from zmn.api.ids import short_id
 from zmn.services.kvm.hostnet import guest_hostname
 from zmn.services.kvm.reads import reading, system_tags, tag_value
 
@@ -53,7 +54,7 @@ def seed_body(
         nics.append(nic)
     return {
         "instanceId": source["instanceId"] if source else f"iid-{uuid}",
-        "hostname": guest_hostname(str(vm.get("name") or ""), tag) or f"vm-{uuid[:12]}",
+        "hostname": guest_hostname(str(vm.get("name") or ""), tag) or f"vm-{short_id(uuid, 12)}",
         "userData": source["userData"] if source else "",
         "sshKeys": source["sshKeys"] if source else [],
         "nics": nics,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
+from zmn.api.ids import short_id
 from zmn.core.db import new_uuid, utcnow
 from zmn.core.service import send
 from zmn.core.vmhooks import VmNicBeforeDelete
@@ -63,7 +64,7 @@ async def create_nic(
         "netmask": None,
         "gateway": None,
         "deviceId": device_id,
-        "internalName": f"vnic{vm_uuid[:8]}.{device_id}",
+        "internalName": f"vnic{short_id(vm_uuid)}.{device_id}",
         "hypervisorType": hypervisor_type,
         "leaseDate": None,
         "createDate": now,
