@@ -36,6 +36,13 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _commit_every_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin what each turn commits: no grouping of busy turns (tested on its own
+    below, with its window set)."""
+    monkeypatch.setattr(fastsql, "GROUP_WINDOW", 0.0)
+
+
 def committed(db: Database) -> list[str]:
     """What another connection sees: committed rows only."""
     con = sqlite3.connect(db.url.removeprefix("sqlite:///"))
@@ -311,3 +318,38 @@ async def test_blocks_share_turns_again_once_a_threads_write_is_committed(
             conn.execute(INSERT, {"uuid": f"u{i}", "name": f"n{i}"})
     await asyncio.sleep(0)
     assert commits[0] == 1
+
+
+async def test_a_busy_loop_commits_at_most_once_a_window_and_an_idle_one_at_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While other callbacks are ready, the turns' writes share one commit a GROUP_WINDOW; a
+    caller waiting for durability is woken by it; once the loop has nothing else to run, the
+    open transaction commits at the next turn."""
+    monkeypatch.setattr(fastsql, "GROUP_WINDOW", 0.05)
+    commits = commits_of(db, monkeypatch)
+    turns = 0
+
+    async def busy(i: int) -> None:
+        nonlocal turns
+        for j in range(30):  # a write and a yield: every turn has work ready
+            with db.fast() as conn:
+                conn.execute(INSERT, {"uuid": f"b{i}-{j}", "name": "busy"})
+            turns += 1
+            await asyncio.sleep(0)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(busy(i) for i in range(3)))
+    busy_for = time.monotonic() - t0
+    assert turns == 90
+    assert commits[0] <= busy_for / 0.05 + 1, (commits[0], busy_for)
+    await fastsql.committed()  # woken by the commit that makes its writes durable
+    assert len(committed(db)) == 90
+    before = commits[0]
+    t0 = time.monotonic()
+    with db.fast() as conn:  # this caller waits and nothing else is ready: no window
+        conn.execute(INSERT, {"uuid": "idle", "name": "idle"})
+    await fastsql.committed()
+    assert time.monotonic() - t0 < 0.05
+    assert commits[0] == before + 1
+    assert "idle" in committed(db)

@@ -568,7 +568,9 @@ class TurnTransaction:
     until the writes are durable waits for that commit instead of making one of its own
     (:meth:`after_commit`): the flow records' group commit and the reply to a client
     (:func:`committed`). A create's twenty-odd small transactions become one commit per turn
-    for all the creates in flight: fewer commits, fewer WAL frames.
+    for all the creates in flight: fewer commits, fewer WAL frames. A busy loop (other
+    callbacks ready) goes further and commits at most once every :data:`GROUP_WINDOW`, so the
+    turns of that window share the pages their commit writes; an idle one commits at once.
 
     Nothing is acknowledged before its commit. A commit that fails (disk full, I/O error) or a
     statement error after which SQLite dropped the whole transaction loses the earlier blocks
@@ -596,6 +598,7 @@ class TurnTransaction:
         self.tasks: list[Any] = []  # the tasks whose blocks the open transaction holds
         self.waiters: list[Callable[[Exception | None], None]] = []  # told when it ends
         self.loop: Any = None  # the loop whose turn opened the transaction
+        self.committed_at = 0.0  # monotonic time of the last commit (the loop's clock)
         turns = getattr(_THREAD, "turns", None)
         if turns is None:
             turns = _THREAD.turns = weakref.WeakSet()
@@ -651,6 +654,15 @@ class TurnTransaction:
         if self.depth and self.open:  # a block awaits inside (a bug): not before it ends
             loop.call_soon(self._commit_at_turn, loop)
             return
+        if (
+            self.open
+            and getattr(loop, "_ready", None)  # other callbacks wait: the loop is busy
+            and loop.time() - self.committed_at < GROUP_WINDOW
+        ):
+            # a busy loop commits at most once a window: the creates of several turns share
+            # the pages their commit writes; waiting callers are woken when it is made
+            loop.call_soon(self._commit_at_turn, loop)
+            return
         self.commit()
 
     def commit(self) -> Exception | None:
@@ -671,6 +683,7 @@ class TurnTransaction:
                 log.exception("rollback after a failed commit")
             return err
         self.tasks.clear()
+        self.committed_at = time.monotonic()
         if self.waiters:
             self._wake(None)
         return None
@@ -696,6 +709,9 @@ class TurnTransaction:
         self._wake(err)
 
 
+GROUP_WINDOW = 0.005
+"""Seconds: while other callbacks are ready, a turn's transaction commits no sooner than this
+after the last commit (and at the first turn after it); an idle loop commits at once."""
 WRITER_WINDOW = 0.5
 """Seconds after a thread began a write during which the loop's blocks commit one by one
 (sooner over when the thread's transaction ends)."""
