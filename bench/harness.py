@@ -166,10 +166,10 @@ class Sizes:
     batch_parallel: int = 8  # batch: --parallel N (and AsyncClient requests in flight each)
     growth_top: int = 1_000_000  # growth: VMs loaded at the top level (levels 0, top/10, top)
     growth_hosts: int = 100_000  # growth: simulator hosts loaded at every level
-    growth_creates: int = 2_000  # growth: creates per level
+    growth_creates: int = 6_000  # growth: creates per level (2,000 left the figures noisy)
     growth_clients: int = 50  # growth: connections the creates come from
     growth_fixed: int = 50  # growth: VMs of the small zone the join count counts
-    growth_repeats: int = 100  # growth: calls per timed query / allocation
+    growth_repeats: int = 300  # growth: calls per timed query / allocation
     stress_vms: int = 30_000  # stress: concurrent CreateVmInstance requests, all sent at once
     stress_hosts: int = 100_000  # stress: simulated hosts (bulk-loaded)
     stress_procs: int = 10  # stress: client processes
