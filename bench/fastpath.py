@@ -33,6 +33,9 @@ from sqlalchemy import Table, create_engine, event
 
 GiB = 1024**3
 PiB = 1024**5
+# a zone's primary storage: 100,000 loaded 10 GiB volumes (1M VMs in 10 zones) fill 0.95 PiB, and
+# the growth family creates thousands more on top
+ZONE_STORAGE = 4 * PiB
 CHUNK = 50_000
 
 
@@ -322,10 +325,10 @@ def bulk_load(
                     "url": f"/sim/{p}/ps{i}",
                     "state": "Enabled",
                     "status": "Connected",
-                    "totalCapacity": PiB,
-                    "availableCapacity": PiB - vms_in_zone[i] * 10 * GiB,
-                    "totalPhysicalCapacity": PiB,
-                    "availablePhysicalCapacity": PiB - vms_in_zone[i] * 10 * GiB,
+                    "totalCapacity": ZONE_STORAGE,
+                    "availableCapacity": ZONE_STORAGE - vms_in_zone[i] * 10 * GiB,
+                    "totalPhysicalCapacity": ZONE_STORAGE,
+                    "availablePhysicalCapacity": ZONE_STORAGE - vms_in_zone[i] * 10 * GiB,
                     **base,
                 }
                 for i in range(z)
