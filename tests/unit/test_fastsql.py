@@ -196,3 +196,12 @@ def test_an_expanding_statement_is_planned_once_per_list_length(db: Database) ->
     if db.backend == "sqlite":  # positional: planned
         assert sorted(fast._plans) == [(2, 0), (2, 1), (2, 3), (2, 6)]  # (stamps, uuids)
         assert all(plan is not None for plan in fast._plans.values())
+    # a bound value given in one call and left to the statement's own in the next (each set
+    # of keys is a statement shape of its own, with its own plans)
+    named = select(T.c.uuid).where(
+        T.c.uuid.in_(bindparam("uuids", expanding=True)), T.c.name == bindparam("n", "ready")
+    )
+    with db.fast() as conn:
+        assert sorted(conn.scalars(named, {"uuids": uuids, "n": "other"}).all()) == [uuids[5]]
+        assert sorted(conn.scalars(named, {"uuids": uuids}).all()) == uuids[:5]
+        assert sorted(conn.scalars(named, {"uuids": uuids, "n": "other"}).all()) == [uuids[5]]

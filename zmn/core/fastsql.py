@@ -110,8 +110,9 @@ class FastStatement:
             ]
             if not any(self.results):
                 self.results = []
-        # an expanding statement's SQL and value order depend only on its lists' lengths:
-        # planned once per lengths (SQLAlchemy's expansion re-renders the SQL every time)
+        # an expanding statement's SQL and value order depend only on its lists' lengths (the
+        # keys given are this object's own): planned once per lengths (SQLAlchemy's expansion
+        # re-renders the SQL every time)
         self._plans: dict[tuple[int, ...], tuple[str, list[tuple[Any, int, Any]]] | None] = {}
         self._lists: tuple[str, ...] = ()
         if self.expanding is not None and self.positional and not compiled.literal_execute_params:
@@ -145,7 +146,7 @@ class FastStatement:
             lengths = tuple([len(params[key]) for key in self._lists])
         except (KeyError, TypeError):  # a list left out or not a list: SQLAlchemy says why
             return self._expanded(params)
-        plan = self._plans.get(lengths, _MISSING)
+        plan = self._plans.get(lengths, _MISSING)  # (a statement's keys are fixed per shape)
         if plan is _MISSING:
             plan = self._plans[lengths] = self._plan(params)
         if plan is None:
