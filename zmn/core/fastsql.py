@@ -764,21 +764,25 @@ def open_turn() -> TurnTransaction | None:
     return None
 
 
+def when_committed(then: Callable[[Exception | None], None]) -> None:
+    """Call ``then(None)`` once what this thread's loop turns wrote so far is committed, or
+    ``then(error)`` if it was lost: at the turn's own commit when one transaction of the
+    running loop is open, else at once (after committing whatever else is open)."""
+    turns = [turn for turn in getattr(_THREAD, "turns", ()) if turn.open]
+    if len(turns) == 1 and turns[0].loop is _running_loop():
+        turns[0].after_commit(then)
+        return
+    then(settle())
+
+
 async def committed() -> None:
     """Back when what this thread's loop turns wrote so far is committed; raise in this task
     if its writes were lost. Unlike :func:`durable` it does not commit now: it waits for the
     turn's own commit, so the replies of one turn share one commit."""
     if _LOST:
         check_lost()
-    turn = open_turn()
-    if turn is None:
-        return
-    loop = asyncio.get_running_loop()
-    if turn.loop is not loop:  # opened under a loop that has ended: commit it now
-        durable()
-        return
-    waiter: asyncio.Future[None] = loop.create_future()
-    turn.after_commit(partial(_settle_future, waiter))
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    when_committed(partial(_settle_future, waiter))
     await waiter
 
 

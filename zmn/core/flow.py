@@ -24,7 +24,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from zmn.api.errors import InvalidArgument, OperationFailed, ZmnError
 from zmn.core import jsontext
 from zmn.core.db import new_uuid
-from zmn.core.fastsql import check_lost, open_turn, settle
+from zmn.core.fastsql import check_lost, when_committed
 from zmn.core.jobs import JobCanceled
 from zmn.core.models import FlowRecordVO
 from zmn.core.reservations import DELETE_OF_RECORD
@@ -160,11 +160,7 @@ class RecordWriter:
     def _durable(self, batch: list[Any], failed: dict[int, Exception]) -> None:
         """Wake the writers when the batch is committed: with the loop turn's own commit
         when one is open (every write of the turn in one), else now."""
-        turn = open_turn()
-        if turn is not None and turn.loop is asyncio.get_running_loop():
-            turn.after_commit(partial(self._wake, batch, failed))
-            return
-        self._wake(batch, failed, settle())
+        when_committed(partial(self._wake, batch, failed))
 
     @staticmethod
     def _wake(batch: list[Any], failed: dict[int, Exception], lost: Exception | None) -> None:
