@@ -126,22 +126,23 @@ class FastStatement:
             _rows_function(self) if self.row is not None else list
         )
 
+    def _with_defaults(self, params: Params) -> Params:
+        """``params`` with the Python-side defaults of the columns the caller left out."""
+        if not self.defaults:
+            return params
+        params = dict(params)
+        for key, make in self.defaults:
+            if key not in params:
+                params[key] = make()
+        return params
+
     def _slow_args(self, params: Params) -> Any:
         """What the generated :attr:`args` does, for a statement with expanding parameters."""
-        if self.defaults:
-            params = dict(params)
-            for key, make in self.defaults:
-                if key not in params:
-                    params[key] = make()
-        return self._expanded(params)
+        return self._expanded(self._with_defaults(params))
 
     def _planned_args(self, params: Params) -> Any:
         """:meth:`_slow_args` by the plan made for these list lengths."""
-        if self.defaults:
-            params = dict(params)
-            for key, make in self.defaults:
-                if key not in params:
-                    params[key] = make()
+        params = self._with_defaults(params)
         try:
             lengths = tuple([len(params[key]) for key in self._lists])
         except (KeyError, TypeError):  # a list left out or not a list: SQLAlchemy says why
