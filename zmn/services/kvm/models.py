@@ -12,6 +12,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zmn.core.db import Base, Timestamp, utcnow
+from zmn.services.host import models as _host_models  # noqa: F401  the "host" table the key names
 
 
 class KvmHostVO(Base):
