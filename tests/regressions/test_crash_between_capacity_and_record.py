@@ -44,18 +44,19 @@ async def capacity(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def hang_record_write(node: Node, when: Callable[[dict[str, Any]], bool]) -> asyncio.Event:
-    """The first flow-record write matching ``when`` never becomes durable (the node died)."""
+    """The first flow-record save matching ``when`` is never written and never returns (the
+    node died); what the turn wrote before it commits without it."""
     writer = node.flows.writer
-    real = writer.write
+    real = writer.save
     hung = asyncio.Event()
 
-    async def write(statement: Any, params: dict[str, Any], *also: Any) -> None:
-        if not hung.is_set() and when(params):
+    def save(record: str, row: dict[str, Any], *args: Any) -> asyncio.Future[None] | None:
+        if not hung.is_set() and when(row):
             hung.set()
-            await asyncio.Event().wait()  # forever: cancelled with the job
-        await real(statement, params, *also)
+            return asyncio.get_running_loop().create_future()  # never done: cancelled with the job
+        return real(record, row, *args)
 
-    writer.write = write  # type: ignore[method-assign]
+    writer.save = save  # type: ignore[method-assign]
     return hung
 
 

@@ -353,3 +353,65 @@ async def test_a_busy_loop_commits_at_most_once_a_window_and_an_idle_one_at_once
     assert time.monotonic() - t0 < 0.05
     assert commits[0] == before + 1
     assert "idle" in committed(db)
+
+
+async def test_a_before_commit_hook_writes_in_the_turns_transaction_once_per_key(
+    db: Database,
+) -> None:
+    calls: list[str] = []
+
+    def hook(conn: Any) -> None:
+        calls.append("conn" if conn is not None else "lost")
+        conn.execute(INSERT, {"uuid": f"h{len(calls)}", "name": f"hook{len(calls)}"})
+
+    with db.fast() as conn:
+        conn.execute(INSERT, {"uuid": "w", "name": "write"})
+    assert db.before_commit("k", hook) and db.before_commit("k", hook)  # once per key
+    assert calls == [] and committed(db) == []  # nothing runs before the commit
+    await asyncio.sleep(0)
+    assert calls == ["conn"]
+    assert committed(db) == ["hook1", "write"]  # in the same commit as the turn's writes
+    assert db.before_commit("k", hook)  # a new transaction: opened for the hook alone
+    fastsql.settle()
+    assert committed(db) == ["hook1", "hook2", "write"]
+
+
+async def test_a_lost_turn_tells_its_hooks_and_the_task_that_set_them(db: Database) -> None:
+    seen: list[Any] = []
+
+    async def saver(go_on: asyncio.Event) -> str:
+        assert db.before_commit("k", seen.append)
+        await go_on.wait()
+        try:
+            fastsql.check_lost()
+        except exc.OperationalError as err:
+            return f"told: {err.orig}"
+        return "not told"
+
+    go_on = asyncio.Event()
+    task = asyncio.create_task(saver(go_on))
+    await asyncio.sleep(0)
+    turn = next(t for t in fastsql._THREAD.turns if t.cache is db._fast)
+    conn = turn.connection()
+    real = conn.dbapi_connection
+    conn.dbapi_connection = FailingCommit(real)
+    try:
+        assert isinstance(fastsql.settle(), sqlite3.OperationalError)
+    finally:
+        conn.dbapi_connection = real
+    go_on.set()
+    assert await task == "told: database or disk is full"
+    assert seen == [conn]  # it ran before the commit that failed; not told twice
+
+
+async def test_no_before_commit_hook_without_a_turn_transaction(tmp_path: Path) -> None:
+    memory = Database("sqlite://")  # no kept connection: a transaction per block
+    try:
+        assert not memory.before_commit("k", lambda _conn: None)
+    finally:
+        memory.dispose()
+    file = Database(f"sqlite:///{tmp_path / 'thread.db'}")
+    try:  # a thread without a loop writes its own transactions
+        assert not await asyncio.to_thread(file.before_commit, "k", lambda _conn: None)
+    finally:
+        file.dispose()

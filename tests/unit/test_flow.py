@@ -204,9 +204,11 @@ async def test_chains_in_flight_share_commits_and_each_record_is_durable_in_time
         assert (row.state, row.currentFlow) == ("Done", None)
         assert json.loads(row.doneFlows) == ["a", "probe", "c"]
         assert json.loads(row.data)["ran"] == ["a", "probe", "c"]
-    # insert, 3 steps, Done: 5 writes per chain, in far fewer transactions
-    assert writer.writes - writes == 100
-    assert writer.batches - batches <= 20
+    # insert, 3 steps, Done: 5 saves per chain; the saves of one chain between two commits
+    # are one write of its latest row (the probe's read commits mid-chain: at least 2), and
+    # the 100 saves go in one transaction per probe's read (each commits the turn) and a last
+    assert 40 <= writer.writes - writes < 100
+    assert writer.batches - batches <= 21
 
 
 def test_config_replaces_a_chains_steps(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from zmn.core.fastsql import settle
+
 if TYPE_CHECKING:
     from zmn.core.node import Node
 
@@ -77,6 +79,9 @@ class CrashPoints:
         for plan in self.plans:
             if plan.flow == flow and plan.when == when and plan.chain in (chain, "*"):
                 self.plans.remove(plan)
+                # the record is durable at this point of the chain: its write may be waiting
+                # for the loop turn's commit (with the step's own writes), so commit it first
+                settle()
                 self.exit_fn(f"{when} {chain}/{flow}")
                 return
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -152,6 +152,11 @@ class Database:
         """A transaction for hot paths: cached Core statements run below SQLAlchemy's
         per-statement machinery (:mod:`zmn.core.fastsql`); committed on success."""
         return self._fast.begin()
+
+    def before_commit(self, key: Any, hook: Callable[[FastConnection | None], None]) -> bool:
+        """Writes made right before the loop turn's transaction commits
+        (:meth:`~zmn.core.fastsql.StatementCache.before_commit`); False where there is none."""
+        return self._fast.before_commit(key, hook)
 
     def create_all(self) -> None:
         """Create every table (tests and the embedded default; production runs migrations)."""

@@ -498,6 +498,33 @@ class StatementCache:
         finally:
             turn.busy = False
 
+    def before_commit(self, key: Any, hook: Callable[[FastConnection | None], None]) -> bool:
+        """Have ``hook(conn)`` run in the running loop's turn transaction right before it
+        commits (opening one when none is), or ``hook(None)`` when its writes are lost; once
+        per ``key`` and transaction. The calling task is told of a lost commit as for its
+        blocks (:func:`check_lost`).
+
+        False where there is no turn transaction (a server database, a thread without a
+        loop, a turn that commits block by block while a thread waits to write): the caller
+        writes on its own then."""
+        local = self._local
+        loop = _running_loop()
+        if local is None or loop is None:
+            return False
+        turn: TurnTransaction | None = getattr(local, "turn", None)
+        if turn is None or not turn.open or turn.loop is not loop or turn.short:
+            with self.begin():  # opens the turn's transaction (an empty savepoint)
+                pass
+            turn = local.turn
+            if not turn.open:  # committed with the block: a thread waits to write
+                return False
+        if key not in turn.hooks:
+            turn.hooks[key] = hook
+        task = _TASKS.get(loop) if _TASKS is not None else _current_task(loop)
+        if task is not None:
+            turn.tasks.append(task)
+        return True
+
     def keep_connection(self, turn: TurnTransaction) -> FastConnection:
         raw: Any = self.engine.raw_connection()
         with self._lock:
@@ -599,6 +626,8 @@ class TurnTransaction:
         self.short = False  # commit when the outermost block ends (a thread waits to write)
         self.tasks: list[Any] = []  # the tasks whose blocks the open transaction holds
         self.waiters: list[Callable[[Exception | None], None]] = []  # told when it ends
+        # writes that go in right before the commit (StatementCache.before_commit), by key
+        self.hooks: dict[Any, Callable[[FastConnection | None], None]] = {}
         self.loop: Any = None  # the loop whose turn opened the transaction
         self.committed_at = 0.0  # monotonic time of the last commit (the loop's clock)
         turns = getattr(_THREAD, "turns", None)
@@ -672,9 +701,13 @@ class TurnTransaction:
         returns the error when the commit failed (its writes are lost, their tasks told)."""
         if not self.open or self.depth or self.conn is None:
             return None
-        self.open = False
         dbapi = self.conn.dbapi_connection
         try:
+            if self.hooks:
+                hooks, self.hooks = self.hooks, {}
+                for hook in hooks.values():
+                    hook(self.conn)
+            self.open = False
             dbapi.commit()
         except Exception as err:
             log.error("a loop turn's transaction failed to commit; its writes are lost: %s", err)
@@ -705,6 +738,13 @@ class TurnTransaction:
 
     def _lose(self, err: Exception) -> None:
         self.open = False
+        if self.hooks:
+            hooks, self.hooks = self.hooks, {}
+            for hook in hooks.values():
+                try:
+                    hook(None)
+                except Exception:  # the writes are lost either way
+                    log.exception("a before-commit hook failed to drop its lost writes")
         for task in self.tasks:
             _LOST[task] = err
         self.tasks.clear()

@@ -103,6 +103,47 @@ class RecordWriter:
         self.scheduled = False
         self.batches = 0
         self.writes = 0
+        # record UUID -> its latest row, written right before the turn's transaction commits
+        self.pending: dict[str, _Pending] = {}
+
+    def save(
+        self, record: str, row: dict[str, Any], insert: dict[str, Any] | None, also: list[Any]
+    ) -> asyncio.Future[None] | None:
+        """Write a flow record's latest ``row`` (``insert``: the columns of a record not yet
+        written). Where the loop's turns share a transaction (SQLite file) the row is written
+        right before that transaction commits, so the steps' own writes commit with it or
+        after it and never before it (whatever lets the outside see a write commits first:
+        a reply, an agent request, another node); several steps between two commits are one
+        write, and nothing waits: returns None. Elsewhere the write is queued (group commit)
+        and the future is done when it is durable."""
+        check_lost()  # this task's earlier writes were lost: its flow must not go on
+        entry = self.pending.pop(record, None)
+        if entry is not None:  # not written yet: it still needs its insert and extra writes
+            insert = insert or entry.insert
+            also = [*entry.also, *also]
+        if self.node.db.before_commit(self, self._write_pending):
+            self.pending[record] = _Pending(row, insert, also)
+            return None
+        if insert is not None:
+            return self.submit(_INSERT, {**insert, **row}, *also)
+        return self.submit(_UPDATE, {"_uuid": record, **row}, *also)
+
+    def _write_pending(self, conn: Any) -> None:
+        """The before-commit hook: every pending record in the turn's transaction (None: the
+        transaction was lost, and so are they; their chains are told)."""
+        pending, self.pending = self.pending, {}
+        if conn is None or not pending:
+            return
+        inserts = [{**e.insert, **e.row} for e in pending.values() if e.insert is not None]
+        updates = [{"_uuid": u, **e.row} for u, e in pending.items() if e.insert is None]
+        for statement, params in ((_INSERT, inserts), (_UPDATE, updates)):
+            if params:
+                conn.execute(statement, params if len(params) > 1 else params[0])
+        for entry in pending.values():
+            for statement, params in entry.also:
+                conn.execute(statement, params)
+        self.batches += 1
+        self.writes += len(pending)
 
     async def write(
         self, statement: Any, params: dict[str, Any], *also: tuple[Any, dict[str, Any]]
@@ -172,6 +213,15 @@ class RecordWriter:
                 done.set_exception(err)
             else:
                 done.set_result(None)
+
+
+@dataclass
+class _Pending:
+    """A flow record's row waiting for the turn's commit (``insert``: not written yet)."""
+
+    row: dict[str, Any]
+    insert: dict[str, Any] | None
+    also: list[Any]
 
 
 class FlowRegistry:
@@ -273,7 +323,9 @@ class FlowChain:
         also = []
         if changed.get("state") == "Done" and ctx.scratch.get(_RESERVED):
             also.append((DELETE_OF_RECORD, {"_record": ctx.record_uuid}))
-        await self.registry.writer.write(_UPDATE, {"_uuid": ctx.record_uuid, **row}, *also)
+        durable = self.registry.writer.save(ctx.record_uuid, row, None, also)
+        if durable is not None:
+            await durable
 
     async def run(self, ctx: FlowContext) -> dict[str, Any]:
         """Run the flows in order. The record is durable before each step runs (the intent:
@@ -285,7 +337,7 @@ class FlowChain:
         names = self.names
         first = names[0] if names else None
         data = jsontext.dumps(ctx.data)
-        ctx.scratch[_SAVED] = {
+        ctx.scratch[_SAVED] = row = {
             "state": "Running",
             "currentFlow": first,
             "doneFlows": "[]",
@@ -298,20 +350,15 @@ class FlowChain:
         total = len(self.flows)
         self.registry.live.add(ctx.record_uuid)
         try:
-            await self.registry.writer.write(
-                _INSERT,
-                {
-                    "uuid": ctx.record_uuid,
-                    "chain": self.name,
-                    "jobUuid": ctx.call.job_uuid,
-                    "state": "Running",
-                    "currentFlow": first,
-                    "doneFlows": "[]",
-                    "data": data,
-                    "error": None,
-                    "managementNodeUuid": node.uuid,
-                },
-            )
+            insert = {
+                "uuid": ctx.record_uuid,
+                "chain": self.name,
+                "jobUuid": ctx.call.job_uuid,
+                "managementNodeUuid": node.uuid,
+            }
+            durable = self.registry.writer.save(ctx.record_uuid, dict(row), insert, [])
+            if durable is not None:
+                await durable
             for index, flow in enumerate(self.flows):
                 in_progress = flow
                 job = ctx.call.job
