@@ -108,6 +108,35 @@ async def test_a_nested_block_is_a_savepoint_of_the_outer_one(db: Database) -> N
     assert committed(db) == ["next"]
 
 
+async def test_savepoints_are_made_by_the_first_write_of_a_block(db: Database) -> None:
+    sent: list[str] = []
+    with db.fast() as conn:
+        conn.dbapi_connection.set_trace_callback(sent.append)
+        list(conn.execute(NAMES))
+    with db.fast() as conn:  # a block that only reads costs no savepoint
+        list(conn.execute(NAMES))
+    assert not [s for s in sent if "fast" in s]
+    # an outer block that read, then a nested one that wrote: both savepoints, outer first,
+    # so the outer block failing afterwards still takes the inner write back
+    with pytest.raises(ValueError), db.fast() as outer:
+        list(outer.execute(NAMES))
+        with db.fast() as inner:
+            inner.execute(INSERT, {"uuid": "i", "name": "inner"})
+        raise ValueError("the outer block fails after the inner one ended")
+    assert [s for s in sent if "fast" in s] == [
+        "SAVEPOINT fast1",
+        "SAVEPOINT fast2",
+        "RELEASE fast2",
+        "ROLLBACK TO fast1",
+        "RELEASE fast1",
+    ]
+    with db.fast() as conn:
+        conn.execute(INSERT, {"uuid": "n", "name": "next"})
+        conn.dbapi_connection.set_trace_callback(None)
+    fastsql.settle()
+    assert committed(db) == ["next"]
+
+
 async def test_a_sqlalchemy_statement_on_the_loop_thread_commits_the_turn_first(
     db: Database,
 ) -> None:

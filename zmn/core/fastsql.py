@@ -71,6 +71,7 @@ class FastStatement:
                 raise TypeError(f"fastsql: expanding parameters in executemany: {compiled}")
             self.expanding = compiled
         self.sql: str = compiled.string
+        self.writes = not _SELECT.match(self.sql)  # a savepoint first (TurnTransaction.block)
         self.positional = compiled.positiontup is not None
         processors = compiled._bind_processors
         escaped = compiled.escaped_bind_names or {}
@@ -372,15 +373,21 @@ class FastResult:
 class FastConnection:
     """Statements of one transaction on one DBAPI connection (see the module docstring)."""
 
-    def __init__(self, dbapi_connection: Any, cache: StatementCache) -> None:
+    def __init__(
+        self, dbapi_connection: Any, cache: StatementCache, turn: TurnTransaction | None = None
+    ) -> None:
         self.dbapi_connection = dbapi_connection
         self.cursor = dbapi_connection.cursor()
         self.cache = cache
+        self.turn = turn  # a loop thread's kept connection: its blocks' savepoints are lazy
 
     def execute(self, statement: Any, params: Params | list[Params] | None = None) -> FastResult:
         one: Params = (params[0] if params else {}) if isinstance(params, list) else params or {}
         many = isinstance(params, list) and len(params) > 1
         fast = self.cache.get(statement, one, many)
+        turn = self.turn
+        if fast.writes and turn is not None and turn.saved < turn.depth:
+            turn.savepoints()
         sql = fast.sql
         if many:
             args: Any = [fast.args(p) for p in cast(list[Params], params)]
@@ -530,7 +537,7 @@ class StatementCache:
         with self._lock:
             self._kept.append(raw)
             self._turns.append(turn)
-        return FastConnection(raw, self)
+        return FastConnection(raw, self, turn)
 
     def before_sqlalchemy(
         self, _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
@@ -623,6 +630,7 @@ class TurnTransaction:
         self.open = False
         self.busy = False  # a block of a worker thread's own transaction is running
         self.depth = 0  # loop-thread blocks running (nested ones count)
+        self.saved = 0  # of those, the outermost ones whose savepoints were made
         self.short = False  # commit when the outermost block ends (a thread waits to write)
         self.tasks: list[Any] = []  # the tasks whose blocks the open transaction holds
         self.waiters: list[Callable[[Exception | None], None]] = []  # told when it ends
@@ -663,23 +671,38 @@ class TurnTransaction:
         task = _TASKS.get(loop) if _TASKS is not None else _current_task(loop)
         if task is not None:
             self.tasks.append(task)
+        # the block's savepoint is made by its first write (FastConnection.execute): a block
+        # that only reads needs none, and most blocks only read
         depth = self.depth = self.depth + 1
-        cursor.execute(_SAVEPOINT[depth] if depth < 8 else f"SAVEPOINT fast{depth}")
         try:
             yield conn
-            cursor.execute(_RELEASE[depth] if depth < 8 else f"RELEASE fast{depth}")
+            if self.saved >= depth:
+                cursor.execute(_RELEASE[depth] if depth < 8 else f"RELEASE fast{depth}")
         except BaseException as err:
-            if conn.dbapi_connection.in_transaction:
+            if not conn.dbapi_connection.in_transaction:
+                if isinstance(err, Exception):  # SQLite dropped the whole transaction
+                    self._lose(err)
+            elif self.saved >= depth:
                 cursor.execute(f"ROLLBACK TO fast{depth}")
                 cursor.execute(f"RELEASE fast{depth}")
-            elif isinstance(err, Exception):  # SQLite dropped the whole transaction
-                self._lose(err)
             raise
         finally:
             self.depth = depth - 1
+            if self.saved > self.depth:
+                self.saved = self.depth
             if self.short and not self.depth:
                 self.short = False
                 self.commit()
+
+    def savepoints(self) -> None:
+        """Make the savepoints of the running blocks that have none yet (before a write)."""
+        cursor = self.conn.cursor if self.conn is not None else None
+        if cursor is None:
+            return
+        while self.saved < self.depth:
+            self.saved += 1
+            depth = self.saved
+            cursor.execute(_SAVEPOINT[depth] if depth < 8 else f"SAVEPOINT fast{depth}")
 
     def _commit_at_turn(self, loop: Any) -> None:
         if self.depth and self.open:  # a block awaits inside (a bug): not before it ends
@@ -758,6 +781,7 @@ WRITER_WINDOW = 0.5
 """Seconds after a thread began a write during which the loop's blocks commit one by one
 (sooner over when the thread's transaction ends)."""
 _READING = re.compile(r"\s*(SELECT|PRAGMA|WITH)\b", re.IGNORECASE)
+_SELECT = re.compile(r"\s*SELECT\b", re.IGNORECASE)
 _SAVEPOINT = [f"SAVEPOINT fast{depth}" for depth in range(8)]
 _RELEASE = [f"RELEASE fast{depth}" for depth in range(8)]
 # loop -> its running task: CPython's own table (a dict look-up; current_task() is Python code)
