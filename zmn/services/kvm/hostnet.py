@@ -31,12 +31,11 @@ from sqlalchemy import bindparam, select
 from zmn.api.errors import OperationFailed
 from zmn.api.ids import short_id
 from zmn.core.models import TagVO
-from zmn.services.kvm.reads import reading, tag_value
+from zmn.services.kvm.reads import reading, row_of, tag_value
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from zmn.core.node import Node
+    from zmn.services.kvm.reads import Reader
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 LIVE_EIP_STATES = ("Running", "Paused", "Unknown")
@@ -86,12 +85,12 @@ class HostNetworkPlanner:
         rt = self.node.resources.types.get(type_name)
         return None if rt is None else rt.model
 
-    def l3_settings(self, session: Session, l3_uuid: str, bridge: str) -> dict[str, Any] | None:
+    def l3_settings(self, conn: Reader, l3_uuid: str, bridge: str) -> dict[str, Any] | None:
         l3_m, range_m = self._model("L3Network"), self._model("IpRange")
         if l3_m is None or range_m is None:
             return None
-        l3 = session.get(l3_m, l3_uuid)
-        ranges = list(session.scalars(self._ranges_of(range_m), {"l3": l3_uuid}))
+        l3 = row_of(conn, l3_m, l3_uuid)
+        ranges = conn.execute(self._ranges_of(range_m), {"l3": l3_uuid}).all()
         ranges = [r for r in ranges if int(getattr(r, "ipVersion", 4) or 4) == 4]
         if l3 is None or not ranges:
             return None
@@ -122,15 +121,16 @@ class HostNetworkPlanner:
         """An L3's IP ranges (``:l3``), the statement built once per model."""
         stmt = self._statements.get(("ranges", range_m))
         if stmt is None:
-            stmt = select(range_m).where(range_m.l3NetworkUuid == bindparam("l3"))
+            table = range_m.__table__
+            stmt = select(table).where(table.c.l3NetworkUuid == bindparam("l3"))
             self._statements[("ranges", range_m)] = stmt
         return stmt
 
-    def _hostname_tag(self, session: Session, vm_uuid: str) -> str | None:
-        tag = session.scalar(_HOSTNAME_TAG, {"uuid": vm_uuid})
+    def _hostname_tag(self, conn: Reader, vm_uuid: str) -> str | None:
+        tag = conn.scalar(_HOSTNAME_TAG, {"uuid": vm_uuid})
         return str(tag).split("::", 1)[1] if tag else None
 
-    def _eip_rows(self, session: Session, nic_uuids: list[str]) -> list[tuple[Any, Any]]:
+    def _eip_rows(self, conn: Reader, nic_uuids: list[str]) -> list[tuple[Any, Any]]:
         """(EIP, VIP) of the enabled EIPs on these NICs (the VIP row may be gone: None)."""
         eip_m, vip_m = self._model("Eip"), self._model("Vip")
         if eip_m is None or not nic_uuids:
@@ -138,46 +138,47 @@ class HostNetworkPlanner:
         stmt = self._statements.get(("eips", eip_m))
         if stmt is None:
             nics: Any = bindparam("nics", expanding=True)
-            stmt = select(eip_m).where(eip_m.vmNicUuid.in_(nics)).order_by(eip_m.vipIp)
+            table = eip_m.__table__
+            stmt = select(table).where(table.c.vmNicUuid.in_(nics)).order_by(table.c.vipIp)
             self._statements[("eips", eip_m)] = stmt
-        rows = session.scalars(stmt, {"nics": nic_uuids})
+        rows = conn.execute(stmt, {"nics": nic_uuids}).all()
         return [
-            (r, None if vip_m is None else session.get(vip_m, r.vipUuid))
+            (r, None if vip_m is None else row_of(conn, vip_m, r.vipUuid))
             for r in rows
             if r.guestIp and getattr(r, "state", "Enabled") == "Enabled"
         ]
 
-    def _prefix(self, session: Session, vip: Any) -> int | None:
+    def _prefix(self, conn: Reader, vip: Any) -> int | None:
         """The VIP's prefix length: its netmask, else its L3's first IPv4 range's."""
         if vip.netmask:
             return ipaddress.IPv4Network(f"0.0.0.0/{vip.netmask}").prefixlen
         range_m = self._model("IpRange")
-        first = None if range_m is None else session.scalars(
+        first = None if range_m is None else conn.execute(
             self._ranges_of(range_m), {"l3": vip.l3NetworkUuid}
         ).first()  # fmt: skip
         if first is None or not first.networkCidr or ":" in str(first.networkCidr):
             return None
         return ipaddress.IPv4Network(first.networkCidr, strict=False).prefixlen
 
-    def vip_l3s(self, vm: Mapping[str, Any], session: Session | None = None) -> list[str]:
+    def vip_l3s(self, vm: Mapping[str, Any], conn: Reader | None = None) -> list[str]:
         """The L3 networks of the VIPs of ``vm``'s EIPs: their bridges must be on the host."""
         nics = [str(n["uuid"]) for n in vm.get("vmNics") or [] if n.get("uuid")]
-        with reading(self.node, session) as s:
+        with reading(self.node, conn) as s:
             return sorted({str(v.l3NetworkUuid) for _e, v in self._eip_rows(s, nics) if v})
 
     def eips_of(
         self,
-        session: Session,
+        conn: Reader,
         nic_uuids: list[str],
         bridges: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """The agent's EIPs; with the VIP's bridge known (``bridges``, by L3) the agent also
         routes them (VIP on that bridge, see ``agent.network.eipnet``)."""
         out: list[dict[str, Any]] = []
-        for r, vip in self._eip_rows(session, nic_uuids):
+        for r, vip in self._eip_rows(conn, nic_uuids):
             eip: dict[str, Any] = {"vipIp": str(r.vipIp), "vmIp": str(r.guestIp)}
             bridge = None if vip is None else (bridges or {}).get(str(vip.l3NetworkUuid), {})
-            prefix = None if vip is None else self._prefix(session, vip)
+            prefix = None if vip is None else self._prefix(conn, vip)
             if bridge and bridge.get("bridgeName") and prefix is not None:
                 eip["bridgeName"], eip["prefixLen"] = bridge["bridgeName"], prefix
             out.append(eip)
@@ -187,7 +188,7 @@ class HostNetworkPlanner:
         self,
         vm: Mapping[str, Any],
         bridges: Mapping[str, Mapping[str, Any]],
-        session: Session | None = None,
+        conn: Reader | None = None,
         tags: list[str] | None = None,
     ) -> dict[str, Any]:
         """``/v1/network/vm`` for a VM inventory (NICs without an address are left out);
@@ -196,7 +197,7 @@ class HostNetworkPlanner:
         nics = [n for n in vm.get("vmNics") or [] if n.get("ip") and n.get("l3NetworkUuid")]
         l3s: dict[str, dict[str, Any]] = {}
         body_nics = []
-        with reading(self.node, session) as s:
+        with reading(self.node, conn) as s:
             tag = self._hostname_tag(s, uuid) if tags is None else tag_value(tags, "hostname")
             hostname = guest_hostname(str(vm.get("name") or ""), tag)
             for n in sorted(nics, key=lambda n: int(n.get("deviceId") or 0)):

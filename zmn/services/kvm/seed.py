@@ -19,15 +19,14 @@ from zmn.services.kvm.hostnet import guest_hostname
 from zmn.services.kvm.reads import reading, system_tags, tag_value
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from zmn.services.kvm.hosttype import KvmHostType
+    from zmn.services.kvm.reads import Reader
 
 
 def seed_body(
     ht: KvmHostType,
     vm: Mapping[str, Any],
-    session: Session | None = None,
+    conn: Reader | None = None,
     tags: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """The agent's ``seed`` object for ``vm``, or None when it gets no seed; ``tags``: the
@@ -35,7 +34,7 @@ def seed_body(
     from zmn.services.vm import cloudinit  # the VM service's records, read only
 
     uuid = str(vm["uuid"])
-    with reading(ht.node, session) as s:
+    with reading(ht.node, conn) as s:
         source = cloudinit.seed_source(s, uuid)
         if tags is None:
             tags = system_tags(s, uuid)

@@ -34,14 +34,13 @@ from zmn.api.errors import InvalidArgument, OperationFailed
 from zmn.core.service import Call
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import ssh
-from zmn.services.kvm.reads import reading
+from zmn.services.kvm.reads import reading, row_of
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from zmn.services.kvm.agentclient import AgentClient
     from zmn.services.kvm.hosttype import KvmHostType
+    from zmn.services.kvm.reads import Reader
 
 LOCAL = "LocalStorage"
 SHARED = ("SharedMountPoint", "NFS")  # one directory all hosts see (primary_storage.shared)
@@ -79,15 +78,15 @@ def local_storages(ht: KvmHostType, ps_uuids: set[str]) -> dict[str, str]:
 
 
 def storage_roots(
-    ht: KvmHostType, ps_uuids: set[str], session: Session | None = None
+    ht: KvmHostType, ps_uuids: set[str], conn: Reader | None = None
 ) -> dict[str, tuple[str, str]]:
     """Local or shared primary storage UUID -> (its type, the directory hosts see), for
     those of ``ps_uuids``: both hold qcow2 files in the same layout."""
     rt = ht.node.resources.types.get("PrimaryStorage")
     if rt is None or not ps_uuids:
         return {}
-    with reading(ht.node, session) as s:
-        rows = [s.get(rt.model, u) for u in ps_uuids]
+    with reading(ht.node, conn) as s:
+        rows = [row_of(s, rt.model, u) for u in ps_uuids]
         return {
             r.uuid: (str(r.type), str(r.mountPath or r.url))
             for r in rows
@@ -288,10 +287,10 @@ async def sync_after_ping(ht: KvmHostType, host: HostRef) -> None:
 
 
 def volume_roots(
-    ht: KvmHostType, volumes: Sequence[Mapping[str, Any]], session: Session | None = None
+    ht: KvmHostType, volumes: Sequence[Mapping[str, Any]], conn: Reader | None = None
 ) -> dict[str, tuple[str, str]]:
     """:func:`storage_roots` of the volumes' primary storages."""
-    return storage_roots(ht, {str(v.get("primaryStorageUuid")) for v in volumes}, session)
+    return storage_roots(ht, {str(v.get("primaryStorageUuid")) for v in volumes}, conn)
 
 
 async def prepare_volumes(

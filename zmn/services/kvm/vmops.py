@@ -46,13 +46,12 @@ from zmn.services.kvm import migration, online, storage
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 from zmn.services.kvm.iso import cdrom_for_start, change_media, iso_tag
-from zmn.services.kvm.reads import reading, system_tags, tag_value
+from zmn.services.kvm.reads import reading, row_of, system_tags, tag_value
 from zmn.services.kvm.seed import seed_body
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from zmn.services.kvm.hosttype import KvmHostType
+    from zmn.services.kvm.reads import Reader
 
 log = logging.getLogger("zmn.kvm.vm")
 
@@ -66,7 +65,7 @@ def bridge_name(physical: str, vlan: int | None) -> str:
 
 
 def l2_of_nics(
-    ht: KvmHostType, nics: list[Mapping[str, Any]], session: Session | None = None
+    ht: KvmHostType, nics: list[Mapping[str, Any]], conn: Reader | None = None
 ) -> dict[str, dict[str, Any]]:
     """L3 UUID -> the agent's ``/v1/network/bridge`` body for its L2."""
     types = ht.node.resources.types
@@ -74,11 +73,11 @@ def l2_of_nics(
     out: dict[str, dict[str, Any]] = {}
     if l3_rt is None or l2_rt is None:
         return out
-    with reading(ht.node, session) as s:
+    with reading(ht.node, conn) as s:
         for nic in nics:
             l3_uuid = str(nic.get("l3NetworkUuid") or "")
-            l3 = s.get(l3_rt.model, l3_uuid)
-            l2 = s.get(l2_rt.model, l3.l2NetworkUuid) if l3 is not None else None
+            l3 = row_of(s, l3_rt.model, l3_uuid)
+            l2 = row_of(s, l2_rt.model, l3.l2NetworkUuid) if l3 is not None else None
             if l2 is None:
                 raise OperationFailed(
                     f"NIC {nic.get('uuid')}: no L2 network for L3 {l3_uuid}",
@@ -94,10 +93,10 @@ def l2_of_nics(
 
 
 def vm_bridges(
-    ht: KvmHostType, vm: Mapping[str, Any], session: Session | None = None
+    ht: KvmHostType, vm: Mapping[str, Any], conn: Reader | None = None
 ) -> dict[str, dict[str, Any]]:
     """:func:`l2_of_nics` for the VM's NICs and for the VIPs of its EIPs (public side)."""
-    with reading(ht.node, session) as s:
+    with reading(ht.node, conn) as s:
         refs = list(vm.get("vmNics") or [])
         refs += [{"l3NetworkUuid": l3} for l3 in ht.planner.vip_l3s(vm, s)]
         return l2_of_nics(ht, refs, s)
@@ -158,7 +157,7 @@ async def vm_op(
     uuid = str(vm["uuid"])
     if op == "start":
         volumes = [dict(v) for v in vm.get("allVolumes") or [] if v.get("deviceId") is not None]
-        with ht.node.db.tx() as s:  # all the start reads, before the first agent command
+        with ht.node.db.fast() as s:  # all the start reads, before the first agent command
             tags = system_tags(s, uuid)
             bridges = vm_bridges(ht, vm, s)
             network = ht.planner.vm_body(vm, bridges, s, tags)

@@ -15,7 +15,7 @@ import binascii
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, Text, delete
+from sqlalchemy import String, Text, bindparam, delete, select
 from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,6 +28,7 @@ from zmn.core.tags import TagPattern
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from zmn.core.fastsql import AnyConnection
     from zmn.core.service import Call
 
 
@@ -128,9 +129,14 @@ def update(call: Call, vm_uuid: str, user_data: str | None, ssh_keys: list[str] 
         row.instanceId = new_instance_id()
 
 
-def seed_source(session: Session, vm_uuid: str) -> dict[str, Any] | None:
+_SEED_SOURCE = select(
+    VmCloudInitVO.instanceId, VmCloudInitVO.userData, VmCloudInitVO.sshKeys
+).where(VmCloudInitVO.vmInstanceUuid == bindparam("vm"))
+
+
+def seed_source(conn: AnyConnection | Session, vm_uuid: str) -> dict[str, Any] | None:
     """What a seed needs from the node's records: instance ID, user data (base64), keys."""
-    row = session.get(VmCloudInitVO, vm_uuid)
+    row = conn.execute(_SEED_SOURCE, {"vm": vm_uuid}).first()
     if row is None:
         return None
     return {
