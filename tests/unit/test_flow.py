@@ -211,6 +211,34 @@ async def test_chains_in_flight_share_commits_and_each_record_is_durable_in_time
     assert writer.batches - batches <= 21
 
 
+async def test_each_record_write_is_awaited_where_turns_share_no_transaction(
+    tmp_path: Path,
+) -> None:
+    """An in-memory SQLite (as a server database): no turn transaction to ride, so every
+    save is its own group-committed write, durable when the step goes on."""
+    node = build_node(tmp_path / "mem", [FlowService], memory=True)
+    try:
+
+        class Probe(Step):
+            name = "probe"
+
+            async def run(self, ctx: FlowContext) -> None:
+                row = record(node, ctx.record_uuid)
+                assert (row.currentFlow, json.loads(row.doneFlows)) == ("probe", ["a"])
+                await super().run(ctx)
+
+        node.flows.add_chain("probed", [A, Probe, C])
+        writer = node.flows.writer
+        ctx = ctx_for(node)
+        await node.flows.chain("probed").run(ctx)
+        row = record(node, ctx.record_uuid)
+        assert (row.state, json.loads(row.doneFlows)) == ("Done", ["a", "probe", "c"])
+        assert writer.pending == {}
+        assert writer.writes == 5  # insert, 3 steps, Done: each written on its own
+    finally:
+        node.db.dispose()
+
+
 def test_config_replaces_a_chains_steps(tmp_path: Path) -> None:
     node = build_node(tmp_path / "h", [FlowService], conf={"flowchain.make-thing": "a, d ,c"})
     assert node.flows.chain("make-thing").names == ["a", "d", "c"]
