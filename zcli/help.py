@@ -24,7 +24,7 @@ global options (before or after the command; -- ends the options):
                          or value (tab-separated, no header)
   -c, --columns A,B      columns to print (repeatable), join paths too (host.name,
                          vmNics.ip); default: the resource type's columns
-  -q, --quiet            print only UUIDs, one per line
+  -q, --quiet            print only UUIDs, one per line, and no progress of long operations
   --no-header            no header line in table and csv output
   --endpoint ENDPOINT    unix:PATH or tcp://HOST:PORT (env ZMN_ENDPOINT; default $ZMN_HOME/zmn.sock)
   --session UUID         session to send (env ZMN_SESSION; default the one saved by zcli login)

@@ -48,21 +48,23 @@ class Job:
         self.done = threading.Event()
 
     def print(self, main: Runner) -> None:
-        out, err = self.runner.out, self.runner.err
-        assert isinstance(out, io.StringIO) and isinstance(err, io.StringIO)  # noqa: S101
-        main.out.write(out.getvalue())
-        main.out.flush()
-        main.err.write(err.getvalue())
-        main.err.flush()
+        """The line's output and errors, each flushed at once (nothing written when empty)."""
+        for mine, theirs in ((self.runner.out, main.out), (self.runner.err, main.err)):
+            assert isinstance(mine, io.StringIO)  # noqa: S101
+            text = mine.getvalue()
+            if text:
+                theirs.write(text)
+                theirs.flush()
 
 
-def alone(runner: Runner, line: Line) -> bool:
-    """Lines that must not overlap others: they change the session or talk to a person."""
+def alone(line: Line, on_terminal: bool) -> bool:
+    """Lines that must not overlap others: they change the session or talk to a person
+    (``on_terminal``: the batch runs where a confirmation could be asked)."""
     if line.error is not None:
         return False
     if any(word in ALONE for word in line.tokens[:3]):
         return True
-    asks = act.on_terminal(runner.err) and not line.opts.yes
+    asks = on_terminal and not line.opts.yes
     return asks and any(word in act.DESTRUCTIVE for word in line.tokens)
 
 
@@ -95,6 +97,7 @@ def run_parallel(runner: Runner, opts: Options, lines: Iterable[Line]) -> int:
         if job.ran:
             status = max(status, job.code)
 
+    terminal = act.on_terminal(runner.err)  # once: two system calls a line otherwise
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(opts.parallel)]
     try:
         for thread in threads:
@@ -104,7 +107,7 @@ def run_parallel(runner: Runner, opts: Options, lines: Iterable[Line]) -> int:
                 finish(pending.popleft())
             if stop.is_set():
                 break
-            if alone(runner, line) or not _ready(runner, line):
+            if alone(line, terminal) or not _ready(runner, line):
                 while pending:
                     finish(pending.popleft())
                 if stop.is_set():

@@ -212,7 +212,11 @@ class Runner:
         try:
             with self._deadline(timeout):
                 reply = client.request(
-                    cmd.api, args, wait=wait, progress=cmd.long and wait, timeout=timeout
+                    cmd.api,
+                    args,
+                    wait=wait,
+                    progress=cmd.long and wait and not opts.quiet,  # -q: no progress lines
+                    timeout=timeout,
                 )
         except KeyboardInterrupt:
             self.close()

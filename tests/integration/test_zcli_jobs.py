@@ -121,6 +121,12 @@ async def test_long_api_waits_and_prints_progress_on_stderr(zcli: Zcli) -> None:
     assert "\r" not in run.err
 
 
+async def test_quiet_asks_for_no_progress_and_prints_none(zcli: Zcli) -> None:
+    run = await zcli.ok("-q", "zone", "nap", "z1", "--seconds", "0.3")
+    assert run.out == ""  # the result names no resource: -q has no UUID to print
+    assert run.err == ""  # no progress lines: -q (like incus's) means no progress at all
+
+
 async def test_no_wait_prints_the_job_uuid(zcli: Zcli) -> None:
     run = await zcli.ok("--no-wait", "zone", "nap", "z1", "--seconds", "0.2")
     job = run.out.strip()

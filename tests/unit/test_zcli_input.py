@@ -4,6 +4,8 @@ options anywhere, flag aliases, shared verbs, several targets, ZStack's grammar.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.test_fuzz_cli import CAT
 from zcli.inputs import split_line
@@ -220,3 +222,25 @@ def test_query_conditions_on_sizes_take_suffixes() -> None:
     assert convert_value(FieldInfo("memorySize", "int"), "1024", "memorySize") == 1024
     with pytest.raises(InvalidArgument):
         convert_value(FieldInfo("cpuNum", "int"), "2G", "cpuNum")  # not a size
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
+        # words and every kind of whitespace: where str.split and shlex could differ
+        st.text(alphabet=" \t\n\r\x0b\x0c\x1c\x1fab=-\u00a0\u2003", max_size=40),
+    )
+)
+def test_split_line_splits_as_shlex_does(text: str) -> None:
+    """The plain-line shortcut (no quote, escape, comment, or whitespace shlex keeps in a
+    word) gives shlex's words; any other line goes through shlex itself."""
+    import shlex
+
+    try:
+        expected = shlex.split(text) if "#" not in text else None
+    except ValueError:
+        with pytest.raises(ValueError):
+            split_line(text)
+        return
+    if expected is not None:
+        assert split_line(text) == expected
