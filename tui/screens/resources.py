@@ -12,6 +12,8 @@ that sends no events (management nodes) re-queries on a timer instead.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -19,6 +21,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
@@ -225,6 +228,22 @@ class ResourceScreen(Screen[None]):
 
     @work(group="load", exclusive=True)
     async def load(self, cursor_uuid: str | None = None, cursor_row: int | None = None) -> None:
+        async with self.closing_quietly():
+            await self._load(cursor_uuid, cursor_row)
+
+    @asynccontextmanager
+    async def closing_quietly(self) -> AsyncIterator[None]:
+        """For a worker that shows what it fetched: when the screen was closed during the
+        fetch (popped, or the app quits), its widgets are being removed and there is nothing
+        to show (a live screen that lacks one is a bug, and raises)."""
+        try:
+            yield
+        except NoMatches:
+            going = self._closing or self._pruning or self.app._exit or not self.is_attached
+            if self.is_current and not going:
+                raise
+
+    async def _load(self, cursor_uuid: str | None, cursor_row: int | None) -> None:
         data = self.zapp.data
         if not self.start:
             self.page_size = self.screenful()  # elsewhere the page boundaries stay put
@@ -297,11 +316,12 @@ class ResourceScreen(Screen[None]):
         usage = await self.fetch_usage(rows)
         if rows is not self.rows:
             return  # a new page arrived meanwhile, with its own usage
-        table = self.query_one(ResourceTable)
-        table.usage = usage
-        for row in rows:
-            table.update_row(row, self.marks, self.zapp.data.names, wide=self.wide)
-        self.show_detail()
+        async with self.closing_quietly():
+            table = self.query_one(ResourceTable)
+            table.usage = usage
+            for row in rows:
+                table.update_row(row, self.marks, self.zapp.data.names, wide=self.wide)
+            self.show_detail()
 
     async def resolve_refs(self, rows: list[dict[str, Any]]) -> None:
         wanted: dict[str, set[str]] = {}
