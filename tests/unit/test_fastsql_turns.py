@@ -189,6 +189,18 @@ class FailingCommit:
         return getattr(self.real, name)
 
 
+def commit_failing(turn: Any) -> Exception | None:
+    """Commit ``turn`` with its next commit failing as a full disk would; the error."""
+    conn = turn.connection()
+    real = conn.dbapi_connection
+    conn.dbapi_connection = FailingCommit(real)
+    try:
+        err: Exception | None = turn.commit()
+        return err
+    finally:
+        conn.dbapi_connection = real
+
+
 async def test_a_failed_commit_is_told_to_every_task_whose_writes_it_lost(db: Database) -> None:
     async def writer(uuid: str, go_on: asyncio.Event) -> str:
         with db.fast() as conn:
@@ -206,13 +218,7 @@ async def test_a_failed_commit_is_told_to_every_task_whose_writes_it_lost(db: Da
     await asyncio.sleep(0)  # both wrote in this turn: one open transaction
     turn = next(t for t in fastsql._THREAD.turns if t.cache is db._fast)
     assert turn.open
-    conn = turn.connection()
-    real = conn.dbapi_connection
-    conn.dbapi_connection = FailingCommit(real)
-    try:
-        assert isinstance(fastsql.settle(), sqlite3.OperationalError)
-    finally:
-        conn.dbapi_connection = real
+    assert isinstance(commit_failing(turn), sqlite3.OperationalError)
     go_on.set()
     assert await asyncio.gather(*tasks) == ["told: database or disk is full"] * 2
     fastsql.settle()
@@ -311,13 +317,7 @@ async def test_a_reply_waiting_for_a_failed_commit_gets_its_error(db: Database) 
     await asyncio.sleep(0)  # the task wrote and waits; the turn's commit is the next turn's
     turn = fastsql.open_turn()
     assert turn is not None and turn.waiters
-    conn = turn.connection()
-    real = conn.dbapi_connection
-    conn.dbapi_connection = FailingCommit(real)
-    try:
-        turn.commit()
-    finally:
-        conn.dbapi_connection = real
+    commit_failing(turn)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         await task
     assert committed(db) == []
@@ -421,16 +421,10 @@ async def test_a_lost_turn_tells_its_hooks_and_the_task_that_set_them(db: Databa
     task = asyncio.create_task(saver(go_on))
     await asyncio.sleep(0)
     turn = next(t for t in fastsql._THREAD.turns if t.cache is db._fast)
-    conn = turn.connection()
-    real = conn.dbapi_connection
-    conn.dbapi_connection = FailingCommit(real)
-    try:
-        assert isinstance(fastsql.settle(), sqlite3.OperationalError)
-    finally:
-        conn.dbapi_connection = real
+    assert isinstance(commit_failing(turn), sqlite3.OperationalError)
     go_on.set()
     assert await task == "told: database or disk is full"
-    assert seen == [conn]  # it ran before the commit that failed; not told twice
+    assert seen == [turn.conn]  # it ran before the commit that failed; not told twice
 
 
 async def test_no_before_commit_hook_without_a_turn_transaction(tmp_path: Path) -> None:
