@@ -2,11 +2,13 @@
 
 A chain runs its flows in order. When one fails, the flows that finished roll back in reverse
 order and the original error is raised with the failing step named (``details.flow``). The
-record in ``flow_record`` is durable before each step (the intent) and after it, so a node
-that restarts knows what was in progress: one write between two steps does both (after a
-crash right after a step, recovery also undoes the next, which never ran: harmless, as every
-undo only undoes what its run recorded), and the writes of all the chains in flight are
-group-committed (:class:`RecordWriter`). Chains are named; ``zmn.conf`` may replace a chain's
+record in ``flow_record`` is durable before a step's effects are (the intent) and after it,
+so a node that restarts knows what was in progress: one write between two steps does both
+(after a crash right after a step, recovery also undoes the next, which never ran: harmless,
+as every undo only undoes what its run recorded). On a SQLite file the record rides the loop
+turn's own commit, written right before it; elsewhere the writes of all the chains in flight
+are group-committed and awaited (:class:`RecordWriter`). Chains are named; ``zmn.conf`` may
+replace a chain's
 flow list (``flowchain.<name>=flowA,flowB``) with any registered flows.
 """
 
@@ -92,9 +94,10 @@ class RecordWriter:
     one turn of the event loop go to the database in one transaction (consecutive writes with
     the same statement as one ``executemany``), and each writer is woken when it is durable.
 
-    A chain waits for its write before it goes on, so the record is durable before the step's
-    side effects, as with a transaction per write; with many chains in flight it costs a
-    fraction of the commits.
+    Where no loop turn's transaction is shared (a server database) a chain waits for its
+    write before it goes on, so the record is durable before the step's side effects, as
+    with a transaction per write; with many chains in flight it costs a fraction of the
+    commits. On a SQLite file :meth:`save` needs no wait (see there).
     """
 
     def __init__(self, node: Node) -> None:
