@@ -316,3 +316,47 @@ async def test_a_vm_whose_disk_a_qemu_still_holds_waits_until_it_is_free(
         qemu.stdin.close()
     moved = await _until("the VM restarted", lambda: _moved(env, vm["uuid"], u["kvm-a"]))
     assert moved["hostUuid"] in (u["kvm-b"], u["kvm-c"])
+
+
+async def test_a_round_retries_only_due_failed_restarts_of_stopped_neverstop_vms(
+    env: Env, tmp_path: Path
+) -> None:
+    """The retry pass reads the HA table first; the VM conditions still hold: a failed
+    restart is tried again only when due, for a VM still Stopped and still NeverStop."""
+    import datetime as dt
+
+    from zmn.core.db import utcnow
+
+    u, _ = await _cloud(env, tmp_path)
+    api, monitor = env.api, env.node.services["ha"].monitor  # type: ignore[attr-defined]
+    uuids: dict[str, str] = {}
+    for name in ("due", "later", "running", "no-ha"):
+        vm = (await api("CreateVmInstance", name=name, **u["make"],
+                        primaryStorageUuidForRootVolume=u["ps"]))["inventory"]  # fmt: skip
+        if name != "running":
+            await api("StopVmInstance", uuid=vm["uuid"])
+        if name != "no-ha":
+            await api("UpdateVmInstance", uuid=vm["uuid"], ha="NeverStop")
+        else:  # a tag, but not HA's
+            await api("CreateUserTag", resourceType="VmInstance", resourceUuid=vm["uuid"],
+                      tag="team::web")  # fmt: skip
+        uuids[name] = vm["uuid"]
+    now = utcnow()
+    with env.node.db.tx() as s:
+        for name, uuid in uuids.items():
+            due = now + dt.timedelta(hours=1) if name == "later" else now - dt.timedelta(minutes=1)
+            s.add(VmHaStatusVO(uuid=uuid, name=name, deadHostUuid=u["kvm-a"],
+                               state="RestartFailed", nextAttemptDate=due))  # fmt: skip
+    retried: list[str] = []
+
+    async def start(vm_uuid: str, dead_uuid: str | None) -> None:
+        retried.append(vm_uuid)
+        assert dead_uuid == u["kvm-a"]
+
+    monitor._start = start
+    await monitor._retry_due()
+    await monitor.idle()
+    assert retried == [uuids["due"]]
+    assert _status(env, uuids["due"]).state == "Restarting"  # type: ignore[union-attr]
+    for name in ("later", "running", "no-ha"):
+        assert _status(env, uuids[name]).state == "RestartFailed", name  # type: ignore[union-attr]
