@@ -162,9 +162,7 @@ class Sizes:
     boot_vms: int = 3  # boot: guest-image VMs booted to an SSH login (full run only, root)
     migrations: int = 4  # migrate: live migrations of one guest (full run only, root)
     batch_streams: int = 8  # batch: parallel `zcli -f -` streams (and AsyncClient connections)
-    batch_vms: int = (
-        500  # batch: creates per stream (4 runs: AsyncClient twice, zcli twice; 150 was noisy)
-    )
+    batch_vms: int = 500  # batch: creates per stream, in 4 runs (150 was noisy)
     batch_parallel: int = 8  # batch: --parallel N (and AsyncClient requests in flight each)
     growth_top: int = 1_000_000  # growth: VMs loaded at the top level (levels 0, top/10, top)
     growth_hosts: int = 100_000  # growth: simulator hosts loaded at every level

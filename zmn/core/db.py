@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, String, Text, create_engine, event
 from sqlalchemy.dialects import mysql
@@ -59,6 +59,17 @@ def _create_table_binary_collation(create: CreateTable, compiler: Any, **kw: Any
     is_mariadb = getattr(compiler.dialect, "is_mariadb", False)
     collation = "utf8mb4_nopad_bin" if is_mariadb else "utf8mb4_0900_bin"
     return f"{text} DEFAULT CHARSET=utf8mb4 COLLATE={collation}\n\n"
+
+
+T = TypeVar("T")
+IN_LIST = 500  # values per IN (...) list: far under every backend's bound-parameter limit
+
+
+def in_slices(values: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
+    """``values`` in consecutive slices of at most ``size``, one ``IN (...)`` list each: a
+    statement stays under the backend's bound-parameter limit however many values come."""
+    for at in range(0, len(values), size):
+        yield values[at : at + size]
 
 
 _EPOCH = dt.datetime(1970, 1, 1)

@@ -8,8 +8,7 @@ so a node that restarts knows what was in progress: one write between two steps 
 as every undo only undoes what its run recorded). On a SQLite file the record rides the loop
 turn's own commit, written right before it; elsewhere the writes of all the chains in flight
 are group-committed and awaited (:class:`RecordWriter`). Chains are named; ``zmn.conf`` may
-replace a chain's
-flow list (``flowchain.<name>=flowA,flowB``) with any registered flows.
+replace a chain's flow list (``flowchain.<name>=flowA,flowB``) with any registered flows.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from sqlalchemy import select, update
 
 from zmn.api.errors import ZmnError
 from zmn.core import jsontext
-from zmn.core.db import utcnow
+from zmn.core.db import in_slices, utcnow
 from zmn.core.flow import FlowContext
 from zmn.core.models import FlowRecordVO, JobVO
 from zmn.core.reservations import DELETE_OF_RECORD
@@ -61,8 +61,6 @@ Finish = Callable[[FlowContext], Awaitable[dict[str, Any] | None]]
 Prepare = Callable[[FlowContext, FlowRecordVO, list[str]], list[str]]
 # settle(ctx) after the undo: the resource's state after the failed operation
 Settle = Callable[[FlowContext], Awaitable[None]]
-
-JOB_BATCH = 500  # interrupted jobs looked up per statement
 
 
 @dataclass(frozen=True)
@@ -231,11 +229,11 @@ async def _finish_done(
             )
         )
         records: list[FlowRecordVO] = []
-        for start in range(0, len(jobs), JOB_BATCH):
+        for some in in_slices(jobs):
             records.extend(
                 s.scalars(
                     select(FlowRecordVO).where(
-                        FlowRecordVO.jobUuid.in_(jobs[start : start + JOB_BATCH]),
+                        FlowRecordVO.jobUuid.in_(some),
                         FlowRecordVO.chain.in_(finishing),
                         FlowRecordVO.state == "Done",
                     )

@@ -34,7 +34,7 @@ from sqlalchemy import column, select, table
 from zmn.api.errors import ZmnError
 from zmn.core import crud
 from zmn.core.audit import ApiCallRecord, notify
-from zmn.core.db import utcnow
+from zmn.core.db import in_slices, utcnow
 from zmn.core.models import TagVO
 from zmn.core.service import Call
 from zmn.services.ha.judge import HostWatch
@@ -45,7 +45,6 @@ from zmn.services.host.ops import set_status
 if TYPE_CHECKING:
     from zmn.core.node import Node
 
-IN_CHUNK = 500  # VM UUIDs per IN (...) list: far under every backend's bound parameters
 log = logging.getLogger("zmn.ha")
 
 NEVER_STOP = "ha::NeverStop"
@@ -462,15 +461,14 @@ class HaMonitor:
                     )
                 ).all()
             )
-            uuids = sorted(failed)
             still: set[str] = set()
-            for at in range(0, len(uuids), IN_CHUNK):
+            for uuids in in_slices(sorted(failed)):
                 still.update(
                     s.scalars(
                         select(vm.uuid)
                         .join(TagVO, TagVO.resourceUuid == vm.uuid)
                         .where(
-                            vm.uuid.in_(uuids[at : at + IN_CHUNK]),
+                            vm.uuid.in_(uuids),
                             vm.state == "Stopped",
                             vm.hostUuid.is_(None),
                             TagVO.tag == NEVER_STOP,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from zmn.core.db import in_slices
 from zmn.services.metrics.synthetic import SyntheticUsage
 
 if TYPE_CHECKING:
@@ -80,14 +81,12 @@ class SimulatedSampler:
             return
         vm = models[1]
         hosts: set[str] = set()
-        for i in range(0, len(uuids), BATCH):
+        for part in in_slices(uuids, BATCH):
             with self.node.db.tx() as s:
                 hosts.update(
                     h
                     for (h,) in s.execute(
-                        select(vm.hostUuid).where(
-                            vm.uuid.in_(uuids[i : i + BATCH]), vm.state == "Running"
-                        )
+                        select(vm.hostUuid).where(vm.uuid.in_(part), vm.state == "Running")
                     )
                     if h
                 )
@@ -106,8 +105,7 @@ class SimulatedSampler:
         now = time.time() if now is None else now
         interval, limit = self._interval(), limit or self._window()
         host, vm = models
-        for i in range(0, len(uuids), BATCH):
-            part = uuids[i : i + BATCH]
+        for part in in_slices(uuids, BATCH):
             with self.node.db.tx() as s:
                 hosts = s.execute(
                     select(host.uuid, host.cpuNum, host.totalMemoryCapacity, host.createDate).where(
