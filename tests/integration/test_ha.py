@@ -58,6 +58,7 @@ async def _cloud(env: Env, tmp_path: Path) -> tuple[dict[str, Any], Path]:
     image, an L3; HA timings short. Returns the UUIDs and the shared directory."""
     if "CreateVmInstance" not in env.node.apis.apis:
         pytest.skip("the VM service is not installed")
+    need(shutil.which("qemu-img") is not None, "needs qemu-img (the agents make volume files)")
     shared = tmp_path / "shared"
     shared.mkdir()
     api, u = env.api, {}

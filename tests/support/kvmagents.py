@@ -45,7 +45,6 @@ class LocalDeployer:
         self.requests: list[DeployRequest] = []
         self.key_contacts = 0
         self.fail: ZmnError | None = None
-        self.volumes: list[dict[str, Any]] = []
 
     async def host_key(self, target: SshTarget) -> str:
         self.key_contacts += 1
@@ -83,11 +82,6 @@ class LocalDeployer:
 
     async def stop(self, req: DeployRequest) -> None:
         self.kill(req.host_uuid)
-
-    async def prepare_volumes(
-        self, target: SshTarget, host_key: str, volumes: list[dict[str, Any]]
-    ) -> None:
-        self.volumes.extend(volumes)
 
     def kill(self, host_uuid: str) -> None:
         agent = self.agents.pop(host_uuid, None)
@@ -163,10 +157,13 @@ def qemu_img() -> None:
 
 
 async def build_kvm_cloud(env: Env) -> dict[str, str]:
+    """Host ``kvm1`` (127.0.0.2), simulator storage, an image, an offering and L3 ``l3``: the
+    agent makes the VMs' volume files (empty qcow2, with qemu-img) under the test's directory."""
+    need(shutil.which("qemu-img") is not None, "needs qemu-img (qemu-utils)")
     api, u = env.api, {}
     u["host"] = (await env.add("kvm1", "127.0.0.2"))["uuid"]
-    ps = await api("AddSimulatorPrimaryStorage", name="ps", zoneUuid="z1", url="/var/lib/zstack/ps",
-                   totalCapacity=1 << 40)  # fmt: skip
+    ps = await api("AddSimulatorPrimaryStorage", name="ps", zoneUuid="z1",
+                   url=str(env.deployer.state / "ps"), totalCapacity=1 << 40)  # fmt: skip
     await api("AttachPrimaryStorageToCluster", primaryStorageUuid=ps["inventory"]["uuid"],
               clusterUuid="kvm")  # fmt: skip
     bs = await api("AddSimulatorBackupStorage", name="bs", url="/bs", totalCapacity=1 << 40,

@@ -12,7 +12,6 @@ zmn.conf keys: ``agent.callback.listen`` (HOST:PORT, default ``0.0.0.0:7071``),
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,8 +208,6 @@ class KvmService(Service):
         await self.vmsync.stop()
         await self.endpoint.stop()
         self.host_type.agents.close()
-        if isinstance(self.host_type.deployer, SshDeployer):
-            await asyncio.to_thread(self.host_type.deployer.close)
 
     @handler(ExportVolumeToImageStore)
     async def export_volume(self, msg: ExportVolumeToImageStore, call: Call) -> dict[str, Any]:

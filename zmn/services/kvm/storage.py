@@ -7,8 +7,9 @@
   volume on local storage is placed on this host (``PlaceLocalVolume``; a volume made on
   another host is refused: there is no storage migration) and made if missing: a root volume
   as a qcow2 overlay on its image in the host's cache (``qemu-img create -b
-  DIR/cache/IMG.qcow2 -F qcow2``), a data volume empty. Volumes on other storage types keep
-  the deployer's empty-file fallback.
+  DIR/cache/IMG.qcow2 -F qcow2``), a data volume empty. A volume on other storage (the
+  simulator's, attached to a KVM cluster) is made empty by the same agent call
+  (``/v1/storage/volume/create``: idempotent, and atomic by a rename).
 * :class:`KvmLocalSnapshots` is the volume service's ``VolumeSnapshotStorage`` and
   ``VolumeResizeStorage`` for local storage: snapshots of volumes no running domain holds (VM
   Stopped, volume detached), their revert and deletion, and their growth, go to the agent of
@@ -298,24 +299,23 @@ async def prepare_volumes(
     host: HostRef,
     client: AgentClient,
     volumes: Sequence[Mapping[str, Any]],
-    row: Any = None,
     roots: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Make the VM's volumes exist on ``host`` (see the module docstring); ``roots``: their
     :func:`volume_roots` when the caller has read them."""
     roots = volume_roots(ht, volumes) if roots is None else roots
-    others = []
     for vol in volumes:
+        path = str(vol.get("installPath") or "")
         kind, root = roots.get(str(vol.get("primaryStorageUuid")), ("", ""))
-        if not root:
-            others.append(dict(vol))
-        elif vol.get("installPath"):
+        if root and path:
             await ensure_volume(ht, host, client, vol, root, shared=kind in SHARED)
-    if not others:
-        return
-    row = row if row is not None else ht.record(host.uuid)  # the caller's, read just before
-    if row.hostKey is not None:
-        await ht.deployer.prepare_volumes(ht.ssh_target(host, row), row.hostKey, others)
+        elif path.startswith("/"):  # storage the node keeps no layout of: an empty file
+            body = {"path": path, "size": int(vol.get("size") or 0), "format": _format(vol)}
+            await client.post("/v1/storage/volume/create", body)
+
+
+def _format(vol: Mapping[str, Any]) -> str:
+    return str(vol.get("format") or "qcow2")
 
 
 async def ensure_volume(
@@ -352,7 +352,7 @@ async def ensure_volume(
     body: dict[str, Any] = {
         "path": vol["installPath"],
         "size": int(vol.get("size") or 0),
-        "format": vol.get("format") or "qcow2",
+        "format": _format(vol),
     }
     image_uuid = vol.get("rootImageUuid") if vol.get("type") == "Root" else None
     image = _image(ht, str(image_uuid)) if image_uuid else None
@@ -522,7 +522,7 @@ STORAGE_OPS = ("attachVolume", "detachVolume", "takeSnapshot", "resizeVolume")
 def disk_of(vol: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "path": vol["installPath"],
-        "format": vol.get("format") or "qcow2",
+        "format": _format(vol),
         "deviceId": int(vol.get("deviceId") or 0),
         "serial": str(vol["uuid"])[:20],
     }

@@ -164,7 +164,7 @@ async def vm_op(
             seed = seed_body(ht, vm, s, tags)
             roots = storage.volume_roots(ht, volumes, s)
         await ensure_bridges(client, bridges)
-        await storage.prepare_volumes(ht, host, client, volumes, row, roots)
+        await storage.prepare_volumes(ht, host, client, volumes, roots)
         spec = vm_spec(vm, bridges)
         spec.update({k: int(args[k]) for k in ("maxCpuNum", "maxMemorySize") if args.get(k)})
         iso = tag_value(tags, "iso")
