@@ -39,6 +39,7 @@ class Route:
     # validation run before a background task is accepted, so a bad request is a 400 now
     # rather than a failed task later
     check: Callable[[Body], object] | None = None
+    upgrade: bool = False  # answers by switching protocols (the console): never in a batch
 
 
 def _check_uuid(body: Body) -> object:

@@ -97,7 +97,7 @@ class ConsoleCommands:
         from agent.commands import Route
 
         return {
-            ("POST", "/v1/vm/console"): Route(self.console),
+            ("POST", "/v1/vm/console"): Route(self.console, upgrade=True),
             ("POST", "/v1/vm/graphics"): Route(self.graphics),
             ("POST", "/v1/vm/probe"): Route(self.probe),
         }

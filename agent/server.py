@@ -7,6 +7,13 @@ to the task runner, and maps errors to HTTP statuses with the API's error body::
     200 {...result}                 202 {"taskId": ...}        (long command with "callback")
     4xx/5xx {"error": {"kind", "code", "message", "details", "retryable"}}
 
+``POST /v1/batch {"steps": [{"path", "body"}, ...]}`` runs several POST commands of one
+signed request in order, as if each had come alone (a long one with ``"callback": true``
+is handed to the task runner): ``200 {"results": [...]}``. The first step that fails stops
+the rest; the answer is that step's error (its details name ``batchStep`` and ``path``) with
+the ``results`` of the steps before it. A VM start sends its bridges, volume files, network
+and the start task this way: one round trip instead of four.
+
 :class:`AgentServer` puts it behind a ``ThreadingHTTPServer`` (HTTPS when a certificate is
 configured, mutual TLS with a client CA), wires driver events to the reporter and owns the
 lifecycle of all parts.
@@ -54,6 +61,8 @@ STATUS = {
     "Timeout": 504,
 }
 TASK_PREFIX = "/v1/task/"
+BATCH_PATH = "/v1/batch"
+MAX_BATCH = 64  # steps in one batch
 
 
 def status_for(err: ZmnError) -> int:
@@ -138,8 +147,13 @@ class AgentApp:
         query = dict(parse_qsl(parts.query))
         if method == "GET" and parts.path.startswith(TASK_PREFIX):
             return 200, self._tasks.get(token(parts.path[len(TASK_PREFIX) :], "taskId"))
-        route = self._route(method, parts.path)
-        body = _json_object(raw)
+        if method == "POST" and parts.path == BATCH_PATH:
+            return self._batch(_json_object(raw))
+        return self._run(self._route(method, parts.path), parts.path, _json_object(raw), query)
+
+    def _run(
+        self, route: Route, path: str, body: dict[str, Any], query: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
         callback = body.get("callback", False)
         if route.long and callback is True:
             if route.check is not None:
@@ -147,9 +161,45 @@ class AgentApp:
             tid = body.get("taskId")
             task_id = None if tid is None else token(tid, "taskId")
             handler = route.handler
-            tid = self._tasks.submit(parts.path, lambda: handler(body, query), task_id)
+            tid = self._tasks.submit(path, lambda: handler(body, query), task_id)
             return 202, {"taskId": tid}
         return 200, route.handler(body, query)
+
+    def _batch(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        steps = body.get("steps")
+        if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_BATCH:
+            raise InvalidArgument(
+                f"steps: a list of 1 to {MAX_BATCH} {{path, body}} objects", field="steps"
+            )
+        for i, step in enumerate(steps):  # all checked before the first one runs
+            path = step.get("path") if isinstance(step, dict) else None
+            if (
+                not isinstance(path, str)
+                or path == BATCH_PATH
+                or not isinstance(step.get("body", {}), dict)
+            ):
+                raise InvalidArgument(
+                    f"steps[{i}]: an object with a command's path (not {BATCH_PATH}) and an"
+                    " object body",
+                    field="steps",
+                )
+            if self._route("POST", path).upgrade:  # no POST command: that fails the batch now
+                raise InvalidArgument(
+                    f"steps[{i}]: {path} switches protocols; it cannot be in a batch",
+                    field="steps",
+                )
+        results: list[dict[str, Any]] = []
+        for i, step in enumerate(steps):
+            path = step["path"]
+            try:
+                results.append(
+                    self._run(self._route("POST", path), path, step.get("body", {}), {})[1]
+                )
+            except ZmnError as err:
+                wire = err.to_wire()
+                wire["details"] = {**wire.get("details", {}), "batchStep": i, "path": path}
+                return status_for(err), {"error": wire, "results": results}
+        return 200, {"results": results}
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

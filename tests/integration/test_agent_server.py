@@ -176,6 +176,65 @@ def test_network_commands_run_through_the_executor(client, executor):
     assert json.loads(executor.stdins[-1])["nftables"]
 
 
+# --- batches ---------------------------------------------------------------------------------
+
+
+def step(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"path": path, "body": body}
+
+
+def test_a_batch_runs_its_steps_in_order_and_hands_a_long_one_to_the_task_runner(
+    client, executor, receiver
+):
+    bridge = {"bridgeName": "br_eth1", "physicalInterface": "eth1"}
+    start = {"vm": vm_spec(nics=[{"mac": "52:54:00:00:00:01", "bridge": "br_eth1"}]),
+             "callback": True, "taskId": "job-7"}  # fmt: skip
+    status, body = client.post(
+        "/v1/batch", {"steps": [step("/v1/network/bridge", bridge), step("/v1/vm/start", start)]}
+    )
+    assert status == 200
+    assert body["results"] == [
+        {"bridgeName": "br_eth1", "port": "eth1", "changed": True},
+        {"taskId": "job-7"},
+    ]
+    assert ["ip", "link", "add", "name", "br_eth1", "type", "bridge"] in executor.commands
+    report = receiver.wait_for(lambda r: r.get("taskId") == "job-7")
+    assert report["success"] is True and report["result"]["state"] == "Running"
+
+
+def test_the_first_failing_step_stops_a_batch_and_names_itself(client, driver):
+    steps = [
+        step("/v1/vm/start", {"vm": vm_spec()}),
+        step("/v1/vm/reboot", {"uuid": "9" * 32}),  # no such VM
+        step("/v1/vm/destroy", {"uuid": VM}),  # never runs
+    ]
+    status, body = client.post("/v1/batch", {"steps": steps})
+    assert status == 404 and body["error"]["code"] == "VM_INSTANCE.NOT_FOUND"
+    assert body["error"]["details"]["batchStep"] == 1
+    assert body["error"]["details"]["path"] == "/v1/vm/reboot"
+    assert [r["state"] for r in body["results"]] == ["Running"]
+    assert driver.domains[VM].state == "Running"
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [],
+        [step("/v1/vm/start", {"vm": vm_spec()})] * 65,
+        [step("/v1/vm/start", {"vm": vm_spec()}), step("/v1/no/such/command", {})],
+        [step("/v1/vm/start", {"vm": vm_spec()}), step("/v1/batch", {"steps": []})],
+        [step("/v1/vm/start", {"vm": vm_spec()}), step("/v1/vm/console", {"uuid": VM})],
+        [step("/v1/vm/start", {"vm": vm_spec()}), {"path": "/v1/vm/destroy", "body": []}],
+        [step("/v1/vm/start", {"vm": vm_spec()}), "/v1/vm/destroy"],
+    ],
+    ids=["empty", "too-long", "unknown", "nested", "console", "body-not-object", "not-object"],
+)
+def test_a_bad_batch_is_refused_before_any_step_runs(client, driver, steps):
+    status, body = client.post("/v1/batch", {"steps": steps})
+    assert status in (400, 404), body
+    assert driver.calls == [] and driver.domains == {}
+
+
 # --- authentication --------------------------------------------------------------------------
 
 
@@ -293,7 +352,7 @@ def test_reports_are_verifiable_and_a_wrong_secret_is_refused_by_the_receiver(tm
             server.reporter._attempts = 1  # no retries for this test
             client.post("/v1/vm/start", {"vm": vm_spec()})
             deadline = time.monotonic() + 10
-            while len(rx.refused) < 2 and time.monotonic() < deadline:
+            while not rx.refused and time.monotonic() < deadline:
                 time.sleep(0.05)
         assert rx.reports == []
         assert {code for code, _ in rx.refused} == {"AGENT.AUTH_FORGED"}

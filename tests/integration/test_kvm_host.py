@@ -32,6 +32,7 @@ from zmn.api.errors import OperationFailed, ZmnError
 from zmn.api.ids import short_id
 from zmn.core.service import Call
 from zmn.services.host.ops import set_status
+from zmn.services.kvm.agentclient import AgentClient
 from zmn.services.kvm.models import KvmHostVO
 from zmn.services.metrics.window import series
 
@@ -235,7 +236,9 @@ async def test_long_commands_are_answered_through_signed_callbacks(env: Env) -> 
     assert caught.value.kind == "NotFound"
 
 
-async def test_vm_life_cycle_on_a_kvm_host_goes_through_the_agent(env: Env) -> None:
+async def test_vm_life_cycle_on_a_kvm_host_goes_through_the_agent(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if "CreateVmInstance" not in env.node.apis.apis:
         pytest.skip("the VM service is not installed")
     u = await build_kvm_cloud(env)
@@ -259,8 +262,19 @@ async def test_vm_life_cycle_on_a_kvm_host_goes_through_the_agent(env: Env) -> N
     assert bridge_cmds, agent.commands.executor.commands  # type: ignore[attr-defined]
     await env.api("StopVmInstance", uuid=vm["uuid"])
     assert vm["uuid"] not in agent.driver.domains  # type: ignore[attr-defined]
+    sent: list[str] = []  # a start's bridge, volume file, network and start: one request
+    request = AgentClient.request
+
+    async def counted(self: AgentClient, method: str, path: str, *args: Any, **kw: Any) -> Any:
+        sent.append(path)
+        return await request(self, method, path, *args, **kw)
+
+    monkeypatch.setattr(AgentClient, "request", counted)
     await env.api("StartVmInstance", uuid=vm["uuid"])
     assert agent.driver.domains[vm["uuid"]].state == "Running"  # type: ignore[attr-defined]
+    assert sent.count("/v1/batch") == 1
+    singles = {"/v1/network/bridge", "/v1/storage/volume/create", "/v1/network/vm", "/v1/vm/start"}
+    assert not singles & set(sent), sent
     await env.api("DestroyVmInstance", uuid=vm["uuid"])
     assert vm["uuid"] not in agent.driver.domains  # type: ignore[attr-defined]
 

@@ -27,12 +27,29 @@ from zmn.core.fastsql import settle
 from zmn.services.kvm.agentpool import AgentPool, Connection
 
 MAX_RESPONSE = 16 * 1024 * 1024
+BATCH_PATH = "/v1/batch"  # agent.server: several POST commands in one request
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 T = TypeVar("T")
 
 
 class NoAnswer(ConnectionError):
     """The connection failed before any byte of the answer arrived."""
+
+
+class AgentBatch:
+    """POST commands queued to go to the agent in one request (:meth:`AgentClient.batch`).
+
+    For commands whose answers the caller does not read: :meth:`post` queues and answers
+    ``{}`` at once, so code written against a client (``await x.post(path, body)``) can queue
+    instead. The agent runs the steps in order and stops at the first that fails.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = []
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.steps.append({"path": path, "body": body})
+        return {}
 
 
 class AgentClient:
@@ -68,6 +85,17 @@ class AgentClient:
         idempotent: bool = False,
     ) -> dict[str, Any]:
         return await self.request("POST", path, body, timeout=timeout, idempotent=idempotent)
+
+    async def batch(
+        self, steps: list[dict[str, Any]], *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Run POST commands (``{"path", "body"}``) in one signed request; their answers. The
+        first that fails raises its error (details: ``batchStep``, ``path``); the ones after it
+        did not run."""
+        if len(steps) == 1:
+            return [await self.post(steps[0]["path"], steps[0]["body"], timeout=timeout)]
+        answer = await self.post(BATCH_PATH, {"steps": steps}, timeout=timeout) if steps else {}
+        return list(answer.get("results") or [])
 
     async def request(
         self,

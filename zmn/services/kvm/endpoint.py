@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from zmn.api import agentauth
 from zmn.api.errors import InvalidArgument, Timeout, ZmnError
 from zmn.core.db import new_uuid
-from zmn.services.kvm.agentclient import AgentClient
+from zmn.services.kvm.agentclient import AgentBatch, AgentClient
 from zmn.services.kvm.callback import PATH_PREFIX, CallbackServer
 
 if TYPE_CHECKING:
@@ -166,13 +166,18 @@ class AgentEndpoint:
         path: str,
         body: dict[str, Any],
         timeout: float,
+        *,
+        before: AgentBatch | None = None,
     ) -> dict[str, Any]:
-        """Send a long command with a callback and wait for its result (or raise its error)."""
+        """Send a long command with a callback and wait for its result (or raise its error);
+        ``before``: commands that go ahead of it in the same request."""
         tid = new_uuid()
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[tid] = (host_uuid, fut)
         try:
-            answer = await client.post(path, {**body, "callback": True, "taskId": tid})
+            command = {"path": path, "body": {**body, "callback": True, "taskId": tid}}
+            steps = [*(before.steps if before is not None else ()), command]
+            answer = (await client.batch(steps))[-1]
             if "taskId" not in answer:  # the agent ran it at once
                 return answer
             try:

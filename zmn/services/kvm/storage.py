@@ -39,7 +39,7 @@ from zmn.services.kvm.reads import reading, row_of
 from zmn.services.primary_storage.models import LocalStorageVolumeRefVO
 
 if TYPE_CHECKING:
-    from zmn.services.kvm.agentclient import AgentClient
+    from zmn.services.kvm.agentclient import AgentBatch, AgentClient
     from zmn.services.kvm.hosttype import KvmHostType
     from zmn.services.kvm.reads import Reader
 
@@ -300,18 +300,21 @@ async def prepare_volumes(
     client: AgentClient,
     volumes: Sequence[Mapping[str, Any]],
     roots: Mapping[str, tuple[str, str]] | None = None,
+    *,
+    creates: AgentBatch | None = None,
 ) -> None:
     """Make the VM's volumes exist on ``host`` (see the module docstring); ``roots``: their
-    :func:`volume_roots` when the caller has read them."""
+    :func:`volume_roots` when the caller has read them; ``creates``: where the commands that
+    make the files go when not straight to ``client`` (a VM start sends them with its start)."""
     roots = volume_roots(ht, volumes) if roots is None else roots
     for vol in volumes:
         path = str(vol.get("installPath") or "")
         kind, root = roots.get(str(vol.get("primaryStorageUuid")), ("", ""))
         if root and path:
-            await ensure_volume(ht, host, client, vol, root, shared=kind in SHARED)
+            await ensure_volume(ht, host, client, vol, root, shared=kind in SHARED, creates=creates)
         elif path.startswith("/"):  # storage the node keeps no layout of: an empty file
             body = {"path": path, "size": int(vol.get("size") or 0), "format": _format(vol)}
-            await client.post("/v1/storage/volume/create", body)
+            await (creates or client).post("/v1/storage/volume/create", body)
 
 
 def _format(vol: Mapping[str, Any]) -> str:
@@ -326,9 +329,11 @@ async def ensure_volume(
     root: str,
     *,
     shared: bool = False,
+    creates: AgentBatch | None = None,
 ) -> dict[str, Any]:
     """Make the volume's file (and its image in the cache) when missing. On local storage the
-    volume is placed on ``host`` first; on shared storage ``host`` must see the directory."""
+    volume is placed on ``host`` first; on shared storage ``host`` must see the directory.
+    ``creates``: where the command making the file goes (queued there: the answer is ``{}``)."""
     if shared:
         await shared_host(ht, str(vol["primaryStorageUuid"]), host.uuid)
         placed = {"hostUuid": host.uuid}
@@ -365,7 +370,7 @@ async def ensure_volume(
             )
         cache = await ensure_cached(ht, host, client, image, root, made=shared)
         body.update(backingFile=cache, backingFormat="qcow2")
-    return await client.post("/v1/storage/volume/create", body)
+    return await (creates or client).post("/v1/storage/volume/create", body)
 
 
 async def ensure_cached(

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from zmn.api.errors import OperationFailed, ZmnError
 from zmn.services.host.hosttype import HostRef
 from zmn.services.kvm import migration, online, storage
+from zmn.services.kvm.agentclient import AgentBatch
 from zmn.services.kvm.console import graphics_spec
 from zmn.services.kvm.hostnet import nic_device
 from zmn.services.kvm.iso import cdrom_for_start, change_media, iso_tag
@@ -163,8 +164,10 @@ async def vm_op(
             network = ht.planner.vm_body(vm, bridges, s, tags)
             seed = seed_body(ht, vm, s, tags)
             roots = storage.volume_roots(ht, volumes, s)
-        await ensure_bridges(client, bridges)
-        await storage.prepare_volumes(ht, host, client, volumes, roots)
+        # bridges, volume files, network and the start go in one request (AgentBatch)
+        ahead = AgentBatch()
+        await ensure_bridges(ahead, bridges)
+        await storage.prepare_volumes(ht, host, client, volumes, roots, creates=ahead)
         spec = vm_spec(vm, bridges)
         spec.update({k: int(args[k]) for k in ("maxCpuNum", "maxMemorySize") if args.get(k)})
         iso = tag_value(tags, "iso")
@@ -174,11 +177,11 @@ async def vm_op(
         spec.update(graphics_spec(graphics, host.managementIp))
         if seed is not None:
             spec["seed"] = seed
-        # reservations (and EIPs) first, so dnsmasq knows the guest before it asks
-        await client.post("/v1/network/vm", network)
+        # reservations (and EIPs) before the start, so dnsmasq knows the guest before it asks
+        await ahead.post("/v1/network/vm", network)
         try:
             result = await ht.endpoint.run_task(
-                client, host.uuid, "/v1/vm/start", {"vm": spec}, timeout
+                client, host.uuid, "/v1/vm/start", {"vm": spec}, timeout, before=ahead
             )
         except BaseException:
             await _forget_network(client, uuid)
