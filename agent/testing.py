@@ -74,13 +74,15 @@ class AgentClient:
 
 
 class CallbackReceiver:
-    """An HTTP endpoint that accepts only reports signed with ``secret``."""
+    """An HTTP endpoint that accepts only reports signed with ``secret`` (a batch's are
+    listed one by one in ``reports``)."""
 
     def __init__(self, secret: bytes, path: str = "/agent/v1/report") -> None:
         self.secret = secret
         self.path = path
         self.reports: list[dict[str, Any]] = []
         self.refused: list[tuple[str, str]] = []  # (error code, raw body)
+        self.posts = 0  # requests that carried them (a batch is one)
         self._cond = threading.Condition()
         self._nonces = agentauth.NonceCache()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -113,8 +115,11 @@ class CallbackReceiver:
                         receiver._cond.notify_all()
                     self._answer(401, {"error": err.to_wire()})
                     return
-                with receiver._cond:
-                    receiver.reports.append(json.loads(body))
+                report = json.loads(body)
+                with receiver._cond:  # a batch's reports one by one, as the node takes them
+                    batch = report.get("type") == "batch"
+                    receiver.reports.extend(report["reports"] if batch else [report])
+                    receiver.posts += 1
                     receiver._cond.notify_all()
                 self._answer(200, {})
 

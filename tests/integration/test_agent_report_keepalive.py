@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import urllib.error
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,44 @@ async def test_the_worker_lets_a_quiet_connection_go(node: Any) -> None:
         await asyncio.sleep(0.01)
     assert len(reports) == 1 and server.active == 0 and rep.sent == 1
     await asyncio.to_thread(rep.stop)
+
+
+async def test_a_burst_of_reports_goes_as_one_post_and_arrives_in_order(
+    node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, reports = node
+    bodies: list[Any] = []  # what each POST carried, as the node parsed it
+    parse = callback._reports
+    monkeypatch.setattr(
+        callback, "_reports", lambda body, host: bodies.append(body) or parse(body, host)
+    )
+    rep = reporter(server)
+    for _ in range(3):  # queued before the worker starts: one burst whatever the timing
+        rep.submit("vm.lifecycle", {"vmUuid": "v" * 32})
+    rep.start()
+    for _ in range(500):
+        if len(reports) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert [r["seq"] for r in reports] == [1, 2, 3] and rep.sent == 3
+    assert [b["type"] for b in bodies] == ["batch"] and server.accepted == 3
+    await asyncio.to_thread(rep.stop)
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        [report(1), {**report(2), "hostUuid": "d" * 32}],  # another host's report
+        [report(1), {"type": "batch", "hostUuid": HOST, "reports": [report(2)]}],
+        [report(1), "not an object"],
+        [],
+    ],
+    ids=["another-host", "nested", "not-object", "empty"],
+)
+async def test_a_batch_with_a_bad_report_is_refused_whole(node: Any, inner: list[Any]) -> None:
+    server, reports = node
+    rep = reporter(server)
+    batch = {"type": "batch", "hostUuid": HOST, "reports": inner}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(rep.post, batch)
+    assert refused.value.code == 400 and reports == []

@@ -3,7 +3,10 @@
 Each agent posts to ``/agent/v1/report/<hostUuid>``, signed with that host's secret. The
 signature is checked (missing, forged, stale and replayed reports are refused with 401)
 before the body is parsed, and the body must name the same host; only then is the report
-handed on. A refused report changes nothing. A small HTTP/1.1 server on asyncio streams that
+handed on. A refused report changes nothing. A body of type ``batch`` carries up to
+``MAX_BATCH`` reports of that host (an agent sends a burst, such as a VM start's events and
+its task result, as one POST: one signature, one nonce written to disk); they are handed on
+one by one, in order. A small HTTP/1.1 server on asyncio streams that
 keeps a connection open for the agent's next report (an agent sends its reports one after
 the other on one connection) until it has been idle for ``KEEP_IDLE`` seconds, the agent
 asks to close, or an answer is not a 200 (the body may not have been read).
@@ -38,6 +41,7 @@ SECRET_TTL = 60.0
 MAX_CONNECTIONS = 256  # connections open at once (kept idle ones too); more are closed unread
 KEEP_IDLE = 5.0  # seconds an idle kept connection waits for the next report (agent: 2 s)
 REQUEST_TIMEOUT = 30.0  # to receive and handle one report once its first line came
+MAX_BATCH = 256  # reports in one batch (an agent sends 32 at most)
 
 SecretLookup = Callable[[str], str | None]
 ReportHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -224,19 +228,20 @@ class CallbackServer:
             self._refuse(err.code)
             return 401, {"error": err.to_wire()}
         try:
-            report = json.loads(body)
-            if not isinstance(report, dict) or report.get("hostUuid") != host_uuid:
-                raise InvalidArgument("report must be an object naming its host")
+            reports = _reports(json.loads(body), host_uuid)
         except (ValueError, InvalidArgument):
             self._refuse("AGENT.BAD_REPORT")
             return 400, {"error": InvalidArgument("bad report", code="AGENT.BAD_REPORT").to_wire()}
-        self.accepted += 1
-        try:
-            await self._on_report(host_uuid, report)
-        except ZmnError as err:
-            log.warning("report %s of host %s not handled: %s", report.get("seq"), host_uuid, err)
-        except Exception:
-            log.exception("report %s of host %s not handled", report.get("seq"), host_uuid)
+        self.accepted += len(reports)
+        for report in reports:
+            try:
+                await self._on_report(host_uuid, report)
+            except ZmnError as err:
+                log.warning(
+                    "report %s of host %s not handled: %s", report.get("seq"), host_uuid, err
+                )
+            except Exception:
+                log.exception("report %s of host %s not handled", report.get("seq"), host_uuid)
         return 200, {}
 
 
@@ -246,3 +251,21 @@ class _Headers:
 
     def items(self) -> list[tuple[str, str]]:
         return self._items
+
+
+def _reports(body: Any, host_uuid: str) -> list[dict[str, Any]]:
+    """The reports a body holds: itself, or a batch's (each an object naming the host, none
+    a batch itself); anything else refuses the whole body."""
+    if not isinstance(body, dict) or body.get("hostUuid") != host_uuid:
+        raise InvalidArgument("report must be an object naming its host")
+    if body.get("type") != "batch":
+        return [body]
+    reports = body.get("reports")
+    if not isinstance(reports, list) or not 1 <= len(reports) <= MAX_BATCH:
+        raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH} reports")
+    for report in reports:
+        if not isinstance(report, dict) or report.get("hostUuid") != host_uuid:
+            raise InvalidArgument("each report of a batch must be an object naming its host")
+        if report.get("type") == "batch":
+            raise InvalidArgument("a batch cannot hold a batch")
+    return reports
