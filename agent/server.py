@@ -183,7 +183,8 @@ class AgentApp:
                     " object body",
                     field="steps",
                 )
-            if self._route("POST", path).upgrade:  # no POST command: that fails the batch now
+            # _route raises for a path that names no POST command: the batch fails before any runs
+            if self._route("POST", path).upgrade:
                 raise InvalidArgument(
                     f"steps[{i}]: {path} switches protocols; it cannot be in a batch",
                     field="steps",

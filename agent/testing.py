@@ -82,7 +82,6 @@ class CallbackReceiver:
         self.path = path
         self.reports: list[dict[str, Any]] = []
         self.refused: list[tuple[str, str]] = []  # (error code, raw body)
-        self.posts = 0  # requests that carried them (a batch is one)
         self._cond = threading.Condition()
         self._nonces = agentauth.NonceCache()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -119,7 +118,6 @@ class CallbackReceiver:
                 with receiver._cond:  # a batch's reports one by one, as the node takes them
                     batch = report.get("type") == "batch"
                     receiver.reports.extend(report["reports"] if batch else [report])
-                    receiver.posts += 1
                     receiver._cond.notify_all()
                 self._answer(200, {})
 
