@@ -439,8 +439,11 @@ async def test_agent_reports_are_signed_and_forgeries_change_nothing(env: Env) -
         assert refused.value.code == 401
         refused.value.close()
         await asyncio.sleep(0.2)
-        assert [e["vmUuid"] for e in events] == ["v" * 32]
-        assert events[0]["hostUuid"] == inv["uuid"] and events[0]["state"] == "Stopped"
+        # only the two reports of this test: a real VM the test before stopped may still be
+        # reporting (the agent's reporter waits a few ms for a burst's next report)
+        mine = [e for e in events if e["vmUuid"] in ("v" * 32, "w" * 32)]
+        assert [e["vmUuid"] for e in mine] == ["v" * 32]
+        assert mine[0]["hostUuid"] == inv["uuid"] and mine[0]["state"] == "Stopped"
     finally:
         sub.cancel()
 
