@@ -112,12 +112,7 @@ def vm_spec(vm: Mapping[str, Any], bridges: Mapping[str, Mapping[str, Any]]) -> 
     """The ``/v1/vm/start`` body's ``vm`` from the VM inventory."""
     uuid = str(vm["uuid"])
     disks = [
-        {
-            "path": v["installPath"],
-            "format": v.get("format") or "qcow2",
-            "deviceId": int(v.get("deviceId") or 0),
-            "serial": str(v["uuid"])[:20],
-        }
+        storage.disk_of(v)
         for v in sorted(vm.get("allVolumes") or [], key=lambda v: int(v.get("deviceId") or 0))
         if v.get("installPath") and v.get("deviceId") is not None
     ]
