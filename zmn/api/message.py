@@ -41,9 +41,15 @@ class Doc:
 
 @dataclass(frozen=True)
 class Ref:
-    """The parameter holds the UUID (or the unique name) of a resource of this type."""
+    """The parameter holds the UUID (or the unique name) of a resource of this type.
+
+    ``read``: the handler reads the row by UUID itself and answers ``NotFound`` naming the
+    parameter when there is none, so the API's reference check does not look a UUID up a
+    second time where only existence is checked (an admin caller, a type nobody owns). A
+    name is still resolved, and a normal account's ownership still checked, up front."""
 
     resource: str
+    read: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ class Param:
     secret: bool = False
     range: Range | None = None  # declared on the field; else zmn.api.limits by name
     text: Text | None = None
+    ref_read: bool = False  # Ref(read=True): the handler looks the UUID up itself
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "required": self.required, **self.type}
@@ -217,7 +224,7 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
     result: list[Param] = []
     for f in msgspec.structs.fields(cls):
         hint = hints[f.name]
-        doc, ref, secret = "", None, False
+        doc, ref, secret, ref_read = "", None, False, False
         rng: Range | None = None
         text: Text | None = None
         base = hint
@@ -227,7 +234,7 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
                 if isinstance(extra, Doc):
                     doc = extra.text
                 elif isinstance(extra, Ref):
-                    ref = extra.resource
+                    ref, ref_read = extra.resource, extra.read
                 elif isinstance(extra, Secret):
                     secret = True
                 elif isinstance(extra, Range):
@@ -239,7 +246,18 @@ def params_of(cls: type[ApiMessage]) -> list[Param]:
         if not required:
             default = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
         result.append(
-            Param(f.name, describe_type(base), required, default, doc, ref, secret, rng, text)
+            Param(
+                f.name,
+                describe_type(base),
+                required,
+                default,
+                doc,
+                ref,
+                secret,
+                rng,
+                text,
+                ref_read,
+            )
         )
     own = set(getattr(cls, "__annotations__", {}))
     result.sort(key=lambda p: 0 if p.name in own else 1)

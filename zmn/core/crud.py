@@ -49,9 +49,13 @@ def resolve(
     type_name: str,
     value: str,
     field: str,
+    read: bool = False,
 ) -> str:
     """The UUID of the resource named by ``value``: a UUID, or a unique name (the exact name
-    first; failing that, one that differs only in letter case, as queries compare)."""
+    first; failing that, one that differs only in letter case, as queries compare).
+
+    ``read`` (``Ref(read=True)``): the handler reads the row by UUID and answers NotFound
+    itself, so a UUID whose check would be existence alone is taken as it is."""
     rt = node.resources.types.get(type_name)
     if rt is None:
         raise InvalidArgument(
@@ -72,6 +76,8 @@ def resolve(
         owned = rt.owned and not principal.is_admin
         params = {"value": value, "account": principal.accountUuid} if owned else {"value": value}
         if UUID_RE.match(value):
+            if read and not owned:  # the handler looks it up (and fails naming the field)
+                return value
             if session.scalar(_uuid_check(model, owned), params) is None:
                 raise not_found(type_name, value, field)
             return value
@@ -172,17 +178,18 @@ def _owned_clause(rt: ResourceType, principal: Principal) -> list[Any]:
     return clauses
 
 
-_REFS: dict[type, list[tuple[str, str]]] = {}
+_REFS: dict[type, list[tuple[str, str, bool]]] = {}
 
 
-def _refs_of(cls: type[ApiMessage]) -> list[tuple[str, str]]:
-    """(parameter, resource type) of every reference parameter of an API, cached per API."""
+def _refs_of(cls: type[ApiMessage]) -> list[tuple[str, str, bool]]:
+    """(parameter, resource type, whether the handler reads the row itself) of every
+    reference parameter of an API, cached per API."""
     refs = _REFS.get(cls)
     if refs is None:
         spec = cls.__api__  # type: ignore[attr-defined]
-        refs = [(p.name, p.ref) for p in params_of(cls) if p.ref]
+        refs = [(p.name, p.ref, p.ref_read) for p in params_of(cls) if p.ref]
         if spec.resource and spec.verb != "create" and "uuid" in cls.__struct_fields__:
-            refs.append(("uuid", spec.resource))
+            refs.append(("uuid", spec.resource, False))
         _REFS[cls] = refs
     return refs
 
@@ -197,29 +204,38 @@ def resolve_message_refs(node: Node, principal: Principal, msg: ApiMessage) -> N
     db = node.db
     reader = db.fast() if _cached_lookups_only(node, principal, msg, refs) else db.engine.connect()
     with reader as s:
-        for name, type_name in refs:
+        for name, type_name, read in refs:
             value = getattr(msg, name)
             if value is None:
                 continue
             assert type_name is not None  # noqa: S101 - type narrowing for mypy, not a runtime check
             if isinstance(value, list):
-                setattr(msg, name, [resolve(s, node, principal, type_name, v, name) for v in value])
+                setattr(
+                    msg,
+                    name,
+                    [resolve(s, node, principal, type_name, v, name, read) for v in value],
+                )
             else:
-                setattr(msg, name, resolve(s, node, principal, type_name, value, name))
+                setattr(msg, name, resolve(s, node, principal, type_name, value, name, read))
 
 
 def _cached_lookups_only(
-    node: Node, principal: Principal, msg: ApiMessage, refs: list[tuple[str, str]]
+    node: Node, principal: Principal, msg: ApiMessage, refs: list[tuple[str, str, bool]]
 ) -> bool:
     """Whether :func:`resolve` checks every reference of ``msg`` (a UUID or a name) with its
     cached statements: no access filter applies to the caller."""
-    for name, type_name in refs:
+    admin = principal.is_admin
+    for name, type_name, _read in refs:
         value = getattr(msg, name)
-        values = value if isinstance(value, list) else [] if value is None else [value]
-        rt = node.resources.types.get(type_name)
-        if rt is not None and rt.access_filter is not None and not principal.is_admin:
-            return False
-        if not all(isinstance(v, str) for v in values):
+        if value is None:  # not given: not looked up
+            continue
+        if not admin:
+            rt = node.resources.types.get(type_name)
+            if rt is not None and rt.access_filter is not None:
+                return False
+        if isinstance(value, str):
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return False
     return True
 

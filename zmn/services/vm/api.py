@@ -18,14 +18,17 @@ class CreateVmInstance(CreateMessage, kw_only=True):
     """Create a VM: choose a host and storage, make its volumes and NICs, start it."""
 
     name: Annotated[str, Doc("VM name")]
-    imageUuid: Annotated[str, Doc("image UUID or name (root volume template or ISO)"), Ref("Image")]
+    # Ref(read=True): plan_create (zmn/services/vm/plan.py) reads these rows by UUID anyway
+    imageUuid: Annotated[
+        str, Doc("image UUID or name (root volume template or ISO)"), Ref("Image", read=True)
+    ]
     l3NetworkUuids: Annotated[
-        list[str], Doc("L3 networks (UUIDs or names), one NIC on each"), Ref("L3Network")
+        list[str], Doc("L3 networks (UUIDs or names), one NIC on each"), Ref("L3Network", read=True)
     ]
     instanceOfferingUuid: Annotated[
         str | None,
         Doc("instance offering (or give cpuNum and memorySize)"),
-        Ref("InstanceOffering"),
+        Ref("InstanceOffering", read=True),
     ] = None
     cpuNum: Annotated[int | None, Doc("vCPUs, without an instance offering")] = None
     memorySize: Annotated[int | None, Doc("memory in bytes, without an instance offering")] = None
@@ -33,14 +36,18 @@ class CreateVmInstance(CreateMessage, kw_only=True):
         str | None, Doc("the L3 of the default route (default: the first)"), Ref("L3Network")
     ] = None
     rootDiskOfferingUuid: Annotated[
-        str | None, Doc("root volume size (needed for an ISO image)"), Ref("DiskOffering")
+        str | None,
+        Doc("root volume size (needed for an ISO image)"),
+        Ref("DiskOffering", read=True),
     ] = None
     dataDiskOfferingUuids: Annotated[
-        list[str], Doc("one data volume per disk offering"), Ref("DiskOffering")
+        list[str], Doc("one data volume per disk offering"), Ref("DiskOffering", read=True)
     ] = []
     zoneUuid: Annotated[str | None, Doc("create in this zone"), Ref("Zone")] = None
-    clusterUuid: Annotated[str | None, Doc("create in this cluster"), Ref("Cluster")] = None
-    hostUuid: Annotated[str | None, Doc("create on this host"), Ref("Host")] = None
+    clusterUuid: Annotated[str | None, Doc("create in this cluster"), Ref("Cluster", read=True)] = (
+        None
+    )
+    hostUuid: Annotated[str | None, Doc("create on this host"), Ref("Host", read=True)] = None
     primaryStorageUuidForRootVolume: Annotated[
         str | None, Doc("put the volumes on this primary storage"), Ref("PrimaryStorage")
     ] = None

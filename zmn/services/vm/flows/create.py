@@ -88,7 +88,7 @@ _INSERT_VM = insert(_VM)
 # every column of the VM row: its scalar default (what the ORM fills in at flush for a
 # column left None), else None
 _VM_EMPTY: dict[str, Any] = {
-    c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
+    c.key: cast(Any, c.default).arg if c.default is not None and c.default.is_scalar else None
     for c in _VM.columns
 }
 _INSERT_OWNER = insert(cast(Table, AccountResourceRefVO.__table__))
