@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.inproc import Api, running_node
+from tests.support.passwords import cheap_password_hashes
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -26,6 +27,21 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required under CI=true: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def cheap_hashes() -> Iterator[None]:
+    """Password hashes at argon2's cheapest for one test (tests/support/passwords.py); a
+    module takes it with ``pytest.mark.usefixtures("cheap_hashes")``."""
+    with cheap_password_hashes():
+        yield
+
+
+@pytest.fixture(scope="module")
+def cheap_hashes_module() -> Iterator[None]:
+    """:func:`cheap_hashes` for a module-scoped fixture (a node shared by a module's tests)."""
+    with cheap_password_hashes():
+        yield
 
 
 # --------------------------------------------------------------------------- database engines

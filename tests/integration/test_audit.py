@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from tests.support.inproc import Api, client_for, running_node
@@ -20,13 +19,8 @@ from zmn.client import AsyncClient
 from zmn.core.audit import ApiCallObserver, ApiCallRecord
 from zmn.core.node import Node
 from zmn.server import ApiServer
-from zmn.services.identity import passwords
 
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 
 @pytest_asyncio.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
 from tests.support.inproc import Api, client_for, running_node
 from zmn.api.errors import InvalidArgument, NotFound, ZmnError
@@ -15,18 +14,13 @@ from zmn.core.bus import Event
 from zmn.core.node import Node
 from zmn.server import ApiServer
 from zmn.services.config.service import ConfigService
-from zmn.services.identity import passwords
 from zmn.services.identity.service import IdentityService
 from zmn.services.management.service import ManagementService
 from zmn.services.query.service import QueryService
 
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
+
 SERVICES = [IdentityService, ConfigService, QueryService, ManagementService]
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -24,10 +23,11 @@ from zmn.core.resource import ResourceRegistry, ResourceType
 from zmn.core.service import Call, Service, handler
 from zmn.server import ApiServer
 from zmn.services.config.service import ConfigService
-from zmn.services.identity import passwords
 from zmn.services.identity.service import IdentityService
 from zmn.services.query.service import QueryService
 from zmn.services.tag.service import TagService
+
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 
 class WidgetBase(DeclarativeBase):
@@ -66,12 +66,6 @@ class WidgetService(Service):
     @handler(DeleteTestWidget)
     async def delete(self, msg: DeleteTestWidget, call: Call) -> dict[str, Any]:
         return await crud.delete(call, "TestWidget", msg.uuid)
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 @pytest.fixture

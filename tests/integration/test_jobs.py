@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import update
 
 from tests.support.inproc import Api, client_for, running_node
@@ -21,10 +20,11 @@ from zmn.core.node import Node
 from zmn.core.service import Call, Service, handler
 from zmn.server import ApiServer
 from zmn.services.config.service import ConfigService
-from zmn.services.identity import passwords
 from zmn.services.identity.service import IdentityService
 from zmn.services.job.service import JobService
 from zmn.services.query.service import QueryService
+
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 
 @api(long=True)
@@ -49,12 +49,6 @@ class SlowService(Service):
 
 
 SERVICES = [IdentityService, ConfigService, QueryService, JobService, SlowService]
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from tests.support.inproc import Api, running_node
@@ -42,7 +41,6 @@ from zmn.client import AsyncClient
 from zmn.core.config import BootConfig
 from zmn.core.db import Base, new_uuid
 from zmn.core.node import Node
-from zmn.services.identity import passwords
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 # Tables whose rows change on their own (heartbeats, session refresh, the audit trail itself).
@@ -131,14 +129,6 @@ class World:
     bob: Tenant
 
 
-@pytest.fixture(scope="module")
-def cheap_hashes() -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-        mp.setattr(passwords, "_dummy", [])
-        yield
-
-
 async def populate(tcp: str, t: Tenant, shared: dict[str, str]) -> None:
     """One resource of every owned type, made by the tenant itself."""
     n = t.name
@@ -208,7 +198,7 @@ async def populate(tcp: str, t: Tenant, shared: dict[str, str]) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(
-    tmp_path_factory: pytest.TempPathFactory, cheap_hashes: Any
+    tmp_path_factory: pytest.TempPathFactory, cheap_hashes_module: Any
 ) -> AsyncIterator[World]:
     home = tmp_path_factory.mktemp("security-isolation") / "home"
     async with running_node(home, conf={"api.tcp.listen": "127.0.0.1:0"}) as (node, _server):

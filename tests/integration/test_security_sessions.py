@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from argon2 import PasswordHasher
 from sqlalchemy import func, literal, select, text, union_all, update
 
 from tests.support.inproc import Api, running_node
@@ -31,7 +30,6 @@ from zmn.core.config import BootConfig
 from zmn.core.db import Base, utcnow
 from zmn.core.node import Node
 from zmn.limits import refusals
-from zmn.services.identity import passwords
 from zmn.services.identity.bootstrap import ensure_admin
 from zmn.services.identity.models import SessionVO
 from zmn.services.identity.sessions import digest
@@ -72,14 +70,6 @@ class World:
     submitted: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def cheap_hashes() -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-        mp.setattr(passwords, "_dummy", [])
-        yield
-
-
 async def login(tcp: str, account: str, password: str) -> str:
     async with AsyncClient(tcp) as c:
         reply = await c.call("LogInByAccount", {"accountName": account, "password": password})
@@ -92,7 +82,7 @@ CONF = {"api.tcp.listen": "127.0.0.1:0", "api.timeout.auth": "0"}
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(
-    tmp_path_factory: pytest.TempPathFactory, cheap_hashes: Any
+    tmp_path_factory: pytest.TempPathFactory, cheap_hashes_module: Any
 ) -> AsyncIterator[World]:
     home = tmp_path_factory.mktemp("security-sessions") / "home"
     async with running_node(home, conf=CONF) as (node, _server):

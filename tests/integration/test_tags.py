@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
 from tests.support.inproc import Api, client_for, running_node
 from zmn.api.errors import ZmnError
@@ -18,11 +17,12 @@ from zmn.core.service import Service
 from zmn.core.tags import TagPattern
 from zmn.server import ApiServer
 from zmn.services.config.service import ConfigService
-from zmn.services.identity import passwords
 from zmn.services.identity.service import IdentityService
 from zmn.services.query.service import QueryService
 from zmn.services.tag.service import TagService
 from zmn.services.zone.service import ZoneService
+
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 
 def _no_root(tokens: dict[str, str]) -> str | None:
@@ -41,12 +41,6 @@ class ZonePatterns(Service):
 
 
 SERVICES = [IdentityService, ConfigService, QueryService, TagService, ZoneService, ZonePatterns]
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,19 +27,14 @@ from zmn.api.errors import Unavailable
 from zmn.api.wire import encode
 from zmn.client import AsyncClient, Client
 from zmn.core.node import Node
-from zmn.services.identity import passwords
 from zmn.services.identity.bootstrap import ensure_admin
+
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DOC = ROOT / "docs" / "security.md"
 ADMIN_PASSWORD = "tls-admin-password"
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 def _name(cn: str) -> x509.Name:

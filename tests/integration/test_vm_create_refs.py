@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
 from tests.support.inproc import Api, running_node
 from tests.support.vmcloud import Cloud, build_cloud, consistent
 from zmn.api.errors import NotFound
 from zmn.api.ids import new_uuid
 from zmn.core import crud
-from zmn.services.identity import passwords
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.usefixtures("cheap_hashes"), pytest.mark.asyncio]
 
 # parameter -> (its value when it names nothing, the resource type the error names)
 MISSING = {
@@ -31,12 +29,6 @@ MISSING = {
     "hostUuid": (lambda u: u, "HOST"),
     "clusterUuid": (lambda u: u, "CLUSTER"),
 }
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 @pytest.fixture

@@ -12,18 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import PermissionDenied
 from zmn.client import AsyncClient
-from zmn.services.identity import passwords
 
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 
 async def test_joins_see_only_the_callers_rows(tmp_path: Path) -> None:

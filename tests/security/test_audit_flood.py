@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from argon2 import PasswordHasher
 
 from tests.support.inproc import Api, running_node
 from zmn.api.errors import ZmnError
@@ -27,17 +26,12 @@ from zmn.client import AsyncClient
 from zmn.core import audit
 from zmn.core.node import Node
 from zmn.limits import refusals
-from zmn.services.identity import passwords
+
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
 
 LOGINS = 300  # refused logins of the flood (one wrong password, then rate-limited)
 CREATES = 100  # mutating calls without a session
 PER_CONNECTION = 50
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-    monkeypatch.setattr(passwords, "_dummy", [])
 
 
 @pytest_asyncio.fixture

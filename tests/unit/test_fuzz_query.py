@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from argon2 import PasswordHasher
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +25,6 @@ from zmn.api.errors import InternalError, InvalidArgument, NotFound, PermissionD
 from zmn.api.querylang import ALL_OPERATORS, Condition, parse_condition
 from zmn.core.bus import Principal
 from zmn.core.node import Node
-from zmn.services.identity import passwords
 
 BUDGET = settings(
     deadline=None,
@@ -68,17 +66,9 @@ def field_paths(node: Node, type_name: str) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def cheap_hashes() -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(passwords, "_hasher", PasswordHasher(1, 1024, 1))
-        mp.setattr(passwords, "_dummy", [])
-        yield
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(
-    tmp_path_factory: pytest.TempPathFactory, cheap_hashes: Any
+    tmp_path_factory: pytest.TempPathFactory, cheap_hashes_module: Any
 ) -> AsyncIterator[World]:
     home = tmp_path_factory.mktemp("fuzz-query") / "home"
     async with running_node(home) as (node, _server):
