@@ -45,8 +45,9 @@ class Ref:
 
     ``read``: the handler reads the row by UUID itself and answers ``NotFound`` naming the
     parameter when there is none, so the API's reference check does not look a UUID up a
-    second time where only existence is checked (an admin caller, a type nobody owns). A
-    name is still resolved, and a normal account's ownership still checked, up front."""
+    second time where only existence is checked (an admin caller; a type no account owns and
+    no access filter limits). A name is still resolved, and a normal account's ownership and
+    access still checked, up front."""
 
     resource: str
     read: bool = False

@@ -125,7 +125,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Statement and savepoint journals in memory: every block of a loop turn's shared
     # transaction is a savepoint (zmn/core/fastsql.py), and SQLite keeps the original of
     # each page a savepoint changes in a sub-journal, a temporary file past its first 64 KiB
-    # (about 100 pwrite calls a VM create, 12% of the node's CPU). In memory the sub-journal
+    # (about 120 pwrite calls a VM create, a tenth of the node's CPU). In memory the sub-journal
     # is emptied when the last savepoint is released. Temporary tables and transient
     # indices of a query live in memory too, for that query only.
     cur.execute("PRAGMA temp_store=MEMORY")
