@@ -50,7 +50,7 @@ from bench import (
 from bench.harness import Result, Run, Sizes
 from bench.machine import cpu_pressure, load_average
 from bench.node import NodeProcess, wait_idle
-from bench.report import render, write
+from bench.report import merge, render, write
 
 FAMILIES = [
     "cli", "batch", "api", "vm", "jobs", "bus", "query", "tracking", "tui", "profile", "cluster",
@@ -213,6 +213,8 @@ async def main_async(args: argparse.Namespace) -> int:
             load_after=load_after,
             extra_sections=[*notes(run), *run.profiles],
         )
+        if out.exists() and not args.ci:  # hand-written blocks, families not run this time
+            text = merge(out.read_text(), text)
         write(out, text)
         if args.json:
             write(args.json, json.dumps(as_json(run, ok), indent=2))

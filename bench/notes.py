@@ -24,7 +24,9 @@ def _fixed(run: Run) -> list[str]:
         *rows,
         "",
         "## How the numbers are made\n",
-        "- `make bench` (= `python -m bench`) rewrites this file; `make bench-ci` (= `python -m bench --ci`)"
+        "- `make bench` (= `python -m bench`) rewrites this file, carrying over the blocks written"
+        " by hand (`<!-- kept -->`) and the sections of the families it did not run;"
+        " `make bench-ci` (= `python -m bench --ci`)"
         " runs every family at tiny sizes and is run by `tests/integration/test_bench_ci.py`.",
         "- Node homes are copies of one `zmn init` home; each node is started with `zmn start` and"
         " stopped with `zmn stop`. Node CPU time and RSS come from `/proc/<pid>`.",

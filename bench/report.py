@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from bench.harness import Result, Run, fmt
@@ -10,7 +11,10 @@ from bench.machine import describe
 
 HEADER = """# Benchmarks
 
-Written by `python -m bench` ({mode}); do not edit by hand, run `make bench` again.
+Written by `python -m bench` ({mode}); run `make bench` again rather than edit a figure.
+Text written by hand sits between `<!-- kept -->` and `<!-- /kept -->` in its section: a run
+carries it over (after the section's new table) and keeps whole the sections of the families
+it did not run (`--only`); the Machine table is the latest run's.
 Every figure is measured against a real management node process (`zmn init` + `zmn start` in
 a temporary `ZMN_HOME`, SQLite, local bus) driven through its public socket by many concurrent
 `AsyncClient` connections, next to a baseline measured on the same machine in the same run.
@@ -123,6 +127,41 @@ def _elapsed(run: Run) -> float:
     import time
 
     return time.monotonic() - run.started
+
+
+KEPT = re.compile(r"<!-- kept -->.*?<!-- /kept -->", re.DOTALL)
+_HEADING = re.compile(r"^(?=## )", re.MULTILINE)
+
+
+def _sections(text: str) -> tuple[str, dict[str, str]]:
+    """The text before the first ``## `` heading, and each section by its heading line (in
+    order, each with its heading)."""
+    first, *rest = _HEADING.split(text)
+    return first, {part.split("\n", 1)[0]: part for part in rest}
+
+
+def merge(old: str, new: str) -> str:
+    """The ``new`` report with what it does not write carried over from the ``old`` one: the
+    kept blocks of each section (hand-written, put at the end of the new section of the same
+    heading) and the sections the run did not write (families not run keep their figures).
+    The order is the old report's; a new section goes after the one it follows in ``new``."""
+    head, new_sections = _sections(new)
+    _, old_sections = _sections(old)
+    order = list(old_sections)
+    previous: str | None = None
+    for heading in new_sections:
+        if heading not in order:
+            order.insert(order.index(previous) + 1 if previous in order else 0, heading)
+        previous = heading
+    out = [head.rstrip("\n") + "\n\n"]
+    for heading in order:
+        section = new_sections.get(heading)
+        if section is None:
+            out.append(old_sections[heading].rstrip("\n") + "\n\n")
+            continue
+        kept = [k for k in KEPT.findall(old_sections.get(heading, "")) if k not in section]
+        out.append("\n\n".join([section.rstrip("\n"), *kept]) + "\n\n")
+    return "".join(out).rstrip("\n") + "\n"
 
 
 def write(path: Path, text: str) -> None:
