@@ -260,6 +260,11 @@ class ApiServer:
             admit = None if conn.authenticated else functools.partial(self._hold, held)
             read = loop.create_task(read_frame(reader, conn.frame_limit, admit))
             try:
+                # one turn first: a frame that is already buffered (pipelined requests) is read
+                # in the task's first step, and needs none of the waiting below
+                await asyncio.sleep(0)
+                if writing.done():
+                    return
                 while not read.done():
                     conn.wake.clear()
                     due = conn.deadline()
